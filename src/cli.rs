@@ -1,0 +1,552 @@
+//! The command line: argument parsing (clap derive) and one function per
+//! command that calls the library. Behaviour lives in the library; this
+//! module only wires it together and chooses exit codes:
+//! 0 success, 1 a step failed, 2 usage or workflow error, 130 interrupted.
+
+use crate::diag::Diagnostic;
+use crate::event::{Event, Status};
+use crate::exec::{self, Events, RunOptions};
+use crate::lock::{HolderInfo, LockError, WorkspaceLock};
+use crate::plan::{self, Plan, Request};
+use crate::report::{self, ProgressMode, ReportOptions};
+use crate::state::Store;
+use crate::template::Engine as Templates;
+use crate::workflow::{self, WorkflowFile};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trun",
+    version,
+    about = "Run a trun.yaml workflow like make: content-hashed up-to-date checks, parallel jobs, containers, recorded state.",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed, 2 usage or workflow error, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct FileArgs {
+    /// Workflow file (default: trun.yaml, trun.yml or .trun.yaml here or in a parent directory).
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Never use colour (also: NO_COLOR=1).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Jobs to run, with everything they need (default: the `default` job, or all jobs).
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Set an input: -i name=value (repeatable).
+    #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+    /// Jobs to run at once (default: number of CPU cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Stop every job at the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Re-run steps even when up to date: all, or the named steps/jobs (`--force build`, `--force build.compile`).
+    #[arg(long, value_name = "STEP_OR_JOB", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub force: Vec<String>,
+    /// Show the plan instead of running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output style.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// One JSON event per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Only failures and the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show step output live on a terminal too.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// If another trun holds this workspace, fail instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Progress {
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    Github,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run jobs (the default command).
+    Run(RunArgs),
+    /// Show what would run, in order, and why each step runs or is skipped.
+    Plan(PlanArgs),
+    /// List the jobs of the workflow.
+    List(ListArgs),
+    /// Print the job graph as Graphviz DOT (or Mermaid).
+    Graph(GraphArgs),
+    /// Check the workflow file without running anything.
+    Validate(FileOnly),
+    /// List recorded runs, newest first.
+    History(HistoryArgs),
+    /// Show one recorded run: jobs, steps, statuses, exit codes.
+    Show(ShowArgs),
+    /// Print the logs of a run, a job, or a step.
+    Logs(LogsArgs),
+    /// Print the JSON Schema of trun.yaml.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FileOnly {
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+    #[arg(long, value_name = "STEP_OR_JOB", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub force: Vec<String>,
+    /// The plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Mermaid instead of DOT.
+    #[arg(long)]
+    pub mermaid: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// How many runs.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Run id (default: the latest run).
+    pub run: Option<i64>,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Run id, or `last`.
+    pub run: String,
+    /// JOB or JOB.STEP (step by id or 1-based number).
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+fn parse_input(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+/// Entry point: parse arguments, run the command, return the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let result = match cli.command {
+        None => cmd_run(cli.run),
+        Some(Command::Run(a)) => cmd_run(a),
+        Some(Command::Plan(a)) => cmd_plan(a),
+        Some(Command::List(a)) => cmd_list(a),
+        Some(Command::Graph(a)) => cmd_graph(a),
+        Some(Command::Validate(a)) => cmd_validate(a),
+        Some(Command::History(a)) => cmd_history(a),
+        Some(Command::Show(a)) => cmd_show(a),
+        Some(Command::Logs(a)) => cmd_logs(a),
+        Some(Command::Schema) => {
+            println!("{}", schema_text());
+            Ok(EXIT_OK)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "trun", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(errs) => {
+            let color = use_color(false);
+            let mut err = std::io::stderr().lock();
+            for d in &errs {
+                let _ = write!(err, "{}", d.render(color));
+            }
+            if errs.len() > 1 {
+                let _ = writeln!(err, "{} errors", errs.len());
+            }
+            EXIT_USAGE
+        }
+    }
+}
+
+type CmdResult = Result<i32, Vec<Diagnostic>>;
+
+/// The committed schema text: `trun schema` output and `schema/trun.schema.json`.
+pub fn schema_text() -> String {
+    serde_json::to_string_pretty(&workflow::schema()).unwrap_or_default()
+}
+
+fn use_color(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+/// Find, parse and validate the workflow file.
+pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
+    let path = match &file.file {
+        Some(p) => {
+            if !p.exists() {
+                return Err(vec![Diagnostic::plain(format!("workflow file {} does not exist", p.display()))]);
+            }
+            p.clone()
+        }
+        None => {
+            let cwd = std::env::current_dir().map_err(|e| vec![Diagnostic::plain(format!("cannot read the current directory: {e}"))])?;
+            let found = workflow::discover(&cwd).ok_or_else(|| {
+                vec![Diagnostic::plain(format!(
+                    "no trun.yaml found in {} or any parent directory",
+                    cwd.display()
+                ))
+                .with_help("create a trun.yaml, or name a file with -f FILE")]
+            })?;
+            // Show paths relative to where the user stands.
+            pathdiff(&found, &cwd)
+        }
+    };
+    let wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
+    let templates = Templates::new(wf.root.clone());
+    crate::validate::validate(&wf, &templates)?;
+    Ok((wf, templates))
+}
+
+fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+    if let Ok(rel) = path.strip_prefix(base) {
+        return rel.to_path_buf();
+    }
+    let mut up = PathBuf::new();
+    let mut b = base;
+    while let Some(parent) = b.parent() {
+        up.push("..");
+        if let Ok(rel) = path.strip_prefix(parent) {
+            return up.join(rel);
+        }
+        b = parent;
+    }
+    path.to_path_buf()
+}
+
+fn state_dir(wf: &WorkflowFile) -> PathBuf {
+    wf.root.join(".trun")
+}
+
+fn cmd_validate(a: FileOnly) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    let n = wf.workflow.jobs.value.len();
+    println!("{}: ok ({n} job{})", wf.path.display(), if n == 1 { "" } else { "s" });
+    Ok(EXIT_OK)
+}
+
+fn cmd_list(a: ListArgs) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    let jobs = &wf.workflow.jobs.value;
+    if a.json {
+        let list: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|(id, j)| {
+                serde_json::json!({
+                    "id": id.value,
+                    "name": j.value.name.as_ref().map(|n| n.value.clone()),
+                    "needs": j.value.needs.as_ref().map(|n| n.value.iter().map(|s| s.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                    "steps": j.value.steps.value.len(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        return Ok(EXIT_OK);
+    }
+    let width = jobs.keys().map(str::len).max().unwrap_or(0);
+    for (id, j) in jobs.iter() {
+        let name = j.value.name.as_ref().map(|n| n.value.as_str()).unwrap_or("");
+        let needs: Vec<&str> = j.value.needs.as_ref().map(|n| n.value.iter().map(|s| s.value.as_str()).collect()).unwrap_or_default();
+        let mut line = format!("{:width$}  {name}", id.value);
+        if !needs.is_empty() {
+            line = format!("{}  (needs: {})", line.trim_end(), needs.join(", "));
+        }
+        println!("{}", line.trim_end());
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_graph(a: GraphArgs) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    let plan = plan::build(&wf, &Request::default())?;
+    print!("{}", if a.mermaid { crate::graph::mermaid(&plan) } else { crate::graph::dot(&plan) });
+    Ok(EXIT_OK)
+}
+
+fn cmd_plan(a: PlanArgs) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    let plan = plan::build(&wf, &Request { jobs: a.jobs, inputs: a.inputs })?;
+    let explained = crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&explained).unwrap_or_default());
+    } else {
+        print!("{}", crate::explain::render(&explained, use_color(a.file.no_color)));
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_run(a: RunArgs) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    let plan = plan::build(&wf, &Request { jobs: a.jobs.clone(), inputs: a.inputs.clone() })?;
+    if a.dry_run {
+        let explained = crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&explained).unwrap_or_default());
+        } else {
+            print!("{}", crate::explain::render(&explained, use_color(a.file.no_color)));
+        }
+        return Ok(EXIT_OK);
+    }
+    let dir = state_dir(&wf);
+    std::fs::create_dir_all(&dir).map_err(|e| vec![Diagnostic::plain(format!("cannot create {}: {e}", dir.display()))])?;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let holder = HolderInfo::current(command_line);
+    let mut lock = match WorkspaceLock::try_acquire(&dir, &holder) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) | Err(e @ LockError::HeldByUnknown { .. }) => {
+            if a.no_wait {
+                return Err(vec![Diagnostic::plain(e.to_string())]);
+            }
+            eprintln!("trun: waiting: {e}");
+            WorkspaceLock::acquire_blocking(&dir, &holder).map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        }
+        Err(e) => return Err(vec![Diagnostic::plain(e.to_string())]),
+    };
+    let mut store = Store::open(&crate::state::db_path(&wf.root)).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let run_id = store
+        .begin_run(&plan.workflow, &wf.path.display().to_string(), &args, &plan.job_infos())
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let _ = lock.set_run_id(run_id);
+
+    let opts = ReportOptions::resolve(
+        if a.json {
+            ProgressMode::Json
+        } else {
+            match a.progress {
+                Progress::Auto => ProgressMode::Auto,
+                Progress::Tty => ProgressMode::Tty,
+                Progress::Plain => ProgressMode::Plain,
+                Progress::Github => ProgressMode::Github,
+            }
+        },
+        a.quiet,
+        a.verbose,
+    );
+    let opts = ReportOptions { color: opts.color && !a.file.no_color, ..opts };
+    let out: Box<dyn Write + Send> = match opts.mode {
+        ProgressMode::Json | ProgressMode::Github => Box::new(std::io::stdout()),
+        _ => Box::new(std::io::stderr()),
+    };
+    let mut reporter = report::reporter(&opts, out);
+
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    let plan = Arc::new(plan);
+    let hooks = crate::uptodate_hooks::Hooks::open(plan.clone(), run_id, &a.force)
+        .map_err(|e| vec![Diagnostic::plain(e)])?;
+    let run_opts = RunOptions {
+        run_id,
+        jobs: a.parallel.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        fail_fast: a.fail_fast,
+        log_dir: dir.join("logs").join(run_id.to_string()),
+        tmp_dir: dir.join("tmp").join(run_id.to_string()),
+        hooks: Some(Arc::new(hooks)),
+    };
+    // One thread renders events and records them, in batches: the engine
+    // never waits for the terminal or the disk.
+    let consumer = std::thread::spawn(move || {
+        let mut batch: Vec<Event> = Vec::new();
+        let mut record_error: Option<String> = None;
+        while let Ok(ev) = rx.recv() {
+            reporter.event(&ev);
+            batch.push(ev);
+            while let Ok(more) = rx.try_recv() {
+                reporter.event(&more);
+                batch.push(more);
+                if batch.len() >= 512 {
+                    break;
+                }
+            }
+            if let Err(e) = store.record(&batch) {
+                record_error.get_or_insert(e.to_string());
+            }
+            batch.clear();
+        }
+        reporter.finish();
+        (store, record_error)
+    });
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return Err(vec![Diagnostic::plain(format!("cannot start the runtime: {e}"))]),
+    };
+    let result = runtime.block_on(async move {
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::signals::forward(cancel_tx));
+        exec::run(plan.clone(), run_opts, Events(tx), cancel_rx).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let (_store, record_error) = consumer.join().map_err(|_| vec![Diagnostic::plain("the reporter thread panicked")])?;
+    let _ = std::fs::remove_dir_all(dir.join("tmp").join(run_id.to_string()));
+    if let Some(e) = record_error {
+        eprintln!("trun: warning: could not record the run in the state store: {e}");
+    }
+    drop(lock);
+    Ok(match result.status {
+        Status::Success => EXIT_OK,
+        Status::Cancelled => EXIT_INTERRUPTED,
+        _ => EXIT_FAILED,
+    })
+}
+
+fn open_store(file: &FileArgs) -> Result<(WorkflowFile, Store), Vec<Diagnostic>> {
+    let (wf, _) = load(file)?;
+    let db = crate::state::db_path(&wf.root);
+    if !db.exists() {
+        return Err(vec![Diagnostic::plain(format!("no runs recorded yet in {}", wf.root.display()))
+            .with_help("run `trun` first")]);
+    }
+    let store = Store::open(&db).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    Ok((wf, store))
+}
+
+fn cmd_history(a: HistoryArgs) -> CmdResult {
+    let (_, store) = open_store(&a.file)?;
+    let runs = store.runs(a.limit).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    if a.json {
+        println!("{}", crate::history::history_json(&runs).map_err(|e| vec![Diagnostic::plain(e.to_string())])?);
+    } else {
+        print!("{}", crate::history::render_history(&runs, use_color(a.file.no_color)));
+    }
+    Ok(EXIT_OK)
+}
+
+fn resolve_run(store: &Store, run: Option<&str>) -> Result<i64, Vec<Diagnostic>> {
+    match run {
+        None | Some("last") | Some("latest") => store
+            .latest_run_id()
+            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+            .ok_or_else(|| vec![Diagnostic::plain("no runs recorded yet")]),
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| vec![Diagnostic::plain(format!("`{s}` is not a run id (a number, or `last`)"))]),
+    }
+}
+
+fn cmd_show(a: ShowArgs) -> CmdResult {
+    let (_, store) = open_store(&a.file)?;
+    let id = resolve_run(&store, a.run.map(|r| r.to_string()).as_deref())?;
+    let detail = store
+        .run(id)
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        .ok_or_else(|| vec![Diagnostic::plain(format!("no run {id}")).with_help("`trun history` lists the runs")])?;
+    if a.json {
+        println!("{}", crate::history::run_json(&detail).map_err(|e| vec![Diagnostic::plain(e.to_string())])?);
+    } else {
+        print!("{}", crate::history::render_run(&detail, use_color(a.file.no_color)));
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_logs(a: LogsArgs) -> CmdResult {
+    let (_, store) = open_store(&a.file)?;
+    let id = resolve_run(&store, Some(&a.run))?;
+    let files = crate::history::logs(&store, id, a.selector.as_deref()).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let many = files.len() > 1;
+    let mut out = std::io::stdout().lock();
+    for (label, path) in files {
+        if many {
+            let _ = writeln!(out, "==> {label} <==");
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let _ = out.write_all(&bytes);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "(no log: {}: {e})", path.display());
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Used by tests and `explain`: the plan of a file.
+pub fn plan_of(path: &Path, req: &Request) -> Result<Plan, Vec<Diagnostic>> {
+    let (wf, _) = load(&FileArgs { file: Some(path.to_path_buf()), no_color: true })?;
+    plan::build(&wf, req)
+}

@@ -1,0 +1,182 @@
+//! Events the engine emits while a run progresses.
+//!
+//! The engine never prints and never writes the state store directly: it sends
+//! [`Event`]s, and consumers (the terminal reporters, the JSON-lines reporter,
+//! the state recorder) turn them into output and rows. This module is the
+//! contract between them; it holds data only.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Lifecycle state of a run, a job or a step. One vocabulary for all three, the
+/// same words in the state store, in `--json` output and on the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Waiting,
+    Running,
+    Success,
+    Failure,
+    Skipped,
+    Cancelled,
+    Paused,
+    /// The process recording the run died (SIGKILL, power loss) before it finished.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Waiting => "waiting",
+            Status::Running => "running",
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Skipped => "skipped",
+            Status::Cancelled => "cancelled",
+            Status::Paused => "paused",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "waiting" => Status::Waiting,
+            "running" => Status::Running,
+            "success" => Status::Success,
+            "failure" => Status::Failure,
+            "skipped" => Status::Skipped,
+            "cancelled" => Status::Cancelled,
+            "paused" => Status::Paused,
+            "interrupted" => Status::Interrupted,
+            _ => return None,
+        })
+    }
+
+    /// True once nothing more will happen to the thing carrying this status.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Success
+                | Status::Failure
+                | Status::Skipped
+                | Status::Cancelled
+                | Status::Interrupted
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A job of the plan as the reporters and the state store see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Unique key of the job instance in this run, e.g. `build` or `test (1, linux)`.
+    pub key: String,
+    /// The job's id in the workflow file (`test` for every leg of its matrix).
+    pub job_id: String,
+    /// Display name (`name:` or the key).
+    pub name: String,
+    pub needs: Vec<String>,
+    pub matrix: BTreeMap<String, serde_json::Value>,
+    pub steps: Vec<StepInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub index: usize,
+    /// The step's `id:` or `step-N` (1-based) when it has none.
+    pub id: String,
+    /// Display name: `name:`, else the first line of `run:`, else `uses:`.
+    pub name: String,
+}
+
+/// One thing that happened during a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: i64,
+        workflow: String,
+        at: Millis,
+        jobs: Vec<JobInfo>,
+    },
+    JobStarted {
+        job: String,
+        at: Millis,
+    },
+    StepStarted {
+        job: String,
+        step: usize,
+        name: String,
+        attempt: u32,
+        at: Millis,
+    },
+    StepOutput {
+        job: String,
+        step: usize,
+        stream: Stream,
+        line: String,
+    },
+    StepRetrying {
+        job: String,
+        step: usize,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    StepFinished {
+        job: String,
+        step: usize,
+        status: Status,
+        exit_code: Option<i32>,
+        /// Why it ended this way: `exit code 2`, `timed out after 10s`,
+        /// `skipped: if evaluated to false`, `up to date`.
+        reason: Option<String>,
+        attempt: u32,
+        at: Millis,
+        duration_ms: u64,
+        outputs: BTreeMap<String, String>,
+        /// `continue-on-error` turned a failure into a pass for the job.
+        continue_on_error: bool,
+        log_path: Option<String>,
+    },
+    JobFinished {
+        job: String,
+        status: Status,
+        reason: Option<String>,
+        at: Millis,
+        duration_ms: u64,
+        outputs: BTreeMap<String, String>,
+    },
+    RunFinished {
+        run_id: i64,
+        status: Status,
+        at: Millis,
+        duration_ms: u64,
+    },
+}

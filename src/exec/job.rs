@@ -1,0 +1,463 @@
+//! One job instance: its steps in order, each step's `if`, env, retries,
+//! timeout, outputs and `continue-on-error`, then the job's outputs.
+
+use super::process::{self, Exit};
+use super::{outputs, Events, RunOptions};
+use crate::event::{now_ms, Event, Status, Stream};
+use crate::plan::{Action, Plan, PlannedStep};
+use crate::template::{Context, Engine as Templates, StatusFlags};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What the engine asks around each step; the up-to-date engine and the
+/// container runtime plug in here so the scheduler stays ignorant of both.
+pub trait StepHooks: Send + Sync {
+    /// Before a step runs: `Some(reason)` skips it as up to date, with the
+    /// outputs recorded by its last success.
+    fn before_step(&self, job: &str, step: &PlannedStep) -> Option<(String, BTreeMap<String, String>)>;
+    /// After a step ran, whatever its result.
+    fn after_step(&self, job: &str, step: &PlannedStep, success: bool, outputs: &BTreeMap<String, String>);
+}
+
+pub struct JobRunner {
+    pub plan: Arc<Plan>,
+    pub index: usize,
+    pub opts: RunOptions,
+    pub events: Events,
+    pub templates: Arc<Templates>,
+    pub base_ctx: Context,
+}
+
+pub struct JobResult {
+    pub status: Status,
+    pub outputs: BTreeMap<String, String>,
+    pub forgiven: bool,
+}
+
+/// The result of one step, as later steps see it.
+struct StepEnd {
+    status: Status,
+    duration_ms: u64,
+    log_path: Option<String>,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    outputs: BTreeMap<String, String>,
+    attempt: u32,
+}
+
+impl JobRunner {
+    pub async fn run(self, mut cancel: watch::Receiver<bool>) -> JobResult {
+        let job = &self.plan.jobs[self.index];
+        let started = Instant::now();
+        self.events.send(Event::JobStarted { job: job.key.clone(), at: now_ms() });
+        let mut ctx = self.base_ctx.clone();
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut failure: Option<String> = None;
+
+        // Job env: rendered once, with inputs/matrix/needs.
+        for (k, v) in &job.env {
+            match self.templates.render(v, &ctx) {
+                Ok(val) => {
+                    ctx.env.insert(k.clone(), Value::String(val.clone()));
+                    env.push((k.clone(), val));
+                }
+                Err(e) => {
+                    failure = Some(format!("env `{k}`: {}", e.message));
+                    break;
+                }
+            }
+        }
+        for (k, v) in &self.plan.env {
+            if let Some(Value::String(val)) = ctx.env.get(k) {
+                if !job.env.iter().any(|(jk, _)| jk == k) {
+                    env.insert(0, (k.clone(), val.clone()));
+                }
+            } else {
+                env.insert(0, (k.clone(), v.clone()));
+            }
+        }
+        let job_dir_name = sanitize(&job.key);
+        let log_dir = self.opts.log_dir.join(&job_dir_name);
+        let tmp_dir = self.opts.tmp_dir.join(&job_dir_name);
+        if let Err(e) = std::fs::create_dir_all(&log_dir).and_then(|_| std::fs::create_dir_all(&tmp_dir)) {
+            failure = Some(format!("cannot create {}: {e}", log_dir.display()));
+        }
+        let deadline = job.timeout.map(|t| Instant::now() + t);
+        let mut extra_path: Vec<String> = Vec::new();
+        let mut job_failed = failure.is_some();
+        let mut cancelled = *cancel.borrow();
+
+        for step in &job.steps {
+            if !cancelled && cancel.has_changed().unwrap_or(false) {
+                cancelled = *cancel.borrow_and_update();
+            }
+            ctx.status = StatusFlags { success: !job_failed, failure: job_failed, cancelled };
+            let end = if cancelled && step.condition.as_deref().is_none_or(|c| !c.contains("always()")) {
+                StepEnd::skipped(Status::Cancelled, "cancelled")
+            } else {
+                let go = match &step.condition {
+                    None => Ok(!job_failed),
+                    Some(c) => self.templates.condition(c, &ctx),
+                };
+                match go {
+                    Ok(false) if step.condition.is_none() => StepEnd::skipped(Status::Skipped, "an earlier step failed"),
+                    Ok(false) => StepEnd::skipped(Status::Skipped, "`if` was false"),
+                    Err(e) => StepEnd::failed(format!("`if`: {}", e.message)),
+                    Ok(true) => {
+                        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                        self.run_step(step, &mut ctx, &env, &extra_path, &log_dir, &tmp_dir, remaining, &mut cancel)
+                            .await
+                    }
+                }
+            };
+            if end.status == Status::Cancelled {
+                cancelled = true;
+            }
+            // GITHUB_ENV / GITHUB_PATH written by this step apply to later steps.
+            let env_file = tmp_dir.join(format!("{}.env", step.index));
+            if let Ok(vars) = outputs::read_kv(&env_file) {
+                for (k, v) in vars {
+                    ctx.env.insert(k.clone(), Value::String(v.clone()));
+                    env.retain(|(ek, _)| *ek != k);
+                    env.push((k, v));
+                }
+            }
+            extra_path.extend(outputs::read_path_file(&tmp_dir.join(format!("{}.path", step.index))));
+
+            let outcome = end.status.as_str();
+            let conclusion = if end.status == Status::Failure && step.continue_on_error { "success" } else { outcome };
+            if step.has_id {
+                let mut m = Map::new();
+                m.insert(
+                    "outputs".into(),
+                    Value::Object(end.outputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
+                );
+                m.insert("outcome".into(), Value::String(outcome.into()));
+                m.insert("conclusion".into(), Value::String(conclusion.into()));
+                ctx.steps.insert(step.id.clone(), Value::Object(m));
+            }
+            if end.status == Status::Failure && !step.continue_on_error {
+                job_failed = true;
+                if failure.is_none() {
+                    failure = Some(format!("step {} failed", step.id));
+                }
+            }
+            self.events.send(Event::StepFinished {
+                job: job.key.clone(),
+                step: step.index,
+                status: end.status,
+                exit_code: end.exit_code,
+                reason: end.reason.clone(),
+                attempt: end.attempt,
+                at: now_ms(),
+                duration_ms: end.duration_ms,
+                outputs: end.outputs,
+                continue_on_error: end.status == Status::Failure && step.continue_on_error,
+                log_path: end.log_path,
+            });
+        }
+
+        // Job outputs see every step.
+        let mut outputs_map = BTreeMap::new();
+        ctx.status = StatusFlags { success: !job_failed, failure: job_failed, cancelled };
+        for (k, v) in &job.outputs {
+            match self.templates.render(v, &ctx) {
+                Ok(val) => {
+                    outputs_map.insert(k.clone(), val);
+                }
+                Err(e) if !job_failed => {
+                    job_failed = true;
+                    failure = Some(format!("output `{k}`: {}", e.message));
+                }
+                Err(_) => {}
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp_dir);
+        let status = if cancelled {
+            Status::Cancelled
+        } else if job_failed {
+            Status::Failure
+        } else {
+            Status::Success
+        };
+        let forgiven = status == Status::Failure && job.continue_on_error;
+        self.events.send(Event::JobFinished {
+            job: job.key.clone(),
+            status,
+            reason: if status == Status::Failure { failure } else { None },
+            at: now_ms(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            outputs: outputs_map.clone(),
+        });
+        JobResult { status, outputs: outputs_map, forgiven }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &self,
+        step: &PlannedStep,
+        ctx: &mut Context,
+        job_env: &[(String, String)],
+        extra_path: &[String],
+        log_dir: &Path,
+        tmp_dir: &Path,
+        job_remaining: Option<Duration>,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> StepEnd {
+        let job = &self.plan.jobs[self.index];
+        // Step env, rendered with the context so far.
+        let mut env: Vec<(String, String)> = job_env.to_vec();
+        let mut step_ctx = ctx.clone();
+        for (k, v) in &step.env {
+            match self.templates.render(v, &step_ctx) {
+                Ok(val) => {
+                    step_ctx.env.insert(k.clone(), Value::String(val.clone()));
+                    env.retain(|(ek, _)| ek != k);
+                    env.push((k.clone(), val));
+                }
+                Err(e) => return StepEnd::failed(format!("env `{k}`: {}", e.message)),
+            }
+        }
+        let cwd = match &step.working_directory {
+            Some(wd) => match self.templates.render(wd, &step_ctx) {
+                Ok(w) => self.plan.root.join(w),
+                Err(e) => return StepEnd::failed(format!("working-directory: {}", e.message)),
+            },
+            None => self.plan.root.clone(),
+        };
+        if !cwd.is_dir() {
+            return StepEnd::failed(format!("working-directory {} does not exist", cwd.display()));
+        }
+        let output_file = tmp_dir.join(format!("{}.out", step.index));
+        let env_file = tmp_dir.join(format!("{}.env", step.index));
+        let path_file = tmp_dir.join(format!("{}.path", step.index));
+        let out_s = output_file.display().to_string();
+        for (k, v) in [
+            ("TRUN_OUTPUT", out_s.as_str()),
+            ("GITHUB_OUTPUT", out_s.as_str()),
+            ("GITHUB_ENV", &env_file.display().to_string()),
+            ("GITHUB_PATH", &path_file.display().to_string()),
+            ("TRUN_WORKSPACE", &self.plan.root.display().to_string()),
+            ("GITHUB_WORKSPACE", &self.plan.root.display().to_string()),
+            ("TRUN_RUN_ID", &self.opts.run_id.to_string()),
+            ("TRUN_JOB", &job.key),
+            ("TRUN_STEP", &step.id),
+        ] {
+            env.push((k.to_string(), v.to_string()));
+        }
+        if !extra_path.is_empty() {
+            let base = std::env::var("PATH").unwrap_or_default();
+            let mut p: Vec<&str> = extra_path.iter().rev().map(String::as_str).collect();
+            p.push(&base);
+            env.push(("PATH".into(), p.join(":")));
+        }
+
+        // The command line, or the rendered `with` of an action.
+        let (argv, definition) = match &step.action {
+            Action::Run { script, shell, inline_expressions } => {
+                let (text, expr_env) = if *inline_expressions || !shell.expands_env_refs() {
+                    match self.templates.render(script, &step_ctx) {
+                        Ok(t) => (t, Vec::new()),
+                        Err(e) => return StepEnd::failed(format!("run: {}", e.message)),
+                    }
+                } else {
+                    match self.templates.render_script(script, &step_ctx) {
+                        Ok(r) => r,
+                        Err(e) => return StepEnd::failed(format!("run: {}", e.message)),
+                    }
+                };
+                let script_file = if shell.needs_script_file() {
+                    let f = tmp_dir.join(format!("{}.script", step.index));
+                    if let Err(e) = std::fs::write(&f, &text) {
+                        return StepEnd::failed(format!("cannot write {}: {e}", f.display()));
+                    }
+                    Some(f)
+                } else {
+                    None
+                };
+                env.extend(expr_env);
+                (Some(shell.argv(&text, script_file.as_deref())), Value::Null)
+            }
+            Action::Uses { uses, with } => {
+                let mut rendered = Map::new();
+                for (k, v) in with {
+                    match render_json(&self.templates, v, &step_ctx) {
+                        Ok(r) => {
+                            rendered.insert(k.clone(), r);
+                        }
+                        Err(e) => return StepEnd::failed(format!("with.{k}: {}", e.message)),
+                    }
+                }
+                (None, serde_json::json!({ "uses": uses, "with": rendered }))
+            }
+        };
+
+        if let Some(hooks) = &self.opts.hooks {
+            if let Some((reason, outs)) = hooks.before_step(&job.key, step) {
+                return StepEnd {
+                    duration_ms: 0,
+                    log_path: None,
+                    status: Status::Skipped,
+                    exit_code: None,
+                    reason: Some(reason),
+                    outputs: outs,
+                    attempt: 0,
+                };
+            }
+        }
+
+        let log_path = log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
+        let mut log: Box<dyn Write + Send> = match std::fs::File::create(&log_path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => return StepEnd::failed(format!("cannot create log {}: {e}", log_path.display())),
+        };
+        let timeout = match (step.timeout, job_remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut attempt = 1;
+        let step_started = Instant::now();
+        let mut end = loop {
+            self.events.send(Event::StepStarted {
+                job: job.key.clone(),
+                step: step.index,
+                name: step.name.clone(),
+                attempt,
+                at: now_ms(),
+            });
+            let events = self.events.clone();
+            let key = job.key.clone();
+            let idx = step.index;
+            let mut on_line = move |stream: Stream, line: String| {
+                events.send(Event::StepOutput { job: key.clone(), step: idx, stream, line });
+            };
+            let _ = std::fs::remove_file(&output_file);
+            let exit = match &argv {
+                Some(argv) => {
+                    process::run(
+                        process::Spec { argv, env: &env, cwd: &cwd, timeout },
+                        &mut log,
+                        cancel,
+                        &mut on_line,
+                    )
+                    .await
+                }
+                None => {
+                    let Action::Uses { uses, .. } = &step.action else { unreachable!() };
+                    let with = definition["with"].as_object().cloned().unwrap_or_default();
+                    crate::actions::execute(
+                        uses,
+                        &with,
+                        &crate::actions::Ctx {
+                            run_id: self.opts.run_id,
+                            job: job.key.clone(),
+                            step_key: format!("{}/{}", job.key, step.id),
+                            workspace: self.plan.root.clone(),
+                            output_file: output_file.clone(),
+                        },
+                        timeout,
+                        cancel,
+                        &mut log,
+                        &mut on_line,
+                    )
+                    .await
+                }
+            };
+            let outs = match outputs::read_kv(&output_file) {
+                Ok(o) => o,
+                Err(e) => {
+                    break StepEnd {
+                        duration_ms: 0,
+                        log_path: None,
+                        status: Status::Failure,
+                        exit_code: exit.code(),
+                        reason: Some(format!("bad step output: {e}")),
+                        outputs: BTreeMap::new(),
+                        attempt,
+                    }
+                }
+            };
+            if exit.success() {
+                break StepEnd { duration_ms: 0, log_path: None, status: Status::Success, exit_code: Some(0), reason: None, outputs: outs, attempt };
+            }
+            if exit == Exit::Cancelled {
+                break StepEnd { duration_ms: 0, log_path: None, status: Status::Cancelled, exit_code: None, reason: Some(exit.reason()), outputs: outs, attempt };
+            }
+            if attempt < step.retry.attempts {
+                attempt += 1;
+                let delay = step.retry.delay_before(attempt);
+                self.events.send(Event::StepRetrying {
+                    job: job.key.clone(),
+                    step: step.index,
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    reason: exit.reason(),
+                });
+                let _ = writeln!(log, "--- {}; retrying in {} (attempt {attempt})", exit.reason(), crate::duration::format(delay));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = cancel.changed() => break StepEnd { duration_ms: 0, log_path: None, status: Status::Cancelled, exit_code: None, reason: Some("cancelled".into()), outputs: outs, attempt },
+                }
+            }
+            break StepEnd { duration_ms: 0, log_path: None, status: Status::Failure, exit_code: exit.code(), reason: Some(exit.reason()), outputs: outs, attempt };
+        };
+        let _ = log.flush();
+        end.duration_ms = step_started.elapsed().as_millis() as u64;
+        end.log_path = Some(log_path.display().to_string());
+        if let Some(hooks) = &self.opts.hooks {
+            hooks.after_step(&job.key, step, end.status == Status::Success, &end.outputs);
+        }
+        end
+    }
+}
+
+impl StepEnd {
+    fn skipped(status: Status, reason: &str) -> StepEnd {
+        StepEnd { duration_ms: 0, log_path: None, status, exit_code: None, reason: Some(reason.into()), outputs: BTreeMap::new(), attempt: 0 }
+    }
+
+    fn failed(reason: String) -> StepEnd {
+        StepEnd { duration_ms: 0, log_path: None, status: Status::Failure, exit_code: None, reason: Some(reason), outputs: BTreeMap::new(), attempt: 1 }
+    }
+}
+
+fn render_json(t: &Templates, v: &Value, ctx: &Context) -> Result<Value, crate::template::ExprError> {
+    Ok(match v {
+        Value::String(s) => {
+            let trimmed = s.trim();
+            if trimmed.starts_with("${{") && trimmed.ends_with("}}") && trimmed.matches("${{").count() == 1 {
+                t.eval_value(s, ctx)?
+            } else {
+                Value::String(t.render(s, ctx)?)
+            }
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(t, x, ctx)).collect::<Result<_, _>>()?),
+        Value::Object(o) => Value::Object(
+            o.iter().map(|(k, x)| Ok((k.clone(), render_json(t, x, ctx)?))).collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// A file-name-safe form of a job key or step id: `test (1, linux)` -> `test-1-linux`.
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// Where the log of a step lives.
+pub fn log_path(log_dir: &Path, job_key: &str, step_index: usize, step_id: &str) -> PathBuf {
+    log_dir.join(sanitize(job_key)).join(format!("{:02}-{}.log", step_index + 1, sanitize(step_id)))
+}

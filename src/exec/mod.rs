@@ -1,0 +1,341 @@
+//! The engine: runs a [`Plan`]'s jobs as soon as their needs are done, up to
+//! `-j N` at once, and emits [`Event`]s. It never prints and never touches the
+//! state store; reporters and the recorder consume its events.
+//!
+//! Cancellation has one entry point, the `cancel` watch channel (Ctrl-C,
+//! SIGTERM): every running step's process group is killed, jobs not started
+//! are recorded as cancelled, and the run ends `cancelled`.
+
+pub mod job;
+pub mod outputs;
+pub mod process;
+
+use crate::event::{now_ms, Event, Status};
+use crate::plan::Plan;
+use crate::template::{Context, Engine as Templates, StatusFlags};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+
+/// Where the engine sends events. Cloneable; sending never blocks.
+#[derive(Clone)]
+pub struct Events(pub std::sync::mpsc::Sender<Event>);
+
+impl Events {
+    pub fn send(&self, ev: Event) {
+        let _ = self.0.send(ev);
+    }
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub run_id: i64,
+    /// Jobs at once.
+    pub jobs: usize,
+    /// Stop everything at the first failed job.
+    pub fail_fast: bool,
+    /// `.trun/logs/<run>`.
+    pub log_dir: PathBuf,
+    /// `.trun/tmp/<run>`: output files of steps.
+    pub tmp_dir: PathBuf,
+    /// Hooks consulted before each step (up-to-date checks) and after it.
+    pub hooks: Option<Arc<dyn job::StepHooks>>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: Status,
+    pub jobs: BTreeMap<String, Status>,
+}
+
+struct JobDone {
+    key: String,
+    status: Status,
+    outputs: BTreeMap<String, String>,
+    /// A failure that `continue-on-error` on the job forgives.
+    forgiven: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Pending,
+    Running,
+    Done(Status),
+}
+
+/// Run the plan to the end (or until cancelled).
+pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: watch::Receiver<bool>) -> RunResult {
+    let started = Instant::now();
+    let templates = Arc::new(Templates::new(plan.root.clone()));
+    events.send(Event::RunStarted {
+        run_id: opts.run_id,
+        workflow: plan.workflow.clone(),
+        at: now_ms(),
+        jobs: plan.job_infos(),
+    });
+
+    let n = plan.jobs.len();
+    let index: BTreeMap<&str, usize> = plan.jobs.iter().enumerate().map(|(i, j)| (j.key.as_str(), i)).collect();
+    let mut state = vec![St::Pending; n];
+    let mut forgiven = vec![false; n];
+    let mut outputs: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); n];
+    let mut job_cancel: BTreeMap<usize, watch::Sender<bool>> = BTreeMap::new();
+    let mut running_per_job: BTreeMap<String, u32> = BTreeMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobDone>();
+    let mut running = 0usize;
+    let mut cancelled = *cancel.borrow();
+    let mut failed = false;
+    let mut stop_new = cancelled;
+    let limit = opts.jobs.max(1);
+
+    loop {
+        // Start or settle every job whose needs are final, in plan order.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for i in 0..n {
+                if state[i] != St::Pending || running >= limit && !stop_new {
+                    continue;
+                }
+                let job = &plan.jobs[i];
+                let needs: Vec<usize> = job.needs.iter().filter_map(|k| index.get(k.as_str()).copied()).collect();
+                if needs.iter().any(|&d| !matches!(state[d], St::Done(_))) {
+                    continue;
+                }
+                if stop_new {
+                    state[i] = St::Done(Status::Cancelled);
+                    finish_unstarted(&events, &job.key, Status::Cancelled, "cancelled");
+                    progressed = true;
+                    continue;
+                }
+                if let Some(mp) = job.max_parallel {
+                    if running_per_job.get(&job.job_id).copied().unwrap_or(0) >= mp {
+                        continue;
+                    }
+                }
+                // Decide from the needs' results and the job's `if`.
+                let need_status = |d: usize| match state[d] {
+                    St::Done(s) if forgiven[d] && s == Status::Failure => Status::Success,
+                    St::Done(s) => s,
+                    _ => Status::Pending,
+                };
+                let all_ok = needs.iter().all(|&d| need_status(d) == Status::Success);
+                let any_failed = needs.iter().any(|&d| need_status(d) == Status::Failure);
+                let flags = StatusFlags { success: all_ok, failure: any_failed, cancelled };
+                let ctx = job_context(&plan, i, &state_results(&plan, &state, &forgiven), &outputs, flags, opts.run_id);
+                let go = match &job.condition {
+                    None => Ok(all_ok),
+                    Some(c) => templates.condition(c, &ctx),
+                };
+                match go {
+                    Ok(true) => {
+                        state[i] = St::Running;
+                        running += 1;
+                        *running_per_job.entry(job.job_id.clone()).or_default() += 1;
+                        let (ctx_tx, ctx_rx) = watch::channel(false);
+                        job_cancel.insert(i, ctx_tx);
+                        let runner = job::JobRunner {
+                            plan: plan.clone(),
+                            index: i,
+                            opts: opts.clone(),
+                            events: events.clone(),
+                            templates: templates.clone(),
+                            base_ctx: ctx,
+                        };
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            let key = runner.plan.jobs[runner.index].key.clone();
+                            let r = runner.run(ctx_rx).await;
+                            let _ = done.send(JobDone { key, status: r.status, outputs: r.outputs, forgiven: r.forgiven });
+                        });
+                    }
+                    Ok(false) => {
+                        let why = if job.condition.is_some() {
+                            "`if` was false".to_string()
+                        } else {
+                            let bad: Vec<String> = needs
+                                .iter()
+                                .filter(|&&d| need_status(d) != Status::Success)
+                                .map(|&d| format!("{} {}", plan.jobs[d].key, need_status(d)))
+                                .collect();
+                            format!("needs not successful: {}", bad.join(", "))
+                        };
+                        state[i] = St::Done(Status::Skipped);
+                        finish_unstarted(&events, &job.key, Status::Skipped, &why);
+                    }
+                    Err(e) => {
+                        state[i] = St::Done(Status::Failure);
+                        failed = true;
+                        finish_unstarted(&events, &job.key, Status::Failure, &format!("`if` failed: {}", e.message));
+                    }
+                }
+                progressed = true;
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        tokio::select! {
+            Some(done) = done_rx.recv() => {
+                let i = index[done.key.as_str()];
+                running -= 1;
+                job_cancel.remove(&i);
+                if let Some(c) = running_per_job.get_mut(&plan.jobs[i].job_id) { *c -= 1; }
+                state[i] = St::Done(done.status);
+                forgiven[i] = done.forgiven;
+                outputs[i] = done.outputs;
+                if done.status == Status::Failure && !done.forgiven {
+                    failed = true;
+                    let job = &plan.jobs[i];
+                    if opts.fail_fast {
+                        stop_new = true;
+                        for tx in job_cancel.values() { let _ = tx.send(true); }
+                    } else if job.fail_fast && !job.matrix.is_empty() {
+                        // strategy.fail-fast: the other legs of this matrix stop.
+                        for (j, tx) in &job_cancel {
+                            if plan.jobs[*j].job_id == job.job_id { let _ = tx.send(true); }
+                        }
+                        for (j, st) in state.iter_mut().enumerate() {
+                            if *st == St::Pending && plan.jobs[j].job_id == job.job_id {
+                                *st = St::Done(Status::Cancelled);
+                                finish_unstarted(&events, &plan.jobs[j].key, Status::Cancelled, "another leg of the matrix failed (fail-fast)");
+                            }
+                        }
+                    }
+                }
+            }
+            r = cancel.changed(), if !cancelled => {
+                if r.is_err() || *cancel.borrow() {
+                    cancelled = true;
+                    stop_new = true;
+                    for tx in job_cancel.values() { let _ = tx.send(true); }
+                }
+            }
+        }
+    }
+
+    let status = if cancelled {
+        Status::Cancelled
+    } else if failed {
+        Status::Failure
+    } else {
+        Status::Success
+    };
+    events.send(Event::RunFinished {
+        run_id: opts.run_id,
+        status,
+        at: now_ms(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    RunResult {
+        status,
+        jobs: plan
+            .jobs
+            .iter()
+            .zip(&state)
+            .map(|(j, s)| (j.key.clone(), if let St::Done(s) = s { *s } else { Status::Cancelled }))
+            .collect(),
+    }
+}
+
+fn finish_unstarted(events: &Events, key: &str, status: Status, reason: &str) {
+    events.send(Event::JobFinished {
+        job: key.to_string(),
+        status,
+        reason: Some(reason.to_string()),
+        at: now_ms(),
+        duration_ms: 0,
+        outputs: BTreeMap::new(),
+    });
+}
+
+fn state_results(plan: &Plan, state: &[St], forgiven: &[bool]) -> Vec<Status> {
+    state
+        .iter()
+        .zip(forgiven)
+        .enumerate()
+        .map(|(_, (s, f))| match s {
+            St::Done(Status::Failure) if *f => Status::Success,
+            St::Done(s) => *s,
+            _ => Status::Pending,
+        })
+        .take(plan.jobs.len())
+        .collect()
+}
+
+/// The expression context a job starts with: inputs, env, matrix, needs.
+fn job_context(
+    plan: &Plan,
+    i: usize,
+    results: &[Status],
+    outputs: &[BTreeMap<String, String>],
+    status: StatusFlags,
+    run_id: i64,
+) -> Context {
+    let job = &plan.jobs[i];
+    let mut needs = Map::new();
+    for id in &job.needs_ids {
+        // Every leg of a needed matrix job: outputs merged (last leg wins),
+        // result is failure if any leg failed.
+        let legs: Vec<usize> = plan.jobs.iter().enumerate().filter(|(_, j)| &j.job_id == id).map(|(k, _)| k).collect();
+        let mut outs = Map::new();
+        let mut result = "success";
+        for &k in &legs {
+            for (n, v) in &outputs[k] {
+                outs.insert(n.clone(), Value::String(v.clone()));
+            }
+            result = match (result, results[k]) {
+                (_, Status::Failure) | ("failure", _) => "failure",
+                (_, Status::Cancelled) | ("cancelled", _) => "cancelled",
+                (_, Status::Skipped) | ("skipped", _) => "skipped",
+                (r, _) => r,
+            };
+        }
+        let mut m = Map::new();
+        m.insert("outputs".into(), Value::Object(outs));
+        m.insert("result".into(), Value::String(result.into()));
+        needs.insert(id.clone(), Value::Object(m));
+    }
+    let mut env = Map::new();
+    for (k, v) in std::env::vars() {
+        env.insert(k, Value::String(v));
+    }
+    let mut trun = Map::new();
+    trun.insert("workspace".into(), Value::String(plan.root.display().to_string()));
+    trun.insert("run_id".into(), Value::from(run_id));
+    trun.insert("os".into(), Value::String(std::env::consts::OS.into()));
+    let mut jobm = Map::new();
+    jobm.insert("id".into(), Value::String(job.job_id.clone()));
+    jobm.insert("key".into(), Value::String(job.key.clone()));
+    jobm.insert("name".into(), Value::String(job.name.clone()));
+    let mut ctx = Context {
+        inputs: plan.inputs.clone(),
+        env,
+        matrix: job.matrix.clone(),
+        needs,
+        steps: Map::new(),
+        job: jobm,
+        trun,
+        status,
+    };
+    // Workflow env is rendered once per job so it can use inputs.
+    let templates = Templates::new(plan.root.clone());
+    for (k, v) in &plan.env {
+        let val = templates.render(v, &ctx).unwrap_or_else(|_| v.clone());
+        ctx.env.insert(k.clone(), Value::String(val));
+    }
+    ctx
+}
+
+/// Names of the jobs that ended in each status, for summaries and exit codes.
+pub fn count(result: &RunResult) -> BTreeMap<Status, BTreeSet<String>> {
+    let mut m: BTreeMap<Status, BTreeSet<String>> = BTreeMap::new();
+    for (k, s) in &result.jobs {
+        m.entry(*s).or_default().insert(k.clone());
+    }
+    m
+}

@@ -1,0 +1,132 @@
+//! `trun plan` and `trun run --dry-run`: every job in the order it would run,
+//! and for each step whether it runs or is skipped, and why. Uses the same
+//! fingerprints as a real run (see [`crate::uptodate_hooks`]), so the plan
+//! never disagrees with what `trun` then does.
+
+use crate::plan::Plan;
+use crate::uptodate::{Decision, RunReason};
+use crate::uptodate_hooks::{self, Chain, Force};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Explained {
+    pub workflow: String,
+    pub jobs: Vec<JobPlan>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobPlan {
+    pub key: String,
+    pub name: String,
+    pub needs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub steps: Vec<StepPlan>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepPlan {
+    pub id: String,
+    pub name: String,
+    /// `run` or `skip`.
+    pub action: &'static str,
+    pub reason: String,
+    /// Machine-readable reason: the decision as data.
+    pub decision: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
+    let force = Force::new(force);
+    force.check(plan)?;
+    let ut = uptodate_hooks::open_store(&plan.root)?;
+    let mut chain = Chain::default();
+    let specs: Vec<_> = plan
+        .jobs
+        .iter()
+        .flat_map(|j| j.steps.iter().filter(|s| !s.sources.is_empty()).map(move |s| (j, s)))
+        .map(|(j, s)| uptodate_hooks::spec(plan, j, s, &chain))
+        .collect();
+    ut.prepare(&specs.iter().collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+    let mut jobs = Vec::new();
+    for job in &plan.jobs {
+        let mut steps = Vec::new();
+        for step in &job.steps {
+            let spec = uptodate_hooks::spec(plan, job, step, &chain);
+            let check = ut.check(&spec, force.forces(job, step)).map_err(|e| e.to_string())?;
+            chain.insert(spec.key.clone(), check.fingerprint.clone());
+            let reason = match &check.decision {
+                Decision::Run(RunReason::UpstreamChanged) => "an upstream step will run".to_string(),
+                d => d.to_string(),
+            };
+            steps.push(StepPlan {
+                id: step.id.clone(),
+                name: step.name.clone(),
+                action: if check.decision.is_run() { "run" } else { "skip" },
+                reason,
+                decision: check.decision,
+                condition: step.condition.clone(),
+            });
+        }
+        jobs.push(JobPlan {
+            key: job.key.clone(),
+            name: job.name.clone(),
+            needs: job.needs.clone(),
+            condition: job.condition.clone(),
+            container: job.container.as_ref().map(|c| c.image.clone()),
+            steps,
+        });
+    }
+    Ok(Explained { workflow: plan.workflow.clone(), jobs })
+}
+
+pub fn render(e: &Explained, color: bool) -> String {
+    let (green, dim, bold, reset) = if color { ("\x1b[32m", "\x1b[2m", "\x1b[1m", "\x1b[0m") } else { ("", "", "", "") };
+    let nsteps: usize = e.jobs.iter().map(|j| j.steps.len()).sum();
+    let nrun: usize = e.jobs.iter().flat_map(|j| &j.steps).filter(|s| s.action == "run").count();
+    let mut out = format!(
+        "plan for {}: {} job{}, {} step{} ({} to run, {} up to date)\n",
+        e.workflow,
+        e.jobs.len(),
+        if e.jobs.len() == 1 { "" } else { "s" },
+        nsteps,
+        if nsteps == 1 { "" } else { "s" },
+        nrun,
+        nsteps - nrun
+    );
+    let width = e.jobs.iter().flat_map(|j| &j.steps).map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
+    for (i, j) in e.jobs.iter().enumerate() {
+        out.push('\n');
+        let mut head = format!("{bold}{}. {}{reset}", i + 1, j.key);
+        if j.name != j.key {
+            head.push_str(&format!(" ({})", j.name));
+        }
+        if !j.needs.is_empty() {
+            head.push_str(&format!("{dim}  needs: {}{reset}", j.needs.join(", ")));
+        }
+        if let Some(c) = &j.container {
+            head.push_str(&format!("{dim}  container: {c}{reset}"));
+        }
+        if let Some(c) = &j.condition {
+            head.push_str(&format!("{dim}  if: {c}{reset}"));
+        }
+        out.push_str(&head);
+        out.push('\n');
+        for s in &j.steps {
+            let (mark, col) = if s.action == "run" { ("run ", green) } else { ("skip", dim) };
+            let mut line = format!("   {col}{mark}{reset}  {:width$}  {}", s.id, s.reason);
+            if s.name != s.id {
+                line.push_str(&format!("{dim}  — {}{reset}", s.name));
+            }
+            if let Some(c) = &s.condition {
+                line.push_str(&format!("{dim}  (if: {c}){reset}"));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}

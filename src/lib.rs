@@ -1,0 +1,28 @@
+//! trun: a GitHub Actions-style YAML workflow runner and build tool.
+//!
+//! Data flows one way: [`workflow`] (parse into typed structs with spans) →
+//! [`validate`] → [`template`] (expressions) → [`plan`] (DAG, matrix legs,
+//! up-to-date decisions) → [`exec`] (runs steps, emits [`event::Event`]s) →
+//! [`report`] (renders events). [`state`] is the one place that persists.
+
+pub mod actions;
+pub mod cli;
+pub mod diag;
+pub mod duration;
+pub mod event;
+pub mod exec;
+pub mod explain;
+pub mod graph;
+pub mod history;
+pub mod lock;
+pub mod plan;
+pub mod report;
+pub mod shell;
+pub mod signals;
+pub mod spanned;
+pub mod state;
+pub mod template;
+pub mod uptodate;
+pub mod uptodate_hooks;
+pub mod validate;
+pub mod workflow;

@@ -1,0 +1,548 @@
+//! From a validated workflow to the list of job instances that will run:
+//! job selection (`trun build test`, or the `default` job, or all), matrix
+//! expansion into legs, input values, and an order that respects `needs`.
+//!
+//! A [`Plan`] is plain data handed to the engine; nothing downstream reads
+//! the YAML again. Whether each step is up to date is decided here too (see
+//! [`crate::uptodate`]), so `trun plan` and `trun run` agree by construction.
+
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::event::{JobInfo, StepInfo};
+use crate::shell::Shell;
+use crate::validate::{coerce_input, env_pairs};
+use crate::workflow::{Backoff, ContainerSpec, Job, Step, WorkflowFile};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub workflow: String,
+    pub path: PathBuf,
+    pub root: PathBuf,
+    pub inputs: Map<String, Value>,
+    /// Workflow-level env (templates, rendered at run time).
+    pub env: Vec<(String, String)>,
+    /// Job instances in an order where every job comes after its needs.
+    pub jobs: Vec<PlannedJob>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedJob {
+    /// Unique in the run: `build`, or `test (1, linux)` for a matrix leg.
+    pub key: String,
+    pub job_id: String,
+    pub name: String,
+    /// Keys of the job instances this one waits for (every leg of a needed matrix job).
+    pub needs: Vec<String>,
+    /// Job ids named in `needs` (what `needs.<id>` refers to in expressions).
+    pub needs_ids: Vec<String>,
+    pub matrix: Map<String, Value>,
+    pub condition: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub container: Option<ContainerSpec>,
+    pub services: Vec<(String, ContainerSpec)>,
+    pub outputs: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub continue_on_error: bool,
+    pub fail_fast: bool,
+    pub max_parallel: Option<u32>,
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub index: usize,
+    /// `id:` or `step-N` (1-based).
+    pub id: String,
+    pub has_id: bool,
+    pub name: String,
+    pub action: Action,
+    pub env: Vec<(String, String)>,
+    pub condition: Option<String>,
+    pub working_directory: Option<String>,
+    pub continue_on_error: bool,
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub sources: Vec<String>,
+    pub generates: Vec<String>,
+    /// 1-based line of the step in the workflow file, for messages.
+    pub line: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Action {
+    Run {
+        script: String,
+        shell: Shell,
+        inline_expressions: bool,
+    },
+    Uses {
+        uses: String,
+        with: Map<String, Value>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub exponential: bool,
+    pub delay: Duration,
+}
+
+impl RetryPolicy {
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        exponential: false,
+        delay: Duration::ZERO,
+    };
+
+    /// Delay before attempt `n` (2-based: the first retry is attempt 2).
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        if self.exponential {
+            self.delay * 2u32.saturating_pow(attempt.saturating_sub(2))
+        } else {
+            self.delay
+        }
+    }
+}
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Job ids to run (with their needs); empty = `default` job or all.
+    pub jobs: Vec<String>,
+    /// `-i name=value`.
+    pub inputs: Vec<(String, String)>,
+}
+
+impl Plan {
+    pub fn job(&self, key: &str) -> Option<&PlannedJob> {
+        self.jobs.iter().find(|j| j.key == key)
+    }
+
+    /// The job list reporters and the state store receive in `RunStarted`.
+    pub fn job_infos(&self) -> Vec<JobInfo> {
+        self.jobs
+            .iter()
+            .map(|j| JobInfo {
+                key: j.key.clone(),
+                job_id: j.job_id.clone(),
+                name: j.name.clone(),
+                needs: j.needs.clone(),
+                matrix: j.matrix.clone().into_iter().collect(),
+                steps: j
+                    .steps
+                    .iter()
+                    .map(|s| StepInfo {
+                        index: s.index,
+                        id: s.id.clone(),
+                        name: s.name.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// Build the plan. The workflow must already have passed [`crate::validate`].
+pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> {
+    let w = &wf.workflow;
+    let inputs = resolve_inputs(wf, &req.inputs)?;
+    let selected = select_jobs(wf, &req.jobs).map_err(|d| vec![d])?;
+
+    let default_shell = w
+        .defaults
+        .as_ref()
+        .and_then(|d| d.run.as_ref())
+        .and_then(|r| r.shell.as_ref())
+        .map(|s| s.value.clone());
+    let default_wd = w
+        .defaults
+        .as_ref()
+        .and_then(|d| d.run.as_ref())
+        .and_then(|r| r.working_directory.as_ref())
+        .map(|s| s.value.clone());
+
+    // Expand every selected job into legs, in file order, then order by needs.
+    let mut legs_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut jobs: Vec<PlannedJob> = Vec::new();
+    let mut errs = Vec::new();
+    for (id, job) in w.jobs.value.iter() {
+        if !selected.contains(&id.value) {
+            continue;
+        }
+        let legs = match expand_matrix(&job.value) {
+            Ok(l) => l,
+            Err(m) => {
+                let loc = job
+                    .value
+                    .strategy
+                    .as_ref()
+                    .and_then(|s| s.matrix.as_ref())
+                    .map(|m| m.loc)
+                    .unwrap_or(id.loc);
+                errs.push(wf.error(loc, m));
+                continue;
+            }
+        };
+        let has_matrix = job.value.strategy.as_ref().and_then(|s| s.matrix.as_ref()).is_some();
+        for matrix in legs {
+            let key = if has_matrix { leg_key(&id.value, &matrix) } else { id.value.clone() };
+            legs_of.entry(id.value.clone()).or_default().push(key.clone());
+            jobs.push(plan_job(
+                &id.value,
+                key,
+                &job.value,
+                matrix,
+                default_shell.as_deref(),
+                default_wd.as_deref(),
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    for j in &mut jobs {
+        j.needs = j
+            .needs_ids
+            .iter()
+            .flat_map(|n| legs_of.get(n).cloned().unwrap_or_default())
+            .collect();
+    }
+    let jobs = topo_order(jobs);
+    Ok(Plan {
+        workflow: w
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| wf.root.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
+        path: wf.path.clone(),
+        root: wf.root.clone(),
+        inputs,
+        env: env_pairs(&w.env),
+        jobs,
+    })
+}
+
+fn resolve_inputs(wf: &WorkflowFile, given: &[(String, String)]) -> Result<Map<String, Value>, Vec<Diagnostic>> {
+    let w = &wf.workflow;
+    let mut out = Map::new();
+    let mut errs = Vec::new();
+    for (k, _) in given {
+        if w.inputs.get(k).is_none() {
+            let mut d = Diagnostic::plain(format!("unknown input `{k}`"));
+            d = match did_you_mean(k, w.inputs.keys()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None if w.inputs.is_empty() => d.with_help("this workflow declares no inputs"),
+                None => d.with_help(format!("inputs: {}", w.inputs.keys().collect::<Vec<_>>().join(", "))),
+            };
+            errs.push(d);
+        }
+    }
+    for (name, input) in w.inputs.iter() {
+        let given_value = given.iter().rev().find(|(k, _)| *k == name.value).map(|(_, v)| v);
+        let raw = match (given_value, &input.value.default) {
+            (Some(v), _) => v.clone(),
+            (None, Some(d)) => d.value.0.clone(),
+            (None, None) if input.value.required => {
+                errs.push(
+                    wf.error(name.loc, format!("missing required input `{}`", name.value))
+                        .with_help(format!("pass it with `-i {}=VALUE`", name.value)),
+                );
+                continue;
+            }
+            (None, None) => {
+                out.insert(name.value.clone(), default_for(&input.value));
+                continue;
+            }
+        };
+        match coerce_input(&name.value, &input.value, &raw) {
+            Ok(v) => {
+                out.insert(name.value.clone(), v);
+            }
+            Err(m) => errs.push(match given_value {
+                Some(_) => Diagnostic::plain(m).with_help(format!("declared at {}:{}:{}", wf.path.display(), name.loc.line, name.loc.col)),
+                None => wf.error(name.loc, m),
+            }),
+        }
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+fn default_for(i: &crate::workflow::Input) -> Value {
+    use crate::workflow::InputType::*;
+    match i.kind.value {
+        String | Choice => Value::String(std::string::String::new()),
+        Number => Value::from(0),
+        Boolean => Value::Bool(false),
+    }
+}
+
+fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, Diagnostic> {
+    let jobs = &wf.workflow.jobs.value;
+    let roots: Vec<String> = if asked.is_empty() {
+        if jobs.get("default").is_some() {
+            vec!["default".into()]
+        } else {
+            jobs.keys().map(str::to_string).collect()
+        }
+    } else {
+        for a in asked {
+            if jobs.get(a).is_none() {
+                let d = Diagnostic::plain(format!("no job named `{a}` in {}", wf.path.display()));
+                return Err(match did_you_mean(a, jobs.keys()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("jobs: {}", jobs.keys().collect::<Vec<_>>().join(", "))),
+                });
+            }
+        }
+        asked.to_vec()
+    };
+    let mut sel = BTreeSet::new();
+    let mut stack = roots;
+    while let Some(id) = stack.pop() {
+        if sel.insert(id.clone()) {
+            if let Some(n) = jobs.get(&id).and_then(|j| j.value.needs.as_ref()) {
+                stack.extend(n.value.iter().map(|s| s.value.clone()));
+            }
+        }
+    }
+    Ok(sel)
+}
+
+/// Matrix legs: the cartesian product of the axes, minus `exclude`, plus
+/// `include` (merged into matching legs or added), as GitHub Actions does.
+pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
+    let Some(m) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) else {
+        return Ok(vec![Map::new()]);
+    };
+    let m = &m.value;
+    let mut legs: Vec<Map<String, Value>> = vec![Map::new()];
+    for (k, values) in &m.axes {
+        let mut next = Vec::with_capacity(legs.len() * values.len());
+        for leg in &legs {
+            for v in values {
+                let mut l = leg.clone();
+                l.insert(k.value.clone(), v.clone());
+                next.push(l);
+            }
+        }
+        legs = next;
+    }
+    if m.axes.is_empty() {
+        legs.clear();
+    }
+    legs.retain(|leg| !m.exclude.iter().any(|ex| ex.iter().all(|(k, v)| leg.get(k) == Some(v))));
+    let axis_keys: BTreeSet<&str> = m.axes.iter().map(|(k, _)| k.value.as_str()).collect();
+    for inc in &m.include {
+        // An include entry extends every leg whose original axis values it
+        // matches; if it matches none, it becomes a leg of its own.
+        let mut matched = false;
+        for leg in legs.iter_mut() {
+            let agrees = inc
+                .iter()
+                .filter(|(k, _)| axis_keys.contains(k.as_str()))
+                .all(|(k, v)| leg.get(k) == Some(v));
+            let has_axis_key = inc.keys().any(|k| axis_keys.contains(k.as_str()));
+            if agrees && (has_axis_key || !axis_keys.is_empty()) {
+                for (k, v) in inc {
+                    if !axis_keys.contains(k.as_str()) {
+                        leg.insert(k.clone(), v.clone());
+                    }
+                }
+                matched = true;
+            }
+        }
+        if !matched {
+            legs.push(inc.clone());
+        }
+    }
+    if legs.is_empty() {
+        return Err("the matrix has no legs left after `exclude`".into());
+    }
+    if legs.len() > 256 {
+        return Err(format!("the matrix expands to {} legs; the limit is 256", legs.len()));
+    }
+    Ok(legs)
+}
+
+/// `test (1, linux)`: the job id and the leg's values, as GitHub shows them.
+fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
+    let vals: Vec<String> = matrix
+        .values()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    format!("{id} ({})", vals.join(", "))
+}
+
+fn plan_job(
+    id: &str,
+    key: String,
+    job: &Job,
+    matrix: Map<String, Value>,
+    default_shell: Option<&str>,
+    default_wd: Option<&str>,
+) -> PlannedJob {
+    let job_shell = job
+        .defaults
+        .as_ref()
+        .and_then(|d| d.run.as_ref())
+        .and_then(|r| r.shell.as_ref())
+        .map(|s| s.value.as_str())
+        .or(default_shell);
+    let job_wd = job
+        .defaults
+        .as_ref()
+        .and_then(|d| d.run.as_ref())
+        .and_then(|r| r.working_directory.as_ref())
+        .map(|s| s.value.as_str())
+        .or(default_wd);
+    let steps = job
+        .steps
+        .value
+        .iter()
+        .enumerate()
+        .map(|(i, s)| plan_step(i, &s.value, s.loc.line, job_shell, job_wd))
+        .collect();
+    let strategy = job.strategy.as_ref();
+    let name = match &job.name {
+        Some(n) if matrix.is_empty() => n.value.clone(),
+        Some(n) => format!("{} {}", n.value, key.trim_start_matches(id).trim()),
+        None => key.clone(),
+    };
+    PlannedJob {
+        key,
+        job_id: id.to_string(),
+        name,
+        needs: Vec::new(),
+        needs_ids: job
+            .needs
+            .as_ref()
+            .map(|n| n.value.iter().map(|s| s.value.clone()).collect())
+            .unwrap_or_default(),
+        matrix,
+        condition: job.if_.as_ref().map(|c| c.value.0.clone()),
+        env: env_pairs(&job.env),
+        container: job.container.as_ref().map(|c| c.value.spec()),
+        services: job.services.iter().map(|(k, v)| (k.value.clone(), v.value.spec())).collect(),
+        outputs: job.outputs.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        timeout: job.timeout_minutes.as_ref().map(|t| Duration::from_secs_f64(t.value * 60.0)),
+        continue_on_error: job.continue_on_error.as_ref().is_some_and(|c| c.value),
+        fail_fast: strategy.and_then(|s| s.fail_fast).unwrap_or(true),
+        max_parallel: strategy.and_then(|s| s.max_parallel.as_ref()).map(|m| m.value),
+        steps,
+    }
+}
+
+fn plan_step(index: usize, s: &Step, line: u32, job_shell: Option<&str>, job_wd: Option<&str>) -> PlannedStep {
+    let id = s
+        .id
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_else(|| format!("step-{}", index + 1));
+    let action = match (&s.run, &s.uses) {
+        (Some(run), _) => {
+            let shell_src = s.shell.as_ref().map(|s| s.value.as_str()).or(job_shell).unwrap_or("bash");
+            Action::Run {
+                script: run.value.clone(),
+                shell: Shell::parse(shell_src).unwrap_or(Shell::Bash),
+                inline_expressions: s.unsafe_inline_expressions,
+            }
+        }
+        (None, Some(u)) => Action::Uses {
+            uses: u.value.clone(),
+            with: s.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        },
+        (None, None) => Action::Run {
+            script: String::new(),
+            shell: Shell::Sh,
+            inline_expressions: false,
+        },
+    };
+    let name = match (&s.name, &action) {
+        (Some(n), _) => n.value.clone(),
+        (None, Action::Run { script, .. }) => {
+            let first = script.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let mut n: String = first.chars().take(60).collect();
+            if first.chars().count() > 60 || script.trim().lines().count() > 1 {
+                n.push('…');
+            }
+            n
+        }
+        (None, Action::Uses { uses, .. }) => uses.clone(),
+    };
+    let retry = s
+        .retry
+        .as_ref()
+        .map(|r| RetryPolicy {
+            attempts: r.value.attempts.max(1),
+            exponential: r.value.backoff == Backoff::Exponential,
+            delay: r
+                .value
+                .delay
+                .as_ref()
+                .and_then(|d| crate::duration::parse(&d.value).ok())
+                .unwrap_or(Duration::from_secs(1)),
+        })
+        .unwrap_or(RetryPolicy::NONE);
+    let list = |l: &Option<crate::spanned::Sp<crate::spanned::StringList>>| -> Vec<String> {
+        l.as_ref().map(|l| l.value.iter().map(|s| s.value.clone()).collect()).unwrap_or_default()
+    };
+    PlannedStep {
+        index,
+        id,
+        has_id: s.id.is_some(),
+        name,
+        action,
+        env: env_pairs(&s.env),
+        condition: s.if_.as_ref().map(|c| c.value.0.clone()),
+        working_directory: s.working_directory.as_ref().map(|w| w.value.clone()).or(job_wd.map(str::to_string)),
+        continue_on_error: s.continue_on_error.as_ref().is_some_and(|c| c.value),
+        timeout: s.timeout_minutes.as_ref().map(|t| Duration::from_secs_f64(t.value * 60.0)),
+        retry,
+        sources: list(&s.sources),
+        generates: list(&s.generates),
+        line,
+    }
+}
+
+/// Kahn's algorithm, taking ready jobs in file order so the plan reads like the file.
+fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
+    let n = jobs.len();
+    let index: BTreeMap<String, usize> = jobs.iter().enumerate().map(|(i, j)| (j.key.clone(), i)).collect();
+    let mut indeg = vec![0usize; n];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, j) in jobs.iter().enumerate() {
+        for need in &j.needs {
+            if let Some(&d) = index.get(need) {
+                indeg[i] += 1;
+                dependents[d].push(i);
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(&i) = ready.iter().next() {
+        ready.remove(&i);
+        order.push(i);
+        for &d in &dependents[i] {
+            indeg[d] -= 1;
+            if indeg[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    let mut slots: Vec<Option<PlannedJob>> = jobs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}

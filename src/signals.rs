@@ -1,0 +1,23 @@
+//! Ctrl-C and SIGTERM become one cancellation: the engine kills every running
+//! step's process group and records the run as cancelled; trun exits 130.
+//! A second signal while stopping kills trun at once.
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+pub async fn forward(cancel: watch::Sender<bool>) {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    let _ = cancel.send(true);
+    eprintln!("\ntrun: interrupted; stopping running steps (press Ctrl-C again to force)");
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    std::process::exit(crate::cli::EXIT_INTERRUPTED);
+}

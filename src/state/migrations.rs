@@ -1,0 +1,182 @@
+//! The state database's schema, as an ordered list of migrations.
+//!
+//! `PRAGMA user_version` holds how many migrations a database has seen. Opening
+//! applies the missing ones in one transaction, so a schema change is made by
+//! appending to [`MIGRATIONS`], never by editing an entry that has shipped. This
+//! module knows nothing about what the tables mean; queries live in `query.rs`
+//! and writes in `mod.rs`.
+
+use super::StateError;
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+/// Migration `i` moves a database from `user_version = i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: runs, jobs, steps, attempts, kv.
+    r#"
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow      TEXT    NOT NULL,
+        workflow_path TEXT    NOT NULL,
+        args          TEXT    NOT NULL,          -- JSON array of the command line
+        status        TEXT    NOT NULL,
+        started_at    INTEGER NOT NULL,          -- ms since the Unix epoch
+        finished_at   INTEGER,
+        duration_ms   INTEGER,
+        pid           INTEGER NOT NULL,
+        pid_start     INTEGER,                   -- process start time (ticks since boot), to detect pid reuse
+        host          TEXT    NOT NULL
+    );
+    CREATE INDEX runs_by_status ON runs(status);
+
+    CREATE TABLE jobs (
+        run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key         TEXT    NOT NULL,
+        position    INTEGER NOT NULL,            -- order in the plan
+        job_id      TEXT    NOT NULL,
+        name        TEXT    NOT NULL,
+        matrix      TEXT    NOT NULL,            -- JSON object
+        needs       TEXT    NOT NULL,            -- JSON array
+        status      TEXT    NOT NULL,
+        reason      TEXT,
+        started_at  INTEGER,
+        finished_at INTEGER,
+        duration_ms INTEGER,
+        outputs     TEXT    NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, key)
+    );
+
+    CREATE TABLE steps (
+        run_id            INTEGER NOT NULL,
+        job_key           TEXT    NOT NULL,
+        idx               INTEGER NOT NULL,
+        step_id           TEXT    NOT NULL,
+        name              TEXT    NOT NULL,
+        status            TEXT    NOT NULL,
+        reason            TEXT,
+        exit_code         INTEGER,
+        started_at        INTEGER,
+        finished_at       INTEGER,
+        duration_ms       INTEGER,
+        outputs           TEXT    NOT NULL DEFAULT '{}',
+        log_path          TEXT,
+        continue_on_error INTEGER NOT NULL DEFAULT 0,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, job_key, idx),
+        FOREIGN KEY (run_id, job_key) REFERENCES jobs(run_id, key) ON DELETE CASCADE
+    );
+
+    CREATE TABLE attempts (
+        run_id      INTEGER NOT NULL,
+        job_key     TEXT    NOT NULL,
+        step_idx    INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        status      TEXT    NOT NULL,
+        exit_code   INTEGER,
+        started_at  INTEGER,
+        finished_at INTEGER,
+        reason      TEXT,
+        PRIMARY KEY (run_id, job_key, step_idx, attempt),
+        FOREIGN KEY (run_id, job_key, step_idx) REFERENCES steps(run_id, job_key, idx) ON DELETE CASCADE
+    );
+
+    CREATE TABLE kv (
+        namespace  TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        value      TEXT    NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (namespace, key)
+    );
+    "#,
+];
+
+/// Number of migrations this build knows; the `user_version` it leaves behind.
+#[cfg(test)]
+pub(super) fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings `conn` up to [`latest_version`], or refuses a database written by a
+/// newer trun rather than guessing at a schema it does not know.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), StateError> {
+    let known = migrations.len() as i64;
+    let found = user_version(conn)?;
+    if found > known {
+        return Err(too_new(path, found, known));
+    }
+    if found == known {
+        return Ok(());
+    }
+    // IMMEDIATE takes the write lock up front, so two trun processes opening a
+    // fresh database at once cannot both apply migration 1; the loser re-reads
+    // the version under the lock and finds nothing left to do.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)?;
+    if found > known {
+        return Err(too_new(path, found, known));
+    }
+    for sql in &migrations[found as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64, StateError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
+fn too_new(path: &Path, found: i64, known: i64) -> StateError {
+    StateError::TooNew {
+        path: path.to_path_buf(),
+        found,
+        known,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_migration_applies_on_top_of_an_earlier_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let mut conn = Connection::open(&path).expect("open");
+        migrate_with(&mut conn, &path, &MIGRATIONS[..1]).expect("first");
+        let extended = [MIGRATIONS[0], "CREATE TABLE later (x INTEGER);"];
+        migrate_with(&mut conn, &path, &extended).expect("second");
+        assert_eq!(user_version(&conn).expect("version"), 2);
+        conn.execute("INSERT INTO later (x) VALUES (1)", [])
+            .expect("the appended migration created its table");
+        // Reopening with the same list is a no-op.
+        migrate_with(&mut conn, &path, &extended).expect("again");
+        assert_eq!(user_version(&conn).expect("version"), 2);
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_database_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let mut conn = Connection::open(&path).expect("open");
+        let broken = [MIGRATIONS[0], "CREATE TABLE broken (;"];
+        assert!(migrate_with(&mut conn, &path, &broken).is_err());
+        assert_eq!(user_version(&conn).expect("version"), 0);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'runs'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(
+            tables, 0,
+            "migration 1 was rolled back with the failing one"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The content-addressed store of step outputs under `.trun/cas/`.
+//!
+//! An object is a file's bytes, named by their sha256 and sharded as `ab/cd/<rest>`.
+//! Objects are written to a temporary file and renamed into place, so a reader never
+//! sees half an object; an object that already exists is not written again. Restoring
+//! copies (never hard-links: a build that rewrites its output in place would corrupt
+//! the store) and re-verifies the hash while copying.
+//!
+//! This module stores and fetches bytes. Which step produced which object, and when an
+//! object may be deleted, is recorded in the database by the `UpToDate` facade.
+
+use super::fingerprint::ContentHash;
+use super::UpToDateError;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+const TEMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct Cas {
+    dir: PathBuf,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> UpToDateError + 'a {
+    move |source| UpToDateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Copies `from` into `to`, returning the sha256 of the bytes copied.
+fn copy_hashing(from: &mut impl Read, to: &mut impl Write, from_path: &Path, to_path: &Path) -> Result<ContentHash, UpToDateError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).map_err(io_err("read", from_path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(io_err("write", to_path))?;
+    }
+    Ok(hasher.finalize().into())
+}
+
+impl Cas {
+    pub fn new(dir: &Path) -> Cas {
+        Cas { dir: dir.to_path_buf() }
+    }
+
+    pub fn object_path(&self, hash: &ContentHash) -> PathBuf {
+        let hex = hex::encode(hash);
+        self.dir.join(&hex[..2]).join(&hex[2..4]).join(&hex[4..])
+    }
+
+    pub fn contains(&self, hash: &ContentHash) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    /// Stores the file at `src` and returns the hash of what was stored. `expected` is
+    /// the hash the caller believes the file has: when that object already exists the
+    /// file is not read at all.
+    pub fn store(&self, src: &Path, expected: Option<ContentHash>) -> Result<ContentHash, UpToDateError> {
+        if let Some(h) = expected {
+            if self.contains(&h) {
+                return Ok(h);
+            }
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.dir)
+            .map_err(io_err("create a temporary file in", &self.dir))?;
+        let mut file = std::fs::File::open(src).map_err(io_err("read", src))?;
+        let tmp_path = tmp.path().to_path_buf();
+        // The name comes from the bytes actually copied, so an object's name always
+        // matches its content even if the file changed since it was hashed.
+        let hash = copy_hashing(&mut file, tmp.as_file_mut(), src, &tmp_path)?;
+        let dest = self.object_path(&hash);
+        if dest.is_file() {
+            return Ok(hash);
+        }
+        let shard = dest.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(shard).map_err(io_err("create directory", shard))?;
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o444)).map_err(io_err("chmod", &tmp_path))?;
+        tmp.persist(&dest).map_err(|e| UpToDateError::Io {
+            op: "rename into",
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(hash)
+    }
+
+    /// Writes object `hash` to `target` with permission bits `mode`, atomically.
+    /// `Ok(false)` when the object is missing or its bytes no longer match its name
+    /// (the damaged object is removed so the next success stores it again).
+    pub fn restore(&self, hash: &ContentHash, target: &Path, mode: u32) -> Result<bool, UpToDateError> {
+        let object = self.object_path(hash);
+        let mut src = match std::fs::File::open(&object) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("read", &object)(e)),
+        };
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&parent)
+            .map_err(io_err("create a temporary file in", &parent))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let got = copy_hashing(&mut src, tmp.as_file_mut(), &object, &tmp_path)?;
+        if got != *hash {
+            let _ = std::fs::remove_file(&object);
+            return Ok(false);
+        }
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err("chmod", &tmp_path))?;
+        tmp.persist(target).map_err(|e| UpToDateError::Io {
+            op: "rename into",
+            path: target.to_path_buf(),
+            source: e.error,
+        })?;
+        Ok(true)
+    }
+
+    /// Every object file: (path, hash if the name is a valid object name, size, mtime).
+    fn objects(&self) -> Result<Vec<(PathBuf, Option<ContentHash>, u64, SystemTime)>, UpToDateError> {
+        let mut out = Vec::new();
+        let read = |dir: &Path| -> Result<Vec<std::fs::DirEntry>, UpToDateError> {
+            match std::fs::read_dir(dir) {
+                Ok(it) => it.collect::<Result<_, _>>().map_err(io_err("list", dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(io_err("list", dir)(e)),
+            }
+        };
+        let mut stack = vec![(self.dir.clone(), String::new(), 0)];
+        while let Some((dir, prefix, depth)) = stack.pop() {
+            for entry in read(&dir)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    if depth < 2 {
+                        stack.push((path, format!("{prefix}{name}"), depth + 1));
+                    }
+                    continue;
+                }
+                let hash = (depth == 2)
+                    .then(|| hex::decode(format!("{prefix}{name}")).ok())
+                    .flatten()
+                    .and_then(|b| <ContentHash>::try_from(b.as_slice()).ok());
+                out.push((path, hash, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// (objects, bytes) currently stored.
+    pub fn usage(&self) -> Result<(usize, u64), UpToDateError> {
+        let objects = self.objects()?;
+        Ok((
+            objects.iter().filter(|o| o.1.is_some()).count(),
+            objects.iter().filter(|o| o.1.is_some()).map(|o| o.2).sum(),
+        ))
+    }
+
+    /// Deletes objects not in `keep`, and temporary files left by a crash (only those
+    /// older than an hour: a younger one may belong to a process writing right now).
+    /// Returns (objects removed, bytes freed).
+    pub fn collect_garbage(&self, keep: &HashSet<ContentHash>) -> Result<(usize, u64), UpToDateError> {
+        let stale_before = SystemTime::now() - Duration::from_secs(3600);
+        let (mut removed, mut bytes) = (0, 0);
+        for (path, hash, size, mtime) in self.objects()? {
+            let delete = match hash {
+                Some(h) => !keep.contains(&h),
+                None => {
+                    let temp = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX));
+                    temp && mtime < stale_before
+                }
+            };
+            if delete {
+                std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                if hash.is_some() {
+                    removed += 1;
+                    bytes += size;
+                }
+            }
+        }
+        Ok((removed, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn store_is_sharded_deduplicated_and_restore_keeps_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(&dir.path().join("cas"));
+        let src = dir.path().join("app");
+        fs::write(&src, b"binary").unwrap();
+        let h = cas.store(&src, None).unwrap();
+        assert_eq!(h, <[u8; 32]>::from(Sha256::digest(b"binary")));
+        let hex = hex::encode(h);
+        let obj = dir.path().join("cas").join(&hex[..2]).join(&hex[2..4]).join(&hex[4..]);
+        assert_eq!(fs::read(&obj).unwrap(), b"binary");
+        // A second store of the same bytes under another name adds nothing.
+        let copy = dir.path().join("copy");
+        fs::write(&copy, b"binary").unwrap();
+        assert_eq!(cas.store(&copy, Some(h)).unwrap(), h);
+        assert_eq!(cas.usage().unwrap(), (1, 6));
+
+        let target = dir.path().join("out/bin/app");
+        assert!(cas.restore(&h, &target, 0o755).unwrap());
+        assert_eq!(fs::read(&target).unwrap(), b"binary");
+        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755);
+        assert!(!cas.restore(&[0; 32], &target, 0o644).unwrap(), "missing object");
+    }
+
+    #[test]
+    fn a_damaged_object_is_not_restored_and_garbage_is_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(&dir.path().join("cas"));
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&a, b"aaa").unwrap();
+        fs::write(&b, b"bbbb").unwrap();
+        let ha = cas.store(&a, None).unwrap();
+        let hb = cas.store(&b, None).unwrap();
+        let obj = cas.object_path(&ha);
+        fs::set_permissions(&obj, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&obj, b"xxx").unwrap();
+        assert!(!cas.restore(&ha, &dir.path().join("r"), 0o644).unwrap());
+        assert!(!obj.exists(), "the damaged object is dropped");
+        assert!(!dir.path().join("r").exists());
+
+        assert_eq!(cas.collect_garbage(&HashSet::from([hb])).unwrap(), (0, 0));
+        assert_eq!(cas.collect_garbage(&HashSet::new()).unwrap(), (1, 4));
+        assert_eq!(cas.usage().unwrap(), (0, 0));
+    }
+}

@@ -1,0 +1,235 @@
+//! The bridge between the engine and the up-to-date engine: for each step,
+//! build its [`StepSpec`] (definition, sources, generates, upstream
+//! fingerprints) the same way at plan time and at run time, ask whether it
+//! must run, restore cached outputs, and record successes.
+//!
+//! The definition hashed is the step as written (templates unrendered) plus
+//! the values that are fixed before the run starts (inputs, matrix), so
+//! `trun plan` computes exactly the fingerprint the run will.
+
+use crate::exec::job::StepHooks;
+use crate::plan::{Action, Plan, PlannedJob, PlannedStep};
+use crate::uptodate::{Decision, Fingerprint, RunReason, StepSpec, UpToDate};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Which steps the user forced: all (`--force`), or named jobs/steps.
+#[derive(Debug, Clone, Default)]
+pub struct Force {
+    all: bool,
+    names: Vec<String>,
+}
+
+impl Force {
+    pub fn new(args: &[String]) -> Force {
+        Force {
+            all: args.iter().any(|a| a.is_empty()),
+            names: args.iter().filter(|a| !a.is_empty()).cloned().collect(),
+        }
+    }
+
+    pub fn forces(&self, job: &PlannedJob, step: &PlannedStep) -> bool {
+        self.all
+            || self.names.iter().any(|n| {
+                *n == job.job_id
+                    || *n == job.key
+                    || *n == step.id
+                    || *n == format!("{}.{}", job.job_id, step.id)
+                    || *n == format!("{}.{}", job.key, step.id)
+            })
+    }
+
+    /// Names that match no job or step are a usage error, not a silent no-op.
+    pub fn check(&self, plan: &Plan) -> Result<(), String> {
+        for n in &self.names {
+            let hit = plan.jobs.iter().any(|j| j.steps.iter().any(|s| Force { all: false, names: vec![n.clone()] }.forces(j, s)));
+            if !hit {
+                let mut cands: Vec<String> = Vec::new();
+                for j in &plan.jobs {
+                    cands.push(j.job_id.clone());
+                    for s in &j.steps {
+                        cands.push(format!("{}.{}", j.job_id, s.id));
+                    }
+                }
+                let hint = crate::diag::did_you_mean(n, cands.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(format!("--force {n}: no such job or step in the plan{hint}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The step's key in the up-to-date store: `<job key>/<step id>`.
+pub fn step_key(job: &PlannedJob, step: &PlannedStep) -> String {
+    format!("{}/{}", job.key, step.id)
+}
+
+/// The definition a fingerprint hashes.
+pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
+    let action = match &step.action {
+        Action::Run { script, shell, inline_expressions } => json!({
+            "run": script, "shell": shell.name(), "inline": inline_expressions,
+        }),
+        Action::Uses { uses, with } => json!({ "uses": uses, "with": with }),
+    };
+    json!({
+        "action": action,
+        "env": { "workflow": plan.env, "job": job.env, "step": step.env },
+        "working-directory": step.working_directory,
+        "image": job.container.as_ref().map(|c| c.image.clone()),
+        "matrix": job.matrix,
+        "inputs": plan.inputs,
+        "sources": step.sources,
+        "generates": step.generates,
+    })
+}
+
+/// The fingerprints computed so far in this invocation, so each step can
+/// name its upstream: the previous step of its job, or the last step of
+/// every job it needs.
+#[derive(Default)]
+pub struct Chain {
+    fps: HashMap<String, Fingerprint>,
+}
+
+impl Chain {
+    pub fn upstream(&self, plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Vec<Fingerprint> {
+        let zero = Fingerprint([0; 32]);
+        if step.index > 0 {
+            let prev = &job.steps[step.index - 1];
+            return vec![self.fps.get(&step_key(job, prev)).cloned().unwrap_or(zero)];
+        }
+        job.needs
+            .iter()
+            .filter_map(|n| plan.job(n))
+            .filter_map(|j| j.steps.last().map(|s| self.fps.get(&step_key(j, s)).cloned().unwrap_or(zero.clone())))
+            .collect()
+    }
+
+    pub fn insert(&mut self, key: String, fp: Fingerprint) {
+        self.fps.insert(key, fp);
+    }
+}
+
+pub fn spec(plan: &Plan, job: &PlannedJob, step: &PlannedStep, chain: &Chain) -> StepSpec {
+    StepSpec {
+        key: step_key(job, step),
+        definition: definition(plan, job, step),
+        sources: step.sources.clone(),
+        generates: step.generates.clone(),
+        base: plan.root.clone(),
+        upstream: chain.upstream(plan, job, step),
+    }
+}
+
+pub fn open_store(root: &Path) -> Result<UpToDate, String> {
+    let dir = root.join(".trun");
+    UpToDate::open(&dir.join("state.db"), &dir.join("cas")).map_err(|e| e.to_string())
+}
+
+/// The engine's hooks: decide, restore, record.
+pub struct Hooks {
+    plan: std::sync::Arc<Plan>,
+    ut: UpToDate,
+    run_id: i64,
+    force: Force,
+    inner: Mutex<Inner>,
+    outputs: Mutex<crate::state::Store>,
+}
+
+#[derive(Default)]
+struct Inner {
+    chain: Chain,
+    pending: HashMap<String, (StepSpec, crate::uptodate::Check)>,
+}
+
+impl Hooks {
+    pub fn open(plan: std::sync::Arc<Plan>, run_id: i64, force: &[String]) -> Result<Hooks, String> {
+        let force = Force::new(force);
+        force.check(&plan)?;
+        let ut = open_store(&plan.root)?;
+        let store = crate::state::Store::open(&crate::state::db_path(&plan.root)).map_err(|e| e.to_string())?;
+        // Walk every source root once, on all cores, before the first check.
+        let chain = Chain::default();
+        let specs: Vec<StepSpec> = plan
+            .jobs
+            .iter()
+            .flat_map(|j| j.steps.iter().filter(|s| !s.sources.is_empty()).map(move |s| (j, s)))
+            .map(|(j, s)| spec(&plan, j, s, &chain))
+            .collect();
+        ut.prepare(&specs.iter().collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+        Ok(Hooks { plan, ut, run_id, force, inner: Mutex::new(Inner::default()), outputs: Mutex::new(store) })
+    }
+
+    fn recorded_outputs(&self, key: &str) -> BTreeMap<String, String> {
+        let store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .kv_get("step-outputs", key)
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl StepHooks for Hooks {
+    fn before_step(&self, job_key: &str, step: &PlannedStep) -> Option<(String, BTreeMap<String, String>)> {
+        let job = self.plan.job(job_key)?;
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let spec = spec(&self.plan, job, step, &inner.chain);
+        let check = match self.ut.check(&spec, self.force.forces(job, step)) {
+            Ok(c) => c,
+            Err(_) => return None,
+        };
+        inner.chain.insert(spec.key.clone(), check.fingerprint.clone());
+        let skip = match &check.decision {
+            Decision::Skip(reason) => Some(reason.to_string()),
+            Decision::Run(RunReason::GeneratesMissing(_)) | Decision::Run(RunReason::GeneratesModified(_)) => {
+                match self.ut.try_restore(&spec, &check) {
+                    Ok(Some(_)) => Some("restored from cache".to_string()),
+                    _ => None,
+                }
+            }
+            Decision::Run(_) => None,
+        };
+        match skip {
+            Some(reason) => {
+                drop(inner);
+                Some((reason, self.recorded_outputs(&spec.key)))
+            }
+            None => {
+                inner.pending.insert(spec.key.clone(), (spec, check));
+                None
+            }
+        }
+    }
+
+    fn after_step(&self, job_key: &str, step: &PlannedStep, success: bool, outputs: &BTreeMap<String, String>) {
+        let Some(job) = self.plan.job(job_key) else { return };
+        let key = step_key(job, step);
+        let pending = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.pending.remove(&key)
+        };
+        // Files may have changed under any step that ran.
+        self.ut.invalidate();
+        if !success {
+            return;
+        }
+        if let Some((spec, _)) = pending {
+            // Re-check now that the step has run: its sources may be its own
+            // products, and what is recorded must match what the next check sees.
+            if let Ok(after) = self.ut.check(&spec, false) {
+                let _ = self.ut.record_success(&spec, &after, self.run_id);
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                inner.chain.insert(key.clone(), after.fingerprint.clone());
+            }
+            let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = store.kv_set("step-outputs", &key, &serde_json::to_string(outputs).unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Checks across values of a parsed workflow: everything that can be known to
+//! be wrong before anything runs. `needs` naming an unknown job, a cycle, a
+//! duplicate step id, a step that is both `run` and `uses`, an unknown
+//! built-in, a bad shell, an expression naming something that does not exist.
+//!
+//! Each finding is a [`Diagnostic`] pointing at the offending value. This
+//! module does not select or expand jobs; that is [`crate::plan`].
+
+use crate::actions;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::spanned::{Entries, Loc, Scalar, Sp};
+use crate::template::{Engine, ExprError, Scope};
+use crate::workflow::{InputType, Job, Step, WorkflowFile};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Validate the whole file. Returns every error found, in file order, so a
+/// user fixes them in one pass rather than one per invocation.
+pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic>> {
+    let mut errs = Vec::new();
+    let w = &wf.workflow;
+
+    if w.jobs.value.is_empty() {
+        errs.push(wf.error(w.jobs.loc, "the workflow has no jobs"));
+    }
+    check_inputs(wf, &mut errs);
+    let top = Scope {
+        inputs: w.inputs.keys().map(str::to_string).collect(),
+        env: w.env.keys().map(str::to_string).collect(),
+        ..Scope::default()
+    };
+    for (_, v) in w.env.iter() {
+        if let Err(e) = engine.check(&v.value.0, &top) {
+            errs.push(expr_diag(wf, &scalar_sp(v), &e));
+        }
+    }
+
+    let ids: Vec<&str> = w.jobs.value.keys().collect();
+    for (id, job) in w.jobs.value.iter() {
+        if !valid_id(&id.value) {
+            errs.push(wf.error(
+                id.loc,
+                format!("invalid job id `{}`: use letters, digits, `-` and `_`, starting with a letter or `_`", id.value),
+            ));
+        }
+        if let Some(needs) = &job.needs {
+            for n in needs.located() {
+                if n.value == id.value {
+                    errs.push(wf.error(n.loc, format!("job `{}` needs itself", id.value)));
+                } else if !ids.contains(&n.value.as_str()) {
+                    errs.push(unknown_job(wf, &n, &ids));
+                }
+            }
+        }
+        check_job(wf, engine, &id.value, job, &mut errs);
+    }
+    if errs.is_empty() {
+        if let Some(d) = find_cycle(wf) {
+            errs.push(d);
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+fn unknown_job(wf: &WorkflowFile, n: &Sp<String>, ids: &[&str]) -> Diagnostic {
+    let d = wf.error(n.loc, format!("`needs` names unknown job `{}`", n.value));
+    match did_you_mean(&n.value, ids.iter().copied()) {
+        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+        None => d.with_help(format!("jobs in this file: {}", ids.join(", "))),
+    }
+}
+
+pub fn valid_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_inputs(wf: &WorkflowFile, errs: &mut Vec<Diagnostic>) {
+    for (name, input) in wf.workflow.inputs.iter() {
+        let i = &input.value;
+        if i.kind.value == InputType::Choice {
+            match &i.options {
+                None => errs.push(wf.error(name.loc, format!("choice input `{}` needs `options`", name.value))),
+                Some(o) if o.value.is_empty() => {
+                    errs.push(wf.error(o.loc, "`options` must list at least one value"))
+                }
+                _ => {}
+            }
+        } else if let Some(o) = &i.options {
+            errs.push(wf.error(o.loc, "`options` is only allowed on inputs of type `choice`"));
+        }
+        if let Some(d) = &i.default {
+            if let Err(msg) = coerce_input(&name.value, i, &d.value.0) {
+                errs.push(wf.error(d.loc, msg));
+            }
+        }
+    }
+}
+
+/// Check and convert an input value given as text to its JSON value.
+pub fn coerce_input(
+    name: &str,
+    input: &crate::workflow::Input,
+    raw: &str,
+) -> Result<serde_json::Value, String> {
+    match input.kind.value {
+        InputType::String => Ok(serde_json::Value::String(raw.to_string())),
+        InputType::Number => raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| {
+                if f.fract() == 0.0 && f.abs() < 9e15 {
+                    Some(serde_json::Value::from(f as i64))
+                } else {
+                    serde_json::Number::from_f64(f).map(serde_json::Value::Number)
+                }
+            })
+            .ok_or_else(|| format!("input `{name}` must be a number, got `{raw}`")),
+        InputType::Boolean => match raw.trim() {
+            "true" => Ok(serde_json::Value::Bool(true)),
+            "false" => Ok(serde_json::Value::Bool(false)),
+            _ => Err(format!("input `{name}` must be `true` or `false`, got `{raw}`")),
+        },
+        InputType::Choice => {
+            let options: Vec<String> = input
+                .options
+                .as_ref()
+                .map(|o| o.value.iter().map(|s| s.value.0.clone()).collect())
+                .unwrap_or_default();
+            if options.iter().any(|o| o == raw) {
+                Ok(serde_json::Value::String(raw.to_string()))
+            } else {
+                let mut msg = format!("input `{name}` must be one of {}, got `{raw}`", options.join(", "));
+                if let Some(s) = did_you_mean(raw, options.iter().map(String::as_str)) {
+                    msg.push_str(&format!(" (did you mean `{s}`?)"));
+                }
+                Err(msg)
+            }
+        }
+    }
+}
+
+fn check_job(wf: &WorkflowFile, engine: &Engine, id: &str, job: &Sp<Job>, errs: &mut Vec<Diagnostic>) {
+    let w = &wf.workflow;
+    let job = &job.value;
+    let job_ids: BTreeMap<String, &Sp<Job>> = w
+        .jobs
+        .value
+        .iter()
+        .map(|(k, v)| (k.value.clone(), v))
+        .collect();
+
+    let mut scope = Scope {
+        inputs: w.inputs.keys().map(str::to_string).collect(),
+        matrix: None,
+        needs: BTreeMap::new(),
+        steps: BTreeSet::new(),
+        env: w.env.keys().chain(job.env.keys()).map(str::to_string).collect(),
+        allow_status_functions: false,
+    };
+    if let Some(needs) = &job.needs {
+        for n in needs.located() {
+            if let Some(j) = job_ids.get(&n.value) {
+                scope
+                    .needs
+                    .insert(n.value.clone(), j.value.outputs.keys().map(str::to_string).collect());
+            }
+        }
+    }
+    if let Some(strategy) = &job.strategy {
+        if let Some(m) = &strategy.matrix {
+            let mut keys: BTreeSet<String> = m.value.axes.iter().map(|(k, _)| k.value.clone()).collect();
+            for inc in &m.value.include {
+                keys.extend(inc.keys().cloned());
+            }
+            for (k, vals) in &m.value.axes {
+                if vals.is_empty() {
+                    errs.push(wf.error(k.loc, format!("matrix axis `{}` has no values", k.value)));
+                }
+            }
+            if m.value.axes.is_empty() && m.value.include.is_empty() {
+                errs.push(wf.error(m.loc, "the matrix has no axes and no `include`"));
+            }
+            scope.matrix = Some(keys);
+        }
+        if let Some(mp) = &strategy.max_parallel {
+            if mp.value == 0 {
+                errs.push(wf.error(mp.loc, "`max-parallel` must be at least 1"));
+            }
+        }
+    }
+
+    // Workflow env may use inputs; job env and job-level fields may use matrix and needs.
+    // A scope with status functions allowed means an `if:` condition.
+    let mut expr = |s: &Sp<String>, scope: &Scope, errs: &mut Vec<Diagnostic>| {
+        let r = if scope.allow_status_functions {
+            engine.check_condition(&s.value, scope)
+        } else {
+            engine.check(&s.value, scope)
+        };
+        if let Err(e) = r {
+            errs.push(expr_diag(wf, s, &e));
+        }
+    };
+    for (_, v) in job.env.iter() {
+        expr(&scalar_sp(v), &scope, errs);
+    }
+    if let Some(cond) = &job.if_ {
+        let mut s = scope.clone();
+        s.allow_status_functions = true;
+        expr(&scalar_sp(cond), &s, errs);
+    }
+    if let Some(t) = &job.timeout_minutes {
+        if t.value <= 0.0 {
+            errs.push(wf.error(t.loc, "`timeout-minutes` must be greater than 0"));
+        }
+    }
+    if let Some(c) = &job.container {
+        if c.value.spec().image.trim().is_empty() {
+            errs.push(wf.error(c.loc, "`container` needs an image"));
+        }
+    }
+
+    if job.steps.value.is_empty() {
+        errs.push(wf.error(job.steps.loc, format!("job `{id}` has no steps")));
+    }
+    let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
+    for step in &job.steps.value {
+        let st = &step.value;
+        if let Some(sid) = &st.id {
+            if !valid_id(&sid.value) {
+                errs.push(wf.error(
+                    sid.loc,
+                    format!("invalid step id `{}`: use letters, digits, `-` and `_`, starting with a letter or `_`", sid.value),
+                ));
+            }
+            if let Some(first) = seen.get(&sid.value) {
+                errs.push(
+                    wf.error(sid.loc, format!("duplicate step id `{}` in job `{id}`", sid.value))
+                        .with_help(format!("first used at line {}", first.line)),
+                );
+            } else {
+                seen.insert(sid.value.clone(), sid.loc);
+            }
+        }
+        check_step(wf, step, &scope, errs, &mut expr);
+        if let Some(sid) = &st.id {
+            scope.steps.insert(sid.value.clone());
+        }
+    }
+    // Job outputs see every step of the job.
+    for (_, v) in job.outputs.iter() {
+        expr(v, &scope, errs);
+    }
+}
+
+fn scalar_sp(v: &Sp<Scalar>) -> Sp<String> {
+    Sp::new(v.value.0.clone(), v.loc)
+}
+
+fn check_step(
+    wf: &WorkflowFile,
+    step: &Sp<Step>,
+    job_scope: &Scope,
+    errs: &mut Vec<Diagnostic>,
+    expr: &mut impl FnMut(&Sp<String>, &Scope, &mut Vec<Diagnostic>),
+) {
+    let st = &step.value;
+    let mut scope = job_scope.clone();
+    scope.env.extend(st.env.keys().map(str::to_string));
+    match (&st.run, &st.uses) {
+        (Some(_), Some(u)) => errs.push(wf.error(u.loc, "a step has either `run` or `uses`, not both")),
+        (None, None) => errs.push(wf.error(step.loc, "a step needs `run` (a script) or `uses` (a built-in action)")),
+        (Some(run), None) => {
+            if !st.with.is_empty() {
+                let (k, _) = &st.with.0[0];
+                errs.push(wf.error(k.loc, "`with` belongs to `uses` steps; a `run` step takes `env`"));
+            }
+            expr(run, &scope, errs);
+        }
+        (None, Some(uses)) => {
+            if !actions::is_builtin(&uses.value) {
+                let d = wf.error(uses.loc, format!("unknown action `{}`", uses.value));
+                let d = match did_you_mean(&uses.value, actions::known().iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("built-in actions: {}", actions::known().join(", "))),
+                };
+                errs.push(d);
+            } else {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    st.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+                if let Err(e) = actions::validate(&uses.value, &map) {
+                    let loc = e
+                        .key
+                        .as_deref()
+                        .and_then(|k| st.with.0.iter().find(|(kk, _)| kk.value == k).map(|(kk, _)| kk.loc))
+                        .unwrap_or(uses.loc);
+                    errs.push(wf.error(loc, format!("{}: {}", uses.value, e.message)));
+                }
+                for (_, v) in st.with.iter() {
+                    for s in json_strings(&v.value) {
+                        expr(&Sp::new(s, v.loc), &scope, errs);
+                    }
+                }
+            }
+            if let Some(sh) = &st.shell {
+                errs.push(wf.error(sh.loc, "`shell` applies to `run` steps only"));
+            }
+        }
+    }
+    if let Some(sh) = &st.shell {
+        if let Err(m) = crate::shell::Shell::parse(&sh.value) {
+            errs.push(wf.error(sh.loc, m));
+        }
+    }
+    for (_, v) in st.env.iter() {
+        expr(&scalar_sp(v), &scope, errs);
+    }
+    if let Some(wd) = &st.working_directory {
+        expr(wd, &scope, errs);
+    }
+    if let Some(cond) = &st.if_ {
+        let mut s = scope.clone();
+        s.allow_status_functions = true;
+        expr(&scalar_sp(cond), &s, errs);
+    }
+    if let Some(r) = &st.retry {
+        if r.value.attempts == 0 {
+            errs.push(wf.error(r.loc, "`retry.attempts` must be at least 1"));
+        }
+        if let Some(d) = &r.value.delay {
+            if let Err(m) = crate::duration::parse(&d.value) {
+                errs.push(wf.error(d.loc, m));
+            }
+        }
+    }
+    if let Some(t) = &st.timeout_minutes {
+        if t.value <= 0.0 {
+            errs.push(wf.error(t.loc, "`timeout-minutes` must be greater than 0"));
+        }
+    }
+    for list in [&st.sources, &st.generates].into_iter().flatten() {
+        for g in list.located() {
+            if let Err(e) = globset::Glob::new(g.value.trim_start_matches('!')) {
+                errs.push(wf.error(g.loc, format!("invalid glob `{}`: {}", g.value, e.kind())));
+            }
+            expr(&g, &scope, errs);
+        }
+    }
+}
+
+/// Every string inside a `with` value (expressions may hide in nested lists).
+pub fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a.iter().flat_map(json_strings).collect(),
+        serde_json::Value::Object(o) => o.values().flat_map(json_strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Point an expression error at the exact place in the file: the error's
+/// offset is relative to the string value, and the value may sit in a block
+/// scalar or quotes, so find its text in the file after the value's start.
+pub fn expr_diag(wf: &WorkflowFile, s: &Sp<String>, e: &ExprError) -> Diagnostic {
+    let Some(base) = s.loc.offset else {
+        return wf.error(s.loc, e.message.clone());
+    };
+    let off = e.offset.min(s.value.len());
+    let tail_end = s.value[off..].find('\n').map(|i| off + i).unwrap_or(s.value.len());
+    let needle = &s.value[off..tail_end];
+    if !needle.is_empty() {
+        if let Some(pos) = wf.text.get(base..).and_then(|t| t.find(needle)) {
+            return Diagnostic::at_offset(&wf.path, &wf.text, base + pos, e.len.max(1), e.message.clone());
+        }
+    }
+    wf.error(s.loc, e.message.clone())
+}
+
+/// Find a cycle in `needs` and report it as `a -> b -> a`, pointing at the
+/// `needs` entry that closes it.
+fn find_cycle(wf: &WorkflowFile) -> Option<Diagnostic> {
+    let jobs = &wf.workflow.jobs.value;
+    let order: Vec<&str> = jobs.keys().collect();
+    let needs_of = |id: &str| -> Vec<Sp<String>> {
+        jobs.get(id)
+            .and_then(|j| j.value.needs.as_ref())
+            .map(|n| n.located())
+            .unwrap_or_default()
+    };
+    // 0 = unvisited, 1 = on stack, 2 = done
+    let mut mark: BTreeMap<&str, u8> = BTreeMap::new();
+    fn dfs<'a>(
+        id: &'a str,
+        order: &[&'a str],
+        needs_of: &dyn Fn(&str) -> Vec<Sp<String>>,
+        mark: &mut BTreeMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<(Vec<String>, Loc)> {
+        mark.insert(id, 1);
+        stack.push(id);
+        for n in needs_of(id) {
+            let Some(&nid) = order.iter().find(|o| **o == n.value) else { continue };
+            match mark.get(nid).copied().unwrap_or(0) {
+                1 => {
+                    let start = stack.iter().position(|s| *s == nid).unwrap_or(0);
+                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                    cycle.push(nid.to_string());
+                    return Some((cycle, n.loc));
+                }
+                0 => {
+                    if let Some(c) = dfs(nid, order, needs_of, mark, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        mark.insert(id, 2);
+        None
+    }
+    for id in &order {
+        if mark.get(id).copied().unwrap_or(0) == 0 {
+            let mut stack = Vec::new();
+            if let Some((cycle, loc)) = dfs(id, &order, &needs_of, &mut mark, &mut stack) {
+                return Some(wf.error(loc, format!("dependency cycle: {}", cycle.join(" -> "))));
+            }
+        }
+    }
+    None
+}
+
+/// Env entries as (name, template) pairs.
+pub fn env_pairs(e: &Entries<Sp<Scalar>>) -> Vec<(String, String)> {
+    e.iter().map(|(k, v)| (k.value.clone(), v.value.0.clone())).collect()
+}

@@ -1,0 +1,304 @@
+//! The workflow file as typed data: `trun.yaml` parsed into structs that keep
+//! the location of every value a later check may need to point at.
+//!
+//! This module only reads and shapes; it does not decide what is valid across
+//! values (unknown `needs`, cycles, expression names): that is
+//! [`crate::validate`]. Nothing downstream of this module re-reads YAML.
+
+use crate::diag::Diagnostic;
+use crate::spanned::{Entries, Loc, Scalar, Sp, StringList};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A `trun.yaml` workflow.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "trun workflow")]
+pub struct Workflow {
+    /// Display name of the workflow.
+    pub name: Option<Sp<String>>,
+    /// Environment variables for every job and step.
+    #[serde(default)]
+    pub env: Entries<Sp<Scalar>>,
+    /// Typed inputs, set with `trun run -i name=value`.
+    #[serde(default)]
+    pub inputs: Entries<Sp<Input>>,
+    /// Defaults for every `run:` step.
+    pub defaults: Option<Defaults>,
+    /// The jobs, by id.
+    pub jobs: Sp<Entries<Sp<Job>>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Defaults {
+    pub run: Option<RunDefaults>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunDefaults {
+    /// `bash`, `sh`, or a command template containing `{0}` (the script file).
+    pub shell: Option<Sp<String>>,
+    pub working_directory: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Number,
+    Boolean,
+    Choice,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Input {
+    #[serde(rename = "type", default = "default_input_type")]
+    pub kind: Sp<InputType>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    pub default: Option<Sp<Scalar>>,
+    /// Allowed values of a `choice` input.
+    pub options: Option<Sp<Vec<Sp<Scalar>>>>,
+}
+
+fn default_input_type() -> Sp<InputType> {
+    Sp::synthetic(InputType::String)
+}
+
+/// A job: steps run in order, possibly in a container, possibly once per matrix leg.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Job {
+    pub name: Option<Sp<String>>,
+    /// Jobs that must finish before this one starts.
+    pub needs: Option<Sp<StringList>>,
+    /// Run the job only when this expression is true.
+    #[serde(rename = "if")]
+    pub if_: Option<Sp<Scalar>>,
+    #[serde(default)]
+    pub env: Entries<Sp<Scalar>>,
+    pub defaults: Option<Defaults>,
+    /// Run every step of the job inside this container.
+    pub container: Option<Sp<Container>>,
+    /// Sidecar containers reachable by name from the job container.
+    #[serde(default)]
+    pub services: Entries<Sp<Container>>,
+    pub strategy: Option<Strategy>,
+    /// Job outputs, usually `${{ steps.<id>.outputs.<name> }}`.
+    #[serde(default)]
+    pub outputs: Entries<Sp<String>>,
+    pub timeout_minutes: Option<Sp<f64>>,
+    pub continue_on_error: Option<Sp<bool>>,
+    pub steps: Sp<Vec<Sp<Step>>>,
+}
+
+/// `container: image` or the long form.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Container {
+    Image(String),
+    Full(ContainerSpec),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerSpec {
+    pub image: String,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, Scalar>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<Scalar>,
+    /// Extra options, e.g. `--memory 512m --cpus 1`.
+    pub options: Option<String>,
+    pub network: Option<String>,
+    pub memory: Option<Scalar>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
+    pub user: Option<Scalar>,
+}
+
+impl Container {
+    pub fn spec(&self) -> ContainerSpec {
+        match self {
+            Container::Image(i) => ContainerSpec {
+                image: i.clone(),
+                ..Default::default()
+            },
+            Container::Full(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Strategy {
+    pub matrix: Option<Sp<Matrix>>,
+    /// Cancel the other legs when one fails (default true).
+    pub fail_fast: Option<bool>,
+    pub max_parallel: Option<Sp<u32>>,
+}
+
+/// `matrix:` axes (each a list of values) plus `include` and `exclude`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+pub struct Matrix {
+    pub axes: Vec<(Sp<String>, Vec<serde_json::Value>)>,
+    pub include: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub exclude: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'de> Deserialize<'de> for Matrix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let entries = Entries::<serde_json::Value>::deserialize(d)?;
+        let mut m = Matrix::default();
+        for (k, v) in entries.0 {
+            match k.value.as_str() {
+                "include" | "exclude" => {
+                    let list: Vec<serde_json::Map<String, serde_json::Value>> =
+                        serde_json::from_value(v).map_err(|_| {
+                            D::Error::custom(format!("matrix `{}` must be a list of mappings", k.value))
+                        })?;
+                    if k.value == "include" {
+                        m.include = list;
+                    } else {
+                        m.exclude = list;
+                    }
+                }
+                _ => match v {
+                    serde_json::Value::Array(values) => m.axes.push((k, values)),
+                    _ => {
+                        return Err(D::Error::custom(format!(
+                            "matrix axis `{}` must be a list of values",
+                            k.value
+                        )))
+                    }
+                },
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// One step: a `run:` script or a built-in action (`uses:`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Step {
+    /// Identifier used by `steps.<id>.outputs` and `--force`.
+    pub id: Option<Sp<String>>,
+    pub name: Option<Sp<String>>,
+    /// Shell script to run.
+    pub run: Option<Sp<String>>,
+    /// `bash`, `sh`, or a command template containing `{0}` (the script file).
+    pub shell: Option<Sp<String>>,
+    pub working_directory: Option<Sp<String>>,
+    /// A built-in action, e.g. `files/exist` or `docker/build`.
+    pub uses: Option<Sp<String>>,
+    /// Inputs of the action named by `uses`.
+    #[serde(rename = "with", default)]
+    pub with: Entries<Sp<serde_json::Value>>,
+    #[serde(default)]
+    pub env: Entries<Sp<Scalar>>,
+    #[serde(rename = "if")]
+    pub if_: Option<Sp<Scalar>>,
+    pub continue_on_error: Option<Sp<bool>>,
+    pub timeout_minutes: Option<Sp<f64>>,
+    pub retry: Option<Sp<Retry>>,
+    /// Globs of files whose content decides whether the step is up to date.
+    pub sources: Option<Sp<StringList>>,
+    /// Paths the step must produce; restored from the cache when possible.
+    pub generates: Option<Sp<StringList>>,
+    /// Paste `${{ }}` values into the script text instead of passing them as
+    /// environment variables. Unsafe with untrusted values; off by default.
+    #[serde(default)]
+    pub unsafe_inline_expressions: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Retry {
+    /// Total attempts, the first included.
+    pub attempts: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// Delay before the second attempt, e.g. `500ms`, `1s`, `2m`.
+    pub delay: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    #[default]
+    Constant,
+    Exponential,
+}
+
+/// The parsed file together with its text, so errors can quote it.
+#[derive(Debug, Clone)]
+pub struct WorkflowFile {
+    pub path: PathBuf,
+    /// The directory holding the file: the workspace root.
+    pub root: PathBuf,
+    pub text: String,
+    pub workflow: Workflow,
+}
+
+/// File names searched for, in order, in the current directory and its parents.
+pub const FILE_NAMES: [&str; 3] = ["trun.yaml", "trun.yml", ".trun.yaml"];
+
+/// Find the workflow file from `start` upwards.
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        for name in FILE_NAMES {
+            let p = d.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+impl WorkflowFile {
+    pub fn load(path: &Path) -> Result<WorkflowFile, Diagnostic> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostic::plain(format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::parse(path, text)
+    }
+
+    pub fn parse(path: &Path, text: String) -> Result<WorkflowFile, Diagnostic> {
+        let workflow: Workflow = serde_saphyr::from_str(&text)
+            .map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let root = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(WorkflowFile {
+            path: path.to_path_buf(),
+            root,
+            text,
+            workflow,
+        })
+    }
+
+    /// An error pointing at `loc` in this file.
+    pub fn error(&self, loc: Loc, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(&self.path, &self.text, loc, message)
+    }
+}
+
+/// The JSON Schema of the workflow file, generated from these types.
+pub fn schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Workflow);
+    serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
