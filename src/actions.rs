@@ -1,34 +1,36 @@
-//! The registry of built-in actions (`uses:`): which names exist, how their
-//! `with` is validated at plan time, and how a step runs one. The actions
-//! themselves live with what they drive ([`crate::docker::actions`]).
+//! The registry of built-in actions (`uses:`) as the engine sees it: which
+//! names exist, how their `with` is validated at plan time, and how a step
+//! runs one. The actions themselves live with what they drive
+//! ([`crate::docker::actions`]).
 
+use crate::docker::actions::{self as builtin, ActionCtx, Memory};
+use crate::docker::Docker;
 use crate::event::Stream;
 use crate::exec::process::Exit;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub const KNOWN: &[&str] = &["files/exist", "docker/build", "docker/pull", "docker/run", "docker/exec"];
+pub use builtin::WithError;
 
 pub fn is_builtin(uses: &str) -> bool {
-    KNOWN.contains(&uses)
+    builtin::is_builtin(uses)
 }
 
 pub fn known() -> &'static [&'static str] {
-    KNOWN
+    builtin::known()
 }
 
-/// A problem with a `with:` block, naming the key when there is one.
-#[derive(Debug, Clone)]
-pub struct WithError {
-    pub key: Option<String>,
-    pub message: String,
+pub fn needs_docker(uses: &str) -> bool {
+    builtin::needs_docker(uses)
 }
 
-pub fn validate(_uses: &str, _with: &Map<String, Value>) -> Result<(), WithError> {
-    Ok(())
+pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> {
+    builtin::validate(uses, with)
 }
 
 /// What an action step knows about where it runs.
@@ -37,19 +39,95 @@ pub struct Ctx {
     pub job: String,
     pub step_key: String,
     pub workspace: PathBuf,
-    /// Where outputs go, in `$TRUN_OUTPUT` format.
-    pub output_file: PathBuf,
+    pub docker: Option<Arc<Docker>>,
+    pub memory: Arc<dyn Memory>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How an action step ended: like a process, plus "nothing needed doing".
+pub struct Outcome {
+    pub exit: Exit,
+    pub outputs: BTreeMap<String, String>,
+    pub skipped: Option<String>,
+}
+
+/// Run an action with the step's timeout and the run's cancellation.
 pub async fn execute(
     uses: &str,
-    _with: &Map<String, Value>,
-    _ctx: &Ctx,
-    _timeout: Option<Duration>,
-    _cancel: &mut watch::Receiver<bool>,
-    _log: &mut (dyn Write + Send),
-    _on_line: &mut (dyn FnMut(Stream, String) + Send),
-) -> Exit {
-    Exit::SpawnFailed(format!("{uses}: not available in this build"))
+    with: &Map<String, Value>,
+    ctx: &Ctx,
+    timeout: Option<Duration>,
+    cancel: &mut watch::Receiver<bool>,
+    log: &mut (dyn Write + Send),
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+) -> Outcome {
+    let actx = ActionCtx {
+        run_id: ctx.run_id,
+        job: ctx.job.clone(),
+        step_key: ctx.step_key.clone(),
+        workspace: ctx.workspace.clone(),
+        docker: ctx.docker.as_deref(),
+        memory: ctx.memory.as_ref(),
+    };
+    let mut tee = |stream: Stream, line: String| {
+        let _ = writeln!(log, "{line}");
+        on_line(stream, line);
+    };
+    let fut = builtin::run(uses, with, &actx, &mut tee);
+    let sleep = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        r = fut => r,
+        _ = sleep => return Outcome { exit: Exit::TimedOut(timeout.unwrap_or_default()), outputs: BTreeMap::new(), skipped: None },
+        _ = cancelled(cancel) => return Outcome { exit: Exit::Cancelled, outputs: BTreeMap::new(), skipped: None },
+    };
+    match result {
+        Ok(r) => {
+            if let Some(m) = &r.message {
+                let _ = writeln!(log, "{m}");
+                on_line(Stream::Stderr, m.clone());
+            }
+            Outcome {
+                exit: if r.success { Exit::Code(0) } else { Exit::Failed(r.message.unwrap_or_else(|| format!("{uses} failed"))) },
+                outputs: r.outputs,
+                skipped: r.skipped,
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let _ = writeln!(log, "{msg}");
+            on_line(Stream::Stderr, msg.clone());
+            Outcome { exit: Exit::Failed(msg), outputs: BTreeMap::new(), skipped: None }
+        }
+    }
+}
+
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    loop {
+        if *cancel.borrow() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Action memory (last pull time, last build's inputs) in the state store's
+/// key-value table, so it survives between runs.
+pub struct StoreMemory(pub Mutex<crate::state::Store>);
+
+impl Memory for StoreMemory {
+    fn get(&self, key: &str) -> Option<String> {
+        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.kv_get("actions", key).ok().flatten()
+    }
+
+    fn set(&self, key: &str, value: &str) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = s.kv_set("actions", key, value);
+    }
 }

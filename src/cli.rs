@@ -114,6 +114,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Print the logs of a run, a job, or a step.
     Logs(LogsArgs),
+    /// Remove containers and networks left behind by killed runs.
+    Gc(GcArgs),
     /// Print the JSON Schema of trun.yaml.
     Schema,
     /// Print a shell completion script.
@@ -183,6 +185,15 @@ pub struct ShowArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Also remove containers started with `keep: true`.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct LogsArgs {
     /// Run id, or `last`.
     pub run: String,
@@ -218,6 +229,7 @@ pub fn main() -> i32 {
         Some(Command::History(a)) => cmd_history(a),
         Some(Command::Show(a)) => cmd_show(a),
         Some(Command::Logs(a)) => cmd_logs(a),
+        Some(Command::Gc(a)) => cmd_gc(a),
         Some(Command::Schema) => {
             println!("{}", schema_text());
             Ok(EXIT_OK)
@@ -372,6 +384,23 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         }
         return Ok(EXIT_OK);
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return Err(vec![Diagnostic::plain(format!("cannot start the runtime: {e}"))]),
+    };
+    // A plan that needs Docker fails here, before anything runs.
+    crate::docker::set_workspace(&wf.root);
+    let docker = if plan_needs_docker(&plan) {
+        match runtime.block_on(crate::docker::Docker::connect()) {
+            Ok(d) => Some(Arc::new(d)),
+            Err(e) => {
+                return Err(vec![Diagnostic::plain(e.to_string())
+                    .with_help("this workflow uses containers or docker/* actions; start Docker or set DOCKER_HOST")])
+            }
+        }
+    } else {
+        None
+    };
     let dir = state_dir(&wf);
     std::fs::create_dir_all(&dir).map_err(|e| vec![Diagnostic::plain(format!("cannot create {}: {e}", dir.display()))])?;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
@@ -419,12 +448,20 @@ fn cmd_run(a: RunArgs) -> CmdResult {
     let plan = Arc::new(plan);
     let hooks = crate::uptodate_hooks::Hooks::open(plan.clone(), run_id, &a.force)
         .map_err(|e| vec![Diagnostic::plain(e)])?;
+    let log_dir = dir.join("logs").join(run_id.to_string());
+    let tmp_dir = dir.join("tmp").join(run_id.to_string());
+    for d in [&log_dir, &tmp_dir] {
+        std::fs::create_dir_all(d).map_err(|e| vec![Diagnostic::plain(format!("cannot create {}: {e}", d.display()))])?;
+    }
+    let memory_store = Store::open(&crate::state::db_path(&wf.root)).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let run_opts = RunOptions {
+        docker: docker.clone(),
+        memory: Arc::new(crate::actions::StoreMemory(std::sync::Mutex::new(memory_store))),
         run_id,
         jobs: a.parallel.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         fail_fast: a.fail_fast,
-        log_dir: dir.join("logs").join(run_id.to_string()),
-        tmp_dir: dir.join("tmp").join(run_id.to_string()),
+        log_dir,
+        tmp_dir,
         hooks: Some(Arc::new(hooks)),
     };
     // One thread renders events and records them, in batches: the engine
@@ -432,33 +469,49 @@ fn cmd_run(a: RunArgs) -> CmdResult {
     let consumer = std::thread::spawn(move || {
         let mut batch: Vec<Event> = Vec::new();
         let mut record_error: Option<String> = None;
+        // A commit costs tens of microseconds: gather what arrives within a
+        // couple of milliseconds into one transaction. Output lines go to the
+        // log files, not the database.
+        let gather = std::time::Duration::from_millis(2);
         while let Ok(ev) = rx.recv() {
-            reporter.event(&ev);
-            batch.push(ev);
-            while let Ok(more) = rx.try_recv() {
-                reporter.event(&more);
-                batch.push(more);
-                if batch.len() >= 512 {
+            let deadline = std::time::Instant::now() + gather;
+            let mut next = Some(ev);
+            while let Some(ev) = next.take() {
+                reporter.event(&ev);
+                let last = matches!(ev, Event::RunFinished { .. });
+                if !matches!(ev, Event::StepOutput { .. }) {
+                    batch.push(ev);
+                }
+                if last || batch.len() >= 1024 {
                     break;
                 }
+                next = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok();
             }
-            if let Err(e) = store.record(&batch) {
-                record_error.get_or_insert(e.to_string());
+            if !batch.is_empty() {
+                if let Err(e) = store.record(&batch) {
+                    record_error.get_or_insert(e.to_string());
+                }
+                batch.clear();
             }
-            batch.clear();
         }
         reporter.finish();
         (store, record_error)
     });
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => return Err(vec![Diagnostic::plain(format!("cannot start the runtime: {e}"))]),
-    };
     let result = runtime.block_on(async move {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(crate::signals::forward(cancel_tx));
-        exec::run(plan.clone(), run_opts, Events(tx), cancel_rx).await
+        let result = exec::run(plan.clone(), run_opts, Events(tx), cancel_rx).await;
+        // Whatever the run started in Docker goes, however the run ended
+        // (containers marked `keep: true` stay until `trun gc --all`).
+        if let Some(d) = &docker {
+            if let Ok(report) = d.cleanup_run(run_id).await {
+                for e in report.errors {
+                    eprintln!("trun: warning: cleanup: {e}");
+                }
+            }
+        }
+        result
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     let (_store, record_error) = consumer.join().map_err(|_| vec![Diagnostic::plain("the reporter thread panicked")])?;
@@ -472,6 +525,53 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         Status::Cancelled => EXIT_INTERRUPTED,
         _ => EXIT_FAILED,
     })
+}
+
+/// Whether anything in the plan talks to Docker.
+pub fn plan_needs_docker(plan: &Plan) -> bool {
+    plan.jobs.iter().any(|j| {
+        j.container.is_some()
+            || !j.services.is_empty()
+            || j.steps.iter().any(|s| matches!(&s.action, crate::plan::Action::Uses { uses, .. } if crate::actions::needs_docker(uses)))
+    })
+}
+
+fn cmd_gc(a: GcArgs) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    crate::docker::set_workspace(&wf.root);
+    let live: Vec<i64> = match Store::open(&crate::state::db_path(&wf.root)) {
+        // Opening the store marks runs whose process died as interrupted,
+        // so what is still `running` here really is running.
+        Ok(store) => store
+            .runs(10_000)
+            .map(|runs| runs.into_iter().filter(|r| r.status == Status::Running).map(|r| r.id).collect())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot start the runtime: {e}"))])?;
+    let report = runtime
+        .block_on(async {
+            let d = crate::docker::Docker::connect().await?;
+            d.gc(|run| live.contains(&run), a.all).await
+        })
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    println!(
+        "removed {} container{}, {} network{}, {} volume{}{}",
+        report.containers.len(),
+        if report.containers.len() == 1 { "" } else { "s" },
+        report.networks.len(),
+        if report.networks.len() == 1 { "" } else { "s" },
+        report.volumes.len(),
+        if report.volumes.len() == 1 { "" } else { "s" },
+        if report.kept.is_empty() { String::new() } else { format!("; kept {} (keep: true; use --all)", report.kept.len()) }
+    );
+    for e in &report.errors {
+        eprintln!("trun: warning: {e}");
+    }
+    Ok(if report.errors.is_empty() { EXIT_OK } else { EXIT_FAILED })
 }
 
 fn open_store(file: &FileArgs) -> Result<(WorkflowFile, Store), Vec<Diagnostic>> {

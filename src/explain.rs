@@ -56,18 +56,25 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
         let mut steps = Vec::new();
         for step in &job.steps {
             let spec = uptodate_hooks::spec(plan, job, step, &chain);
-            let check = ut.check(&spec, force.forces(job, step)).map_err(|e| e.to_string())?;
-            chain.insert(spec.key.clone(), check.fingerprint.clone());
-            let reason = match &check.decision {
+            let forced = force.forces(job, step);
+            let decision = if step.sources.is_empty() {
+                chain.insert(spec.key.clone(), uptodate_hooks::sourceless_fingerprint(&spec));
+                Decision::Run(if forced { RunReason::Forced } else { RunReason::NoSources })
+            } else {
+                let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
+                chain.insert(spec.key.clone(), check.fingerprint.clone());
+                check.decision
+            };
+            let reason = match &decision {
                 Decision::Run(RunReason::UpstreamChanged) => "an upstream step will run".to_string(),
                 d => d.to_string(),
             };
             steps.push(StepPlan {
                 id: step.id.clone(),
                 name: step.name.clone(),
-                action: if check.decision.is_run() { "run" } else { "skip" },
+                action: if decision.is_run() { "run" } else { "skip" },
                 reason,
-                decision: check.decision,
+                decision,
                 condition: step.condition.clone(),
             });
         }

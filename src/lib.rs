@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod cli;
 pub mod diag;
+pub mod docker;
 pub mod duration;
 pub mod event;
 pub mod exec;

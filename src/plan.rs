@@ -413,7 +413,7 @@ fn plan_job(
         .value
         .iter()
         .enumerate()
-        .map(|(i, s)| plan_step(i, &s.value, s.loc.line, job_shell, job_wd))
+        .map(|(i, s)| plan_step(i, &s.value, s.loc.line, job_shell, job_wd, job.container.is_some()))
         .collect();
     let strategy = job.strategy.as_ref();
     let name = match &job.name {
@@ -445,7 +445,14 @@ fn plan_job(
     }
 }
 
-fn plan_step(index: usize, s: &Step, line: u32, job_shell: Option<&str>, job_wd: Option<&str>) -> PlannedStep {
+fn plan_step(
+    index: usize,
+    s: &Step,
+    line: u32,
+    job_shell: Option<&str>,
+    job_wd: Option<&str>,
+    in_container: bool,
+) -> PlannedStep {
     let id = s
         .id
         .as_ref()
@@ -453,7 +460,10 @@ fn plan_step(index: usize, s: &Step, line: u32, job_shell: Option<&str>, job_wd:
         .unwrap_or_else(|| format!("step-{}", index + 1));
     let action = match (&s.run, &s.uses) {
         (Some(run), _) => {
-            let shell_src = s.shell.as_ref().map(|s| s.value.as_str()).or(job_shell).unwrap_or("bash");
+            // bash like GitHub Actions; `sh` inside containers, where bash
+            // is often missing (busybox, alpine).
+            let default = if in_container { "sh" } else { "bash" };
+            let shell_src = s.shell.as_ref().map(|s| s.value.as_str()).or(job_shell).unwrap_or(default);
             Action::Run {
                 script: run.value.clone(),
                 shell: Shell::parse(shell_src).unwrap_or(Shell::Bash),

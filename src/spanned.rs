@@ -168,12 +168,13 @@ impl<V: JsonSchema> JsonSchema for Entries<V> {
     }
 }
 
-/// A mapping key: YAML allows `1:` or `true:` as keys; we read them as text.
+/// A mapping key, read as the text written: `n:` is the key `n`, not the
+/// YAML 1.1 boolean `false`.
 struct KeyString(String);
 
 impl<'de> Deserialize<'de> for KeyString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(KeyString(Scalar::deserialize(d)?.0))
+        Ok(KeyString(String::deserialize(d)?))
     }
 }
 

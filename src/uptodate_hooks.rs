@@ -126,6 +126,17 @@ pub fn spec(plan: &Plan, job: &PlannedJob, step: &PlannedStep, chain: &Chain) ->
     }
 }
 
+/// The fingerprint of a step without `sources`: its definition and upstream
+/// only. Such a step always runs, so nothing is looked up or recorded; the
+/// fingerprint exists so its dependents' fingerprints are stable.
+pub fn sourceless_fingerprint(spec: &StepSpec) -> Fingerprint {
+    crate::uptodate::fingerprint::compute(
+        &crate::uptodate::fingerprint::definition_hash(&spec.definition),
+        &[],
+        &spec.upstream,
+    )
+}
+
 pub fn open_store(root: &Path) -> Result<UpToDate, String> {
     let dir = root.join(".trun");
     UpToDate::open(&dir.join("state.db"), &dir.join("cas")).map_err(|e| e.to_string())
@@ -181,6 +192,11 @@ impl StepHooks for Hooks {
         let job = self.plan.job(job_key)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let spec = spec(&self.plan, job, step, &inner.chain);
+        if step.sources.is_empty() {
+            let fp = sourceless_fingerprint(&spec);
+            inner.chain.insert(spec.key, fp);
+            return None;
+        }
         let check = match self.ut.check(&spec, self.force.forces(job, step)) {
             Ok(c) => c,
             Err(_) => return None,
@@ -188,13 +204,13 @@ impl StepHooks for Hooks {
         inner.chain.insert(spec.key.clone(), check.fingerprint.clone());
         let skip = match &check.decision {
             Decision::Skip(reason) => Some(reason.to_string()),
-            Decision::Run(RunReason::GeneratesMissing(_)) | Decision::Run(RunReason::GeneratesModified(_)) => {
-                match self.ut.try_restore(&spec, &check) {
-                    Ok(Some(_)) => Some("restored from cache".to_string()),
-                    _ => None,
-                }
-            }
-            Decision::Run(_) => None,
+            Decision::Run(RunReason::Forced | RunReason::NoSources | RunReason::NeverRan) => None,
+            // Damaged outputs, or inputs that match an earlier success (a
+            // branch switch): the CAS may hold exactly what a run would make.
+            Decision::Run(_) => match self.ut.try_restore(&spec, &check) {
+                Ok(Some(_)) => Some("restored from cache".to_string()),
+                _ => None,
+            },
         };
         match skip {
             Some(reason) => {
@@ -210,24 +226,24 @@ impl StepHooks for Hooks {
 
     fn after_step(&self, job_key: &str, step: &PlannedStep, success: bool, outputs: &BTreeMap<String, String>) {
         let Some(job) = self.plan.job(job_key) else { return };
+        // Files may have changed under any step that ran.
+        self.ut.invalidate();
+        if step.sources.is_empty() {
+            return;
+        }
         let key = step_key(job, step);
         let pending = {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.pending.remove(&key)
         };
-        // Files may have changed under any step that ran.
-        self.ut.invalidate();
         if !success {
             return;
         }
-        if let Some((spec, _)) = pending {
-            // Re-check now that the step has run: its sources may be its own
-            // products, and what is recorded must match what the next check sees.
-            if let Ok(after) = self.ut.check(&spec, false) {
-                let _ = self.ut.record_success(&spec, &after, self.run_id);
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                inner.chain.insert(key.clone(), after.fingerprint.clone());
-            }
+        if let Some((spec, check)) = pending {
+            // Record what the step ran against (checked just before it ran),
+            // not the tree afterwards: a source edited while the step ran
+            // must make the next run run it again, as with make.
+            let _ = self.ut.record_success(&spec, &check, self.run_id);
             let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
             let _ = store.kv_set("step-outputs", &key, &serde_json::to_string(outputs).unwrap_or_default());
         }

@@ -35,6 +35,12 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
     }
 
     let ids: Vec<&str> = w.jobs.value.keys().collect();
+    let outputs_of: BTreeMap<&str, BTreeSet<String>> = w
+        .jobs
+        .value
+        .iter()
+        .map(|(k, v)| (k.value.as_str(), v.value.outputs.keys().map(str::to_string).collect()))
+        .collect();
     for (id, job) in w.jobs.value.iter() {
         if !valid_id(&id.value) {
             errs.push(wf.error(
@@ -46,12 +52,12 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
             for n in needs.located() {
                 if n.value == id.value {
                     errs.push(wf.error(n.loc, format!("job `{}` needs itself", id.value)));
-                } else if !ids.contains(&n.value.as_str()) {
+                } else if !outputs_of.contains_key(n.value.as_str()) {
                     errs.push(unknown_job(wf, &n, &ids));
                 }
             }
         }
-        check_job(wf, engine, &id.value, job, &mut errs);
+        check_job(wf, engine, &id.value, job, &outputs_of, &mut errs);
     }
     if errs.is_empty() {
         if let Some(d) = find_cycle(wf) {
@@ -145,15 +151,16 @@ pub fn coerce_input(
     }
 }
 
-fn check_job(wf: &WorkflowFile, engine: &Engine, id: &str, job: &Sp<Job>, errs: &mut Vec<Diagnostic>) {
+fn check_job(
+    wf: &WorkflowFile,
+    engine: &Engine,
+    id: &str,
+    job: &Sp<Job>,
+    outputs_of: &BTreeMap<&str, BTreeSet<String>>,
+    errs: &mut Vec<Diagnostic>,
+) {
     let w = &wf.workflow;
     let job = &job.value;
-    let job_ids: BTreeMap<String, &Sp<Job>> = w
-        .jobs
-        .value
-        .iter()
-        .map(|(k, v)| (k.value.clone(), v))
-        .collect();
 
     let mut scope = Scope {
         inputs: w.inputs.keys().map(str::to_string).collect(),
@@ -165,10 +172,8 @@ fn check_job(wf: &WorkflowFile, engine: &Engine, id: &str, job: &Sp<Job>, errs: 
     };
     if let Some(needs) = &job.needs {
         for n in needs.located() {
-            if let Some(j) = job_ids.get(&n.value) {
-                scope
-                    .needs
-                    .insert(n.value.clone(), j.value.outputs.keys().map(str::to_string).collect());
+            if let Some(outs) = outputs_of.get(n.value.as_str()) {
+                scope.needs.insert(n.value.clone(), outs.clone());
             }
         }
     }

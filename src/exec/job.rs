@@ -83,9 +83,27 @@ impl JobRunner {
         }
         let job_dir_name = sanitize(&job.key);
         let log_dir = self.opts.log_dir.join(&job_dir_name);
-        let tmp_dir = self.opts.tmp_dir.join(&job_dir_name);
-        if let Err(e) = std::fs::create_dir_all(&log_dir).and_then(|_| std::fs::create_dir_all(&tmp_dir)) {
-            failure = Some(format!("cannot create {}: {e}", log_dir.display()));
+        // Step talk-back files live flat in the run's tmp dir (created once
+        // by the caller): a directory per job costs a mkdir and an rmdir on
+        // every job, which shows at a thousand jobs.
+        let tmp_prefix = self.opts.tmp_dir.join(&job_dir_name);
+        if let Err(e) = std::fs::create_dir(&log_dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                failure = Some(format!("cannot create {}: {e}", log_dir.display()));
+            }
+        }
+        // A job with a container runs every `run:` step inside it.
+        let mut container: Option<(String, Option<String>)> = None;
+        if failure.is_none() {
+            if let Some(spec) = &job.container {
+                match self.start_container(spec, &env).await {
+                    Ok(c) => container = Some(c),
+                    Err(e) => failure = Some(e),
+                }
+            }
+        }
+        if let Some(f) = &failure {
+            self.events.send(Event::StepOutput { job: job.key.clone(), step: 0, stream: Stream::Stderr, line: f.clone() });
         }
         let deadline = job.timeout.map(|t| Instant::now() + t);
         let mut extra_path: Vec<String> = Vec::new();
@@ -110,7 +128,7 @@ impl JobRunner {
                     Err(e) => StepEnd::failed(format!("`if`: {}", e.message)),
                     Ok(true) => {
                         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                        self.run_step(step, &mut ctx, &env, &extra_path, &log_dir, &tmp_dir, remaining, &mut cancel)
+                        self.run_step(step, &mut ctx, &env, &extra_path, &log_dir, &tmp_prefix, remaining, container.as_ref().map(|c| c.0.as_str()), &mut cancel)
                             .await
                     }
                 }
@@ -119,7 +137,7 @@ impl JobRunner {
                 cancelled = true;
             }
             // GITHUB_ENV / GITHUB_PATH written by this step apply to later steps.
-            let env_file = tmp_dir.join(format!("{}.env", step.index));
+            let env_file = tmp_file(&tmp_prefix, step.index, "env");
             if let Ok(vars) = outputs::read_kv(&env_file) {
                 for (k, v) in vars {
                     ctx.env.insert(k.clone(), Value::String(v.clone()));
@@ -127,7 +145,10 @@ impl JobRunner {
                     env.push((k, v));
                 }
             }
-            extra_path.extend(outputs::read_path_file(&tmp_dir.join(format!("{}.path", step.index))));
+            let path_file = tmp_file(&tmp_prefix, step.index, "path");
+            extra_path.extend(outputs::read_path_file(&path_file));
+            let _ = std::fs::remove_file(&env_file);
+            let _ = std::fs::remove_file(&path_file);
 
             let outcome = end.status.as_str();
             let conclusion = if end.status == Status::Failure && step.continue_on_error { "success" } else { outcome };
@@ -162,6 +183,10 @@ impl JobRunner {
             });
         }
 
+        if let (Some((id, net)), Some(docker)) = (&container, &self.opts.docker) {
+            let _ = docker.remove_job_container(id, net.as_deref()).await;
+        }
+
         // Job outputs see every step.
         let mut outputs_map = BTreeMap::new();
         ctx.status = StatusFlags { success: !job_failed, failure: job_failed, cancelled };
@@ -177,7 +202,6 @@ impl JobRunner {
                 Err(_) => {}
             }
         }
-        let _ = std::fs::remove_dir_all(&tmp_dir);
         let status = if cancelled {
             Status::Cancelled
         } else if job_failed {
@@ -205,8 +229,9 @@ impl JobRunner {
         job_env: &[(String, String)],
         extra_path: &[String],
         log_dir: &Path,
-        tmp_dir: &Path,
+        tmp_prefix: &Path,
         job_remaining: Option<Duration>,
+        container: Option<&str>,
         cancel: &mut watch::Receiver<bool>,
     ) -> StepEnd {
         let job = &self.plan.jobs[self.index];
@@ -230,12 +255,12 @@ impl JobRunner {
             },
             None => self.plan.root.clone(),
         };
-        if !cwd.is_dir() {
+        if container.is_none() && !cwd.is_dir() {
             return StepEnd::failed(format!("working-directory {} does not exist", cwd.display()));
         }
-        let output_file = tmp_dir.join(format!("{}.out", step.index));
-        let env_file = tmp_dir.join(format!("{}.env", step.index));
-        let path_file = tmp_dir.join(format!("{}.path", step.index));
+        let output_file = tmp_file(tmp_prefix, step.index, "out");
+        let env_file = tmp_file(tmp_prefix, step.index, "env");
+        let path_file = tmp_file(tmp_prefix, step.index, "path");
         let out_s = output_file.display().to_string();
         for (k, v) in [
             ("TRUN_OUTPUT", out_s.as_str()),
@@ -250,7 +275,7 @@ impl JobRunner {
         ] {
             env.push((k.to_string(), v.to_string()));
         }
-        if !extra_path.is_empty() {
+        if !extra_path.is_empty() && container.is_none() {
             let base = std::env::var("PATH").unwrap_or_default();
             let mut p: Vec<&str> = extra_path.iter().rev().map(String::as_str).collect();
             p.push(&base);
@@ -272,7 +297,7 @@ impl JobRunner {
                     }
                 };
                 let script_file = if shell.needs_script_file() {
-                    let f = tmp_dir.join(format!("{}.script", step.index));
+                    let f = tmp_file(tmp_prefix, step.index, "script");
                     if let Err(e) = std::fs::write(&f, &text) {
                         return StepEnd::failed(format!("cannot write {}: {e}", f.display()));
                     }
@@ -337,7 +362,12 @@ impl JobRunner {
                 events.send(Event::StepOutput { job: key.clone(), step: idx, stream, line });
             };
             let _ = std::fs::remove_file(&output_file);
+            let mut skipped_by_action: Option<String> = None;
             let exit = match &argv {
+                Some(argv) if container.is_some() => {
+                    let docker = self.opts.docker.as_ref().expect("a container job has a Docker connection");
+                    exec_in_container(docker, container.unwrap_or_default(), argv, &env, &cwd, timeout, cancel, &mut log, &mut on_line).await
+                }
                 Some(argv) => {
                     process::run(
                         process::Spec { argv, env: &env, cwd: &cwd, timeout },
@@ -350,7 +380,7 @@ impl JobRunner {
                 None => {
                     let Action::Uses { uses, .. } = &step.action else { unreachable!() };
                     let with = definition["with"].as_object().cloned().unwrap_or_default();
-                    crate::actions::execute(
+                    let outcome = crate::actions::execute(
                         uses,
                         &with,
                         &crate::actions::Ctx {
@@ -358,14 +388,26 @@ impl JobRunner {
                             job: job.key.clone(),
                             step_key: format!("{}/{}", job.key, step.id),
                             workspace: self.plan.root.clone(),
-                            output_file: output_file.clone(),
+                            docker: self.opts.docker.clone(),
+                            memory: self.opts.memory.clone(),
                         },
                         timeout,
                         cancel,
                         &mut log,
                         &mut on_line,
                     )
-                    .await
+                    .await;
+                    // Action outputs travel the same way as a script's.
+                    if !outcome.outputs.is_empty() {
+                        let text: String = outcome
+                            .outputs
+                            .iter()
+                            .map(|(k, v)| if v.contains('\n') { format!("{k}<<TRUN_EOF\n{v}\nTRUN_EOF\n") } else { format!("{k}={v}\n") })
+                            .collect();
+                        let _ = std::fs::write(&output_file, text);
+                    }
+                    skipped_by_action = outcome.skipped;
+                    outcome.exit
                 }
             };
             let outs = match outputs::read_kv(&output_file) {
@@ -382,6 +424,9 @@ impl JobRunner {
                     }
                 }
             };
+            if let (true, Some(why)) = (exit.success(), skipped_by_action) {
+                break StepEnd { duration_ms: 0, log_path: None, status: Status::Skipped, exit_code: None, reason: Some(why), outputs: outs, attempt };
+            }
             if exit.success() {
                 break StepEnd { duration_ms: 0, log_path: None, status: Status::Success, exit_code: Some(0), reason: None, outputs: outs, attempt };
             }
@@ -416,6 +461,100 @@ impl JobRunner {
     }
 }
 
+impl JobRunner {
+    /// Start the job's services and container; returns the container id and
+    /// the services' network.
+    async fn start_container(&self, spec: &crate::workflow::ContainerSpec, env: &[(String, String)]) -> Result<(String, Option<String>), String> {
+        let job = &self.plan.jobs[self.index];
+        let docker = self.opts.docker.as_ref().ok_or("this job needs Docker, but no connection was made")?;
+        let labels = crate::docker::Labels::new(self.opts.run_id, job.key.clone());
+        let mut cspec = container_spec(spec);
+        cspec.env.extend(env.iter().cloned());
+        let mut network = None;
+        if !job.services.is_empty() {
+            let services: Vec<crate::docker::ServiceSpec> = job
+                .services
+                .iter()
+                .map(|(name, s)| crate::docker::ServiceSpec {
+                    name: name.clone(),
+                    image: s.image.clone(),
+                    env: s.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+                    command: None,
+                    options: s.options.as_deref().map(|o| o.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+                })
+                .collect();
+            let net = docker.start_services(&labels, &services).await.map_err(|e| format!("services: {e}"))?;
+            cspec.network = Some(net.clone());
+            network = Some(net);
+        }
+        let id = docker
+            .start_job_container(&cspec, &self.plan.root, &labels)
+            .await
+            .map_err(|e| format!("container {}: {e}", spec.image))?;
+        Ok((id, network))
+    }
+}
+
+/// The workflow's container settings in the Docker layer's terms.
+pub fn container_spec(spec: &crate::workflow::ContainerSpec) -> crate::docker::ContainerSpec {
+    crate::docker::ContainerSpec {
+        image: spec.image.clone(),
+        env: spec.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+        volumes: spec.volumes.clone(),
+        network: spec.network.clone(),
+        memory: spec.memory.as_ref().map(|m| m.0.clone()),
+        cpus: spec.cpus,
+        pids: spec.pids,
+        user: spec.user.as_ref().map(|u| u.0.clone()),
+        read_only_workspace: false,
+        options: spec.options.as_deref().map(|o| o.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+    }
+}
+
+/// A `run:` step inside the job's container: `docker exec`, streamed, with
+/// the step's timeout and the run's cancellation killing the process tree.
+#[allow(clippy::too_many_arguments)]
+async fn exec_in_container(
+    docker: &crate::docker::Docker,
+    container: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: &Path,
+    timeout: Option<Duration>,
+    cancel: &mut watch::Receiver<bool>,
+    log: &mut (dyn Write + Send),
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+) -> Exit {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let why = Arc::new(AtomicU8::new(0));
+    let why2 = why.clone();
+    let mut cancel2 = cancel.clone();
+    let stop = async move {
+        let sleep = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => why2.store(1, Ordering::SeqCst),
+            _ = async { while !*cancel2.borrow() { if cancel2.changed().await.is_err() { std::future::pending::<()>().await } } } => why2.store(2, Ordering::SeqCst),
+        }
+    };
+    let mut tee = |stream: Stream, line: String| {
+        let _ = writeln!(log, "{line}");
+        on_line(stream, line);
+    };
+    match docker.exec_until(container, argv.to_vec(), env.to_vec(), cwd, &mut tee, stop).await {
+        Ok(out) if out.killed => match why.load(Ordering::SeqCst) {
+            1 => Exit::TimedOut(timeout.unwrap_or_default()),
+            _ => Exit::Cancelled,
+        },
+        Ok(out) => Exit::Code(out.exit_code as i32),
+        Err(e) => Exit::Failed(e.to_string()),
+    }
+}
+
 impl StepEnd {
     fn skipped(status: Status, reason: &str) -> StepEnd {
         StepEnd { duration_ms: 0, log_path: None, status, exit_code: None, reason: Some(reason.into()), outputs: BTreeMap::new(), attempt: 0 }
@@ -442,6 +581,13 @@ fn render_json(t: &Templates, v: &Value, ctx: &Context) -> Result<Value, crate::
         ),
         other => other.clone(),
     })
+}
+
+/// `<tmp>/<job>.<step>.<kind>`: where a step's output, env, path and script files go.
+fn tmp_file(prefix: &Path, step: usize, kind: &str) -> PathBuf {
+    let mut name = prefix.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{step}.{kind}"));
+    prefix.with_file_name(name)
 }
 
 /// A file-name-safe form of a job key or step id: `test (1, linux)` -> `test-1-linux`.

@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub tmp_dir: PathBuf,
     /// Hooks consulted before each step (up-to-date checks) and after it.
     pub hooks: Option<Arc<dyn job::StepHooks>>,
+    /// The Docker connection, when the plan needs one (checked before the run starts).
+    pub docker: Option<Arc<crate::docker::Docker>>,
+    /// Memory of the built-in actions between runs.
+    pub memory: Arc<dyn crate::docker::actions::Memory>,
 }
 
 /// How the run ended.
@@ -80,6 +84,24 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
 
     let n = plan.jobs.len();
     let index: BTreeMap<&str, usize> = plan.jobs.iter().enumerate().map(|(i, j)| (j.key.as_str(), i)).collect();
+    let needs: Vec<Vec<usize>> = plan
+        .jobs
+        .iter()
+        .map(|j| j.needs.iter().filter_map(|k| index.get(k.as_str()).copied()).collect())
+        .collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ns) in needs.iter().enumerate() {
+        for &d in ns {
+            dependents[d].push(i);
+        }
+    }
+    let mut legs_by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, j) in plan.jobs.iter().enumerate() {
+        legs_by_id.entry(j.job_id.as_str()).or_default().push(i);
+    }
+    let mut unfinished_needs: Vec<usize> = needs.iter().map(Vec::len).collect();
+    // Jobs whose needs are all final, in plan order.
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| unfinished_needs[i] == 0).collect();
     let mut state = vec![St::Pending; n];
     let mut forgiven = vec![false; n];
     let mut outputs: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); n];
@@ -91,93 +113,109 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
     let mut failed = false;
     let mut stop_new = cancelled;
     let limit = opts.jobs.max(1);
+    let process_env: Map<String, Value> = std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
+
+    // A job that reached a final state without running: its dependents may now be ready.
+    fn settle(
+        i: usize,
+        st: Status,
+        state: &mut [St],
+        unfinished_needs: &mut [usize],
+        dependents: &[Vec<usize>],
+        ready: &mut BTreeSet<usize>,
+    ) {
+        state[i] = St::Done(st);
+        for &d in &dependents[i] {
+            unfinished_needs[d] -= 1;
+            if unfinished_needs[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
 
     loop {
-        // Start or settle every job whose needs are final, in plan order.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            for i in 0..n {
-                if state[i] != St::Pending || running >= limit && !stop_new {
+        // Start or settle ready jobs, in plan order, up to the limit.
+        let candidates: Vec<usize> = ready.iter().copied().collect();
+        for i in candidates {
+            if running >= limit && !stop_new {
+                break;
+            }
+            let job = &plan.jobs[i];
+            if stop_new {
+                ready.remove(&i);
+                settle(i, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                finish_unstarted(&events, &job.key, Status::Cancelled, "cancelled");
+                continue;
+            }
+            if let Some(mp) = job.max_parallel {
+                if running_per_job.get(&job.job_id).copied().unwrap_or(0) >= mp {
                     continue;
                 }
-                let job = &plan.jobs[i];
-                let needs: Vec<usize> = job.needs.iter().filter_map(|k| index.get(k.as_str()).copied()).collect();
-                if needs.iter().any(|&d| !matches!(state[d], St::Done(_))) {
-                    continue;
+            }
+            ready.remove(&i);
+            let result_of = |d: usize| match state[d] {
+                St::Done(Status::Failure) if forgiven[d] => Status::Success,
+                St::Done(s) => s,
+                _ => Status::Pending,
+            };
+            let all_ok = needs[i].iter().all(|&d| result_of(d) == Status::Success);
+            let any_failed = needs[i].iter().any(|&d| result_of(d) == Status::Failure);
+            let flags = StatusFlags { success: all_ok, failure: any_failed, cancelled };
+            let ctx = job_context(&plan, i, &legs_by_id, &result_of, &outputs, flags, opts.run_id, &process_env, &templates);
+            let go = match &job.condition {
+                None => Ok(all_ok),
+                Some(c) => templates.condition(c, &ctx),
+            };
+            match go {
+                Ok(true) => {
+                    state[i] = St::Running;
+                    running += 1;
+                    *running_per_job.entry(job.job_id.clone()).or_default() += 1;
+                    let (ctx_tx, ctx_rx) = watch::channel(false);
+                    job_cancel.insert(i, ctx_tx);
+                    let runner = job::JobRunner {
+                        plan: plan.clone(),
+                        index: i,
+                        opts: opts.clone(),
+                        events: events.clone(),
+                        templates: templates.clone(),
+                        base_ctx: ctx,
+                    };
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let key = runner.plan.jobs[runner.index].key.clone();
+                        let r = runner.run(ctx_rx).await;
+                        let _ = done.send(JobDone { key, status: r.status, outputs: r.outputs, forgiven: r.forgiven });
+                    });
                 }
-                if stop_new {
-                    state[i] = St::Done(Status::Cancelled);
-                    finish_unstarted(&events, &job.key, Status::Cancelled, "cancelled");
-                    progressed = true;
-                    continue;
+                Ok(false) => {
+                    let why = if job.condition.is_some() {
+                        "`if` was false".to_string()
+                    } else {
+                        let bad: Vec<String> = needs[i]
+                            .iter()
+                            .filter(|&&d| result_of(d) != Status::Success)
+                            .map(|&d| format!("{} {}", plan.jobs[d].key, result_of(d)))
+                            .collect();
+                        format!("needs not successful: {}", bad.join(", "))
+                    };
+                    settle(i, Status::Skipped, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                    finish_unstarted(&events, &job.key, Status::Skipped, &why);
                 }
-                if let Some(mp) = job.max_parallel {
-                    if running_per_job.get(&job.job_id).copied().unwrap_or(0) >= mp {
-                        continue;
-                    }
+                Err(e) => {
+                    failed = true;
+                    settle(i, Status::Failure, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                    finish_unstarted(&events, &job.key, Status::Failure, &format!("`if` failed: {}", e.message));
                 }
-                // Decide from the needs' results and the job's `if`.
-                let need_status = |d: usize| match state[d] {
-                    St::Done(s) if forgiven[d] && s == Status::Failure => Status::Success,
-                    St::Done(s) => s,
-                    _ => Status::Pending,
-                };
-                let all_ok = needs.iter().all(|&d| need_status(d) == Status::Success);
-                let any_failed = needs.iter().any(|&d| need_status(d) == Status::Failure);
-                let flags = StatusFlags { success: all_ok, failure: any_failed, cancelled };
-                let ctx = job_context(&plan, i, &state_results(&plan, &state, &forgiven), &outputs, flags, opts.run_id);
-                let go = match &job.condition {
-                    None => Ok(all_ok),
-                    Some(c) => templates.condition(c, &ctx),
-                };
-                match go {
-                    Ok(true) => {
-                        state[i] = St::Running;
-                        running += 1;
-                        *running_per_job.entry(job.job_id.clone()).or_default() += 1;
-                        let (ctx_tx, ctx_rx) = watch::channel(false);
-                        job_cancel.insert(i, ctx_tx);
-                        let runner = job::JobRunner {
-                            plan: plan.clone(),
-                            index: i,
-                            opts: opts.clone(),
-                            events: events.clone(),
-                            templates: templates.clone(),
-                            base_ctx: ctx,
-                        };
-                        let done = done_tx.clone();
-                        tokio::spawn(async move {
-                            let key = runner.plan.jobs[runner.index].key.clone();
-                            let r = runner.run(ctx_rx).await;
-                            let _ = done.send(JobDone { key, status: r.status, outputs: r.outputs, forgiven: r.forgiven });
-                        });
-                    }
-                    Ok(false) => {
-                        let why = if job.condition.is_some() {
-                            "`if` was false".to_string()
-                        } else {
-                            let bad: Vec<String> = needs
-                                .iter()
-                                .filter(|&&d| need_status(d) != Status::Success)
-                                .map(|&d| format!("{} {}", plan.jobs[d].key, need_status(d)))
-                                .collect();
-                            format!("needs not successful: {}", bad.join(", "))
-                        };
-                        state[i] = St::Done(Status::Skipped);
-                        finish_unstarted(&events, &job.key, Status::Skipped, &why);
-                    }
-                    Err(e) => {
-                        state[i] = St::Done(Status::Failure);
-                        failed = true;
-                        finish_unstarted(&events, &job.key, Status::Failure, &format!("`if` failed: {}", e.message));
-                    }
-                }
-                progressed = true;
             }
         }
         if running == 0 {
-            break;
+            if ready.is_empty() {
+                break;
+            }
+            // Settled jobs made others ready; with nothing running, every
+            // limit admits at least one of them, so this makes progress.
+            continue;
         }
         tokio::select! {
             Some(done) = done_rx.recv() => {
@@ -185,9 +223,9 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
                 running -= 1;
                 job_cancel.remove(&i);
                 if let Some(c) = running_per_job.get_mut(&plan.jobs[i].job_id) { *c -= 1; }
-                state[i] = St::Done(done.status);
                 forgiven[i] = done.forgiven;
                 outputs[i] = done.outputs;
+                settle(i, done.status, &mut state, &mut unfinished_needs, &dependents, &mut ready);
                 if done.status == Status::Failure && !done.forgiven {
                     failed = true;
                     let job = &plan.jobs[i];
@@ -199,11 +237,15 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
                         for (j, tx) in &job_cancel {
                             if plan.jobs[*j].job_id == job.job_id { let _ = tx.send(true); }
                         }
-                        for (j, st) in state.iter_mut().enumerate() {
-                            if *st == St::Pending && plan.jobs[j].job_id == job.job_id {
-                                *st = St::Done(Status::Cancelled);
-                                finish_unstarted(&events, &plan.jobs[j].key, Status::Cancelled, "another leg of the matrix failed (fail-fast)");
-                            }
+                        let pending_legs: Vec<usize> = legs_by_id[job.job_id.as_str()]
+                            .iter()
+                            .copied()
+                            .filter(|&j| state[j] == St::Pending)
+                            .collect();
+                        for j in pending_legs {
+                            ready.remove(&j);
+                            settle(j, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                            finish_unstarted(&events, &plan.jobs[j].key, Status::Cancelled, "another leg of the matrix failed (fail-fast)");
                         }
                     }
                 }
@@ -215,6 +257,14 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
                     for tx in job_cancel.values() { let _ = tx.send(true); }
                 }
             }
+        }
+    }
+
+    // Jobs that never became ready (a need was cancelled mid-way) end cancelled.
+    for i in 0..n {
+        if state[i] == St::Pending {
+            state[i] = St::Done(Status::Cancelled);
+            finish_unstarted(&events, &plan.jobs[i].key, Status::Cancelled, "cancelled");
         }
     }
 
@@ -253,42 +303,31 @@ fn finish_unstarted(events: &Events, key: &str, status: Status, reason: &str) {
     });
 }
 
-fn state_results(plan: &Plan, state: &[St], forgiven: &[bool]) -> Vec<Status> {
-    state
-        .iter()
-        .zip(forgiven)
-        .enumerate()
-        .map(|(_, (s, f))| match s {
-            St::Done(Status::Failure) if *f => Status::Success,
-            St::Done(s) => *s,
-            _ => Status::Pending,
-        })
-        .take(plan.jobs.len())
-        .collect()
-}
-
 /// The expression context a job starts with: inputs, env, matrix, needs.
+#[allow(clippy::too_many_arguments)]
 fn job_context(
     plan: &Plan,
     i: usize,
-    results: &[Status],
+    legs_by_id: &BTreeMap<&str, Vec<usize>>,
+    result_of: &dyn Fn(usize) -> Status,
     outputs: &[BTreeMap<String, String>],
     status: StatusFlags,
     run_id: i64,
+    process_env: &Map<String, Value>,
+    templates: &Templates,
 ) -> Context {
     let job = &plan.jobs[i];
     let mut needs = Map::new();
     for id in &job.needs_ids {
         // Every leg of a needed matrix job: outputs merged (last leg wins),
         // result is failure if any leg failed.
-        let legs: Vec<usize> = plan.jobs.iter().enumerate().filter(|(_, j)| &j.job_id == id).map(|(k, _)| k).collect();
         let mut outs = Map::new();
         let mut result = "success";
-        for &k in &legs {
+        for &k in legs_by_id.get(id.as_str()).map(Vec::as_slice).unwrap_or_default() {
             for (n, v) in &outputs[k] {
                 outs.insert(n.clone(), Value::String(v.clone()));
             }
-            result = match (result, results[k]) {
+            result = match (result, result_of(k)) {
                 (_, Status::Failure) | ("failure", _) => "failure",
                 (_, Status::Cancelled) | ("cancelled", _) => "cancelled",
                 (_, Status::Skipped) | ("skipped", _) => "skipped",
@@ -300,21 +339,17 @@ fn job_context(
         m.insert("result".into(), Value::String(result.into()));
         needs.insert(id.clone(), Value::Object(m));
     }
-    let mut env = Map::new();
-    for (k, v) in std::env::vars() {
-        env.insert(k, Value::String(v));
-    }
     let mut trun = Map::new();
     trun.insert("workspace".into(), Value::String(plan.root.display().to_string()));
     trun.insert("run_id".into(), Value::from(run_id));
     trun.insert("os".into(), Value::String(std::env::consts::OS.into()));
     let mut jobm = Map::new();
     jobm.insert("id".into(), Value::String(job.job_id.clone()));
-    jobm.insert("key".into(), Value::String(job.key.clone()));
     jobm.insert("name".into(), Value::String(job.name.clone()));
+    jobm.insert("status".into(), Value::String("success".into()));
     let mut ctx = Context {
         inputs: plan.inputs.clone(),
-        env,
+        env: process_env.clone(),
         matrix: job.matrix.clone(),
         needs,
         steps: Map::new(),
@@ -322,8 +357,7 @@ fn job_context(
         trun,
         status,
     };
-    // Workflow env is rendered once per job so it can use inputs.
-    let templates = Templates::new(plan.root.clone());
+    // Workflow env is rendered per job so it can use inputs.
     for (k, v) in &plan.env {
         let val = templates.render(v, &ctx).unwrap_or_else(|_| v.clone());
         ctx.env.insert(k.clone(), Value::String(val));

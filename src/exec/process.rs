@@ -20,6 +20,8 @@ pub enum Exit {
     TimedOut(Duration),
     Cancelled,
     SpawnFailed(String),
+    /// Not a process: an action or the container runtime failed, with why.
+    Failed(String),
 }
 
 impl Exit {
@@ -43,7 +45,7 @@ impl Exit {
             }
             Exit::TimedOut(d) => format!("timed out after {}", crate::duration::format(*d)),
             Exit::Cancelled => "cancelled".into(),
-            Exit::SpawnFailed(e) => e.clone(),
+            Exit::SpawnFailed(e) | Exit::Failed(e) => e.clone(),
         }
     }
 }

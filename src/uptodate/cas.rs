@@ -20,12 +20,24 @@ use std::time::{Duration, SystemTime};
 
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// A file found in the store directory; `hash` is `None` for anything that is not an
+/// object (a temporary file, a stray file).
+struct StoredFile {
+    path: PathBuf,
+    hash: Option<ContentHash>,
+    size: u64,
+    modified: SystemTime,
+}
+
 #[derive(Debug, Clone)]
 pub struct Cas {
     dir: PathBuf,
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> UpToDateError + 'a {
+fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> UpToDateError + 'a {
     move |source| UpToDateError::Io {
         op,
         path: path.to_path_buf(),
@@ -34,7 +46,12 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 }
 
 /// Copies `from` into `to`, returning the sha256 of the bytes copied.
-fn copy_hashing(from: &mut impl Read, to: &mut impl Write, from_path: &Path, to_path: &Path) -> Result<ContentHash, UpToDateError> {
+fn copy_hashing(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    from_path: &Path,
+    to_path: &Path,
+) -> Result<ContentHash, UpToDateError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -50,7 +67,9 @@ fn copy_hashing(from: &mut impl Read, to: &mut impl Write, from_path: &Path, to_
 
 impl Cas {
     pub fn new(dir: &Path) -> Cas {
-        Cas { dir: dir.to_path_buf() }
+        Cas {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn object_path(&self, hash: &ContentHash) -> PathBuf {
@@ -65,7 +84,11 @@ impl Cas {
     /// Stores the file at `src` and returns the hash of what was stored. `expected` is
     /// the hash the caller believes the file has: when that object already exists the
     /// file is not read at all.
-    pub fn store(&self, src: &Path, expected: Option<ContentHash>) -> Result<ContentHash, UpToDateError> {
+    pub fn store(
+        &self,
+        src: &Path,
+        expected: Option<ContentHash>,
+    ) -> Result<ContentHash, UpToDateError> {
         if let Some(h) = expected {
             if self.contains(&h) {
                 return Ok(h);
@@ -87,7 +110,8 @@ impl Cas {
         }
         let shard = dest.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(shard).map_err(io_err("create directory", shard))?;
-        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o444)).map_err(io_err("chmod", &tmp_path))?;
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o444))
+            .map_err(io_err("chmod", &tmp_path))?;
         tmp.persist(&dest).map_err(|e| UpToDateError::Io {
             op: "rename into",
             path: dest.clone(),
@@ -99,7 +123,12 @@ impl Cas {
     /// Writes object `hash` to `target` with permission bits `mode`, atomically.
     /// `Ok(false)` when the object is missing or its bytes no longer match its name
     /// (the damaged object is removed so the next success stores it again).
-    pub fn restore(&self, hash: &ContentHash, target: &Path, mode: u32) -> Result<bool, UpToDateError> {
+    pub fn restore(
+        &self,
+        hash: &ContentHash,
+        target: &Path,
+        mode: u32,
+    ) -> Result<bool, UpToDateError> {
         let object = self.object_path(hash);
         let mut src = match std::fs::File::open(&object) {
             Ok(f) => f,
@@ -121,7 +150,8 @@ impl Cas {
             let _ = std::fs::remove_file(&object);
             return Ok(false);
         }
-        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err("chmod", &tmp_path))?;
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(io_err("chmod", &tmp_path))?;
         tmp.persist(target).map_err(|e| UpToDateError::Io {
             op: "rename into",
             path: target.to_path_buf(),
@@ -131,7 +161,7 @@ impl Cas {
     }
 
     /// Every object file: (path, hash if the name is a valid object name, size, mtime).
-    fn objects(&self) -> Result<Vec<(PathBuf, Option<ContentHash>, u64, SystemTime)>, UpToDateError> {
+    fn objects(&self) -> Result<Vec<StoredFile>, UpToDateError> {
         let mut out = Vec::new();
         let read = |dir: &Path| -> Result<Vec<std::fs::DirEntry>, UpToDateError> {
             match std::fs::read_dir(dir) {
@@ -156,7 +186,12 @@ impl Cas {
                     .then(|| hex::decode(format!("{prefix}{name}")).ok())
                     .flatten()
                     .and_then(|b| <ContentHash>::try_from(b.as_slice()).ok());
-                out.push((path, hash, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+                out.push(StoredFile {
+                    path,
+                    hash,
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
             }
         }
         Ok(out)
@@ -166,23 +201,38 @@ impl Cas {
     pub fn usage(&self) -> Result<(usize, u64), UpToDateError> {
         let objects = self.objects()?;
         Ok((
-            objects.iter().filter(|o| o.1.is_some()).count(),
-            objects.iter().filter(|o| o.1.is_some()).map(|o| o.2).sum(),
+            objects.iter().filter(|o| o.hash.is_some()).count(),
+            objects
+                .iter()
+                .filter(|o| o.hash.is_some())
+                .map(|o| o.size)
+                .sum(),
         ))
     }
 
     /// Deletes objects not in `keep`, and temporary files left by a crash (only those
     /// older than an hour: a younger one may belong to a process writing right now).
     /// Returns (objects removed, bytes freed).
-    pub fn collect_garbage(&self, keep: &HashSet<ContentHash>) -> Result<(usize, u64), UpToDateError> {
+    pub fn collect_garbage(
+        &self,
+        keep: &HashSet<ContentHash>,
+    ) -> Result<(usize, u64), UpToDateError> {
         let stale_before = SystemTime::now() - Duration::from_secs(3600);
         let (mut removed, mut bytes) = (0, 0);
-        for (path, hash, size, mtime) in self.objects()? {
+        for StoredFile {
+            path,
+            hash,
+            size,
+            modified,
+        } in self.objects()?
+        {
             let delete = match hash {
                 Some(h) => !keep.contains(&h),
                 None => {
-                    let temp = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX));
-                    temp && mtime < stale_before
+                    let temp = path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX));
+                    temp && modified < stale_before
                 }
             };
             if delete {
@@ -211,7 +261,12 @@ mod tests {
         let h = cas.store(&src, None).unwrap();
         assert_eq!(h, <[u8; 32]>::from(Sha256::digest(b"binary")));
         let hex = hex::encode(h);
-        let obj = dir.path().join("cas").join(&hex[..2]).join(&hex[2..4]).join(&hex[4..]);
+        let obj = dir
+            .path()
+            .join("cas")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(&hex[4..]);
         assert_eq!(fs::read(&obj).unwrap(), b"binary");
         // A second store of the same bytes under another name adds nothing.
         let copy = dir.path().join("copy");
@@ -222,8 +277,14 @@ mod tests {
         let target = dir.path().join("out/bin/app");
         assert!(cas.restore(&h, &target, 0o755).unwrap());
         assert_eq!(fs::read(&target).unwrap(), b"binary");
-        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755);
-        assert!(!cas.restore(&[0; 32], &target, 0o644).unwrap(), "missing object");
+        assert_eq!(
+            fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(
+            !cas.restore(&[0; 32], &target, 0o644).unwrap(),
+            "missing object"
+        );
     }
 
     #[test]

@@ -141,7 +141,10 @@ pub fn decode_files(mut blob: &[u8]) -> Option<Vec<(String, ContentHash)>> {
 }
 
 /// Paths added, removed or modified between two sorted source lists, sorted.
-pub fn changed_paths(before: &[(String, ContentHash)], now: &[(String, ContentHash)]) -> Vec<String> {
+pub fn changed_paths(
+    before: &[(String, ContentHash)],
+    now: &[(String, ContentHash)],
+) -> Vec<String> {
     use std::cmp::Ordering;
     let (mut i, mut j) = (0, 0);
     let mut changed = Vec::new();
@@ -179,11 +182,19 @@ mod tests {
 
     #[test]
     fn key_order_does_not_change_the_definition_hash() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"run":"make","env":{"B":"2","A":"1"}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"env":{"A":"1","B":"2"},"run":"make"}"#).unwrap();
-        assert_eq!(canonical_json(&a), r#"{"env":{"A":"1","B":"2"},"run":"make"}"#);
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"run":"make","env":{"B":"2","A":"1"}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"env":{"A":"1","B":"2"},"run":"make"}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"env":{"A":"1","B":"2"},"run":"make"}"#
+        );
         assert_eq!(definition_hash(&a), definition_hash(&b));
-        assert_ne!(definition_hash(&a), definition_hash(&json!({"run": "make all"})));
+        assert_ne!(
+            definition_hash(&a),
+            definition_hash(&json!({"run": "make all"}))
+        );
     }
 
     #[test]
@@ -192,9 +203,15 @@ mod tests {
         let files = vec![("a".to_string(), [1; 32]), ("b".to_string(), [2; 32])];
         let base = compute(&d, &files, &[]);
         assert_eq!(base, compute(&d, &files, &[]));
-        assert_ne!(base, compute(&definition_hash(&json!({"run": "y"})), &files, &[]));
+        assert_ne!(
+            base,
+            compute(&definition_hash(&json!({"run": "y"})), &files, &[])
+        );
         assert_ne!(base, compute(&d, &files[..1], &[]));
-        assert_ne!(base, compute(&d, &[("a".into(), [1; 32]), ("b".into(), [3; 32])], &[]));
+        assert_ne!(
+            base,
+            compute(&d, &[("a".into(), [1; 32]), ("b".into(), [3; 32])], &[])
+        );
         assert_ne!(base, compute(&d, &files, &[Fingerprint([9; 32])]));
         // A path boundary moved between two names must not collide.
         assert_ne!(
@@ -205,10 +222,18 @@ mod tests {
 
     #[test]
     fn files_round_trip_and_diff_names_added_removed_and_modified() {
-        let before = vec![("a.rs".to_string(), [1; 32]), ("b.rs".to_string(), [2; 32]), ("c.rs".to_string(), [3; 32])];
+        let before = vec![
+            ("a.rs".to_string(), [1; 32]),
+            ("b.rs".to_string(), [2; 32]),
+            ("c.rs".to_string(), [3; 32]),
+        ];
         assert_eq!(decode_files(&encode_files(&before)).unwrap(), before);
         assert_eq!(decode_files(&encode_files(&before)[..10]), None);
-        let now = vec![("b.rs".to_string(), [7; 32]), ("c.rs".to_string(), [3; 32]), ("d.rs".to_string(), [4; 32])];
+        let now = vec![
+            ("b.rs".to_string(), [7; 32]),
+            ("c.rs".to_string(), [3; 32]),
+            ("d.rs".to_string(), [4; 32]),
+        ];
         assert_eq!(changed_paths(&before, &now), vec!["a.rs", "b.rs", "d.rs"]);
         assert!(changed_paths(&now, &now).is_empty());
     }

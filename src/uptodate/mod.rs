@@ -34,7 +34,7 @@ use statcache::{Cached, FileStat};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use walk::{Entry, Filters, Patterns};
 
@@ -100,7 +100,12 @@ pub enum RunReason {
 
 /// `a, b, c` or `a, b, c (+4 more)`.
 fn name_up_to_three(paths: &[String]) -> String {
-    let shown = paths.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ");
+    let shown = paths
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     if paths.len() > 3 {
         format!("{shown} (+{} more)", paths.len() - 3)
     } else {
@@ -116,7 +121,12 @@ impl fmt::Display for RunReason {
             RunReason::NoSources => f.write_str("no sources"),
             RunReason::DefinitionChanged { .. } => f.write_str("tainted: definition changed"),
             RunReason::SourcesChanged { changed } => {
-                let shown = changed.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ");
+                let shown = changed
+                    .iter()
+                    .take(3)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 write!(f, "{shown} changed")?;
                 if changed.len() > 3 {
                     write!(f, " (+{} more)", changed.len() - 3)?;
@@ -124,8 +134,12 @@ impl fmt::Display for RunReason {
                 Ok(())
             }
             RunReason::UpstreamChanged => f.write_str("an upstream step changed"),
-            RunReason::GeneratesMissing(p) => write!(f, "generates path missing: {}", name_up_to_three(p)),
-            RunReason::GeneratesModified(p) => write!(f, "generates path modified: {}", name_up_to_three(p)),
+            RunReason::GeneratesMissing(p) => {
+                write!(f, "generates path missing: {}", name_up_to_three(p))
+            }
+            RunReason::GeneratesModified(p) => {
+                write!(f, "generates path modified: {}", name_up_to_three(p))
+            }
         }
     }
 }
@@ -206,7 +220,11 @@ pub enum UpToDateError {
         "the state database {path} has up-to-date schema version {found}, newer than this trun understands ({supported}); \
          upgrade trun, or delete the file to start over"
     )]
-    SchemaTooNew { path: PathBuf, found: u32, supported: u32 },
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -252,6 +270,19 @@ CREATE TABLE IF NOT EXISTS uptodate_latest (step_key TEXT PRIMARY KEY, success_i
 struct Listing {
     entries: Vec<Entry>,
     cached: Vec<Option<Cached>>,
+    /// Settled once per invocation: a file read for one step is not read for the next.
+    hashes: Vec<OnceLock<ContentHash>>,
+}
+
+impl Listing {
+    fn new(entries: Vec<Entry>, cached: Vec<Option<Cached>>) -> Listing {
+        let hashes = entries.iter().map(|_| OnceLock::new()).collect();
+        Listing {
+            entries,
+            cached,
+            hashes,
+        }
+    }
 }
 
 /// Per-invocation memory: walks, hashes already settled, compiled patterns.
@@ -259,6 +290,7 @@ struct Listing {
 struct Index {
     /// Keyed by (workspace root, directory relative to it; "" for the root itself).
     listings: HashMap<(PathBuf, String), Arc<Listing>>,
+    /// Hashes of files outside listings (literal sources, outputs).
     resolved: HashMap<PathBuf, ContentHash>,
     patterns: HashMap<Vec<String>, Arc<Patterns>>,
     stats: IndexStats,
@@ -271,6 +303,16 @@ struct Candidate {
     stat: FileStat,
     cached: Option<Cached>,
 }
+
+/// One `generates` file recorded with a success.
+struct Output {
+    path: String,
+    hash: ContentHash,
+    mode: u32,
+}
+
+/// The newest recorded definition of a step: (version, hash).
+type LatestDefinition = (u32, ContentHash);
 
 /// The last success of a step, as stored.
 struct Success {
@@ -312,23 +354,6 @@ fn range_below(entries: &[Entry], root: &str, dir: &str) -> (usize, usize) {
     )
 }
 
-/// Pairs walked entries with stat-cache rows; both are sorted by the same key
-/// (`<base>/<rel>` orders like `<rel>`), so this is one merge pass.
-fn align(entries: &[Entry], rows: Vec<(String, Cached)>) -> Vec<Option<Cached>> {
-    let mut out = vec![None; entries.len()];
-    let mut rows = rows.into_iter().peekable();
-    for (i, e) in entries.iter().enumerate() {
-        let key = statcache::key_of(&e.abs);
-        while rows.peek().is_some_and(|(p, _)| p.as_str() < key.as_str()) {
-            rows.next();
-        }
-        if rows.peek().is_some_and(|(p, _)| *p == key) {
-            out[i] = rows.next().map(|(_, c)| c);
-        }
-    }
-    out
-}
-
 impl UpToDate {
     /// Opens (and migrates) the `uptodate_*` tables in the state database at `db_path`
     /// with a connection of its own; outputs are stored under `cas_dir`.
@@ -345,9 +370,12 @@ impl UpToDate {
             source,
         };
         let mut conn = Connection::open(db_path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(open_err)?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL").map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(open_err)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(open_err)?;
         migrate(&mut conn, db_path)?;
         Ok(UpToDate {
             db_path: db_path.to_path_buf(),
@@ -381,24 +409,34 @@ impl UpToDate {
         wanted.sort();
         wanted.dedup();
         let all = wanted.clone();
-        wanted.retain(|(b, r)| !all.iter().any(|(ab, ar)| ab == b && ar != r && walk::is_under(r, ar)));
+        wanted.retain(|(b, r)| {
+            !all.iter()
+                .any(|(ab, ar)| ab == b && ar != r && walk::is_under(r, ar))
+        });
         if wanted.is_empty() {
             return Ok(());
         }
         use rayon::prelude::*;
         let walked: Vec<Vec<Entry>> = if wanted.len() < rayon::current_num_threads() {
-            wanted.iter().map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, true)).collect::<Result<_, _>>()?
+            wanted
+                .iter()
+                .map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, true))
+                .collect::<Result<_, _>>()?
         } else {
-            wanted.par_iter().map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, false)).collect::<Result<_, _>>()?
+            wanted
+                .par_iter()
+                .map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, false))
+                .collect::<Result<_, _>>()?
         };
         let mut conn = lock(&self.conn);
         let tx = conn.transaction()?;
         for ((base, root), entries) in wanted.into_iter().zip(walked) {
-            let rows = statcache::load_dir(&tx, &base.join(&root))?;
-            let cached = align(&entries, rows);
+            let cached = statcache::load_dir(&tx, &base.join(&root), &entries)?;
             index.stats.roots_walked += 1;
             index.stats.files_listed += entries.len();
-            index.listings.insert((base, root), Arc::new(Listing { entries, cached }));
+            index
+                .listings
+                .insert((base, root), Arc::new(Listing::new(entries, cached)));
         }
         tx.commit()?;
         Ok(())
@@ -415,10 +453,7 @@ impl UpToDate {
         };
         let fingerprint = fingerprint::compute(&def_hash, &files, &spec.upstream);
 
-        let (latest_def, last) = {
-            let conn = lock(&self.conn);
-            (latest_definition(&conn, &spec.key)?, last_success(&conn, &spec.key)?)
-        };
+        let (latest_def, last) = step_state(&lock(&self.conn), &spec.key)?;
         let definition_version = match latest_def {
             Some((v, h)) if h == def_hash => v,
             Some((v, _)) => v + 1,
@@ -431,9 +466,11 @@ impl UpToDate {
         } else {
             match last {
                 None => Decision::Run(RunReason::NeverRan),
-                Some(last) if last.def_hash != def_hash => Decision::Run(RunReason::DefinitionChanged {
-                    from_version: last.def_version,
-                }),
+                Some(last) if last.def_hash != def_hash => {
+                    Decision::Run(RunReason::DefinitionChanged {
+                        from_version: last.def_version,
+                    })
+                }
                 Some(last) if last.fingerprint != fingerprint => {
                     let before = self.recorded_sources(last.id)?;
                     let changed = fingerprint::changed_paths(&before, &files);
@@ -462,7 +499,11 @@ impl UpToDate {
     ///
     /// A step tainted by a definition change, a forced step and a step without sources
     /// are never restored. Writing files forgets the walk results, like `invalidate`.
-    pub fn try_restore(&self, spec: &StepSpec, check: &Check) -> Result<Option<usize>, UpToDateError> {
+    pub fn try_restore(
+        &self,
+        spec: &StepSpec,
+        check: &Check,
+    ) -> Result<Option<usize>, UpToDateError> {
         match &check.decision {
             Decision::Run(
                 RunReason::SourcesChanged { .. }
@@ -472,28 +513,35 @@ impl UpToDate {
             ) => {}
             _ => return Ok(None),
         }
-        let candidates: Vec<(i64, Vec<(String, ContentHash, u32)>)> = {
+        let candidates: Vec<(i64, Vec<Output>)> = {
             let conn = lock(&self.conn);
             let mut stmt = conn.prepare_cached(
                 "SELECT id FROM uptodate_success WHERE step_key = ?1 AND fingerprint = ?2 ORDER BY id DESC",
             )?;
             let ids = stmt
-                .query_map(params![spec.key, &check.fingerprint.0[..]], |r| r.get::<_, i64>(0))?
+                .query_map(params![spec.key, &check.fingerprint.0[..]], |r| {
+                    r.get::<_, i64>(0)
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
-            ids.into_iter().map(|id| Ok((id, recorded_outputs(&conn, id)?))).collect::<Result<_, UpToDateError>>()?
+            ids.into_iter()
+                .map(|id| Ok((id, recorded_outputs(&conn, id)?)))
+                .collect::<Result<_, UpToDateError>>()?
         };
         for (id, outputs) in candidates {
-            if outputs.is_empty() || !outputs.iter().all(|(_, h, _)| self.cas.contains(h)) {
+            if outputs.is_empty() || !outputs.iter().all(|o| self.cas.contains(&o.hash)) {
                 continue;
             }
             let mut written = 0;
             let mut complete = true;
-            for (rel, hash, mode) in &outputs {
-                let abs = spec.base.join(rel);
-                let in_place = std::fs::metadata(&abs).ok().filter(|m| m.is_file()).is_some_and(|m| {
-                    (FileStat::from_metadata(&m).mode & 0o111) == (mode & 0o111)
-                        && statcache::hash_file(&abs).ok() == Some(*hash)
-                });
+            for Output { path, hash, mode } in &outputs {
+                let abs = spec.base.join(path);
+                let in_place = std::fs::metadata(&abs)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .is_some_and(|m| {
+                        (FileStat::from_metadata(&m).mode & 0o111) == (mode & 0o111)
+                            && statcache::hash_file(&abs).ok() == Some(*hash)
+                    });
                 if in_place {
                     continue;
                 }
@@ -510,7 +558,9 @@ impl UpToDate {
                 continue;
             }
             lock(&self.conn)
-                .prepare_cached("INSERT OR REPLACE INTO uptodate_latest (step_key, success_id) VALUES (?1, ?2)")?
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO uptodate_latest (step_key, success_id) VALUES (?1, ?2)",
+                )?
                 .execute(params![spec.key, id])?;
             return Ok(Some(written));
         }
@@ -522,7 +572,12 @@ impl UpToDate {
     /// (a new version when its hash changed) and every `generates` file, stored in the
     /// CAS. A `generates` path the step did not produce is not recorded; the next check
     /// reports it missing.
-    pub fn record_success(&self, spec: &StepSpec, check: &Check, run_id: i64) -> Result<(), UpToDateError> {
+    pub fn record_success(
+        &self,
+        spec: &StepSpec,
+        check: &Check,
+        run_id: i64,
+    ) -> Result<(), UpToDateError> {
         use rayon::prelude::*;
         let def_hash = fingerprint::definition_hash(&spec.definition);
         let outputs = if spec.generates.is_empty() {
@@ -531,7 +586,12 @@ impl UpToDate {
             let patterns = Patterns::parse(&spec.generates)?;
             walk::expand_outputs(&spec.base, &patterns)?
         };
-        let hashed = statcache::hash_all(&outputs.iter().map(|e| (e.abs.clone(), e.stat)).collect::<Vec<_>>())?;
+        let hashed = statcache::hash_all(
+            &outputs
+                .iter()
+                .map(|e| (e.abs.clone(), e.stat))
+                .collect::<Vec<_>>(),
+        )?;
         let stored: Vec<ContentHash> = outputs
             .par_iter()
             .zip(hashed.par_iter())
@@ -571,11 +631,19 @@ impl UpToDate {
                 "INSERT OR REPLACE INTO uptodate_output (success_id, path, hash, mode, size) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (e, hash) in outputs.iter().zip(&stored) {
-                insert.execute(params![success_id, e.rel, &hash[..], e.stat.mode, e.stat.size as i64])?;
+                insert.execute(params![
+                    success_id,
+                    e.rel,
+                    &hash[..],
+                    e.stat.mode,
+                    e.stat.size as i64
+                ])?;
             }
         }
-        tx.prepare_cached("INSERT OR REPLACE INTO uptodate_latest (step_key, success_id) VALUES (?1, ?2)")?
-            .execute(params![spec.key, success_id])?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO uptodate_latest (step_key, success_id) VALUES (?1, ?2)",
+        )?
+        .execute(params![spec.key, success_id])?;
         statcache::store(&tx, &hashed)?;
         tx.commit()?;
         Ok(())
@@ -601,7 +669,11 @@ impl UpToDate {
             "SELECT version, definition, created_ns FROM uptodate_definition WHERE step_key = ?1 ORDER BY version",
         )?;
         let rows = stmt.query_map(params![key], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -638,7 +710,11 @@ impl UpToDate {
     /// `older_than` (a step's last success is always kept: it is what makes it up to
     /// date), then deletes CAS objects no remaining success refers to. With neither
     /// limit, only unreferenced objects are deleted.
-    pub fn prune(&self, keep: Option<usize>, older_than: Option<Duration>) -> Result<PruneReport, UpToDateError> {
+    pub fn prune(
+        &self,
+        keep: Option<usize>,
+        older_than: Option<Duration>,
+    ) -> Result<PruneReport, UpToDateError> {
         let mut report = PruneReport::default();
         let referenced: HashSet<ContentHash> = {
             let mut conn = lock(&self.conn);
@@ -652,7 +728,8 @@ impl UpToDate {
                 )?;
             }
             if let Some(age) = older_than {
-                let cutoff = statcache::now_ns().saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
+                let cutoff =
+                    statcache::now_ns().saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
                 report.entries_removed += tx.execute(
                     "DELETE FROM uptodate_success WHERE created_ns < ?1 AND id NOT IN (SELECT success_id FROM uptodate_latest)",
                     params![cutoff],
@@ -677,9 +754,12 @@ impl UpToDate {
     }
 
     /// The step's matched source files with their hashes, sorted by path.
-    fn source_files(&self, index: &mut Index, spec: &StepSpec) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
+    fn source_files(
+        &self,
+        index: &mut Index,
+        spec: &StepSpec,
+    ) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
         let patterns = patterns_for(index, &spec.sources)?;
-        let mut picked: Vec<Candidate> = Vec::new();
         let mut dirs: Vec<String> = patterns.roots.clone();
         let mut literal_files = Vec::new();
         for lit in &patterns.literals {
@@ -689,96 +769,152 @@ impl UpToDate {
                 dirs.push(lit.clone());
             }
         }
+        let mut groups: Vec<(Arc<Listing>, Vec<usize>)> = Vec::new();
         for dir in &dirs {
             let (listing, start, end) = self.listing(index, &spec.base, dir)?;
-            for i in start..end {
+            let picked: Vec<usize> = (start..end)
+                .filter(|&i| patterns.matches(&listing.entries[i].rel))
+                .collect();
+            groups.push((listing, picked));
+        }
+
+        let mut to_hash: Vec<(PathBuf, FileStat)> = Vec::new();
+        let mut slots: Vec<(&Listing, usize)> = Vec::new();
+        for (listing, picked) in &groups {
+            for &i in picked {
+                if listing.hashes[i].get().is_some() {
+                    continue;
+                }
                 let e = &listing.entries[i];
-                if patterns.matches(&e.rel) {
-                    picked.push(Candidate {
-                        rel: e.rel.clone(),
-                        abs: e.abs.clone(),
-                        stat: e.stat,
-                        cached: listing.cached[i],
-                    });
+                match listing.cached[i].filter(|row| row.trusted_for(&e.stat)) {
+                    Some(row) => {
+                        index.stats.stat_cache_hits += 1;
+                        let _ = listing.hashes[i].set(row.hash);
+                    }
+                    None => {
+                        to_hash.push((e.abs.clone(), e.stat));
+                        slots.push((listing, i));
+                    }
                 }
             }
         }
+        for ((listing, i), row) in slots.into_iter().zip(self.hash_and_store(index, &to_hash)?) {
+            let _ = listing.hashes[i].set(row.hash);
+        }
+        let mut files: Vec<(String, ContentHash)> = groups
+            .iter()
+            .flat_map(|(l, picked)| {
+                picked.iter().map(|&i| {
+                    (
+                        l.entries[i].rel.clone(),
+                        l.hashes[i].get().copied().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+
         if !literal_files.is_empty() {
             let paths: Vec<PathBuf> = literal_files.iter().map(|e| e.abs.clone()).collect();
             let rows = statcache::load_paths(&lock(&self.conn), &paths)?;
-            for (e, cached) in literal_files.into_iter().zip(rows) {
-                if patterns.matches(&e.rel) {
-                    picked.push(Candidate {
-                        rel: e.rel,
-                        abs: e.abs,
-                        stat: e.stat,
-                        cached,
-                    });
-                }
-            }
+            let candidates: Vec<Candidate> = literal_files
+                .into_iter()
+                .zip(rows)
+                .filter(|(e, _)| patterns.matches(&e.rel))
+                .map(|(e, cached)| Candidate {
+                    rel: e.rel,
+                    abs: e.abs,
+                    stat: e.stat,
+                    cached,
+                })
+                .collect();
+            let hashes = self.resolve(index, &candidates)?;
+            files.extend(candidates.into_iter().map(|c| c.rel).zip(hashes));
         }
         if dirs.len() + patterns.literals.len() > 1 {
-            picked.sort_by(|a, b| a.rel.cmp(&b.rel));
-            picked.dedup_by(|a, b| a.rel == b.rel);
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            files.dedup_by(|a, b| a.0 == b.0);
         }
-        let hashes = self.resolve(index, &picked)?;
-        Ok(picked.into_iter().map(|c| c.rel).zip(hashes).collect())
+        Ok(files)
+    }
+
+    /// Reads and hashes files on all cores and writes their stat-cache rows back in one
+    /// transaction.
+    fn hash_and_store(
+        &self,
+        index: &mut Index,
+        files: &[(PathBuf, FileStat)],
+    ) -> Result<Vec<Cached>, UpToDateError> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = statcache::hash_all(files)?;
+        index.stats.files_hashed += rows.len();
+        let mut conn = lock(&self.conn);
+        let tx = conn.transaction()?;
+        statcache::store(&tx, &rows)?;
+        tx.commit()?;
+        Ok(rows.into_iter().map(|(_, c)| c).collect())
     }
 
     /// The listing covering relative directory `dir`, walking it if no listing of it or
     /// of a directory above it exists yet; with the range of entries below `dir`.
-    fn listing(&self, index: &mut Index, base: &Path, dir: &str) -> Result<(Arc<Listing>, usize, usize), UpToDateError> {
+    fn listing(
+        &self,
+        index: &mut Index,
+        base: &Path,
+        dir: &str,
+    ) -> Result<(Arc<Listing>, usize, usize), UpToDateError> {
         if let Some((root, listing)) = find_listing(index, base, dir) {
             let (s, e) = range_below(&listing.entries, &root, dir);
             return Ok((listing, s, e));
         }
         let entries = walk::walk(base, dir, Filters::IgnoreFiles, false)?;
-        let rows = statcache::load_dir(&lock(&self.conn), &base.join(dir))?;
-        let cached = align(&entries, rows);
+        let cached = statcache::load_dir(&lock(&self.conn), &base.join(dir), &entries)?;
         index.stats.roots_walked += 1;
         index.stats.files_listed += entries.len();
-        let listing = Arc::new(Listing { entries, cached });
-        index.listings.insert((base.to_path_buf(), dir.to_string()), listing.clone());
+        let listing = Arc::new(Listing::new(entries, cached));
+        index
+            .listings
+            .insert((base.to_path_buf(), dir.to_string()), listing.clone());
         let n = listing.entries.len();
         Ok((listing, 0, n))
     }
 
-    /// Content hashes for the candidates, in order: from this invocation's memory, from
-    /// a trusted stat-cache row, or by reading the file (in parallel), in which case the
-    /// new rows are written back in one transaction.
-    fn resolve(&self, index: &mut Index, files: &[Candidate]) -> Result<Vec<ContentHash>, UpToDateError> {
-        let mut out: Vec<Option<ContentHash>> = Vec::with_capacity(files.len());
+    /// Content hashes for files outside listings, in order: from this invocation's
+    /// memory, from a trusted stat-cache row, or by reading the file.
+    fn resolve(
+        &self,
+        index: &mut Index,
+        files: &[Candidate],
+    ) -> Result<Vec<ContentHash>, UpToDateError> {
+        let mut out: Vec<ContentHash> = Vec::with_capacity(files.len());
         let mut to_hash: Vec<(PathBuf, FileStat)> = Vec::new();
         let mut at: Vec<usize> = Vec::new();
         for (i, c) in files.iter().enumerate() {
             if let Some(h) = index.resolved.get(&c.abs) {
-                out.push(Some(*h));
+                out.push(*h);
             } else if let Some(row) = c.cached.filter(|row| row.trusted_for(&c.stat)) {
                 index.stats.stat_cache_hits += 1;
                 index.resolved.insert(c.abs.clone(), row.hash);
-                out.push(Some(row.hash));
+                out.push(row.hash);
             } else {
-                out.push(None);
+                out.push([0; 32]);
                 to_hash.push((c.abs.clone(), c.stat));
                 at.push(i);
             }
         }
-        if !to_hash.is_empty() {
-            let rows = statcache::hash_all(&to_hash)?;
-            index.stats.files_hashed += rows.len();
-            let mut conn = lock(&self.conn);
-            let tx = conn.transaction()?;
-            statcache::store(&tx, &rows)?;
-            tx.commit()?;
-            for (i, (abs, row)) in at.into_iter().zip(rows) {
-                out[i] = Some(row.hash);
-                index.resolved.insert(abs, row.hash);
-            }
+        let rows = self.hash_and_store(index, &to_hash)?;
+        for ((i, (abs, _)), row) in at.into_iter().zip(to_hash).zip(rows) {
+            out[i] = row.hash;
+            index.resolved.insert(abs, row.hash);
         }
-        Ok(out.into_iter().map(|h| h.unwrap_or([0; 32])).collect())
+        Ok(out)
     }
 
-    fn recorded_sources(&self, success_id: i64) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
+    fn recorded_sources(
+        &self,
+        success_id: i64,
+    ) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
         let conn = lock(&self.conn);
         let blob: Vec<u8> = conn
             .prepare_cached("SELECT sources FROM uptodate_success WHERE id = ?1")?
@@ -788,12 +924,38 @@ impl UpToDate {
     }
 
     /// Skip, unless a `generates` file of the last success is gone or differs.
-    fn outputs_decision(&self, index: &mut Index, spec: &StepSpec, success_id: i64) -> Result<Decision, UpToDateError> {
-        let outputs = recorded_outputs(&lock(&self.conn), success_id)?;
+    fn outputs_decision(
+        &self,
+        index: &mut Index,
+        spec: &StepSpec,
+        success_id: i64,
+    ) -> Result<Decision, UpToDateError> {
+        let outputs: Vec<(String, ContentHash, u32, Option<Cached>)> = {
+            let conn = lock(&self.conn);
+            let mut stmt = conn.prepare_cached(
+                "SELECT o.path, o.hash, o.mode, st.size, st.mtime_ns, st.ino, st.ctime_ns, st.hash, st.written_ns
+                 FROM uptodate_output o LEFT JOIN uptodate_stat st ON st.path = ?2 || o.path
+                 WHERE o.success_id = ?1 ORDER BY o.path",
+            )?;
+            let mut base_key = statcache::key_of(&spec.base);
+            if !base_key.ends_with('/') {
+                base_key.push('/');
+            }
+            let mut rows = stmt.query(params![success_id, base_key])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let cached = match r.get_ref(7)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    _ => statcache::cached_of(r, 3)?,
+                };
+                out.push((r.get(0)?, hash_from_blob(r.get(1)?), r.get(2)?, cached));
+            }
+            out
+        };
         let mut missing: Vec<String> = Vec::new();
         let mut modified: Vec<String> = Vec::new();
         let mut present: Vec<(Candidate, ContentHash, u32)> = Vec::new();
-        for (rel, hash, mode) in outputs {
+        for (rel, hash, mode, cached) in outputs {
             let abs = spec.base.join(&rel);
             match std::fs::metadata(&abs).ok().filter(|m| m.is_file()) {
                 None => missing.push(rel),
@@ -802,7 +964,7 @@ impl UpToDate {
                         rel,
                         abs,
                         stat: FileStat::from_metadata(&m),
-                        cached: None,
+                        cached,
                     },
                     hash,
                     mode,
@@ -811,16 +973,15 @@ impl UpToDate {
         }
         for lit in &spec.generates {
             let rel = walk::normalize(lit);
-            if !lit.starts_with('!') && !rel.contains(['*', '?', '[', '{']) && !spec.base.join(&rel).exists() && !missing.contains(&rel) {
+            if !lit.starts_with('!')
+                && !rel.contains(['*', '?', '[', '{'])
+                && !spec.base.join(&rel).exists()
+                && !missing.contains(&rel)
+            {
                 missing.push(rel);
             }
         }
         if !present.is_empty() {
-            let paths: Vec<PathBuf> = present.iter().map(|(c, _, _)| c.abs.clone()).collect();
-            let rows = statcache::load_paths(&lock(&self.conn), &paths)?;
-            for ((c, _, _), row) in present.iter_mut().zip(rows) {
-                c.cached = row;
-            }
             let candidates: Vec<Candidate> = present
                 .iter()
                 .map(|(c, _, _)| Candidate {
@@ -877,33 +1038,58 @@ fn find_listing(index: &Index, base: &Path, dir: &str) -> Option<(String, Arc<Li
     }
 }
 
-fn latest_definition(conn: &Connection, key: &str) -> Result<Option<(u32, ContentHash)>, UpToDateError> {
+fn latest_definition(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<LatestDefinition>, UpToDateError> {
     Ok(conn
         .prepare_cached("SELECT version, def_hash FROM uptodate_definition WHERE step_key = ?1 ORDER BY version DESC LIMIT 1")?
         .query_row(params![key], |r| Ok((r.get::<_, u32>(0)?, hash_from_blob(r.get(1)?))))
         .optional()?)
 }
 
-fn last_success(conn: &Connection, key: &str) -> Result<Option<Success>, UpToDateError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT s.id, s.fingerprint, s.def_hash, s.def_version FROM uptodate_latest l
-             JOIN uptodate_success s ON s.id = l.success_id WHERE l.step_key = ?1",
-        )?
-        .query_row(params![key], |r| {
-            Ok(Success {
-                id: r.get(0)?,
-                fingerprint: Fingerprint(hash_from_blob(r.get(1)?)),
-                def_hash: hash_from_blob(r.get(2)?),
-                def_version: r.get(3)?,
-            })
-        })
-        .optional()?)
+/// The newest definition (version, hash) and the last success of a step, in one query:
+/// this runs once per step per check.
+fn step_state(
+    conn: &Connection,
+    key: &str,
+) -> Result<(Option<LatestDefinition>, Option<Success>), UpToDateError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.version, d.def_hash, s.id, s.fingerprint, s.def_hash, s.def_version
+         FROM (SELECT ?1 AS k) q
+         LEFT JOIN (SELECT version, def_hash FROM uptodate_definition WHERE step_key = ?1 ORDER BY version DESC LIMIT 1) d
+         LEFT JOIN uptodate_latest l ON l.step_key = q.k
+         LEFT JOIN uptodate_success s ON s.id = l.success_id",
+    )?;
+    Ok(stmt.query_row(params![key], |r| {
+        let def = match r.get::<_, Option<u32>>(0)? {
+            Some(v) => Some((v, hash_from_blob(r.get(1)?))),
+            None => None,
+        };
+        let last = match r.get::<_, Option<i64>>(2)? {
+            Some(id) => Some(Success {
+                id,
+                fingerprint: Fingerprint(hash_from_blob(r.get(3)?)),
+                def_hash: hash_from_blob(r.get(4)?),
+                def_version: r.get(5)?,
+            }),
+            None => None,
+        };
+        Ok((def, last))
+    })?)
 }
 
-fn recorded_outputs(conn: &Connection, success_id: i64) -> Result<Vec<(String, ContentHash, u32)>, UpToDateError> {
-    let mut stmt = conn.prepare_cached("SELECT path, hash, mode FROM uptodate_output WHERE success_id = ?1 ORDER BY path")?;
-    let rows = stmt.query_map(params![success_id], |r| Ok((r.get(0)?, hash_from_blob(r.get(1)?), r.get(2)?)))?;
+fn recorded_outputs(conn: &Connection, success_id: i64) -> Result<Vec<Output>, UpToDateError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT path, hash, mode FROM uptodate_output WHERE success_id = ?1 ORDER BY path",
+    )?;
+    let rows = stmt.query_map(params![success_id], |r| {
+        Ok(Output {
+            path: r.get(0)?,
+            hash: hash_from_blob(r.get(1)?),
+            mode: r.get(2)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -917,7 +1103,11 @@ fn schema_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
         return Ok(0);
     }
     Ok(conn
-        .query_row("SELECT value FROM uptodate_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM uptodate_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0))
 }
@@ -956,7 +1146,6 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), UpToDateError> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -987,7 +1176,11 @@ mod tests {
             fs::read_to_string(self.base().join(rel)).unwrap()
         }
         fn open(&self) -> UpToDate {
-            UpToDate::open(&self.base().join(".trun/state.db"), &self.base().join(".trun/cas")).unwrap()
+            UpToDate::open(
+                &self.base().join(".trun/state.db"),
+                &self.base().join(".trun/cas"),
+            )
+            .unwrap()
         }
         fn spec(&self, key: &str, run: &str, sources: &[&str], generates: &[&str]) -> StepSpec {
             StepSpec {
@@ -1021,11 +1214,16 @@ mod tests {
     /// lags by a tick, has entered it too) so that the next few milliseconds share it.
     fn start_of_a_second() {
         loop {
-            let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
             if (200_000_000..500_000_000).contains(&nanos) {
                 return;
             }
-            std::thread::sleep(Duration::from_nanos((1_200_000_000 - nanos as u64) % 1_000_000_000 + 1_000_000));
+            std::thread::sleep(Duration::from_nanos(
+                (1_200_000_000 - nanos as u64) % 1_000_000_000 + 1_000_000,
+            ));
         }
     }
 
@@ -1043,7 +1241,10 @@ mod tests {
         let first = run(&ud, &spec, || {});
         assert_eq!(first.decision, Decision::Run(RunReason::NeverRan));
         assert_eq!(first.decision.to_string(), "never ran");
-        assert_eq!(first.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), vec!["src/lib.rs", "src/main.rs"]);
+        assert_eq!(
+            first.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            vec!["src/lib.rs", "src/main.rs"]
+        );
 
         let again = recheck(&ud, &spec);
         assert_eq!(again.decision, Decision::Skip(SkipReason::UpToDate));
@@ -1063,22 +1264,43 @@ mod tests {
 
         // A fresh process sees the same thing from the database alone.
         drop(ud);
-        assert_eq!(ws.open().check(&spec, false).unwrap().decision, edited.decision);
+        assert_eq!(
+            ws.open().check(&spec, false).unwrap().decision,
+            edited.decision
+        );
     }
 
     #[test]
     fn reasons_read_like_the_plan_output() {
         let many = RunReason::SourcesChanged {
-            changed: ["a.rs", "b.rs", "c.rs", "d.rs", "e.rs", "f.rs", "g.rs"].map(String::from).to_vec(),
+            changed: ["a.rs", "b.rs", "c.rs", "d.rs", "e.rs", "f.rs", "g.rs"]
+                .map(String::from)
+                .to_vec(),
         };
         assert_eq!(many.to_string(), "a.rs, b.rs, c.rs changed (+4 more)");
-        assert_eq!(RunReason::DefinitionChanged { from_version: 3 }.to_string(), "tainted: definition changed");
-        assert_eq!(RunReason::GeneratesMissing(vec!["out/app".into()]).to_string(), "generates path missing: out/app");
-        assert_eq!(RunReason::GeneratesModified(vec!["out/app".into()]).to_string(), "generates path modified: out/app");
-        assert_eq!(RunReason::UpstreamChanged.to_string(), "an upstream step changed");
-        assert_eq!(SkipReason::RestoredFromCache { files: 2 }.to_string(), "restored from cache");
         assert_eq!(
-            serde_json::to_value(Decision::Run(RunReason::GeneratesMissing(vec!["x".into()]))).unwrap(),
+            RunReason::DefinitionChanged { from_version: 3 }.to_string(),
+            "tainted: definition changed"
+        );
+        assert_eq!(
+            RunReason::GeneratesMissing(vec!["out/app".into()]).to_string(),
+            "generates path missing: out/app"
+        );
+        assert_eq!(
+            RunReason::GeneratesModified(vec!["out/app".into()]).to_string(),
+            "generates path modified: out/app"
+        );
+        assert_eq!(
+            RunReason::UpstreamChanged.to_string(),
+            "an upstream step changed"
+        );
+        assert_eq!(
+            SkipReason::RestoredFromCache { files: 2 }.to_string(),
+            "restored from cache"
+        );
+        assert_eq!(
+            serde_json::to_value(Decision::Run(RunReason::GeneratesMissing(vec!["x".into()])))
+                .unwrap(),
             json!({"decision": "run", "reason": {"kind": "generates_missing", "detail": ["x"]}})
         );
     }
@@ -1090,8 +1312,14 @@ mod tests {
         let ud = ws.open();
         let spec = ws.spec("j/s", "true", &["a.txt"], &[]);
         run(&ud, &spec, || {});
-        assert_eq!(recheck(&ud, &spec).decision, Decision::Skip(SkipReason::UpToDate));
-        assert_eq!(ud.check(&spec, true).unwrap().decision, Decision::Run(RunReason::Forced));
+        assert_eq!(
+            recheck(&ud, &spec).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
+        assert_eq!(
+            ud.check(&spec, true).unwrap().decision,
+            Decision::Run(RunReason::Forced)
+        );
         let none = ws.spec("j/t", "date", &[], &[]);
         run(&ud, &none, || {});
         let c = recheck(&ud, &none);
@@ -1114,13 +1342,24 @@ mod tests {
         // Rows written a second after the files changed are trusted: nothing is read.
         let noop = recheck(&ud, &spec);
         assert_eq!(noop.decision, Decision::Skip(SkipReason::UpToDate));
-        assert_eq!(ud.index_stats().files_hashed, hashed, "a no-op reads no file");
+        assert_eq!(
+            ud.index_stats().files_hashed,
+            hashed,
+            "a no-op reads no file"
+        );
 
-        let f = fs::File::options().write(true).open(ws.base().join("src/a.c")).unwrap();
+        let f = fs::File::options()
+            .write(true)
+            .open(ws.base().join("src/a.c"))
+            .unwrap();
         f.set_modified(SystemTime::now()).unwrap();
         drop(f);
         let touched = recheck(&ud, &spec);
-        assert_eq!(ud.index_stats().files_hashed, hashed + 1, "only the touched file is re-read");
+        assert_eq!(
+            ud.index_stats().files_hashed,
+            hashed + 1,
+            "only the touched file is re-read"
+        );
         assert_eq!(touched.decision, Decision::Skip(SkipReason::UpToDate));
         assert_eq!(touched.fingerprint, first.fingerprint);
     }
@@ -1139,12 +1378,20 @@ mod tests {
         // The row was written in the second the file changed: it is racy, and is read
         // again even though nothing changed.
         let hashed = ud.index_stats().files_hashed;
-        assert_eq!(recheck(&ud, &spec).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            recheck(&ud, &spec).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
         assert_eq!(ud.index_stats().files_hashed, hashed + 1);
 
         // Same size, same mtime: only the content tells.
         ws.write("in.txt", "bbbb");
-        fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), 4);
         assert_eq!(
             recheck(&ud, &spec).decision,
@@ -1164,7 +1411,10 @@ mod tests {
         let ud = ws.open();
         let spec = ws.spec("b/b", "build", &["src/**"], &[]);
         let first = run(&ud, &spec, || {});
-        assert_eq!(first.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), vec!["src/a.rs"]);
+        assert_eq!(
+            first.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            vec!["src/a.rs"]
+        );
         ws.write("src/debug.log", "2");
         ws.write("src/new.log", "3");
         ws.write("src/generated/x.rs", "y");
@@ -1173,7 +1423,12 @@ mod tests {
         assert_eq!(c.fingerprint, first.fingerprint);
         // `.trun/` is never a source, even for `**`.
         let all = ws.spec("b/all", "x", &["**"], &[]);
-        assert!(ud.check(&all, false).unwrap().files.iter().all(|(p, _)| !p.starts_with(".trun")));
+        assert!(ud
+            .check(&all, false)
+            .unwrap()
+            .files
+            .iter()
+            .all(|(p, _)| !p.starts_with(".trun")));
     }
 
     #[test]
@@ -1185,7 +1440,18 @@ mod tests {
         ws.write("src/a.rs", "a");
         ws.write("src/a_test.rs", "t");
         let ud = ws.open();
-        let spec = ws.spec("x/y", "x", &["src/*.rs", "!src/*_test.rs", "config.local", "assets", "missing.txt"], &[]);
+        let spec = ws.spec(
+            "x/y",
+            "x",
+            &[
+                "src/*.rs",
+                "!src/*_test.rs",
+                "config.local",
+                "assets",
+                "missing.txt",
+            ],
+            &[],
+        );
         let c = ud.check(&spec, false).unwrap();
         let names: Vec<&str> = c.files.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(names, vec!["assets/logo.svg", "config.local", "src/a.rs"]);
@@ -1204,25 +1470,50 @@ mod tests {
         // Same definition, keys in another order: not a change.
         let mut reordered = v1.clone();
         reordered.definition = serde_json::from_str(r#"{"shell":"bash","run":"make"}"#).unwrap();
-        assert_eq!(recheck(&ud, &reordered).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            recheck(&ud, &reordered).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
 
         let v2 = ws.spec("j/s", "make all", &["a.txt"], &[]);
         let c = recheck(&ud, &v2);
-        assert_eq!(c.decision, Decision::Run(RunReason::DefinitionChanged { from_version: 1 }));
+        assert_eq!(
+            c.decision,
+            Decision::Run(RunReason::DefinitionChanged { from_version: 1 })
+        );
         assert_eq!(c.decision.to_string(), "tainted: definition changed");
         assert_eq!(c.definition_version, 2);
         run(&ud, &v2, || {});
         assert_eq!(ud.definition_version("j/s").unwrap(), Some(2));
-        assert_eq!(recheck(&ud, &v2).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            recheck(&ud, &v2).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
 
         let back = recheck(&ud, &v1);
-        assert_eq!(back.decision, Decision::Run(RunReason::DefinitionChanged { from_version: 2 }));
-        assert_eq!(back.definition_version, 3, "history is kept; going back is a new version");
-        assert_eq!(ud.try_restore(&v1, &back).unwrap(), None, "a tainted step is not restored");
+        assert_eq!(
+            back.decision,
+            Decision::Run(RunReason::DefinitionChanged { from_version: 2 })
+        );
+        assert_eq!(
+            back.definition_version, 3,
+            "history is kept; going back is a new version"
+        );
+        assert_eq!(
+            ud.try_restore(&v1, &back).unwrap(),
+            None,
+            "a tainted step is not restored"
+        );
         run(&ud, &v1, || {});
         let history = ud.definition_history("j/s").unwrap();
-        assert_eq!(history.iter().map(|h| h.version).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(history[1].definition, json!({"run": "make all", "shell": "bash"}));
+        assert_eq!(
+            history.iter().map(|h| h.version).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            history[1].definition,
+            json!({"run": "make all", "shell": "bash"})
+        );
         assert_eq!(ud.definition_version("other").unwrap(), None);
     }
 
@@ -1237,7 +1528,10 @@ mod tests {
         let mut down = ws.spec("b/two", "two", &["b.txt"], &[]);
         down.upstream = vec![up_check.fingerprint];
         run(&ud, &down, || {});
-        assert_eq!(recheck(&ud, &down).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            recheck(&ud, &down).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
 
         ws.write("a.txt", "A");
         let up_now = recheck(&ud, &up);
@@ -1253,33 +1547,63 @@ mod tests {
         let ws = Ws::new();
         ws.write("src/main.c", "int main;");
         let ud = ws.open();
-        let spec = ws.spec("build/link", "cc -o out/app", &["src/**"], &["out/app", "out/docs"]);
+        let spec = ws.spec(
+            "build/link",
+            "cc -o out/app",
+            &["src/**"],
+            &["out/app", "out/docs"],
+        );
         run(&ud, &spec, || {
             ws.write("out/app", "#!/bin/sh\necho built\n");
-            fs::set_permissions(ws.base().join("out/app"), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::set_permissions(ws.base().join("out/app"), fs::Permissions::from_mode(0o755))
+                .unwrap();
             ws.write("out/docs/index.html", "<h1>docs</h1>");
         });
-        assert_eq!(recheck(&ud, &spec).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            recheck(&ud, &spec).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
 
         fs::remove_file(ws.base().join("out/app")).unwrap();
         let c = recheck(&ud, &spec);
-        assert_eq!(c.decision, Decision::Run(RunReason::GeneratesMissing(vec!["out/app".into()])));
+        assert_eq!(
+            c.decision,
+            Decision::Run(RunReason::GeneratesMissing(vec!["out/app".into()]))
+        );
         assert_eq!(c.decision.to_string(), "generates path missing: out/app");
         assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
         assert_eq!(ws.read("out/app"), "#!/bin/sh\necho built\n");
-        assert_eq!(fs::metadata(ws.base().join("out/app")).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(recheck(&ud, &spec).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            fs::metadata(ws.base().join("out/app"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        assert_eq!(
+            recheck(&ud, &spec).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
 
         ws.write("out/docs/index.html", "<h1>edited</h1>");
         let c = recheck(&ud, &spec);
-        assert_eq!(c.decision, Decision::Run(RunReason::GeneratesModified(vec!["out/docs/index.html".into()])));
+        assert_eq!(
+            c.decision,
+            Decision::Run(RunReason::GeneratesModified(vec![
+                "out/docs/index.html".into()
+            ]))
+        );
         assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
         assert_eq!(ws.read("out/docs/index.html"), "<h1>docs</h1>");
 
         // The executable bit is part of an output.
         fs::set_permissions(ws.base().join("out/app"), fs::Permissions::from_mode(0o644)).unwrap();
         let c = recheck(&ud, &spec);
-        assert_eq!(c.decision, Decision::Run(RunReason::GeneratesModified(vec!["out/app".into()])));
+        assert_eq!(
+            c.decision,
+            Decision::Run(RunReason::GeneratesModified(vec!["out/app".into()]))
+        );
     }
 
     #[test]
@@ -1304,7 +1628,10 @@ mod tests {
         );
         assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
         assert_eq!(ws.read("out/app"), "built from A");
-        assert_eq!(recheck(&ud, &spec).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            recheck(&ud, &spec).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
 
         // Inputs never seen before: nothing to restore, the step must run.
         ws.write("src/x.c", "version C");
@@ -1345,8 +1672,14 @@ mod tests {
         assert_eq!(report.entries_removed, 1);
         assert_eq!(ud.cache_stats().unwrap().objects, 1);
         // The last success survives any prune and keeps the step up to date.
-        assert_eq!(ud.prune(Some(0), Some(Duration::ZERO)).unwrap(), PruneReport::default());
-        assert_eq!(recheck(&ud, &spec).decision, Decision::Skip(SkipReason::UpToDate));
+        assert_eq!(
+            ud.prune(Some(0), Some(Duration::ZERO)).unwrap(),
+            PruneReport::default()
+        );
+        assert_eq!(
+            recheck(&ud, &spec).decision,
+            Decision::Skip(SkipReason::UpToDate)
+        );
         fs::remove_file(ws.base().join("out/app")).unwrap();
         let c = recheck(&ud, &spec);
         assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
@@ -1391,11 +1724,19 @@ mod tests {
         drop(ws.open());
         drop(ws.open());
         let conn = Connection::open(&db).unwrap();
-        let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let user_version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(user_version, 0);
-        conn.execute("UPDATE uptodate_meta SET value = 99 WHERE key = 'schema_version'", []).unwrap();
+        conn.execute(
+            "UPDATE uptodate_meta SET value = 99 WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
         drop(conn);
-        let err = UpToDate::open(&db, &ws.base().join(".trun/cas")).err().unwrap();
+        let err = UpToDate::open(&db, &ws.base().join(".trun/cas"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("schema version 99"), "{err}");
     }
 

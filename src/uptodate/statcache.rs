@@ -10,11 +10,13 @@
 //! (see `walk`) and knows nothing about steps.
 
 use super::fingerprint::ContentHash;
+use super::walk::Entry;
 use super::UpToDateError;
 use rayon::prelude::*;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -33,15 +35,24 @@ impl FileStat {
     pub fn from_metadata(m: &std::fs::Metadata) -> FileStat {
         FileStat {
             size: m.size(),
-            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
             ino: m.ino(),
-            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
+            ctime_ns: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
             mode: m.mode() & 0o7777,
         }
     }
 
     fn same_file_state(&self, other: &FileStat) -> bool {
-        self.size == other.size && self.mtime_ns == other.mtime_ns && self.ino == other.ino && self.ctime_ns == other.ctime_ns
+        self.size == other.size
+            && self.mtime_ns == other.mtime_ns
+            && self.ino == other.ino
+            && self.ctime_ns == other.ctime_ns
     }
 }
 
@@ -63,7 +74,8 @@ impl Cached {
         const CLOCK_SLACK: i64 = 100_000_000;
         let changed = self.stat.mtime_ns.max(self.stat.ctime_ns);
         // Whole seconds, because some file systems keep only seconds.
-        self.stat.same_file_state(now) && changed.div_euclid(SECOND) < (self.written_ns - CLOCK_SLACK).div_euclid(SECOND)
+        self.stat.same_file_state(now)
+            && changed.div_euclid(SECOND) < (self.written_ns - CLOCK_SLACK).div_euclid(SECOND)
     }
 }
 
@@ -78,8 +90,14 @@ pub fn key_of(abs: &Path) -> String {
     abs.to_string_lossy().into_owned()
 }
 
-/// All rows for files below `dir` (absolute), in one range query on the primary key.
-pub fn load_dir(conn: &Connection, dir: &Path) -> Result<Vec<(String, Cached)>, UpToDateError> {
+/// The rows for `entries` (the sorted walk of directory `dir`), aligned by index, from
+/// one range query on the primary key. Rows and entries sort alike (`<dir>/<rest>`), so
+/// pairing them is one merge pass that borrows the row's path instead of copying it.
+pub fn load_dir(
+    conn: &Connection,
+    dir: &Path,
+    entries: &[Entry],
+) -> Result<Vec<Option<Cached>>, UpToDateError> {
     let mut lo = key_of(dir);
     if !lo.ends_with('/') {
         lo.push('/');
@@ -87,55 +105,71 @@ pub fn load_dir(conn: &Connection, dir: &Path) -> Result<Vec<(String, Cached)>, 
     // '0' is the byte after '/': [dir/, dir0) is exactly the paths below dir.
     let hi = format!("{}0", &lo[..lo.len() - 1]);
     let mut stmt = conn.prepare_cached(
-        "SELECT path, size, mtime_ns, ino, ctime_ns, hash, written_ns FROM uptodate_stat WHERE path >= ?1 AND path < ?2",
+        "SELECT path, size, mtime_ns, ino, ctime_ns, hash, written_ns FROM uptodate_stat WHERE path >= ?1 AND path < ?2 ORDER BY path",
     )?;
-    let rows = stmt.query_map(params![lo, hi], row_to_cached)?;
-    let mut out = Vec::new();
-    for row in rows {
-        if let Some(pair) = row? {
-            out.push(pair);
+    let mut rows = stmt.query(params![lo, hi])?;
+    let mut out = vec![None; entries.len()];
+    let mut next = 0;
+    while let Some(row) = rows.next()? {
+        let path = row.get_ref(0)?.as_bytes().map_err(rusqlite::Error::from)?;
+        while next < entries.len() && entries[next].abs.as_os_str().as_bytes() < path {
+            next += 1;
+        }
+        if next == entries.len() {
+            break;
+        }
+        if entries[next].abs.as_os_str().as_bytes() == path {
+            out[next] = cached_of(row, 1)?;
+            next += 1;
         }
     }
     Ok(out)
 }
 
 /// Rows for a few named files (outputs), one statement prepared once.
-pub fn load_paths(conn: &Connection, paths: &[PathBuf]) -> Result<Vec<Option<Cached>>, UpToDateError> {
+pub fn load_paths(
+    conn: &Connection,
+    paths: &[PathBuf],
+) -> Result<Vec<Option<Cached>>, UpToDateError> {
     let mut stmt = conn.prepare_cached(
         "SELECT path, size, mtime_ns, ino, ctime_ns, hash, written_ns FROM uptodate_stat WHERE path = ?1",
     )?;
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
-        let mut rows = stmt.query_map(params![key_of(p)], row_to_cached)?;
-        out.push(rows.next().transpose()?.flatten().map(|(_, c)| c));
+        let mut rows = stmt.query(params![key_of(p)])?;
+        out.push(match rows.next()? {
+            Some(row) => cached_of(row, 1)?,
+            None => None,
+        });
     }
     Ok(out)
 }
 
-fn row_to_cached(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<(String, Cached)>> {
-    let hash: Vec<u8> = r.get(5)?;
-    let Ok(hash) = <ContentHash>::try_from(hash.as_slice()) else {
+/// A stat row read from six columns starting at `at`: `size, mtime_ns, ino, ctime_ns,
+/// hash, written_ns`.
+pub fn cached_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<Cached>> {
+    let Ok(hash) = <ContentHash>::try_from(r.get_ref(at + 4)?.as_blob()?) else {
         return Ok(None);
     };
-    Ok(Some((
-        r.get(0)?,
-        Cached {
-            stat: FileStat {
-                size: r.get::<_, i64>(1)? as u64,
-                mtime_ns: r.get(2)?,
-                ino: r.get::<_, i64>(3)? as u64,
-                ctime_ns: r.get(4)?,
-                mode: 0,
-            },
-            hash,
-            written_ns: r.get(6)?,
+    Ok(Some(Cached {
+        stat: FileStat {
+            size: r.get::<_, i64>(at)? as u64,
+            mtime_ns: r.get(at + 1)?,
+            ino: r.get::<_, i64>(at + 2)? as u64,
+            ctime_ns: r.get(at + 3)?,
+            mode: 0,
         },
-    )))
+        hash,
+        written_ns: r.get(at + 5)?,
+    }))
 }
 
 /// Writes rows in the caller's transaction (one transaction per batch keeps the write
 /// to a single fsync).
-pub fn store(tx: &rusqlite::Transaction<'_>, rows: &[(PathBuf, Cached)]) -> Result<(), UpToDateError> {
+pub fn store(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[(PathBuf, Cached)],
+) -> Result<(), UpToDateError> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO uptodate_stat (path, size, mtime_ns, ino, ctime_ns, hash, written_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
@@ -215,18 +249,30 @@ mod tests {
             written_ns: 101 * 1_000_000_000 + 500_000_000,
         };
         assert!(row.trusted_for(&stat(100)));
-        assert!(!row.trusted_for(&FileStat { size: 5, ..stat(100) }));
-        assert!(!row.trusted_for(&FileStat { ino: 8, ..stat(100) }));
+        assert!(!row.trusted_for(&FileStat {
+            size: 5,
+            ..stat(100)
+        }));
+        assert!(!row.trusted_for(&FileStat {
+            ino: 8,
+            ..stat(100)
+        }));
         let racy = Cached {
             written_ns: 100 * 1_000_000_000 + 900_000_000,
             ..row
         };
-        assert!(!racy.trusted_for(&stat(100)), "written in the second the file changed");
+        assert!(
+            !racy.trusted_for(&stat(100)),
+            "written in the second the file changed"
+        );
         let lagging = Cached {
             written_ns: 101 * 1_000_000_000 + 20_000_000,
             ..row
         };
-        assert!(!lagging.trusted_for(&stat(100)), "written a tick after the second the file changed");
+        assert!(
+            !lagging.trusted_for(&stat(100)),
+            "written a tick after the second the file changed"
+        );
     }
 
     #[test]
@@ -251,12 +297,34 @@ mod tests {
         )
         .unwrap();
         tx.commit().unwrap();
-        let got = load_dir(&conn, Path::new("/w/src")).unwrap();
-        let names: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, vec!["/w/src/a.rs", "/w/src/sub/b.rs"]);
-        assert_eq!(got[1].1.hash, [2; 32]);
-        assert_eq!(got[1].1.stat.mtime_ns, stat(2).mtime_ns);
-        let one = load_paths(&conn, &[PathBuf::from("/w/src.rs"), PathBuf::from("/w/none")]).unwrap();
+        let entry = |p: &str| Entry {
+            rel: String::new(),
+            abs: PathBuf::from(p),
+            stat: stat(0),
+        };
+        let got = load_dir(
+            &conn,
+            Path::new("/w/src"),
+            &[
+                entry("/w/src/a.rs"),
+                entry("/w/src/new.rs"),
+                entry("/w/src/sub/b.rs"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            got.iter().map(|c| c.map(|c| c.hash[0])).collect::<Vec<_>>(),
+            vec![Some(1), None, Some(2)]
+        );
+        assert_eq!(got[2].unwrap().stat.mtime_ns, stat(2).mtime_ns);
+        assert!(load_dir(&conn, Path::new("/w/src"), &[])
+            .unwrap()
+            .is_empty());
+        let one = load_paths(
+            &conn,
+            &[PathBuf::from("/w/src.rs"), PathBuf::from("/w/none")],
+        )
+        .unwrap();
         assert_eq!(one[0].map(|c| c.hash), Some([4; 32]));
         assert!(one[1].is_none());
     }

@@ -126,7 +126,9 @@ impl Patterns {
 
 /// Whether relative directory `path` is `dir` or below it (`""` is the workspace root).
 pub fn is_under(path: &str, dir: &str) -> bool {
-    dir.is_empty() || path == dir || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
+    dir.is_empty()
+        || path == dir
+        || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
 fn never_enter(name: &std::ffi::OsStr) -> bool {
@@ -155,7 +157,9 @@ fn builder(root: &Path, filters: Filters) -> WalkBuilder {
         .git_global(false)
         .require_git(false)
         .follow_links(false)
-        .filter_entry(|e| !(e.file_type().is_some_and(|t| t.is_dir()) && never_enter(e.file_name())));
+        .filter_entry(|e| {
+            !(e.file_type().is_some_and(|t| t.is_dir()) && never_enter(e.file_name()))
+        });
     b
 }
 
@@ -218,8 +222,17 @@ pub fn rel_string(rel: &Path) -> String {
 /// All regular files below `base/root`, sorted by relative path. Walks on one thread
 /// when `parallel` is false (cheap for the many small roots of a typical project) and
 /// with ignore's parallel walker otherwise (one big root: the stats then use all cores).
-pub fn walk(base: &Path, root: &str, filters: Filters, parallel: bool) -> Result<Vec<Entry>, UpToDateError> {
-    let dir = if root.is_empty() { base.to_path_buf() } else { base.join(root) };
+pub fn walk(
+    base: &Path,
+    root: &str,
+    filters: Filters,
+    parallel: bool,
+) -> Result<Vec<Entry>, UpToDateError> {
+    let dir = if root.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(root)
+    };
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -283,7 +296,11 @@ pub fn expand_outputs(base: &Path, patterns: &Patterns) -> Result<Vec<Entry>, Up
         }
     }
     for root in &patterns.roots {
-        out.extend(walk(base, root, Filters::None, false)?.into_iter().filter(|e| patterns.matches(&e.rel)));
+        out.extend(
+            walk(base, root, Filters::None, false)?
+                .into_iter()
+                .filter(|e| patterns.matches(&e.rel)),
+        );
     }
     out.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     out.dedup_by(|a, b| a.rel == b.rel);
@@ -301,7 +318,13 @@ mod tests {
 
     #[test]
     fn roots_come_from_the_literal_prefix() {
-        let p = pats(&["src/**/*.rs", "src/a/*.rs", "./lib/{x,y}.c", "Cargo.toml", "!src/gen/**"]);
+        let p = pats(&[
+            "src/**/*.rs",
+            "src/a/*.rs",
+            "./lib/{x,y}.c",
+            "Cargo.toml",
+            "!src/gen/**",
+        ]);
         assert_eq!(p.roots, vec!["lib", "src"]);
         assert_eq!(p.literals, vec!["Cargo.toml"]);
         assert!(p.matches("src/a/b/c.rs"));
@@ -310,7 +333,10 @@ mod tests {
         assert!(!p.matches("src/a.c"));
         assert_eq!(pats(&["**/*.rs"]).roots, vec![""]);
         assert_eq!(pats(&["*.rs"]).roots, vec![""]);
-        assert!(!pats(&["*.rs"]).matches("src/a.rs"), "`*` does not cross `/`");
+        assert!(
+            !pats(&["*.rs"]).matches("src/a.rs"),
+            "`*` does not cross `/`"
+        );
     }
 
     #[test]
@@ -327,17 +353,34 @@ mod tests {
         fs::create_dir_all(base.join(".trun/cas")).unwrap();
         fs::write(base.join(".gitignore"), "*.log\n").unwrap();
         fs::write(base.join("src/.ignore"), "skip.txt\n").unwrap();
-        for f in ["src/a.rs", "src/sub/b.rs", "src/x.log", "src/skip.txt", "src/.hidden", ".trun/cas/obj"] {
+        for f in [
+            "src/a.rs",
+            "src/sub/b.rs",
+            "src/x.log",
+            "src/skip.txt",
+            "src/.hidden",
+            ".trun/cas/obj",
+        ] {
             fs::write(base.join(f), f).unwrap();
         }
         let rels = |v: Vec<Entry>| v.into_iter().map(|e| e.rel).collect::<Vec<_>>();
         let serial = rels(walk(base, "src", Filters::IgnoreFiles, false).unwrap());
         // Ignore files are files like any other: editing one can change a build.
-        assert_eq!(serial, vec!["src/.hidden", "src/.ignore", "src/a.rs", "src/sub/b.rs"]);
-        assert_eq!(rels(walk(base, "src", Filters::IgnoreFiles, true).unwrap()), serial);
+        assert_eq!(
+            serial,
+            vec!["src/.hidden", "src/.ignore", "src/a.rs", "src/sub/b.rs"]
+        );
+        assert_eq!(
+            rels(walk(base, "src", Filters::IgnoreFiles, true).unwrap()),
+            serial
+        );
         let all = rels(walk(base, "", Filters::None, false).unwrap());
-        assert!(all.contains(&"src/x.log".to_string()) && !all.iter().any(|r| r.starts_with(".trun")));
-        assert!(walk(base, "missing", Filters::IgnoreFiles, false).unwrap().is_empty());
+        assert!(
+            all.contains(&"src/x.log".to_string()) && !all.iter().any(|r| r.starts_with(".trun"))
+        );
+        assert!(walk(base, "missing", Filters::IgnoreFiles, false)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Up-to-date check benchmark: trun vs make -r vs go-task (checksum), as whole processes.
+#
+# Builds a synthetic project of 10 000 source files (src/dNNN/sM/fK.txt: 100 dirs x
+# 10 sub-dirs x 10 files) with 100 jobs, each with `sources` over its own dir and one
+# `generates` stamp, then times four cases per tool:
+#   (a) cold      first run, no state
+#   (b) no-op     everything up to date
+#   (c) touch     one source file's mtime bumped, content unchanged
+#   (d) change    one source file's content changed
+# and prints a Markdown table of median wall-clock milliseconds.
+#
+# Usage: benches/uptodate.sh            (from the repository root)
+# Env:   TRUN=path/to/trun (default target/release/trun), RUNS=10, JOBS=2, KEEP=1 keeps
+#        the temporary directory. Uses hyperfine when installed, else a bash loop.
+# make is run as `make -r -j $JOBS` (mtime-based, no built-in rules); go-task as
+# `task --concurrency $JOBS` with `method: checksum` (`pip install go-task-bin`).
+set -euo pipefail
+
+RUNS=${RUNS:-10}
+JOBS=${JOBS:-2}
+TRUN=${TRUN:-target/release/trun}
+if [[ -x $TRUN ]]; then TRUN=$(cd "$(dirname "$TRUN")" && pwd)/$(basename "$TRUN"); fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/trun-bench.XXXXXX")
+cleanup() { if [[ -z ${KEEP:-} ]]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi; }
+trap cleanup EXIT
+
+DIRS=100 SUBS=10 FILES=10
+TOUCHED=src/d042/s3/f7.txt
+
+# --- the synthetic project -------------------------------------------------------
+make_tree() {
+  local root=$1 d s f dd
+  mkdir -p "$root/out"
+  for ((d = 0; d < DIRS; d++)); do
+    printf -v dd 'd%03d' "$d"
+    for ((s = 0; s < SUBS; s++)); do
+      mkdir -p "$root/src/$dd/s$s"
+      for ((f = 0; f < FILES; f++)); do
+        echo "$dd s$s f$f" >"$root/src/$dd/s$s/f$f.txt"
+      done
+    done
+  done
+}
+
+jobs_list() { local d; for ((d = 0; d < DIRS; d++)); do printf 'd%03d\n' "$d"; done; }
+
+write_trun() {
+  {
+    echo "jobs:"
+    for j in $(jobs_list); do
+      cat <<EOF
+  $j:
+    steps:
+      - run: touch out/$j.stamp
+        sources: ["src/$j/**"]
+        generates: ["out/$j.stamp"]
+EOF
+    done
+  } >"$1/trun.yaml"
+}
+
+write_make() {
+  {
+    printf 'all:'
+    for j in $(jobs_list); do printf ' out/%s.stamp' "$j"; done
+    printf '\n.PHONY: all\n'
+    for j in $(jobs_list); do
+      printf 'out/%s.stamp: $(wildcard src/%s/*/*)\n\ttouch $@\n' "$j" "$j"
+    done
+  } >"$1/Makefile"
+}
+
+write_task() {
+  {
+    echo "version: '3'"
+    echo "method: checksum"
+    echo "tasks:"
+    echo "  default:"
+    printf '    deps: ['
+    jobs_list | paste -sd, - | tr -d '\n'
+    echo ']'
+    for j in $(jobs_list); do
+      cat <<EOF
+  $j:
+    sources: ["src/$j/**/*"]
+    generates: ["out/$j.stamp"]
+    cmds: ["touch out/$j.stamp"]
+EOF
+    done
+  } >"$1/Taskfile.yml"
+}
+
+# --- timing ---------------------------------------------------------------------
+# median_ms DIR PREPARE COMMAND...: median wall time of COMMAND over $RUNS runs in DIR,
+# running PREPARE (a shell snippet, untimed) before each.
+median_ms() {
+  local dir=$1 prep=$2
+  shift 2
+  if command -v hyperfine >/dev/null; then
+    local json="$WORK/hf.json"
+    (cd "$dir" && hyperfine --style none --runs "$RUNS" --prepare "$prep" --export-json "$json" "$*" >/dev/null 2>&1)
+    grep -o '"median": *[0-9.e+-]*' "$json" | head -1 | awk '{printf "%.1f", $2 * 1000}'
+    return
+  fi
+  local times=() i t0 t1
+  for ((i = 0; i < RUNS; i++)); do
+    (cd "$dir" && bash -c "$prep") >/dev/null 2>&1
+    t0=$(date +%s%N)
+    (cd "$dir" && "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail"; return; }
+    t1=$(date +%s%N)
+    times+=($(((t1 - t0) / 1000)))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000}'
+}
+
+# bench TOOL RESET_STATE COMMAND...: the four cases for one tool, as a table row.
+bench() {
+  local tool=$1 reset=$2
+  shift 2
+  local dir="$WORK/$tool"
+  cp -a "$WORK/tree" "$dir"
+  "write_$tool" "$dir"
+  local cold noop touch change
+  cold=$(median_ms "$dir" "$reset" "$@")
+  (cd "$dir" && "$@" >/dev/null 2>&1)
+  noop=$(median_ms "$dir" "true" "$@")
+  touch=$(median_ms "$dir" "touch $TOUCHED" "$@")
+  change=$(median_ms "$dir" "date +%s%N > $TOUCHED" "$@")
+  echo "| $tool | $cold | $noop | $touch | $change |"
+}
+
+echo "building the synthetic project in $WORK ..." >&2
+make_tree "$WORK/tree"
+
+timer="bash loop, $RUNS runs"
+command -v hyperfine >/dev/null && timer="hyperfine, $RUNS runs"
+echo
+echo "$((DIRS * SUBS * FILES)) source files, $DIRS jobs, -j $JOBS; median wall ms ($timer)"
+echo
+echo "| tool | (a) cold | (b) no-op | (c) touch | (d) change |"
+echo "|---|---:|---:|---:|---:|"
+missing=()
+if [[ -x $TRUN ]]; then
+  bench trun "rm -rf .trun out && mkdir out" "$TRUN" -j "$JOBS"
+else
+  missing+=("trun (no executable at $TRUN; build with cargo build --release or set TRUN)")
+fi
+if command -v make >/dev/null; then
+  bench make "rm -rf out && mkdir out" make -r -j "$JOBS"
+else
+  missing+=("make (not installed)")
+fi
+if command -v task >/dev/null; then
+  bench task "rm -rf .task out && mkdir out" task --concurrency "$JOBS"
+else
+  missing+=("go-task (not installed: pip install go-task-bin)")
+fi
+for m in "${missing[@]}"; do echo "| ${m%% *} | not run: ${m#* } | | | |"; done

@@ -1,0 +1,314 @@
+//! Re-grading without re-running: results stored under a fingerprint of what was graded.
+//!
+//! A grading fingerprint is the SHA-256 of the rubric's canonical form, the runner's name
+//! and the contents of the repository's watched files (the rubric's `watch` globs, or every
+//! file not ignored by `.gitignore` when it has none). When a repository's fingerprint is
+//! the one its stored result was graded under, that result is reused.
+//!
+//! Results live in the grader's own state file, passed in by the caller, never in the
+//! student repository (which grading must not write). The tables are `grade_results` and
+//! `grade_meta` (this module's schema version); `PRAGMA user_version` belongs to the main
+//! state store that may share the file, so it is never touched here. This module does not
+//! run anything or decide when to force; the batch does.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::rubric::Rubric;
+use super::score::RepoResult;
+
+/// The layout of `grade_results`, stored in `grade_meta` under `schema`.
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("grade cache {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("grade cache {path} has schema version {found}, newer than this trun ({SCHEMA_VERSION}); upgrade trun or use another state file")]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("cannot read {path} to fingerprint it: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("watch glob `{glob}` is not valid: {message}")]
+    Glob { glob: String, message: String },
+    #[error("cannot walk {path}: {message}")]
+    Walk { path: PathBuf, message: String },
+}
+
+/// The fingerprint a repository is graded under with this rubric and runner.
+pub fn fingerprint(rubric: &Rubric, repo: &Path, runner: &str) -> Result<String, CacheError> {
+    let mut files = watched_files(rubric, repo)?;
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(b"trun-grade-v1\0");
+    h.update(runner.as_bytes());
+    h.update(b"\0");
+    h.update(rubric.canonical().as_bytes());
+    h.update(b"\0");
+    for rel in files {
+        let path = repo.join(&rel);
+        // A symlink counts by where it points, not by what it points at: a link out of the
+        // repository must not make the fingerprint depend on the rest of the machine.
+        let content = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::read_link(&path).map(|t| t.to_string_lossy().into_owned().into_bytes())
+            }
+            _ => std::fs::read(&path),
+        }
+        .map_err(|source| CacheError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        h.update(rel.as_bytes());
+        h.update(b"\0");
+        h.update(Sha256::digest(&content));
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Paths relative to `repo`, with `/` separators.
+fn watched_files(rubric: &Rubric, repo: &Path) -> Result<Vec<String>, CacheError> {
+    let globs = match &rubric.watch {
+        Some(globs) => {
+            let mut set = globset::GlobSetBuilder::new();
+            for g in globs {
+                let glob = globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| CacheError::Glob {
+                        glob: g.clone(),
+                        message: e.to_string(),
+                    })?;
+                set.add(glob);
+            }
+            Some(set.build().map_err(|e| CacheError::Glob {
+                glob: globs.join(", "),
+                message: e.to_string(),
+            })?)
+        }
+        None => None,
+    };
+    // With explicit globs the teacher decides what matters, ignored or not; without them
+    // "the repository" means what git would track.
+    let mut walk = ignore::WalkBuilder::new(repo);
+    walk.standard_filters(false)
+        .hidden(false)
+        .git_ignore(globs.is_none())
+        .require_git(false)
+        .filter_entry(|e| !matches!(e.file_name().to_str(), Some(".git" | ".trun")));
+    let mut out = Vec::new();
+    for entry in walk.build() {
+        let entry = entry.map_err(|e| CacheError::Walk {
+            path: repo.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if entry.file_type().is_some_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(repo) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if globs.as_ref().is_none_or(|g| g.is_match(&rel)) {
+            out.push(rel);
+        }
+    }
+    Ok(out)
+}
+
+/// Stored grading results, in the grader's SQLite state file.
+pub struct GradeCache {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl GradeCache {
+    /// Opens (creating when missing) the grade tables in the SQLite file at `db_path`.
+    pub fn open(db_path: &Path) -> Result<GradeCache, CacheError> {
+        let path = db_path.to_path_buf();
+        let err = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CacheError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(db_path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS grade_meta (
+                 key   TEXT PRIMARY KEY,
+                 value TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS grade_results (
+                 repo        TEXT NOT NULL,
+                 rubric      TEXT NOT NULL,
+                 fingerprint TEXT NOT NULL,
+                 result      TEXT NOT NULL,
+                 graded_at   INTEGER NOT NULL,
+                 PRIMARY KEY (repo, rubric)
+             );",
+        )
+        .map_err(err)?;
+        let found: Option<String> = conn
+            .query_row(
+                "SELECT value FROM grade_meta WHERE key = 'schema'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        match found.and_then(|v| v.parse::<i64>().ok()) {
+            None => {
+                conn.execute(
+                    "INSERT OR REPLACE INTO grade_meta (key, value) VALUES ('schema', ?1)",
+                    params![SCHEMA_VERSION.to_string()],
+                )
+                .map_err(err)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => return Err(CacheError::TooNew { path, found: v }),
+            Some(_) => {}
+        }
+        Ok(GradeCache {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    fn key(repo: &Path, rubric: &Rubric) -> (String, String) {
+        let repo = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
+        let rubric = hex::encode(Sha256::digest(rubric.canonical().as_bytes()));
+        (repo.display().to_string(), rubric)
+    }
+
+    /// The stored result for `repo` under this rubric, if it was graded under `fingerprint`.
+    pub fn lookup(
+        &self,
+        repo: &Path,
+        rubric: &Rubric,
+        fingerprint: &str,
+    ) -> Result<Option<RepoResult>, CacheError> {
+        let (repo_key, rubric_key) = Self::key(repo, rubric);
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let row: Option<(String, String)> = conn
+            .query_row(
+                "SELECT fingerprint, result FROM grade_results WHERE repo = ?1 AND rubric = ?2",
+                params![repo_key, rubric_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|source| CacheError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        // A row this trun cannot read (older layout) is treated as absent and overwritten.
+        Ok(row
+            .filter(|(fp, _)| fp == fingerprint)
+            .and_then(|(_, json)| serde_json::from_str(&json).ok()))
+    }
+
+    /// Stores `result` as the latest for `repo` under this rubric.
+    pub fn store(
+        &self,
+        repo: &Path,
+        rubric: &Rubric,
+        fingerprint: &str,
+        result: &RepoResult,
+    ) -> Result<(), CacheError> {
+        let (repo_key, rubric_key) = Self::key(repo, rubric);
+        let json = serde_json::to_string(result).unwrap_or_default();
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute(
+            "INSERT OR REPLACE INTO grade_results (repo, rubric, fingerprint, result, graded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![repo_key, rubric_key, fingerprint, json, result.graded_at],
+        )
+        .map_err(|source| CacheError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rubric(watch: Option<&str>) -> Rubric {
+        let w = watch
+            .map(|w| format!("watch: [\"{w}\"]\n"))
+            .unwrap_or_default();
+        Rubric::from_yaml(&format!("{w}criteria:\n  - {{id: a, run: 'true'}}\n"), "r")
+            .expect("valid")
+    }
+
+    #[test]
+    fn fingerprint_follows_watched_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+        std::fs::write(dir.path().join("src/a.c"), "1").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "x").expect("write");
+        let r = rubric(Some("src/**"));
+        let before = fingerprint(&r, dir.path(), "local").expect("fp");
+        std::fs::write(dir.path().join("notes.txt"), "y").expect("write");
+        assert_eq!(fingerprint(&r, dir.path(), "local").expect("fp"), before);
+        std::fs::write(dir.path().join("src/a.c"), "2").expect("write");
+        assert_ne!(fingerprint(&r, dir.path(), "local").expect("fp"), before);
+
+        let all = rubric(None);
+        let before = fingerprint(&all, dir.path(), "local").expect("fp");
+        std::fs::write(dir.path().join(".gitignore"), "build/\n").expect("write");
+        let with_ignore = fingerprint(&all, dir.path(), "local").expect("fp");
+        assert_ne!(with_ignore, before);
+        std::fs::create_dir(dir.path().join("build")).expect("mkdir");
+        std::fs::write(dir.path().join("build/out"), "o").expect("write");
+        assert_eq!(
+            fingerprint(&all, dir.path(), "local").expect("fp"),
+            with_ignore
+        );
+        assert_ne!(
+            fingerprint(&all, dir.path(), "docker").expect("fp"),
+            with_ignore
+        );
+    }
+
+    #[test]
+    fn schema_version_lives_in_grade_meta_not_user_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("state.db");
+        {
+            let c = Connection::open(&db).expect("open");
+            c.pragma_update(None, "user_version", 7).expect("pragma");
+        }
+        drop(GradeCache::open(&db).expect("cache"));
+        let c = Connection::open(&db).expect("open");
+        let uv: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("uv");
+        assert_eq!(uv, 7);
+        c.execute(
+            "UPDATE grade_meta SET value = '99' WHERE key = 'schema'",
+            [],
+        )
+        .expect("update");
+        drop(c);
+        let e = GradeCache::open(&db)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("schema version 99, newer than this trun"), "{e}");
+    }
+}
