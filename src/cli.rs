@@ -116,6 +116,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Remove containers and networks left behind by killed runs.
     Gc(GcArgs),
+    /// Inspect or prune the content-addressed output cache (.trun/cas).
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print the JSON Schema of trun.yaml.
     Schema,
     /// Print a shell completion script.
@@ -184,6 +187,28 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Size of the cache: objects, bytes, recorded successes.
+    Stats {
+        #[command(flatten)]
+        file: FileArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget old successes and delete objects nothing refers to any more.
+    Prune {
+        #[command(flatten)]
+        file: FileArgs,
+        /// Keep the newest N successes of each step.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Forget successes older than this, e.g. `7d`, `12h`.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct GcArgs {
     #[command(flatten)]
@@ -230,6 +255,7 @@ pub fn main() -> i32 {
         Some(Command::Show(a)) => cmd_show(a),
         Some(Command::Logs(a)) => cmd_logs(a),
         Some(Command::Gc(a)) => cmd_gc(a),
+        Some(Command::Cache(c)) => cmd_cache(c),
         Some(Command::Schema) => {
             println!("{}", schema_text());
             Ok(EXIT_OK)
@@ -572,6 +598,70 @@ fn cmd_gc(a: GcArgs) -> CmdResult {
         eprintln!("trun: warning: {e}");
     }
     Ok(if report.errors.is_empty() { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn cmd_cache(c: CacheCommand) -> CmdResult {
+    let plain = |e: String| vec![Diagnostic::plain(e)];
+    match c {
+        CacheCommand::Stats { file, json } => {
+            let (wf, _) = load(&file)?;
+            let ut = crate::uptodate_hooks::open_store(&wf.root).map_err(plain)?;
+            let st = ut.cache_stats().map_err(|e| plain(e.to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+            } else {
+                println!(
+                    "{} object{} ({}) in {}\n{} recorded success{} for {} step{}",
+                    st.objects,
+                    if st.objects == 1 { "" } else { "s" },
+                    human_bytes(st.bytes),
+                    wf.root.join(".trun/cas").display(),
+                    st.entries,
+                    if st.entries == 1 { "" } else { "es" },
+                    st.steps,
+                    if st.steps == 1 { "" } else { "s" },
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        CacheCommand::Prune { file, keep, older_than } => {
+            if keep.is_none() && older_than.is_none() {
+                return Err(plain("say what to prune: --keep N and/or --older-than DURATION".into()));
+            }
+            let older = older_than
+                .as_deref()
+                .map(crate::duration::parse)
+                .transpose()
+                .map_err(|e| plain(format!("--older-than: {e}")))?;
+            let (wf, _) = load(&file)?;
+            let ut = crate::uptodate_hooks::open_store(&wf.root).map_err(plain)?;
+            let r = ut.prune(keep, older).map_err(|e| plain(e.to_string()))?;
+            println!(
+                "forgot {} success{}, deleted {} object{}, freed {}",
+                r.entries_removed,
+                if r.entries_removed == 1 { "" } else { "es" },
+                r.objects_removed,
+                if r.objects_removed == 1 { "" } else { "s" },
+                human_bytes(r.bytes_freed)
+            );
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn open_store(file: &FileArgs) -> Result<(WorkflowFile, Store), Vec<Diagnostic>> {

@@ -482,6 +482,7 @@ fn plan_step(
     };
     let name = match (&s.name, &action) {
         (Some(n), _) => n.value.clone(),
+        (None, _) if s.id.is_some() => id.clone(),
         (None, Action::Run { script, .. }) => {
             let first = script.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
             let mut n: String = first.chars().take(60).collect();
