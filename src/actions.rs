@@ -91,7 +91,11 @@ pub async fn execute(
                 on_line(Stream::Stderr, m.clone());
             }
             Outcome {
-                exit: if r.success { Exit::Code(0) } else { Exit::Failed(r.message.unwrap_or_else(|| format!("{uses} failed"))) },
+                exit: if r.success {
+                    Exit::Code(0)
+                } else {
+                    Exit::Failed(r.message.unwrap_or_else(|| format!("{uses} failed")))
+                },
                 outputs: r.outputs,
                 skipped: r.skipped,
             }
@@ -100,7 +104,11 @@ pub async fn execute(
             let msg = e.to_string();
             let _ = writeln!(log, "{msg}");
             on_line(Stream::Stderr, msg.clone());
-            Outcome { exit: Exit::Failed(msg), outputs: BTreeMap::new(), skipped: None }
+            Outcome {
+                exit: Exit::Failed(msg),
+                outputs: BTreeMap::new(),
+                skipped: None,
+            }
         }
     }
 }

@@ -298,12 +298,19 @@ pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic
     let path = match &file.file {
         Some(p) => {
             if !p.exists() {
-                return Err(vec![Diagnostic::plain(format!("workflow file {} does not exist", p.display()))]);
+                return Err(vec![Diagnostic::plain(format!(
+                    "workflow file {} does not exist",
+                    p.display()
+                ))]);
             }
             p.clone()
         }
         None => {
-            let cwd = std::env::current_dir().map_err(|e| vec![Diagnostic::plain(format!("cannot read the current directory: {e}"))])?;
+            let cwd = std::env::current_dir().map_err(|e| {
+                vec![Diagnostic::plain(format!(
+                    "cannot read the current directory: {e}"
+                ))]
+            })?;
             let found = workflow::discover(&cwd).ok_or_else(|| {
                 vec![Diagnostic::plain(format!(
                     "no trun.yaml found in {} or any parent directory",
@@ -344,7 +351,11 @@ fn state_dir(wf: &WorkflowFile) -> PathBuf {
 fn cmd_validate(a: FileOnly) -> CmdResult {
     let (wf, _) = load(&a.file)?;
     let n = wf.workflow.jobs.value.len();
-    println!("{}: ok ({n} job{})", wf.path.display(), if n == 1 { "" } else { "s" });
+    println!(
+        "{}: ok ({n} job{})",
+        wf.path.display(),
+        if n == 1 { "" } else { "s" }
+    );
     Ok(EXIT_OK)
 }
 
@@ -363,13 +374,26 @@ fn cmd_list(a: ListArgs) -> CmdResult {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
         return Ok(EXIT_OK);
     }
     let width = jobs.keys().map(str::len).max().unwrap_or(0);
     for (id, j) in jobs.iter() {
-        let name = j.value.name.as_ref().map(|n| n.value.as_str()).unwrap_or("");
-        let needs: Vec<&str> = j.value.needs.as_ref().map(|n| n.value.iter().map(|s| s.value.as_str()).collect()).unwrap_or_default();
+        let name = j
+            .value
+            .name
+            .as_ref()
+            .map(|n| n.value.as_str())
+            .unwrap_or("");
+        let needs: Vec<&str> = j
+            .value
+            .needs
+            .as_ref()
+            .map(|n| n.value.iter().map(|s| s.value.as_str()).collect())
+            .unwrap_or_default();
         let mut line = format!("{:width$}  {name}", id.value);
         if !needs.is_empty() {
             line = format!("{}  (needs: {})", line.trim_end(), needs.join(", "));
@@ -382,37 +406,77 @@ fn cmd_list(a: ListArgs) -> CmdResult {
 fn cmd_graph(a: GraphArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
     let plan = plan::build(&wf, &Request::default())?;
-    print!("{}", if a.mermaid { crate::graph::mermaid(&plan) } else { crate::graph::dot(&plan) });
+    print!(
+        "{}",
+        if a.mermaid {
+            crate::graph::mermaid(&plan)
+        } else {
+            crate::graph::dot(&plan)
+        }
+    );
     Ok(EXIT_OK)
 }
 
 fn cmd_plan(a: PlanArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
-    let plan = plan::build(&wf, &Request { jobs: a.jobs, inputs: a.inputs })?;
-    let explained = crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
+    let plan = plan::build(
+        &wf,
+        &Request {
+            jobs: a.jobs,
+            inputs: a.inputs,
+        },
+    )?;
+    let explained =
+        crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&explained).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&explained).unwrap_or_default()
+        );
     } else {
-        print!("{}", crate::explain::render(&explained, use_color(a.file.no_color)));
+        print!(
+            "{}",
+            crate::explain::render(&explained, use_color(a.file.no_color))
+        );
     }
     Ok(EXIT_OK)
 }
 
 fn cmd_run(a: RunArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
-    let plan = plan::build(&wf, &Request { jobs: a.jobs.clone(), inputs: a.inputs.clone() })?;
+    let plan = plan::build(
+        &wf,
+        &Request {
+            jobs: a.jobs.clone(),
+            inputs: a.inputs.clone(),
+        },
+    )?;
     if a.dry_run {
-        let explained = crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
+        let explained =
+            crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&explained).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&explained).unwrap_or_default()
+            );
         } else {
-            print!("{}", crate::explain::render(&explained, use_color(a.file.no_color)));
+            print!(
+                "{}",
+                crate::explain::render(&explained, use_color(a.file.no_color))
+            );
         }
         return Ok(EXIT_OK);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => return Err(vec![Diagnostic::plain(format!("cannot start the runtime: {e}"))]),
+        Err(e) => {
+            return Err(vec![Diagnostic::plain(format!(
+                "cannot start the runtime: {e}"
+            ))])
+        }
     };
     // A plan that needs Docker fails here, before anything runs.
     crate::docker::set_workspace(&wf.root);
@@ -428,7 +492,12 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         None
     };
     let dir = state_dir(&wf);
-    std::fs::create_dir_all(&dir).map_err(|e| vec![Diagnostic::plain(format!("cannot create {}: {e}", dir.display()))])?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot create {}: {e}",
+            dir.display()
+        ))]
+    })?;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let holder = HolderInfo::current(command_line);
     let mut lock = match WorkspaceLock::try_acquire(&dir, &holder) {
@@ -438,14 +507,21 @@ fn cmd_run(a: RunArgs) -> CmdResult {
                 return Err(vec![Diagnostic::plain(e.to_string())]);
             }
             eprintln!("trun: waiting: {e}");
-            WorkspaceLock::acquire_blocking(&dir, &holder).map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+            WorkspaceLock::acquire_blocking(&dir, &holder)
+                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
         }
         Err(e) => return Err(vec![Diagnostic::plain(e.to_string())]),
     };
-    let mut store = Store::open(&crate::state::db_path(&wf.root)).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let mut store = Store::open(&crate::state::db_path(&wf.root))
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run_id = store
-        .begin_run(&plan.workflow, &wf.path.display().to_string(), &args, &plan.job_infos())
+        .begin_run(
+            &plan.workflow,
+            &wf.path.display().to_string(),
+            &args,
+            &plan.job_infos(),
+        )
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let _ = lock.set_run_id(run_id);
 
@@ -463,7 +539,10 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         a.quiet,
         a.verbose,
     );
-    let opts = ReportOptions { color: opts.color && !a.file.no_color, ..opts };
+    let opts = ReportOptions {
+        color: opts.color && !a.file.no_color,
+        ..opts
+    };
     let out: Box<dyn Write + Send> = match opts.mode {
         ProgressMode::Json | ProgressMode::Github => Box::new(std::io::stdout()),
         _ => Box::new(std::io::stderr()),
@@ -477,14 +556,26 @@ fn cmd_run(a: RunArgs) -> CmdResult {
     let log_dir = dir.join("logs").join(run_id.to_string());
     let tmp_dir = dir.join("tmp").join(run_id.to_string());
     for d in [&log_dir, &tmp_dir] {
-        std::fs::create_dir_all(d).map_err(|e| vec![Diagnostic::plain(format!("cannot create {}: {e}", d.display()))])?;
+        std::fs::create_dir_all(d).map_err(|e| {
+            vec![Diagnostic::plain(format!(
+                "cannot create {}: {e}",
+                d.display()
+            ))]
+        })?;
     }
-    let memory_store = Store::open(&crate::state::db_path(&wf.root)).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let memory_store = Store::open(&crate::state::db_path(&wf.root))
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let run_opts = RunOptions {
         docker: docker.clone(),
-        memory: Arc::new(crate::actions::StoreMemory(std::sync::Mutex::new(memory_store))),
+        memory: Arc::new(crate::actions::StoreMemory(std::sync::Mutex::new(
+            memory_store,
+        ))),
         run_id,
-        jobs: a.parallel.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        jobs: a.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
         fail_fast: a.fail_fast,
         log_dir,
         tmp_dir,
@@ -511,7 +602,9 @@ fn cmd_run(a: RunArgs) -> CmdResult {
                 if last || batch.len() >= 1024 {
                     break;
                 }
-                next = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok();
+                next = rx
+                    .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                    .ok();
             }
             if !batch.is_empty() {
                 if let Err(e) = store.record(&batch) {
@@ -540,7 +633,9 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         result
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    let (_store, record_error) = consumer.join().map_err(|_| vec![Diagnostic::plain("the reporter thread panicked")])?;
+    let (_store, record_error) = consumer
+        .join()
+        .map_err(|_| vec![Diagnostic::plain("the reporter thread panicked")])?;
     let _ = std::fs::remove_dir_all(dir.join("tmp").join(run_id.to_string()));
     if let Some(e) = record_error {
         eprintln!("trun: warning: could not record the run in the state store: {e}");
@@ -570,7 +665,12 @@ fn cmd_gc(a: GcArgs) -> CmdResult {
         // so what is still `running` here really is running.
         Ok(store) => store
             .runs(10_000)
-            .map(|runs| runs.into_iter().filter(|r| r.status == Status::Running).map(|r| r.id).collect())
+            .map(|runs| {
+                runs.into_iter()
+                    .filter(|r| r.status == Status::Running)
+                    .map(|r| r.id)
+                    .collect()
+            })
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     };
@@ -587,17 +687,29 @@ fn cmd_gc(a: GcArgs) -> CmdResult {
     println!(
         "removed {} container{}, {} network{}, {} volume{}{}",
         report.containers.len(),
-        if report.containers.len() == 1 { "" } else { "s" },
+        if report.containers.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         report.networks.len(),
         if report.networks.len() == 1 { "" } else { "s" },
         report.volumes.len(),
         if report.volumes.len() == 1 { "" } else { "s" },
-        if report.kept.is_empty() { String::new() } else { format!("; kept {} (keep: true; use --all)", report.kept.len()) }
+        if report.kept.is_empty() {
+            String::new()
+        } else {
+            format!("; kept {} (keep: true; use --all)", report.kept.len())
+        }
     );
     for e in &report.errors {
         eprintln!("trun: warning: {e}");
     }
-    Ok(if report.errors.is_empty() { EXIT_OK } else { EXIT_FAILED })
+    Ok(if report.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 fn cmd_cache(c: CacheCommand) -> CmdResult {
@@ -624,9 +736,15 @@ fn cmd_cache(c: CacheCommand) -> CmdResult {
             }
             Ok(EXIT_OK)
         }
-        CacheCommand::Prune { file, keep, older_than } => {
+        CacheCommand::Prune {
+            file,
+            keep,
+            older_than,
+        } => {
             if keep.is_none() && older_than.is_none() {
-                return Err(plain("say what to prune: --keep N and/or --older-than DURATION".into()));
+                return Err(plain(
+                    "say what to prune: --keep N and/or --older-than DURATION".into(),
+                ));
             }
             let older = older_than
                 .as_deref()
@@ -668,8 +786,11 @@ fn open_store(file: &FileArgs) -> Result<(WorkflowFile, Store), Vec<Diagnostic>>
     let (wf, _) = load(file)?;
     let db = crate::state::db_path(&wf.root);
     if !db.exists() {
-        return Err(vec![Diagnostic::plain(format!("no runs recorded yet in {}", wf.root.display()))
-            .with_help("run `trun` first")]);
+        return Err(vec![Diagnostic::plain(format!(
+            "no runs recorded yet in {}",
+            wf.root.display()
+        ))
+        .with_help("run `trun` first")]);
     }
     let store = Store::open(&db).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     Ok((wf, store))
@@ -677,11 +798,20 @@ fn open_store(file: &FileArgs) -> Result<(WorkflowFile, Store), Vec<Diagnostic>>
 
 fn cmd_history(a: HistoryArgs) -> CmdResult {
     let (_, store) = open_store(&a.file)?;
-    let runs = store.runs(a.limit).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let runs = store
+        .runs(a.limit)
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     if a.json {
-        println!("{}", crate::history::history_json(&runs).map_err(|e| vec![Diagnostic::plain(e.to_string())])?);
+        println!(
+            "{}",
+            crate::history::history_json(&runs)
+                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        );
     } else {
-        print!("{}", crate::history::render_history(&runs, use_color(a.file.no_color)));
+        print!(
+            "{}",
+            crate::history::render_history(&runs, use_color(a.file.no_color))
+        );
     }
     Ok(EXIT_OK)
 }
@@ -692,9 +822,11 @@ fn resolve_run(store: &Store, run: Option<&str>) -> Result<i64, Vec<Diagnostic>>
             .latest_run_id()
             .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
             .ok_or_else(|| vec![Diagnostic::plain("no runs recorded yet")]),
-        Some(s) => s
-            .parse::<i64>()
-            .map_err(|_| vec![Diagnostic::plain(format!("`{s}` is not a run id (a number, or `last`)"))]),
+        Some(s) => s.parse::<i64>().map_err(|_| {
+            vec![Diagnostic::plain(format!(
+                "`{s}` is not a run id (a number, or `last`)"
+            ))]
+        }),
     }
 }
 
@@ -704,11 +836,21 @@ fn cmd_show(a: ShowArgs) -> CmdResult {
     let detail = store
         .run(id)
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
-        .ok_or_else(|| vec![Diagnostic::plain(format!("no run {id}")).with_help("`trun history` lists the runs")])?;
+        .ok_or_else(|| {
+            vec![Diagnostic::plain(format!("no run {id}"))
+                .with_help("`trun history` lists the runs")]
+        })?;
     if a.json {
-        println!("{}", crate::history::run_json(&detail).map_err(|e| vec![Diagnostic::plain(e.to_string())])?);
+        println!(
+            "{}",
+            crate::history::run_json(&detail)
+                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        );
     } else {
-        print!("{}", crate::history::render_run(&detail, use_color(a.file.no_color)));
+        print!(
+            "{}",
+            crate::history::render_run(&detail, use_color(a.file.no_color))
+        );
     }
     Ok(EXIT_OK)
 }
@@ -716,7 +858,8 @@ fn cmd_show(a: ShowArgs) -> CmdResult {
 fn cmd_logs(a: LogsArgs) -> CmdResult {
     let (_, store) = open_store(&a.file)?;
     let id = resolve_run(&store, Some(&a.run))?;
-    let files = crate::history::logs(&store, id, a.selector.as_deref()).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let files = crate::history::logs(&store, id, a.selector.as_deref())
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let many = files.len() > 1;
     let mut out = std::io::stdout().lock();
     for (label, path) in files {
@@ -737,6 +880,9 @@ fn cmd_logs(a: LogsArgs) -> CmdResult {
 
 /// Used by tests and `explain`: the plan of a file.
 pub fn plan_of(path: &Path, req: &Request) -> Result<Plan, Vec<Diagnostic>> {
-    let (wf, _) = load(&FileArgs { file: Some(path.to_path_buf()), no_color: true })?;
+    let (wf, _) = load(&FileArgs {
+        file: Some(path.to_path_buf()),
+        no_color: true,
+    })?;
     plan::build(&wf, req)
 }

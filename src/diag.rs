@@ -62,13 +62,28 @@ impl Diagnostic {
     }
 
     /// Point at byte `offset` of the file (e.g. an expression inside a block scalar).
-    pub fn at_offset(path: &Path, text: &str, offset: usize, len: usize, message: impl Into<String>) -> Diagnostic {
+    pub fn at_offset(
+        path: &Path,
+        text: &str,
+        offset: usize,
+        len: usize,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let offset = offset.min(text.len());
         let before = &text[..offset];
         let line = before.matches('\n').count() as u32 + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = before[line_start..].chars().count() as u32 + 1;
-        let mut d = Diagnostic::at(path, text, Loc { line, col, offset: Some(offset) }, message);
+        let mut d = Diagnostic::at(
+            path,
+            text,
+            Loc {
+                line,
+                col,
+                offset: Some(offset),
+            },
+            message,
+        );
         if len > 0 {
             let rest = &text[offset..];
             let end = rest.find('\n').unwrap_or(rest.len()).min(len);
@@ -90,7 +105,10 @@ impl Diagnostic {
     /// Convert a YAML parse or shape error into a diagnostic, adding a
     /// did-you-mean to serde's "unknown field" messages.
     pub fn from_yaml(path: &Path, text: &str, err: &serde_saphyr::Error) -> Diagnostic {
-        let loc = err.location().map(|l| Loc::from_saphyr(&l)).unwrap_or(Loc::UNKNOWN);
+        let loc = err
+            .location()
+            .map(|l| Loc::from_saphyr(&l))
+            .unwrap_or(Loc::UNKNOWN);
         let raw = match err.without_snippet() {
             serde_saphyr::Error::Message { msg, .. } => msg.clone(),
             other => strip_location_suffix(&other.to_string()),
@@ -120,9 +138,15 @@ impl Diagnostic {
         let mut out = String::new();
         let loc = self.location();
         if loc.is_empty() {
-            out.push_str(&format!("{bold}{red}error{reset}{bold}: {}{reset}\n", self.message));
+            out.push_str(&format!(
+                "{bold}{red}error{reset}{bold}: {}{reset}\n",
+                self.message
+            ));
         } else {
-            out.push_str(&format!("{bold}{loc}: {red}error{reset}{bold}: {}{reset}\n", self.message));
+            out.push_str(&format!(
+                "{bold}{loc}: {red}error{reset}{bold}: {}{reset}\n",
+                self.message
+            ));
         }
         if let Some(src) = &self.source_line {
             let num = self.line.to_string();
@@ -235,7 +259,10 @@ fn expected_list(s: &str) -> Vec<String> {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
@@ -252,7 +279,8 @@ mod tests {
 
     #[test]
     fn unknown_field_gets_did_you_mean() {
-        let (m, h) = improve_serde_message("unknown field `neds`, expected one of `name`, `needs`, `if`");
+        let (m, h) =
+            improve_serde_message("unknown field `neds`, expected one of `name`, `needs`, `if`");
         assert_eq!(m, "unknown key `neds` (did you mean `needs`?)");
         assert_eq!(h.as_deref(), Some("valid keys here: name, needs, if"));
         let (m, h) = improve_serde_message(
@@ -267,7 +295,11 @@ mod tests {
         let d = Diagnostic::at(
             Path::new("trun.yaml"),
             "jobs:\n  a:\n    needs: biuld\n",
-            Loc { line: 3, col: 12, offset: None },
+            Loc {
+                line: 3,
+                col: 12,
+                offset: None,
+            },
             "unknown job `biuld`",
         );
         assert_eq!(

@@ -47,10 +47,16 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
     let specs: Vec<_> = plan
         .jobs
         .iter()
-        .flat_map(|j| j.steps.iter().filter(|s| !s.sources.is_empty()).map(move |s| (j, s)))
+        .flat_map(|j| {
+            j.steps
+                .iter()
+                .filter(|s| !s.sources.is_empty())
+                .map(move |s| (j, s))
+        })
         .map(|(j, s)| uptodate_hooks::spec(plan, j, s, &chain))
         .collect();
-    ut.prepare(&specs.iter().collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+    ut.prepare(&specs.iter().collect::<Vec<_>>())
+        .map_err(|e| e.to_string())?;
     let mut jobs = Vec::new();
     for job in &plan.jobs {
         let mut steps = Vec::new();
@@ -58,15 +64,24 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
             let spec = uptodate_hooks::spec(plan, job, step, &chain);
             let forced = force.forces(job, step);
             let decision = if step.sources.is_empty() {
-                chain.insert(spec.key.clone(), uptodate_hooks::sourceless_fingerprint(&spec));
-                Decision::Run(if forced { RunReason::Forced } else { RunReason::NoSources })
+                chain.insert(
+                    spec.key.clone(),
+                    uptodate_hooks::sourceless_fingerprint(&spec),
+                );
+                Decision::Run(if forced {
+                    RunReason::Forced
+                } else {
+                    RunReason::NoSources
+                })
             } else {
                 let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
-                chain.insert(spec.key.clone(), check.fingerprint.clone());
+                chain.insert(spec.key.clone(), check.fingerprint);
                 check.decision
             };
             let reason = match &decision {
-                Decision::Run(RunReason::UpstreamChanged) => "an upstream step will run".to_string(),
+                Decision::Run(RunReason::UpstreamChanged) => {
+                    "an upstream step will run".to_string()
+                }
                 d => d.to_string(),
             };
             steps.push(StepPlan {
@@ -87,13 +102,25 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
             steps,
         });
     }
-    Ok(Explained { workflow: plan.workflow.clone(), jobs })
+    Ok(Explained {
+        workflow: plan.workflow.clone(),
+        jobs,
+    })
 }
 
 pub fn render(e: &Explained, color: bool) -> String {
-    let (green, dim, bold, reset) = if color { ("\x1b[32m", "\x1b[2m", "\x1b[1m", "\x1b[0m") } else { ("", "", "", "") };
+    let (green, dim, bold, reset) = if color {
+        ("\x1b[32m", "\x1b[2m", "\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "", "", "")
+    };
     let nsteps: usize = e.jobs.iter().map(|j| j.steps.len()).sum();
-    let nrun: usize = e.jobs.iter().flat_map(|j| &j.steps).filter(|s| s.action == "run").count();
+    let nrun: usize = e
+        .jobs
+        .iter()
+        .flat_map(|j| &j.steps)
+        .filter(|s| s.action == "run")
+        .count();
     let mut out = format!(
         "plan for {}: {} job{}, {} step{} ({} to run, {} up to date)\n",
         e.workflow,
@@ -104,7 +131,14 @@ pub fn render(e: &Explained, color: bool) -> String {
         nrun,
         nsteps - nrun
     );
-    let width = e.jobs.iter().flat_map(|j| &j.steps).map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
+    let width = e
+        .jobs
+        .iter()
+        .flat_map(|j| &j.steps)
+        .map(|s| s.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for (i, j) in e.jobs.iter().enumerate() {
         out.push('\n');
         let mut head = format!("{bold}{}. {}{reset}", i + 1, j.key);
@@ -123,7 +157,11 @@ pub fn render(e: &Explained, color: bool) -> String {
         out.push_str(&head);
         out.push('\n');
         for s in &j.steps {
-            let (mark, col) = if s.action == "run" { ("run ", green) } else { ("skip", dim) };
+            let (mark, col) = if s.action == "run" {
+                ("run ", green)
+            } else {
+                ("skip", dim)
+            };
             let mut line = format!("   {col}{mark}{reset}  {:width$}  {}", s.id, s.reason);
             if s.name != s.id {
                 line.push_str(&format!("{dim}  — {}{reset}", s.name));

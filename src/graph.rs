@@ -8,10 +8,21 @@ fn quote(s: &str) -> String {
 }
 
 pub fn dot(plan: &Plan) -> String {
-    let mut out = format!("digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n", quote(&plan.workflow));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n",
+        quote(&plan.workflow)
+    );
     for j in &plan.jobs {
-        let label = if j.name != j.key { format!("{}\\n{}", j.key, j.name) } else { j.key.clone() };
-        out.push_str(&format!("  {} [label={}];\n", quote(&j.key), quote(&label).replace("\\\\n", "\\n")));
+        let label = if j.name != j.key {
+            format!("{}\\n{}", j.key, j.name)
+        } else {
+            j.key.clone()
+        };
+        out.push_str(&format!(
+            "  {} [label={}];\n",
+            quote(&j.key),
+            quote(&label).replace("\\\\n", "\\n")
+        ));
     }
     for j in &plan.jobs {
         for n in &j.needs {
@@ -29,7 +40,11 @@ pub fn mermaid(plan: &Plan) -> String {
     };
     let mut out = String::from("flowchart LR\n");
     for j in &plan.jobs {
-        out.push_str(&format!("  {}[\"{}\"]\n", id(&j.key), j.key.replace('"', "#quot;")));
+        out.push_str(&format!(
+            "  {}[\"{}\"]\n",
+            id(&j.key),
+            j.key.replace('"', "#quot;")
+        ));
     }
     for j in &plan.jobs {
         for n in &j.needs {

@@ -189,10 +189,22 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 continue;
             }
         };
-        let has_matrix = job.value.strategy.as_ref().and_then(|s| s.matrix.as_ref()).is_some();
+        let has_matrix = job
+            .value
+            .strategy
+            .as_ref()
+            .and_then(|s| s.matrix.as_ref())
+            .is_some();
         for matrix in legs {
-            let key = if has_matrix { leg_key(&id.value, &matrix) } else { id.value.clone() };
-            legs_of.entry(id.value.clone()).or_default().push(key.clone());
+            let key = if has_matrix {
+                leg_key(&id.value, &matrix)
+            } else {
+                id.value.clone()
+            };
+            legs_of
+                .entry(id.value.clone())
+                .or_default()
+                .push(key.clone());
             jobs.push(plan_job(
                 &id.value,
                 key,
@@ -215,11 +227,12 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
     }
     let jobs = topo_order(jobs);
     Ok(Plan {
-        workflow: w
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .unwrap_or_else(|| wf.root.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
+        workflow: w.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| {
+            wf.root
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
         path: wf.path.clone(),
         root: wf.root.clone(),
         inputs,
@@ -228,7 +241,10 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
     })
 }
 
-fn resolve_inputs(wf: &WorkflowFile, given: &[(String, String)]) -> Result<Map<String, Value>, Vec<Diagnostic>> {
+fn resolve_inputs(
+    wf: &WorkflowFile,
+    given: &[(String, String)],
+) -> Result<Map<String, Value>, Vec<Diagnostic>> {
     let w = &wf.workflow;
     let mut out = Map::new();
     let mut errs = Vec::new();
@@ -238,13 +254,20 @@ fn resolve_inputs(wf: &WorkflowFile, given: &[(String, String)]) -> Result<Map<S
             d = match did_you_mean(k, w.inputs.keys()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None if w.inputs.is_empty() => d.with_help("this workflow declares no inputs"),
-                None => d.with_help(format!("inputs: {}", w.inputs.keys().collect::<Vec<_>>().join(", "))),
+                None => d.with_help(format!(
+                    "inputs: {}",
+                    w.inputs.keys().collect::<Vec<_>>().join(", ")
+                )),
             };
             errs.push(d);
         }
     }
     for (name, input) in w.inputs.iter() {
-        let given_value = given.iter().rev().find(|(k, _)| *k == name.value).map(|(_, v)| v);
+        let given_value = given
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name.value)
+            .map(|(_, v)| v);
         let raw = match (given_value, &input.value.default) {
             (Some(v), _) => v.clone(),
             (None, Some(d)) => d.value.0.clone(),
@@ -265,7 +288,12 @@ fn resolve_inputs(wf: &WorkflowFile, given: &[(String, String)]) -> Result<Map<S
                 out.insert(name.value.clone(), v);
             }
             Err(m) => errs.push(match given_value {
-                Some(_) => Diagnostic::plain(m).with_help(format!("declared at {}:{}:{}", wf.path.display(), name.loc.line, name.loc.col)),
+                Some(_) => Diagnostic::plain(m).with_help(format!(
+                    "declared at {}:{}:{}",
+                    wf.path.display(),
+                    name.loc.line,
+                    name.loc.col
+                )),
                 None => wf.error(name.loc, m),
             }),
         }
@@ -300,7 +328,10 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
                 let d = Diagnostic::plain(format!("no job named `{a}` in {}", wf.path.display()));
                 return Err(match did_you_mean(a, jobs.keys()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help(format!("jobs: {}", jobs.keys().collect::<Vec<_>>().join(", "))),
+                    None => d.with_help(format!(
+                        "jobs: {}",
+                        jobs.keys().collect::<Vec<_>>().join(", ")
+                    )),
                 });
             }
         }
@@ -340,7 +371,11 @@ pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
     if m.axes.is_empty() {
         legs.clear();
     }
-    legs.retain(|leg| !m.exclude.iter().any(|ex| ex.iter().all(|(k, v)| leg.get(k) == Some(v))));
+    legs.retain(|leg| {
+        !m.exclude
+            .iter()
+            .any(|ex| ex.iter().all(|(k, v)| leg.get(k) == Some(v)))
+    });
     let axis_keys: BTreeSet<&str> = m.axes.iter().map(|(k, _)| k.value.as_str()).collect();
     for inc in &m.include {
         // An include entry extends every leg whose original axis values it
@@ -369,7 +404,10 @@ pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
         return Err("the matrix has no legs left after `exclude`".into());
     }
     if legs.len() > 256 {
-        return Err(format!("the matrix expands to {} legs; the limit is 256", legs.len()));
+        return Err(format!(
+            "the matrix expands to {} legs; the limit is 256",
+            legs.len()
+        ));
     }
     Ok(legs)
 }
@@ -413,7 +451,16 @@ fn plan_job(
         .value
         .iter()
         .enumerate()
-        .map(|(i, s)| plan_step(i, &s.value, s.loc.line, job_shell, job_wd, job.container.is_some()))
+        .map(|(i, s)| {
+            plan_step(
+                i,
+                &s.value,
+                s.loc.line,
+                job_shell,
+                job_wd,
+                job.container.is_some(),
+            )
+        })
         .collect();
     let strategy = job.strategy.as_ref();
     let name = match &job.name {
@@ -435,12 +482,25 @@ fn plan_job(
         condition: job.if_.as_ref().map(|c| c.value.0.clone()),
         env: env_pairs(&job.env),
         container: job.container.as_ref().map(|c| c.value.spec()),
-        services: job.services.iter().map(|(k, v)| (k.value.clone(), v.value.spec())).collect(),
-        outputs: job.outputs.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
-        timeout: job.timeout_minutes.as_ref().map(|t| Duration::from_secs_f64(t.value * 60.0)),
+        services: job
+            .services
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.value.spec()))
+            .collect(),
+        outputs: job
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.value.clone()))
+            .collect(),
+        timeout: job
+            .timeout_minutes
+            .as_ref()
+            .map(|t| Duration::from_secs_f64(t.value * 60.0)),
         continue_on_error: job.continue_on_error.as_ref().is_some_and(|c| c.value),
         fail_fast: strategy.and_then(|s| s.fail_fast).unwrap_or(true),
-        max_parallel: strategy.and_then(|s| s.max_parallel.as_ref()).map(|m| m.value),
+        max_parallel: strategy
+            .and_then(|s| s.max_parallel.as_ref())
+            .map(|m| m.value),
         steps,
     }
 }
@@ -453,17 +513,21 @@ fn plan_step(
     job_wd: Option<&str>,
     in_container: bool,
 ) -> PlannedStep {
-    let id = s
-        .id
-        .as_ref()
-        .map(|i| i.value.clone())
-        .unwrap_or_else(|| format!("step-{}", index + 1));
+    let id =
+        s.id.as_ref()
+            .map(|i| i.value.clone())
+            .unwrap_or_else(|| format!("step-{}", index + 1));
     let action = match (&s.run, &s.uses) {
         (Some(run), _) => {
             // bash like GitHub Actions; `sh` inside containers, where bash
             // is often missing (busybox, alpine).
             let default = if in_container { "sh" } else { "bash" };
-            let shell_src = s.shell.as_ref().map(|s| s.value.as_str()).or(job_shell).unwrap_or(default);
+            let shell_src = s
+                .shell
+                .as_ref()
+                .map(|s| s.value.as_str())
+                .or(job_shell)
+                .unwrap_or(default);
             Action::Run {
                 script: run.value.clone(),
                 shell: Shell::parse(shell_src).unwrap_or(Shell::Bash),
@@ -472,7 +536,11 @@ fn plan_step(
         }
         (None, Some(u)) => Action::Uses {
             uses: u.value.clone(),
-            with: s.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+            with: s
+                .with
+                .iter()
+                .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                .collect(),
         },
         (None, None) => Action::Run {
             script: String::new(),
@@ -484,7 +552,11 @@ fn plan_step(
         (Some(n), _) => n.value.clone(),
         (None, _) if s.id.is_some() => id.clone(),
         (None, Action::Run { script, .. }) => {
-            let first = script.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let first = script
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
             let mut n: String = first.chars().take(60).collect();
             if first.chars().count() > 60 || script.trim().lines().count() > 1 {
                 n.push('…');
@@ -508,7 +580,9 @@ fn plan_step(
         })
         .unwrap_or(RetryPolicy::NONE);
     let list = |l: &Option<crate::spanned::Sp<crate::spanned::StringList>>| -> Vec<String> {
-        l.as_ref().map(|l| l.value.iter().map(|s| s.value.clone()).collect()).unwrap_or_default()
+        l.as_ref()
+            .map(|l| l.value.iter().map(|s| s.value.clone()).collect())
+            .unwrap_or_default()
     };
     PlannedStep {
         index,
@@ -518,9 +592,16 @@ fn plan_step(
         action,
         env: env_pairs(&s.env),
         condition: s.if_.as_ref().map(|c| c.value.0.clone()),
-        working_directory: s.working_directory.as_ref().map(|w| w.value.clone()).or(job_wd.map(str::to_string)),
+        working_directory: s
+            .working_directory
+            .as_ref()
+            .map(|w| w.value.clone())
+            .or(job_wd.map(str::to_string)),
         continue_on_error: s.continue_on_error.as_ref().is_some_and(|c| c.value),
-        timeout: s.timeout_minutes.as_ref().map(|t| Duration::from_secs_f64(t.value * 60.0)),
+        timeout: s
+            .timeout_minutes
+            .as_ref()
+            .map(|t| Duration::from_secs_f64(t.value * 60.0)),
         retry,
         sources: list(&s.sources),
         generates: list(&s.generates),
@@ -531,7 +612,11 @@ fn plan_step(
 /// Kahn's algorithm, taking ready jobs in file order so the plan reads like the file.
 fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
     let n = jobs.len();
-    let index: BTreeMap<String, usize> = jobs.iter().enumerate().map(|(i, j)| (j.key.clone(), i)).collect();
+    let index: BTreeMap<String, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.key.clone(), i))
+        .collect();
     let mut indeg = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, j) in jobs.iter().enumerate() {

@@ -58,7 +58,9 @@ impl Shell {
             ],
             Shell::Sh => vec!["sh".into(), "-ec".into(), script.into()],
             Shell::Template(t) => {
-                let file = script_file.map(|p| p.display().to_string()).unwrap_or_default();
+                let file = script_file
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
                 t.iter().map(|a| a.replace("{0}", &file)).collect()
             }
         }

@@ -6,7 +6,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 pub async fn forward(cancel: watch::Sender<bool>) {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::select! {

@@ -140,10 +140,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
                 while let Some(k) = m.next_key::<Sp<KeyString>>()? {
                     let key = Sp::new(k.value.0, k.loc);
                     if out.iter().any(|(e, _)| e.value == key.value) {
-                        return Err(de::Error::custom(format!(
-                            "duplicate key `{}`",
-                            key.value
-                        )));
+                        return Err(de::Error::custom(format!("duplicate key `{}`", key.value)));
                     }
                     let v = m.next_value::<V>()?;
                     out.push((key, v));

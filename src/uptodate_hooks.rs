@@ -44,7 +44,15 @@ impl Force {
     /// Names that match no job or step are a usage error, not a silent no-op.
     pub fn check(&self, plan: &Plan) -> Result<(), String> {
         for n in &self.names {
-            let hit = plan.jobs.iter().any(|j| j.steps.iter().any(|s| Force { all: false, names: vec![n.clone()] }.forces(j, s)));
+            let hit = plan.jobs.iter().any(|j| {
+                j.steps.iter().any(|s| {
+                    Force {
+                        all: false,
+                        names: vec![n.clone()],
+                    }
+                    .forces(j, s)
+                })
+            });
             if !hit {
                 let mut cands: Vec<String> = Vec::new();
                 for j in &plan.jobs {
@@ -56,7 +64,9 @@ impl Force {
                 let hint = crate::diag::did_you_mean(n, cands.iter().map(String::as_str))
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
-                return Err(format!("--force {n}: no such job or step in the plan{hint}"));
+                return Err(format!(
+                    "--force {n}: no such job or step in the plan{hint}"
+                ));
             }
         }
         Ok(())
@@ -71,7 +81,11 @@ pub fn step_key(job: &PlannedJob, step: &PlannedStep) -> String {
 /// The definition a fingerprint hashes.
 pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
     let action = match &step.action {
-        Action::Run { script, shell, inline_expressions } => json!({
+        Action::Run {
+            script,
+            shell,
+            inline_expressions,
+        } => json!({
             "run": script, "shell": shell.name(), "inline": inline_expressions,
         }),
         Action::Uses { uses, with } => json!({ "uses": uses, "with": with }),
@@ -106,7 +120,11 @@ impl Chain {
         job.needs
             .iter()
             .filter_map(|n| plan.job(n))
-            .filter_map(|j| j.steps.last().map(|s| self.fps.get(&step_key(j, s)).cloned().unwrap_or(zero.clone())))
+            .filter_map(|j| {
+                j.steps
+                    .last()
+                    .map(|s| self.fps.get(&step_key(j, s)).cloned().unwrap_or(zero))
+            })
             .collect()
     }
 
@@ -159,21 +177,39 @@ struct Inner {
 }
 
 impl Hooks {
-    pub fn open(plan: std::sync::Arc<Plan>, run_id: i64, force: &[String]) -> Result<Hooks, String> {
+    pub fn open(
+        plan: std::sync::Arc<Plan>,
+        run_id: i64,
+        force: &[String],
+    ) -> Result<Hooks, String> {
         let force = Force::new(force);
         force.check(&plan)?;
         let ut = open_store(&plan.root)?;
-        let store = crate::state::Store::open(&crate::state::db_path(&plan.root)).map_err(|e| e.to_string())?;
+        let store = crate::state::Store::open(&crate::state::db_path(&plan.root))
+            .map_err(|e| e.to_string())?;
         // Walk every source root once, on all cores, before the first check.
         let chain = Chain::default();
         let specs: Vec<StepSpec> = plan
             .jobs
             .iter()
-            .flat_map(|j| j.steps.iter().filter(|s| !s.sources.is_empty()).map(move |s| (j, s)))
+            .flat_map(|j| {
+                j.steps
+                    .iter()
+                    .filter(|s| !s.sources.is_empty())
+                    .map(move |s| (j, s))
+            })
             .map(|(j, s)| spec(&plan, j, s, &chain))
             .collect();
-        ut.prepare(&specs.iter().collect::<Vec<_>>()).map_err(|e| e.to_string())?;
-        Ok(Hooks { plan, ut, run_id, force, inner: Mutex::new(Inner::default()), outputs: Mutex::new(store) })
+        ut.prepare(&specs.iter().collect::<Vec<_>>())
+            .map_err(|e| e.to_string())?;
+        Ok(Hooks {
+            plan,
+            ut,
+            run_id,
+            force,
+            inner: Mutex::new(Inner::default()),
+            outputs: Mutex::new(store),
+        })
     }
 
     fn recorded_outputs(&self, key: &str) -> BTreeMap<String, String> {
@@ -188,7 +224,11 @@ impl Hooks {
 }
 
 impl StepHooks for Hooks {
-    fn before_step(&self, job_key: &str, step: &PlannedStep) -> Option<(String, BTreeMap<String, String>)> {
+    fn before_step(
+        &self,
+        job_key: &str,
+        step: &PlannedStep,
+    ) -> Option<(String, BTreeMap<String, String>)> {
         let job = self.plan.job(job_key)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let spec = spec(&self.plan, job, step, &inner.chain);
@@ -201,7 +241,7 @@ impl StepHooks for Hooks {
             Ok(c) => c,
             Err(_) => return None,
         };
-        inner.chain.insert(spec.key.clone(), check.fingerprint.clone());
+        inner.chain.insert(spec.key.clone(), check.fingerprint);
         let skip = match &check.decision {
             Decision::Skip(reason) => Some(reason.to_string()),
             Decision::Run(RunReason::Forced | RunReason::NoSources | RunReason::NeverRan) => None,
@@ -224,8 +264,16 @@ impl StepHooks for Hooks {
         }
     }
 
-    fn after_step(&self, job_key: &str, step: &PlannedStep, success: bool, outputs: &BTreeMap<String, String>) {
-        let Some(job) = self.plan.job(job_key) else { return };
+    fn after_step(
+        &self,
+        job_key: &str,
+        step: &PlannedStep,
+        success: bool,
+        outputs: &BTreeMap<String, String>,
+    ) {
+        let Some(job) = self.plan.job(job_key) else {
+            return;
+        };
         // Files may have changed under any step that ran.
         self.ut.invalidate();
         if step.sources.is_empty() {
@@ -245,7 +293,11 @@ impl StepHooks for Hooks {
             // must make the next run run it again, as with make.
             let _ = self.ut.record_success(&spec, &check, self.run_id);
             let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = store.kv_set("step-outputs", &key, &serde_json::to_string(outputs).unwrap_or_default());
+            let _ = store.kv_set(
+                "step-outputs",
+                &key,
+                &serde_json::to_string(outputs).unwrap_or_default(),
+            );
         }
     }
 }

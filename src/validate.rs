@@ -39,7 +39,12 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         .jobs
         .value
         .iter()
-        .map(|(k, v)| (k.value.as_str(), v.value.outputs.keys().map(str::to_string).collect()))
+        .map(|(k, v)| {
+            (
+                k.value.as_str(),
+                v.value.outputs.keys().map(str::to_string).collect(),
+            )
+        })
         .collect();
     for (id, job) in w.jobs.value.iter() {
         if !valid_id(&id.value) {
@@ -90,14 +95,20 @@ fn check_inputs(wf: &WorkflowFile, errs: &mut Vec<Diagnostic>) {
         let i = &input.value;
         if i.kind.value == InputType::Choice {
             match &i.options {
-                None => errs.push(wf.error(name.loc, format!("choice input `{}` needs `options`", name.value))),
+                None => errs.push(wf.error(
+                    name.loc,
+                    format!("choice input `{}` needs `options`", name.value),
+                )),
                 Some(o) if o.value.is_empty() => {
                     errs.push(wf.error(o.loc, "`options` must list at least one value"))
                 }
                 _ => {}
             }
         } else if let Some(o) = &i.options {
-            errs.push(wf.error(o.loc, "`options` is only allowed on inputs of type `choice`"));
+            errs.push(wf.error(
+                o.loc,
+                "`options` is only allowed on inputs of type `choice`",
+            ));
         }
         if let Some(d) = &i.default {
             if let Err(msg) = coerce_input(&name.value, i, &d.value.0) {
@@ -130,7 +141,9 @@ pub fn coerce_input(
         InputType::Boolean => match raw.trim() {
             "true" => Ok(serde_json::Value::Bool(true)),
             "false" => Ok(serde_json::Value::Bool(false)),
-            _ => Err(format!("input `{name}` must be `true` or `false`, got `{raw}`")),
+            _ => Err(format!(
+                "input `{name}` must be `true` or `false`, got `{raw}`"
+            )),
         },
         InputType::Choice => {
             let options: Vec<String> = input
@@ -141,7 +154,10 @@ pub fn coerce_input(
             if options.iter().any(|o| o == raw) {
                 Ok(serde_json::Value::String(raw.to_string()))
             } else {
-                let mut msg = format!("input `{name}` must be one of {}, got `{raw}`", options.join(", "));
+                let mut msg = format!(
+                    "input `{name}` must be one of {}, got `{raw}`",
+                    options.join(", ")
+                );
                 if let Some(s) = did_you_mean(raw, options.iter().map(String::as_str)) {
                     msg.push_str(&format!(" (did you mean `{s}`?)"));
                 }
@@ -167,7 +183,12 @@ fn check_job(
         matrix: None,
         needs: BTreeMap::new(),
         steps: BTreeSet::new(),
-        env: w.env.keys().chain(job.env.keys()).map(str::to_string).collect(),
+        env: w
+            .env
+            .keys()
+            .chain(job.env.keys())
+            .map(str::to_string)
+            .collect(),
         allow_status_functions: false,
     };
     if let Some(needs) = &job.needs {
@@ -179,7 +200,8 @@ fn check_job(
     }
     if let Some(strategy) = &job.strategy {
         if let Some(m) = &strategy.matrix {
-            let mut keys: BTreeSet<String> = m.value.axes.iter().map(|(k, _)| k.value.clone()).collect();
+            let mut keys: BTreeSet<String> =
+                m.value.axes.iter().map(|(k, _)| k.value.clone()).collect();
             for inc in &m.value.include {
                 keys.extend(inc.keys().cloned());
             }
@@ -246,8 +268,11 @@ fn check_job(
             }
             if let Some(first) = seen.get(&sid.value) {
                 errs.push(
-                    wf.error(sid.loc, format!("duplicate step id `{}` in job `{id}`", sid.value))
-                        .with_help(format!("first used at line {}", first.line)),
+                    wf.error(
+                        sid.loc,
+                        format!("duplicate step id `{}` in job `{id}`", sid.value),
+                    )
+                    .with_help(format!("first used at line {}", first.line)),
                 );
             } else {
                 seen.insert(sid.value.clone(), sid.loc);
@@ -279,12 +304,20 @@ fn check_step(
     let mut scope = job_scope.clone();
     scope.env.extend(st.env.keys().map(str::to_string));
     match (&st.run, &st.uses) {
-        (Some(_), Some(u)) => errs.push(wf.error(u.loc, "a step has either `run` or `uses`, not both")),
-        (None, None) => errs.push(wf.error(step.loc, "a step needs `run` (a script) or `uses` (a built-in action)")),
+        (Some(_), Some(u)) => {
+            errs.push(wf.error(u.loc, "a step has either `run` or `uses`, not both"))
+        }
+        (None, None) => errs.push(wf.error(
+            step.loc,
+            "a step needs `run` (a script) or `uses` (a built-in action)",
+        )),
         (Some(run), None) => {
             if !st.with.is_empty() {
                 let (k, _) = &st.with.0[0];
-                errs.push(wf.error(k.loc, "`with` belongs to `uses` steps; a `run` step takes `env`"));
+                errs.push(wf.error(
+                    k.loc,
+                    "`with` belongs to `uses` steps; a `run` step takes `env`",
+                ));
             }
             expr(run, &scope, errs);
         }
@@ -293,17 +326,28 @@ fn check_step(
                 let d = wf.error(uses.loc, format!("unknown action `{}`", uses.value));
                 let d = match did_you_mean(&uses.value, actions::known().iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help(format!("built-in actions: {}", actions::known().join(", "))),
+                    None => {
+                        d.with_help(format!("built-in actions: {}", actions::known().join(", ")))
+                    }
                 };
                 errs.push(d);
             } else {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    st.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+                let map: serde_json::Map<String, serde_json::Value> = st
+                    .with
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                    .collect();
                 if let Err(e) = actions::validate(&uses.value, &map) {
                     let loc = e
                         .key
                         .as_deref()
-                        .and_then(|k| st.with.0.iter().find(|(kk, _)| kk.value == k).map(|(kk, _)| kk.loc))
+                        .and_then(|k| {
+                            st.with
+                                .0
+                                .iter()
+                                .find(|(kk, _)| kk.value == k)
+                                .map(|(kk, _)| kk.loc)
+                        })
                         .unwrap_or(uses.loc);
                     errs.push(wf.error(loc, format!("{}: {}", uses.value, e.message)));
                 }
@@ -377,11 +421,20 @@ pub fn expr_diag(wf: &WorkflowFile, s: &Sp<String>, e: &ExprError) -> Diagnostic
         return wf.error(s.loc, e.message.clone());
     };
     let off = e.offset.min(s.value.len());
-    let tail_end = s.value[off..].find('\n').map(|i| off + i).unwrap_or(s.value.len());
+    let tail_end = s.value[off..]
+        .find('\n')
+        .map(|i| off + i)
+        .unwrap_or(s.value.len());
     let needle = &s.value[off..tail_end];
     if !needle.is_empty() {
         if let Some(pos) = wf.text.get(base..).and_then(|t| t.find(needle)) {
-            return Diagnostic::at_offset(&wf.path, &wf.text, base + pos, e.len.max(1), e.message.clone());
+            return Diagnostic::at_offset(
+                &wf.path,
+                &wf.text,
+                base + pos,
+                e.len.max(1),
+                e.message.clone(),
+            );
         }
     }
     wf.error(s.loc, e.message.clone())
@@ -410,11 +463,14 @@ fn find_cycle(wf: &WorkflowFile) -> Option<Diagnostic> {
         mark.insert(id, 1);
         stack.push(id);
         for n in needs_of(id) {
-            let Some(&nid) = order.iter().find(|o| **o == n.value) else { continue };
+            let Some(&nid) = order.iter().find(|o| **o == n.value) else {
+                continue;
+            };
             match mark.get(nid).copied().unwrap_or(0) {
                 1 => {
                     let start = stack.iter().position(|s| *s == nid).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|s| s.to_string()).collect();
                     cycle.push(nid.to_string());
                     return Some((cycle, n.loc));
                 }
@@ -443,5 +499,7 @@ fn find_cycle(wf: &WorkflowFile) -> Option<Diagnostic> {
 
 /// Env entries as (name, template) pairs.
 pub fn env_pairs(e: &Entries<Sp<Scalar>>) -> Vec<(String, String)> {
-    e.iter().map(|(k, v)| (k.value.clone(), v.value.0.clone())).collect()
+    e.iter()
+        .map(|(k, v)| (k.value.clone(), v.value.0.clone()))
+        .collect()
 }

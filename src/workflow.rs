@@ -163,7 +163,10 @@ impl<'de> Deserialize<'de> for Matrix {
                 "include" | "exclude" => {
                     let list: Vec<serde_json::Map<String, serde_json::Value>> =
                         serde_json::from_value(v).map_err(|_| {
-                            D::Error::custom(format!("matrix `{}` must be a list of mappings", k.value))
+                            D::Error::custom(format!(
+                                "matrix `{}` must be a list of mappings",
+                                k.value
+                            ))
                         })?;
                     if k.value == "include" {
                         m.include = list;
@@ -269,15 +272,14 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
 
 impl WorkflowFile {
     pub fn load(path: &Path) -> Result<WorkflowFile, Diagnostic> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::plain(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::plain(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(path, text)
     }
 
     pub fn parse(path: &Path, text: String) -> Result<WorkflowFile, Diagnostic> {
-        let workflow: Workflow = serde_saphyr::from_str(&text)
-            .map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
+        let workflow: Workflow =
+            serde_saphyr::from_str(&text).map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let root = abs
             .parent()

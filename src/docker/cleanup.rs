@@ -39,8 +39,15 @@ impl CleanupReport {
 impl Docker {
     /// Removes one container trun started (a job container at the end of its
     /// job), and the job's service network if it had one. Already gone is fine.
-    pub async fn remove_job_container(&self, id: &str, network: Option<&str>) -> Result<(), DockerError> {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    pub async fn remove_job_container(
+        &self,
+        id: &str,
+        network: Option<&str>,
+    ) -> Result<(), DockerError> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match self.api().remove_container(id, Some(opts)).await {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {}

@@ -19,9 +19,19 @@ use tokio::sync::watch;
 pub trait StepHooks: Send + Sync {
     /// Before a step runs: `Some(reason)` skips it as up to date, with the
     /// outputs recorded by its last success.
-    fn before_step(&self, job: &str, step: &PlannedStep) -> Option<(String, BTreeMap<String, String>)>;
+    fn before_step(
+        &self,
+        job: &str,
+        step: &PlannedStep,
+    ) -> Option<(String, BTreeMap<String, String>)>;
     /// After a step ran, whatever its result.
-    fn after_step(&self, job: &str, step: &PlannedStep, success: bool, outputs: &BTreeMap<String, String>);
+    fn after_step(
+        &self,
+        job: &str,
+        step: &PlannedStep,
+        success: bool,
+        outputs: &BTreeMap<String, String>,
+    );
 }
 
 pub struct JobRunner {
@@ -54,7 +64,10 @@ impl JobRunner {
     pub async fn run(self, mut cancel: watch::Receiver<bool>) -> JobResult {
         let job = &self.plan.jobs[self.index];
         let started = Instant::now();
-        self.events.send(Event::JobStarted { job: job.key.clone(), at: now_ms() });
+        self.events.send(Event::JobStarted {
+            job: job.key.clone(),
+            at: now_ms(),
+        });
         let mut ctx = self.base_ctx.clone();
         let mut env: Vec<(String, String)> = Vec::new();
         let mut failure: Option<String> = None;
@@ -103,7 +116,12 @@ impl JobRunner {
             }
         }
         if let Some(f) = &failure {
-            self.events.send(Event::StepOutput { job: job.key.clone(), step: 0, stream: Stream::Stderr, line: f.clone() });
+            self.events.send(Event::StepOutput {
+                job: job.key.clone(),
+                step: 0,
+                stream: Stream::Stderr,
+                line: f.clone(),
+            });
         }
         let deadline = job.timeout.map(|t| Instant::now() + t);
         let mut extra_path: Vec<String> = Vec::new();
@@ -114,8 +132,17 @@ impl JobRunner {
             if !cancelled && cancel.has_changed().unwrap_or(false) {
                 cancelled = *cancel.borrow_and_update();
             }
-            ctx.status = StatusFlags { success: !job_failed, failure: job_failed, cancelled };
-            let end = if cancelled && step.condition.as_deref().is_none_or(|c| !c.contains("always()")) {
+            ctx.status = StatusFlags {
+                success: !job_failed,
+                failure: job_failed,
+                cancelled,
+            };
+            let end = if cancelled
+                && step
+                    .condition
+                    .as_deref()
+                    .is_none_or(|c| !c.contains("always()"))
+            {
                 StepEnd::skipped(Status::Cancelled, "cancelled")
             } else {
                 let go = match &step.condition {
@@ -123,13 +150,26 @@ impl JobRunner {
                     Some(c) => self.templates.condition(c, &ctx),
                 };
                 match go {
-                    Ok(false) if step.condition.is_none() => StepEnd::skipped(Status::Skipped, "an earlier step failed"),
+                    Ok(false) if step.condition.is_none() => {
+                        StepEnd::skipped(Status::Skipped, "an earlier step failed")
+                    }
                     Ok(false) => StepEnd::skipped(Status::Skipped, "`if` was false"),
                     Err(e) => StepEnd::failed(format!("`if`: {}", e.message)),
                     Ok(true) => {
-                        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                        self.run_step(step, &mut ctx, &env, &extra_path, &log_dir, &tmp_prefix, remaining, container.as_ref().map(|c| c.0.as_str()), &mut cancel)
-                            .await
+                        let remaining =
+                            deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                        self.run_step(
+                            step,
+                            &mut ctx,
+                            &env,
+                            &extra_path,
+                            &log_dir,
+                            &tmp_prefix,
+                            remaining,
+                            container.as_ref().map(|c| c.0.as_str()),
+                            &mut cancel,
+                        )
+                        .await
                     }
                 }
             };
@@ -151,12 +191,21 @@ impl JobRunner {
             let _ = std::fs::remove_file(&path_file);
 
             let outcome = end.status.as_str();
-            let conclusion = if end.status == Status::Failure && step.continue_on_error { "success" } else { outcome };
+            let conclusion = if end.status == Status::Failure && step.continue_on_error {
+                "success"
+            } else {
+                outcome
+            };
             if step.has_id {
                 let mut m = Map::new();
                 m.insert(
                     "outputs".into(),
-                    Value::Object(end.outputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
+                    Value::Object(
+                        end.outputs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect(),
+                    ),
                 );
                 m.insert("outcome".into(), Value::String(outcome.into()));
                 m.insert("conclusion".into(), Value::String(conclusion.into()));
@@ -189,7 +238,11 @@ impl JobRunner {
 
         // Job outputs see every step.
         let mut outputs_map = BTreeMap::new();
-        ctx.status = StatusFlags { success: !job_failed, failure: job_failed, cancelled };
+        ctx.status = StatusFlags {
+            success: !job_failed,
+            failure: job_failed,
+            cancelled,
+        };
         for (k, v) in &job.outputs {
             match self.templates.render(v, &ctx) {
                 Ok(val) => {
@@ -213,12 +266,20 @@ impl JobRunner {
         self.events.send(Event::JobFinished {
             job: job.key.clone(),
             status,
-            reason: if status == Status::Failure { failure } else { None },
+            reason: if status == Status::Failure {
+                failure
+            } else {
+                None
+            },
             at: now_ms(),
             duration_ms: started.elapsed().as_millis() as u64,
             outputs: outputs_map.clone(),
         });
-        JobResult { status, outputs: outputs_map, forgiven }
+        JobResult {
+            status,
+            outputs: outputs_map,
+            forgiven,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -256,7 +317,10 @@ impl JobRunner {
             None => self.plan.root.clone(),
         };
         if container.is_none() && !cwd.is_dir() {
-            return StepEnd::failed(format!("working-directory {} does not exist", cwd.display()));
+            return StepEnd::failed(format!(
+                "working-directory {} does not exist",
+                cwd.display()
+            ));
         }
         let output_file = tmp_file(tmp_prefix, step.index, "out");
         let env_file = tmp_file(tmp_prefix, step.index, "env");
@@ -284,7 +348,11 @@ impl JobRunner {
 
         // The command line, or the rendered `with` of an action.
         let (argv, definition) = match &step.action {
-            Action::Run { script, shell, inline_expressions } => {
+            Action::Run {
+                script,
+                shell,
+                inline_expressions,
+            } => {
                 let (text, expr_env) = if *inline_expressions || !shell.expands_env_refs() {
                     match self.templates.render(script, &step_ctx) {
                         Ok(t) => (t, Vec::new()),
@@ -339,7 +407,9 @@ impl JobRunner {
         let log_path = log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
         let mut log: Box<dyn Write + Send> = match std::fs::File::create(&log_path) {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => return StepEnd::failed(format!("cannot create log {}: {e}", log_path.display())),
+            Err(e) => {
+                return StepEnd::failed(format!("cannot create log {}: {e}", log_path.display()))
+            }
         };
         let timeout = match (step.timeout, job_remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -359,18 +429,43 @@ impl JobRunner {
             let key = job.key.clone();
             let idx = step.index;
             let mut on_line = move |stream: Stream, line: String| {
-                events.send(Event::StepOutput { job: key.clone(), step: idx, stream, line });
+                events.send(Event::StepOutput {
+                    job: key.clone(),
+                    step: idx,
+                    stream,
+                    line,
+                });
             };
             let _ = std::fs::remove_file(&output_file);
             let mut skipped_by_action: Option<String> = None;
             let exit = match &argv {
                 Some(argv) if container.is_some() => {
-                    let docker = self.opts.docker.as_ref().expect("a container job has a Docker connection");
-                    exec_in_container(docker, container.unwrap_or_default(), argv, &env, &cwd, timeout, cancel, &mut log, &mut on_line).await
+                    let docker = self
+                        .opts
+                        .docker
+                        .as_ref()
+                        .expect("a container job has a Docker connection");
+                    exec_in_container(
+                        docker,
+                        container.unwrap_or_default(),
+                        argv,
+                        &env,
+                        &cwd,
+                        timeout,
+                        cancel,
+                        &mut log,
+                        &mut on_line,
+                    )
+                    .await
                 }
                 Some(argv) => {
                     process::run(
-                        process::Spec { argv, env: &env, cwd: &cwd, timeout },
+                        process::Spec {
+                            argv,
+                            env: &env,
+                            cwd: &cwd,
+                            timeout,
+                        },
                         &mut log,
                         cancel,
                         &mut on_line,
@@ -378,7 +473,9 @@ impl JobRunner {
                     .await
                 }
                 None => {
-                    let Action::Uses { uses, .. } = &step.action else { unreachable!() };
+                    let Action::Uses { uses, .. } = &step.action else {
+                        unreachable!()
+                    };
                     let with = definition["with"].as_object().cloned().unwrap_or_default();
                     let outcome = crate::actions::execute(
                         uses,
@@ -402,7 +499,13 @@ impl JobRunner {
                         let text: String = outcome
                             .outputs
                             .iter()
-                            .map(|(k, v)| if v.contains('\n') { format!("{k}<<TRUN_EOF\n{v}\nTRUN_EOF\n") } else { format!("{k}={v}\n") })
+                            .map(|(k, v)| {
+                                if v.contains('\n') {
+                                    format!("{k}<<TRUN_EOF\n{v}\nTRUN_EOF\n")
+                                } else {
+                                    format!("{k}={v}\n")
+                                }
+                            })
                             .collect();
                         let _ = std::fs::write(&output_file, text);
                     }
@@ -425,13 +528,37 @@ impl JobRunner {
                 }
             };
             if let (true, Some(why)) = (exit.success(), skipped_by_action) {
-                break StepEnd { duration_ms: 0, log_path: None, status: Status::Skipped, exit_code: None, reason: Some(why), outputs: outs, attempt };
+                break StepEnd {
+                    duration_ms: 0,
+                    log_path: None,
+                    status: Status::Skipped,
+                    exit_code: None,
+                    reason: Some(why),
+                    outputs: outs,
+                    attempt,
+                };
             }
             if exit.success() {
-                break StepEnd { duration_ms: 0, log_path: None, status: Status::Success, exit_code: Some(0), reason: None, outputs: outs, attempt };
+                break StepEnd {
+                    duration_ms: 0,
+                    log_path: None,
+                    status: Status::Success,
+                    exit_code: Some(0),
+                    reason: None,
+                    outputs: outs,
+                    attempt,
+                };
             }
             if exit == Exit::Cancelled {
-                break StepEnd { duration_ms: 0, log_path: None, status: Status::Cancelled, exit_code: None, reason: Some(exit.reason()), outputs: outs, attempt };
+                break StepEnd {
+                    duration_ms: 0,
+                    log_path: None,
+                    status: Status::Cancelled,
+                    exit_code: None,
+                    reason: Some(exit.reason()),
+                    outputs: outs,
+                    attempt,
+                };
             }
             if attempt < step.retry.attempts {
                 attempt += 1;
@@ -443,13 +570,26 @@ impl JobRunner {
                     delay_ms: delay.as_millis() as u64,
                     reason: exit.reason(),
                 });
-                let _ = writeln!(log, "--- {}; retrying in {} (attempt {attempt})", exit.reason(), crate::duration::format(delay));
+                let _ = writeln!(
+                    log,
+                    "--- {}; retrying in {} (attempt {attempt})",
+                    exit.reason(),
+                    crate::duration::format(delay)
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
                     _ = cancel.changed() => break StepEnd { duration_ms: 0, log_path: None, status: Status::Cancelled, exit_code: None, reason: Some("cancelled".into()), outputs: outs, attempt },
                 }
             }
-            break StepEnd { duration_ms: 0, log_path: None, status: Status::Failure, exit_code: exit.code(), reason: Some(exit.reason()), outputs: outs, attempt };
+            break StepEnd {
+                duration_ms: 0,
+                log_path: None,
+                status: Status::Failure,
+                exit_code: exit.code(),
+                reason: Some(exit.reason()),
+                outputs: outs,
+                attempt,
+            };
         };
         let _ = log.flush();
         end.duration_ms = step_started.elapsed().as_millis() as u64;
@@ -464,9 +604,17 @@ impl JobRunner {
 impl JobRunner {
     /// Start the job's services and container; returns the container id and
     /// the services' network.
-    async fn start_container(&self, spec: &crate::workflow::ContainerSpec, env: &[(String, String)]) -> Result<(String, Option<String>), String> {
+    async fn start_container(
+        &self,
+        spec: &crate::workflow::ContainerSpec,
+        env: &[(String, String)],
+    ) -> Result<(String, Option<String>), String> {
         let job = &self.plan.jobs[self.index];
-        let docker = self.opts.docker.as_ref().ok_or("this job needs Docker, but no connection was made")?;
+        let docker = self
+            .opts
+            .docker
+            .as_ref()
+            .ok_or("this job needs Docker, but no connection was made")?;
         let labels = crate::docker::Labels::new(self.opts.run_id, job.key.clone());
         let mut cspec = container_spec(spec);
         cspec.env.extend(env.iter().cloned());
@@ -478,12 +626,23 @@ impl JobRunner {
                 .map(|(name, s)| crate::docker::ServiceSpec {
                     name: name.clone(),
                     image: s.image.clone(),
-                    env: s.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+                    env: s
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect(),
                     command: None,
-                    options: s.options.as_deref().map(|o| o.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+                    options: s
+                        .options
+                        .as_deref()
+                        .map(|o| o.split_whitespace().map(str::to_string).collect())
+                        .unwrap_or_default(),
                 })
                 .collect();
-            let net = docker.start_services(&labels, &services).await.map_err(|e| format!("services: {e}"))?;
+            let net = docker
+                .start_services(&labels, &services)
+                .await
+                .map_err(|e| format!("services: {e}"))?;
             cspec.network = Some(net.clone());
             network = Some(net);
         }
@@ -499,7 +658,11 @@ impl JobRunner {
 pub fn container_spec(spec: &crate::workflow::ContainerSpec) -> crate::docker::ContainerSpec {
     crate::docker::ContainerSpec {
         image: spec.image.clone(),
-        env: spec.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
         volumes: spec.volumes.clone(),
         network: spec.network.clone(),
         memory: spec.memory.as_ref().map(|m| m.0.clone()),
@@ -507,7 +670,11 @@ pub fn container_spec(spec: &crate::workflow::ContainerSpec) -> crate::docker::C
         pids: spec.pids,
         user: spec.user.as_ref().map(|u| u.0.clone()),
         read_only_workspace: false,
-        options: spec.options.as_deref().map(|o| o.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+        options: spec
+            .options
+            .as_deref()
+            .map(|o| o.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -545,7 +712,10 @@ async fn exec_in_container(
         let _ = writeln!(log, "{line}");
         on_line(stream, line);
     };
-    match docker.exec_until(container, argv.to_vec(), env.to_vec(), cwd, &mut tee, stop).await {
+    match docker
+        .exec_until(container, argv.to_vec(), env.to_vec(), cwd, &mut tee, stop)
+        .await
+    {
         Ok(out) if out.killed => match why.load(Ordering::SeqCst) {
             1 => Exit::TimedOut(timeout.unwrap_or_default()),
             _ => Exit::Cancelled,
@@ -557,27 +727,56 @@ async fn exec_in_container(
 
 impl StepEnd {
     fn skipped(status: Status, reason: &str) -> StepEnd {
-        StepEnd { duration_ms: 0, log_path: None, status, exit_code: None, reason: Some(reason.into()), outputs: BTreeMap::new(), attempt: 0 }
+        StepEnd {
+            duration_ms: 0,
+            log_path: None,
+            status,
+            exit_code: None,
+            reason: Some(reason.into()),
+            outputs: BTreeMap::new(),
+            attempt: 0,
+        }
     }
 
     fn failed(reason: String) -> StepEnd {
-        StepEnd { duration_ms: 0, log_path: None, status: Status::Failure, exit_code: None, reason: Some(reason), outputs: BTreeMap::new(), attempt: 1 }
+        StepEnd {
+            duration_ms: 0,
+            log_path: None,
+            status: Status::Failure,
+            exit_code: None,
+            reason: Some(reason),
+            outputs: BTreeMap::new(),
+            attempt: 1,
+        }
     }
 }
 
-fn render_json(t: &Templates, v: &Value, ctx: &Context) -> Result<Value, crate::template::ExprError> {
+fn render_json(
+    t: &Templates,
+    v: &Value,
+    ctx: &Context,
+) -> Result<Value, crate::template::ExprError> {
     Ok(match v {
         Value::String(s) => {
             let trimmed = s.trim();
-            if trimmed.starts_with("${{") && trimmed.ends_with("}}") && trimmed.matches("${{").count() == 1 {
+            if trimmed.starts_with("${{")
+                && trimmed.ends_with("}}")
+                && trimmed.matches("${{").count() == 1
+            {
                 t.eval_value(s, ctx)?
             } else {
                 Value::String(t.render(s, ctx)?)
             }
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(t, x, ctx)).collect::<Result<_, _>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_json(t, x, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(o) => Value::Object(
-            o.iter().map(|(k, x)| Ok((k.clone(), render_json(t, x, ctx)?))).collect::<Result<_, _>>()?,
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), render_json(t, x, ctx)?)))
+                .collect::<Result<_, _>>()?,
         ),
         other => other.clone(),
     })
@@ -585,7 +784,10 @@ fn render_json(t: &Templates, v: &Value, ctx: &Context) -> Result<Value, crate::
 
 /// `<tmp>/<job>.<step>.<kind>`: where a step's output, env, path and script files go.
 fn tmp_file(prefix: &Path, step: usize, kind: &str) -> PathBuf {
-    let mut name = prefix.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = prefix
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".{step}.{kind}"));
     prefix.with_file_name(name)
 }
@@ -605,5 +807,7 @@ pub fn sanitize(s: &str) -> String {
 
 /// Where the log of a step lives.
 pub fn log_path(log_dir: &Path, job_key: &str, step_index: usize, step_id: &str) -> PathBuf {
-    log_dir.join(sanitize(job_key)).join(format!("{:02}-{}.log", step_index + 1, sanitize(step_id)))
+    log_dir
+        .join(sanitize(job_key))
+        .join(format!("{:02}-{}.log", step_index + 1, sanitize(step_id)))
 }

@@ -72,7 +72,12 @@ enum St {
 }
 
 /// Run the plan to the end (or until cancelled).
-pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: watch::Receiver<bool>) -> RunResult {
+pub async fn run(
+    plan: Arc<Plan>,
+    opts: RunOptions,
+    events: Events,
+    mut cancel: watch::Receiver<bool>,
+) -> RunResult {
     let started = Instant::now();
     let templates = Arc::new(Templates::new(plan.root.clone()));
     events.send(Event::RunStarted {
@@ -83,11 +88,21 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
     });
 
     let n = plan.jobs.len();
-    let index: BTreeMap<&str, usize> = plan.jobs.iter().enumerate().map(|(i, j)| (j.key.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.key.as_str(), i))
+        .collect();
     let needs: Vec<Vec<usize>> = plan
         .jobs
         .iter()
-        .map(|j| j.needs.iter().filter_map(|k| index.get(k.as_str()).copied()).collect())
+        .map(|j| {
+            j.needs
+                .iter()
+                .filter_map(|k| index.get(k.as_str()).copied())
+                .collect()
+        })
         .collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, ns) in needs.iter().enumerate() {
@@ -113,7 +128,9 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
     let mut failed = false;
     let mut stop_new = cancelled;
     let limit = opts.jobs.max(1);
-    let process_env: Map<String, Value> = std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
+    let process_env: Map<String, Value> = std::env::vars()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
 
     // A job that reached a final state without running: its dependents may now be ready.
     fn settle(
@@ -143,7 +160,14 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
             let job = &plan.jobs[i];
             if stop_new {
                 ready.remove(&i);
-                settle(i, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                settle(
+                    i,
+                    Status::Cancelled,
+                    &mut state,
+                    &mut unfinished_needs,
+                    &dependents,
+                    &mut ready,
+                );
                 finish_unstarted(&events, &job.key, Status::Cancelled, "cancelled");
                 continue;
             }
@@ -160,8 +184,22 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
             };
             let all_ok = needs[i].iter().all(|&d| result_of(d) == Status::Success);
             let any_failed = needs[i].iter().any(|&d| result_of(d) == Status::Failure);
-            let flags = StatusFlags { success: all_ok, failure: any_failed, cancelled };
-            let ctx = job_context(&plan, i, &legs_by_id, &result_of, &outputs, flags, opts.run_id, &process_env, &templates);
+            let flags = StatusFlags {
+                success: all_ok,
+                failure: any_failed,
+                cancelled,
+            };
+            let ctx = job_context(
+                &plan,
+                i,
+                &legs_by_id,
+                &result_of,
+                &outputs,
+                flags,
+                opts.run_id,
+                &process_env,
+                &templates,
+            );
             let go = match &job.condition {
                 None => Ok(all_ok),
                 Some(c) => templates.condition(c, &ctx),
@@ -185,7 +223,12 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
                     tokio::spawn(async move {
                         let key = runner.plan.jobs[runner.index].key.clone();
                         let r = runner.run(ctx_rx).await;
-                        let _ = done.send(JobDone { key, status: r.status, outputs: r.outputs, forgiven: r.forgiven });
+                        let _ = done.send(JobDone {
+                            key,
+                            status: r.status,
+                            outputs: r.outputs,
+                            forgiven: r.forgiven,
+                        });
                     });
                 }
                 Ok(false) => {
@@ -199,13 +242,32 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
                             .collect();
                         format!("needs not successful: {}", bad.join(", "))
                     };
-                    settle(i, Status::Skipped, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                    settle(
+                        i,
+                        Status::Skipped,
+                        &mut state,
+                        &mut unfinished_needs,
+                        &dependents,
+                        &mut ready,
+                    );
                     finish_unstarted(&events, &job.key, Status::Skipped, &why);
                 }
                 Err(e) => {
                     failed = true;
-                    settle(i, Status::Failure, &mut state, &mut unfinished_needs, &dependents, &mut ready);
-                    finish_unstarted(&events, &job.key, Status::Failure, &format!("`if` failed: {}", e.message));
+                    settle(
+                        i,
+                        Status::Failure,
+                        &mut state,
+                        &mut unfinished_needs,
+                        &dependents,
+                        &mut ready,
+                    );
+                    finish_unstarted(
+                        &events,
+                        &job.key,
+                        Status::Failure,
+                        &format!("`if` failed: {}", e.message),
+                    );
                 }
             }
         }
@@ -261,10 +323,10 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
     }
 
     // Jobs that never became ready (a need was cancelled mid-way) end cancelled.
-    for i in 0..n {
-        if state[i] == St::Pending {
-            state[i] = St::Done(Status::Cancelled);
-            finish_unstarted(&events, &plan.jobs[i].key, Status::Cancelled, "cancelled");
+    for (st, job) in state.iter_mut().zip(&plan.jobs) {
+        if *st == St::Pending {
+            *st = St::Done(Status::Cancelled);
+            finish_unstarted(&events, &job.key, Status::Cancelled, "cancelled");
         }
     }
 
@@ -287,7 +349,16 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, events: Events, mut cancel: 
             .jobs
             .iter()
             .zip(&state)
-            .map(|(j, s)| (j.key.clone(), if let St::Done(s) = s { *s } else { Status::Cancelled }))
+            .map(|(j, s)| {
+                (
+                    j.key.clone(),
+                    if let St::Done(s) = s {
+                        *s
+                    } else {
+                        Status::Cancelled
+                    },
+                )
+            })
             .collect(),
     }
 }
@@ -323,7 +394,11 @@ fn job_context(
         // result is failure if any leg failed.
         let mut outs = Map::new();
         let mut result = "success";
-        for &k in legs_by_id.get(id.as_str()).map(Vec::as_slice).unwrap_or_default() {
+        for &k in legs_by_id
+            .get(id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             for (n, v) in &outputs[k] {
                 outs.insert(n.clone(), Value::String(v.clone()));
             }
@@ -340,7 +415,10 @@ fn job_context(
         needs.insert(id.clone(), Value::Object(m));
     }
     let mut trun = Map::new();
-    trun.insert("workspace".into(), Value::String(plan.root.display().to_string()));
+    trun.insert(
+        "workspace".into(),
+        Value::String(plan.root.display().to_string()),
+    );
     trun.insert("run_id".into(), Value::from(run_id));
     trun.insert("os".into(), Value::String(std::env::consts::OS.into()));
     let mut jobm = Map::new();

@@ -49,7 +49,9 @@ pub fn parse_kv(text: &str) -> Result<BTreeMap<String, String>, String> {
             }
             out.insert(k.to_string(), v.to_string());
         } else {
-            return Err(format!("malformed line `{line}`: expected `name=value` or `name<<DELIMITER`"));
+            return Err(format!(
+                "malformed line `{line}`: expected `name=value` or `name<<DELIMITER`"
+            ));
         }
     }
     Ok(out)
@@ -67,7 +69,13 @@ pub fn read_kv(path: &Path) -> Result<BTreeMap<String, String>, String> {
 /// `$GITHUB_PATH`: one directory per line.
 pub fn read_path_file(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -85,6 +93,8 @@ mod tests {
 
     #[test]
     fn unclosed_heredoc_is_an_error() {
-        assert!(parse_kv("n<<EOF\nl1\n").unwrap_err().contains("no closing `EOF`"));
+        assert!(parse_kv("n<<EOF\nl1\n")
+            .unwrap_err()
+            .contains("no closing `EOF`"));
     }
 }

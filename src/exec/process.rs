@@ -40,7 +40,9 @@ impl Exit {
         match self {
             Exit::Code(c) => format!("exit code {c}"),
             Exit::Signal(s) => {
-                let name = Signal::try_from(*s).map(|s| s.as_str().to_string()).unwrap_or_else(|_| s.to_string());
+                let name = Signal::try_from(*s)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| s.to_string());
                 format!("killed by {name}")
             }
             Exit::TimedOut(d) => format!("timed out after {}", crate::duration::format(*d)),
@@ -89,8 +91,14 @@ pub async fn run(
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
-    let out = child.stdout.take().map(|o| tokio::spawn(pump(o, Stream::Stdout, tx.clone())));
-    let err = child.stderr.take().map(|e| tokio::spawn(pump(e, Stream::Stderr, tx.clone())));
+    let out = child
+        .stdout
+        .take()
+        .map(|o| tokio::spawn(pump(o, Stream::Stdout, tx.clone())));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| tokio::spawn(pump(e, Stream::Stderr, tx.clone())));
     drop(tx);
 
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -160,7 +168,12 @@ async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child) {
     }
 }
 
-fn emit(log: &mut (dyn Write + Send), on_line: &mut (dyn FnMut(Stream, String) + Send), stream: Stream, bytes: Vec<u8>) {
+fn emit(
+    log: &mut (dyn Write + Send),
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+    stream: Stream,
+    bytes: Vec<u8>,
+) {
     let _ = log.write_all(&bytes);
     let mut s = String::from_utf8_lossy(&bytes).into_owned();
     if s.ends_with('\n') {
@@ -172,7 +185,11 @@ fn emit(log: &mut (dyn Write + Send), on_line: &mut (dyn FnMut(Stream, String) +
     on_line(stream, s);
 }
 
-async fn pump<R: AsyncRead + Unpin>(r: R, stream: Stream, tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>) {
+async fn pump<R: AsyncRead + Unpin>(
+    r: R,
+    stream: Stream,
+    tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+) {
     let mut r = BufReader::new(r);
     loop {
         let mut buf = Vec::new();
