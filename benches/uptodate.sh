@@ -8,7 +8,8 @@
 #   (b) no-op     everything up to date
 #   (c) touch     one source file's mtime bumped, content unchanged
 #   (d) change    one source file's content changed
-# and prints a Markdown table of median wall-clock milliseconds.
+# and prints a Markdown table of median wall-clock milliseconds, with how many jobs
+# each of (b), (c), (d) re-ran (stamps rewritten; 0 / 0 / 1 is right for a content-hash tool).
 #
 # Usage: benches/uptodate.sh            (from the repository root)
 # Env:   TRUN=path/to/trun (default target/release/trun), RUNS=10, JOBS=2, KEEP=1 keeps
@@ -107,10 +108,12 @@ median_ms() {
   local times=() i t0 t1
   for ((i = 0; i < RUNS; i++)); do
     (cd "$dir" && bash -c "$prep") >/dev/null 2>&1
-    t0=$(date +%s%N)
-    (cd "$dir" && "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail"; return; }
-    t1=$(date +%s%N)
-    times+=($(((t1 - t0) / 1000)))
+    # $EPOCHREALTIME (bash 5) costs no fork, unlike `date`; the timed part is one
+    # fork + exec of the tool, as hyperfine would do.
+    t0=${EPOCHREALTIME/[.,]/}
+    (cd "$dir" && exec "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail"; return; }
+    t1=${EPOCHREALTIME/[.,]/}
+    times+=($((t1 - t0)))
   done
   printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000}'
 }
@@ -122,14 +125,34 @@ bench() {
   local dir="$WORK/$tool"
   cp -a "$WORK/tree" "$dir"
   "write_$tool" "$dir"
-  local cold noop touch change
+  if [[ $tool == trun ]]; then
+    (cd "$dir" && "$1" validate >/dev/null) || { echo "generated trun.yaml does not validate" >&2; exit 1; }
+  fi
+  local cold noop touch change s0 ran_noop ran_touch ran_change
   cold=$(median_ms "$dir" "$reset" "$@")
   (cd "$dir" && "$@" >/dev/null 2>&1)
+  # Which stamps each case rewrote (over all its runs): proves (b) ran nothing, and
+  # shows who re-runs a job for a touch.
+  s0=$(stamps "$dir")
   noop=$(median_ms "$dir" "true" "$@")
+  ran_noop=$(rewritten "$dir" "$s0")
+  s0=$(stamps "$dir")
   touch=$(median_ms "$dir" "touch $TOUCHED" "$@")
+  ran_touch=$(rewritten "$dir" "$s0")
+  s0=$(stamps "$dir")
   change=$(median_ms "$dir" "date +%s%N > $TOUCHED" "$@")
-  echo "| $tool | $cold | $noop | $touch | $change |"
+  ran_change=$(rewritten "$dir" "$s0")
+  if [[ $(stamp_count "$dir") != "$DIRS" ]]; then
+    echo "$tool: expected $DIRS stamps in out/, found $(stamp_count "$dir")" >&2
+  fi
+  echo "| $tool | $cold | $noop | $touch | $change | $ran_noop / $ran_touch / $ran_change |"
 }
+
+# stamps DIR: every stamp with its mtime (ns), one per line, sorted.
+stamps() { (cd "$1" && find out -name '*.stamp' -printf '%p %T@\n' | sort); }
+stamp_count() { (cd "$1" && find out -name '*.stamp' | wc -l); }
+# rewritten DIR BEFORE: how many stamps changed since BEFORE was taken.
+rewritten() { comm -13 <(echo "$2") <(stamps "$1") | grep -c . || true; }
 
 echo "building the synthetic project in $WORK ..." >&2
 make_tree "$WORK/tree"
@@ -139,8 +162,8 @@ command -v hyperfine >/dev/null && timer="hyperfine, $RUNS runs"
 echo
 echo "$((DIRS * SUBS * FILES)) source files, $DIRS jobs, -j $JOBS; median wall ms ($timer)"
 echo
-echo "| tool | (a) cold | (b) no-op | (c) touch | (d) change |"
-echo "|---|---:|---:|---:|---:|"
+echo "| tool | (a) cold | (b) no-op | (c) touch | (d) change | jobs re-run b / c / d |"
+echo "|---|---:|---:|---:|---:|---:|"
 missing=()
 if [[ -x $TRUN ]]; then
   bench trun "rm -rf .trun out && mkdir out" "$TRUN" -j "$JOBS"
@@ -157,4 +180,4 @@ if command -v task >/dev/null; then
 else
   missing+=("go-task (not installed: pip install go-task-bin)")
 fi
-for m in "${missing[@]}"; do echo "| ${m%% *} | not run: ${m#* } | | | |"; done
+for m in "${missing[@]}"; do echo "| ${m%% *} | not run: ${m#* } | | | | |"; done

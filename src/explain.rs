@@ -4,7 +4,7 @@
 //! never disagrees with what `trun` then does.
 
 use crate::plan::Plan;
-use crate::uptodate::{Decision, RunReason};
+use crate::uptodate::{Decision, RunReason, SkipReason};
 use crate::uptodate_hooks::{self, Chain, Force};
 use serde::Serialize;
 
@@ -57,6 +57,9 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
         .collect();
     ut.prepare(&specs.iter().collect::<Vec<_>>())
         .map_err(|e| e.to_string())?;
+    // Paths an upstream step will restore from the cache: a dependent whose
+    // only changes are these will find them as they were.
+    let mut restored: std::collections::BTreeSet<String> = Default::default();
     let mut jobs = Vec::new();
     for job in &plan.jobs {
         let mut steps = Vec::new();
@@ -76,11 +79,28 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
             } else {
                 let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
                 chain.insert(spec.key.clone(), check.fingerprint);
-                check.decision
+                if ut.restorable(&spec, &check).map_err(|e| e.to_string())? {
+                    restored.extend(step.generates.iter().cloned());
+                    Decision::Skip(SkipReason::RestoredFromCache {
+                        files: step.generates.len(),
+                    })
+                } else {
+                    match check.decision {
+                        Decision::Run(RunReason::SourcesChanged { changed })
+                            if changed.iter().all(|c| restored.contains(c)) =>
+                        {
+                            Decision::Skip(SkipReason::UpToDate)
+                        }
+                        d => d,
+                    }
+                }
             };
             let reason = match &decision {
                 Decision::Run(RunReason::UpstreamChanged) => {
                     "an upstream step will run".to_string()
+                }
+                Decision::Skip(SkipReason::RestoredFromCache { .. }) => {
+                    "restore from cache".to_string()
                 }
                 d => d.to_string(),
             };

@@ -146,11 +146,26 @@ pub struct Strategy {
 }
 
 /// `matrix:` axes (each a list of values) plus `include` and `exclude`.
-#[derive(Debug, Clone, Default, JsonSchema)]
+#[derive(Debug, Clone, Default)]
 pub struct Matrix {
     pub axes: Vec<(Sp<String>, Vec<serde_json::Value>)>,
     pub include: Vec<serde_json::Map<String, serde_json::Value>>,
     pub exclude: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl JsonSchema for Matrix {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Matrix".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let legs = serde_json::json!({ "type": "array", "items": { "type": "object" } });
+        schemars::json_schema!({
+            "description": "Axes, each a list of values; every combination is one leg of the job. `include` adds or extends legs, `exclude` removes them.",
+            "type": "object",
+            "properties": { "include": legs, "exclude": legs },
+            "additionalProperties": { "type": "array", "minItems": 1 }
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Matrix {
@@ -303,4 +318,27 @@ impl WorkflowFile {
 pub fn schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Workflow);
     serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `schema/trun.schema.json` is what `trun schema` prints; regenerate with
+    /// `TRUN_BLESS=1 cargo test --lib schema_file_is_up_to_date`.
+    #[test]
+    fn schema_file_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/trun.schema.json");
+        let now = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&super::schema()).unwrap()
+        );
+        if std::env::var_os("TRUN_BLESS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == now,
+            "{} is stale: regenerate it with `TRUN_BLESS=1 cargo test --lib schema_file_is_up_to_date`",
+            path.display()
+        );
+    }
 }

@@ -491,6 +491,38 @@ impl UpToDate {
         })
     }
 
+    /// Whether [`try_restore`](Self::try_restore) would restore this step's
+    /// outputs instead of running it: an earlier success with this exact
+    /// fingerprint whose objects are all still in the CAS. Changes nothing,
+    /// for `trun plan`.
+    pub fn restorable(&self, spec: &StepSpec, check: &Check) -> Result<bool, UpToDateError> {
+        match &check.decision {
+            Decision::Run(
+                RunReason::SourcesChanged { .. }
+                | RunReason::UpstreamChanged
+                | RunReason::GeneratesMissing(_)
+                | RunReason::GeneratesModified(_),
+            ) => {}
+            _ => return Ok(false),
+        }
+        let conn = lock(&self.conn);
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM uptodate_success WHERE step_key = ?1 AND fingerprint = ?2 ORDER BY id DESC",
+        )?;
+        let ids = stmt
+            .query_map(params![spec.key, &check.fingerprint.0[..]], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for id in ids {
+            let outputs = recorded_outputs(&conn, id)?;
+            if !outputs.is_empty() && outputs.iter().all(|o| self.cas.contains(&o.hash)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// When `check` says run because of changed sources/upstream or damaged outputs but
     /// an earlier success had exactly this fingerprint, writes that success's outputs
     /// back from the CAS, makes it the step's last success, and returns how many files
