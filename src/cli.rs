@@ -870,8 +870,16 @@ fn cmd_logs(a: LogsArgs) -> CmdResult {
             Ok(bytes) => {
                 let _ = out.write_all(&bytes);
             }
+            // A step that printed nothing leaves no log file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if many {
+                    let _ = writeln!(out, "(no output)");
+                } else {
+                    eprintln!("trun: {label} printed nothing");
+                }
+            }
             Err(e) => {
-                let _ = writeln!(out, "(no log: {}: {e})", path.display());
+                let _ = writeln!(out, "(cannot read {}: {e})", path.display());
             }
         }
     }

@@ -6,6 +6,16 @@
 
 use std::path::Path;
 
+/// Builtins and keywords of sh and bash: a script starting with one needs the shell.
+const SHELL_WORDS: &[&str] = &[
+    ".", ":", "alias", "bg", "bind", "break", "builtin", "case", "cd", "command", "continue",
+    "declare", "do", "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export",
+    "fc", "fg", "fi", "for", "function", "getopts", "hash", "if", "jobs", "kill", "let", "local",
+    "printf", "pwd", "read", "readonly", "return", "select", "set", "shift", "shopt", "source",
+    "test", "then", "time", "times", "trap", "type", "typeset", "ulimit", "umask", "unalias",
+    "unset", "until", "wait", "while",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Shell {
     Bash,
@@ -66,7 +76,83 @@ impl Shell {
         }
     }
 
+    /// The argument vector of a script that is one simple command (`cargo
+    /// build --release`, `true`), to be exec'd without a shell, as make does:
+    /// no quotes, variables, globs, redirections, operators or builtins, so
+    /// the shell would do nothing but split on spaces and exec. `None` means
+    /// the script needs its shell.
+    pub fn direct_argv(&self, script: &str) -> Option<Vec<String>> {
+        if !matches!(self, Shell::Bash | Shell::Sh) {
+            return None;
+        }
+        let s = script.trim();
+        if s.is_empty() || s.contains('\n') {
+            return None;
+        }
+        let plain = |c: char| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '-' | '_' | '.' | '/' | ',' | '+' | '@' | '%' | ':' | '='
+                )
+        };
+        if !s.chars().all(plain) {
+            return None;
+        }
+        let argv: Vec<String> = s
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        let first = argv.first()?;
+        // `VAR=value cmd` is an assignment, and builtins have no binary (or
+        // behave differently from it).
+        if first.contains('=') || SHELL_WORDS.contains(&first.as_str()) {
+            return None;
+        }
+        Some(argv)
+    }
+
     pub fn needs_script_file(&self) -> bool {
         matches!(self, Shell::Template(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_commands_skip_the_shell() {
+        assert_eq!(
+            Shell::Sh.direct_argv(" true "),
+            Some(vec!["true".to_string()])
+        );
+        assert_eq!(
+            Shell::Bash.direct_argv("cargo build --release"),
+            Some(vec!["cargo".into(), "build".into(), "--release".into()])
+        );
+    }
+
+    #[test]
+    fn anything_the_shell_would_interpret_keeps_it() {
+        for s in [
+            "echo hi",
+            "exit 3",
+            "a && b",
+            "ls *.rs",
+            "echo $HOME",
+            "x=1 cmd",
+            "cat <f",
+            "a\nb",
+            "cd dir",
+            "say 'hi'",
+        ] {
+            assert_eq!(Shell::Bash.direct_argv(s), None, "{s}");
+        }
+        assert_eq!(
+            Shell::Template(vec!["python3".into(), "{0}".into()]).direct_argv("true"),
+            None
+        );
     }
 }

@@ -100,11 +100,7 @@ impl JobRunner {
         // by the caller): a directory per job costs a mkdir and an rmdir on
         // every job, which shows at a thousand jobs.
         let tmp_prefix = self.opts.tmp_dir.join(&job_dir_name);
-        if let Err(e) = std::fs::create_dir(&log_dir) {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                failure = Some(format!("cannot create {}: {e}", log_dir.display()));
-            }
-        }
+
         // A job with a container runs every `run:` step inside it.
         let mut container: Option<(String, Option<String>)> = None;
         if failure.is_none() {
@@ -374,7 +370,11 @@ impl JobRunner {
                     None
                 };
                 env.extend(expr_env);
-                (Some(shell.argv(&text, script_file.as_deref())), Value::Null)
+                let argv = match shell.direct_argv(&text) {
+                    Some(direct) if container.is_none() => direct,
+                    _ => shell.argv(&text, script_file.as_deref()),
+                };
+                (Some(argv), Value::Null)
             }
             Action::Uses { uses, with } => {
                 let mut rendered = Map::new();
@@ -405,12 +405,7 @@ impl JobRunner {
         }
 
         let log_path = log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
-        let mut log: Box<dyn Write + Send> = match std::fs::File::create(&log_path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                return StepEnd::failed(format!("cannot create log {}: {e}", log_path.display()))
-            }
-        };
+        let mut log = LazyLog::new(log_path.clone());
         let timeout = match (step.timeout, job_remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -805,9 +800,59 @@ pub fn sanitize(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-/// Where the log of a step lives.
-pub fn log_path(log_dir: &Path, job_key: &str, step_index: usize, step_id: &str) -> PathBuf {
-    log_dir
-        .join(sanitize(job_key))
-        .join(format!("{:02}-{}.log", step_index + 1, sanitize(step_id)))
+/// A step's log file, created (with its job's directory) on the first byte
+/// written: a silent step leaves no file, and a thousand silent steps cost
+/// no thousand mkdirs and creates. A log that cannot be written is reported
+/// once on the step's output rather than failing the step.
+struct LazyLog {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    broken: bool,
+}
+
+impl LazyLog {
+    fn new(path: PathBuf) -> LazyLog {
+        LazyLog {
+            path,
+            file: None,
+            broken: false,
+        }
+    }
+}
+
+impl Write for LazyLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.broken {
+            return Ok(buf.len());
+        }
+        if self.file.is_none() {
+            let opened = self
+                .path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::File::create(&self.path));
+            match opened {
+                Ok(f) => self.file = Some(std::io::BufWriter::new(f)),
+                Err(e) => {
+                    self.broken = true;
+                    eprintln!(
+                        "trun: warning: cannot write log {}: {e}",
+                        self.path.display()
+                    );
+                    return Ok(buf.len());
+                }
+            }
+        }
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
 }

@@ -9,7 +9,8 @@
 //!
 //! This module is a library: it does not parse command-line arguments or print (the
 //! progress bar of a batch is the one exception, and it is hidden when stderr is not a
-//! terminal). Container execution plugs in as another [`CriterionRunner`].
+//! terminal). Container execution plugs in as another [`CriterionRunner`]:
+//! [`DockerRunner`]. [`cli`] holds the `trun grade` and `trun rubric import` commands.
 //!
 //! ```no_run
 //! use trun::grade::{self, LocalRunner};
@@ -21,7 +22,9 @@
 pub mod batch;
 pub mod cache;
 pub mod classroom;
+pub mod cli;
 pub mod compare;
+pub mod docker_runner;
 pub mod markdown;
 pub mod report;
 pub mod rubric;
@@ -32,6 +35,7 @@ use std::path::Path;
 
 pub use batch::{grade_batch, Batch, BatchOptions};
 pub use cache::{fingerprint, CacheError, GradeCache};
+pub use docker_runner::{DockerRunner, Limits};
 pub use rubric::{rubric_schema, Criterion, Rubric, RubricError};
 pub use runner::{CommandSpec, CriterionRunner, Execution, LocalRunner, Sandbox};
 pub use score::{grade_repo, CriterionResult, CriterionStatus, RepoResult};

@@ -88,7 +88,7 @@ impl Shell {
 }
 
 /// Rubric-wide defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Defaults {
     /// Per-command time limit (`60s`, `2m`, `1h`); the whole process group is killed after it.
@@ -100,11 +100,26 @@ pub struct Defaults {
     /// `sh` (default) or `bash`.
     #[serde(default)]
     pub shell: Shell,
+    /// Memory limit of the container a repository is graded in, its scratch copy included
+    /// (`512MiB`, `1g`). Only with `container`; default 512MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Most processes and threads at once in the container. Only with `container`;
+    /// default 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub pids: Option<u32>,
+    /// CPUs the container may use (`1`, `0.5`). Only with `container`; default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 fn default_timeout() -> DurationSpec {
     DurationSpec(Duration::from_secs(60))
 }
+
+/// The smallest memory limit Docker accepts.
+const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
 fn default_max_output() -> ByteSize {
     ByteSize(64 * 1024)
@@ -116,6 +131,9 @@ impl Default for Defaults {
             timeout: default_timeout(),
             max_output: default_max_output(),
             shell: Shell::Sh,
+            memory: None,
+            pids: None,
+            cpus: None,
         }
     }
 }
@@ -331,8 +349,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let scale: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "KiB" | "K" | "k" => 1024.0,
-        "MiB" | "M" => 1024.0 * 1024.0,
-        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        "MiB" | "M" | "m" => 1024.0 * 1024.0,
+        "GiB" | "G" | "g" => 1024.0 * 1024.0 * 1024.0,
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
@@ -441,7 +459,7 @@ impl JsonSchema for ByteSize {
         json_schema!({
             "description": "A size: `64KiB`, `1MiB`, `1GiB`, `10KB`, `512B`, or a number of bytes.",
             "oneOf": [
-                { "type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(B|K|k|KiB|M|MiB|G|GiB|KB|kB|MB|GB)?\s*$" },
+                { "type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(B|K|k|KiB|M|m|MiB|G|g|GiB|KB|kB|MB|GB)?\s*$" },
                 { "type": "integer", "minimum": 0 }
             ]
         })
@@ -519,6 +537,11 @@ pub enum Invalid {
     BadScoreFile { id: String, file: String },
     #[error("`container` needs exactly one of `image` or `dockerfile`")]
     Container,
+    #[error("`defaults.{field}` {message}")]
+    BadLimit {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -643,6 +666,33 @@ impl Rubric {
                     ));
                 }
             }
+        }
+        if let Some(m) = self.defaults.memory.filter(|m| m.0 < MIN_MEMORY) {
+            return Err(fail(
+                None,
+                Invalid::BadLimit {
+                    field: "memory",
+                    message: format!("is {m}; Docker needs at least 6MiB"),
+                },
+            ));
+        }
+        if self.defaults.pids == Some(0) {
+            return Err(fail(
+                None,
+                Invalid::BadLimit {
+                    field: "pids",
+                    message: "is 0; allow at least 1 process".to_string(),
+                },
+            ));
+        }
+        if let Some(c) = self.defaults.cpus.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(fail(
+                None,
+                Invalid::BadLimit {
+                    field: "cpus",
+                    message: format!("is {c}; give a positive number like 1 or 0.5"),
+                },
+            ));
         }
         if self.defaults.timeout.0.is_zero() {
             return Err(fail(
