@@ -40,6 +40,9 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct FileArgs {
+    /// Change to DIR before doing anything (like make -C).
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
     /// Workflow file (default: trun.yaml, trun.yml or .trun.yaml here or in a parent directory).
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -237,7 +240,37 @@ fn parse_input(s: &str) -> Result<(String, String), String> {
 
 /// Entry point: parse arguments, run the command, return the exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    // `trun -C DIR plan`: a leading -C applies to whatever follows, so the
+    // word after it can still be a command rather than a job name.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    while args.len() > 1 {
+        let a = args[1].to_string_lossy().into_owned();
+        let dir = if a == "-C" || a == "--directory" {
+            if args.len() < 3 {
+                break;
+            }
+            let d = args.remove(2);
+            args.remove(1);
+            d
+        } else if let Some(d) = a
+            .strip_prefix("--directory=")
+            .or_else(|| a.strip_prefix("-C").filter(|d| !d.is_empty()))
+        {
+            let d = d.into();
+            args.remove(1);
+            d
+        } else {
+            break;
+        };
+        if let Err(e) = std::env::set_current_dir(&dir) {
+            eprintln!(
+                "error: cannot change to directory {}: {e}",
+                PathBuf::from(&dir).display()
+            );
+            return EXIT_USAGE;
+        }
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -295,6 +328,14 @@ fn use_color(no_color: bool) -> bool {
 
 /// Find, parse and validate the workflow file.
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
+    if let Some(dir) = &file.directory {
+        std::env::set_current_dir(dir).map_err(|e| {
+            vec![Diagnostic::plain(format!(
+                "cannot change to directory {}: {e}",
+                dir.display()
+            ))]
+        })?;
+    }
     let path = match &file.file {
         Some(p) => {
             if !p.exists() {
@@ -884,13 +925,4 @@ fn cmd_logs(a: LogsArgs) -> CmdResult {
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Used by tests and `explain`: the plan of a file.
-pub fn plan_of(path: &Path, req: &Request) -> Result<Plan, Vec<Diagnostic>> {
-    let (wf, _) = load(&FileArgs {
-        file: Some(path.to_path_buf()),
-        no_color: true,
-    })?;
-    plan::build(&wf, req)
 }

@@ -60,6 +60,9 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
     // Paths an upstream step will restore from the cache: a dependent whose
     // only changes are these will find them as they were.
     let mut restored: std::collections::BTreeSet<String> = Default::default();
+    // Built-in actions that know they have nothing to do say why themselves.
+    let mut skip_reasons: std::collections::BTreeMap<(String, String), String> = Default::default();
+    let actions = ActionProbe::new(plan);
     let mut jobs = Vec::new();
     for job in &plan.jobs {
         let mut steps = Vec::new();
@@ -71,11 +74,14 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                     spec.key.clone(),
                     uptodate_hooks::sourceless_fingerprint(&spec),
                 );
-                Decision::Run(if forced {
-                    RunReason::Forced
+                if forced {
+                    Decision::Run(RunReason::Forced)
+                } else if let Some(why) = actions.would_skip(job, step) {
+                    skip_reasons.insert((job.key.clone(), step.id.clone()), why);
+                    Decision::Skip(SkipReason::UpToDate)
                 } else {
-                    RunReason::NoSources
-                })
+                    Decision::Run(RunReason::NoSources)
+                }
             } else {
                 let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
                 chain.insert(spec.key.clone(), check.fingerprint);
@@ -96,6 +102,9 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                 }
             };
             let reason = match &decision {
+                _ if skip_reasons.contains_key(&(job.key.clone(), step.id.clone())) => {
+                    skip_reasons[&(job.key.clone(), step.id.clone())].clone()
+                }
                 Decision::Run(RunReason::UpstreamChanged) => {
                     "an upstream step will run".to_string()
                 }
@@ -194,4 +203,76 @@ pub fn render(e: &Explained, color: bool) -> String {
         }
     }
     out
+}
+
+/// Asks the built-in actions whether they would skip (a pull within its
+/// `min-interval`, a build whose watched files are unchanged), with the same
+/// memory a run uses. Only for `with` values that need no run-time context.
+struct ActionProbe {
+    runtime: Option<tokio::runtime::Runtime>,
+    docker: Option<crate::docker::Docker>,
+    memory: Option<crate::actions::StoreMemory>,
+    root: std::path::PathBuf,
+}
+
+impl ActionProbe {
+    fn new(plan: &Plan) -> ActionProbe {
+        let has_actions = plan.jobs.iter().any(|j| {
+            j.steps
+                .iter()
+                .any(|s| matches!(s.action, crate::plan::Action::Uses { .. }))
+        });
+        let runtime = if has_actions {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()
+        } else {
+            None
+        };
+        let docker = match (&runtime, crate::cli::plan_needs_docker(plan)) {
+            (Some(rt), true) => rt.block_on(crate::docker::Docker::connect()).ok(),
+            _ => None,
+        };
+        let db = crate::state::db_path(&plan.root);
+        let memory = if has_actions && db.exists() {
+            crate::state::Store::open(&db)
+                .ok()
+                .map(|s| crate::actions::StoreMemory(std::sync::Mutex::new(s)))
+        } else {
+            None
+        };
+        ActionProbe {
+            runtime,
+            docker,
+            memory,
+            root: plan.root.clone(),
+        }
+    }
+
+    fn would_skip(
+        &self,
+        job: &crate::plan::PlannedJob,
+        step: &crate::plan::PlannedStep,
+    ) -> Option<String> {
+        let crate::plan::Action::Uses { uses, with } = &step.action else {
+            return None;
+        };
+        let (rt, memory) = (self.runtime.as_ref()?, self.memory.as_ref()?);
+        if crate::validate::json_strings(&serde_json::Value::Object(with.clone()))
+            .iter()
+            .any(|s| s.contains("${{"))
+        {
+            return None;
+        }
+        let ctx = crate::docker::actions::ActionCtx {
+            run_id: 0,
+            job: job.key.clone(),
+            step_key: format!("{}/{}", job.key, step.id),
+            workspace: self.root.clone(),
+            docker: self.docker.as_ref(),
+            memory,
+        };
+        rt.block_on(crate::docker::actions::plan_skip(uses, with, &ctx))
+    }
 }

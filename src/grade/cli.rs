@@ -1,1 +1,969 @@
-//! placeholder
+//! The `trun grade` and `trun rubric import` commands: arguments (clap derive, flattened
+//! into the main command line by `crate::cli`) and one function per command returning the
+//! exit code.
+//!
+//! `trun grade` loads the rubric, picks the runner (a container per repository when the
+//! rubric has `container` and `--local` is not given, else the local scratch-copy runner),
+//! grades one repository (terminal table) or many (progress bar, summary, CSV gradebook),
+//! writes the reports asked for, and records the whole invocation as one run in the state
+//! store: one job per repository, one step per criterion (plus `setup`), so `trun history`,
+//! `trun show` and `trun logs` list grading too. Exit codes: 0 when grading completed
+//! (whatever the scores), 1 when a repository could not be graded (the gradebook says
+//! `error`), 2 for usage and rubric errors, 130 when interrupted.
+//!
+//! Grader state: `.trun/state.db` of the workspace, which is the directory holding the
+//! nearest `trun.yaml` above the current directory, or the current directory itself. The
+//! grade cache (`grade_results`) lives in the same file as the run history; nothing is
+//! ever written into a student repository.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+
+use super::batch::{grade_batch, grade_one, repos_in, BatchOptions};
+use super::cache::GradeCache;
+use super::docker_runner::{resolve_image, DockerRunner, Limits};
+use super::report::{self, fmt_points, Format};
+use super::rubric::{Rubric, RubricError};
+use super::runner::{CriterionRunner, LocalRunner};
+use super::score::{CriterionStatus, RepoResult};
+use super::{classroom, parse_rubric, RubricFormat};
+use crate::diag::Diagnostic;
+use crate::event::{now_ms, Event, JobInfo, Status, StepInfo};
+use crate::state::Store;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERRORED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// `trun grade [REPO…] --rubric FILE`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GradeArgs {
+    /// Student repositories to grade (default: the current directory).
+    #[arg(value_name = "REPO")]
+    pub repos: Vec<PathBuf>,
+    /// Also grade every non-hidden subdirectory of DIR.
+    #[arg(long = "repos", value_name = "DIR")]
+    pub repos_dir: Option<PathBuf>,
+    /// The rubric: rubric.yaml, rubric.md, or GitHub Classroom's autograding.json.
+    #[arg(short = 'r', long, value_name = "FILE")]
+    pub rubric: PathBuf,
+    /// Repositories graded at once (default: number of CPU cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Report written per repository: json, markdown, junit, gradescope (repeatable).
+    #[arg(long = "format", value_name = "FORMAT", value_parser = parse_format, value_delimiter = ',')]
+    pub format: Vec<Format>,
+    /// Write reports here (and gradebook.csv when grading several repositories).
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Grade again even when nothing changed since the stored result.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the results as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Never use colour; set from the global `--no-color`.
+    #[arg(skip)]
+    pub no_color: bool,
+    /// Run the criteria on this machine even if the rubric asks for a container.
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// `trun rubric …`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum RubricCommand {
+    /// Write a rubric (GitHub Classroom's autograding.json, or rubric.md) as rubric.yaml.
+    Import {
+        /// The rubric to convert, e.g. .github/classroom/autograding.json.
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// Write to FILE instead of standard output.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// clap value parser for `--format`.
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| {
+        format!("unknown report format `{s}`; expected json, markdown, junit or gradescope")
+    })
+}
+
+/// Runs `trun rubric …`.
+pub fn rubric(cmd: &RubricCommand) -> i32 {
+    match cmd {
+        RubricCommand::Import { path, out } => rubric_import(path, out.as_deref()),
+    }
+}
+
+/// `trun grade`, on the real stdout and stderr, relative to the current directory.
+pub fn grade(args: &GradeArgs) -> i32 {
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot read the current directory: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut args = args.clone();
+    args.no_color |= std::env::var_os("NO_COLOR").is_some() || !std::io::stdout().is_terminal();
+    grade_with(
+        &args,
+        &cwd,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    )
+}
+
+/// `trun rubric import FILE [-o OUT]`: the rubric as `rubric.yaml` text, on stdout or in
+/// `out`. Any rubric format is read; the point is GitHub Classroom's autograding.json.
+pub fn rubric_import(path: &Path, out: Option<&Path>) -> i32 {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let rubric = match read_rubric(path, path) {
+        Ok(r) => r,
+        Err(d) => {
+            eprint!("{}", d.render(color));
+            return EXIT_USAGE;
+        }
+    };
+    let yaml = classroom::to_yaml(&rubric);
+    match out {
+        None => {
+            print!("{yaml}");
+            EXIT_OK
+        }
+        Some(file) => match std::fs::write(file, yaml) {
+            Ok(()) => {
+                eprintln!(
+                    "trun: wrote {} ({} criteria, {} points)",
+                    file.display(),
+                    rubric.criteria.len(),
+                    fmt_points(rubric.max_score())
+                );
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", file.display());
+                EXIT_USAGE
+            }
+        },
+    }
+}
+
+/// Reads and validates the rubric at `abs`, naming it `shown` in messages; errors become a
+/// diagnostic with the offending line when the rubric has positions.
+fn read_rubric(shown: &Path, abs: &Path) -> Result<Rubric, Diagnostic> {
+    let text = std::fs::read_to_string(abs)
+        .map_err(|e| Diagnostic::plain(format!("cannot read rubric {}: {e}", shown.display())))?;
+    let origin = shown.display().to_string();
+    parse_rubric(&text, RubricFormat::of(shown), &origin)
+        .map_err(|e| rubric_diagnostic(&e, shown, &text))
+}
+
+fn rubric_diagnostic(e: &RubricError, path: &Path, text: &str) -> Diagnostic {
+    let (pos, message) = match e {
+        RubricError::Syntax { pos, message, .. } => (*pos, message.clone()),
+        RubricError::Invalid { pos, kind, .. } => (*pos, kind.to_string()),
+        RubricError::Read { .. } => (None, e.to_string()),
+    };
+    let mut d = Diagnostic::plain(message);
+    if !matches!(e, RubricError::Read { .. }) {
+        d.path = Some(path.to_path_buf());
+    }
+    if let Some(p) = pos {
+        d.line = p.line as u32;
+        d.col = p.col as u32;
+        d.source_line = text
+            .lines()
+            .nth((p.line as usize).saturating_sub(1))
+            .map(str::to_string);
+        d.width = 1;
+    }
+    d
+}
+
+/// The workspace whose `.trun/state.db` holds grading runs and the grade cache: the
+/// directory of the nearest `trun.yaml` above `cwd`, or `cwd`.
+pub fn state_root(cwd: &Path) -> PathBuf {
+    crate::workflow::discover(cwd)
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| cwd.to_path_buf())
+}
+
+/// What `grade_with` writes to: results on `out`, progress and messages on `err`.
+struct Io<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    color: bool,
+}
+
+impl Io<'_> {
+    fn usage(&mut self, d: Diagnostic) -> i32 {
+        let _ = write!(self.err, "{}", d.render(self.color));
+        EXIT_USAGE
+    }
+
+    fn note(&mut self, line: &str) {
+        let _ = writeln!(self.err, "trun: {line}");
+    }
+}
+
+/// `trun grade` relative to `cwd`, writing results to `out` and messages to `err`.
+pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut io = Io {
+        out,
+        err,
+        color: !args.no_color,
+    };
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
+    let rubric = match read_rubric(&args.rubric, &abs(&args.rubric)) {
+        Ok(r) => r,
+        Err(d) => return io.usage(d),
+    };
+    let repos = match collect_repos(args, cwd) {
+        Ok(r) => r,
+        Err(d) => return io.usage(d),
+    };
+    if args.jobs == Some(0) {
+        return io.usage(Diagnostic::plain("-j needs at least 1"));
+    }
+    // Without --out, a single report of a single repository may go to stdout.
+    let stdout_format =
+        match (&args.out, args.format.as_slice()) {
+            (None, []) => None,
+            (None, [f]) if repos.len() == 1 && !args.json => Some(*f),
+            (None, _) => return io.usage(
+                Diagnostic::plain("--format writes files: give --out DIR").with_help(
+                    "without --out, only one format for one repository can go to standard output",
+                ),
+            ),
+            (Some(_), _) => None,
+        };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trun-grade")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return io.usage(Diagnostic::plain(format!("cannot start the runtime: {e}"))),
+    };
+    let root = state_root(cwd);
+    crate::docker::set_workspace(&root);
+    let db = crate::state::db_path(&root);
+    let mut store = match Store::open(&db) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            io.note(&format!(
+                "warning: grading without recording the run or reusing results: {e}"
+            ));
+            None
+        }
+    };
+    let cache = match store.as_ref().map(|_| GradeCache::open(&db)) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            io.note(&format!("warning: grading without reusing results: {e}"));
+            None
+        }
+        None => None,
+    };
+
+    // Docker first: an unreachable daemon or a missing image must stop us before a run is
+    // recorded.
+    let docker = match (&rubric.container, args.local) {
+        (Some(container), false) => {
+            let docker = match runtime.block_on(crate::docker::Docker::connect()) {
+                Ok(d) => d,
+                Err(e) => {
+                    return io.usage(Diagnostic::plain(format!(
+                        "{} grades in a container, but {e} (or pass --local to grade on this machine, without isolation)",
+                        args.rubric.display()
+                    )))
+                }
+            };
+            if container.dockerfile.is_some() {
+                io.note("building the grading image (skipped when its Dockerfile and context are unchanged)");
+            }
+            let memory: Box<dyn crate::docker::actions::Memory> = match Store::open(&db) {
+                Ok(s) => Box::new(crate::actions::StoreMemory(Mutex::new(s))),
+                Err(_) => Box::new(NoMemory),
+            };
+            let rubric_dir = abs(&args.rubric)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| cwd.to_path_buf());
+            let image = runtime.block_on(resolve_image(
+                &docker,
+                container,
+                &rubric_dir,
+                memory.as_ref(),
+                &mut |_, _| {},
+            ));
+            match image {
+                Ok(image) => Some((docker, image)),
+                Err(e) => return io.usage(Diagnostic::plain(e.to_string())),
+            }
+        }
+        _ => None,
+    };
+
+    let keys = unique_keys(&repos);
+    let run_id = store.as_mut().and_then(|s| {
+        s.begin_run(
+            &format!("grade {}", args.rubric.display()),
+            &abs(&args.rubric).display().to_string(),
+            &command_line(args),
+            &job_infos(&rubric, &repos, &keys),
+        )
+        .ok()
+    });
+    // Containers are labelled with the run so `trun gc` finds them if we are killed; a run
+    // that could not be recorded still needs a label no other run uses.
+    let label_run = run_id.unwrap_or_else(|| -(std::process::id() as i64));
+    runtime.spawn(on_interrupt(
+        docker.as_ref().map(|(d, _)| d.clone()),
+        run_id,
+        label_run,
+        db.clone(),
+    ));
+
+    let runner: Box<dyn CriterionRunner> = match &docker {
+        Some((d, image)) => Box::new(DockerRunner::new(
+            d.clone(),
+            runtime.handle().clone(),
+            image.clone(),
+            Limits::of(&rubric),
+            label_run,
+        )),
+        None => Box::new(LocalRunner::new()),
+    };
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let started = Instant::now();
+    let mut results = if repos.len() == 1 {
+        vec![grade_one(
+            &rubric,
+            &repos[0],
+            runner.as_ref(),
+            cache.as_ref(),
+            args.force,
+        )]
+    } else {
+        let opts = BatchOptions {
+            jobs,
+            progress: !args.json,
+            force: args.force,
+        };
+        grade_batch(&rubric, &repos, runner.as_ref(), cache.as_ref(), &opts).results
+    };
+    let took = started.elapsed();
+    for (r, key) in results.iter_mut().zip(&keys) {
+        r.repo = key.clone();
+    }
+    let runner_name = runner.name();
+    drop(runner);
+    if let Some((d, _)) = &docker {
+        // Every sandbox removed its container; this catches what a panic left.
+        if let Ok(report) = runtime.block_on(d.cleanup_run(label_run)) {
+            for e in report.errors {
+                io.note(&format!("warning: cleanup: {e}"));
+            }
+        }
+    }
+    if let (Some(store), Some(run_id)) = (store.as_mut(), run_id) {
+        let log_dir = root.join(".trun").join("logs").join(run_id.to_string());
+        let events = run_events(&rubric, &results, run_id, &log_dir, took.as_millis() as u64);
+        if let Err(e) = store.record(&events) {
+            io.note(&format!(
+                "warning: could not record the run in the state store: {e}"
+            ));
+        }
+    }
+    runtime.shutdown_background();
+
+    let code = if results.iter().any(|r| r.error.is_some()) {
+        EXIT_ERRORED
+    } else {
+        EXIT_OK
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "run_id": run_id,
+            "rubric": args.rubric,
+            "runner": runner_name,
+            "duration_ms": took.as_millis() as u64,
+            "repos": results,
+        });
+        let _ = writeln!(
+            io.out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+    } else if let [one] = results.as_slice() {
+        match stdout_format {
+            Some(f) => {
+                let _ = writeln!(io.out, "{}", f.render(one));
+            }
+            None => {
+                let _ = write!(io.out, "{}", report::table(one, io.color));
+            }
+        }
+    } else {
+        let _ = write!(io.out, "{}", summary(&results, io.color));
+    }
+    let reused = results.iter().filter(|r| r.cached).count();
+    if reused > 0 && (results.len() > 1 || args.json || stdout_format.is_some()) {
+        let what = match results.as_slice() {
+            [one] => format!(
+                "{}: reused the result graded {}",
+                one.repo,
+                ago(one.graded_at)
+            ),
+            _ => format!("reused {reused} of {} stored results", results.len()),
+        };
+        io.note(&format!(
+            "{what} (nothing it depends on changed; --force grades again)"
+        ));
+    }
+    if results.len() > 1 {
+        io.note(&format!(
+            "graded {} repositories in {:.1}s (-j {jobs}, {})",
+            results.len(),
+            took.as_secs_f64(),
+            if docker.is_some() {
+                "a container each"
+            } else {
+                "locally"
+            }
+        ));
+    }
+    if let Some(dir) = &args.out {
+        let dir = abs(dir);
+        let formats = if args.format.is_empty() {
+            vec![Format::Json]
+        } else {
+            args.format.clone()
+        };
+        let written = match results.as_slice() {
+            [one] => report::write_reports(one, &dir, &formats),
+            _ => report::write_batch_reports(&rubric, &results, &dir, &formats),
+        };
+        match written {
+            Ok(_) if results.len() > 1 => io.note(&format!(
+                "wrote {} and reports for {} repositories",
+                dir.join("gradebook.csv").display(),
+                results.len()
+            )),
+            Ok(files) => {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                io.note(&format!("wrote {}", names.join(", ")));
+            }
+            Err(e) => {
+                return io.usage(Diagnostic::plain(format!(
+                    "cannot write reports to {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
+    } else if results.len() > 1 && !args.json {
+        io.note("pass --out DIR to write gradebook.csv and a report per repository");
+    }
+    code
+}
+
+/// The repositories named on the command line and found under `--repos`, in that order;
+/// the current directory when neither is given.
+fn collect_repos(args: &GradeArgs, cwd: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut repos = Vec::new();
+    for r in &args.repos {
+        let path = if r.is_absolute() {
+            r.clone()
+        } else if r.as_os_str() == "." {
+            cwd.to_path_buf()
+        } else {
+            cwd.join(r)
+        };
+        if !path.exists() {
+            return Err(Diagnostic::plain(format!(
+                "repository {} does not exist",
+                r.display()
+            )));
+        }
+        repos.push(path);
+    }
+    if let Some(dir) = &args.repos_dir {
+        let found = repos_in(&cwd.join(dir))
+            .map_err(|e| Diagnostic::plain(format!("cannot list {}: {e}", dir.display())))?;
+        if found.is_empty() {
+            return Err(Diagnostic::plain(format!(
+                "{} has no repositories (subdirectories) to grade",
+                dir.display()
+            )));
+        }
+        repos.extend(found);
+    } else if repos.is_empty() {
+        repos.push(cwd.to_path_buf());
+    }
+    Ok(repos)
+}
+
+/// Job keys for the repositories: their directory names, made unique with `-2`, `-3`.
+fn unique_keys(repos: &[PathBuf]) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    repos
+        .iter()
+        .map(|r| {
+            let name = super::score::repo_name(r);
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                name
+            } else {
+                format!("{name}-{n}")
+            }
+        })
+        .collect()
+}
+
+/// How the invocation is shown in `trun history`.
+fn command_line(args: &GradeArgs) -> Vec<String> {
+    let mut v = vec!["grade".to_string()];
+    v.extend(args.repos.iter().map(|r| r.display().to_string()));
+    if let Some(d) = &args.repos_dir {
+        v.extend(["--repos".to_string(), d.display().to_string()]);
+    }
+    v.extend(["--rubric".to_string(), args.rubric.display().to_string()]);
+    if let Some(j) = args.jobs {
+        v.push(format!("-j{j}"));
+    }
+    for (on, flag) in [
+        (args.force, "--force"),
+        (args.local, "--local"),
+        (args.json, "--json"),
+    ] {
+        if on {
+            v.push(flag.to_string());
+        }
+    }
+    v
+}
+
+/// Steps of every repository's job: `setup` when the rubric has one, then the criteria in
+/// rubric order.
+fn steps(rubric: &Rubric) -> Vec<StepInfo> {
+    let setup = rubric
+        .setup
+        .as_ref()
+        .map(|_| ("setup".to_string(), "setup".to_string()));
+    setup
+        .into_iter()
+        .chain(
+            rubric
+                .criteria
+                .iter()
+                .map(|c| (c.id.clone(), c.display_title().to_string())),
+        )
+        .enumerate()
+        .map(|(index, (id, name))| StepInfo { index, id, name })
+        .collect()
+}
+
+fn job_infos(rubric: &Rubric, repos: &[PathBuf], keys: &[String]) -> Vec<JobInfo> {
+    let steps = steps(rubric);
+    repos
+        .iter()
+        .zip(keys)
+        .map(|(repo, key)| JobInfo {
+            key: key.clone(),
+            job_id: "grade".to_string(),
+            name: key.clone(),
+            needs: Vec::new(),
+            matrix: BTreeMap::from([(
+                "repo".to_string(),
+                serde_json::Value::from(repo.display().to_string()),
+            )]),
+            steps: steps.clone(),
+        })
+        .collect()
+}
+
+/// The events that record a finished grading in the state store. Criteria become steps
+/// (the engine's vocabulary: a failed criterion is a failed step that does not fail its
+/// job, like `continue-on-error`); a reused result is recorded as up-to-date steps. Output
+/// goes to log files under `log_dir`, as for workflow steps.
+fn run_events(
+    rubric: &Rubric,
+    results: &[RepoResult],
+    run_id: i64,
+    log_dir: &Path,
+    took_ms: u64,
+) -> Vec<Event> {
+    let offset = usize::from(rubric.setup.is_some());
+    let mut events = Vec::new();
+    for r in results {
+        let job = r.repo.clone();
+        events.push(Event::JobStarted {
+            job: job.clone(),
+            at: r.graded_at,
+        });
+        let mut at = r.graded_at;
+        if let Some(s) = &r.setup {
+            let step = StepRun {
+                job: &job,
+                step: 0,
+                name: "setup",
+                status: if s.passed {
+                    Status::Success
+                } else {
+                    Status::Failure
+                },
+                reason: (!s.passed).then(|| format!("setup failed: {}", s.reason)),
+                exit_code: None,
+                outputs: BTreeMap::new(),
+                log: log_text(&s.stdout.text, &s.stderr.text),
+            };
+            let how = if r.cached {
+                How::Reused
+            } else {
+                How::Ran(s.duration_ms)
+            };
+            step.push(&mut events, &mut at, how, log_dir);
+        }
+        for i in rubric.run_order() {
+            let Some(c) = r.criteria.get(i) else { continue };
+            let points = format!("{}/{}", fmt_points(c.points), fmt_points(c.max_points));
+            let reason = match &c.reason {
+                Some(why) => format!("{}: {why} ({points} points)", c.status),
+                None => format!("{} ({points} points)", c.status),
+            };
+            let step = StepRun {
+                job: &job,
+                step: i + offset,
+                name: &c.title,
+                status: c.status.step_status(),
+                reason: Some(reason),
+                exit_code: c.exit_code,
+                outputs: BTreeMap::from([
+                    ("status".to_string(), c.status.to_string()),
+                    ("points".to_string(), fmt_points(c.points)),
+                    ("max-points".to_string(), fmt_points(c.max_points)),
+                ]),
+                log: log_text(&c.stdout.text, &c.stderr.text),
+            };
+            let how = if r.cached {
+                How::Reused
+            } else if c.status == CriterionStatus::Skipped || r.error.is_some() {
+                How::NotRun
+            } else {
+                How::Ran(c.duration_ms)
+            };
+            step.push(&mut events, &mut at, how, log_dir);
+        }
+        let (status, reason) = match &r.error {
+            Some(e) => (Status::Failure, format!("grading failed: {e}")),
+            None => (
+                Status::Success,
+                format!(
+                    "{}/{} points{}",
+                    fmt_points(r.score),
+                    fmt_points(r.max_score),
+                    if r.cached { " (reused)" } else { "" }
+                ),
+            ),
+        };
+        events.push(Event::JobFinished {
+            job,
+            status,
+            reason: Some(reason),
+            at: r.graded_at + r.duration_ms as i64,
+            duration_ms: if r.cached { 0 } else { r.duration_ms },
+            outputs: BTreeMap::from([
+                ("score".to_string(), fmt_points(r.score)),
+                ("max-score".to_string(), fmt_points(r.max_score)),
+            ]),
+        });
+    }
+    let failed = results.iter().any(|r| r.error.is_some());
+    events.push(Event::RunFinished {
+        run_id,
+        status: if failed {
+            Status::Failure
+        } else {
+            Status::Success
+        },
+        at: now_ms(),
+        duration_ms: took_ms,
+    });
+    events
+}
+
+fn log_text(stdout: &str, stderr: &str) -> String {
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (_, true) => stdout.to_string(),
+        (true, false) => stderr.to_string(),
+        (false, false) => format!("{stdout}\n--- stderr ---\n{stderr}"),
+    }
+}
+
+/// Whether a step ran, and for how long.
+enum How {
+    Ran(u64),
+    /// Its result was reused from the grade cache: recorded as up to date.
+    Reused,
+    /// Skipped for a failed need, or never reached because grading crashed.
+    NotRun,
+}
+
+/// One step's record, before it becomes events.
+struct StepRun<'a> {
+    job: &'a str,
+    step: usize,
+    name: &'a str,
+    status: Status,
+    reason: Option<String>,
+    exit_code: Option<i32>,
+    outputs: BTreeMap<String, String>,
+    log: String,
+}
+
+impl StepRun<'_> {
+    fn push(self, events: &mut Vec<Event>, at: &mut i64, how: How, log_dir: &Path) {
+        let ms = match how {
+            How::Ran(ms) => ms,
+            How::Reused | How::NotRun => {
+                let (status, reason) = match how {
+                    How::Reused => (
+                        Status::Skipped,
+                        self.reason.map(|r| format!("up to date, reused: {r}")),
+                    ),
+                    _ => (self.status, self.reason),
+                };
+                events.push(Event::StepFinished {
+                    job: self.job.to_string(),
+                    step: self.step,
+                    status,
+                    exit_code: None,
+                    reason,
+                    attempt: 0,
+                    at: *at,
+                    duration_ms: 0,
+                    outputs: self.outputs,
+                    continue_on_error: status == Status::Failure,
+                    log_path: None,
+                });
+                return;
+            }
+        };
+        events.push(Event::StepStarted {
+            job: self.job.to_string(),
+            step: self.step,
+            name: self.name.to_string(),
+            attempt: 1,
+            at: *at,
+        });
+        *at += ms as i64;
+        let log_path = (!self.log.is_empty())
+            .then(|| {
+                let dir = log_dir.join(sanitize(self.job));
+                let path = dir.join(format!("{:02}-{}.log", self.step + 1, sanitize(self.name)));
+                std::fs::create_dir_all(&dir)
+                    .and_then(|_| std::fs::write(&path, &self.log))
+                    .ok()
+                    .map(|_| path.display().to_string())
+            })
+            .flatten();
+        events.push(Event::StepFinished {
+            job: self.job.to_string(),
+            step: self.step,
+            status: self.status,
+            exit_code: self.exit_code,
+            reason: self.reason,
+            attempt: 1,
+            at: *at,
+            duration_ms: ms,
+            outputs: self.outputs,
+            continue_on_error: self.status == Status::Failure,
+            log_path,
+        });
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The batch summary: one line per repository (score, and why it lost points in a way a
+/// grader should look at), then the mean.
+fn summary(results: &[RepoResult], color: bool) -> String {
+    let width = results
+        .iter()
+        .map(|r| console::measure_text_width(&r.repo))
+        .max()
+        .unwrap_or(0)
+        .max("repo".len());
+    let mut out = format!("{:width$}  {:>9}  notes\n", "repo", "score");
+    for r in results {
+        let score = match &r.error {
+            Some(_) => "error".to_string(),
+            None => format!("{}/{}", fmt_points(r.score), fmt_points(r.max_score)),
+        };
+        let mut notes: Vec<String> = Vec::new();
+        if let Some(e) = &r.error {
+            notes.push(e.clone());
+        }
+        if let Some(s) = r.setup.as_ref().filter(|s| !s.passed) {
+            notes.push(format!("setup failed: {}", s.reason));
+        }
+        let timed_out: Vec<&str> = r
+            .criteria
+            .iter()
+            .filter(|c| c.status == CriterionStatus::Timeout)
+            .map(|c| c.id.as_str())
+            .collect();
+        if !timed_out.is_empty() {
+            notes.push(format!("timed out: {}", timed_out.join(", ")));
+        }
+        if r.cached {
+            notes.push("reused".to_string());
+        }
+        let score = format!("{score:>9}");
+        let score = if color && r.error.is_some() {
+            console::style(score)
+                .red()
+                .bold()
+                .force_styling(true)
+                .to_string()
+        } else {
+            score
+        };
+        let line = format!("{}  {score}  {}", pad(&r.repo, width), notes.join("; "));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let graded: Vec<&RepoResult> = results.iter().filter(|r| r.error.is_none()).collect();
+    if let Some(first) = graded.first() {
+        let mean = graded.iter().map(|r| r.score).sum::<f64>() / graded.len() as f64;
+        let errors = results.len() - graded.len();
+        out.push_str(&format!(
+            "{}  {:>9}  {}\n",
+            pad("mean", width),
+            format!("{}/{}", fmt_points(mean), fmt_points(first.max_score)),
+            if errors > 0 {
+                format!("{errors} not graded")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
+}
+
+fn pad(s: &str, width: usize) -> String {
+    let n = console::measure_text_width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// `12s ago`, `5m ago`, `3h ago`, `2d ago`.
+fn ago(ms: i64) -> String {
+    let s = ((now_ms() - ms) / 1000).max(0);
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+/// Ctrl-C or SIGTERM: remove this run's containers, record the run as cancelled, exit 130.
+/// Local commands run in their own process groups and are not reached from here.
+async fn on_interrupt(
+    docker: Option<crate::docker::Docker>,
+    run_id: Option<i64>,
+    label_run: i64,
+    db: PathBuf,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("\ntrun: interrupted; removing grading containers");
+    if let Some(d) = docker {
+        let _ = d.cleanup_run(label_run).await;
+    }
+    if let (Some(run_id), Ok(mut store)) = (run_id, Store::open(&db)) {
+        let _ = store.mark_run(run_id, Status::Cancelled);
+    }
+    std::process::exit(EXIT_INTERRUPTED);
+}
+
+/// Action memory that remembers nothing (when the state store cannot be opened).
+struct NoMemory;
+
+impl crate::docker::actions::Memory for NoMemory {
+    fn get(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn set(&self, _: &str, _: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_repo_names_get_unique_keys() {
+        let repos = [
+            PathBuf::from("/a/alice"),
+            PathBuf::from("/b/alice"),
+            PathBuf::from("/c/bob"),
+        ];
+        assert_eq!(unique_keys(&repos), ["alice", "alice-2", "bob"]);
+    }
+
+    #[test]
+    fn format_names_parse() {
+        assert_eq!(parse_format("gradescope"), Ok(Format::Gradescope));
+        assert_eq!(
+            parse_format("csv"),
+            Err(
+                "unknown report format `csv`; expected json, markdown, junit or gradescope"
+                    .to_string()
+            )
+        );
+    }
+}
