@@ -351,6 +351,9 @@ fn step_reason(step: &StepDetail) -> String {
     if step.continue_on_error && step.status == Status::Failure {
         parts.push("continue-on-error".to_string());
     }
+    if let Some(v) = step.definition_version {
+        parts.push(format!("definition v{v}"));
+    }
     parts.join("; ")
 }
 
@@ -539,6 +542,7 @@ mod tests {
             outputs: BTreeMap::new(),
             log_path: None,
             continue_on_error: false,
+            definition_version: None,
             attempts: Vec::new(),
         }
     }

@@ -255,6 +255,15 @@ impl StepHooks for Hooks {
         match skip {
             Some(reason) => {
                 drop(inner);
+                // The skipped step's result is the one its current definition produced.
+                if let Ok(mut store) = self.outputs.lock() {
+                    let _ = store.set_definition_version(
+                        self.run_id,
+                        job_key,
+                        step.index,
+                        check.definition_version,
+                    );
+                }
                 Some((reason, self.recorded_outputs(&spec.key)))
             }
             None => {
@@ -292,6 +301,10 @@ impl StepHooks for Hooks {
             // not the tree afterwards: a source edited while the step ran
             // must make the next run run it again, as with make.
             let _ = self.ut.record_success(&spec, &check, self.run_id);
+            let version = check.definition_version;
+            let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = store.set_definition_version(self.run_id, job_key, step.index, version);
+            drop(store);
             let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
             let _ = store.kv_set(
                 "step-outputs",

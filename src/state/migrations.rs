@@ -88,6 +88,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, key)
     );
     "#,
+    // 2: which version of a step's definition produced its result (the
+    // up-to-date engine numbers definitions; `trun show` names the version).
+    r#"
+    ALTER TABLE steps ADD COLUMN definition_version INTEGER;
+    "#,
 ];
 
 /// Number of migrations this build knows; the `user_version` it leaves behind.

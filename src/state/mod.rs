@@ -239,6 +239,21 @@ impl Store {
 
     /// A small value a built-in action remembers between runs (e.g. when an
     /// image was last pulled).
+    /// Which version of its definition produced a step's result.
+    pub fn set_definition_version(
+        &mut self,
+        run_id: i64,
+        job_key: &str,
+        idx: usize,
+        version: u32,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE steps SET definition_version = ?4 WHERE run_id = ?1 AND job_key = ?2 AND idx = ?3",
+            params![run_id, job_key, idx as i64, version],
+        )?;
+        Ok(())
+    }
+
     pub fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn

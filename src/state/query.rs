@@ -63,6 +63,10 @@ pub struct StepDetail {
     pub outputs: BTreeMap<String, String>,
     pub log_path: Option<String>,
     pub continue_on_error: bool,
+    /// The version of the step's definition this result came from (steps
+    /// with `sources` only; a new version is a tainted step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition_version: Option<u32>,
     pub attempts: Vec<AttemptDetail>,
 }
 
@@ -134,7 +138,7 @@ impl Store {
         {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT job_key, idx, step_id, name, status, reason, exit_code, started_at, finished_at,
-                        duration_ms, outputs, log_path, continue_on_error
+                        duration_ms, outputs, log_path, continue_on_error, definition_version
                  FROM steps WHERE run_id = ?1 ORDER BY job_key, idx",
             )?;
             let mut rows = stmt.query([run_id])?;
@@ -155,6 +159,7 @@ impl Store {
                     outputs: outputs_from_json(&row.get::<_, String>(10)?)?,
                     log_path: row.get(11)?,
                     continue_on_error: row.get(12)?,
+                    definition_version: row.get(13)?,
                     attempts: attempts.remove(&(job_key.clone(), idx)).unwrap_or_default(),
                 };
                 steps.entry(job_key).or_default().push(step);
