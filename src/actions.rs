@@ -17,12 +17,25 @@ use tokio::sync::watch;
 
 pub use builtin::WithError;
 
+/// The action that expands a rubric into one generated step per criterion.
+pub const GRADE: &str = "rubric/grade";
+
+/// Every built-in, for help texts and did-you-mean.
+pub const KNOWN: &[&str] = &[
+    "files/exist",
+    "docker/build",
+    "docker/pull",
+    "docker/run",
+    "docker/exec",
+    GRADE,
+];
+
 pub fn is_builtin(uses: &str) -> bool {
-    builtin::is_builtin(uses)
+    uses == GRADE || builtin::is_builtin(uses)
 }
 
 pub fn known() -> &'static [&'static str] {
-    builtin::known()
+    KNOWN
 }
 
 pub fn needs_docker(uses: &str) -> bool {
@@ -30,7 +43,33 @@ pub fn needs_docker(uses: &str) -> bool {
 }
 
 pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> {
-    builtin::validate(uses, with)
+    if uses != GRADE {
+        return builtin::validate(uses, with);
+    }
+    for key in with.keys() {
+        if key != "rubric" && key != "repo" {
+            let hint = crate::diag::did_you_mean(key, ["rubric", "repo"])
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(WithError {
+                key: Some(key.clone()),
+                message: format!("unknown key `{key}`{hint}; `{GRADE}` takes `rubric` and `repo`"),
+            });
+        }
+    }
+    match with.get("rubric") {
+        None => Err(WithError {
+            key: None,
+            message: "missing required key `rubric` (the rubric file)".into(),
+        }),
+        // The rubric is read at plan time to generate the steps, so it
+        // cannot depend on anything computed during the run.
+        Some(Value::String(s)) if !s.contains("${{") => Ok(()),
+        Some(_) => Err(WithError {
+            key: Some("rubric".into()),
+            message: "`rubric` must be a literal path (it is read when the plan is made)".into(),
+        }),
+    }
 }
 
 /// What an action step knows about where it runs.

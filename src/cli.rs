@@ -547,7 +547,23 @@ fn cmd_run(a: RunArgs) -> CmdResult {
             if a.no_wait {
                 return Err(vec![Diagnostic::plain(e.to_string())]);
             }
-            eprintln!("trun: waiting: {e}");
+            match &e {
+                LockError::Held {
+                    pid,
+                    run_id,
+                    command,
+                    ..
+                } => {
+                    let run = run_id.map(|r| format!(", run {r}")).unwrap_or_default();
+                    eprintln!(
+                        "trun: waiting for another trun to finish (pid {pid}{run}: {command})…"
+                    );
+                }
+                _ => eprintln!(
+                    "trun: waiting for another process to release {}…",
+                    dir.join("lock").display()
+                ),
+            }
             WorkspaceLock::acquire_blocking(&dir, &holder)
                 .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
         }

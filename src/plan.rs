@@ -84,6 +84,23 @@ pub enum Action {
         uses: String,
         with: Map<String, Value>,
     },
+    /// A step generated from a `rubric/grade` step: the rubric's setup, one
+    /// criterion, or the closing score.
+    Grade {
+        #[serde(skip)]
+        rubric: std::sync::Arc<crate::grade::Rubric>,
+        /// The repository graded, relative to the workspace.
+        repo: String,
+        part: GradePart,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "part", content = "criterion", rename_all = "lowercase")]
+pub enum GradePart {
+    Setup,
+    Criterion(String),
+    Score,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -205,14 +222,22 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 .entry(id.value.clone())
                 .or_default()
                 .push(key.clone());
-            jobs.push(plan_job(
+            let planned = plan_job(
+                &wf.root,
                 &id.value,
                 key,
                 &job.value,
                 matrix,
                 default_shell.as_deref(),
                 default_wd.as_deref(),
-            ));
+            );
+            match planned {
+                Ok(j) => jobs.push(j),
+                Err(m) => errs.push(Diagnostic::plain(m).with_help(format!(
+                    "while expanding the `rubric/grade` step of job `{}`",
+                    id.value
+                ))),
+            }
         }
     }
     if !errs.is_empty() {
@@ -425,13 +450,14 @@ fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
 }
 
 fn plan_job(
+    root: &std::path::Path,
     id: &str,
     key: String,
     job: &Job,
     matrix: Map<String, Value>,
     default_shell: Option<&str>,
     default_wd: Option<&str>,
-) -> PlannedJob {
+) -> Result<PlannedJob, String> {
     let job_shell = job
         .defaults
         .as_ref()
@@ -446,29 +472,33 @@ fn plan_job(
         .and_then(|r| r.working_directory.as_ref())
         .map(|s| s.value.as_str())
         .or(default_wd);
-    let steps = job
-        .steps
-        .value
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            plan_step(
-                i,
-                &s.value,
-                s.loc.line,
-                job_shell,
-                job_wd,
-                job.container.is_some(),
-            )
-        })
-        .collect();
+    let mut steps: Vec<PlannedStep> = Vec::new();
+    for s in &job.steps.value {
+        let step = plan_step(
+            steps.len(),
+            &s.value,
+            s.loc.line,
+            job_shell,
+            job_wd,
+            job.container.is_some(),
+        );
+        match &step.action {
+            Action::Uses { uses, with } if uses == crate::actions::GRADE => {
+                for mut g in expand_rubric(root, &step, with)? {
+                    g.index = steps.len();
+                    steps.push(g);
+                }
+            }
+            _ => steps.push(step),
+        }
+    }
     let strategy = job.strategy.as_ref();
     let name = match &job.name {
         Some(n) if matrix.is_empty() => n.value.clone(),
         Some(n) => format!("{} {}", n.value, key.trim_start_matches(id).trim()),
         None => key.clone(),
     };
-    PlannedJob {
+    Ok(PlannedJob {
         key,
         job_id: id.to_string(),
         name,
@@ -502,7 +532,81 @@ fn plan_job(
             .and_then(|s| s.max_parallel.as_ref())
             .map(|m| m.value),
         steps,
+    })
+}
+
+/// A `rubric/grade` step becomes generated steps: the rubric's setup, one
+/// step per criterion, and a closing step that adds up the score (and
+/// carries the original step's id, so `steps.<id>.outputs.score` works).
+/// They are first-class steps: in `trun plan`, in the state store, in reports.
+fn expand_rubric(
+    root: &std::path::Path,
+    step: &PlannedStep,
+    with: &Map<String, Value>,
+) -> Result<Vec<PlannedStep>, String> {
+    let rubric_path = with
+        .get("rubric")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let repo = with
+        .get("repo")
+        .and_then(Value::as_str)
+        .unwrap_or(".")
+        .to_string();
+    let rubric = crate::grade::load_rubric(&root.join(rubric_path)).map_err(|e| e.to_string())?;
+    let rubric = std::sync::Arc::new(rubric);
+    let generated = |id: String, name: String, part: GradePart| PlannedStep {
+        index: 0,
+        id,
+        has_id: true,
+        name,
+        action: Action::Grade {
+            rubric: rubric.clone(),
+            repo: repo.clone(),
+            part,
+        },
+        env: step.env.clone(),
+        condition: None,
+        working_directory: None,
+        // A failing criterion is a result, not a reason to stop grading.
+        continue_on_error: true,
+        timeout: None,
+        retry: RetryPolicy::NONE,
+        sources: Vec::new(),
+        generates: Vec::new(),
+        line: step.line,
+    };
+    let mut out = Vec::new();
+    if rubric.setup.is_some() {
+        out.push(generated(
+            format!("{}-setup", step.id),
+            "setup".into(),
+            GradePart::Setup,
+        ));
     }
+    for c in &rubric.criteria {
+        let title = c.title.clone().unwrap_or_else(|| c.id.clone());
+        let pts = if c.points == 1.0 {
+            "1 pt".to_string()
+        } else {
+            format!("{} pts", c.points)
+        };
+        out.push(generated(
+            format!("{}-{}", step.id, c.id.replace('.', "-")),
+            format!("{title} ({pts})"),
+            GradePart::Criterion(c.id.clone()),
+        ));
+    }
+    let name = if step.name == step.id || step.name == crate::actions::GRADE {
+        "score".to_string()
+    } else {
+        step.name.clone()
+    };
+    let mut score = generated(step.id.clone(), name, GradePart::Score);
+    score.continue_on_error = step.continue_on_error;
+    score.condition = step.condition.clone();
+    out.push(score);
+    Ok(out)
 }
 
 fn plan_step(
@@ -564,6 +668,7 @@ fn plan_step(
             n
         }
         (None, Action::Uses { uses, .. }) => uses.clone(),
+        (None, Action::Grade { .. }) => id.clone(),
     };
     let retry = s
         .retry

@@ -89,6 +89,9 @@ pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
             "run": script, "shell": shell.name(), "inline": inline_expressions,
         }),
         Action::Uses { uses, with } => json!({ "uses": uses, "with": with }),
+        Action::Grade { rubric, repo, part } => {
+            json!({ "rubric": **rubric, "repo": repo, "part": part })
+        }
     };
     json!({
         "action": action,

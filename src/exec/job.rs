@@ -121,6 +121,7 @@ impl JobRunner {
         }
         let deadline = job.timeout.map(|t| Instant::now() + t);
         let mut extra_path: Vec<String> = Vec::new();
+        let mut grading: Option<super::grade_step::Grading> = None;
         let mut job_failed = failure.is_some();
         let mut cancelled = *cancel.borrow();
 
@@ -163,6 +164,7 @@ impl JobRunner {
                             &tmp_prefix,
                             remaining,
                             container.as_ref().map(|c| c.0.as_str()),
+                            &mut grading,
                             &mut cancel,
                         )
                         .await
@@ -289,6 +291,7 @@ impl JobRunner {
         tmp_prefix: &Path,
         job_remaining: Option<Duration>,
         container: Option<&str>,
+        grading: &mut Option<super::grade_step::Grading>,
         cancel: &mut watch::Receiver<bool>,
     ) -> StepEnd {
         let job = &self.plan.jobs[self.index];
@@ -388,6 +391,10 @@ impl JobRunner {
                 }
                 (None, serde_json::json!({ "uses": uses, "with": rendered }))
             }
+            Action::Grade { repo, .. } => match self.templates.render(repo, &step_ctx) {
+                Ok(r) => (None, serde_json::json!({ "repo": r })),
+                Err(e) => return StepEnd::failed(format!("with.repo: {}", e.message)),
+            },
         };
 
         if let Some(hooks) = &self.opts.hooks {
@@ -467,6 +474,27 @@ impl JobRunner {
                     )
                     .await
                 }
+                None if matches!(step.action, Action::Grade { .. }) => {
+                    let Action::Grade { rubric, part, .. } = &step.action else {
+                        unreachable!()
+                    };
+                    let repo = self
+                        .plan
+                        .root
+                        .join(definition["repo"].as_str().unwrap_or("."));
+                    let outcome =
+                        super::grade_step::run(grading, rubric.clone(), repo, part.clone()).await;
+                    for (stream, line) in outcome.lines {
+                        let _ = writeln!(log, "{line}");
+                        on_line(stream, line);
+                    }
+                    if let Exit::Failed(why) = &outcome.exit {
+                        let _ = writeln!(log, "{why}");
+                    }
+                    write_outputs(&output_file, &outcome.outputs);
+                    skipped_by_action = outcome.skipped;
+                    outcome.exit
+                }
                 None => {
                     let Action::Uses { uses, .. } = &step.action else {
                         unreachable!()
@@ -489,21 +517,7 @@ impl JobRunner {
                         &mut on_line,
                     )
                     .await;
-                    // Action outputs travel the same way as a script's.
-                    if !outcome.outputs.is_empty() {
-                        let text: String = outcome
-                            .outputs
-                            .iter()
-                            .map(|(k, v)| {
-                                if v.contains('\n') {
-                                    format!("{k}<<TRUN_EOF\n{v}\nTRUN_EOF\n")
-                                } else {
-                                    format!("{k}={v}\n")
-                                }
-                            })
-                            .collect();
-                        let _ = std::fs::write(&output_file, text);
-                    }
+                    write_outputs(&output_file, &outcome.outputs);
                     skipped_by_action = outcome.skipped;
                     outcome.exit
                 }
@@ -785,6 +799,24 @@ fn tmp_file(prefix: &Path, step: usize, kind: &str) -> PathBuf {
         .unwrap_or_default();
     name.push(format!(".{step}.{kind}"));
     prefix.with_file_name(name)
+}
+
+/// Outputs of a built-in travel the way a script's do: through its output file.
+fn write_outputs(path: &Path, outputs: &BTreeMap<String, String>) {
+    if outputs.is_empty() {
+        return;
+    }
+    let text: String = outputs
+        .iter()
+        .map(|(k, v)| {
+            if v.contains('\n') {
+                format!("{k}<<TRUN_EOF\n{v}\nTRUN_EOF\n")
+            } else {
+                format!("{k}={v}\n")
+            }
+        })
+        .collect();
+    let _ = std::fs::write(path, text);
 }
 
 /// A file-name-safe form of a job key or step id: `test (1, linux)` -> `test-1-linux`.

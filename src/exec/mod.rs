@@ -6,6 +6,7 @@
 //! SIGTERM): every running step's process group is killed, jobs not started
 //! are recorded as cancelled, and the run ends `cancelled`.
 
+pub mod grade_step;
 pub mod job;
 pub mod outputs;
 pub mod process;
