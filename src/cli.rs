@@ -17,6 +17,10 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+macro_rules! outln {
+    ($($t:tt)*) => { out(&format!("{}\n", format!($($t)*))) };
+}
+
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
@@ -182,8 +186,8 @@ pub struct HistoryArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// Run id (default: the latest run).
-    pub run: Option<i64>,
+    /// Run id or `last` (default: the latest run).
+    pub run: Option<String>,
     #[command(flatten)]
     pub file: FileArgs,
     #[arg(long)]
@@ -270,6 +274,7 @@ pub fn main() -> i32 {
             return EXIT_USAGE;
         }
     }
+    hoist_subcommand(&mut args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -290,12 +295,14 @@ pub fn main() -> i32 {
         Some(Command::Gc(a)) => cmd_gc(a),
         Some(Command::Cache(c)) => cmd_cache(c),
         Some(Command::Schema) => {
-            println!("{}", schema_text());
+            outln!("{}", schema_text());
             Ok(EXIT_OK)
         }
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "trun", &mut std::io::stdout());
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "trun", &mut buf);
+            out(&String::from_utf8_lossy(&buf));
             Ok(EXIT_OK)
         }
     };
@@ -316,6 +323,52 @@ pub fn main() -> i32 {
 }
 
 type CmdResult = Result<i32, Vec<Diagnostic>>;
+
+/// `trun -f ci.yaml plan` and `trun -i x=1 plan` mean `trun plan -f … -i …`:
+/// when only options stand before a command's name, move the name first so
+/// it is not taken for a job. Options that take a value are skipped with it.
+fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
+    const WITH_VALUE: &[&str] = &[
+        "-f",
+        "--file",
+        "-i",
+        "--input",
+        "-j",
+        "--jobs",
+        "--progress",
+    ];
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--" || !a.starts_with('-') {
+            if i > 1 && names.contains(&a) {
+                let cmd = args.remove(i);
+                args.insert(1, cmd);
+            }
+            return;
+        }
+        // `--force` takes an optional value: what follows is ambiguous, stop.
+        if a == "--force" {
+            return;
+        }
+        i += if WITH_VALUE.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+}
+
+/// Write to stdout; a reader that went away (`trun history | head -1`) is
+/// not an error worth a panic, so a broken pipe is ignored.
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+}
 
 /// The committed schema text: `trun schema` output and `schema/trun.schema.json`.
 pub fn schema_text() -> String {
@@ -392,7 +445,7 @@ fn state_dir(wf: &WorkflowFile) -> PathBuf {
 fn cmd_validate(a: FileOnly) -> CmdResult {
     let (wf, _) = load(&a.file)?;
     let n = wf.workflow.jobs.value.len();
-    println!(
+    outln!(
         "{}: ok ({n} job{})",
         wf.path.display(),
         if n == 1 { "" } else { "s" }
@@ -415,7 +468,7 @@ fn cmd_list(a: ListArgs) -> CmdResult {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
@@ -439,7 +492,7 @@ fn cmd_list(a: ListArgs) -> CmdResult {
         if !needs.is_empty() {
             line = format!("{}  (needs: {})", line.trim_end(), needs.join(", "));
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
     Ok(EXIT_OK)
 }
@@ -447,14 +500,11 @@ fn cmd_list(a: ListArgs) -> CmdResult {
 fn cmd_graph(a: GraphArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
     let plan = plan::build(&wf, &Request::default())?;
-    print!(
-        "{}",
-        if a.mermaid {
-            crate::graph::mermaid(&plan)
-        } else {
-            crate::graph::dot(&plan)
-        }
-    );
+    out(&if a.mermaid {
+        crate::graph::mermaid(&plan)
+    } else {
+        crate::graph::dot(&plan)
+    });
     Ok(EXIT_OK)
 }
 
@@ -470,15 +520,15 @@ fn cmd_plan(a: PlanArgs) -> CmdResult {
     let explained =
         crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&explained).unwrap_or_default()
         );
     } else {
-        print!(
-            "{}",
-            crate::explain::render(&explained, use_color(a.file.no_color))
-        );
+        out(&crate::explain::render(
+            &explained,
+            use_color(a.file.no_color),
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -496,15 +546,15 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         let explained =
             crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&explained).unwrap_or_default()
             );
         } else {
-            print!(
-                "{}",
-                crate::explain::render(&explained, use_color(a.file.no_color))
-            );
+            out(&crate::explain::render(
+                &explained,
+                use_color(a.file.no_color),
+            ));
         }
         return Ok(EXIT_OK);
     }
@@ -741,7 +791,7 @@ fn cmd_gc(a: GcArgs) -> CmdResult {
             d.gc(|run| live.contains(&run), a.all).await
         })
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
-    println!(
+    outln!(
         "removed {} container{}, {} network{}, {} volume{}{}",
         report.containers.len(),
         if report.containers.len() == 1 {
@@ -777,9 +827,9 @@ fn cmd_cache(c: CacheCommand) -> CmdResult {
             let ut = crate::uptodate_hooks::open_store(&wf.root).map_err(plain)?;
             let st = ut.cache_stats().map_err(|e| plain(e.to_string()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
             } else {
-                println!(
+                outln!(
                     "{} object{} ({}) in {}\n{} recorded success{} for {} step{}",
                     st.objects,
                     if st.objects == 1 { "" } else { "s" },
@@ -811,7 +861,7 @@ fn cmd_cache(c: CacheCommand) -> CmdResult {
             let (wf, _) = load(&file)?;
             let ut = crate::uptodate_hooks::open_store(&wf.root).map_err(plain)?;
             let r = ut.prune(keep, older).map_err(|e| plain(e.to_string()))?;
-            println!(
+            outln!(
                 "forgot {} success{}, deleted {} object{}, freed {}",
                 r.entries_removed,
                 if r.entries_removed == 1 { "" } else { "es" },
@@ -839,36 +889,78 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-fn open_store(file: &FileArgs) -> Result<(WorkflowFile, Store), Vec<Diagnostic>> {
-    let (wf, _) = load(file)?;
-    let db = crate::state::db_path(&wf.root);
-    if !db.exists() {
-        return Err(vec![Diagnostic::plain(format!(
-            "no runs recorded yet in {}",
-            wf.root.display()
-        ))
-        .with_help("run `trun` first")]);
+/// The workspace root (the workflow file's directory) without parsing the
+/// file: looking at past runs must work while the file is being fixed.
+fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
+    if let Some(dir) = &file.directory {
+        std::env::set_current_dir(dir).map_err(|e| {
+            vec![Diagnostic::plain(format!(
+                "cannot change to directory {}: {e}",
+                dir.display()
+            ))]
+        })?;
     }
-    let store = Store::open(&db).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
-    Ok((wf, store))
+    let path = match &file.file {
+        Some(p) => p.clone(),
+        None => {
+            let cwd = std::env::current_dir().map_err(|e| {
+                vec![Diagnostic::plain(format!(
+                    "cannot read the current directory: {e}"
+                ))]
+            })?;
+            workflow::discover(&cwd).ok_or_else(|| {
+                vec![Diagnostic::plain(format!(
+                    "no trun.yaml found in {} or any parent directory",
+                    cwd.display()
+                ))]
+            })?
+        }
+    };
+    let abs = std::path::absolute(&path).unwrap_or(path);
+    Ok(abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".")))
+}
+
+/// The state store, or `None` when nothing was ever recorded here.
+fn open_store(file: &FileArgs) -> Result<Option<Store>, Vec<Diagnostic>> {
+    let root = workspace_root(file)?;
+    let db = crate::state::db_path(&root);
+    if !db.exists() {
+        return Ok(None);
+    }
+    Store::open(&db)
+        .map(Some)
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])
+}
+
+fn no_runs() -> Vec<Diagnostic> {
+    vec![Diagnostic::plain("no runs recorded yet in this workspace").with_help("run `trun` first")]
 }
 
 fn cmd_history(a: HistoryArgs) -> CmdResult {
-    let (_, store) = open_store(&a.file)?;
-    let runs = store
-        .runs(a.limit)
-        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let runs = match open_store(&a.file)? {
+        Some(store) => store
+            .runs(a.limit)
+            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?,
+        None => Vec::new(),
+    };
+    if runs.is_empty() && !a.json {
+        outln!("no runs recorded yet");
+        return Ok(EXIT_OK);
+    }
     if a.json {
-        println!(
+        outln!(
             "{}",
             crate::history::history_json(&runs)
                 .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
         );
     } else {
-        print!(
-            "{}",
-            crate::history::render_history(&runs, use_color(a.file.no_color))
-        );
+        out(&crate::history::render_history(
+            &runs,
+            use_color(a.file.no_color),
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -888,8 +980,8 @@ fn resolve_run(store: &Store, run: Option<&str>) -> Result<i64, Vec<Diagnostic>>
 }
 
 fn cmd_show(a: ShowArgs) -> CmdResult {
-    let (_, store) = open_store(&a.file)?;
-    let id = resolve_run(&store, a.run.map(|r| r.to_string()).as_deref())?;
+    let store = open_store(&a.file)?.ok_or_else(no_runs)?;
+    let id = resolve_run(&store, a.run.as_deref())?;
     let detail = store
         .run(id)
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
@@ -898,22 +990,22 @@ fn cmd_show(a: ShowArgs) -> CmdResult {
                 .with_help("`trun history` lists the runs")]
         })?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             crate::history::run_json(&detail)
                 .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
         );
     } else {
-        print!(
-            "{}",
-            crate::history::render_run(&detail, use_color(a.file.no_color))
-        );
+        out(&crate::history::render_run(
+            &detail,
+            use_color(a.file.no_color),
+        ));
     }
     Ok(EXIT_OK)
 }
 
 fn cmd_logs(a: LogsArgs) -> CmdResult {
-    let (_, store) = open_store(&a.file)?;
+    let store = open_store(&a.file)?.ok_or_else(no_runs)?;
     let id = resolve_run(&store, Some(&a.run))?;
     let files = crate::history::logs(&store, id, a.selector.as_deref())
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;

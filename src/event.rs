@@ -148,6 +148,9 @@ pub enum Event {
         attempt: u32,
         delay_ms: u64,
         reason: String,
+        /// Exit code of the attempt that failed, when it exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
     },
     StepFinished {
         job: String,

@@ -40,10 +40,15 @@ pub fn mermaid(plan: &Plan) -> String {
     };
     let mut out = String::from("flowchart LR\n");
     for j in &plan.jobs {
+        let label = if j.name != j.key {
+            format!("{}<br/>{}", j.key, j.name)
+        } else {
+            j.key.clone()
+        };
         out.push_str(&format!(
             "  {}[\"{}\"]\n",
             id(&j.key),
-            j.key.replace('"', "#quot;")
+            label.replace('"', "#quot;")
         ));
     }
     for j in &plan.jobs {

@@ -313,12 +313,9 @@ fn resolve_inputs(
                 out.insert(name.value.clone(), v);
             }
             Err(m) => errs.push(match given_value {
-                Some(_) => Diagnostic::plain(m).with_help(format!(
-                    "declared at {}:{}:{}",
-                    wf.path.display(),
-                    name.loc.line,
-                    name.loc.col
-                )),
+                Some(_) => wf
+                    .error(name.loc, m)
+                    .with_help(format!("given with -i {}={raw}", name.value)),
                 None => wf.error(name.loc, m),
             }),
         }

@@ -293,8 +293,13 @@ impl WorkflowFile {
     }
 
     pub fn parse(path: &Path, text: String) -> Result<WorkflowFile, Diagnostic> {
-        let workflow: Workflow =
-            serde_saphyr::from_str(&text).map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
+        // YAML 1.2 booleans, as GitHub Actions reads them: `yes`, `on`, `n`
+        // stay strings.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        options.with_snippet = false;
+        let workflow: Workflow = serde_saphyr::from_str_with_options(&text, options)
+            .map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let root = abs
             .parent()

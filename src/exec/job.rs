@@ -578,6 +578,7 @@ impl JobRunner {
                     attempt,
                     delay_ms: delay.as_millis() as u64,
                     reason: exit.reason(),
+                    exit_code: exit.code(),
                 });
                 let _ = writeln!(
                     log,

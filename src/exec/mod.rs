@@ -426,10 +426,24 @@ fn job_context(
     jobm.insert("id".into(), Value::String(job.job_id.clone()));
     jobm.insert("name".into(), Value::String(job.name.clone()));
     jobm.insert("status".into(), Value::String("success".into()));
+    // A matrix key that only some legs have (from `include`) reads as null
+    // in the others, as in GitHub Actions, rather than failing mid-run.
+    let mut matrix = job.matrix.clone();
+    for &leg in legs_by_id
+        .get(job.job_id.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        for key in plan.jobs[leg].matrix.keys() {
+            if !matrix.contains_key(key) {
+                matrix.insert(key.clone(), Value::Null);
+            }
+        }
+    }
     let mut ctx = Context {
         inputs: plan.inputs.clone(),
         env: process_env.clone(),
-        matrix: job.matrix.clone(),
+        matrix,
         needs,
         steps: Map::new(),
         job: jobm,

@@ -126,35 +126,49 @@ pub fn grade(args: &GradeArgs) -> i32 {
 /// `trun rubric import FILE [-o OUT]`: the rubric as `rubric.yaml` text, on stdout or in
 /// `out`. Any rubric format is read; the point is GitHub Classroom's autograding.json.
 pub fn rubric_import(path: &Path, out: Option<&Path>) -> i32 {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    rubric_import_with(
+        path,
+        out,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    )
+}
+
+/// [`rubric_import`] writing to `stdout` and `stderr`.
+pub fn rubric_import_with(
+    path: &Path,
+    out: Option<&Path>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
     let rubric = match read_rubric(path, path) {
         Ok(r) => r,
         Err(d) => {
-            eprint!("{}", d.render(color));
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let _ = write!(stderr, "{}", d.render(color));
             return EXIT_USAGE;
         }
     };
     let yaml = classroom::to_yaml(&rubric);
-    match out {
-        None => {
-            print!("{yaml}");
+    let Some(file) = out else {
+        let _ = write!(stdout, "{yaml}");
+        return EXIT_OK;
+    };
+    match std::fs::write(file, yaml) {
+        Ok(()) => {
+            let _ = writeln!(
+                stderr,
+                "trun: wrote {} ({} criteria, {} points)",
+                file.display(),
+                rubric.criteria.len(),
+                fmt_points(rubric.max_score())
+            );
             EXIT_OK
         }
-        Some(file) => match std::fs::write(file, yaml) {
-            Ok(()) => {
-                eprintln!(
-                    "trun: wrote {} ({} criteria, {} points)",
-                    file.display(),
-                    rubric.criteria.len(),
-                    fmt_points(rubric.max_score())
-                );
-                EXIT_OK
-            }
-            Err(e) => {
-                eprintln!("error: cannot write {}: {e}", file.display());
-                EXIT_USAGE
-            }
-        },
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot write {}: {e}", file.display());
+            EXIT_USAGE
+        }
     }
 }
 

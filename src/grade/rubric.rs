@@ -1001,6 +1001,32 @@ criteria:
     }
 
     #[test]
+    fn container_limits_parse_and_are_checked() {
+        let r = Rubric::from_yaml(
+            "defaults: { memory: 1g, pids: 64, cpus: 0.5 }\ncriteria:\n  - {id: a, run: x}\n",
+            "r",
+        )
+        .expect("valid");
+        assert_eq!(r.defaults.memory, Some(ByteSize(1 << 30)));
+        assert_eq!((r.defaults.pids, r.defaults.cpus), (Some(64), Some(0.5)));
+        let e = err("defaults: { memory: 1MiB }\ncriteria:\n  - {id: a, run: x}\n");
+        assert_eq!(
+            e,
+            "rubric.yaml: `defaults.memory` is 1MiB; Docker needs at least 6MiB"
+        );
+        let e = err("defaults: { pids: 0 }\ncriteria:\n  - {id: a, run: x}\n");
+        assert_eq!(
+            e,
+            "rubric.yaml: `defaults.pids` is 0; allow at least 1 process"
+        );
+        let e = err("defaults: { cpus: 0 }\ncriteria:\n  - {id: a, run: x}\n");
+        assert!(
+            e.ends_with("`defaults.cpus` is 0; give a positive number like 1 or 0.5"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));

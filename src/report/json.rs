@@ -65,7 +65,7 @@ mod tests {
         );
         assert_eq!(
             lines[9],
-            r#"{"event":"step_retrying","job":"build","step":0,"attempt":1,"delay_ms":500,"reason":"exit code 1"}"#
+            r#"{"event":"step_retrying","job":"build","step":0,"attempt":1,"delay_ms":500,"reason":"exit code 1","exit_code":1}"#
         );
         assert_eq!(
             lines[20],

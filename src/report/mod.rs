@@ -477,6 +477,7 @@ run 17: 1 job succeeded, 1 failed, 1 skipped in 3.2s
                 attempt: 1,
                 delay_ms: 500,
                 reason: "exit code 1".to_string(),
+                exit_code: Some(1),
             },
             started("build", 0, "compile", 2, 800),
             output("lint", 1, Stdout, "no warnings"),

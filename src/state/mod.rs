@@ -392,15 +392,19 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
             .execute(params![run_id, job, idx, attempt, at])?;
         }
         Event::StepRetrying {
-            job, step, reason, ..
+            job,
+            step,
+            reason,
+            exit_code,
+            ..
         } => {
             // Whatever attempt number the event names, the attempt that just
             // failed is the one still marked running.
             tx.prepare_cached(
-                "UPDATE attempts SET status = 'failure', reason = ?4, finished_at = ?5
+                "UPDATE attempts SET status = 'failure', reason = ?4, finished_at = ?5, exit_code = ?6
                  WHERE run_id = ?1 AND job_key = ?2 AND step_idx = ?3 AND status = 'running'",
             )?
-            .execute(params![run_id, job, *step as i64, reason, now_ms()])?;
+            .execute(params![run_id, job, *step as i64, reason, now_ms(), exit_code])?;
         }
         Event::StepFinished {
             job,

@@ -198,6 +198,7 @@ fn a_realistic_run_reads_back_in_full() {
                 attempt: 1,
                 delay_ms: 100,
                 reason: "exit code 101".into(),
+                exit_code: Some(101),
             },
             started("build", 1, 2, t + 200),
         ])
