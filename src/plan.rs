@@ -250,6 +250,28 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
             .flat_map(|n| legs_of.get(n).cloned().unwrap_or_default())
             .collect();
     }
+    // Names may use inputs and the matrix (`name: test on ${{ matrix.os }}`):
+    // render what can be rendered before the run, so the plan, the progress
+    // view and the state store all show the same words.
+    let templates = crate::template::Engine::new(wf.root.clone());
+    for j in &mut jobs {
+        let ctx = crate::template::Context {
+            inputs: inputs.clone(),
+            matrix: j.matrix.clone(),
+            ..Default::default()
+        };
+        let render = |s: &mut String| {
+            if s.contains("${{") {
+                if let Ok(r) = templates.render(s, &ctx) {
+                    *s = r;
+                }
+            }
+        };
+        render(&mut j.name);
+        for step in &mut j.steps {
+            render(&mut step.name);
+        }
+    }
     let jobs = topo_order(jobs);
     Ok(Plan {
         workflow: w.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| {
@@ -491,7 +513,7 @@ fn plan_job(
     }
     let strategy = job.strategy.as_ref();
     let name = match &job.name {
-        Some(n) if matrix.is_empty() => n.value.clone(),
+        Some(n) if matrix.is_empty() || n.value.contains("${{") => n.value.clone(),
         Some(n) => format!("{} {}", n.value, key.trim_start_matches(id).trim()),
         None => key.clone(),
     };

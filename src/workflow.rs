@@ -98,11 +98,33 @@ pub struct Job {
 }
 
 /// `container: image` or the long form.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum Container {
     Image(String),
     Full(ContainerSpec),
+}
+
+// Not `#[serde(untagged)]` for reading: an untagged enum swallows the long
+// form's own error ("unknown key `optoins`") into "did not match any variant".
+impl<'de> Deserialize<'de> for Container {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CV;
+        impl<'de> serde::de::Visitor<'de> for CV {
+            type Value = Container;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an image name or a mapping with `image`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Container, E> {
+                Ok(Container::Image(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Container, A::Error> {
+                ContainerSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(Container::Full)
+            }
+        }
+        d.deserialize_any(CV)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]

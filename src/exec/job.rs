@@ -419,11 +419,19 @@ impl JobRunner {
         };
         let mut attempt = 1;
         let step_started = Instant::now();
+        // A name may use what only the run knows (`steps.x.outputs.y`).
+        let display_name = if step.name.contains("${{") {
+            self.templates
+                .render(&step.name, &step_ctx)
+                .unwrap_or_else(|_| step.name.clone())
+        } else {
+            step.name.clone()
+        };
         let mut end = loop {
             self.events.send(Event::StepStarted {
                 job: job.key.clone(),
                 step: step.index,
-                name: step.name.clone(),
+                name: display_name.clone(),
                 attempt,
                 at: now_ms(),
             });

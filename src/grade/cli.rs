@@ -632,18 +632,26 @@ fn run_events(
     took_ms: u64,
 ) -> Vec<Event> {
     let offset = usize::from(rubric.setup.is_some());
+    let now = now_ms();
     let mut events = Vec::new();
     for r in results {
         let job = r.repo.clone();
+        // A reused result happened in this run, instantly; its own times are the old run's.
+        let (start, duration_ms) = if r.cached {
+            (now, 0)
+        } else {
+            (r.graded_at, r.duration_ms)
+        };
         events.push(Event::JobStarted {
             job: job.clone(),
-            at: r.graded_at,
+            at: start,
         });
-        let mut at = r.graded_at;
+        let mut at = start;
         if let Some(s) = &r.setup {
             let step = StepRun {
                 job: &job,
                 step: 0,
+                id: "setup",
                 name: "setup",
                 status: if s.passed {
                     Status::Success
@@ -672,6 +680,7 @@ fn run_events(
             let step = StepRun {
                 job: &job,
                 step: i + offset,
+                id: &c.id,
                 name: &c.title,
                 status: c.status.step_status(),
                 reason: Some(reason),
@@ -708,8 +717,8 @@ fn run_events(
             job,
             status,
             reason: Some(reason),
-            at: r.graded_at + r.duration_ms as i64,
-            duration_ms: if r.cached { 0 } else { r.duration_ms },
+            at: start + duration_ms as i64,
+            duration_ms,
             outputs: BTreeMap::from([
                 ("score".to_string(), fmt_points(r.score)),
                 ("max-score".to_string(), fmt_points(r.max_score)),
@@ -724,7 +733,7 @@ fn run_events(
         } else {
             Status::Success
         },
-        at: now_ms(),
+        at: now,
         duration_ms: took_ms,
     });
     events
@@ -751,6 +760,7 @@ enum How {
 struct StepRun<'a> {
     job: &'a str,
     step: usize,
+    id: &'a str,
     name: &'a str,
     status: Status,
     reason: Option<String>,
@@ -798,7 +808,7 @@ impl StepRun<'_> {
         let log_path = (!self.log.is_empty())
             .then(|| {
                 let dir = log_dir.join(sanitize(self.job));
-                let path = dir.join(format!("{:02}-{}.log", self.step + 1, sanitize(self.name)));
+                let path = dir.join(format!("{:02}-{}.log", self.step + 1, sanitize(self.id)));
                 std::fs::create_dir_all(&dir)
                     .and_then(|_| std::fs::write(&path, &self.log))
                     .ok()

@@ -73,6 +73,8 @@ const IN_MOUNT: &str = "/trun/in";
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// How often to ask whether a command that still holds its output open has exited.
 const EXIT_POLL: Duration = Duration::from_millis(200);
+/// How often to try stopping a command's leftovers before giving up on the sandbox.
+const KILL_ATTEMPTS: usize = 10;
 /// Kills every process the exec can signal: all but the container's init and itself.
 const KILL_ALL: &str = "kill -9 -1 2>/dev/null; exit 0";
 
@@ -361,20 +363,28 @@ impl DockerSandbox {
     }
 
     /// Kills every process the last command left. Failing to is fatal for the sandbox.
+    /// A fork bomb can hold every pid the container may have, so that the kill itself
+    /// cannot start: retry for a while, since its processes come and go.
     fn kill_leftovers(&mut self) {
-        let done = self.block(exec_captured(
-            &self.docker,
-            &self.container,
-            vec!["/bin/sh".into(), "-c".into(), KILL_ALL.into()],
-            Vec::new(),
-            Duration::from_secs(30),
-            4096,
-        ));
-        let problem = match done {
-            Ok(ex) if ex.exit_code == Some(0) => return,
-            Ok(ex) => format!("{}: {}", ex.describe(), ex.stderr.text.trim()),
-            Err(e) => e.to_string(),
-        };
+        let mut problem = String::new();
+        for attempt in 0..KILL_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let done = self.block(exec_captured(
+                &self.docker,
+                &self.container,
+                vec!["/bin/sh".into(), "-c".into(), KILL_ALL.into()],
+                Vec::new(),
+                Duration::from_secs(30),
+                4096,
+            ));
+            problem = match done {
+                Ok(ex) if ex.exit_code == Some(0) => return,
+                Ok(ex) => format!("{}: {}", ex.describe(), ex.stderr.text.trim()),
+                Err(e) => e.to_string(),
+            };
+        }
         self.broken = Some(format!(
             "the grading container can no longer stop leftover processes ({problem}); an earlier command may have broken it"
         ));
