@@ -212,7 +212,7 @@ impl JobRunner {
             if end.status == Status::Failure && !step.continue_on_error {
                 job_failed = true;
                 if failure.is_none() {
-                    failure = Some(format!("step {} failed", step.id));
+                    failure = Some(format!("step {} failed", if step.has_id { &step.id } else { &step.name }));
                 }
             }
             self.events.send(Event::StepFinished {
