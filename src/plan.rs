@@ -49,7 +49,21 @@ pub struct PlannedJob {
     pub continue_on_error: bool,
     pub fail_fast: bool,
     pub max_parallel: Option<u32>,
+    /// A matrix computed by the job's needs: the engine expands it into legs
+    /// when the job is ready.
+    pub dynamic_matrix: Option<DynamicMatrix>,
     pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicMatrix {
+    /// The whole matrix as one expression.
+    pub expr: Option<String>,
+    pub axes: Vec<(String, Vec<Value>)>,
+    /// Axes given as expressions.
+    pub dynamic: Vec<(String, String)>,
+    pub include: Vec<Map<String, Value>>,
+    pub exclude: Vec<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,15 +165,19 @@ impl Plan {
                 name: j.name.clone(),
                 needs: j.needs.clone(),
                 matrix: j.matrix.clone().into_iter().collect(),
-                steps: j
-                    .steps
-                    .iter()
-                    .map(|s| StepInfo {
-                        index: s.index,
-                        id: s.id.clone(),
-                        name: s.name.clone(),
-                    })
-                    .collect(),
+                // A matrix computed at run time: its legs report their own steps.
+                steps: if j.dynamic_matrix.is_some() {
+                    Vec::new()
+                } else {
+                    j.steps
+                        .iter()
+                        .map(|s| StepInfo {
+                            index: s.index,
+                            id: s.id.clone(),
+                            name: s.name.clone(),
+                        })
+                        .collect()
+                },
             })
             .collect()
     }
@@ -211,7 +229,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
             .strategy
             .as_ref()
             .and_then(|s| s.matrix.as_ref())
-            .is_some();
+            .is_some_and(|m| !m.value.is_dynamic());
         for matrix in legs {
             let key = if has_matrix {
                 leg_key(&id.value, &matrix)
@@ -400,13 +418,41 @@ pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
         return Ok(vec![Map::new()]);
     };
     let m = &m.value;
+    if m.is_dynamic() {
+        // Expanded by the engine once the needs have produced the values.
+        return Ok(vec![Map::new()]);
+    }
+    let axes: Vec<(String, Vec<Value>)> = m
+        .axes
+        .iter()
+        .map(|(k, v)| (k.value.clone(), v.clone()))
+        .collect();
+    expand(&axes, &m.include, &m.exclude)
+}
+
+/// The legs of a matrix: the product of the axes, minus `exclude`, plus `include`.
+pub fn expand(
+    axes: &[(String, Vec<Value>)],
+    include: &[Map<String, Value>],
+    exclude: &[Map<String, Value>],
+) -> Result<Vec<Map<String, Value>>, String> {
+    struct M<'a> {
+        axes: &'a [(String, Vec<Value>)],
+        include: &'a [Map<String, Value>],
+        exclude: &'a [Map<String, Value>],
+    }
+    let m = M {
+        axes,
+        include,
+        exclude,
+    };
     let mut legs: Vec<Map<String, Value>> = vec![Map::new()];
-    for (k, values) in &m.axes {
+    for (k, values) in m.axes {
         let mut next = Vec::with_capacity(legs.len() * values.len());
         for leg in &legs {
             for v in values {
                 let mut l = leg.clone();
-                l.insert(k.value.clone(), v.clone());
+                l.insert(k.clone(), v.clone());
                 next.push(l);
             }
         }
@@ -420,8 +466,8 @@ pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
             .iter()
             .any(|ex| ex.iter().all(|(k, v)| leg.get(k) == Some(v)))
     });
-    let axis_keys: BTreeSet<&str> = m.axes.iter().map(|(k, _)| k.value.as_str()).collect();
-    for inc in &m.include {
+    let axis_keys: BTreeSet<&str> = m.axes.iter().map(|(k, _)| k.as_str()).collect();
+    for inc in m.include {
         // An include entry extends every leg whose original axis values it
         // matches; if it matches none, it becomes a leg of its own.
         let mut matched = false;
@@ -457,7 +503,7 @@ pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
 }
 
 /// `test (1, linux)`: the job id and the leg's values, as GitHub shows them.
-fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
+pub fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
     let vals: Vec<String> = matrix
         .values()
         .map(|v| match v {
@@ -550,6 +596,26 @@ fn plan_job(
         max_parallel: strategy
             .and_then(|s| s.max_parallel.as_ref())
             .map(|m| m.value),
+        dynamic_matrix: strategy
+            .and_then(|s| s.matrix.as_ref())
+            .filter(|m| m.value.is_dynamic())
+            .map(|m| DynamicMatrix {
+                expr: m.value.expr.clone(),
+                axes: m
+                    .value
+                    .axes
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), v.clone()))
+                    .collect(),
+                dynamic: m
+                    .value
+                    .dynamic
+                    .iter()
+                    .map(|(k, e)| (k.value.clone(), e.clone()))
+                    .collect(),
+                include: m.value.include.clone(),
+                exclude: m.value.exclude.clone(),
+            }),
         steps,
     })
 }

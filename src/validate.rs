@@ -202,6 +202,22 @@ fn check_job(
         if let Some(m) = &strategy.matrix {
             let mut keys: BTreeSet<String> =
                 m.value.axes.iter().map(|(k, _)| k.value.clone()).collect();
+            keys.extend(m.value.dynamic.iter().map(|(k, _)| k.value.clone()));
+            if m.value.expr.is_some() {
+                keys.insert("*".to_string());
+            }
+            // Matrix expressions see the job's needs, not the matrix itself.
+            let outer = scope.clone();
+            for e in m
+                .value
+                .expr
+                .iter()
+                .chain(m.value.dynamic.iter().map(|(_, e)| e))
+            {
+                if let Err(err) = engine.check(e, &outer) {
+                    errs.push(expr_diag(wf, &Sp::new(e.clone(), m.loc), &err));
+                }
+            }
             for inc in &m.value.include {
                 keys.extend(inc.keys().cloned());
             }
@@ -210,7 +226,7 @@ fn check_job(
                     errs.push(wf.error(k.loc, format!("matrix axis `{}` has no values", k.value)));
                 }
             }
-            if m.value.axes.is_empty() && m.value.include.is_empty() {
+            if m.value.axes.is_empty() && m.value.include.is_empty() && !m.value.is_dynamic() {
                 errs.push(wf.error(m.loc, "the matrix has no axes and no `include`"));
             }
             scope.matrix = Some(keys);

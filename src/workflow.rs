@@ -171,8 +171,12 @@ pub struct Strategy {
 #[derive(Debug, Clone, Default)]
 pub struct Matrix {
     pub axes: Vec<(Sp<String>, Vec<serde_json::Value>)>,
+    /// Axes given as expressions, evaluated when the job is ready.
+    pub dynamic: Vec<(Sp<String>, String)>,
     pub include: Vec<serde_json::Map<String, serde_json::Value>>,
     pub exclude: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The whole matrix as one expression (`${{ fromJSON(…) }}`).
+    pub expr: Option<String>,
 }
 
 impl JsonSchema for Matrix {
@@ -181,48 +185,77 @@ impl JsonSchema for Matrix {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let legs = serde_json::json!({ "type": "array", "items": { "type": "object" } });
+        let expr = serde_json::json!({ "type": "string", "pattern": "\\$\\{\\{" });
         schemars::json_schema!({
-            "description": "Axes, each a list of values; every combination is one leg of the job. `include` adds or extends legs, `exclude` removes them.",
-            "type": "object",
-            "properties": { "include": legs, "exclude": legs },
-            "additionalProperties": { "type": "array", "minItems": 1 }
+            "description": "Axes, each a list of values; every combination is one leg of the job. `include` adds or extends legs, `exclude` removes them. The matrix, or an axis, may be an expression computed by a needed job: ${{ fromJSON(needs.setup.outputs.matrix) }}.",
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": { "include": legs, "exclude": legs },
+                    "additionalProperties": { "anyOf": [ { "type": "array", "minItems": 1 }, expr ] }
+                },
+                expr
+            ]
         })
     }
 }
 
 impl<'de> Deserialize<'de> for Matrix {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let entries = Entries::<serde_json::Value>::deserialize(d)?;
-        let mut m = Matrix::default();
-        for (k, v) in entries.0 {
-            match k.value.as_str() {
-                "include" | "exclude" => {
-                    let list: Vec<serde_json::Map<String, serde_json::Value>> =
-                        serde_json::from_value(v).map_err(|_| {
-                            D::Error::custom(format!(
-                                "matrix `{}` must be a list of mappings",
+        struct MV;
+        impl<'de> serde::de::Visitor<'de> for MV {
+            type Value = Matrix;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of axes, or an expression such as ${{ fromJSON(needs.setup.outputs.matrix) }}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Matrix, E> {
+                if !v.contains("${{") {
+                    return Err(E::custom("`matrix` must be a mapping of axes, or an expression such as ${{ fromJSON(needs.setup.outputs.matrix) }}"));
+                }
+                Ok(Matrix {
+                    expr: Some(v.to_string()),
+                    ..Matrix::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Matrix, A::Error> {
+                use serde::de::Error;
+                let entries = Entries::<serde_json::Value>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                let mut m = Matrix::default();
+                for (k, v) in entries.0 {
+                    match (k.value.as_str(), v) {
+                        ("include" | "exclude", v) => {
+                            let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_value(v)
+                                .map_err(|_| A::Error::custom(format!("matrix `{}` must be a list of mappings", k.value)))?;
+                            if k.value == "include" {
+                                m.include = list;
+                            } else {
+                                m.exclude = list;
+                            }
+                        }
+                        (_, serde_json::Value::Array(values)) => m.axes.push((k, values)),
+                        // An axis computed by an earlier job: `${{ fromJSON(needs.x.outputs.list) }}`.
+                        (_, serde_json::Value::String(e)) if e.contains("${{") => m.dynamic.push((k, e)),
+                        _ => {
+                            return Err(A::Error::custom(format!(
+                                "matrix axis `{}` must be a list of values (or an expression giving one)",
                                 k.value
-                            ))
-                        })?;
-                    if k.value == "include" {
-                        m.include = list;
-                    } else {
-                        m.exclude = list;
+                            )))
+                        }
                     }
                 }
-                _ => match v {
-                    serde_json::Value::Array(values) => m.axes.push((k, values)),
-                    _ => {
-                        return Err(D::Error::custom(format!(
-                            "matrix axis `{}` must be a list of values",
-                            k.value
-                        )))
-                    }
-                },
+                Ok(m)
             }
         }
-        Ok(m)
+        d.deserialize_any(MV)
+    }
+}
+
+impl Matrix {
+    /// Whether the legs are only known once the job's needs have run.
+    pub fn is_dynamic(&self) -> bool {
+        self.expr.is_some() || !self.dynamic.is_empty()
     }
 }
 

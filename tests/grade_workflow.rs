@@ -24,7 +24,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn example() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/grading"), dir.path());
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/grading"),
+        dir.path(),
+    );
     dir
 }
 
@@ -38,7 +41,11 @@ fn trun(dir: &Path) -> Command {
 fn plan_lists_one_generated_step_per_criterion() {
     let dir = example();
     let out = trun(dir.path()).arg("plan").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     for (id, title) in [
         ("rubric-setup", "setup"),
@@ -47,7 +54,9 @@ fn plan_lists_one_generated_step_per_criterion() {
         ("rubric-unit", "Unit tests (20 pts)"),
         ("rubric", "score"),
     ] {
-        let line = text.lines().find(|l| l.split_whitespace().nth(1) == Some(id));
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(id));
         let line = line.unwrap_or_else(|| panic!("no step `{id}` in the plan:\n{text}"));
         assert!(line.contains(title), "{line}");
     }
@@ -56,8 +65,16 @@ fn plan_lists_one_generated_step_per_criterion() {
 #[test]
 fn the_score_flows_to_job_outputs_and_every_criterion_is_recorded() {
     let dir = example();
-    let out = trun(dir.path()).args(["--json", "-i", "student=bob"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = trun(dir.path())
+        .args(["--json", "-i", "student=bob"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -73,7 +90,12 @@ fn the_score_flows_to_job_outputs_and_every_criterion_is_recorded() {
 
     let show = trun(dir.path()).args(["show", "--json"]).output().unwrap();
     let run: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let job = run["jobs"].as_array().unwrap().iter().find(|j| j["key"] == "grade").unwrap();
+    let job = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == "grade")
+        .unwrap();
     let steps: Vec<(&str, &str)> = job["steps"]
         .as_array()
         .unwrap()
@@ -98,8 +120,16 @@ fn the_score_flows_to_job_outputs_and_every_criterion_is_recorded() {
 #[test]
 fn a_student_whose_code_does_not_build_scores_zero() {
     let dir = example();
-    let out = trun(dir.path()).args(["--json", "-i", "student=carol"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = trun(dir.path())
+        .args(["--json", "-i", "student=carol"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let finished: Vec<serde_json::Value> = text
         .lines()

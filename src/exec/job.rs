@@ -36,7 +36,9 @@ pub trait StepHooks: Send + Sync {
 
 pub struct JobRunner {
     pub plan: Arc<Plan>,
-    pub index: usize,
+    /// The job instance to run (a leg of a matrix computed at run time is
+    /// not in the plan, so the runner carries its own copy).
+    pub job: crate::plan::PlannedJob,
     pub opts: RunOptions,
     pub events: Events,
     pub templates: Arc<Templates>,
@@ -62,7 +64,7 @@ struct StepEnd {
 
 impl JobRunner {
     pub async fn run(self, mut cancel: watch::Receiver<bool>) -> JobResult {
-        let job = &self.plan.jobs[self.index];
+        let job = &self.job;
         let started = Instant::now();
         self.events.send(Event::JobStarted {
             job: job.key.clone(),
@@ -212,7 +214,10 @@ impl JobRunner {
             if end.status == Status::Failure && !step.continue_on_error {
                 job_failed = true;
                 if failure.is_none() {
-                    failure = Some(format!("step {} failed", if step.has_id { &step.id } else { &step.name }));
+                    failure = Some(format!(
+                        "step {} failed",
+                        if step.has_id { &step.id } else { &step.name }
+                    ));
                 }
             }
             self.events.send(Event::StepFinished {
@@ -294,7 +299,7 @@ impl JobRunner {
         grading: &mut Option<super::grade_step::Grading>,
         cancel: &mut watch::Receiver<bool>,
     ) -> StepEnd {
-        let job = &self.plan.jobs[self.index];
+        let job = &self.job;
         // Step env, rendered with the context so far.
         let mut env: Vec<(String, String)> = job_env.to_vec();
         let mut step_ctx = ctx.clone();
@@ -627,7 +632,7 @@ impl JobRunner {
         spec: &crate::workflow::ContainerSpec,
         env: &[(String, String)],
     ) -> Result<(String, Option<String>), String> {
-        let job = &self.plan.jobs[self.index];
+        let job = &self.job;
         let docker = self
             .opts
             .docker

@@ -8,6 +8,7 @@
 
 pub mod grade_step;
 pub mod job;
+pub mod matrix;
 pub mod outputs;
 pub mod process;
 
@@ -212,25 +213,47 @@ pub async fn run(
                     *running_per_job.entry(job.job_id.clone()).or_default() += 1;
                     let (ctx_tx, ctx_rx) = watch::channel(false);
                     job_cancel.insert(i, ctx_tx);
-                    let runner = job::JobRunner {
-                        plan: plan.clone(),
-                        index: i,
-                        opts: opts.clone(),
-                        events: events.clone(),
-                        templates: templates.clone(),
-                        base_ctx: ctx,
-                    };
                     let done = done_tx.clone();
-                    tokio::spawn(async move {
-                        let key = runner.plan.jobs[runner.index].key.clone();
-                        let r = runner.run(ctx_rx).await;
-                        let _ = done.send(JobDone {
-                            key,
-                            status: r.status,
-                            outputs: r.outputs,
-                            forgiven: r.forgiven,
+                    if job.dynamic_matrix.is_some() {
+                        let fan = matrix::FanOut {
+                            plan: plan.clone(),
+                            job: job.clone(),
+                            opts: opts.clone(),
+                            events: events.clone(),
+                            templates: templates.clone(),
+                            base_ctx: ctx,
+                            limit,
+                        };
+                        tokio::spawn(async move {
+                            let key = fan.job.key.clone();
+                            let r = fan.run(ctx_rx).await;
+                            let _ = done.send(JobDone {
+                                key,
+                                status: r.status,
+                                outputs: r.outputs,
+                                forgiven: r.forgiven,
+                            });
                         });
-                    });
+                    } else {
+                        let runner = job::JobRunner {
+                            plan: plan.clone(),
+                            job: job.clone(),
+                            opts: opts.clone(),
+                            events: events.clone(),
+                            templates: templates.clone(),
+                            base_ctx: ctx,
+                        };
+                        tokio::spawn(async move {
+                            let key = runner.job.key.clone();
+                            let r = runner.run(ctx_rx).await;
+                            let _ = done.send(JobDone {
+                                key,
+                                status: r.status,
+                                outputs: r.outputs,
+                                forgiven: r.forgiven,
+                            });
+                        });
+                    }
                 }
                 Ok(false) => {
                     let why = if job.condition.is_some() {

@@ -223,7 +223,8 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
                 ));
             };
             if let Some((name, span)) = first {
-                if !keys.contains(name) {
+                // `*`: a matrix computed at run time, whose keys are not known yet.
+                if !keys.contains(name) && !keys.contains("*") {
                     return Err(error(
                         format!(
                             "unknown matrix key `{name}`{}",
