@@ -8,8 +8,10 @@
 #   (b) no-op     everything up to date
 #   (c) touch     one source file's mtime bumped, content unchanged
 #   (d) change    one source file's content changed
-# and prints a Markdown table of median wall-clock milliseconds, with how many jobs
-# each of (b), (c), (d) re-ran (stamps rewritten; 0 / 0 / 1 is right for a content-hash tool).
+# and prints a Markdown table of median wall-clock milliseconds (plus the CPU time of
+# (b), steadier on a loaded machine), with how many jobs each of (b), (c), (d) re-ran
+# (stamps rewritten; 0 / 0 / 1 is right for a content-hash tool). The generated
+# trun.yaml is checked with `trun validate` first.
 #
 # Usage: benches/uptodate.sh            (from the repository root)
 # Env:   TRUN=path/to/trun (default target/release/trun), RUNS=10, JOBS=2, KEEP=1 keeps
@@ -94,28 +96,60 @@ EOF
 }
 
 # --- timing ---------------------------------------------------------------------
-# median_ms DIR PREPARE COMMAND...: median wall time of COMMAND over $RUNS runs in DIR,
-# running PREPARE (a shell snippet, untimed) before each.
+# median_ms DIR PREPARE COMMAND...: "WALL CPU", the median wall time and the median CPU
+# time (user + system, the tool and its children) of COMMAND over $RUNS runs in DIR, in
+# ms, running PREPARE (a shell snippet, untimed) before each. CPU time is what to compare
+# on a loaded machine, where wall time also measures the other processes.
 median_ms() {
   local dir=$1 prep=$2
   shift 2
   if command -v hyperfine >/dev/null; then
     local json="$WORK/hf.json"
     (cd "$dir" && hyperfine --style none --runs "$RUNS" --prepare "$prep" --export-json "$json" "$*" >/dev/null 2>&1)
-    grep -o '"median": *[0-9.e+-]*' "$json" | head -1 | awk '{printf "%.1f", $2 * 1000}'
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.1f %.1f" % (r["median"]*1000, (r["user"]+r["system"])*1000))' "$json"
     return
   fi
-  local times=() i t0 t1
+  local walls=() cpus=() i t0 t1 c0 c1
   for ((i = 0; i < RUNS; i++)); do
     (cd "$dir" && bash -c "$prep") >/dev/null 2>&1
-    # $EPOCHREALTIME (bash 5) costs no fork, unlike `date`; the timed part is one
-    # fork + exec of the tool, as hyperfine would do.
+    # $EPOCHREALTIME (bash 5) and `times` cost no fork, unlike `date`; the timed part
+    # is one fork + exec of the tool, as hyperfine would do.
+    children_cpu_us
+    c0=$CPU_US
     t0=${EPOCHREALTIME/[.,]/}
-    (cd "$dir" && exec "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail"; return; }
+    (cd "$dir" && exec "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail fail"; return; }
     t1=${EPOCHREALTIME/[.,]/}
-    times+=($((t1 - t0)))
+    children_cpu_us
+    c1=$CPU_US
+    walls+=($((t1 - t0)))
+    cpus+=($((c1 - c0)))
   done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000}'
+  echo "$(median "${walls[@]}") $(median "${cpus[@]}")"
+}
+
+# median US...: the median of microsecond values, in ms.
+median() {
+  printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000}'
+}
+
+# children_cpu_us: sets CPU_US to the user + system time of this shell's waited-for
+# children, in us. `times` must run in this shell, not in a $(...) or pipeline subshell
+# (a fork starts with no children), so its output goes through a file.
+children_cpu_us() {
+  local u s us
+  times >"$WORK/times"
+  { read -r _; read -r u s; } <"$WORK/times"
+  to_us "$u"
+  us=$TO_US
+  to_us "$s"
+  CPU_US=$((us + TO_US))
+}
+# to_us XmY.YYYs: sets TO_US (no $(...): a fork here would be counted as a child).
+to_us() {
+  local m=${1%%m*} rest=${1#*m}
+  rest=${rest%s}
+  local sec=${rest%%[.,]*} frac=${rest#*[.,]}000000
+  TO_US=$((10#$m * 60000000 + 10#$sec * 1000000 + 10#${frac:0:6}))
 }
 
 # bench TOOL RESET_STATE COMMAND...: the four cases for one tool, as a table row.
@@ -128,24 +162,28 @@ bench() {
   if [[ $tool == trun ]]; then
     (cd "$dir" && "$1" validate >/dev/null) || { echo "generated trun.yaml does not validate" >&2; exit 1; }
   fi
-  local cold noop touch change s0 ran_noop ran_touch ran_change
-  cold=$(median_ms "$dir" "$reset" "$@")
+  local cold noop noop_cpu touch change s0 ran_noop ran_touch ran_change t
+  t=$(median_ms "$dir" "$reset" "$@")
+  cold=${t%% *}
   (cd "$dir" && "$@" >/dev/null 2>&1)
   # Which stamps each case rewrote (over all its runs): proves (b) ran nothing, and
   # shows who re-runs a job for a touch.
   s0=$(stamps "$dir")
-  noop=$(median_ms "$dir" "true" "$@")
+  t=$(median_ms "$dir" "true" "$@")
+  noop=${t%% *} noop_cpu=${t##* }
   ran_noop=$(rewritten "$dir" "$s0")
   s0=$(stamps "$dir")
-  touch=$(median_ms "$dir" "touch $TOUCHED" "$@")
+  t=$(median_ms "$dir" "touch $TOUCHED" "$@")
+  touch=${t%% *}
   ran_touch=$(rewritten "$dir" "$s0")
   s0=$(stamps "$dir")
-  change=$(median_ms "$dir" "date +%s%N > $TOUCHED" "$@")
+  t=$(median_ms "$dir" "date +%s%N > $TOUCHED" "$@")
+  change=${t%% *}
   ran_change=$(rewritten "$dir" "$s0")
   if [[ $(stamp_count "$dir") != "$DIRS" ]]; then
     echo "$tool: expected $DIRS stamps in out/, found $(stamp_count "$dir")" >&2
   fi
-  echo "| $tool | $cold | $noop | $touch | $change | $ran_noop / $ran_touch / $ran_change |"
+  echo "| $tool | $cold | $noop | $noop_cpu | $touch | $change | $ran_noop / $ran_touch / $ran_change |"
 }
 
 # stamps DIR: every stamp with its mtime (ns), one per line, sorted.
@@ -160,10 +198,11 @@ make_tree "$WORK/tree"
 timer="bash loop, $RUNS runs"
 command -v hyperfine >/dev/null && timer="hyperfine, $RUNS runs"
 echo
-echo "$((DIRS * SUBS * FILES)) source files, $DIRS jobs, -j $JOBS; median wall ms ($timer)"
+echo "$((DIRS * SUBS * FILES)) source files, $DIRS jobs, -j $JOBS; median ms ($timer); wall time unless CPU (user + sys)"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo
-echo "| tool | (a) cold | (b) no-op | (c) touch | (d) change | jobs re-run b / c / d |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| tool | (a) cold | (b) no-op | (b) no-op CPU | (c) touch | (d) change | jobs re-run b / c / d |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 missing=()
 if [[ -x $TRUN ]]; then
   bench trun "rm -rf .trun out && mkdir out" "$TRUN" -j "$JOBS"
@@ -180,4 +219,4 @@ if command -v task >/dev/null; then
 else
   missing+=("go-task (not installed: pip install go-task-bin)")
 fi
-for m in "${missing[@]}"; do echo "| ${m%% *} | not run: ${m#* } | | | | |"; done
+for m in "${missing[@]}"; do echo "| ${m%% *} | not run: ${m#* } | | | | | |"; done

@@ -658,8 +658,10 @@ fn cmd_run(a: RunArgs) -> CmdResult {
 
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     let plan = Arc::new(plan);
-    let hooks = crate::uptodate_hooks::Hooks::open(plan.clone(), run_id, &a.force)
-        .map_err(|e| vec![Diagnostic::plain(e)])?;
+    let hooks = Arc::new(
+        crate::uptodate_hooks::Hooks::open(plan.clone(), run_id, &a.force)
+            .map_err(|e| vec![Diagnostic::plain(e)])?,
+    );
     let log_dir = dir.join("logs").join(run_id.to_string());
     let tmp_dir = dir.join("tmp").join(run_id.to_string());
     for d in [&log_dir, &tmp_dir] {
@@ -686,7 +688,7 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         fail_fast: a.fail_fast,
         log_dir,
         tmp_dir,
-        hooks: Some(Arc::new(hooks)),
+        hooks: Some(hooks.clone()),
     };
     // One thread renders events and records them, in batches: the engine
     // never waits for the terminal or the disk.
@@ -743,6 +745,7 @@ fn cmd_run(a: RunArgs) -> CmdResult {
     let (_store, record_error) = consumer
         .join()
         .map_err(|_| vec![Diagnostic::plain("the reporter thread panicked")])?;
+    hooks.flush();
     let _ = std::fs::remove_dir_all(dir.join("tmp").join(run_id.to_string()));
     if let Some(e) = record_error {
         eprintln!("trun: warning: could not record the run in the state store: {e}");

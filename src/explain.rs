@@ -57,9 +57,9 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
         .collect();
     ut.prepare(&specs.iter().collect::<Vec<_>>())
         .map_err(|e| e.to_string())?;
-    // Paths an upstream step will restore from the cache: a dependent whose
-    // only changes are these will find them as they were.
-    let mut restored: std::collections::BTreeSet<String> = Default::default();
+    // Paths an upstream step will restore from the cache, with the content
+    // they will have: dependents are judged on the tree as the run will see it.
+    let mut restored: std::collections::BTreeMap<String, [u8; 32]> = Default::default();
     // Built-in actions that know they have nothing to do say why themselves.
     let mut skip_reasons: std::collections::BTreeMap<(String, String), String> = Default::default();
     let actions = ActionProbe::new(plan);
@@ -84,22 +84,9 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                 }
             } else {
                 let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
-                chain.insert(spec.key.clone(), check.fingerprint);
-                if ut.restorable(&spec, &check).map_err(|e| e.to_string())? {
-                    restored.extend(step.generates.iter().cloned());
-                    Decision::Skip(SkipReason::RestoredFromCache {
-                        files: step.generates.len(),
-                    })
-                } else {
-                    match check.decision {
-                        Decision::Run(RunReason::SourcesChanged { changed })
-                            if changed.iter().all(|c| restored.contains(c)) =>
-                        {
-                            Decision::Skip(SkipReason::UpToDate)
-                        }
-                        d => d,
-                    }
-                }
+                let (fp, decision) = predict(&ut, &spec, check, &mut restored)?;
+                chain.insert(spec.key.clone(), fp);
+                decision
             };
             let reason = match &decision {
                 _ if skip_reasons.contains_key(&(job.key.clone(), step.id.clone())) => {
@@ -135,6 +122,66 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
         workflow: plan.workflow.clone(),
         jobs,
     })
+}
+
+/// The decision a run will make for a step with `sources`, given the files
+/// upstream steps will restore first, and the fingerprint it will have.
+fn predict(
+    ut: &crate::uptodate::UpToDate,
+    spec: &crate::uptodate::StepSpec,
+    check: crate::uptodate::Check,
+    restored: &mut std::collections::BTreeMap<String, [u8; 32]>,
+) -> Result<(crate::uptodate::Fingerprint, Decision), String> {
+    let err = |e: crate::uptodate::UpToDateError| e.to_string();
+    if matches!(check.decision, Decision::Skip(_))
+        || matches!(
+            check.decision,
+            Decision::Run(
+                RunReason::Forced | RunReason::NeverRan | RunReason::DefinitionChanged { .. }
+            )
+        )
+    {
+        return Ok((check.fingerprint, check.decision));
+    }
+    // The tree after upstream restores: matched files replaced by what the
+    // restore writes, and removed ones that come back.
+    let mut files = check.files.clone();
+    for (path, hash) in files.iter_mut() {
+        if let Some(h) = restored.get(path) {
+            *hash = *h;
+        }
+    }
+    if let Decision::Run(RunReason::SourcesChanged { changed }) = &check.decision {
+        for c in changed {
+            if let Some(h) = restored.get(c) {
+                if !files.iter().any(|(p, _)| p == c) {
+                    files.push((c.clone(), *h));
+                }
+            }
+        }
+        files.sort();
+    }
+    let fp = crate::uptodate::fingerprint::compute(
+        &crate::uptodate::fingerprint::definition_hash(&spec.definition),
+        &files,
+        &spec.upstream,
+    );
+    let generates_damaged = matches!(
+        check.decision,
+        Decision::Run(RunReason::GeneratesMissing(_) | RunReason::GeneratesModified(_))
+    );
+    if ut.latest_fingerprint(&spec.key).map_err(err)? == Some(fp) && !generates_damaged {
+        return Ok((fp, Decision::Skip(SkipReason::UpToDate)));
+    }
+    if let Some(outputs) = ut.restorable_outputs(&spec.key, &fp).map_err(err)? {
+        let n = outputs.len();
+        restored.extend(outputs);
+        return Ok((
+            fp,
+            Decision::Skip(SkipReason::RestoredFromCache { files: n }),
+        ));
+    }
+    Ok((fp, check.decision))
 }
 
 pub fn render(e: &Explained, color: bool) -> String {

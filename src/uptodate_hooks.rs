@@ -59,6 +59,9 @@ impl Force {
                     cands.push(j.job_id.clone());
                     for s in &j.steps {
                         cands.push(format!("{}.{}", j.job_id, s.id));
+                        if s.has_id {
+                            cands.push(s.id.clone());
+                        }
                     }
                 }
                 let hint = crate::diag::did_you_mean(n, cands.iter().map(String::as_str))
@@ -171,6 +174,8 @@ pub struct Hooks {
     force: Force,
     inner: Mutex<Inner>,
     outputs: Mutex<crate::state::Store>,
+    /// (job, step index, definition version), written by [`Hooks::flush`].
+    versions: Mutex<Vec<(String, usize, u32)>>,
 }
 
 #[derive(Default)]
@@ -211,18 +216,38 @@ impl Hooks {
             run_id,
             force,
             inner: Mutex::new(Inner::default()),
+            versions: Mutex::new(Vec::new()),
             outputs: Mutex::new(store),
         })
     }
 
-    fn recorded_outputs(&self, key: &str) -> BTreeMap<String, String> {
+    fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
         let store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
         store
-            .kv_get("step-outputs", key)
+            .kv_get("step-outputs", &format!("{key}@{fingerprint}"))
             .ok()
             .flatten()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default()
+    }
+}
+
+impl Hooks {
+    fn note_version(&self, job_key: &str, idx: usize, version: u32) {
+        let mut v = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        v.push((job_key.to_string(), idx, version));
+    }
+
+    /// Write what was noted during the run in one transaction (one per
+    /// step would cost a commit each on a thousand-step no-op).
+    pub fn flush(&self) {
+        let versions =
+            std::mem::take(&mut *self.versions.lock().unwrap_or_else(|e| e.into_inner()));
+        if versions.is_empty() {
+            return;
+        }
+        let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = store.set_definition_versions(self.run_id, &versions);
     }
 }
 
@@ -259,15 +284,8 @@ impl StepHooks for Hooks {
             Some(reason) => {
                 drop(inner);
                 // The skipped step's result is the one its current definition produced.
-                if let Ok(mut store) = self.outputs.lock() {
-                    let _ = store.set_definition_version(
-                        self.run_id,
-                        job_key,
-                        step.index,
-                        check.definition_version,
-                    );
-                }
-                Some((reason, self.recorded_outputs(&spec.key)))
+                self.note_version(job_key, step.index, check.definition_version);
+                Some((reason, self.recorded_outputs(&spec.key, &check.fingerprint)))
             }
             None => {
                 inner.pending.insert(spec.key.clone(), (spec, check));
@@ -304,14 +322,13 @@ impl StepHooks for Hooks {
             // not the tree afterwards: a source edited while the step ran
             // must make the next run run it again, as with make.
             let _ = self.ut.record_success(&spec, &check, self.run_id);
-            let version = check.definition_version;
+            self.note_version(job_key, step.index, check.definition_version);
             let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = store.set_definition_version(self.run_id, job_key, step.index, version);
-            drop(store);
-            let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+            // Per fingerprint: a step restored from an earlier success hands
+            // on that success's outputs, not the latest run's.
             let _ = store.kv_set(
                 "step-outputs",
-                &key,
+                &format!("{key}@{}", check.fingerprint),
                 &serde_json::to_string(outputs).unwrap_or_default(),
             );
         }

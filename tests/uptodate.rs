@@ -119,6 +119,15 @@ impl Project {
         self.ok(&all)
     }
 
+    /// Asserts that `trun plan` has `line` (one step's line, without the newline).
+    fn assert_plan_line(&self, line: &str) {
+        let plan = self.plan(&[]);
+        assert!(
+            plan.contains(&format!("{line}\n")),
+            "no line `{line}` in:\n{plan}"
+        );
+    }
+
     fn plan_json(&self, args: &[&str]) -> Value {
         let mut all = vec!["plan", "--json"];
         all.extend_from_slice(args);
@@ -171,21 +180,22 @@ fn names(v: &[&str]) -> Vec<String> {
     v
 }
 
+/// What `trun plan` says for a step it will skip. The plan speaks of what will happen
+/// (`restore from cache`); the run's record says what did (`restored from cache`).
+const SKIP_REASONS: &[&str] = &["up to date", "restore from cache"];
+
 /// The plan text for [`PIPELINE`] with one reason per step, `run`/`skip` derived from
 /// whether the reason is a skip reason.
 fn pipeline_plan(compile: &str, package: &str, unit: &str, render: &str) -> String {
     let line = |id: &str, reason: &str| {
-        let skip = reason == "up to date" || reason == "restored from cache";
+        let skip = SKIP_REASONS.contains(&reason);
         format!(
             "   {}  {id:7}  {reason}\n",
             if skip { "skip" } else { "run " }
         )
     };
     let reasons = [compile, package, unit, render];
-    let nrun = reasons
-        .iter()
-        .filter(|r| **r != "up to date" && **r != "restored from cache")
-        .count();
+    let nrun = reasons.iter().filter(|r| !SKIP_REASONS.contains(r)).count();
     format!(
         "plan for demo: 3 jobs, 4 steps ({nrun} to run, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}\n3. docs\n{}",
         4 - nrun,
@@ -282,11 +292,7 @@ fn plan_names_up_to_three_changed_files_then_counts_the_rest() {
     for f in ["a", "b", "c", "d", "x"] {
         p.write(&format!("src/{f}.rs"), "2\n");
     }
-    let plan = p.plan(&[]);
-    assert!(
-        plan.contains("   run   compile  src/a.rs, src/b.rs, src/c.rs changed (+2 more)\n"),
-        "{plan}"
-    );
+    p.assert_plan_line("   run   compile  src/a.rs, src/b.rs, src/c.rs changed (+2 more)");
 }
 
 #[test]
@@ -419,7 +425,7 @@ fn plan_predicts_a_restore_from_cache_for_a_deleted_output() {
     assert_eq!(
         p.plan(&[]),
         pipeline_plan(
-            "restored from cache",
+            "restore from cache",
             "up to date",
             "up to date",
             "up to date"
@@ -456,9 +462,9 @@ fn plan_predicts_a_restore_after_a_branch_switch() {
     assert_eq!(
         p.plan(&[]),
         pipeline_plan(
-            "restored from cache",
-            "restored from cache",
-            "restored from cache",
+            "restore from cache",
+            "restore from cache",
+            "restore from cache",
             "up to date"
         )
     );
@@ -776,6 +782,112 @@ fn step_without_sources_always_runs() {
     );
     assert_eq!(p.run(&[]), names(&["always"]));
     assert_eq!(p.run(&[]), names(&["always"]));
-    let plan = p.plan(&[]);
-    assert!(plan.contains("   run   always  no sources\n"), "{plan}");
+    p.assert_plan_line("   run   always  no sources");
+}
+
+#[test]
+fn a_failed_step_is_not_up_to_date_next_time() {
+    let p = Project::new(
+        r#"name: demo
+jobs:
+  j:
+    steps:
+      - id: flaky
+        run: |
+          echo flaky >> ran.log
+          echo made > out.txt
+          test -f pass
+        sources: ["src/**"]
+        generates: ["out.txt"]
+"#,
+    );
+    p.write("src/a", "1\n");
+    p.cmd(&["--progress", "plain"]).assert().code(1);
+    p.assert_plan_line("   run   flaky  never ran");
+    let _ = fs::remove_file(p.path("ran.log"));
+    p.write("pass", "");
+    assert_eq!(p.run(&[]), names(&["flaky"]));
+    assert_eq!(p.run(&[]), names(&[]));
+}
+
+#[test]
+fn a_generates_path_the_step_did_not_make_is_reported_missing() {
+    let p = Project::new(
+        r#"name: demo
+jobs:
+  j:
+    steps:
+      - id: forgetful
+        run: echo forgetful >> ran.log
+        sources: ["src/**"]
+        generates: ["never-made.txt"]
+"#,
+    );
+    p.write("src/a", "1\n");
+    let _ = p.cmd(&["--progress", "plain"]).output();
+    let _ = fs::remove_file(p.path("ran.log"));
+    p.assert_plan_line("   run   forgetful  generates path missing: never-made.txt");
+}
+
+#[test]
+fn outputs_whose_cache_objects_are_gone_or_corrupt_are_rebuilt() {
+    let p = Project::pipeline();
+    p.run(&[]);
+    let content = p.read("out/app");
+    // Corrupt every object: a restore must notice and run the command instead.
+    let mut objects = Vec::new();
+    let mut dirs = vec![p.path(".trun/cas")];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).expect("read cas").flatten() {
+            if e.file_type().expect("type").is_dir() {
+                dirs.push(e.path());
+            } else {
+                objects.push(e.path());
+            }
+        }
+    }
+    // out/app and out/pkg hold the same bytes: one object (deduplicated).
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    for o in &objects {
+        let mut perm = fs::metadata(o).expect("stat").permissions();
+        perm.set_mode(0o644);
+        fs::set_permissions(o, perm).expect("chmod");
+        fs::write(o, "corrupt").expect("corrupt");
+    }
+    fs::remove_file(p.path("out/app")).expect("rm");
+    assert_eq!(p.run(&[]), names(&["compile"]));
+    assert_eq!(p.read("out/app"), content);
+
+    // And with the store emptied.
+    fs::remove_dir_all(p.path(".trun/cas")).expect("rm cas");
+    fs::remove_file(p.path("out/pkg")).expect("rm");
+    assert_eq!(p.run(&[]), names(&["package"]));
+    assert_eq!(p.read("out/pkg"), content);
+    assert_eq!(p.run(&[]), names(&[]));
+}
+
+#[test]
+fn the_state_directory_is_never_a_source() {
+    // `**` at the root matches everything, but `.trun/` (rewritten by every run) must
+    // never count, or nothing would ever be up to date.
+    let p = Project::new(
+        r#"name: demo
+jobs:
+  j:
+    steps:
+      - id: all
+        run: |
+          echo all >> ran.log
+          echo done > out.txt
+        sources: ["**"]
+        generates: ["out.txt"]
+"#,
+    );
+    p.write(".gitignore", "ran.log\nout.txt\n");
+    p.write("a.txt", "a\n");
+    assert_eq!(p.run(&[]), names(&["all"]));
+    assert_eq!(p.run(&[]), names(&[]));
+    p.assert_plan_line("   skip  all   up to date");
+    p.write("a.txt", "b\n");
+    p.assert_plan_line("   run   all   a.txt changed");
 }

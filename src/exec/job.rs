@@ -176,19 +176,22 @@ impl JobRunner {
             if end.status == Status::Cancelled {
                 cancelled = true;
             }
-            // GITHUB_ENV / GITHUB_PATH written by this step apply to later steps.
-            let env_file = tmp_file(&tmp_prefix, step.index, "env");
-            if let Ok(vars) = outputs::read_kv(&env_file) {
-                for (k, v) in vars {
-                    ctx.env.insert(k.clone(), Value::String(v.clone()));
-                    env.retain(|(ek, _)| *ek != k);
-                    env.push((k, v));
+            // GITHUB_ENV / GITHUB_PATH written by this step apply to later
+            // steps (a step that did not run wrote nothing).
+            if end.attempt > 0 {
+                let env_file = tmp_file(&tmp_prefix, step.index, "env");
+                if let Ok(vars) = outputs::read_kv(&env_file) {
+                    for (k, v) in vars {
+                        ctx.env.insert(k.clone(), Value::String(v.clone()));
+                        env.retain(|(ek, _)| *ek != k);
+                        env.push((k, v));
+                    }
                 }
+                let path_file = tmp_file(&tmp_prefix, step.index, "path");
+                extra_path.extend(outputs::read_path_file(&path_file));
+                let _ = std::fs::remove_file(&env_file);
+                let _ = std::fs::remove_file(&path_file);
             }
-            let path_file = tmp_file(&tmp_prefix, step.index, "path");
-            extra_path.extend(outputs::read_path_file(&path_file));
-            let _ = std::fs::remove_file(&env_file);
-            let _ = std::fs::remove_file(&path_file);
 
             let outcome = end.status.as_str();
             let conclusion = if end.status == Status::Failure && step.continue_on_error {

@@ -16,24 +16,25 @@
 //! grade cache (`grade_results`) lives in the same file as the run history; nothing is
 //! ever written into a student repository.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
 use super::batch::{grade_batch, grade_one, repos_in, BatchOptions};
 use super::cache::GradeCache;
-use super::docker_runner::{resolve_image, DockerRunner, Limits};
+use super::docker_runner::{resolve_image, DockerRunner, Image, Limits, Stopper};
+use super::record::{job_infos, run_events};
 use super::report::{self, fmt_points, Format};
 use super::rubric::{Rubric, RubricError};
 use super::runner::{CriterionRunner, LocalRunner};
 use super::score::{CriterionStatus, RepoResult};
 use super::{classroom, parse_rubric, RubricFormat};
 use crate::diag::Diagnostic;
-use crate::event::{now_ms, Event, JobInfo, Status, StepInfo};
+use crate::event::{now_ms, Status};
 use crate::state::Store;
 
 pub const EXIT_OK: i32 = 0;
@@ -237,14 +238,7 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
         err,
         color: !args.no_color,
     };
-    let abs = |p: &Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            cwd.join(p)
-        }
-    };
-    let rubric = match read_rubric(&args.rubric, &abs(&args.rubric)) {
+    let rubric = match read_rubric(&args.rubric, &cwd.join(&args.rubric)) {
         Ok(r) => r,
         Err(d) => return io.usage(d),
     };
@@ -255,19 +249,10 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     if args.jobs == Some(0) {
         return io.usage(Diagnostic::plain("-j needs at least 1"));
     }
-    // Without --out, a single report of a single repository may go to stdout.
-    let stdout_format =
-        match (&args.out, args.format.as_slice()) {
-            (None, []) => None,
-            (None, [f]) if repos.len() == 1 && !args.json => Some(*f),
-            (None, _) => return io.usage(
-                Diagnostic::plain("--format writes files: give --out DIR").with_help(
-                    "without --out, only one format for one repository can go to standard output",
-                ),
-            ),
-            (Some(_), _) => None,
-        };
-
+    let stdout_format = match stdout_format(args, repos.len()) {
+        Ok(f) => f,
+        Err(d) => return io.usage(d),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("trun-grade")
@@ -280,58 +265,14 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     let root = state_root(cwd);
     crate::docker::set_workspace(&root);
     let db = crate::state::db_path(&root);
-    let mut store = match Store::open(&db) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            io.note(&format!(
-                "warning: grading without recording the run or reusing results: {e}"
-            ));
-            None
-        }
-    };
-    let cache = match store.as_ref().map(|_| GradeCache::open(&db)) {
-        Some(Ok(c)) => Some(c),
-        Some(Err(e)) => {
-            io.note(&format!("warning: grading without reusing results: {e}"));
-            None
-        }
-        None => None,
-    };
-
+    let (mut store, cache) = open_state(&db, &mut io);
     // Docker first: an unreachable daemon or a missing image must stop us before a run is
     // recorded.
     let docker = match (&rubric.container, args.local) {
         (Some(container), false) => {
-            let docker = match runtime.block_on(crate::docker::Docker::connect()) {
-                Ok(d) => d,
-                Err(e) => {
-                    return io.usage(Diagnostic::plain(format!(
-                        "{} grades in a container, but {e} (or pass --local to grade on this machine, without isolation)",
-                        args.rubric.display()
-                    )))
-                }
-            };
-            if container.dockerfile.is_some() {
-                io.note("building the grading image (skipped when its Dockerfile and context are unchanged)");
-            }
-            let memory: Box<dyn crate::docker::actions::Memory> = match Store::open(&db) {
-                Ok(s) => Box::new(crate::actions::StoreMemory(Mutex::new(s))),
-                Err(_) => Box::new(NoMemory),
-            };
-            let rubric_dir = abs(&args.rubric)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| cwd.to_path_buf());
-            let image = runtime.block_on(resolve_image(
-                &docker,
-                container,
-                &rubric_dir,
-                memory.as_ref(),
-                &mut |_, _| {},
-            ));
-            match image {
-                Ok(image) => Some((docker, image)),
-                Err(e) => return io.usage(Diagnostic::plain(e.to_string())),
+            match grading_image(&runtime, container, args, cwd, &db, &mut io) {
+                Ok(d) => Some(d),
+                Err(d) => return io.usage(d),
             }
         }
         _ => None,
@@ -341,7 +282,7 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     let run_id = store.as_mut().and_then(|s| {
         s.begin_run(
             &format!("grade {}", args.rubric.display()),
-            &abs(&args.rubric).display().to_string(),
+            &cwd.join(&args.rubric).display().to_string(),
             &command_line(args),
             &job_infos(&rubric, &repos, &keys),
         )
@@ -349,34 +290,33 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     });
     // Containers are labelled with the run so `trun gc` finds them if we are killed; a run
     // that could not be recorded still needs a label no other run uses.
-    let label_run = run_id.unwrap_or_else(|| -(std::process::id() as i64));
-    runtime.spawn(on_interrupt(
-        docker.as_ref().map(|(d, _)| d.clone()),
-        run_id,
-        label_run,
-        db.clone(),
-    ));
-
-    let runner: Box<dyn CriterionRunner> = match &docker {
-        Some((d, image)) => Box::new(DockerRunner::new(
-            d.clone(),
-            runtime.handle().clone(),
-            image.clone(),
-            Limits::of(&rubric),
-            label_run,
-        )),
-        None => Box::new(LocalRunner::new()),
+    let label_run = run_id.unwrap_or_else(|| -i64::from(std::process::id()));
+    let (runner, stopper): (Box<dyn CriterionRunner>, _) = match &docker {
+        Some((d, image)) => {
+            let runner = DockerRunner::new(
+                d.clone(),
+                runtime.handle().clone(),
+                image.clone(),
+                Limits::of(&rubric),
+                label_run,
+            );
+            let stopper = runner.stopper();
+            (Box::new(runner), Some((d.clone(), stopper)))
+        }
+        None => (Box::new(LocalRunner::new()), None),
     };
+    runtime.spawn(on_interrupt(stopper, run_id, label_run, db.clone()));
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
+
     let started = Instant::now();
-    let mut results = if repos.len() == 1 {
+    let mut results = if let [repo] = repos.as_slice() {
         vec![grade_one(
             &rubric,
-            &repos[0],
+            repo,
             runner.as_ref(),
             cache.as_ref(),
             args.force,
@@ -414,11 +354,6 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     }
     runtime.shutdown_background();
 
-    let code = if results.iter().any(|r| r.error.is_some()) {
-        EXIT_ERRORED
-    } else {
-        EXIT_OK
-    };
     if args.json {
         let doc = serde_json::json!({
             "run_id": run_id,
@@ -427,24 +362,19 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
             "duration_ms": took.as_millis() as u64,
             "repos": results,
         });
-        let _ = writeln!(
-            io.out,
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        let _ = writeln!(io.out, "{text}");
     } else if let [one] = results.as_slice() {
-        match stdout_format {
-            Some(f) => {
-                let _ = writeln!(io.out, "{}", f.render(one));
-            }
-            None => {
-                let _ = write!(io.out, "{}", report::table(one, io.color));
-            }
-        }
+        let text = match stdout_format {
+            Some(f) => format!("{}\n", f.render(one)),
+            None => report::table(one, io.color),
+        };
+        let _ = write!(io.out, "{text}");
     } else {
         let _ = write!(io.out, "{}", summary(&results, io.color));
     }
     let reused = results.iter().filter(|r| r.cached).count();
+    // A single repository's table already says it was reused.
     if reused > 0 && (results.len() > 1 || args.json || stdout_format.is_some()) {
         let what = match results.as_slice() {
             [one] => format!(
@@ -459,49 +389,140 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
         ));
     }
     if results.len() > 1 {
+        let how = if docker.is_some() {
+            "a container each"
+        } else {
+            "locally"
+        };
         io.note(&format!(
-            "graded {} repositories in {:.1}s (-j {jobs}, {})",
+            "{} repositories in {:.1}s (-j {jobs}, {how})",
             results.len(),
-            took.as_secs_f64(),
-            if docker.is_some() {
-                "a container each"
-            } else {
-                "locally"
-            }
+            took.as_secs_f64()
         ));
     }
-    if let Some(dir) = &args.out {
-        let dir = abs(dir);
-        let formats = if args.format.is_empty() {
-            vec![Format::Json]
-        } else {
-            args.format.clone()
-        };
-        let written = match results.as_slice() {
-            [one] => report::write_reports(one, &dir, &formats),
-            _ => report::write_batch_reports(&rubric, &results, &dir, &formats),
-        };
-        match written {
-            Ok(_) if results.len() > 1 => io.note(&format!(
-                "wrote {} and reports for {} repositories",
-                dir.join("gradebook.csv").display(),
-                results.len()
-            )),
-            Ok(files) => {
-                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-                io.note(&format!("wrote {}", names.join(", ")));
-            }
-            Err(e) => {
-                return io.usage(Diagnostic::plain(format!(
-                    "cannot write reports to {}: {e}",
-                    dir.display()
-                )))
-            }
-        }
-    } else if results.len() > 1 && !args.json {
-        io.note("pass --out DIR to write gradebook.csv and a report per repository");
+    if let Err(d) = write_out(args, cwd, &rubric, &results, &mut io) {
+        return io.usage(d);
     }
-    code
+    if results.iter().any(|r| r.error.is_some()) {
+        EXIT_ERRORED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Which report goes to stdout instead of the table: without `--out`, one format of one
+/// repository may; more is a usage error.
+fn stdout_format(args: &GradeArgs, repos: usize) -> Result<Option<Format>, Diagnostic> {
+    match (&args.out, args.format.as_slice()) {
+        (None, []) | (Some(_), _) => Ok(None),
+        (None, [f]) if repos == 1 && !args.json => Ok(Some(*f)),
+        (None, _) => Err(
+            Diagnostic::plain("--format writes files: give --out DIR").with_help(
+                "without --out, only one format for one repository can go to standard output",
+            ),
+        ),
+    }
+}
+
+/// The state store (run history) and the grade cache, both in `db`; grading goes on
+/// without them, with a warning, when they cannot be opened.
+fn open_state(db: &Path, io: &mut Io<'_>) -> (Option<Store>, Option<GradeCache>) {
+    let store = match Store::open(db) {
+        Ok(s) => s,
+        Err(e) => {
+            io.note(&format!(
+                "warning: grading without recording the run or reusing results: {e}"
+            ));
+            return (None, None);
+        }
+    };
+    match GradeCache::open(db) {
+        Ok(c) => (Some(store), Some(c)),
+        Err(e) => {
+            io.note(&format!("warning: grading without reusing results: {e}"));
+            (Some(store), None)
+        }
+    }
+}
+
+/// Connects to Docker and finds (or builds) the rubric's image.
+fn grading_image(
+    runtime: &tokio::runtime::Runtime,
+    container: &super::rubric::Container,
+    args: &GradeArgs,
+    cwd: &Path,
+    db: &Path,
+    io: &mut Io<'_>,
+) -> Result<(crate::docker::Docker, Image), Diagnostic> {
+    let docker = runtime
+        .block_on(crate::docker::Docker::connect())
+        .map_err(|e| {
+            Diagnostic::plain(format!(
+                "{} grades in a container, but {e} (or pass --local to grade on this machine, without isolation)",
+                args.rubric.display()
+            ))
+        })?;
+    if container.dockerfile.is_some() {
+        io.note(
+            "building the grading image (skipped when its Dockerfile and context are unchanged)",
+        );
+    }
+    let memory: Box<dyn crate::docker::actions::Memory> = match Store::open(db) {
+        Ok(s) => Box::new(crate::actions::StoreMemory(Mutex::new(s))),
+        Err(_) => Box::new(NoMemory),
+    };
+    let rubric_path = cwd.join(&args.rubric);
+    let rubric_dir = rubric_path.parent().unwrap_or(cwd);
+    let image = runtime
+        .block_on(resolve_image(
+            &docker,
+            container,
+            rubric_dir,
+            memory.as_ref(),
+            &mut |_, _| {},
+        ))
+        .map_err(|e| Diagnostic::plain(e.to_string()))?;
+    Ok((docker, image))
+}
+
+/// Writes the reports to `--out` (JSON when no `--format` is given): a single repository's
+/// straight into the directory (where Gradescope expects `results.json`), a batch's as
+/// `gradebook.csv` and one directory per repository.
+fn write_out(
+    args: &GradeArgs,
+    cwd: &Path,
+    rubric: &Rubric,
+    results: &[RepoResult],
+    io: &mut Io<'_>,
+) -> Result<(), Diagnostic> {
+    let Some(dir) = &args.out else {
+        if results.len() > 1 && !args.json {
+            io.note("pass --out DIR to write gradebook.csv and a report per repository");
+        }
+        return Ok(());
+    };
+    let dir = cwd.join(dir);
+    let formats = if args.format.is_empty() {
+        vec![Format::Json]
+    } else {
+        args.format.clone()
+    };
+    let written = match results {
+        [one] => report::write_reports(one, &dir, &formats),
+        _ => report::write_batch_reports(rubric, results, &dir, &formats),
+    }
+    .map_err(|e| Diagnostic::plain(format!("cannot write reports to {}: {e}", dir.display())))?;
+    if results.len() > 1 {
+        io.note(&format!(
+            "wrote {} and reports for {} repositories",
+            dir.join("gradebook.csv").display(),
+            results.len()
+        ));
+    } else {
+        let names: Vec<String> = written.iter().map(|f| f.display().to_string()).collect();
+        io.note(&format!("wrote {}", names.join(", ")));
+    }
+    Ok(())
 }
 
 /// The repositories named on the command line and found under `--repos`, in that order;
@@ -579,268 +600,6 @@ fn command_line(args: &GradeArgs) -> Vec<String> {
         }
     }
     v
-}
-
-/// Steps of every repository's job: `setup` when the rubric has one, then the criteria in
-/// rubric order.
-fn steps(rubric: &Rubric) -> Vec<StepInfo> {
-    let setup = rubric
-        .setup
-        .as_ref()
-        .map(|_| ("setup".to_string(), "setup".to_string()));
-    setup
-        .into_iter()
-        .chain(
-            rubric
-                .criteria
-                .iter()
-                .map(|c| (c.id.clone(), c.display_title().to_string())),
-        )
-        .enumerate()
-        .map(|(index, (id, name))| StepInfo { index, id, name })
-        .collect()
-}
-
-fn job_infos(rubric: &Rubric, repos: &[PathBuf], keys: &[String]) -> Vec<JobInfo> {
-    let steps = steps(rubric);
-    repos
-        .iter()
-        .zip(keys)
-        .map(|(repo, key)| JobInfo {
-            key: key.clone(),
-            job_id: "grade".to_string(),
-            name: key.clone(),
-            needs: Vec::new(),
-            matrix: BTreeMap::from([(
-                "repo".to_string(),
-                serde_json::Value::from(repo.display().to_string()),
-            )]),
-            steps: steps.clone(),
-        })
-        .collect()
-}
-
-/// The events that record a finished grading in the state store. Criteria become steps
-/// (the engine's vocabulary: a failed criterion is a failed step that does not fail its
-/// job, like `continue-on-error`); a reused result is recorded as up-to-date steps. Output
-/// goes to log files under `log_dir`, as for workflow steps.
-fn run_events(
-    rubric: &Rubric,
-    results: &[RepoResult],
-    run_id: i64,
-    log_dir: &Path,
-    took_ms: u64,
-) -> Vec<Event> {
-    let offset = usize::from(rubric.setup.is_some());
-    let now = now_ms();
-    let mut events = Vec::new();
-    for r in results {
-        let job = r.repo.clone();
-        // A reused result happened in this run, instantly; its own times are the old run's.
-        let (start, duration_ms) = if r.cached {
-            (now, 0)
-        } else {
-            (r.graded_at, r.duration_ms)
-        };
-        events.push(Event::JobStarted {
-            job: job.clone(),
-            at: start,
-        });
-        let mut at = start;
-        if let Some(s) = &r.setup {
-            let step = StepRun {
-                job: &job,
-                step: 0,
-                id: "setup",
-                name: "setup",
-                status: if s.passed {
-                    Status::Success
-                } else {
-                    Status::Failure
-                },
-                reason: (!s.passed).then(|| format!("setup failed: {}", s.reason)),
-                exit_code: None,
-                outputs: BTreeMap::new(),
-                log: log_text(&s.stdout.text, &s.stderr.text),
-            };
-            let how = if r.cached {
-                How::Reused
-            } else {
-                How::Ran(s.duration_ms)
-            };
-            step.push(&mut events, &mut at, how, log_dir);
-        }
-        for i in rubric.run_order() {
-            let Some(c) = r.criteria.get(i) else { continue };
-            let points = format!("{}/{}", fmt_points(c.points), fmt_points(c.max_points));
-            let reason = match &c.reason {
-                Some(why) => format!("{}: {why} ({points} points)", c.status),
-                None => format!("{} ({points} points)", c.status),
-            };
-            let step = StepRun {
-                job: &job,
-                step: i + offset,
-                id: &c.id,
-                name: &c.title,
-                status: c.status.step_status(),
-                reason: Some(reason),
-                exit_code: c.exit_code,
-                outputs: BTreeMap::from([
-                    ("status".to_string(), c.status.to_string()),
-                    ("points".to_string(), fmt_points(c.points)),
-                    ("max-points".to_string(), fmt_points(c.max_points)),
-                ]),
-                log: log_text(&c.stdout.text, &c.stderr.text),
-            };
-            let how = if r.cached {
-                How::Reused
-            } else if c.status == CriterionStatus::Skipped || r.error.is_some() {
-                How::NotRun
-            } else {
-                How::Ran(c.duration_ms)
-            };
-            step.push(&mut events, &mut at, how, log_dir);
-        }
-        let (status, reason) = match &r.error {
-            Some(e) => (Status::Failure, format!("grading failed: {e}")),
-            None => (
-                Status::Success,
-                format!(
-                    "{}/{} points{}",
-                    fmt_points(r.score),
-                    fmt_points(r.max_score),
-                    if r.cached { " (reused)" } else { "" }
-                ),
-            ),
-        };
-        events.push(Event::JobFinished {
-            job,
-            status,
-            reason: Some(reason),
-            at: start + duration_ms as i64,
-            duration_ms,
-            outputs: BTreeMap::from([
-                ("score".to_string(), fmt_points(r.score)),
-                ("max-score".to_string(), fmt_points(r.max_score)),
-            ]),
-        });
-    }
-    let failed = results.iter().any(|r| r.error.is_some());
-    events.push(Event::RunFinished {
-        run_id,
-        status: if failed {
-            Status::Failure
-        } else {
-            Status::Success
-        },
-        at: now,
-        duration_ms: took_ms,
-    });
-    events
-}
-
-fn log_text(stdout: &str, stderr: &str) -> String {
-    match (stdout.is_empty(), stderr.is_empty()) {
-        (_, true) => stdout.to_string(),
-        (true, false) => stderr.to_string(),
-        (false, false) => format!("{stdout}\n--- stderr ---\n{stderr}"),
-    }
-}
-
-/// Whether a step ran, and for how long.
-enum How {
-    Ran(u64),
-    /// Its result was reused from the grade cache: recorded as up to date.
-    Reused,
-    /// Skipped for a failed need, or never reached because grading crashed.
-    NotRun,
-}
-
-/// One step's record, before it becomes events.
-struct StepRun<'a> {
-    job: &'a str,
-    step: usize,
-    id: &'a str,
-    name: &'a str,
-    status: Status,
-    reason: Option<String>,
-    exit_code: Option<i32>,
-    outputs: BTreeMap<String, String>,
-    log: String,
-}
-
-impl StepRun<'_> {
-    fn push(self, events: &mut Vec<Event>, at: &mut i64, how: How, log_dir: &Path) {
-        let ms = match how {
-            How::Ran(ms) => ms,
-            How::Reused | How::NotRun => {
-                let (status, reason) = match how {
-                    How::Reused => (
-                        Status::Skipped,
-                        self.reason.map(|r| format!("up to date, reused: {r}")),
-                    ),
-                    _ => (self.status, self.reason),
-                };
-                events.push(Event::StepFinished {
-                    job: self.job.to_string(),
-                    step: self.step,
-                    status,
-                    exit_code: None,
-                    reason,
-                    attempt: 0,
-                    at: *at,
-                    duration_ms: 0,
-                    outputs: self.outputs,
-                    continue_on_error: status == Status::Failure,
-                    log_path: None,
-                });
-                return;
-            }
-        };
-        events.push(Event::StepStarted {
-            job: self.job.to_string(),
-            step: self.step,
-            name: self.name.to_string(),
-            attempt: 1,
-            at: *at,
-        });
-        *at += ms as i64;
-        let log_path = (!self.log.is_empty())
-            .then(|| {
-                let dir = log_dir.join(sanitize(self.job));
-                let path = dir.join(format!("{:02}-{}.log", self.step + 1, sanitize(self.id)));
-                std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::write(&path, &self.log))
-                    .ok()
-                    .map(|_| path.display().to_string())
-            })
-            .flatten();
-        events.push(Event::StepFinished {
-            job: self.job.to_string(),
-            step: self.step,
-            status: self.status,
-            exit_code: self.exit_code,
-            reason: self.reason,
-            attempt: 1,
-            at: *at,
-            duration_ms: ms,
-            outputs: self.outputs,
-            continue_on_error: self.status == Status::Failure,
-            log_path,
-        });
-    }
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// The batch summary: one line per repository (score, and why it lost points in a way a
@@ -925,28 +684,27 @@ fn ago(ms: i64) -> String {
     }
 }
 
-/// Ctrl-C or SIGTERM: remove this run's containers, record the run as cancelled, exit 130.
-/// Local commands run in their own process groups and are not reached from here.
+/// Ctrl-C or SIGTERM: stop opening containers, remove this run's containers and temp dirs,
+/// record the run as cancelled, exit 130. Local commands run in their own process groups
+/// and are not reached from here.
 async fn on_interrupt(
-    docker: Option<crate::docker::Docker>,
+    docker: Option<(crate::docker::Docker, Stopper)>,
     run_id: Option<i64>,
     label_run: i64,
     db: PathBuf,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    // The engine's signal handling: the first signal asks us to stop, a second one while
+    // we clean up exits at once.
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::signals::forward(tx));
+    if rx.wait_for(|stop| *stop).await.is_err() {
         return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
     }
-    eprintln!("\ntrun: interrupted; removing grading containers");
-    if let Some(d) = docker {
+    if let Some((d, stopper)) = docker {
+        stopper.stop();
+        stopper.idle(Duration::from_secs(30)).await;
         let _ = d.cleanup_run(label_run).await;
+        stopper.remove_temp_dirs();
     }
     if let (Some(run_id), Ok(mut store)) = (run_id, Store::open(&db)) {
         let _ = store.mark_run(run_id, Status::Cancelled);

@@ -25,8 +25,9 @@
 //!   guess it and pre-seed it;
 //! - when a command ends (or times out) every process in the container but its idle init is
 //!   killed (`kill -9 -1`), so nothing left in the background can write into a later
-//!   command's `$TRUN_OUT`; if that kill cannot run (the image was tampered with), the
-//!   sandbox refuses to run anything more and the remaining criteria are `error`;
+//!   command's `$TRUN_OUT`; if that kill cannot run (a fork bomb holding every pid for
+//!   longer than the retries last, or a deleted `/bin/sh`), the sandbox refuses to run
+//!   anything more and the remaining criteria are `error`;
 //! - only then does the grader copy the command's `$TRUN_OUT` to a directory the container
 //!   never sees: regular files only (no symlinks, FIFOs or devices, so a command cannot make
 //!   the grader read `/etc/shadow` or block on a pipe), at most [`OUT_FILES_CAP`] bytes.
@@ -41,10 +42,13 @@
 //! `batch`). It is synchronous like the rest of `grade`, and bridges to the async Docker
 //! layer through a tokio [`Handle`].
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
@@ -194,6 +198,72 @@ pub struct DockerRunner {
     image: Image,
     limits: Limits,
     run_id: i64,
+    stopper: Stopper,
+}
+
+/// Stops a [`DockerRunner`] from elsewhere (a signal handler): after [`Stopper::stop`] no
+/// sandbox opens any more, and [`Stopper::idle`] waits until no container is being
+/// created, so that removing the run's containers afterwards misses none.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper(Arc<StopState>);
+
+#[derive(Debug, Default)]
+struct StopState {
+    stopping: AtomicBool,
+    opening: AtomicUsize,
+    /// Temp dirs of open sandboxes, which a process about to exit must remove itself.
+    temp_dirs: Mutex<HashSet<PathBuf>>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits (up to `limit`) until no sandbox is being opened.
+    pub async fn idle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.0.opening.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Removes the temp dirs of the sandboxes still open (their drop will not run when the
+    /// process exits).
+    pub fn remove_temp_dirs(&self) {
+        let dirs = self.0.temp_dirs.lock().unwrap_or_else(|p| p.into_inner());
+        for dir in dirs.iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Marks a sandbox as being opened, or refuses when stopping. Both orders of `stop` and
+    /// this are safe: either this sees the flag, or `idle` sees the count.
+    fn enter(&self) -> Result<OpeningGuard<'_>, RunnerError> {
+        self.0.opening.fetch_add(1, Ordering::SeqCst);
+        let guard = OpeningGuard(self);
+        if self.0.stopping.load(Ordering::SeqCst) {
+            return Err(RunnerError::Other("grading was interrupted".to_string()));
+        }
+        Ok(guard)
+    }
+
+    fn track(&self, dir: &Path, open: bool) {
+        let mut dirs = self.0.temp_dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if open {
+            dirs.insert(dir.to_path_buf());
+        } else {
+            dirs.remove(dir);
+        }
+    }
+}
+
+struct OpeningGuard<'a>(&'a Stopper);
+
+impl Drop for OpeningGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.opening.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl DockerRunner {
@@ -212,7 +282,13 @@ impl DockerRunner {
             image,
             limits,
             run_id,
+            stopper: Stopper::default(),
         }
+    }
+
+    /// A handle that stops this runner from another task.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 
     fn block<F: Future>(&self, fut: F) -> F::Output {
@@ -239,8 +315,10 @@ impl DockerRunner {
 }
 
 /// Runs `fut` to completion from synchronous code. From a plain thread (the batch's
-/// workers) this is `Handle::block_on`; from inside a multi-threaded runtime it first moves
-/// the thread out of the async worker pool, where blocking would stall other tasks.
+/// workers) or a `spawn_blocking` thread this is `Handle::block_on`; from a worker of a
+/// multi-threaded runtime it first moves the thread out of the async worker pool, where
+/// blocking would stall other tasks. A current-thread runtime must call the runner from
+/// `spawn_blocking`.
 fn block_on<F: Future>(handle: &Handle, fut: F) -> F::Output {
     match Handle::try_current() {
         Ok(current) if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -255,6 +333,7 @@ impl CriterionRunner for DockerRunner {
         if !repo.is_dir() {
             return Err(RunnerError::NotADirectory(repo.to_path_buf()));
         }
+        let _opening = self.stopper.enter()?;
         let repo = repo.canonicalize().map_err(|source| RunnerError::Copy {
             repo: repo.to_path_buf(),
             source,
@@ -283,6 +362,7 @@ impl CriterionRunner for DockerRunner {
         let container = self
             .block(self.docker.start_job_container(&spec, &repo, &labels))
             .map_err(|e| RunnerError::Other(format!("cannot start the grading container: {e}")))?;
+        self.stopper.track(root.path(), true);
         let mut sandbox = DockerSandbox {
             docker: self.docker.clone(),
             handle: self.handle.clone(),
@@ -293,7 +373,8 @@ impl CriterionRunner for DockerRunner {
             results,
             count: 0,
             broken: None,
-            _root: root,
+            stopper: self.stopper.clone(),
+            root,
         };
         sandbox.copy_repo()?;
         Ok(Box::new(sandbox))
@@ -325,7 +406,8 @@ struct DockerSandbox {
     count: usize,
     /// Set when the sandbox can no longer be trusted to run anything (see the module docs).
     broken: Option<String>,
-    _root: tempfile::TempDir,
+    stopper: Stopper,
+    root: tempfile::TempDir,
 }
 
 impl DockerSandbox {
@@ -472,6 +554,7 @@ impl Drop for DockerSandbox {
             4096,
         ));
         let _ = self.block(self.docker.remove_job_container(&self.container, None));
+        self.stopper.track(self.root.path(), false);
     }
 }
 

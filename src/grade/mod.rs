@@ -26,6 +26,7 @@ pub mod cli;
 pub mod compare;
 pub mod docker_runner;
 pub mod markdown;
+pub mod record;
 pub mod report;
 pub mod rubric;
 pub mod runner;

@@ -239,6 +239,25 @@ impl Store {
 
     /// A small value a built-in action remembers between runs (e.g. when an
     /// image was last pulled).
+    /// [`Store::set_definition_version`] for many steps, in one transaction.
+    pub fn set_definition_versions(
+        &mut self,
+        run_id: i64,
+        versions: &[(String, usize, u32)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE steps SET definition_version = ?4 WHERE run_id = ?1 AND job_key = ?2 AND idx = ?3",
+            )?;
+            for (job, idx, v) in versions {
+                stmt.execute(params![run_id, job, *idx as i64, v])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Which version of its definition produced a step's result.
     pub fn set_definition_version(
         &mut self,

@@ -413,6 +413,33 @@ impl UpToDate {
             !all.iter()
                 .any(|(ab, ar)| ab == b && ar != r && walk::is_under(r, ar))
         });
+        // Many sibling roots (`src/d000/**` … `src/d099/**`) are walked as
+        // their parent, once: each separate walk pays for probing every
+        // ancestor's ignore files again. The workspace root itself is never
+        // substituted, so an unrelated big directory is not walked for nothing.
+        let mut by_parent: HashMap<(PathBuf, String), usize> = HashMap::new();
+        for (b, r) in &wanted {
+            if let Some(i) = r.rfind('/') {
+                *by_parent
+                    .entry((b.clone(), r[..i].to_string()))
+                    .or_default() += 1;
+            }
+        }
+        let merged: Vec<(PathBuf, String)> = by_parent
+            .into_iter()
+            .filter(|(_, n)| *n >= 4)
+            .map(|(k, _)| k)
+            .collect();
+        if !merged.is_empty() {
+            wanted.retain(|(b, r)| {
+                !merged
+                    .iter()
+                    .any(|(mb, mr)| mb == b && walk::is_under(r, mr))
+            });
+            wanted.extend(merged);
+            wanted.sort();
+            wanted.dedup();
+        }
         if wanted.is_empty() {
             return Ok(());
         }
@@ -491,36 +518,37 @@ impl UpToDate {
         })
     }
 
-    /// Whether [`try_restore`](Self::try_restore) would restore this step's
-    /// outputs instead of running it: an earlier success with this exact
-    /// fingerprint whose objects are all still in the CAS. Changes nothing,
-    /// for `trun plan`.
-    pub fn restorable(&self, spec: &StepSpec, check: &Check) -> Result<bool, UpToDateError> {
-        match &check.decision {
-            Decision::Run(
-                RunReason::SourcesChanged { .. }
-                | RunReason::UpstreamChanged
-                | RunReason::GeneratesMissing(_)
-                | RunReason::GeneratesModified(_),
-            ) => {}
-            _ => return Ok(false),
-        }
+    /// The fingerprint of the step's latest success, if any.
+    pub fn latest_fingerprint(&self, key: &str) -> Result<Option<Fingerprint>, UpToDateError> {
+        let conn = lock(&self.conn);
+        Ok(step_state(&conn, key)?.1.map(|s| s.fingerprint))
+    }
+
+    /// The outputs (path, content hash) of a success of `key` with exactly
+    /// this fingerprint whose objects are all still in the CAS, newest first:
+    /// what [`try_restore`](Self::try_restore) would write. Changes nothing;
+    /// `trun plan` uses it to predict restores.
+    pub fn restorable_outputs(
+        &self,
+        key: &str,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Vec<(String, ContentHash)>>, UpToDateError> {
         let conn = lock(&self.conn);
         let mut stmt = conn.prepare_cached(
             "SELECT id FROM uptodate_success WHERE step_key = ?1 AND fingerprint = ?2 ORDER BY id DESC",
         )?;
         let ids = stmt
-            .query_map(params![spec.key, &check.fingerprint.0[..]], |r| {
-                r.get::<_, i64>(0)
-            })?
+            .query_map(params![key, &fingerprint.0[..]], |r| r.get::<_, i64>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         for id in ids {
             let outputs = recorded_outputs(&conn, id)?;
             if !outputs.is_empty() && outputs.iter().all(|o| self.cas.contains(&o.hash)) {
-                return Ok(true);
+                return Ok(Some(
+                    outputs.into_iter().map(|o| (o.path, o.hash)).collect(),
+                ));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// When `check` says run because of changed sources/upstream or damaged outputs but
