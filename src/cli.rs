@@ -121,6 +121,11 @@ pub enum Command {
     Show(ShowArgs),
     /// Print the logs of a run, a job, or a step.
     Logs(LogsArgs),
+    /// Grade student repositories against a rubric (YAML, Markdown or Classroom JSON).
+    Grade(crate::grade::cli::GradeArgs),
+    /// Rubric tools: `trun rubric import autograding.json > rubric.yaml`.
+    #[command(subcommand)]
+    Rubric(crate::grade::cli::RubricCommand),
     /// Remove containers and networks left behind by killed runs.
     Gc(GcArgs),
     /// Inspect or prune the content-addressed output cache (.trun/cas).
@@ -292,6 +297,11 @@ pub fn main() -> i32 {
         Some(Command::History(a)) => cmd_history(a),
         Some(Command::Show(a)) => cmd_show(a),
         Some(Command::Logs(a)) => cmd_logs(a),
+        Some(Command::Grade(mut a)) => {
+            a.no_color = std::env::var_os("NO_COLOR").is_some();
+            Ok(crate::grade::cli::grade(&a))
+        }
+        Some(Command::Rubric(c)) => Ok(crate::grade::cli::rubric(&c)),
         Some(Command::Gc(a)) => cmd_gc(a),
         Some(Command::Cache(c)) => cmd_cache(c),
         Some(Command::Schema) => {
