@@ -73,16 +73,29 @@ pub async fn run(
     let Some((prog, args)) = spec.argv.split_first() else {
         return Exit::SpawnFailed("empty command".into());
     };
+    // stdout and stderr share one pipe, as in a terminal: the log keeps the
+    // order the step wrote its lines in (two pipes would race each other).
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return Exit::SpawnFailed(format!("cannot create a pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return Exit::SpawnFailed(format!("cannot create a pipe: {e}")),
+    };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .current_dir(spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(writer)
+        .stderr(writer2)
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // Our copies of the write end must close, or the reader never sees EOF.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Exit::SpawnFailed(format!("`{prog}` not found on PATH"));
@@ -91,14 +104,11 @@ pub async fn run(
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
-    let out = child
-        .stdout
-        .take()
-        .map(|o| tokio::spawn(pump(o, Stream::Stdout, tx.clone())));
-    let err = child
-        .stderr
-        .take()
-        .map(|e| tokio::spawn(pump(e, Stream::Stderr, tx.clone())));
+    let out =
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader)) {
+            Ok(r) => Some(tokio::spawn(pump(r, Stream::Stdout, tx.clone()))),
+            Err(_) => None,
+        };
     drop(tx);
 
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -139,7 +149,7 @@ pub async fn run(
     while let Some((stream, bytes)) = rx.recv().await {
         emit(log, on_line, stream, bytes);
     }
-    for h in [out, err].into_iter().flatten() {
+    if let Some(h) = out {
         let _ = h.await;
     }
     let _ = log.flush();
