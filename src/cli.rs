@@ -298,7 +298,7 @@ pub fn main() -> i32 {
         Some(Command::Show(a)) => cmd_show(a),
         Some(Command::Logs(a)) => cmd_logs(a),
         Some(Command::Grade(mut a)) => {
-            a.no_color = std::env::var_os("NO_COLOR").is_some();
+            a.no_color = cli.run.file.no_color || std::env::var_os("NO_COLOR").is_some();
             Ok(crate::grade::cli::grade(&a))
         }
         Some(Command::Rubric(c)) => Ok(crate::grade::cli::rubric(&c)),
@@ -778,9 +778,10 @@ pub fn plan_needs_docker(plan: &Plan) -> bool {
 }
 
 fn cmd_gc(a: GcArgs) -> CmdResult {
-    let (wf, _) = load(&a.file)?;
-    crate::docker::set_workspace(&wf.root);
-    let live: Vec<i64> = match Store::open(&crate::state::db_path(&wf.root)) {
+    // No need to parse the workflow: a broken file must not keep leftovers.
+    let root = workspace_root(&a.file)?;
+    crate::docker::set_workspace(&root);
+    let live: Vec<i64> = match Store::open(&crate::state::db_path(&root)) {
         // Opening the store marks runs whose process died as interrupted,
         // so what is still `running` here really is running.
         Ok(store) => store
@@ -921,12 +922,17 @@ fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
                     "cannot read the current directory: {e}"
                 ))]
             })?;
-            workflow::discover(&cwd).ok_or_else(|| {
-                vec![Diagnostic::plain(format!(
-                    "no trun.yaml found in {} or any parent directory",
-                    cwd.display()
-                ))]
-            })?
+            match workflow::discover(&cwd) {
+                Some(p) => p,
+                // `trun grade` records runs where there is no workflow file.
+                None if cwd.join(".trun").is_dir() => return Ok(cwd),
+                None => {
+                    return Err(vec![Diagnostic::plain(format!(
+                        "no trun.yaml found in {} or any parent directory",
+                        cwd.display()
+                    ))])
+                }
+            }
         }
     };
     let abs = std::path::absolute(&path).unwrap_or(path);
