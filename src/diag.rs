@@ -231,6 +231,16 @@ fn improve_serde_message(raw: &str) -> (String, Option<String>) {
         };
         return (msg, help);
     }
+    if let Some(rest) = raw.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return (
+            format!("duplicate key `{key}`"),
+            Some("each key may appear once in a mapping".into()),
+        );
+    }
     if let Some(rest) = raw.strip_prefix("missing field `") {
         if let Some(end) = rest.find('`') {
             return (format!("missing required key `{}`", &rest[..end]), None);

@@ -138,10 +138,9 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut out: Vec<(Sp<String>, V)> = Vec::new();
                 while let Some(k) = m.next_key::<Sp<KeyString>>()? {
+                    // Duplicate keys are rejected by the YAML parser itself
+                    // (a linear check here made a thousand jobs quadratic).
                     let key = Sp::new(k.value.0, k.loc);
-                    if out.iter().any(|(e, _)| e.value == key.value) {
-                        return Err(de::Error::custom(format!("duplicate key `{}`", key.value)));
-                    }
                     let v = m.next_value::<V>()?;
                     out.push((key, v));
                 }

@@ -461,52 +461,56 @@ pub fn expr_diag(wf: &WorkflowFile, s: &Sp<String>, e: &ExprError) -> Diagnostic
 fn find_cycle(wf: &WorkflowFile) -> Option<Diagnostic> {
     let jobs = &wf.workflow.jobs.value;
     let order: Vec<&str> = jobs.keys().collect();
-    let needs_of = |id: &str| -> Vec<Sp<String>> {
-        jobs.get(id)
-            .and_then(|j| j.value.needs.as_ref())
-            .map(|n| n.located())
-            .unwrap_or_default()
-    };
-    // 0 = unvisited, 1 = on stack, 2 = done
-    let mut mark: BTreeMap<&str, u8> = BTreeMap::new();
-    fn dfs<'a>(
-        id: &'a str,
-        order: &[&'a str],
-        needs_of: &dyn Fn(&str) -> Vec<Sp<String>>,
-        mark: &mut BTreeMap<&'a str, u8>,
-        stack: &mut Vec<&'a str>,
-    ) -> Option<(Vec<String>, Loc)> {
-        mark.insert(id, 1);
-        stack.push(id);
-        for n in needs_of(id) {
-            let Some(&nid) = order.iter().find(|o| **o == n.value) else {
-                continue;
-            };
-            match mark.get(nid).copied().unwrap_or(0) {
-                1 => {
-                    let start = stack.iter().position(|s| *s == nid).unwrap_or(0);
-                    let mut cycle: Vec<String> =
-                        stack[start..].iter().map(|s| s.to_string()).collect();
-                    cycle.push(nid.to_string());
-                    return Some((cycle, n.loc));
-                }
-                0 => {
-                    if let Some(c) = dfs(nid, order, needs_of, mark, stack) {
-                        return Some(c);
-                    }
-                }
-                _ => {}
-            }
+    // Each job's needs, resolved to indices once: a thousand-job file must
+    // not pay a linear search per edge.
+    let index: std::collections::HashMap<&str, usize> =
+        order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let needs: Vec<Vec<(usize, Loc)>> = jobs
+        .iter()
+        .map(|(_, j)| {
+            j.value
+                .needs
+                .as_ref()
+                .map(|n| {
+                    n.located()
+                        .into_iter()
+                        .filter_map(|s| index.get(s.value.as_str()).map(|&i| (i, s.loc)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done. Iterative, so a long chain
+    // of jobs cannot overflow the stack.
+    let mut mark = vec![0u8; order.len()];
+    for root in 0..order.len() {
+        if mark[root] != 0 {
+            continue;
         }
-        stack.pop();
-        mark.insert(id, 2);
-        None
-    }
-    for id in &order {
-        if mark.get(id).copied().unwrap_or(0) == 0 {
-            let mut stack = Vec::new();
-            if let Some((cycle, loc)) = dfs(id, &order, &needs_of, &mut mark, &mut stack) {
-                return Some(wf.error(loc, format!("dependency cycle: {}", cycle.join(" -> "))));
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&(dep, loc)) = needs[node].get(*next) {
+                *next += 1;
+                match mark[dep] {
+                    1 => {
+                        let start = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                        let mut cycle: Vec<&str> =
+                            stack[start..].iter().map(|(n, _)| order[*n]).collect();
+                        cycle.push(order[dep]);
+                        return Some(
+                            wf.error(loc, format!("dependency cycle: {}", cycle.join(" -> "))),
+                        );
+                    }
+                    0 => {
+                        mark[dep] = 1;
+                        stack.push((dep, 0));
+                    }
+                    _ => {}
+                }
+            } else {
+                mark[node] = 2;
+                stack.pop();
             }
         }
     }
