@@ -121,7 +121,7 @@ pub async fn execute(
     let result = tokio::select! {
         r = fut => r,
         _ = sleep => return Outcome { exit: Exit::TimedOut(timeout.unwrap_or_default()), outputs: BTreeMap::new(), skipped: None },
-        _ = cancelled(cancel) => return Outcome { exit: Exit::Cancelled, outputs: BTreeMap::new(), skipped: None },
+        _ = crate::exec::cancelled(cancel) => return Outcome { exit: Exit::Cancelled, outputs: BTreeMap::new(), skipped: None },
     };
     match result {
         Ok(r) => {
@@ -148,17 +148,6 @@ pub async fn execute(
                 outputs: BTreeMap::new(),
                 skipped: None,
             }
-        }
-    }
-}
-
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    loop {
-        if *cancel.borrow() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            return std::future::pending().await;
         }
     }
 }

@@ -389,8 +389,10 @@ fn use_color(no_color: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
-/// Find, parse and validate the workflow file.
-pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
+/// Apply `-C DIR`, then find the workflow file: `-f FILE` as given, or
+/// `trun.yaml` here or in a parent (relative to where the user stands).
+/// `Err(dir searched)` when there is none.
+fn workflow_path(file: &FileArgs) -> Result<Result<PathBuf, PathBuf>, Vec<Diagnostic>> {
     if let Some(dir) = &file.directory {
         std::env::set_current_dir(dir).map_err(|e| {
             vec![Diagnostic::plain(format!(
@@ -399,31 +401,41 @@ pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic
             ))]
         })?;
     }
-    let path = match &file.file {
-        Some(p) => {
-            if !p.exists() {
-                return Err(vec![Diagnostic::plain(format!(
-                    "workflow file {} does not exist",
-                    p.display()
-                ))]);
-            }
-            p.clone()
+    if let Some(p) = &file.file {
+        return Ok(Ok(p.clone()));
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot read the current directory: {e}"
+        ))]
+    })?;
+    Ok(match workflow::discover(&cwd) {
+        Some(found) => Ok(pathdiff(&found, &cwd)),
+        None => Err(cwd),
+    })
+}
+
+fn no_workflow(searched: &Path) -> Diagnostic {
+    Diagnostic::plain(format!(
+        "no trun.yaml found in {} or any parent directory",
+        searched.display()
+    ))
+}
+
+/// Find, parse and validate the workflow file.
+pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
+    let path = match workflow_path(file)? {
+        Ok(p) if file.file.is_some() && !p.exists() => {
+            return Err(vec![Diagnostic::plain(format!(
+                "workflow file {} does not exist",
+                p.display()
+            ))])
         }
-        None => {
-            let cwd = std::env::current_dir().map_err(|e| {
-                vec![Diagnostic::plain(format!(
-                    "cannot read the current directory: {e}"
-                ))]
-            })?;
-            let found = workflow::discover(&cwd).ok_or_else(|| {
-                vec![Diagnostic::plain(format!(
-                    "no trun.yaml found in {} or any parent directory",
-                    cwd.display()
-                ))
-                .with_help("create a trun.yaml, or name a file with -f FILE")]
-            })?;
-            // Show paths relative to where the user stands.
-            pathdiff(&found, &cwd)
+        Ok(p) => p,
+        Err(cwd) => {
+            return Err(vec![
+                no_workflow(&cwd).with_help("create a trun.yaml, or name a file with -f FILE")
+            ])
         }
     };
     let wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
@@ -906,34 +918,11 @@ fn human_bytes(b: u64) -> String {
 /// The workspace root (the workflow file's directory) without parsing the
 /// file: looking at past runs must work while the file is being fixed.
 fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
-    if let Some(dir) = &file.directory {
-        std::env::set_current_dir(dir).map_err(|e| {
-            vec![Diagnostic::plain(format!(
-                "cannot change to directory {}: {e}",
-                dir.display()
-            ))]
-        })?;
-    }
-    let path = match &file.file {
-        Some(p) => p.clone(),
-        None => {
-            let cwd = std::env::current_dir().map_err(|e| {
-                vec![Diagnostic::plain(format!(
-                    "cannot read the current directory: {e}"
-                ))]
-            })?;
-            match workflow::discover(&cwd) {
-                Some(p) => p,
-                // `trun grade` records runs where there is no workflow file.
-                None if cwd.join(".trun").is_dir() => return Ok(cwd),
-                None => {
-                    return Err(vec![Diagnostic::plain(format!(
-                        "no trun.yaml found in {} or any parent directory",
-                        cwd.display()
-                    ))])
-                }
-            }
-        }
+    let path = match workflow_path(file)? {
+        Ok(p) => p,
+        // `trun grade` records runs where there is no workflow file.
+        Err(cwd) if cwd.join(".trun").is_dir() => return Ok(cwd),
+        Err(cwd) => return Err(vec![no_workflow(&cwd)]),
     };
     let abs = std::path::absolute(&path).unwrap_or(path);
     Ok(abs

@@ -42,21 +42,8 @@ pub struct StepPlan {
 pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
     let force = Force::new(force);
     force.check(plan)?;
-    let ut = uptodate_hooks::open_store(&plan.root)?;
+    let ut = uptodate_hooks::open_prepared(plan)?;
     let mut chain = Chain::default();
-    let specs: Vec<_> = plan
-        .jobs
-        .iter()
-        .flat_map(|j| {
-            j.steps
-                .iter()
-                .filter(|s| !s.sources.is_empty())
-                .map(move |s| (j, s))
-        })
-        .map(|(j, s)| uptodate_hooks::spec(plan, j, s, &chain))
-        .collect();
-    ut.prepare(&specs.iter().collect::<Vec<_>>())
-        .map_err(|e| e.to_string())?;
     // Paths an upstream step will restore from the cache, with the content
     // they will have: dependents are judged on the tree as the run will see it.
     let mut restored: std::collections::BTreeMap<String, [u8; 32]> = Default::default();

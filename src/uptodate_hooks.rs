@@ -166,6 +166,27 @@ pub fn open_store(root: &Path) -> Result<UpToDate, String> {
     UpToDate::open(&dir.join("state.db"), &dir.join("cas")).map_err(|e| e.to_string())
 }
 
+/// The up-to-date store with every source root of the plan already walked,
+/// once and on all cores, so the checks that follow read no directory again.
+pub fn open_prepared(plan: &Plan) -> Result<UpToDate, String> {
+    let ut = open_store(&plan.root)?;
+    let chain = Chain::default();
+    let specs: Vec<StepSpec> = plan
+        .jobs
+        .iter()
+        .flat_map(|j| {
+            j.steps
+                .iter()
+                .filter(|s| !s.sources.is_empty())
+                .map(move |s| (j, s))
+        })
+        .map(|(j, s)| spec(plan, j, s, &chain))
+        .collect();
+    ut.prepare(&specs.iter().collect::<Vec<_>>())
+        .map_err(|e| e.to_string())?;
+    Ok(ut)
+}
+
 /// The engine's hooks: decide, restore, record.
 pub struct Hooks {
     plan: std::sync::Arc<Plan>,
@@ -192,23 +213,8 @@ impl Hooks {
     ) -> Result<Hooks, String> {
         let force = Force::new(force);
         force.check(&plan)?;
-        let ut = open_store(&plan.root)?;
+        let ut = open_prepared(&plan)?;
         let store = crate::state::Store::open(&crate::state::db_path(&plan.root))
-            .map_err(|e| e.to_string())?;
-        // Walk every source root once, on all cores, before the first check.
-        let chain = Chain::default();
-        let specs: Vec<StepSpec> = plan
-            .jobs
-            .iter()
-            .flat_map(|j| {
-                j.steps
-                    .iter()
-                    .filter(|s| !s.sources.is_empty())
-                    .map(move |s| (j, s))
-            })
-            .map(|(j, s)| spec(&plan, j, s, &chain))
-            .collect();
-        ut.prepare(&specs.iter().collect::<Vec<_>>())
             .map_err(|e| e.to_string())?;
         Ok(Hooks {
             plan,

@@ -98,9 +98,11 @@ fn step(g: &mut Grading, rubric: &Rubric, repo: &std::path::Path, part: &GradePa
                 };
             };
             let result = if let Some(why) = &g.setup_failed {
-                let mut r = blank(c, CriterionStatus::Error);
-                r.reason = Some(format!("setup failed: {why}"));
-                r
+                score::blank(
+                    c,
+                    CriterionStatus::Error,
+                    Some(format!("setup failed: {why}")),
+                )
             } else {
                 let done: HashMap<&str, CriterionStatus> =
                     g.status.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -166,21 +168,4 @@ fn step(g: &mut Grading, rubric: &Rubric, repo: &std::path::Path, part: &GradePa
 fn capture(lines: &mut Vec<(Stream, String)>, stdout: &str, stderr: &str) {
     lines.extend(stdout.lines().map(|l| (Stream::Stdout, l.to_string())));
     lines.extend(stderr.lines().map(|l| (Stream::Stderr, l.to_string())));
-}
-
-fn blank(c: &crate::grade::Criterion, status: CriterionStatus) -> CriterionResult {
-    CriterionResult {
-        id: c.id.clone(),
-        title: c.title.clone().unwrap_or_else(|| c.id.clone()),
-        status,
-        points: 0.0,
-        max_points: c.points,
-        hidden: c.hidden,
-        reason: None,
-        exit_code: None,
-        duration_ms: 0,
-        tests: None,
-        stdout: Default::default(),
-        stderr: Default::default(),
-    }
 }

@@ -731,7 +731,7 @@ async fn exec_in_container(
         };
         tokio::select! {
             _ = sleep => why2.store(1, Ordering::SeqCst),
-            _ = async { while !*cancel2.borrow() { if cancel2.changed().await.is_err() { std::future::pending::<()>().await } } } => why2.store(2, Ordering::SeqCst),
+            _ = super::cancelled(&mut cancel2) => why2.store(2, Ordering::SeqCst),
         }
     };
     let mut tee = |stream: Stream, line: String| {

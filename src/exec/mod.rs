@@ -22,6 +22,19 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
+/// Resolves once the run (or job) is cancelled; never when the sender is
+/// gone without cancelling.
+pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    loop {
+        if *cancel.borrow() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Where the engine sends events. Cloneable; sending never blocks.
 #[derive(Clone)]
 pub struct Events(pub std::sync::mpsc::Sender<Event>);
@@ -479,13 +492,4 @@ fn job_context(
         ctx.env.insert(k.clone(), Value::String(val));
     }
     ctx
-}
-
-/// Names of the jobs that ended in each status, for summaries and exit codes.
-pub fn count(result: &RunResult) -> BTreeMap<Status, BTreeSet<String>> {
-    let mut m: BTreeMap<Status, BTreeSet<String>> = BTreeMap::new();
-    for (k, s) in &result.jobs {
-        m.entry(*s).or_default().insert(k.clone());
-    }
-    m
 }

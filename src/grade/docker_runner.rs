@@ -482,7 +482,7 @@ impl Sandbox for DockerSandbox {
         let name = format!(
             "{:03}-{}-{}",
             self.count,
-            sanitize(spec.label),
+            super::runner::sanitize(spec.label),
             random_hex(8)
         );
         let host_out = self.host_out.join(&name);
@@ -790,19 +790,6 @@ fn copy_regular_files(from: &Path, to: &Path, budget: &mut u64, depth: usize) ->
         }
     }
     Ok(())
-}
-
-fn sanitize(label: &str) -> String {
-    label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// `n` random hex digits from the kernel, so a name cannot be guessed from inside.

@@ -176,7 +176,8 @@ impl Sandbox for LocalSandbox {
     }
 }
 
-fn sanitize(label: &str) -> String {
+/// A command label as a file-name fragment.
+pub(crate) fn sanitize(label: &str) -> String {
     label
         .chars()
         .map(|c| {

@@ -158,7 +158,8 @@ pub fn repo_name(repo: &Path) -> String {
         .unwrap_or_else(|| repo.display().to_string())
 }
 
-fn blank(c: &Criterion, status: CriterionStatus, reason: Option<String>) -> CriterionResult {
+/// A result for a criterion that did not run: 0 points, with why.
+pub fn blank(c: &Criterion, status: CriterionStatus, reason: Option<String>) -> CriterionResult {
     CriterionResult {
         id: c.id.clone(),
         title: c.display_title().to_string(),
