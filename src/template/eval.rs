@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 
 /// The named contexts an expression reads (`inputs`, `github`, …).
-pub(crate) type Roots<'a> = [(&'a str, &'a Map<String, Json>)];
+pub(crate) type Roots<'a> = [(&'a str, Val<'a>)];
 
 pub(crate) struct Evaluator<'a, 'm> {
     pub roots: &'a Roots<'a>,
@@ -60,7 +60,7 @@ impl<'a> Evaluator<'a, '_> {
             Kind::Ident(name) => {
                 let found = self.roots.iter().find(|(r, _)| eq_ignore_case(r, name));
                 match found {
-                    Some((_, map)) => Val::Obj(Cow::Borrowed(*map)),
+                    Some((_, value)) => value.clone(),
                     None => {
                         return Err(super::names::unknown_root(
                             name,
@@ -83,6 +83,11 @@ impl<'a> Evaluator<'a, '_> {
                 let base = self.eval(base)?;
                 self.star(base, node.span)?
             }
+            Kind::Call {
+                func: Func::Format,
+                args,
+                ..
+            } => self.format(args, node.span)?,
             Kind::Call { func, args, .. } => {
                 let mut vals = Vec::with_capacity(args.len());
                 for a in args {
@@ -206,6 +211,28 @@ impl<'a> Evaluator<'a, '_> {
         self.filtered(out, span)
     }
 
+    /// `format()`: the string is read first, then only the arguments it refers
+    /// to are evaluated, as GitHub does.
+    fn format(&mut self, args: &'a [Node], span: Span) -> Result<Val<'a>, ExprError> {
+        let fmt = self.eval(&args[0])?;
+        let fmt = fmt.to_text();
+        let pieces =
+            functions::format_plan(&fmt, args.len() - 1).map_err(|m| located(m, span))?;
+        let mut vals: Vec<Option<Val<'a>>> = vec![None; args.len() - 1];
+        for p in &pieces {
+            if let functions::Piece::Arg(k) = p {
+                if vals[*k].is_none() {
+                    vals[*k] = Some(self.eval(&args[k + 1])?);
+                }
+            }
+        }
+        let texts: Vec<Cow<str>> = vals
+            .iter()
+            .map(|v| v.as_ref().map_or(Cow::Borrowed(""), Val::to_text))
+            .collect();
+        functions::format_build(&fmt, &pieces, &texts, self.mem).map_err(|m| located(m, span))
+    }
+
     fn call(&mut self, func: Func, args: Vec<Val<'a>>) -> Result<Val<'a>, String> {
         Ok(match func {
             Func::Success => Val::Bool(self.status.success),
@@ -215,7 +242,7 @@ impl<'a> Evaluator<'a, '_> {
             Func::Contains => Val::Bool(functions::contains(&args[0], &args[1])),
             Func::StartsWith => Val::Bool(functions::affix(&args[0], &args[1], true)),
             Func::EndsWith => Val::Bool(functions::affix(&args[0], &args[1], false)),
-            Func::Format => functions::format(&args, self.mem)?,
+            Func::Format => unreachable!("format() is evaluated lazily"),
             Func::Join => functions::join(&args, self.mem)?,
             Func::ToJson => functions::to_json(&args[0], self.mem)?,
             Func::FromJson => functions::from_json(&args[0], self.mem)?,

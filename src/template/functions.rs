@@ -89,18 +89,18 @@ pub(crate) fn affix(s: &Val, affix: &Val, prefix: bool) -> bool {
     }
 }
 
-enum Piece {
+pub(crate) enum Piece {
     Lit(std::ops::Range<usize>),
     Arg(usize),
 }
 
-/// `format(fmt, args…)`: `{N}` replaced by the N-th argument as text, `{{` and
-/// `}}` for literal braces; anything else is an error.
-pub(crate) fn format<'a>(args: &[Val<'a>], mem: &mut Memory) -> Result<Val<'a>, String> {
-    let fmt = args[0].to_text();
-    let values: Vec<Cow<str>> = args[1..].iter().map(Val::to_text).collect();
+/// Reads a `format()` string: literal ranges and `{N}` placeholders, `{{` and
+/// `}}` for literal braces; anything else is an error, as is a placeholder for
+/// an argument that was not given. GitHub evaluates only the arguments the
+/// string refers to, so the caller evaluates them after this.
+pub(crate) fn format_plan(fmt: &str, arg_count: usize) -> Result<Vec<Piece>, String> {
     let b = fmt.as_bytes();
-    let quoted = || shown(&fmt, 60);
+    let quoted = || shown(fmt, 60);
     let mut pieces = Vec::new();
     let (mut i, mut lit) = (0, 0);
     while i < b.len() {
@@ -123,11 +123,10 @@ pub(crate) fn format<'a>(args: &[Val<'a>], mem: &mut Memory) -> Result<Val<'a>, 
                     .ok_or_else(|| {
                         format!("format: `{{{}}}` is not a placeholder like `{{0}}` (write `{{{{` for a literal brace)", shown(inner, 20))
                     })?;
-                if index >= values.len() {
+                if index >= arg_count {
                     return Err(format!(
-                        "format: placeholder `{{{index}}}` but only {} argument{} given",
-                        values.len(),
-                        if values.len() == 1 { "" } else { "s" }
+                        "format: placeholder `{{{index}}}` but only {arg_count} argument{} given",
+                        if arg_count == 1 { "" } else { "s" }
                     ));
                 }
                 pieces.push(Piece::Lit(lit..i));
@@ -150,6 +149,17 @@ pub(crate) fn format<'a>(args: &[Val<'a>], mem: &mut Memory) -> Result<Val<'a>, 
         }
     }
     pieces.push(Piece::Lit(lit..b.len()));
+    Ok(pieces)
+}
+
+/// Builds a `format()` result from its plan and the arguments as text, after
+/// checking its size.
+pub(crate) fn format_build<'a>(
+    fmt: &str,
+    pieces: &[Piece],
+    values: &[Cow<str>],
+    mem: &mut Memory,
+) -> Result<Val<'a>, String> {
     let len = pieces.iter().fold(0usize, |n, p| {
         n.saturating_add(match p {
             Piece::Lit(r) => r.len(),
@@ -158,7 +168,7 @@ pub(crate) fn format<'a>(args: &[Val<'a>], mem: &mut Memory) -> Result<Val<'a>, 
     });
     mem.string("format()", len)?;
     let mut out = String::with_capacity(len);
-    for p in &pieces {
+    for p in pieces {
         match p {
             Piece::Lit(r) => out.push_str(&fmt[r.clone()]),
             Piece::Arg(k) => out.push_str(&values[*k]),
@@ -267,11 +277,13 @@ pub(crate) fn from_json(v: &Val, mem: &mut Memory) -> Result<Val<'static>, Strin
         ));
     }
     mem.other(text.len().saturating_mul(4).saturating_add(64))?;
-    let parsed: Json = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "fromJSON: '{}' is not valid JSON: {e}",
-            shown(&text, 40)
-        )
+    // GitHub reads the first JSON value and ignores what follows it.
+    let first = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Json>()
+        .next()
+        .unwrap_or_else(|| serde_json::from_str::<Json>(""));
+    let parsed = first.map_err(|e| {
+        format!("fromJSON: '{}' is not valid JSON: {e}", shown(&text, 40))
     })?;
     Ok(Val::owned(parsed))
 }
@@ -406,9 +418,10 @@ mod tests {
     }
 
     fn fmt(f: &str, args: &[&str]) -> Result<String, String> {
-        let mut all = vec![s(f)];
-        all.extend(args.iter().map(|a| s(a)));
-        format(&all, &mut Memory::default()).map(|v| v.to_text().into_owned())
+        let pieces = format_plan(f, args.len())?;
+        let values: Vec<Cow<str>> = args.iter().map(|a| Cow::Borrowed(*a)).collect();
+        format_build(f, &pieces, &values, &mut Memory::default())
+            .map(|v| v.to_text().into_owned())
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub use syntax::{MAX_DEPTH, MAX_EXPRESSION_LENGTH};
 use eval::Evaluator;
 use functions::Memory;
 use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use syntax::{Kind, Node};
@@ -202,15 +203,16 @@ pub struct Context {
 
 impl Context {
     /// The contexts by name, as expressions see them.
-    fn roots(&self) -> [(&str, &Map<String, Json>); 7] {
+    fn roots(&self) -> [(&str, Val<'_>); 7] {
+        let obj = |m| Val::Obj(Cow::Borrowed(m));
         [
-            ("inputs", &self.inputs),
-            ("env", &self.env),
-            ("matrix", &self.matrix),
-            ("needs", &self.needs),
-            ("steps", &self.steps),
-            ("job", &self.job),
-            ("trun", &self.trun),
+            ("inputs", obj(&self.inputs)),
+            ("env", obj(&self.env)),
+            ("matrix", obj(&self.matrix)),
+            ("needs", obj(&self.needs)),
+            ("steps", obj(&self.steps)),
+            ("job", obj(&self.job)),
+            ("trun", obj(&self.trun)),
         ]
     }
 }
@@ -291,17 +293,17 @@ impl Engine {
     }
 
     /// Evaluates one expression against any named contexts (`github`,
-    /// `runner`, … as well as trun's), each a JSON object.
+    /// `runner`, … as well as trun's): each key of `contexts` is a name an
+    /// expression may start with.
     pub fn eval_in(
         &self,
         expr: &str,
         contexts: &Map<String, Json>,
         status: StatusFlags,
     ) -> Result<Json, ExprError> {
-        let empty = Map::new();
-        let roots: Vec<(&str, &Map<String, Json>)> = contexts
+        let roots: Vec<(&str, Val)> = contexts
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_object().unwrap_or(&empty)))
+            .map(|(k, v)| (k.as_str(), Val::borrowed(v)))
             .collect();
         let node = syntax::parse(expr)?;
         let mut mem = Memory::default();
