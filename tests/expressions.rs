@@ -25,7 +25,10 @@ fn same(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, a), (kb, b))| ka == kb && same(a, b))
         }
         _ => a == b,
     }
@@ -126,7 +129,10 @@ fn expression_bombs_are_refused_by_validate_quickly_and_in_bounded_memory() {
         .stderr_has("trun.yaml:5:")
         .stderr_has("the limit is 1048576 bytes (1 MiB)");
     assert!(!t.exists("ran"));
-    assert!(elapsed < Duration::from_secs(2), "validate took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "validate took {elapsed:?}"
+    );
     let rss = max_child_rss();
     assert!(rss < 200 << 20, "trun used {} MiB", rss >> 20);
 }
@@ -156,8 +162,5 @@ jobs:
     );
     t.run(&["validate"]).success();
     t.run(&[]).success();
-    assert_eq!(
-        t.read("out.txt"),
-        "|0|null|false|Array|set|1E+21|truthy|"
-    );
+    assert_eq!(t.read("out.txt"), "|0|null|false|Array|set|1E+21|truthy|");
 }

@@ -9,7 +9,7 @@
 
 use super::functions::{self, Memory};
 use super::syntax::{children, CmpOp, Func, Kind, Node, Span};
-use super::value::{eq_ignore_case, loose_cmp, loose_eq, lookup, take, Val};
+use super::value::{eq_ignore_case, lookup, loose_cmp, loose_eq, take, Val};
 use super::{ExprError, StatusFlags};
 use serde_json::{Map, Value as Json};
 use std::borrow::Cow;
@@ -93,8 +93,7 @@ impl<'a> Evaluator<'a, '_> {
                 for a in args {
                     vals.push(self.eval(a)?);
                 }
-                self.call(*func, vals)
-                    .map_err(|m| located(m, node.span))?
+                self.call(*func, vals).map_err(|m| located(m, node.span))?
             }
             Kind::Not(inner) => Val::Bool(!self.eval(inner)?.truthy()),
             Kind::And(items) | Kind::Or(items) => {
@@ -142,8 +141,12 @@ impl<'a> Evaluator<'a, '_> {
                 let mut out = Vec::new();
                 for item in items {
                     match item {
-                        Val::Obj(Cow::Borrowed(m)) => out.extend(lookup(m, name).map(Val::borrowed)),
-                        Val::Obj(Cow::Owned(mut m)) => out.extend(take(&mut m, name).map(Val::owned)),
+                        Val::Obj(Cow::Borrowed(m)) => {
+                            out.extend(lookup(m, name).map(Val::borrowed))
+                        }
+                        Val::Obj(Cow::Owned(mut m)) => {
+                            out.extend(take(&mut m, name).map(Val::owned))
+                        }
                         _ => {}
                     }
                 }
@@ -154,6 +157,7 @@ impl<'a> Evaluator<'a, '_> {
     }
 
     fn index(&mut self, base: Val<'a>, idx: &Idx, span: Span) -> Result<Val<'a>, ExprError> {
+        #[allow(clippy::owned_cow)]
         fn from_array<'v>(a: Cow<'v, Vec<Json>>, pos: Option<usize>) -> Option<Val<'v>> {
             let pos = pos?;
             match a {
@@ -178,7 +182,9 @@ impl<'a> Evaluator<'a, '_> {
                     match item {
                         Val::Arr(a) => out.extend(from_array(a, idx.pos)),
                         Val::Obj(m) => out.extend(from_object(m, key)),
-                        Val::Filtered(inner) => out.extend(idx.pos.and_then(|p| inner.into_iter().nth(p))),
+                        Val::Filtered(inner) => {
+                            out.extend(idx.pos.and_then(|p| inner.into_iter().nth(p)))
+                        }
                         _ => {}
                     }
                 }
@@ -216,8 +222,7 @@ impl<'a> Evaluator<'a, '_> {
     fn format(&mut self, args: &'a [Node], span: Span) -> Result<Val<'a>, ExprError> {
         let fmt = self.eval(&args[0])?;
         let fmt = fmt.to_text();
-        let pieces =
-            functions::format_plan(&fmt, args.len() - 1).map_err(|m| located(m, span))?;
+        let pieces = functions::format_plan(&fmt, args.len() - 1).map_err(|m| located(m, span))?;
         let mut vals: Vec<Option<Val<'a>>> = vec![None; args.len() - 1];
         for p in &pieces {
             if let functions::Piece::Arg(k) = p {

@@ -141,9 +141,9 @@ pub(crate) fn format_plan(fmt: &str, arg_count: usize) -> Result<Vec<Piece>, Str
             }
             b'}' => {
                 return Err(format!(
-                    "format: unmatched `}}` at position {i} in '{}' (write `}}}}` for a literal brace)",
-                    quoted()
-                ))
+                "format: unmatched `}}` at position {i} in '{}' (write `}}}}` for a literal brace)",
+                quoted()
+            ))
             }
             _ => i += 1,
         }
@@ -192,7 +192,9 @@ pub(crate) fn join<'a>(args: &[Val<'a>], mem: &mut Memory) -> Result<Val<'a>, St
         v => return Ok(Val::Str(Cow::Owned(v.to_text().into_owned()))),
     };
     let texts: Vec<Cow<str>> = items.iter().map(Val::to_text).collect();
-    let len = texts.iter().fold(0usize, |n, t| n.saturating_add(t.len()))
+    let len = texts
+        .iter()
+        .fold(0usize, |n, t| n.saturating_add(t.len()))
         .saturating_add(sep.len().saturating_mul(texts.len().saturating_sub(1)));
     mem.string("join()", len)?;
     let mut out = String::with_capacity(len);
@@ -282,9 +284,8 @@ pub(crate) fn from_json(v: &Val, mem: &mut Memory) -> Result<Val<'static>, Strin
         .into_iter::<Json>()
         .next()
         .unwrap_or_else(|| serde_json::from_str::<Json>(""));
-    let parsed = first.map_err(|e| {
-        format!("fromJSON: '{}' is not valid JSON: {e}", shown(&text, 40))
-    })?;
+    let parsed =
+        first.map_err(|e| format!("fromJSON: '{}' is not valid JSON: {e}", shown(&text, 40)))?;
     Ok(Val::owned(parsed))
 }
 
@@ -420,13 +421,15 @@ mod tests {
     fn fmt(f: &str, args: &[&str]) -> Result<String, String> {
         let pieces = format_plan(f, args.len())?;
         let values: Vec<Cow<str>> = args.iter().map(|a| Cow::Borrowed(*a)).collect();
-        format_build(f, &pieces, &values, &mut Memory::default())
-            .map(|v| v.to_text().into_owned())
+        format_build(f, &pieces, &values, &mut Memory::default()).map(|v| v.to_text().into_owned())
     }
 
     #[test]
     fn format_placeholders_and_escapes() {
-        assert_eq!(fmt("{0} and {1} and {0}", &["a", "b"]).unwrap(), "a and b and a");
+        assert_eq!(
+            fmt("{0} and {1} and {0}", &["a", "b"]).unwrap(),
+            "a and b and a"
+        );
         assert_eq!(fmt("{{0}} {{{1}}}", &["a", "b"]).unwrap(), "{0} {b}");
         assert_eq!(
             fmt("{2}", &["a", "b"]).unwrap_err(),
@@ -452,7 +455,10 @@ mod tests {
     fn from_json_bounds_depth() {
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let e = from_json(&s(&deep), &mut Memory::default()).unwrap_err();
-        assert_eq!(e, "fromJSON(): the JSON nests 100 levels deep; the limit is 64");
+        assert_eq!(
+            e,
+            "fromJSON(): the JSON nests 100 levels deep; the limit is 64"
+        );
         assert_eq!(json_depth(r#"{"a": "[[[[", "b": [1, {"c": 2}]}"#), 3);
     }
 
@@ -503,7 +509,10 @@ mod tests {
         let only_c = hex::encode(only_c.finalize());
         assert_eq!(hash_files(root, &pats(&["dir-**"])).unwrap(), only_c);
         assert_eq!(hash_files(root, &pats(&["dir-x"])).unwrap(), only_c);
-        assert_eq!(hash_files(root, &pats(&["dir-x", "!dir-x/sub"])).unwrap(), "");
+        assert_eq!(
+            hash_files(root, &pats(&["dir-x", "!dir-x/sub"])).unwrap(),
+            ""
+        );
         assert!(hash_files(root, &pats(&["../x"])).is_err());
     }
 }

@@ -320,7 +320,9 @@ impl Engine {
             match part {
                 Part::Lit(text) => out.push_str(&text),
                 Part::Expr { src, offset, .. } => {
-                    let text = self.text_of(&src, ctx, &mut mem).map_err(|e| e.shifted(offset))?;
+                    let text = self
+                        .text_of(&src, ctx, &mut mem)
+                        .map_err(|e| e.shifted(offset))?;
                     out.push_str(&text);
                 }
             }
@@ -391,7 +393,9 @@ impl Engine {
                     out.push_str(&text);
                 }
                 Part::Expr { src, offset, .. } => {
-                    let text = self.text_of(&src, ctx, &mut mem).map_err(|e| e.shifted(offset))?;
+                    let text = self
+                        .text_of(&src, ctx, &mut mem)
+                        .map_err(|e| e.shifted(offset))?;
                     let name = format!("TRUN_EXPR_{}", vars.len());
                     if quotes.state == Quote::Single {
                         out.push_str(&format!("'\"${{{name}}}\"'"));

@@ -158,7 +158,11 @@ fn check_root(path: &Path, roots: &[&str]) -> Result<(), ExprError> {
     if roots.iter().any(|r| eq_ignore_case(r, path.root)) {
         return Ok(());
     }
-    Err(unknown_root(path.root, path.root_span, roots.iter().copied()))
+    Err(unknown_root(
+        path.root,
+        path.root_span,
+        roots.iter().copied(),
+    ))
 }
 
 /// The error for a name that is no context.
@@ -334,11 +338,7 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
         // `env` is not checked: a step may add any variable through
         // `$GITHUB_ENV` for the steps after it, and a missing one reads as null.
         "job" | "trun" => {
-            let keys: &[&str] = if root == "job" {
-                &JOB_KEYS
-            } else {
-                &TRUN_KEYS
-            };
+            let keys: &[&str] = if root == "job" { &JOB_KEYS } else { &TRUN_KEYS };
             if let Some((prop, span)) = first {
                 if !keys.iter().any(|k| eq_ignore_case(k, prop)) {
                     return Err(unknown_property(root, prop, keys, span));

@@ -367,9 +367,7 @@ pub(crate) fn parse_number(s: &str) -> f64 {
     let radix = |digits: &str, radix: u32| -> f64 {
         // GitHub parses these as 32-bit integers, so 0xffffffff is -1.
         match u32::from_str_radix(digits, radix) {
-            Ok(n) if !digits.is_empty() && !digits.starts_with(['+', '-']) => {
-                f64::from(n as i32)
-            }
+            Ok(n) if !digits.is_empty() && !digits.starts_with(['+', '-']) => f64::from(n as i32),
             _ => f64::NAN,
         }
     };
@@ -491,7 +489,9 @@ impl Parser {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(err(
-                format!("expression nests more than {MAX_DEPTH} levels deep (the limit is {MAX_DEPTH})"),
+                format!(
+                    "expression nests more than {MAX_DEPTH} levels deep (the limit is {MAX_DEPTH})"
+                ),
                 self.peek().span,
             ));
         }
@@ -823,7 +823,9 @@ mod tests {
 
     #[test]
     fn filters_parse() {
-        assert!(matches!(kind("needs.*.result"), Kind::Prop { base, .. } if matches!(base.kind, Kind::Star { .. })));
+        assert!(
+            matches!(kind("needs.*.result"), Kind::Prop { base, .. } if matches!(base.kind, Kind::Star { .. }))
+        );
         assert!(matches!(kind("a[*]"), Kind::Star { .. }));
     }
 

@@ -135,7 +135,10 @@ fn logical_operators_return_the_deciding_operand() {
     assert_eq!(eval("null || 0 || ''"), json!(""));
     assert_eq!(eval("1 && 'yes' && inputs.count"), json!(3));
     assert_eq!(eval("!fromJSON('[]')"), json!(false));
-    assert_eq!(eval("fromJSON('{}') && 'objects are truthy'"), json!("objects are truthy"));
+    assert_eq!(
+        eval("fromJSON('{}') && 'objects are truthy'"),
+        json!("objects are truthy")
+    );
 }
 
 #[test]
@@ -146,9 +149,18 @@ fn object_filters_collect_values() {
         "b": {"result": "failure", "outputs": {}}
     }));
     let e = engine();
-    assert_eq!(e.eval("needs.*.result", &c).unwrap(), json!(["success", "failure"]));
-    assert_eq!(e.eval("contains(needs.*.result, 'FAILURE')", &c).unwrap(), json!(true));
-    assert_eq!(e.eval("join(needs.*.result, ' ')", &c).unwrap(), json!("success failure"));
+    assert_eq!(
+        e.eval("needs.*.result", &c).unwrap(),
+        json!(["success", "failure"])
+    );
+    assert_eq!(
+        e.eval("contains(needs.*.result, 'FAILURE')", &c).unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        e.eval("join(needs.*.result, ' ')", &c).unwrap(),
+        json!("success failure")
+    );
     assert_eq!(e.eval("inputs.flags.*", &c).unwrap(), json!(["a", "b"]));
     assert_eq!(e.eval("inputs.profile.*", &c).unwrap(), json!([]));
 }
@@ -219,7 +231,11 @@ fn fromjson_errors_point_at_the_call() {
     // GitHub reads the argument as text: a number is valid JSON.
     assert_eq!(eval("fromJSON(inputs.count)"), json!(3));
     let e = eval_err("fromJSON(inputs.flags)");
-    assert!(e.message.starts_with("fromJSON: 'Array' is not valid JSON"), "{}", e.message);
+    assert!(
+        e.message.starts_with("fromJSON: 'Array' is not valid JSON"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -302,7 +318,10 @@ fn render_stringifies_like_github() {
 #[test]
 fn render_errors_carry_offsets_into_the_whole_string() {
     let e = engine()
-        .render("echo ${{ inputs.profile }} ${{ format('{1}', 'a') }}", &ctx())
+        .render(
+            "echo ${{ inputs.profile }} ${{ format('{1}', 'a') }}",
+            &ctx(),
+        )
         .unwrap_err();
     assert_eq!((e.offset, e.len), (31, 18));
     assert_eq!(
@@ -486,12 +505,12 @@ fn constant_errors_are_found_at_plan_time() {
     let e = engine().check("x ${{ format('{0') }}", &scope).unwrap_err();
     assert_eq!(e.offset, 6);
     assert!(e.message.starts_with("format: unclosed"), "{}", e.message);
-    let e = engine()
-        .check("${{ fromJSON('{') }}", &scope)
-        .unwrap_err();
+    let e = engine().check("${{ fromJSON('{') }}", &scope).unwrap_err();
     assert!(e.message.starts_with("fromJSON:"), "{}", e.message);
     // Short-circuited constants are not evaluated, as at run time.
-    engine().check("${{ false && fromJSON('{') }}", &scope).unwrap();
+    engine()
+        .check("${{ false && fromJSON('{') }}", &scope)
+        .unwrap();
 }
 
 /// The 350-byte expression that grew to 5 GB: each level repeats the one inside

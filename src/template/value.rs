@@ -14,8 +14,11 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// An expression value. Arrays and objects are either borrowed from a context or
-/// owned (computed, e.g. by `fromJSON`).
+/// owned (computed, e.g. by `fromJSON`). Arrays hold the `Vec` itself, not a
+/// slice: the address of the `Vec` is the array's identity for `==` (every empty
+/// slice has the same address).
 #[derive(Debug, Clone)]
+#[allow(clippy::owned_cow)]
 pub(crate) enum Val<'a> {
     Null,
     Bool(bool),
@@ -218,8 +221,7 @@ pub(crate) fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
 }
 
 pub(crate) fn eq_ignore_case(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.eq_ignore_ascii_case(b)
-        || cmp_ignore_case(a, b) == Ordering::Equal
+    a.len() == b.len() && a.eq_ignore_ascii_case(b) || cmp_ignore_case(a, b) == Ordering::Equal
 }
 
 /// A property of an object by name: the exact key if present, else the first
