@@ -236,9 +236,12 @@ pub(crate) fn to_json<'a>(v: &Val, mem: &mut Memory) -> Result<Val<'a>, String> 
     Ok(Val::Str(Cow::Owned(text)))
 }
 
-/// The deepest nesting of `[`/`{` in JSON text (outside strings).
-fn json_depth(text: &str) -> usize {
-    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+/// What parsing JSON text will build, read without parsing it: the deepest
+/// nesting of `[`/`{`, and the number of values (roughly: brackets and commas
+/// outside strings, plus one).
+fn json_shape(text: &str) -> (usize, usize) {
+    let (mut depth, mut max, mut values) = (0usize, 0usize, 1usize);
+    let (mut in_str, mut escaped) = (false, false);
     for b in text.bytes() {
         if in_str {
             match (escaped, b) {
@@ -254,13 +257,19 @@ fn json_depth(text: &str) -> usize {
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
+                values += 1;
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' => values += 1,
             _ => {}
         }
     }
-    max
+    (max, values)
 }
+
+/// The memory one parsed JSON value may take, for accounting (a `Value` and its
+/// share of the map or vector holding it).
+const JSON_VALUE_COST: usize = 80;
 
 /// `fromJSON(text)`: the value the JSON text describes. The text's size and
 /// nesting are checked before it is parsed.
@@ -272,13 +281,17 @@ pub(crate) fn from_json(v: &Val, mem: &mut Memory) -> Result<Val<'static>, Strin
             text.len()
         ));
     }
-    let depth = json_depth(&text);
+    let (depth, values) = json_shape(&text);
     if depth > MAX_JSON_DEPTH {
         return Err(format!(
             "fromJSON(): the JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}"
         ));
     }
-    mem.other(text.len().saturating_mul(4).saturating_add(64))?;
+    mem.other(
+        values
+            .saturating_mul(JSON_VALUE_COST)
+            .saturating_add(text.len()),
+    )?;
     // GitHub reads the first JSON value and ignores what follows it.
     let first = serde_json::Deserializer::from_str(&text)
         .into_iter::<Json>()
@@ -459,7 +472,11 @@ mod tests {
             e,
             "fromJSON(): the JSON nests 100 levels deep; the limit is 64"
         );
-        assert_eq!(json_depth(r#"{"a": "[[[[", "b": [1, {"c": 2}]}"#), 3);
+        assert_eq!(json_shape(r#"{"a": "[[,[[", "b": [1, {"c": 2}]}"#), (3, 6));
+        // Many tiny values cost more than their text: counted before parsing.
+        let many = format!("[{}[]]", "[],".repeat(300_000));
+        let e = from_json(&s(&many), &mut Memory::default()).unwrap_err();
+        assert!(e.ends_with("of memory, the limit"), "{e}");
     }
 
     #[test]
