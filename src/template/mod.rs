@@ -1,28 +1,41 @@
 //! Expressions: `${{ … }}` in workflow strings, checked at plan time and evaluated
-//! at run time.
+//! at run time, exactly as GitHub Actions evaluates them.
 //!
-//! trun speaks GitHub Actions' expression dialect (`&&`, `||`, `!`, single-quoted
-//! strings with `''`, `needs.build-app.outputs.image-id`, loose `==`) and evaluates
-//! it with minijinja after translating it (see `syntax.rs`). [`Engine::check`]
-//! rejects unknown names before anything runs, so a typo is an error and never an
-//! empty string; [`Engine::render_script`] keeps expression values out of shell
-//! script text. This module does not know the workflow file's structure: callers
-//! describe what is declared at a place with a [`Scope`] and supply values with a
-//! [`Context`], and they turn an [`ExprError`]'s byte offset into `file:line:col`.
+//! trun speaks GitHub Actions' expression dialect: `&&`/`||` returning the
+//! operand that decided, loose `==` with type coercion, case-insensitive names
+//! and string comparison, `.*` object filters, `NaN`/`Infinity`, null for a
+//! missing property. `syntax.rs` parses, `eval.rs` evaluates, `value.rs` holds
+//! the coercion and printing rules, `functions.rs` the functions and the memory
+//! limits, `names.rs` the plan-time name checks. [`Engine::check`] rejects
+//! names that provably do not exist before anything runs, so a typo is an error
+//! and never an empty string; [`Engine::render_script`] keeps expression values
+//! out of shell script text. This module does not know the workflow file's
+//! structure: callers describe what is declared at a place with a [`Scope`] and
+//! supply values with a [`Context`], and they turn an [`ExprError`]'s byte offset
+//! into `file:line:col`.
+//!
+//! Every size is bounded before the work is done: an expression's length and
+//! nesting ([`MAX_EXPRESSION_LENGTH`], [`MAX_DEPTH`]), each built string
+//! ([`MAX_STRING`]), all values one field's expressions build ([`MAX_MEMORY`]),
+//! and `fromJSON` nesting ([`MAX_JSON_DEPTH`]); each error names its limit.
 
+mod eval;
 mod functions;
 mod names;
 mod syntax;
+mod value;
 
-pub use functions::hash_files;
+pub use functions::{hash_files, MAX_JSON_DEPTH, MAX_MEMORY, MAX_STRING};
+pub use syntax::{MAX_DEPTH, MAX_EXPRESSION_LENGTH};
 
-use minijinja::value::{Enumerator, Object, ObjectExt, Rest};
-use minijinja::{Environment, ErrorKind, State, UndefinedBehavior, Value};
+use eval::Evaluator;
+use functions::Memory;
 use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use syntax::{Func, Kind, Node, Span};
+use syntax::{Kind, Node};
+use value::Val;
 
 /// An expression problem, located by byte offset into the string the caller
 /// passed in (the whole field value for [`Engine::render`] and friends, the bare
@@ -137,8 +150,8 @@ pub struct Scope {
     pub needs: BTreeMap<String, BTreeSet<String>>,
     /// Ids of the steps before this one in the job.
     pub steps: BTreeSet<String>,
-    /// Env names declared in the workflow, job and step `env` (the process
-    /// environment is consulted separately).
+    /// Env names declared in the workflow, job and step `env`. Not used to
+    /// reject names: a step may add any variable through `$GITHUB_ENV`.
     pub env: BTreeSet<String>,
     /// Whether `success()`, `failure()`, `always()`, `cancelled()` may be called
     /// (true for `if:`, false for `run:`, `with:`, `env:`…).
@@ -167,8 +180,10 @@ impl Default for StatusFlags {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
     pub inputs: Map<String, Json>,
-    /// The environment an expression sees: trun's own environment overlaid with the
-    /// workflow, job and step `env`.
+    /// The `env` context: the workflow, job and step `env` and what earlier
+    /// steps wrote to `$GITHUB_ENV`. On GitHub it does not hold the runner's
+    /// own process environment (`env.HOME` is null), so callers should not put
+    /// it here. A name missing here reads as null.
     pub env: Map<String, Json>,
     /// The current matrix combination. Fill every key of the matrix (null where a
     /// combination lacks one) so a key that exists in some combination is never an
@@ -177,7 +192,7 @@ pub struct Context {
     /// `{job: {"outputs": {..}, "result": "success"}}`.
     pub needs: Map<String, Json>,
     /// `{id: {"outputs": {..}, "outcome": "success", "conclusion": "success"}}`.
-    /// An output a step did not write reads as null rather than an error.
+    /// An output a step did not write reads as null, like any missing property.
     pub steps: Map<String, Json>,
     /// `{"id", "name", "status"}`.
     pub job: Map<String, Json>,
@@ -187,144 +202,42 @@ pub struct Context {
 }
 
 impl Context {
-    fn to_json(&self) -> Map<String, Json> {
-        let mut m = Map::new();
-        for (name, v) in [
-            ("inputs", &self.inputs),
-            ("env", &self.env),
-            ("matrix", &self.matrix),
-            ("needs", &self.needs),
-            ("steps", &self.steps),
-            ("job", &self.job),
-            ("trun", &self.trun),
-        ] {
-            m.insert(name.to_string(), Json::Object(v.clone()));
-        }
-        m
-    }
-
-    fn to_value(&self) -> Value {
-        let mut root: BTreeMap<&str, Value> = BTreeMap::new();
-        root.insert("inputs", Value::from_serialize(&self.inputs));
-        root.insert("env", Value::from_serialize(&self.env));
-        root.insert("matrix", Value::from_serialize(&self.matrix));
-        root.insert("needs", Value::from_serialize(&self.needs));
-        root.insert("job", Value::from_serialize(&self.job));
-        root.insert("trun", Value::from_serialize(&self.trun));
-        let steps: BTreeMap<String, Value> = self
-            .steps
-            .iter()
-            .map(|(id, step)| (id.clone(), step_value(step)))
-            .collect();
-        root.insert("steps", Value::from(steps));
-        let status: BTreeMap<&str, bool> = BTreeMap::from([
-            ("success", self.status.success),
-            ("failure", self.status.failure),
-            ("cancelled", self.status.cancelled),
-        ]);
-        root.insert(STATUS_VAR, Value::from(status));
-        Value::from(root)
+    /// The contexts by name, as expressions see them.
+    fn roots(&self) -> [(&str, Val<'_>); 7] {
+        let obj = |m| Val::Obj(Cow::Borrowed(m));
+        [
+            ("inputs", obj(&self.inputs)),
+            ("env", obj(&self.env)),
+            ("matrix", obj(&self.matrix)),
+            ("needs", obj(&self.needs)),
+            ("steps", obj(&self.steps)),
+            ("job", obj(&self.job)),
+            ("trun", obj(&self.trun)),
+        ]
     }
 }
 
-const STATUS_VAR: &str = "__trun_status";
-
-fn step_value(step: &Json) -> Value {
-    let Json::Object(fields) = step else {
-        return Value::from_serialize(step);
-    };
-    let map: BTreeMap<String, Value> = fields
-        .iter()
-        .map(|(k, v)| {
-            let v = match (k.as_str(), v) {
-                ("outputs", Json::Object(outputs)) => Value::from_object(StepOutputs(
-                    outputs
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::from_serialize(v)))
-                        .collect(),
-                )),
-                _ => Value::from_serialize(v),
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    Value::from(map)
-}
-
-/// A step's outputs: a step may or may not write an output, so a missing one is
-/// null (GitHub behaves the same), unlike every other missing name.
-#[derive(Debug)]
-struct StepOutputs(BTreeMap<String, Value>);
-
-impl Object for StepOutputs {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let found = key.as_str().and_then(|k| self.0.get(k).cloned());
-        Some(found.unwrap_or(Value::from(())))
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        self.mapped_enumerator(|this| Box::new(this.0.keys().map(|k| Value::from(k.as_str()))))
-    }
-}
-
-/// Evaluates expressions: a minijinja environment with trun's functions.
+/// Evaluates expressions. Holds only the workspace `hashFiles()` reads; cheap
+/// to share between threads.
+#[derive(Debug, Clone)]
 pub struct Engine {
-    env: Environment<'static>,
     workspace: PathBuf,
-}
-
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("workspace", &self.workspace)
-            .finish_non_exhaustive()
-    }
-}
-
-fn status_flag(state: &State, flag: &str) -> bool {
-    state
-        .lookup(STATUS_VAR)
-        .and_then(|s| s.get_attr(flag).ok())
-        .is_some_and(|v| v.is_true())
 }
 
 impl Engine {
     /// `hashFiles()` patterns are relative to `workspace`.
     pub fn new(workspace: PathBuf) -> Engine {
-        let mut env = Environment::empty();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_function("__trun_eq", functions::eq);
-        env.add_function("__trun_cmp", functions::cmp);
-        env.add_function(Func::Success.jinja_name(), |s: &State| {
-            status_flag(s, "success")
-        });
-        env.add_function(Func::Failure.jinja_name(), |s: &State| {
-            status_flag(s, "failure")
-        });
-        env.add_function(Func::Cancelled.jinja_name(), |s: &State| {
-            status_flag(s, "cancelled")
-        });
-        env.add_function(Func::Always.jinja_name(), || true);
-        env.add_function(Func::Contains.jinja_name(), functions::contains);
-        env.add_function(Func::StartsWith.jinja_name(), functions::starts_with);
-        env.add_function(Func::EndsWith.jinja_name(), functions::ends_with);
-        env.add_function(Func::Format.jinja_name(), functions::format);
-        env.add_function(Func::Join.jinja_name(), functions::join);
-        env.add_function(Func::ToJson.jinja_name(), functions::to_json_fn);
-        env.add_function(Func::FromJson.jinja_name(), functions::from_json);
-        let ws = workspace.clone();
-        env.add_function(Func::HashFiles.jinja_name(), move |p: Rest<Value>| {
-            functions::hash_files_fn(&ws, p)
-        });
-        Engine { env, workspace }
+        Engine { workspace }
     }
 
     pub fn workspace(&self) -> &Path {
         &self.workspace
     }
 
-    /// Plan-time check of every `${{ }}` in `s`: syntax, functions, and that every
-    /// name is declared in `scope`. Evaluates nothing.
+    /// Plan-time check of every `${{ }}` in `s`: syntax, functions, that every
+    /// name is declared in `scope`, and the parts that read no context (which
+    /// are evaluated, so a bad `format()` or a result over a size limit is
+    /// reported now).
     pub fn check(&self, s: &str, scope: &Scope) -> Result<(), ExprError> {
         for (src, offset) in Template::parse(s)?.exprs() {
             self.check_expr(src, scope).map_err(|e| e.shifted(offset))?;
@@ -346,84 +259,85 @@ impl Engine {
     fn check_expr(&self, src: &str, scope: &Scope) -> Result<(), ExprError> {
         let node = syntax::parse(src)?;
         names::check(&node, scope)?;
-        let emitted = syntax::emit(&node);
-        self.env
-            .compile_expression_owned(emitted.source)
-            .map_err(|e| {
-                whole(
-                    src,
-                    format!("internal error translating the expression: {e}"),
-                )
-            })?;
-        Ok(())
+        eval::check_constants(&node, &self.workspace)
     }
 
-    /// Evaluates one expression source (no `${{ }}`) to a value.
+    /// Evaluates `node` against `roots` and hands the value to `f`.
+    fn with_value<R>(
+        &self,
+        node: &Node,
+        roots: &eval::Roots<'_>,
+        status: StatusFlags,
+        mem: &mut Memory,
+        f: impl FnOnce(&Val) -> R,
+    ) -> Result<R, ExprError> {
+        let names: Vec<&str> = roots.iter().map(|(n, _)| *n).collect();
+        names::check_roots(node, &names)?;
+        let mut ev = Evaluator {
+            roots,
+            status,
+            workspace: &self.workspace,
+            mem,
+        };
+        let v = ev.eval(node)?;
+        Ok(f(&v))
+    }
+
+    /// Evaluates one expression source (no `${{ }}`) to a value. A whole number
+    /// is a JSON integer; NaN and the infinities are the strings GitHub prints
+    /// for them.
     pub fn eval(&self, expr: &str, ctx: &Context) -> Result<Json, ExprError> {
         let node = syntax::parse(expr)?;
-        self.eval_node(expr, &node, ctx)
+        let mut mem = Memory::default();
+        self.with_value(&node, &ctx.roots(), ctx.status, &mut mem, |v| v.to_json())
     }
 
-    fn eval_node(&self, src: &str, node: &Node, ctx: &Context) -> Result<Json, ExprError> {
-        names::check_roots(node)?;
-        let emitted = syntax::emit(node);
-        let compiled = self
-            .env
-            .compile_expression_owned(emitted.source.clone())
-            .map_err(|e| {
-                whole(
-                    src,
-                    format!("internal error translating the expression: {e}"),
-                )
-            })?;
-        let value = compiled.eval(ctx.to_value()).map_err(|e| {
-            if e.kind() == ErrorKind::UndefinedError {
-                if let Some(missing) = names::find_missing(node, &ctx.to_json()) {
-                    return missing;
-                }
-            }
-            let span = e
-                .range()
-                .and_then(|r| emitted.original(&r))
-                .unwrap_or(Span {
-                    start: 0,
-                    end: src.len(),
-                });
-            let message = match (e.kind(), e.detail()) {
-                (ErrorKind::UndefinedError, _) => {
-                    format!("`{}` has no value", src[span.start..span.end].trim())
-                }
-                (_, Some(detail)) => detail.to_string(),
-                (kind, None) => kind.to_string(),
-            };
-            ExprError {
-                message,
-                offset: span.start,
-                len: (span.end - span.start).max(1),
-            }
-        })?;
-        if value.is_undefined() {
-            return Err(names::find_missing(node, &ctx.to_json())
-                .unwrap_or_else(|| whole(src, format!("`{}` has no value", src.trim()))));
-        }
-        Ok(functions::to_json(&value))
+    /// Evaluates one expression against any named contexts (`github`,
+    /// `runner`, … as well as trun's): each key of `contexts` is a name an
+    /// expression may start with.
+    pub fn eval_in(
+        &self,
+        expr: &str,
+        contexts: &Map<String, Json>,
+        status: StatusFlags,
+    ) -> Result<Json, ExprError> {
+        let roots: Vec<(&str, Val)> = contexts
+            .iter()
+            .map(|(k, v)| (k.as_str(), Val::borrowed(v)))
+            .collect();
+        let node = syntax::parse(expr)?;
+        let mut mem = Memory::default();
+        self.with_value(&node, &roots, status, &mut mem, |v| v.to_json())
     }
 
-    /// Replaces every `${{ }}` in `s` by its value as GitHub prints it: null as "",
-    /// booleans and numbers as text, strings as they are, arrays and objects as
-    /// compact JSON.
+    /// Replaces every `${{ }}` in `s` by its value as GitHub prints it (as
+    /// `format()` would): null as "", booleans and numbers as text, strings as
+    /// they are, arrays and objects as `Array` and `Object`.
     pub fn render(&self, s: &str, ctx: &Context) -> Result<String, ExprError> {
         let mut out = String::with_capacity(s.len());
+        let mut mem = Memory::default();
         for part in Template::parse(s)?.parts {
             match part {
                 Part::Lit(text) => out.push_str(&text),
                 Part::Expr { src, offset, .. } => {
-                    let v = self.eval(&src, ctx).map_err(|e| e.shifted(offset))?;
-                    out.push_str(&functions::stringify(&v));
+                    let text = self
+                        .text_of(&src, ctx, &mut mem)
+                        .map_err(|e| e.shifted(offset))?;
+                    out.push_str(&text);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// One expression's value as text, counted against `mem`.
+    fn text_of(&self, src: &str, ctx: &Context, mem: &mut Memory) -> Result<String, ExprError> {
+        let node = syntax::parse(src)?;
+        let text = self.with_value(&node, &ctx.roots(), ctx.status, mem, |v| {
+            v.to_text().into_owned()
+        })?;
+        mem.other(text.len()).map_err(|m| whole(src, m))?;
+        Ok(text)
     }
 
     /// Like [`Engine::render`], but a string that is exactly one `${{ expr }}`
@@ -452,10 +366,9 @@ impl Engine {
         if !calls_status && !ctx.status.success {
             return Ok(false);
         }
-        let v = self
-            .eval_node(src, &node, ctx)
-            .map_err(|e| e.shifted(offset))?;
-        Ok(functions::truthy(&v))
+        let mut mem = Memory::default();
+        self.with_value(&node, &ctx.roots(), ctx.status, &mut mem, |v| v.truthy())
+            .map_err(|e| e.shifted(offset))
     }
 
     /// Renders a `run:` script without pasting values into it: each `${{ expr }}`
@@ -472,6 +385,7 @@ impl Engine {
         let mut out = String::with_capacity(script.len());
         let mut vars = Vec::new();
         let mut quotes = ShellQuotes::default();
+        let mut mem = Memory::default();
         for part in Template::parse(script)?.parts {
             match part {
                 Part::Lit(text) => {
@@ -479,7 +393,9 @@ impl Engine {
                     out.push_str(&text);
                 }
                 Part::Expr { src, offset, .. } => {
-                    let v = self.eval(&src, ctx).map_err(|e| e.shifted(offset))?;
+                    let text = self
+                        .text_of(&src, ctx, &mut mem)
+                        .map_err(|e| e.shifted(offset))?;
                     let name = format!("TRUN_EXPR_{}", vars.len());
                     if quotes.state == Quote::Single {
                         out.push_str(&format!("'\"${{{name}}}\"'"));
@@ -487,7 +403,7 @@ impl Engine {
                         out.push_str(&format!("${{{name}}}"));
                     }
                     quotes.after_word();
-                    vars.push((name, functions::stringify(&v)));
+                    vars.push((name, text));
                 }
             }
         }

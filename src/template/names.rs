@@ -3,13 +3,15 @@
 //! At plan time [`check`] compares every context path in an expression
 //! (`inputs.x`, `needs.build.outputs.y`, …) with the names the workflow declares
 //! for that place, so that a typo is an error before anything runs rather than an
-//! empty string at run time. At run time [`find_missing`] explains an undefined
-//! value reported by minijinja by finding the path that does not resolve in the
-//! actual context. This module decides nothing about values.
+//! empty string at run time. Only what trun can prove is checked: a name that
+//! may appear at run time (an `env` variable written to `$GITHUB_ENV` by an
+//! earlier step, a step output) is not an error here and reads as null at run
+//! time, as on GitHub. Names compare case-insensitively, as on GitHub. This
+//! module decides nothing about values.
 
 use super::syntax::{walk, Func, Kind, Node, Span};
+use super::value::eq_ignore_case;
 use super::{ExprError, Scope};
-use serde_json::Value;
 
 /// The context roots an expression may start with.
 pub(crate) const ROOTS: [&str; 7] = ["inputs", "env", "matrix", "needs", "steps", "job", "trun"];
@@ -75,7 +77,7 @@ pub(crate) fn paths(node: &Node) -> Vec<Path<'_>> {
 
 fn collect<'a>(node: &'a Node, out: &mut Vec<Path<'a>>) {
     match &node.kind {
-        Kind::Prop { .. } | Kind::Index { .. } | Kind::Ident(_) => {
+        Kind::Prop { .. } | Kind::Index { .. } | Kind::Star { .. } | Kind::Ident(_) => {
             let mut segs = Vec::new();
             let mut subscripts = Vec::new();
             let mut cur = node;
@@ -95,6 +97,10 @@ fn collect<'a>(node: &'a Node, out: &mut Vec<Path<'a>>) {
                             _ => segs.push(Seg::Dynamic),
                         }
                         subscripts.push(&**index);
+                        cur = base;
+                    }
+                    Kind::Star { base } => {
+                        segs.push(Seg::Dynamic);
                         cur = base;
                     }
                     _ => break,
@@ -119,9 +125,11 @@ fn collect<'a>(node: &'a Node, out: &mut Vec<Path<'a>>) {
                 collect(index, out);
             }
         }
-        Kind::Call { args, .. } => args.iter().for_each(|a| collect(a, out)),
+        Kind::Call { args, .. } | Kind::And(args) | Kind::Or(args) => {
+            args.iter().for_each(|a| collect(a, out))
+        }
         Kind::Not(inner) => collect(inner, out),
-        Kind::And(l, r) | Kind::Or(l, r) | Kind::Eq(l, r) | Kind::Ne(l, r) | Kind::Cmp(_, l, r) => {
+        Kind::Eq(l, r) | Kind::Ne(l, r) | Kind::Cmp(_, l, r) => {
             collect(l, out);
             collect(r, out);
         }
@@ -137,33 +145,47 @@ fn error(message: String, span: Span) -> ExprError {
     }
 }
 
-/// Rejects a root that is not a context, with a hint for a function used without
-/// parentheses.
-pub(crate) fn check_roots(node: &Node) -> Result<(), ExprError> {
+/// Rejects a root that is not one of `roots`, with a hint for a function used
+/// without parentheses.
+pub(crate) fn check_roots(node: &Node, roots: &[&str]) -> Result<(), ExprError> {
     for path in paths(node) {
-        check_root(&path)?;
+        check_root(&path, roots)?;
     }
     Ok(())
 }
 
-fn check_root(path: &Path) -> Result<(), ExprError> {
-    if ROOTS.contains(&path.root) {
+fn check_root(path: &Path, roots: &[&str]) -> Result<(), ExprError> {
+    if roots.iter().any(|r| eq_ignore_case(r, path.root)) {
         return Ok(());
     }
-    if let Some(f) = Func::lookup(path.root) {
-        return Err(error(
-            format!("`{}` is a function: write `{}()`", path.root, f.name()),
-            path.root_span,
-        ));
-    }
-    Err(error(
-        format!(
-            "unknown name `{}`{}",
-            path.root,
-            did_you_mean(path.root, ROOTS)
-        ),
+    Err(unknown_root(
+        path.root,
         path.root_span,
+        roots.iter().copied(),
     ))
+}
+
+/// The error for a name that is no context.
+pub(crate) fn unknown_root<'a>(
+    name: &str,
+    span: Span,
+    roots: impl IntoIterator<Item = &'a str>,
+) -> ExprError {
+    if let Some(f) = Func::lookup(name) {
+        return error(
+            format!("`{name}` is a function: write `{}()`", f.name()),
+            span,
+        );
+    }
+    error(
+        format!("unknown name `{name}`{}", did_you_mean(name, roots)),
+        span,
+    )
+}
+
+/// Whether `set` holds `name`, ignoring case.
+fn has(set: &std::collections::BTreeSet<String>, name: &str) -> bool {
+    set.contains(name) || set.iter().any(|k| eq_ignore_case(k, name))
 }
 
 /// The plan-time check: every function is allowed here and every path names
@@ -187,7 +209,7 @@ pub(crate) fn check(node: &Node, scope: &Scope) -> Result<(), ExprError> {
         ));
     }
     for path in paths(node) {
-        check_root(&path)?;
+        check_root(&path, &ROOTS)?;
         check_path(&path, scope)?;
     }
     Ok(())
@@ -202,10 +224,15 @@ fn key<'a>(path: &'a Path, i: usize) -> Option<(&'a str, Span)> {
 
 fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
     let first = key(path, 0);
-    match path.root {
+    let root = ROOTS
+        .iter()
+        .find(|r| eq_ignore_case(r, path.root))
+        .copied()
+        .unwrap_or(path.root);
+    match root {
         "inputs" => {
             if let Some((name, span)) = first {
-                if !scope.inputs.contains(name) {
+                if !has(&scope.inputs, name) {
                     let hint = if scope.inputs.is_empty() {
                         " (the workflow declares no inputs)".to_string()
                     } else {
@@ -224,7 +251,7 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
             };
             if let Some((name, span)) = first {
                 // `*`: a matrix computed at run time, whose keys are not known yet.
-                if !keys.contains(name) && !keys.contains("*") {
+                if !has(keys, name) && !keys.contains("*") {
                     return Err(error(
                         format!(
                             "unknown matrix key `{name}`{}",
@@ -239,7 +266,12 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
             let Some((job, span)) = first else {
                 return Ok(());
             };
-            let Some(outputs) = scope.needs.get(job) else {
+            let found = scope
+                .needs
+                .iter()
+                .find(|(k, _)| eq_ignore_case(k, job))
+                .map(|(_, v)| v);
+            let Some(outputs) = found else {
                 let hint = if scope.needs.is_empty() {
                     " (this job has no `needs`)".to_string()
                 } else {
@@ -251,9 +283,9 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
                 ));
             };
             match key(path, 1) {
-                Some(("outputs", _)) => {
+                Some((o, _)) if eq_ignore_case(o, "outputs") => {
                     if let Some((name, span)) = key(path, 2) {
-                        if !outputs.contains(name) {
+                        if !has(outputs, name) {
                             let hint = if outputs.is_empty() {
                                 format!(" (job `{job}` declares no outputs)")
                             } else {
@@ -266,7 +298,7 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
                         }
                     }
                 }
-                Some((prop, span)) if !NEEDS_KEYS.contains(&prop) => {
+                Some((prop, span)) if !NEEDS_KEYS.iter().any(|k| eq_ignore_case(k, prop)) => {
                     return Err(unknown_property(
                         &format!("needs.{job}"),
                         prop,
@@ -281,7 +313,7 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
             let Some((step, span)) = first else {
                 return Ok(());
             };
-            if !scope.steps.contains(step) {
+            if !has(&scope.steps, step) {
                 let hint = if scope.steps.is_empty() {
                     " (no earlier step in this job has an `id`)".to_string()
                 } else {
@@ -293,7 +325,7 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
                 ));
             }
             if let Some((prop, span)) = key(path, 1) {
-                if !STEPS_KEYS.contains(&prop) {
+                if !STEPS_KEYS.iter().any(|k| eq_ignore_case(k, prop)) {
                     return Err(unknown_property(
                         &format!("steps.{step}"),
                         prop,
@@ -303,28 +335,13 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
                 }
             }
         }
-        "env" => {
-            if let Some((name, span)) = first {
-                if !scope.env.contains(name) && std::env::var_os(name).is_none() {
-                    return Err(error(
-                        format!(
-                            "unknown environment variable `{name}`: not set in the workflow, job or step `env` nor in trun's environment{}",
-                            did_you_mean(name, scope.env.iter().map(String::as_str))
-                        ),
-                        span,
-                    ));
-                }
-            }
-        }
+        // `env` is not checked: a step may add any variable through
+        // `$GITHUB_ENV` for the steps after it, and a missing one reads as null.
         "job" | "trun" => {
-            let keys: &[&str] = if path.root == "job" {
-                &JOB_KEYS
-            } else {
-                &TRUN_KEYS
-            };
+            let keys: &[&str] = if root == "job" { &JOB_KEYS } else { &TRUN_KEYS };
             if let Some((prop, span)) = first {
-                if !keys.contains(&prop) {
-                    return Err(unknown_property(path.root, prop, keys, span));
+                if !keys.iter().any(|k| eq_ignore_case(k, prop)) {
+                    return Err(unknown_property(root, prop, keys, span));
                 }
             }
         }
@@ -346,49 +363,6 @@ fn unknown_property(owner: &str, prop: &str, known: &[&str], span: Span) -> Expr
         hint
     };
     error(format!("`{owner}` has no property `{prop}`{hint}"), span)
-}
-
-/// After minijinja reported an undefined value: the first path whose property does
-/// not exist in `root` (the evaluation context as JSON), described like the
-/// plan-time errors. Step outputs are exempt: an output a step did not write reads
-/// as null.
-pub(crate) fn find_missing(
-    node: &Node,
-    root: &serde_json::Map<String, Value>,
-) -> Option<ExprError> {
-    for path in paths(node) {
-        let Some(mut cur) = root.get(path.root) else {
-            return Some(error(
-                format!(
-                    "unknown name `{}`{}",
-                    path.root,
-                    did_you_mean(path.root, root.keys().map(String::as_str))
-                ),
-                path.root_span,
-            ));
-        };
-        let mut shown = path.root.to_string();
-        for (i, seg) in path.segs.iter().enumerate() {
-            let Seg::Key(name, span) = seg else { break };
-            if path.root == "steps" && i == 2 && matches!(path.segs[1], Seg::Key("outputs", _)) {
-                break;
-            }
-            let Value::Object(map) = cur else { break };
-            match map.get(*name) {
-                Some(v) => cur = v,
-                None => {
-                    let hint = did_you_mean(name, map.keys().map(String::as_str));
-                    return Some(error(
-                        format!("`{shown}` has no property `{name}`{hint}"),
-                        *span,
-                    ));
-                }
-            }
-            shown.push('.');
-            shown.push_str(name);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -434,7 +408,6 @@ mod tests {
             "steps.my-step.outputs.anything",
             "steps.compile.outcome",
             "env.RUST_LOG",
-            "env.PATH",
             "job.status",
             "trun.workspace",
             "toJSON(inputs)",
@@ -552,15 +525,23 @@ mod tests {
     }
 
     #[test]
-    fn env_must_be_declared_or_present() {
-        let e = check_err("env.RUST_LGO");
-        assert_eq!((e.0, e.1), (4, 8));
-        assert!(
-            e.2.starts_with("unknown environment variable `RUST_LGO`"),
-            "{}",
-            e.2
-        );
-        assert!(e.2.ends_with("(did you mean `RUST_LOG`?)"), "{}", e.2);
+    fn env_is_never_a_plan_time_error() {
+        // A step may write any variable to `$GITHUB_ENV` for the steps after it.
+        check_src("env.RUST_LGO == '' && env.SET_AT_RUN_TIME", &scope()).unwrap();
+    }
+
+    #[test]
+    fn names_compare_ignoring_case() {
+        for src in [
+            "Inputs.Profile",
+            "MATRIX.OS",
+            "needs.BUILD-APP.Outputs.IMAGE-ID",
+            "steps.Compile.OUTCOME",
+            "needs.*.result",
+            "contains(needs.*.result, 'failure')",
+        ] {
+            check_src(src, &scope()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
     }
 
     #[test]
@@ -577,7 +558,7 @@ mod tests {
     #[test]
     fn names_inside_subscripts_and_calls_are_checked() {
         assert_eq!(check_err("matrix[inputs.nope]").0, 14);
-        assert_eq!(check_err("contains(inputs.profile, env.NOPE_X_Y)").0, 29);
+        assert_eq!(check_err("contains(env.NOPE_X_Y, inputs.nope)").0, 30);
     }
 
     #[test]
@@ -590,20 +571,5 @@ mod tests {
         let mut s = scope();
         s.allow_status_functions = true;
         check_src("failure() || always()", &s).unwrap();
-    }
-
-    #[test]
-    fn runtime_missing_names_the_property() {
-        let ctx: serde_json::Map<String, Value> = serde_json::from_str(
-            r#"{"inputs": {"profile": "debug"}, "steps": {"a": {"outputs": {}}}}"#,
-        )
-        .unwrap();
-        let node = parse("steps.a.outputs.none || inputs.profil").unwrap();
-        let e = find_missing(&node, &ctx).unwrap();
-        assert_eq!(e.offset, 31);
-        assert_eq!(
-            e.message,
-            "`inputs` has no property `profil` (did you mean `profile`?)"
-        );
     }
 }

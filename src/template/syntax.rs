@@ -1,15 +1,26 @@
-//! The GitHub Actions expression language: tokenizer, parser and translation to
-//! minijinja source.
+//! The GitHub Actions expression language: tokenizer and parser.
 //!
-//! GitHub's dialect differs from Jinja's in ways a text substitution cannot handle
-//! safely (`&&` inside a string literal must stay `&&`, `!=` is not a negation,
-//! `needs.build-app` is a property name and not a subtraction), so expressions are
-//! tokenized and parsed here into a small tree. The tree serves two purposes: the
-//! name checks in `names.rs` read it (with byte spans into the original text), and
-//! [`emit`] prints it as a minijinja expression whose semantics follow GitHub's.
-//! Nothing here evaluates anything.
+//! Expressions are tokenized and parsed here into a small tree with byte spans
+//! into the original text. The name checks in `names.rs` read the tree, and
+//! `eval.rs` evaluates it. The lexical rules follow GitHub's (actions/runner
+//! `ExpressionParser`): numbers as JavaScript's `Number()` reads them (`.5`, `+1`,
+//! `0xff`, `0o17`, `1e3`, `NaN`, `Infinity`), single-quoted strings with `''`,
+//! property names that may contain `-`, `.*` and `[*]` object filters.
+//!
+//! Every size is bounded here, before any work that depends on it: an expression
+//! longer than [`MAX_EXPRESSION_LENGTH`] bytes or nested deeper than
+//! [`MAX_DEPTH`] levels is an error naming the limit, so neither the parser nor
+//! the evaluator (both recursive) can exhaust the stack. Nothing here evaluates
+//! anything.
 
 use super::ExprError;
+
+/// The longest expression (the text between `${{` and `}}`) accepted, in bytes.
+/// GitHub's limit.
+pub const MAX_EXPRESSION_LENGTH: usize = 21_000;
+/// The deepest nesting accepted: groups, function arguments, `!`, property and
+/// index accesses each count one level. GitHub's limit.
+pub const MAX_DEPTH: usize = 50;
 
 /// A byte range into the expression source (the text between `${{` and `}}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +46,6 @@ pub(crate) enum CmpOp {
     Ge,
 }
 
-impl CmpOp {
-    fn as_str(self) -> &'static str {
-        match self {
-            CmpOp::Lt => "<",
-            CmpOp::Le => "<=",
-            CmpOp::Gt => ">",
-            CmpOp::Ge => ">=",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Kind {
     Null,
@@ -63,14 +63,20 @@ pub(crate) enum Kind {
         base: Box<Node>,
         index: Box<Node>,
     },
+    /// An object filter: `base.*` or `base[*]`.
+    Star {
+        base: Box<Node>,
+    },
     Call {
         func: Func,
         args: Vec<Node>,
         name_span: Span,
     },
     Not(Box<Node>),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    /// `a && b && c`: the operands of one chain (at least two).
+    And(Vec<Node>),
+    /// `a || b || c`: the operands of one chain (at least two).
+    Or(Vec<Node>),
     Eq(Box<Node>, Box<Node>),
     Ne(Box<Node>, Box<Node>),
     Cmp(CmpOp, Box<Node>, Box<Node>),
@@ -148,32 +154,23 @@ impl Func {
         )
     }
 
-    /// Allowed argument counts: (min, max).
+    /// Whether the result depends only on the arguments (not on the run's status
+    /// or the files in the workspace), so a call with constant arguments can be
+    /// evaluated at plan time.
+    pub fn is_pure(self) -> bool {
+        !self.is_status() && self != Func::HashFiles
+    }
+
+    /// Allowed argument counts: (min, max). GitHub caps `format` at 255
+    /// arguments.
     fn arity(self) -> (usize, usize) {
         match self {
             Func::Success | Func::Failure | Func::Always | Func::Cancelled => (0, 0),
             Func::Contains | Func::StartsWith | Func::EndsWith => (2, 2),
-            Func::Format | Func::HashFiles => (1, usize::MAX),
+            Func::Format => (1, 255),
+            Func::HashFiles => (1, 255),
             Func::Join => (1, 2),
             Func::ToJson | Func::FromJson => (1, 1),
-        }
-    }
-
-    /// The name the function is registered under in the minijinja environment.
-    pub fn jinja_name(self) -> &'static str {
-        match self {
-            Func::Success => "__trun_success",
-            Func::Failure => "__trun_failure",
-            Func::Always => "__trun_always",
-            Func::Cancelled => "__trun_cancelled",
-            Func::Contains => "__trun_contains",
-            Func::StartsWith => "__trun_startswith",
-            Func::EndsWith => "__trun_endswith",
-            Func::Format => "__trun_format",
-            Func::Join => "__trun_join",
-            Func::ToJson => "__trun_tojson",
-            Func::FromJson => "__trun_fromjson",
-            Func::HashFiles => "__trun_hashfiles",
         }
     }
 }
@@ -208,6 +205,14 @@ fn is_ident_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
+/// Characters that end a number (GitHub's boundary characters, except `.`).
+fn ends_number(b: u8) -> bool {
+    matches!(
+        b,
+        b'(' | b'[' | b')' | b']' | b',' | b'!' | b'>' | b'<' | b'=' | b'&' | b'|'
+    ) || b.is_ascii_whitespace()
+}
+
 /// Finds the end of a single-quoted string starting at `start` (which holds `'`).
 /// Returns the index just past the closing quote. `''` is an escaped quote.
 pub(crate) fn string_end(s: &str, start: usize) -> Option<usize> {
@@ -230,9 +235,18 @@ const PUNCTS: [&str; 16] = [
     "&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", "[", "]", ".", ",", "*",
 ];
 
+/// Whether a `.` after this token is a property access (else it starts a number
+/// such as `.5`).
+fn dot_is_access(prev: Option<&Token>) -> bool {
+    matches!(
+        prev.map(|t| &t.tok),
+        Some(Tok::Ident(_)) | Some(Tok::Punct("]")) | Some(Tok::Punct(")")) | Some(Tok::Punct("*"))
+    )
+}
+
 fn tokenize(src: &str) -> Result<Vec<Token>, ExprError> {
     let bytes = src.as_bytes();
-    let mut out = Vec::new();
+    let mut out: Vec<Token> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -241,6 +255,10 @@ fn tokenize(src: &str) -> Result<Vec<Token>, ExprError> {
             continue;
         }
         let start = i;
+        let starts_number = b.is_ascii_digit()
+            || b == b'-'
+            || b == b'+'
+            || (b == b'.' && !dot_is_access(out.last()));
         if b == b'\'' {
             let end = string_end(src, i).ok_or_else(|| {
                 err(
@@ -265,15 +283,27 @@ fn tokenize(src: &str) -> Result<Vec<Token>, ExprError> {
                     end: start + 1,
                 },
             ));
-        } else if b.is_ascii_digit()
-            || (b == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
-            let (value, end) = number(src, i)?;
+        } else if starts_number {
+            i += 1;
+            while i < bytes.len() && !ends_number(bytes[i]) {
+                i += 1;
+            }
+            let lexeme = &src[start..i];
+            let span = Span { start, end: i };
+            let value = parse_number(lexeme);
+            if value.is_nan() && lexeme != "NaN" {
+                return Err(match lexeme {
+                    "-" | "+" => err(
+                        format!("unexpected `{lexeme}` (expressions have no arithmetic)"),
+                        span,
+                    ),
+                    _ => err(format!("invalid number `{lexeme}`"), span),
+                });
+            }
             out.push(Token {
                 tok: Tok::Num(value),
-                span: Span { start, end },
+                span,
             });
-            i = end;
         } else if is_ident_start(b) {
             while i < bytes.len() && is_ident_char(bytes[i]) {
                 i += 1;
@@ -294,7 +324,7 @@ fn tokenize(src: &str) -> Result<Vec<Token>, ExprError> {
                 '&' => " (logical and is `&&`)",
                 '|' => " (logical or is `||`)",
                 '=' => " (equality is `==`)",
-                '+' | '-' | '/' | '%' => " (expressions have no arithmetic)",
+                '/' | '%' => " (expressions have no arithmetic)",
                 _ => "",
             };
             return Err(err(
@@ -316,67 +346,65 @@ fn tokenize(src: &str) -> Result<Vec<Token>, ExprError> {
     Ok(out)
 }
 
-fn number(src: &str, start: usize) -> Result<(f64, usize), ExprError> {
-    let bytes = src.as_bytes();
-    let mut i = start;
-    if bytes[i] == b'-' {
-        i += 1;
+/// A string read as a number the way GitHub does (JavaScript's `Number()`):
+/// surrounding whitespace ignored, "" is 0, decimal with optional sign, point and
+/// exponent, `0x` hexadecimal and `0o` octal (32-bit), `Infinity`, `-Infinity`;
+/// anything else is NaN.
+pub(crate) fn parse_number(s: &str) -> f64 {
+    let t = s.trim();
+    if t.is_empty() {
+        return 0.0;
     }
-    let value;
-    if src[i..].starts_with("0x") || src[i..].starts_with("0X") {
-        let digits_start = i + 2;
-        i = digits_start;
-        while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
-            i += 1;
+    let decimal = t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+        && t.bytes().any(|b| b.is_ascii_digit());
+    if decimal {
+        if let Ok(v) = t.parse::<f64>() {
+            return v;
         }
-        let magnitude = u64::from_str_radix(&src[digits_start..i], 16)
-            .map_err(|_| err("invalid hexadecimal number", Span { start, end: i }))?;
-        let magnitude = magnitude as f64;
-        value = if bytes[start] == b'-' {
-            -magnitude
-        } else {
-            magnitude
-        };
-    } else {
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-        }
-        if matches!(bytes.get(i), Some(b'e' | b'E')) {
-            let mut j = i + 1;
-            if matches!(bytes.get(j), Some(b'+' | b'-')) {
-                j += 1;
-            }
-            if bytes.get(j).is_some_and(u8::is_ascii_digit) {
-                i = j;
-                while i < bytes.len() && bytes[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-        }
-        value = src[start..i]
-            .parse::<f64>()
-            .map_err(|_| err("invalid number", Span { start, end: i }))?;
     }
-    if bytes.get(i).is_some_and(|b| is_ident_char(*b)) {
-        return Err(err("invalid number", Span { start, end: i + 1 }));
+    let radix = |digits: &str, radix: u32| -> f64 {
+        // GitHub parses these as 32-bit integers, so 0xffffffff is -1.
+        match u32::from_str_radix(digits, radix) {
+            Ok(n) if !digits.is_empty() && !digits.starts_with(['+', '-']) => f64::from(n as i32),
+            _ => f64::NAN,
+        }
+    };
+    if let Some(hex) = t.strip_prefix("0x") {
+        return radix(hex, 16);
     }
-    Ok((value, i))
+    if let Some(oct) = t.strip_prefix("0o") {
+        return radix(oct, 8);
+    }
+    match t {
+        "Infinity" | "+Infinity" => f64::INFINITY,
+        "-Infinity" => f64::NEG_INFINITY,
+        _ => f64::NAN,
+    }
 }
 
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
+    depth: usize,
 }
 
 /// Parses one expression (the text between `${{` and `}}`). Spans in the tree and
 /// in the error are relative to `src`.
 pub(crate) fn parse(src: &str) -> Result<Node, ExprError> {
+    if src.len() > MAX_EXPRESSION_LENGTH {
+        return Err(err(
+            format!(
+                "expression is {} bytes long; the limit is {MAX_EXPRESSION_LENGTH} bytes",
+                src.len()
+            ),
+            Span {
+                start: 0,
+                end: src.len().min(40),
+            },
+        ));
+    }
     let toks = tokenize(src)?;
     if matches!(toks[0].tok, Tok::Eof) {
         return Err(err(
@@ -387,8 +415,12 @@ pub(crate) fn parse(src: &str) -> Result<Node, ExprError> {
             },
         ));
     }
-    let mut p = Parser { toks, pos: 0 };
-    let node = p.or()?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
+    let node = p.expression()?;
     let t = p.peek();
     if !matches!(t.tok, Tok::Eof) {
         return Err(err(
@@ -423,8 +455,12 @@ impl Parser {
         out
     }
 
+    fn at(&self, p: &str) -> bool {
+        matches!(self.peek().tok, Tok::Punct(q) if q == p)
+    }
+
     fn eat(&mut self, p: &str) -> bool {
-        if matches!(self.peek().tok, Tok::Punct(q) if q == p) {
+        if self.at(p) {
             self.pos += 1;
             true
         } else {
@@ -446,6 +482,67 @@ impl Parser {
         }
     }
 
+    /// One level deeper; an error naming the limit past [`MAX_DEPTH`]. The
+    /// caller undoes it with [`Parser::leave`] on success (after an error the
+    /// parser is abandoned).
+    fn enter(&mut self) -> Result<(), ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err(
+                format!(
+                    "expression nests more than {MAX_DEPTH} levels deep (the limit is {MAX_DEPTH})"
+                ),
+                self.peek().span,
+            ));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, levels: usize) {
+        self.depth -= levels;
+    }
+
+    fn expression(&mut self) -> Result<Node, ExprError> {
+        self.enter()?;
+        let node = self.or()?;
+        self.leave(1);
+        Ok(node)
+    }
+
+    /// A chain `a OP b OP c` of one logical operator, as one n-ary node.
+    fn logical(
+        &mut self,
+        op: &'static str,
+        next: fn(&mut Parser) -> Result<Node, ExprError>,
+        build: fn(Vec<Node>) -> Kind,
+    ) -> Result<Node, ExprError> {
+        let first = next(self)?;
+        if !self.at(op) {
+            return Ok(first);
+        }
+        self.enter()?;
+        let mut items = vec![first];
+        while self.eat(op) {
+            items.push(next(self)?);
+        }
+        self.leave(1);
+        let span = items[0].span.to(items[items.len() - 1].span);
+        Ok(Node {
+            kind: build(items),
+            span,
+        })
+    }
+
+    fn or(&mut self) -> Result<Node, ExprError> {
+        self.logical("||", Parser::and, Kind::Or)
+    }
+
+    fn and(&mut self) -> Result<Node, ExprError> {
+        self.logical("&&", Parser::equality, Kind::And)
+    }
+
+    /// A left-associative chain of binary operators. Unlike GitHub, each operator
+    /// after the first counts a level, so that the tree's height stays bounded.
     fn binary(
         &mut self,
         ops: &[&'static str],
@@ -453,11 +550,16 @@ impl Parser {
         build: fn(&'static str, Box<Node>, Box<Node>) -> Kind,
     ) -> Result<Node, ExprError> {
         let mut left = next(self)?;
+        let mut levels: usize = 0;
         loop {
             let op = match self.peek().tok {
                 Tok::Punct(p) if ops.contains(&p) => p,
-                _ => return Ok(left),
+                _ => break,
             };
+            if levels > 0 {
+                self.enter()?;
+            }
+            levels += 1;
             self.pos += 1;
             let right = next(self)?;
             let span = left.span.to(right.span);
@@ -466,14 +568,8 @@ impl Parser {
                 span,
             };
         }
-    }
-
-    fn or(&mut self) -> Result<Node, ExprError> {
-        self.binary(&["||"], Parser::and, |_, l, r| Kind::Or(l, r))
-    }
-
-    fn and(&mut self) -> Result<Node, ExprError> {
-        self.binary(&["&&"], Parser::equality, |_, l, r| Kind::And(l, r))
+        self.leave(levels.saturating_sub(1));
+        Ok(left)
     }
 
     fn equality(&mut self) -> Result<Node, ExprError> {
@@ -501,7 +597,9 @@ impl Parser {
     fn unary(&mut self) -> Result<Node, ExprError> {
         let start = self.peek().span;
         if self.eat("!") {
+            self.enter()?;
             let inner = self.unary()?;
+            self.leave(1);
             let span = start.to(inner.span);
             return Ok(Node {
                 kind: Kind::Not(Box::new(inner)),
@@ -513,44 +611,53 @@ impl Parser {
 
     fn postfix(&mut self) -> Result<Node, ExprError> {
         let mut node = self.primary()?;
+        let mut levels = 0;
         loop {
             if self.eat(".") {
+                self.enter()?;
+                levels += 1;
                 let (tok, name_span) = self.next();
-                let name = match &tok {
-                    Tok::Ident(name) => name.clone(),
-                    Tok::Punct("*") => {
-                        return Err(err(
-                            "object filters (`.*`) are not supported; name the property",
+                let span = node.span.to(name_span);
+                node = match tok {
+                    Tok::Ident(name) => Node {
+                        kind: Kind::Prop {
+                            base: Box::new(node),
+                            name,
                             name_span,
-                        ))
-                    }
+                        },
+                        span,
+                    },
+                    Tok::Punct("*") => Node {
+                        kind: Kind::Star {
+                            base: Box::new(node),
+                        },
+                        span,
+                    },
                     other => {
                         return Err(err(
                             format!(
                                 "expected a property name after `.`, found {}",
-                                describe(other)
+                                describe(&other)
                             ),
                             name_span,
                         ))
                     }
                 };
-                let span = node.span.to(name_span);
-                node = Node {
-                    kind: Kind::Prop {
-                        base: Box::new(node),
-                        name,
-                        name_span,
-                    },
-                    span,
-                };
             } else if self.eat("[") {
-                if matches!(self.peek().tok, Tok::Punct("*")) {
-                    return Err(err(
-                        "object filters (`[*]`) are not supported",
-                        self.peek().span,
-                    ));
+                self.enter()?;
+                levels += 1;
+                if self.eat("*") {
+                    let close = self.expect("]", "to close `[*`")?;
+                    let span = node.span.to(close);
+                    node = Node {
+                        kind: Kind::Star {
+                            base: Box::new(node),
+                        },
+                        span,
+                    };
+                    continue;
                 }
-                let index = self.or()?;
+                let index = self.expression()?;
                 let close = self.expect("]", "to close the index")?;
                 let span = node.span.to(close);
                 node = Node {
@@ -561,6 +668,7 @@ impl Parser {
                     span,
                 };
             } else {
+                self.leave(levels);
                 return Ok(node);
             }
         }
@@ -575,6 +683,8 @@ impl Parser {
                 "true" => Kind::Bool(true),
                 "false" => Kind::Bool(false),
                 "null" => Kind::Null,
+                "NaN" => Kind::Num(f64::NAN),
+                "Infinity" => Kind::Num(f64::INFINITY),
                 _ => {
                     let name = name.clone();
                     if matches!(self.peek().tok, Tok::Punct("(")) {
@@ -584,7 +694,7 @@ impl Parser {
                 }
             },
             Tok::Punct("(") => {
-                let inner = self.or()?;
+                let inner = self.expression()?;
                 let close = self.expect(")", "to close `(`")?;
                 return Ok(Node {
                     kind: inner.kind,
@@ -611,7 +721,7 @@ impl Parser {
         let mut args = Vec::new();
         if !self.eat(")") {
             loop {
-                args.push(self.or()?);
+                args.push(self.expression()?);
                 if self.eat(")") {
                     break;
                 }
@@ -623,7 +733,6 @@ impl Parser {
         if args.len() < min || args.len() > max {
             let expected = match (min, max) {
                 (a, b) if a == b => format!("{a}"),
-                (a, usize::MAX) => format!("at least {a}"),
                 (a, b) => format!("{a} to {b}"),
             };
             return Err(err(
@@ -647,142 +756,23 @@ impl Parser {
     }
 }
 
+/// The direct children of a node, in source order.
+pub(crate) fn children(node: &Node) -> Vec<&Node> {
+    match &node.kind {
+        Kind::Null | Kind::Bool(_) | Kind::Num(_) | Kind::Str(_) | Kind::Ident(_) => Vec::new(),
+        Kind::Prop { base, .. } | Kind::Star { base } => vec![base],
+        Kind::Index { base, index } => vec![base, index],
+        Kind::Call { args, .. } | Kind::And(args) | Kind::Or(args) => args.iter().collect(),
+        Kind::Not(inner) => vec![inner],
+        Kind::Eq(l, r) | Kind::Ne(l, r) | Kind::Cmp(_, l, r) => vec![l, r],
+    }
+}
+
 /// Walks every node of the tree, parents before children.
 pub(crate) fn walk<'a>(node: &'a Node, f: &mut dyn FnMut(&'a Node)) {
     f(node);
-    match &node.kind {
-        Kind::Null | Kind::Bool(_) | Kind::Num(_) | Kind::Str(_) | Kind::Ident(_) => {}
-        Kind::Prop { base, .. } => walk(base, f),
-        Kind::Index { base, index } => {
-            walk(base, f);
-            walk(index, f);
-        }
-        Kind::Call { args, .. } => args.iter().for_each(|a| walk(a, f)),
-        Kind::Not(inner) => walk(inner, f),
-        Kind::And(l, r) | Kind::Or(l, r) | Kind::Eq(l, r) | Kind::Ne(l, r) | Kind::Cmp(_, l, r) => {
-            walk(l, f);
-            walk(r, f);
-        }
-    }
-}
-
-/// minijinja source for a tree, plus where each node landed in it so that a
-/// runtime error reported by minijinja can be traced back to the original text.
-pub(crate) struct Emitted {
-    pub source: String,
-    /// (range in `source`, span in the original expression), innermost last.
-    pub map: Vec<(std::ops::Range<usize>, Span)>,
-}
-
-impl Emitted {
-    /// The original span of the innermost node whose translation covers `range`.
-    pub fn original(&self, range: &std::ops::Range<usize>) -> Option<Span> {
-        self.map
-            .iter()
-            .filter(|(r, _)| r.start <= range.start && range.end <= r.end)
-            .min_by_key(|(r, _)| r.end - r.start)
-            .map(|(_, span)| *span)
-    }
-}
-
-/// Prints the tree as a minijinja expression. Property access always becomes a
-/// subscript (`x["build-app"]`) so that any GitHub property name is valid; equality
-/// and ordering go through trun's functions because GitHub compares loosely
-/// (case-insensitive strings, numeric coercion between types).
-pub(crate) fn emit(node: &Node) -> Emitted {
-    let mut e = Emitted {
-        source: String::new(),
-        map: Vec::new(),
-    };
-    emit_into(node, &mut e);
-    e
-}
-
-fn emit_into(node: &Node, e: &mut Emitted) {
-    let start = e.source.len();
-    match &node.kind {
-        Kind::Null => e.source.push_str("none"),
-        Kind::Bool(b) => e.source.push_str(if *b { "true" } else { "false" }),
-        Kind::Num(n) => e.source.push_str(&number_literal(*n)),
-        Kind::Str(s) => e.source.push_str(&string_literal(s)),
-        Kind::Ident(name) => e.source.push_str(name),
-        Kind::Prop { base, name, .. } => {
-            emit_into(base, e);
-            e.source.push('[');
-            e.source.push_str(&string_literal(name));
-            e.source.push(']');
-        }
-        Kind::Index { base, index } => {
-            emit_into(base, e);
-            e.source.push('[');
-            emit_into(index, e);
-            e.source.push(']');
-        }
-        Kind::Call { func, args, .. } => {
-            e.source.push_str(func.jinja_name());
-            e.source.push('(');
-            for (i, a) in args.iter().enumerate() {
-                if i > 0 {
-                    e.source.push_str(", ");
-                }
-                emit_into(a, e);
-            }
-            e.source.push(')');
-        }
-        Kind::Not(inner) => {
-            e.source.push_str("(not ");
-            emit_into(inner, e);
-            e.source.push(')');
-        }
-        Kind::And(l, r) | Kind::Or(l, r) => {
-            let op = if matches!(node.kind, Kind::And(..)) {
-                " and "
-            } else {
-                " or "
-            };
-            e.source.push('(');
-            emit_into(l, e);
-            e.source.push_str(op);
-            emit_into(r, e);
-            e.source.push(')');
-        }
-        Kind::Eq(l, r) | Kind::Ne(l, r) => {
-            let negate = matches!(node.kind, Kind::Ne(..));
-            if negate {
-                e.source.push_str("(not ");
-            }
-            e.source.push_str("__trun_eq(");
-            emit_into(l, e);
-            e.source.push_str(", ");
-            emit_into(r, e);
-            e.source.push(')');
-            if negate {
-                e.source.push(')');
-            }
-        }
-        Kind::Cmp(op, l, r) => {
-            e.source.push_str("__trun_cmp(");
-            emit_into(l, e);
-            e.source.push_str(", ");
-            e.source.push_str(&string_literal(op.as_str()));
-            e.source.push_str(", ");
-            emit_into(r, e);
-            e.source.push(')');
-        }
-    }
-    e.map.push((start..e.source.len(), node.span));
-}
-
-fn string_literal(s: &str) -> String {
-    // A JSON string literal only uses escapes minijinja's lexer understands.
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-fn number_literal(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n:?}")
+    for c in children(node) {
+        walk(c, f);
     }
 }
 
@@ -790,70 +780,59 @@ fn number_literal(n: f64) -> String {
 mod tests {
     use super::*;
 
-    fn translate(src: &str) -> String {
-        emit(&parse(src).unwrap()).source
+    fn kind(src: &str) -> Kind {
+        parse(src).unwrap().kind
     }
 
     #[test]
-    fn logical_operators_become_words() {
-        assert_eq!(translate("a && b || c"), "((a and b) or c)");
-        assert_eq!(translate("!a"), "(not a)");
-        assert_eq!(translate("!!a"), "(not (not a))");
-    }
-
-    #[test]
-    fn not_equal_is_not_a_negation() {
-        assert_eq!(translate("a != 'x'"), r#"(not __trun_eq(a, "x"))"#);
-        assert_eq!(translate("!(a == b)"), "(not __trun_eq(a, b))");
+    fn logical_chains_are_one_node() {
+        assert!(matches!(kind("a && b && c"), Kind::And(v) if v.len() == 3));
+        assert!(matches!(kind("a || b && c"), Kind::Or(v) if v.len() == 2));
+        assert!(matches!(kind("!!a"), Kind::Not(_)));
     }
 
     #[test]
     fn operators_inside_strings_are_left_alone() {
-        assert_eq!(translate("'a && b || !c'"), r#""a && b || !c""#);
-        assert_eq!(translate("'it''s'"), r#""it's""#);
-        assert_eq!(translate(r#"'say "hi" \n'"#), r#""say \"hi\" \\n""#);
+        assert_eq!(kind("'a && b || !c'"), Kind::Str("a && b || !c".into()));
+        assert_eq!(kind("'it''s'"), Kind::Str("it's".into()));
     }
 
     #[test]
-    fn hyphenated_properties_become_subscripts() {
-        assert_eq!(
-            translate("needs.build-app.outputs.image-id"),
-            r#"needs["build-app"]["outputs"]["image-id"]"#
+    fn numbers_read_like_github() {
+        for (src, want) in [
+            ("0xff", 255.0),
+            ("-2", -2.0),
+            ("+2", 2.0),
+            (".5", 0.5),
+            ("-.5", -0.5),
+            ("1.2e2", 120.0),
+            ("1.2E-2", 0.012),
+            ("0o10", 8.0),
+            ("Infinity", f64::INFINITY),
+            ("-Infinity", f64::NEG_INFINITY),
+        ] {
+            assert_eq!(kind(src), Kind::Num(want), "{src}");
+        }
+        assert!(matches!(kind("NaN"), Kind::Num(n) if n.is_nan()));
+        assert_eq!(parse_number(" 12 "), 12.0);
+        assert_eq!(parse_number(""), 0.0);
+        assert!(parse_number("inf").is_nan());
+        assert!(parse_number("1_000").is_nan());
+        assert_eq!(parse_number("0xffffffff"), -1.0);
+    }
+
+    #[test]
+    fn filters_parse() {
+        assert!(
+            matches!(kind("needs.*.result"), Kind::Prop { base, .. } if matches!(base.kind, Kind::Star { .. }))
         );
-        assert_eq!(
-            translate("steps['my-step'].outputs.x"),
-            r#"steps["my-step"]["outputs"]["x"]"#
-        );
+        assert!(matches!(kind("a[*]"), Kind::Star { .. }));
     }
 
     #[test]
-    fn literals_translate() {
-        assert_eq!(translate("null"), "none");
-        assert_eq!(translate("true"), "true");
-        assert_eq!(translate("0xff"), "255");
-        assert_eq!(translate("-2"), "-2");
-        assert_eq!(translate("1.5"), "1.5");
-        assert_eq!(translate("2e3"), "2000");
-    }
-
-    #[test]
-    fn function_names_are_case_insensitive() {
-        assert_eq!(translate("toJson(x)"), "__trun_tojson(x)");
-        assert_eq!(
-            translate("STARTSWITH(a, 'b')"),
-            r#"__trun_startswith(a, "b")"#
-        );
-    }
-
-    #[test]
-    fn comparison_goes_through_helper() {
-        assert_eq!(translate("a <= 3"), r#"__trun_cmp(a, "<=", 3)"#);
-    }
-
-    #[test]
-    fn precedence_follows_github() {
-        // `!` binds tighter than `==`, `==` tighter than `&&`.
-        assert_eq!(translate("!a == b && c"), "(__trun_eq((not a), b) and c)");
+    fn property_names_may_be_keywords() {
+        assert!(matches!(kind("foo.true"), Kind::Prop { name, .. } if name == "true"));
+        assert!(matches!(kind("foo.NaN"), Kind::Prop { name, .. } if name == "NaN"));
     }
 
     #[test]
@@ -866,6 +845,12 @@ mod tests {
         assert_eq!(
             (e.offset, e.message.as_str()),
             (2, "unexpected character `&` (logical and is `&&`)")
+        );
+
+        let e = parse("a + b").unwrap_err();
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (2, "unexpected `+` (expressions have no arithmetic)")
         );
 
         let e = parse("'abc").unwrap_err();
@@ -883,8 +868,8 @@ mod tests {
         let e = parse("  ").unwrap_err();
         assert_eq!(e.message, "empty expression");
 
-        let e = parse("steps.*.outcome").unwrap_err();
-        assert_eq!(e.offset, 6);
+        let e = parse("foo.1").unwrap_err();
+        assert_eq!(e.offset, 4);
     }
 
     #[test]
@@ -907,11 +892,29 @@ mod tests {
     }
 
     #[test]
-    fn emitted_map_traces_back() {
-        let node = parse("a && fromJSON(b)").unwrap();
-        let e = emit(&node);
-        let call_at = e.source.find("__trun_fromjson").unwrap();
-        let span = e.original(&(call_at..call_at + 3)).unwrap();
-        assert_eq!(span, Span { start: 5, end: 16 });
+    fn depth_is_bounded_before_recursing() {
+        let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("the limit is 50"), "{}", e.message);
+        let ok = format!("{}1{}", "(".repeat(49), ")".repeat(49));
+        parse(&ok).unwrap();
+        let nots = format!("{}x", "!".repeat(5000));
+        assert!(parse(&nots).unwrap_err().message.contains("limit"));
+        let chain = vec!["a"; 60].join(".");
+        assert!(parse(&chain).unwrap_err().message.contains("limit"));
+        let eqs = vec!["1"; 2000].join(" == ");
+        assert!(parse(&eqs).unwrap_err().message.contains("limit"));
+        // A long `||` chain is one level, as on GitHub.
+        parse(&vec!["a"; 2000].join(" || ")).unwrap();
+    }
+
+    #[test]
+    fn length_is_bounded() {
+        let long = format!("'{}'", "x".repeat(MAX_EXPRESSION_LENGTH));
+        let e = parse(&long).unwrap_err();
+        assert_eq!(
+            e.message,
+            "expression is 21002 bytes long; the limit is 21000 bytes"
+        );
     }
 }

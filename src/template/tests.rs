@@ -106,39 +106,70 @@ fn dialect_operators_evaluate_like_github() {
 }
 
 #[test]
-fn missing_step_output_is_null_but_other_names_are_errors() {
+fn missing_properties_are_null_unknown_contexts_are_errors() {
+    // GitHub: a property or index that does not exist is null at run time.
     assert_eq!(eval("steps.my-step.outputs.unset"), json!(null));
     assert_eq!(eval("steps.my-step.outputs.unset || 'd'"), json!("d"));
     assert_eq!(
         eval("toJSON(steps.my-step.outputs)"),
         json!("{\n  \"x\": \"42\"\n}")
     );
+    assert_eq!(eval("inputs.profil"), json!(null));
+    assert_eq!(eval("needs.build-app.outputs.image"), json!(null));
+    assert_eq!(eval("env.SET_LATER_BY_GITHUB_ENV && true"), json!(null));
+    assert_eq!(eval("fromJSON('{\"a\": 1}').b"), json!(null));
+    assert_eq!(eval("inputs.flags[7]"), json!(null));
+    assert_eq!(eval("inputs.profile.deeper.still"), json!(null));
 
-    let e = eval_err("inputs.profil");
-    assert_eq!((e.offset, e.len), (7, 6));
-    assert_eq!(
-        e.message,
-        "`inputs` has no property `profil` (did you mean `profile`?)"
-    );
-
-    let e = eval_err("'x' == needs.build-app.outputs.image");
-    assert_eq!(e.offset, 31);
-    assert_eq!(
-        e.message,
-        "`needs.build-app.outputs` has no property `image` (did you mean `image-id`?)"
-    );
-
-    let e = eval_err("env.NOPE && true");
-    assert_eq!(e.offset, 4);
-
+    // A name that is no context at all is still an error.
     let e = eval_err("inptus.x");
     assert_eq!(e.message, "unknown name `inptus` (did you mean `inputs`?)");
+    assert_eq!((e.offset, e.len), (0, 6));
 }
 
 #[test]
-fn undefined_from_a_computed_value_is_an_error() {
-    let e = eval_err("fromJSON('{\"a\": 1}').b");
-    assert!(e.message.contains("has no value"), "{}", e.message);
+fn logical_operators_return_the_deciding_operand() {
+    assert_eq!(eval("'' && 'x'"), json!(""));
+    assert_eq!(eval("0 && true"), json!(0));
+    assert_eq!(eval("'a' || 'b'"), json!("a"));
+    assert_eq!(eval("null || 0 || ''"), json!(""));
+    assert_eq!(eval("1 && 'yes' && inputs.count"), json!(3));
+    assert_eq!(eval("!fromJSON('[]')"), json!(false));
+    assert_eq!(
+        eval("fromJSON('{}') && 'objects are truthy'"),
+        json!("objects are truthy")
+    );
+}
+
+#[test]
+fn object_filters_collect_values() {
+    let mut c = ctx();
+    c.needs = obj(json!({
+        "a": {"result": "success", "outputs": {}},
+        "b": {"result": "failure", "outputs": {}}
+    }));
+    let e = engine();
+    assert_eq!(
+        e.eval("needs.*.result", &c).unwrap(),
+        json!(["success", "failure"])
+    );
+    assert_eq!(
+        e.eval("contains(needs.*.result, 'FAILURE')", &c).unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        e.eval("join(needs.*.result, ' ')", &c).unwrap(),
+        json!("success failure")
+    );
+    assert_eq!(e.eval("inputs.flags.*", &c).unwrap(), json!(["a", "b"]));
+    assert_eq!(e.eval("inputs.profile.*", &c).unwrap(), json!([]));
+}
+
+#[test]
+fn names_and_functions_ignore_case() {
+    assert_eq!(eval("INPUTS.Profile"), json!("release"));
+    assert_eq!(eval("TOJSON(matrix.SHARD)"), json!("2"));
+    assert_eq!(eval("StartsWith(inputs.profile, 'REL')"), json!(true));
 }
 
 #[test]
@@ -197,8 +228,14 @@ fn fromjson_errors_point_at_the_call() {
         "{}",
         e.message
     );
-    let e = eval_err("fromJSON(inputs.count)");
-    assert_eq!(e.message, "fromJSON: expects a string, got a number");
+    // GitHub reads the argument as text: a number is valid JSON.
+    assert_eq!(eval("fromJSON(inputs.count)"), json!(3));
+    let e = eval_err("fromJSON(inputs.flags)");
+    assert!(
+        e.message.starts_with("fromJSON: 'Array' is not valid JSON"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -252,9 +289,9 @@ fn condition_defaults_to_success() {
 #[test]
 fn condition_errors_are_located_in_the_original_text() {
     let e = engine()
-        .condition("${{ inputs.nope }}", &ctx())
+        .condition("${{ fromJSON('x') }}", &ctx())
         .unwrap_err();
-    assert_eq!((e.offset, e.len), (11, 4));
+    assert_eq!((e.offset, e.len), (4, 13));
     let e = engine()
         .condition("${{ a }} && ${{ b }}", &ctx())
         .unwrap_err();
@@ -273,7 +310,7 @@ fn render_stringifies_like_github() {
             &c
         )
         .unwrap(),
-        r#"p=release d=false n=3 z= f=["a","b"] o={"k":1} h=1.5"#
+        "p=release d=false n=3 z= f=Array o=Object h=1.5"
     );
     assert_eq!(e.render("no expressions", &c).unwrap(), "no expressions");
 }
@@ -281,12 +318,15 @@ fn render_stringifies_like_github() {
 #[test]
 fn render_errors_carry_offsets_into_the_whole_string() {
     let e = engine()
-        .render("echo ${{ inputs.profile }} ${{ matrix.sahrd }}", &ctx())
+        .render(
+            "echo ${{ inputs.profile }} ${{ format('{1}', 'a') }}",
+            &ctx(),
+        )
         .unwrap_err();
-    assert_eq!((e.offset, e.len), (38, 5));
+    assert_eq!((e.offset, e.len), (31, 18));
     assert_eq!(
         e.message,
-        "`matrix` has no property `sahrd` (did you mean `shard`?)"
+        "format: placeholder `{1}` but only 1 argument given"
     );
 }
 
@@ -449,8 +489,76 @@ fn engine_can_be_shared_between_threads() {
 
 #[test]
 fn paths_after_a_computed_base_are_still_checked() {
-    let e = eval_err("fromJSON('[1]')[inputs.nope]");
-    assert_eq!(e.offset, 23);
-    let e = eval_err("matrix[inputs.nope]");
-    assert_eq!(e.offset, 14);
+    let scope = Scope {
+        inputs: ["profile".to_string()].into(),
+        ..Scope::default()
+    };
+    let e = engine()
+        .check("${{ fromJSON('[1]')[inputs.nope] }}", &scope)
+        .unwrap_err();
+    assert_eq!(e.offset, 27);
+}
+
+#[test]
+fn constant_errors_are_found_at_plan_time() {
+    let scope = Scope::default();
+    let e = engine().check("x ${{ format('{0') }}", &scope).unwrap_err();
+    assert_eq!(e.offset, 6);
+    assert!(e.message.starts_with("format: unclosed"), "{}", e.message);
+    let e = engine().check("${{ fromJSON('{') }}", &scope).unwrap_err();
+    assert!(e.message.starts_with("fromJSON:"), "{}", e.message);
+    // Short-circuited constants are not evaluated, as at run time.
+    engine()
+        .check("${{ false && fromJSON('{') }}", &scope)
+        .unwrap();
+}
+
+/// The 350-byte expression that grew to 5 GB: each level repeats the one inside
+/// it ten times.
+fn format_bomb() -> String {
+    let mut e = "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'".to_string();
+    for _ in 0..8 {
+        e = format!("format('{}', {e})", "{0}".repeat(10));
+    }
+    e
+}
+
+#[test]
+fn format_bomb_is_refused_before_it_grows() {
+    let bomb = format_bomb();
+    assert!(bomb.len() < 700, "{}", bomb.len());
+    let started = std::time::Instant::now();
+    let e = eval_err(&bomb);
+    assert!(
+        e.message.ends_with("the limit is 1048576 bytes (1 MiB)"),
+        "{}",
+        e.message
+    );
+    let e = engine()
+        .check(&format!("${{{{ {bomb} }}}}"), &Scope::default())
+        .unwrap_err();
+    assert!(e.message.contains("limit"), "{}", e.message);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("${{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    let e = engine().check(&deep, &Scope::default()).unwrap_err();
+    assert_eq!(
+        e.message,
+        "expression nests more than 50 levels deep (the limit is 50)"
+    );
+    let e = engine().render(&deep, &ctx()).unwrap_err();
+    assert!(e.message.contains("the limit is 50"));
+}
+
+#[test]
+fn env_holds_only_what_the_caller_gives() {
+    // `toJSON(env)` is the env context, never trun's own process environment.
+    assert_eq!(
+        eval("toJSON(env)"),
+        json!("{\n  \"RUST_LOG\": \"info\",\n  \"EMPTY\": \"\"\n}")
+    );
+    assert_eq!(eval("env.HOME"), json!(null));
 }
