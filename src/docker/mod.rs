@@ -13,6 +13,7 @@ pub mod actions;
 mod cleanup;
 mod client;
 mod container;
+pub mod grading_image;
 pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod options;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::rubric::Rubric;
+use crate::rubric::Rubric;
 use super::score::RepoResult;
 
 /// The layout of `grade_results`, stored in `grade_meta` under `schema`.

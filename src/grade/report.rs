@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use quick_xml::escape::escape;
 use serde::Serialize;
 
-use super::rubric::Rubric;
+use crate::rubric::Rubric;
 use super::score::{CriterionStatus, RepoResult};
 
 /// `10`, `6.67`, `0.5`: at most two decimals, no trailing zeros.
