@@ -551,8 +551,10 @@ fn run_plan(
 ) -> Result<(i64, Status), Diagnostic> {
     let plain = |e: String| Diagnostic::plain(e);
     let dir = s.root.join(".trun");
-    std::fs::create_dir_all(&dir).map_err(|e| plain(format!("cannot create {}: {e}", dir.display())))?;
-    let mut store = Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| plain(format!("cannot create {}: {e}", dir.display())))?;
+    let mut store =
+        Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
     let run_id = store
         .begin_run(
             &plan.workflow,
@@ -566,9 +568,11 @@ fn run_plan(
     let log_dir = dir.join("logs").join(run_id.to_string());
     let tmp_dir = dir.join("tmp").join(format!("grade-{run_id}"));
     for d in [&log_dir, &tmp_dir] {
-        std::fs::create_dir_all(d).map_err(|e| plain(format!("cannot create {}: {e}", d.display())))?;
+        std::fs::create_dir_all(d)
+            .map_err(|e| plain(format!("cannot create {}: {e}", d.display())))?;
     }
-    let memory_store = Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
+    let memory_store =
+        Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
     let run_opts = RunOptions {
         run_id,
         jobs: s.jobs,

@@ -117,7 +117,11 @@ fn ctrl_c_during_a_criterion_exits_130_and_leaves_nothing() {
     wait_for("the criterion to start", Duration::from_secs(30), || {
         processes_with(&marker).len() >= 2
     });
-    assert_eq!(scratch_dirs(tmp.path()).len(), 1, "one scratch copy while grading");
+    assert_eq!(
+        scratch_dirs(tmp.path()).len(),
+        1,
+        "one scratch copy while grading"
+    );
     let sent = Instant::now();
     running.signal(Signal::SIGINT);
     let out = running.wait(Duration::from_secs(20));
@@ -127,9 +131,11 @@ fn ctrl_c_during_a_criterion_exits_130_and_leaves_nothing() {
         "took {:?} to stop",
         sent.elapsed()
     );
-    wait_for("the criterion's processes to go", Duration::from_secs(2), || {
-        processes_with(&marker).is_empty()
-    });
+    wait_for(
+        "the criterion's processes to go",
+        Duration::from_secs(2),
+        || processes_with(&marker).is_empty(),
+    );
     assert_eq!(scratch_dirs(tmp.path()), Vec::<String>::new());
     let run = t.show_json("last");
     assert_eq!(run["status"], "cancelled", "{run}");
@@ -164,7 +170,10 @@ fn a_criterion_timeout_and_the_job_timeout_both_apply() {
     assert_eq!(finished(0)["reason"], "timed out after 1s");
     assert_eq!(finished(1)["outputs"]["status"], "timeout", "{}", out.all());
     // The reason names the limit that applied: what was left of the job's.
-    let reason = finished(1)["reason"].as_str().unwrap_or_default().to_string();
+    let reason = finished(1)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         reason.starts_with("timed out after 2") || reason.starts_with("timed out after 3"),
         "{reason}"

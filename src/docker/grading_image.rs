@@ -96,4 +96,3 @@ pub async fn resolve_image(
     };
     Ok(Image { tag, id })
 }
-

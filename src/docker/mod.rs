@@ -13,9 +13,9 @@ pub mod actions;
 mod cleanup;
 mod client;
 mod container;
-pub mod grading_image;
 pub(crate) mod error;
 pub(crate) mod exec;
+pub mod grading_image;
 pub(crate) mod options;
 
 pub use cleanup::CleanupReport;

@@ -133,7 +133,7 @@ pub async fn run(
             if obs.runner_error.as_deref() == Some("cancelled") {
                 return cancelled(outputs);
             }
-            let setup = score::judge_setup(rubric, obs);
+            let setup = score::judge_setup(obs);
             let exit = if setup.passed {
                 Exit::Code(0)
             } else {
@@ -234,11 +234,8 @@ pub async fn run(
         }
         GradePart::Score => {
             // Criteria ran in dependency order; the result lists them in rubric order.
-            let mut by_id: HashMap<String, CriterionResult> = g
-                .results
-                .drain(..)
-                .map(|r| (r.id.clone(), r))
-                .collect();
+            let mut by_id: HashMap<String, CriterionResult> =
+                g.results.drain(..).map(|r| (r.id.clone(), r)).collect();
             let criteria: Vec<CriterionResult> = rubric
                 .criteria
                 .iter()

@@ -220,7 +220,10 @@ impl Observed {
             return e.clone();
         }
         if self.timed_out {
-            format!("timed out after {}", crate::rubric::DurationSpec(self.timeout))
+            format!(
+                "timed out after {}",
+                crate::rubric::DurationSpec(self.timeout)
+            )
         } else {
             match self.exit_code {
                 Some(code) => format!("exit code {code}"),
@@ -255,7 +258,7 @@ pub fn repo_result(
 }
 
 /// Judges the rubric's `setup` (run once per repository before the criteria).
-pub fn judge_setup(rubric: &Rubric, obs: Observed) -> SetupResult {
+pub fn judge_setup(obs: Observed) -> SetupResult {
     SetupResult {
         passed: obs.succeeded(),
         reason: obs.describe(),

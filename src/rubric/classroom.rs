@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::markdown::slug;
-use super::model::{Compare, Criterion, DurationSpec, Expect, Pos, Rubric, RubricError};
+use super::{Compare, Criterion, DurationSpec, Expect, Pos, Rubric, RubricError};
 
 #[derive(Debug, Deserialize)]
 struct Autograding {

@@ -10,14 +10,20 @@
 pub mod classroom;
 pub mod markdown;
 pub mod model;
+#[cfg(test)]
+mod tests;
+pub mod units;
+pub mod validate;
+pub mod yaml;
 
 use std::path::Path;
 
 pub use model::{
-    parse_duration, parse_size, rubric_schema, ByteSize, Compare, Container, Criterion,
-    CriterionSpan, Defaults, DurationSpec, Expect, Pos, Rubric, RubricError, ScoreFrom,
-    ScoreSource, Shell,
+    rubric_schema, Compare, Container, Criterion, CriterionSpan, Defaults, Expect, Pos, Rubric,
+    ScoreFrom, ScoreSource, Shell,
 };
+pub use units::{parse_duration, parse_size, ByteSize, DurationSpec};
+pub use validate::{Invalid, RubricError};
 
 /// The kinds of rubric file trun reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -137,7 +137,13 @@ impl GradingContainer {
         let mut ignore = |_: Stream, _: String| {};
         match self
             .exec(
-                vec!["mkdir".into(), "-m".into(), "0777".into(), "-p".into(), out.clone()],
+                vec![
+                    "mkdir".into(),
+                    "-m".into(),
+                    "0777".into(),
+                    "-p".into(),
+                    out.clone(),
+                ],
                 Vec::new(),
                 Duration::from_secs(30),
                 &mut ignore,
@@ -148,7 +154,10 @@ impl GradingContainer {
             Ok(Exit::Code(0)) => {}
             Ok(e) => {
                 return (
-                    Exit::Failed(format!("cannot create $TRUN_OUT in the container: {}", e.reason())),
+                    Exit::Failed(format!(
+                        "cannot create $TRUN_OUT in the container: {}",
+                        e.reason()
+                    )),
                     Ok(BTreeMap::new()),
                 )
             }

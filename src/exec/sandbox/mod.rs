@@ -34,12 +34,12 @@ use tokio::sync::watch;
 use super::process::{self, Exit};
 mod container;
 
-pub use container::GradingContainer;
 use crate::docker::Docker;
 use crate::event::Stream;
 use crate::grade::{Captured, Limits, Observed};
 use crate::plan::GradeSandbox;
 use crate::rubric::Rubric;
+pub use container::GradingContainer;
 
 /// Bytes of a score file (`$TRUN_SCORE`, a JUnit report) the grader reads.
 pub const OUT_FILE_CAP: u64 = 4 * 1024 * 1024;
@@ -107,20 +107,15 @@ impl Sandbox {
                     .map(Sandbox::Local)
             }
             GradeSandbox::Container => {
-                let docker = docker.ok_or(
-                    "this rubric runs in a container, but no Docker connection was made",
-                )?;
+                let docker = docker
+                    .ok_or("this rubric runs in a container, but no Docker connection was made")?;
                 let container = rubric
                     .container
                     .as_ref()
                     .ok_or("the rubric names no container")?;
                 let memory = NoMemory;
                 let image = crate::docker::grading_image::resolve_image(
-                    docker,
-                    container,
-                    rubric_dir,
-                    &memory,
-                    on_line,
+                    docker, container, rubric_dir, &memory, on_line,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -256,7 +251,9 @@ impl LocalSandbox {
         )
         .await;
         let files = match cmd.score_file {
-            Some(f) => read_out_file(&out, f).map(|b| b.into_iter().map(|b| (f.to_string(), b)).collect()),
+            Some(f) => {
+                read_out_file(&out, f).map(|b| b.into_iter().map(|b| (f.to_string(), b)).collect())
+            }
             None => Ok(BTreeMap::new()),
         };
         let _ = std::fs::remove_dir_all(&out);
@@ -272,19 +269,14 @@ pub(crate) fn shell_argv(cmd: &SandboxCommand<'_>) -> (Vec<String>, Vec<(String,
             vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                "printf '%s' \"$TRUN_STDIN\" | { unset TRUN_STDIN; exec \"$0\" -c \"$1\"; }"
-                    .into(),
+                "printf '%s' \"$TRUN_STDIN\" | { unset TRUN_STDIN; exec \"$0\" -c \"$1\"; }".into(),
                 cmd.shell.to_string(),
                 cmd.script.to_string(),
             ],
             vec![("TRUN_STDIN".to_string(), input.to_string())],
         ),
         None => (
-            vec![
-                cmd.shell.to_string(),
-                "-c".into(),
-                cmd.script.to_string(),
-            ],
+            vec![cmd.shell.to_string(), "-c".into(), cmd.script.to_string()],
             Vec::new(),
         ),
     }
@@ -483,8 +475,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("score"), "0.5").expect("write");
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).expect("symlink");
-        nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU)
-            .expect("fifo");
+        nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
         assert_eq!(
             read_out_file(dir.path(), "score").expect("read"),
             Some(b"0.5".to_vec())
@@ -505,8 +496,15 @@ mod tests {
         nix::unistd::mkfifo(&from.join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
         let mut budget = 1024;
         copy_tree(&from, &to, &mut budget, 0).expect("copy");
-        assert_eq!(std::fs::read_to_string(to.join("a.c")).expect("a.c"), "int main;");
-        assert!(to.join("root").symlink_metadata().expect("link").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(to.join("a.c")).expect("a.c"),
+            "int main;"
+        );
+        assert!(to
+            .join("root")
+            .symlink_metadata()
+            .expect("link")
+            .is_symlink());
         assert!(to.join("fifo").symlink_metadata().is_err());
         assert!(!to.join(".trun").exists());
         let mut small = 3;
