@@ -272,6 +272,24 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     // Docker first: an unreachable daemon or a missing image must stop us before a run is
     // recorded.
     let rubric_path = cwd.join(&args.rubric);
+    if rubric.container.is_none() && !args.local {
+        return io.usage(
+            Diagnostic::plain(format!(
+                "{} names no `container:`, so its commands would run on this machine with no isolation",
+                args.rubric.display()
+            ))
+            .with_help(
+                "pass --local to grade on this machine anyway (student code then runs as your user \
+                 and can read and write what you can), or add `container: { image: … }` to the rubric",
+            ),
+        );
+    }
+    if args.local {
+        io.note(&format!(
+            "grading on this machine (--local): student code runs as {} with no isolation",
+            whoami()
+        ));
+    }
     let mut rubric = rubric;
     let (docker, runner_name) = match (&rubric.container, args.local) {
         (Some(container), false) => {
@@ -743,6 +761,16 @@ fn collect_repos(args: &GradeArgs, cwd: &Path) -> Result<Vec<PathBuf>, Diagnosti
         repos.push(cwd.to_path_buf());
     }
     Ok(repos)
+}
+
+/// The user the grader runs as, for the `--local` warning.
+fn whoami() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// Every subdirectory of `dir` that is not hidden, sorted by name (`--repos DIR`).

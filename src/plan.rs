@@ -656,10 +656,15 @@ fn expand_rubric(
         .to_string();
     let path = root.join(rubric_path);
     let rubric = crate::rubric::load_rubric(&path).map_err(|e| e.to_string())?;
-    let sandbox = if rubric.container.is_some() {
-        GradeSandbox::Container
-    } else {
-        GradeSandbox::Local
+    let local = with.get("local").and_then(Value::as_bool).unwrap_or(false);
+    let sandbox = match (&rubric.container, local) {
+        (Some(_), false) => GradeSandbox::Container,
+        (_, true) => GradeSandbox::Local,
+        (None, false) => return Err(format!(
+            "{rubric_path} names no `container:`; grading on this machine runs student code as your user, \
+             with no isolation from your files or other students' (add `local: true` to the step's `with` to accept that, \
+             or give the rubric a container)"
+        )),
     };
     let rubric_dir = path
         .parent()

@@ -111,7 +111,7 @@ fn ctrl_c_during_a_criterion_exits_130_and_leaves_nothing() {
         ),
     );
     let running = t
-        .args(&["grade", "student", "--rubric", "rubric.yaml"])
+        .args(&["grade", "student", "--rubric", "rubric.yaml", "--local"])
         .env("TMPDIR", &tmp.path().display().to_string())
         .spawn();
     wait_for("the criterion to start", Duration::from_secs(30), || {
@@ -150,7 +150,7 @@ fn a_criterion_timeout_and_the_job_timeout_both_apply() {
             "criteria:\n  - { id: short, points: 1, timeout: 1s, run: 'sleep 30' }\n  - { id: long, points: 1, timeout: 10m, run: 'sleep 30' }\n  - { id: after, points: 1, run: 'true' }\n",
         )
         .workflow(
-            "jobs:\n  grade:\n    timeout-minutes: 0.06\n    steps:\n      - id: rubric\n        uses: rubric/grade\n        with: { rubric: rubric.yaml, repo: student }\n",
+            "jobs:\n  grade:\n    timeout-minutes: 0.06\n    steps:\n      - id: rubric\n        uses: rubric/grade\n        with: { rubric: rubric.yaml, repo: student, local: true }\n",
         );
     let started = Instant::now();
     let out = t.run(&["--json"]);
@@ -178,4 +178,25 @@ fn a_criterion_timeout_and_the_job_timeout_both_apply() {
         reason.starts_with("timed out after 2") || reason.starts_with("timed out after 3"),
         "{reason}"
     );
+}
+
+#[test]
+fn a_rubric_without_a_container_needs_an_explicit_local() {
+    let t = Test::new()
+        .file("student/README", "x\n")
+        .file("rubric.yaml", "criteria:\n  - { id: a, points: 1, run: 'true' }\n")
+        .workflow(
+            "jobs:\n  grade:\n    steps:\n      - uses: rubric/grade\n        with: { rubric: rubric.yaml, repo: student }\n",
+        );
+    t.run(&["grade", "student", "--rubric", "rubric.yaml"])
+        .status(2)
+        .stderr_has("rubric.yaml names no `container:`, so its commands would run on this machine with no isolation")
+        .stderr_has("pass --local");
+    assert!(!t.exists(".trun/logs"), "nothing ran before the refusal");
+    t.run(&["grade", "student", "--rubric", "rubric.yaml", "--local"])
+        .success()
+        .stderr_has("grading on this machine (--local): student code runs as ");
+    t.run(&[])
+        .status(2)
+        .stderr_has("add `local: true` to the step's `with`");
 }
