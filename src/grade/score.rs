@@ -204,6 +204,8 @@ pub struct Observed {
     pub duration: std::time::Duration,
     /// The time limit that applied (the criterion's, or less when the job's ran out).
     pub timeout: std::time::Duration,
+    /// Why the sandbox killed the command, when it knows (`out of memory (…)`).
+    pub killed_for: Option<String>,
     /// Regular files the command left in `$TRUN_OUT`, read after every process it started
     /// was gone, each capped (see the sandbox).
     pub files: std::collections::BTreeMap<String, Vec<u8>>,

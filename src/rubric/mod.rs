@@ -25,6 +25,10 @@ pub use model::{
 pub use units::{parse_duration, parse_size, ByteSize, DurationSpec};
 pub use validate::{Invalid, RubricError};
 
+/// The longest time limit a rubric may give one command: a day. Longer is a typo, and
+/// an unbounded limit would let one repository hold a batch forever.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The kinds of rubric file trun reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RubricFormat {

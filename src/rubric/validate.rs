@@ -63,6 +63,11 @@ pub enum Invalid {
     EmptyRun(String),
     #[error("criterion `{id}` has a zero timeout; give it a positive duration like 10s")]
     ZeroTimeout { id: String },
+    #[error(
+        "criterion `{id}` has a timeout over the limit of {}; give it a shorter one",
+        crate::rubric::DurationSpec(super::MAX_TIMEOUT)
+    )]
+    LongTimeout { id: String },
     #[error("criterion `{id}`: `{pattern}` is not a valid regex: {message}")]
     BadRegex {
         id: String,
@@ -129,6 +134,9 @@ impl Rubric {
             if c.timeout.is_some_and(|t| t.0.is_zero()) {
                 return Err(fail(c.span.id, Invalid::ZeroTimeout { id: c.id.clone() }));
             }
+            if c.timeout.is_some_and(|t| t.0 > super::MAX_TIMEOUT) {
+                return Err(fail(c.span.id, Invalid::LongTimeout { id: c.id.clone() }));
+            }
             if let Some(e) = &c.expect {
                 if e.compare == Compare::Regex {
                     for pattern in [&e.stdout, &e.stderr].into_iter().flatten() {
@@ -193,6 +201,14 @@ impl Rubric {
             return Err(fail(
                 None,
                 Invalid::ZeroTimeout {
+                    id: "defaults".into(),
+                },
+            ));
+        }
+        if self.defaults.timeout.0 > super::MAX_TIMEOUT {
+            return Err(fail(
+                None,
+                Invalid::LongTimeout {
                     id: "defaults".into(),
                 },
             ));

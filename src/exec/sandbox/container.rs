@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::SandboxCommand;
+use super::{Ran, SandboxCommand};
 use crate::docker::{ContainerSpec, Docker, DockerError, Labels};
 use crate::event::Stream;
 use crate::exec::process::Exit;
@@ -40,6 +40,10 @@ pub const TRUN_TMPFS: &str = "32m";
 const KILL_ATTEMPTS: usize = 10;
 /// Kills every process the exec can signal: all but the container's init and itself.
 const KILL_ALL: &str = "kill -9 -1 2>/dev/null; exit 0";
+/// Prints the cgroup's memory events (cgroup v2, else v1), whose `oom_kill` line counts
+/// processes the kernel killed for going over the memory limit.
+const OOM_EVENTS: &str =
+    "cat /sys/fs/cgroup/memory.events 2>/dev/null || cat /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null";
 /// Prints a regular file (never through a symlink) up to a size, exit 3 when there is none.
 const READ_FILE: &str = r#"[ -f "$1" ] && [ ! -L "$1" ] || exit 3; head -c "$2" -- "$1""#;
 
@@ -51,6 +55,9 @@ pub struct GradingContainer {
     repo: String,
     /// Set when the container can no longer be trusted to run anything.
     broken: Option<String>,
+    /// Out-of-memory kills counted so far, to tell whether the last command was one.
+    oom_kills: u64,
+    memory: u64,
 }
 
 impl GradingContainer {
@@ -90,6 +97,8 @@ impl GradingContainer {
             id,
             repo: repo.display().to_string(),
             broken: None,
+            oom_kills: 0,
+            memory: limits.memory,
         };
         let mut ignore = |_: Stream, _: String| {};
         let copy = c
@@ -129,9 +138,9 @@ impl GradingContainer {
         log: &mut (dyn Write + Send),
         on_line: &mut (dyn FnMut(Stream, String) + Send),
         cancel: &mut watch::Receiver<bool>,
-    ) -> (Exit, Result<BTreeMap<String, Vec<u8>>, String>) {
+    ) -> Ran {
         if let Some(why) = &self.broken {
-            return (Exit::Failed(why.clone()), Ok(BTreeMap::new()));
+            return Ran::failed(why.clone());
         }
         let out = format!("{TRUN}/out-{name}");
         let mut ignore = |_: Stream, _: String| {};
@@ -153,15 +162,12 @@ impl GradingContainer {
         {
             Ok(Exit::Code(0)) => {}
             Ok(e) => {
-                return (
-                    Exit::Failed(format!(
-                        "cannot create $TRUN_OUT in the container: {}",
-                        e.reason()
-                    )),
-                    Ok(BTreeMap::new()),
-                )
+                return Ran::failed(format!(
+                    "cannot create $TRUN_OUT in the container: {}",
+                    e.reason()
+                ))
             }
-            Err(e) => return (Exit::Failed(e.to_string()), Ok(BTreeMap::new())),
+            Err(e) => return Ran::failed(e.to_string()),
         }
         let (argv, mut env) = super::shell_argv(cmd);
         env.extend([
@@ -180,14 +186,57 @@ impl GradingContainer {
             .unwrap_or_else(|e| Exit::Failed(e.to_string()));
         // Even when the exec failed to start, something may have run.
         self.kill_leftovers().await;
+        // SIGKILL (128 + 9) that was not ours: the memory limit, if the cgroup says so.
+        let note = match exit {
+            Exit::Code(137) => self.oom_since_last().await.then(|| {
+                format!(
+                    "out of memory (the container's limit is {})",
+                    crate::rubric::ByteSize(self.memory)
+                )
+            }),
+            _ => None,
+        };
         if let Some(why) = &self.broken {
-            return (exit, Err(why.clone()));
+            return Ran {
+                exit,
+                files: Err(why.clone()),
+                note,
+            };
         }
         let files = match cmd.score_file {
             Some(f) => self.read_file(&out, f).await,
             None => Ok(BTreeMap::new()),
         };
-        (exit, files)
+        Ran { exit, files, note }
+    }
+
+    /// Whether the container's cgroup counted an out-of-memory kill since the last call.
+    async fn oom_since_last(&mut self) -> bool {
+        let mut text = String::new();
+        let mut keep = |stream: Stream, line: String| {
+            if stream == Stream::Stdout && text.len() < 4096 {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        };
+        let _ = self
+            .exec(
+                vec!["/bin/sh".into(), "-c".into(), OOM_EVENTS.into()],
+                Vec::new(),
+                Duration::from_secs(30),
+                &mut keep,
+                None,
+            )
+            .await;
+        let count = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let new = count > self.oom_kills;
+        self.oom_kills = count;
+        new
     }
 
     /// Runs `argv` to its end (or `timeout`, or cancellation), through the engine's exec.
@@ -258,8 +307,10 @@ impl GradingContainer {
 
     /// The score file `name` of the command whose `$TRUN_OUT` is `out`, if it left one.
     async fn read_file(&self, out: &str, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        if name.contains('/') || name == ".." || name == "." {
-            return Err(format!("score file `{name}` must be a plain file name"));
+        if !super::valid_out_path(name) {
+            return Err(format!(
+                "score file `{name}` must be a relative path inside $TRUN_OUT"
+            ));
         }
         let cap = super::OUT_FILE_CAP;
         let mut text: Vec<u8> = Vec::new();

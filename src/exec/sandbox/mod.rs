@@ -79,6 +79,25 @@ pub enum Sandbox {
     Container(GradingContainer),
 }
 
+/// How one command went, before judging.
+pub struct Ran {
+    pub exit: Exit,
+    /// The score file, when the command named one and left it.
+    pub files: Result<BTreeMap<String, Vec<u8>>, String>,
+    /// Why the command was killed, when the sandbox knows (`out of memory …`).
+    pub note: Option<String>,
+}
+
+impl Ran {
+    pub fn failed(why: String) -> Ran {
+        Ran {
+            exit: Exit::Failed(why),
+            files: Ok(BTreeMap::new()),
+            note: None,
+        }
+    }
+}
+
 pub struct LocalSandbox {
     root: tempfile::TempDir,
     work: PathBuf,
@@ -153,7 +172,7 @@ impl Sandbox {
         };
         let started = Instant::now();
         let name = format!("{}-{}", sanitize(cmd.label), random_hex(16));
-        let (exit, files) = match self {
+        let Ran { exit, files, note } = match self {
             Sandbox::Local(s) => s.run(cmd, &name, log, &mut tee, cancel).await,
             Sandbox::Container(c) => c.run(cmd, &name, log, &mut tee, cancel).await,
         };
@@ -167,6 +186,7 @@ impl Sandbox {
             stderr,
             duration,
             timeout: cmd.timeout,
+            killed_for: note,
             files: BTreeMap::new(),
         };
         match exit {
@@ -218,15 +238,12 @@ impl LocalSandbox {
         log: &mut (dyn Write + Send),
         on_line: &mut (dyn FnMut(Stream, String) + Send),
         cancel: &mut watch::Receiver<bool>,
-    ) -> (Exit, Result<BTreeMap<String, Vec<u8>>, String>) {
+    ) -> Ran {
         // Outside the scratch copy, so a command walking its working directory cannot find
         // another command's result files.
         let out = self.root.path().join(format!("out-{name}"));
         if let Err(e) = std::fs::create_dir(&out) {
-            return (
-                Exit::Failed(format!("cannot create $TRUN_OUT: {e}")),
-                Ok(BTreeMap::new()),
-            );
+            return Ran::failed(format!("cannot create $TRUN_OUT: {e}"));
         }
         let (argv, mut env) = shell_argv(cmd);
         env.extend([
@@ -257,8 +274,21 @@ impl LocalSandbox {
             None => Ok(BTreeMap::new()),
         };
         let _ = std::fs::remove_dir_all(&out);
-        (exit, files)
+        Ran {
+            exit,
+            files,
+            note: None,
+        }
     }
+}
+
+/// A score file path a rubric may name: relative, inside `$TRUN_OUT`, no `..`.
+pub(crate) fn valid_out_path(name: &str) -> bool {
+    let rel = Path::new(name);
+    !name.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// The argv and environment that run `cmd.script` with `cmd.shell`, its standard input
@@ -282,11 +312,23 @@ pub(crate) fn shell_argv(cmd: &SandboxCommand<'_>) -> (Vec<String>, Vec<(String,
     }
 }
 
-/// Reads `dir/name` if it is a regular file: never through a symlink, never blocking on
-/// a FIFO, at most [`OUT_FILE_CAP`] bytes. `Ok(None)` when there is no such file.
+/// Reads `dir/name` if it is a regular file: never through a symlink (in any component),
+/// never blocking on a FIFO, at most [`OUT_FILE_CAP`] bytes. `Ok(None)` when there is no
+/// such file.
 fn read_out_file(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, String> {
-    if name.contains('/') || name == ".." || name == "." {
-        return Err(format!("score file `{name}` must be a plain file name"));
+    let rel = Path::new(name);
+    if !valid_out_path(name) {
+        return Err(format!(
+            "score file `{name}` must be a relative path inside $TRUN_OUT"
+        ));
+    }
+    let mut at = dir.to_path_buf();
+    for part in rel.parent().into_iter().flat_map(Path::components) {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            _ => return Ok(None),
+        }
     }
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -484,6 +526,17 @@ mod tests {
         assert_eq!(read_out_file(dir.path(), "fifo").expect("fifo"), None);
         assert_eq!(read_out_file(dir.path(), "missing").expect("missing"), None);
         assert!(read_out_file(dir.path(), "../x").is_err());
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/junit.xml"), "<x/>").expect("write");
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).expect("symlink");
+        assert_eq!(
+            read_out_file(dir.path(), "sub/junit.xml").expect("nested"),
+            Some(b"<x/>".to_vec())
+        );
+        assert_eq!(
+            read_out_file(dir.path(), "etc/passwd").expect("via link"),
+            None
+        );
     }
 
     #[test]
