@@ -46,14 +46,25 @@ pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> 
     if uses != GRADE {
         return builtin::validate(uses, with);
     }
+    const KEYS: [&str; 3] = ["rubric", "repo", "local"];
     for key in with.keys() {
-        if key != "rubric" && key != "repo" {
-            let hint = crate::diag::did_you_mean(key, ["rubric", "repo"])
+        if !KEYS.contains(&key.as_str()) {
+            let hint = crate::diag::did_you_mean(key, KEYS)
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             return Err(WithError {
                 key: Some(key.clone()),
-                message: format!("unknown key `{key}`{hint}; `{GRADE}` takes `rubric` and `repo`"),
+                message: format!(
+                    "unknown key `{key}`{hint}; `{GRADE}` takes `rubric`, `repo` and `local`"
+                ),
+            });
+        }
+    }
+    if let Some(v) = with.get("local") {
+        if !v.is_boolean() {
+            return Err(WithError {
+                key: Some("local".into()),
+                message: "`local` is true or false".into(),
             });
         }
     }

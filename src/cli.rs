@@ -122,10 +122,10 @@ pub enum Command {
     /// Print the logs of a run, a job, or a step.
     Logs(LogsArgs),
     /// Grade student repositories against a rubric (YAML, Markdown or Classroom JSON).
-    Grade(crate::grade::cli::GradeArgs),
+    Grade(crate::grade_cmd::GradeArgs),
     /// Rubric tools: `trun rubric import autograding.json > rubric.yaml`.
     #[command(subcommand)]
-    Rubric(crate::grade::cli::RubricCommand),
+    Rubric(crate::grade_cmd::RubricCommand),
     /// Remove containers and networks left behind by killed runs.
     Gc(GcArgs),
     /// Inspect or prune the content-addressed output cache (.trun/cas).
@@ -299,9 +299,9 @@ pub fn main() -> i32 {
         Some(Command::Logs(a)) => cmd_logs(a),
         Some(Command::Grade(mut a)) => {
             a.no_color = cli.run.file.no_color || std::env::var_os("NO_COLOR").is_some();
-            Ok(crate::grade::cli::grade(&a))
+            Ok(crate::grade_cmd::grade(&a))
         }
-        Some(Command::Rubric(c)) => Ok(crate::grade::cli::rubric(&c)),
+        Some(Command::Rubric(c)) => Ok(crate::grade_cmd::rubric(&c)),
         Some(Command::Gc(a)) => cmd_gc(a),
         Some(Command::Cache(c)) => cmd_cache(c),
         Some(Command::Schema) => {
@@ -711,6 +711,7 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         log_dir,
         tmp_dir,
         hooks: Some(hooks.clone()),
+        grades: None,
     };
     // One thread renders events and records them, in batches: the engine
     // never waits for the terminal or the disk.
@@ -785,7 +786,13 @@ pub fn plan_needs_docker(plan: &Plan) -> bool {
     plan.jobs.iter().any(|j| {
         j.container.is_some()
             || !j.services.is_empty()
-            || j.steps.iter().any(|s| matches!(&s.action, crate::plan::Action::Uses { uses, .. } if crate::actions::needs_docker(uses)))
+            || j.steps.iter().any(|s| match &s.action {
+                crate::plan::Action::Uses { uses, .. } => crate::actions::needs_docker(uses),
+                crate::plan::Action::Grade { sandbox, .. } => {
+                    *sandbox == crate::plan::GradeSandbox::Container
+                }
+                crate::plan::Action::Run { .. } => false,
+            })
     })
 }
 

@@ -102,11 +102,27 @@ pub enum Action {
     /// criterion, or the closing score.
     Grade {
         #[serde(skip)]
-        rubric: std::sync::Arc<crate::grade::Rubric>,
+        rubric: std::sync::Arc<crate::rubric::Rubric>,
+        /// The rubric file's directory: a rubric's `container.dockerfile` is relative to it.
+        #[serde(skip)]
+        rubric_dir: PathBuf,
         /// The repository graded, relative to the workspace.
         repo: String,
         part: GradePart,
+        sandbox: GradeSandbox,
     },
+}
+
+/// Where the commands of a rubric run: the engine opens one sandbox per job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradeSandbox {
+    /// A scratch copy of the repository on this machine, as the grader's own user
+    /// (a rubric without `container:`, or `trun grade --local`).
+    Local,
+    /// The rubric's container: no network, memory/pid limits, the repository copied into a
+    /// size-limited tmpfs, nothing mounted from the host but the repository, read-only.
+    Container,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -638,8 +654,59 @@ fn expand_rubric(
         .and_then(Value::as_str)
         .unwrap_or(".")
         .to_string();
-    let rubric = crate::grade::load_rubric(&root.join(rubric_path)).map_err(|e| e.to_string())?;
-    let rubric = std::sync::Arc::new(rubric);
+    let path = root.join(rubric_path);
+    let rubric = crate::rubric::load_rubric(&path).map_err(|e| e.to_string())?;
+    let local = with.get("local").and_then(Value::as_bool).unwrap_or(false);
+    let sandbox = match (&rubric.container, local) {
+        (Some(_), false) => GradeSandbox::Container,
+        (_, true) => GradeSandbox::Local,
+        (None, false) => return Err(format!(
+            "{rubric_path} names no `container:`; grading on this machine runs student code as your user, \
+             with no isolation from your files or other students' (add `local: true` to the step's `with` to accept that, \
+             or give the rubric a container)"
+        )),
+    };
+    let rubric_dir = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut out = rubric_steps(
+        &std::sync::Arc::new(rubric),
+        &rubric_dir,
+        &repo,
+        sandbox,
+        Some(&step.id),
+        step.line,
+    );
+    for s in &mut out {
+        s.env = step.env.clone();
+    }
+    if let Some(score) = out.last_mut() {
+        if step.name != step.id && step.name != crate::actions::GRADE {
+            score.name = step.name.clone();
+        }
+        score.continue_on_error = step.continue_on_error;
+        score.condition = step.condition.clone();
+    }
+    Ok(out)
+}
+
+/// The steps that grade one repository: the rubric's setup (when it has one), one step per
+/// criterion, and a closing `score` step. Ids are `<prefix>-setup`, `<prefix>-<criterion>`
+/// and `<prefix>` with a prefix, else `setup`, `<criterion>` and `score`. Shared by the
+/// `rubric/grade` step and `trun grade` (see `grade::compile`).
+pub fn rubric_steps(
+    rubric: &std::sync::Arc<crate::rubric::Rubric>,
+    rubric_dir: &std::path::Path,
+    repo: &str,
+    sandbox: GradeSandbox,
+    prefix: Option<&str>,
+    line: u32,
+) -> Vec<PlannedStep> {
+    let id_of = |part: &str| match prefix {
+        Some(p) => format!("{p}-{part}"),
+        None => part.to_string(),
+    };
     let generated = |id: String, name: String, part: GradePart| PlannedStep {
         index: 0,
         id,
@@ -647,10 +714,12 @@ fn expand_rubric(
         name,
         action: Action::Grade {
             rubric: rubric.clone(),
-            repo: repo.clone(),
+            rubric_dir: rubric_dir.to_path_buf(),
+            repo: repo.to_string(),
             part,
+            sandbox,
         },
-        env: step.env.clone(),
+        env: Vec::new(),
         condition: None,
         working_directory: None,
         // A failing criterion is a result, not a reason to stop grading.
@@ -659,17 +728,13 @@ fn expand_rubric(
         retry: RetryPolicy::NONE,
         sources: Vec::new(),
         generates: Vec::new(),
-        line: step.line,
+        line,
     };
     let mut out = Vec::new();
     if rubric.setup.is_some() {
-        out.push(generated(
-            format!("{}-setup", step.id),
-            "setup".into(),
-            GradePart::Setup,
-        ));
+        out.push(generated(id_of("setup"), "setup".into(), GradePart::Setup));
     }
-    for c in &rubric.criteria {
+    for c in rubric.run_order().into_iter().map(|i| &rubric.criteria[i]) {
         let title = c.title.clone().unwrap_or_else(|| c.id.clone());
         let pts = if c.points == 1.0 {
             "1 pt".to_string()
@@ -677,21 +742,17 @@ fn expand_rubric(
             format!("{} pts", c.points)
         };
         out.push(generated(
-            format!("{}-{}", step.id, c.id.replace('.', "-")),
+            id_of(&c.id.replace('.', "-")),
             format!("{title} ({pts})"),
             GradePart::Criterion(c.id.clone()),
         ));
     }
-    let name = if step.name == step.id || step.name == crate::actions::GRADE {
-        "score".to_string()
-    } else {
-        step.name.clone()
-    };
-    let mut score = generated(step.id.clone(), name, GradePart::Score);
-    score.continue_on_error = step.continue_on_error;
-    score.condition = step.condition.clone();
-    out.push(score);
-    Ok(out)
+    let score_id = prefix.map_or_else(|| "score".to_string(), str::to_string);
+    out.push(generated(score_id, "score".into(), GradePart::Score));
+    for (i, s) in out.iter_mut().enumerate() {
+        s.index = i;
+    }
+    out
 }
 
 fn plan_step(

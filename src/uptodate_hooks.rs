@@ -92,8 +92,14 @@ pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
             "run": script, "shell": shell.name(), "inline": inline_expressions,
         }),
         Action::Uses { uses, with } => json!({ "uses": uses, "with": with }),
-        Action::Grade { rubric, repo, part } => {
-            json!({ "rubric": **rubric, "repo": repo, "part": part })
+        Action::Grade {
+            rubric,
+            repo,
+            part,
+            sandbox,
+            ..
+        } => {
+            json!({ "rubric": **rubric, "repo": repo, "part": part, "sandbox": sandbox })
         }
     };
     json!({

@@ -9,6 +9,7 @@
 //! holds the run history and the grade cache), and runs the real `trun` binary there.
 //! Docker tests fail, loudly, without a daemon (see tests/support/docker_env.rs).
 
+mod common;
 mod support;
 
 use std::fs;
@@ -84,7 +85,7 @@ fn workspace(count: usize, vary: impl Fn(usize, String) -> String) -> tempfile::
     let source = fs::read_to_string(fixture().join("calc.sh")).expect("calc.sh");
     for i in 0..count {
         let dir = ws.path().join(format!("students/student-{i:02}"));
-        trun::grade::runner::copy_tree(&fixture(), &dir, &[]).expect("copy fixture");
+        common::copy_dir(&fixture(), &dir);
         fs::remove_file(dir.join("rubric.yaml")).expect("rm rubric");
         fs::write(dir.join("calc.sh"), vary(i, source.clone())).expect("write calc.sh");
     }

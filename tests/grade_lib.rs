@@ -1,4 +1,5 @@
-//! Grading through the library API on real repositories, processes and SQLite files.
+//! Grading through the library API (`grade_repos`: compile to a plan, run it through the
+//! engine) on real repositories, processes and SQLite files.
 //!
 //! The sample student repository is `tests/fixtures/grade/calc` (a C calculator with a
 //! Makefile, a shell unit-test script writing JUnit, and the same rubric as YAML, Markdown
@@ -10,11 +11,91 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use trun::grade::report::{self, Format};
-use trun::grade::runner::copy_tree;
-use trun::grade::{
-    self, classroom, grade_batch, grade_repo, load_rubric, BatchOptions, CriterionStatus,
-    GradeCache, LocalRunner, RepoResult, Rubric,
-};
+use trun::grade::{self, load_rubric, CriterionStatus, GradeCache, RepoResult, Rubric};
+use trun::grade_cmd::{grade_repos, GradeOptions};
+use trun::rubric::classroom;
+
+/// What a batch produced, and how long it took.
+struct Batch {
+    results: Vec<RepoResult>,
+    duration: Duration,
+}
+
+impl Batch {
+    fn cached(&self) -> usize {
+        self.results.iter().filter(|r| r.cached).count()
+    }
+
+    fn gradebook_csv(&self, rubric: &Rubric) -> String {
+        report::gradebook_csv(rubric, &self.results)
+    }
+}
+
+/// Grades `repos` locally through the engine, recording into a throwaway state store.
+fn grade_batch(
+    rubric: &Rubric,
+    repos: &[PathBuf],
+    cache: Option<&GradeCache>,
+    jobs: usize,
+    force: bool,
+) -> Batch {
+    let root = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let started = Instant::now();
+    let graded = grade_repos(
+        &runtime,
+        std::sync::Arc::new(rubric.clone()),
+        Path::new("rubric.yaml"),
+        root.path(),
+        repos,
+        &GradeOptions {
+            jobs,
+            local: true,
+            force,
+            cache,
+            docker: None,
+            runner_name: "local".into(),
+            command_line: vec!["grade".into()],
+        },
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render(false)));
+    Batch {
+        results: graded.results,
+        duration: started.elapsed(),
+    }
+}
+
+fn grade_repo(rubric: &Rubric, repo: &Path) -> RepoResult {
+    grade_batch(rubric, &[repo.to_path_buf()], None, 1, false)
+        .results
+        .remove(0)
+}
+
+/// Copies a directory tree (regular files and directories).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every subdirectory of `dir`, sorted.
+fn repos_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grade/calc")
@@ -52,7 +133,7 @@ fn yaml(text: &str) -> Rubric {
 #[test]
 fn fixture_repo_gets_the_expected_score() {
     let rubric = fixture_rubric("rubric.yaml");
-    let r = grade_repo(&rubric, &fixture(), &LocalRunner::new());
+    let r = grade_repo(&rubric, &fixture());
     assert_eq!(r.error, None);
     assert!(r.setup.as_ref().is_some_and(|s| s.passed), "{:?}", r.setup);
     for id in ["builds", "add", "sum", "usage", "version"] {
@@ -99,7 +180,7 @@ fn each_comparison_mode_passes_and_fails() {
   - { id: plain-bad, points: 1, run: "false" }
 "#,
     );
-    let r = grade_repo(&rubric, repo.path(), &LocalRunner::new());
+    let r = grade_repo(&rubric, repo.path());
     for id in [
         "exact-ok",
         "contains-ok",
@@ -144,7 +225,7 @@ fn a_timeout_scores_zero_and_the_others_still_run() {
         "criteria:\n  - { id: first, points: 1, run: 'true' }\n  - { id: hangs, points: 5, run: 'sleep 30', timeout: 500ms }\n  - { id: after, points: 2, run: 'echo still here', expect: { stdout: still here } }\n",
     );
     let started = Instant::now();
-    let r = grade_repo(&rubric, repo.path(), &LocalRunner::new());
+    let r = grade_repo(&rubric, repo.path());
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -166,7 +247,7 @@ fn a_criterion_whose_need_failed_is_skipped() {
     let rubric = yaml(
         "criteria:\n  - { id: builds, run: 'exit 2' }\n  - { id: uses, points: 10, needs: [builds], run: 'true' }\n  - { id: chained, points: 3, needs: [uses], run: 'true' }\n  - { id: free, points: 1, run: 'true' }\n",
     );
-    let r = grade_repo(&rubric, repo.path(), &LocalRunner::new());
+    let r = grade_repo(&rubric, repo.path());
     assert_eq!(status(&r, "builds"), CriterionStatus::Failed);
     assert_eq!(status(&r, "uses"), CriterionStatus::Skipped);
     assert_eq!(points(&r, "uses"), 0.0);
@@ -205,7 +286,7 @@ fn partial_credit_from_junit_and_fraction() {
   - { id: nonsense, points: 4, run: 'echo lots > "$TRUN_SCORE"', score: { from: fraction } }
 "#,
     );
-    let r = grade_repo(&rubric, repo.path(), &LocalRunner::new());
+    let r = grade_repo(&rubric, repo.path());
     let junit = r.criterion("junit").expect("junit");
     assert_eq!(
         (junit.status, junit.points, junit.tests),
@@ -226,7 +307,7 @@ fn partial_credit_from_junit_and_fraction() {
 fn failed_setup_marks_every_criterion_error() {
     let repo = repo_with(&[("README", "x")]);
     let rubric = yaml("setup: 'echo no compiler >&2; exit 4'\ncriteria:\n  - { id: a, points: 1, run: 'true' }\n  - { id: b, points: 1, run: 'true' }\n");
-    let r = grade_repo(&rubric, repo.path(), &LocalRunner::new());
+    let r = grade_repo(&rubric, repo.path());
     assert!(r
         .criteria
         .iter()
@@ -248,7 +329,7 @@ fn failed_setup_marks_every_criterion_error() {
 #[test]
 fn hidden_criteria_are_after_due_date_in_gradescope() {
     let rubric = fixture_rubric("rubric.yaml");
-    let r = grade_repo(&rubric, &fixture(), &LocalRunner::new());
+    let r = grade_repo(&rubric, &fixture());
     let gs: serde_json::Value =
         serde_json::from_str(&report::to_gradescope(&r)).expect("results.json is JSON");
     assert_eq!(gs["score"], 40.0);
@@ -282,7 +363,7 @@ fn hidden_criteria_are_after_due_date_in_gradescope() {
 #[test]
 fn every_report_format_renders() {
     let rubric = fixture_rubric("rubric.yaml");
-    let r = grade_repo(&rubric, &fixture(), &LocalRunner::new());
+    let r = grade_repo(&rubric, &fixture());
     let out = tempfile::tempdir().expect("tempdir");
     let written = report::write_batch_reports(
         &rubric,
@@ -321,9 +402,9 @@ fn every_report_format_renders() {
 #[test]
 fn autograding_json_scores_like_the_equivalent_yaml() {
     let classroom = fixture_rubric(".github/classroom/autograding.json");
-    let from_json = grade_repo(&classroom, &fixture(), &LocalRunner::new());
+    let from_json = grade_repo(&classroom, &fixture());
     let yaml_rubric = fixture_rubric("rubric.yaml");
-    let from_yaml = grade_repo(&yaml_rubric, &fixture(), &LocalRunner::new());
+    let from_yaml = grade_repo(&yaml_rubric, &fixture());
     // The Classroom tests are the yaml's builds, add, sum and version criteria.
     for c in &from_json.criteria {
         assert_eq!(c.status, status(&from_yaml, &c.id), "{}", c.id);
@@ -336,7 +417,7 @@ fn autograding_json_scores_like_the_equivalent_yaml() {
     let imported = classroom::to_yaml(&classroom);
     let reparsed = Rubric::from_yaml(&imported, "imported.yaml").expect("imported yaml is valid");
     assert_eq!(reparsed.canonical(), classroom.canonical());
-    let again = grade_repo(&reparsed, &fixture(), &LocalRunner::new());
+    let again = grade_repo(&reparsed, &fixture());
     assert_eq!(again.score, from_json.score);
 }
 
@@ -345,7 +426,7 @@ fn markdown_rubric_is_the_same_rubric() {
     let md = fixture_rubric("rubric.md");
     let yml = fixture_rubric("rubric.yaml");
     assert_eq!(md.canonical(), yml.canonical());
-    let r = grade_repo(&md, &fixture(), &LocalRunner::new());
+    let r = grade_repo(&md, &fixture());
     assert_eq!((r.score, r.max_score), (40.0, 45.0));
 }
 
@@ -355,7 +436,7 @@ fn student_code_cannot_modify_the_original_repo() {
     let rubric = yaml(
         "setup: 'touch built.o'\ncriteria:\n  - { id: vandal, points: 1, run: 'rm -rf ./* && echo pwned > main.c && touch evil' }\n  - { id: sees-damage, points: 1, run: 'test -f evil && test ! -e sub' }\n",
     );
-    let r = grade_repo(&rubric, repo.path(), &LocalRunner::new());
+    let r = grade_repo(&rubric, repo.path());
     // Both ran, in the same scratch copy, so the second sees what the first did ...
     assert_eq!(status(&r, "vandal"), CriterionStatus::Passed);
     assert_eq!(status(&r, "sees-damage"), CriterionStatus::Passed);
@@ -383,7 +464,7 @@ fn student_repos(
     (0..count)
         .map(|i| {
             let dir = root.join(format!("student-{i:02}"));
-            copy_tree(&fixture(), &dir, &[]).expect("copy fixture");
+            copy_tree(&fixture(), &dir).expect("copy fixture");
             fs::write(dir.join("calc.c"), vary(i, source.clone())).expect("write calc.c");
             dir
         })
@@ -416,13 +497,9 @@ fn a_batch_of_20_with_a_hang_a_flood_and_a_crash_yields_a_full_gradebook() {
     repos[19] = crash;
 
     let mut rubric = fixture_rubric("rubric.yaml");
-    rubric.defaults.timeout = trun::grade::rubric::DurationSpec(Duration::from_secs(3));
-    let opts = BatchOptions {
-        jobs: 2,
-        progress: false,
-        force: false,
-    };
-    let batch = grade_batch(&rubric, &repos, &LocalRunner::new(), None, &opts);
+    rubric.defaults.timeout = trun::rubric::DurationSpec(Duration::from_secs(3));
+    let jobs = 2;
+    let batch = grade_batch(&rubric, &repos, None, jobs, false);
     assert_eq!(batch.results.len(), 20);
     let csv = batch.gradebook_csv(&rubric);
     let lines: Vec<&str> = csv.lines().collect();
@@ -466,31 +543,17 @@ fn regrading_reuses_stored_results_until_something_changes() {
     let db = root.path().join("grader/state.db");
     let cache = GradeCache::open(&db).expect("cache");
     let rubric = fixture_rubric("rubric.yaml");
-    let runner = LocalRunner::new();
-    let opts = BatchOptions {
-        jobs: 2,
-        progress: false,
-        force: false,
-    };
+    let jobs = 2;
 
-    let first = grade_batch(&rubric, &repos, &runner, Some(&cache), &opts);
+    let first = grade_batch(&rubric, &repos, Some(&cache), jobs, false);
     assert_eq!(first.cached(), 0);
-    let again = grade_batch(&rubric, &repos, &runner, Some(&cache), &opts);
+    let again = grade_batch(&rubric, &repos, Some(&cache), jobs, false);
     assert_eq!(again.cached(), 2);
     assert_eq!(again.results[0].score, 40.0);
     assert_eq!(again.results[0].graded_at, first.results[0].graded_at);
     assert!(report::table(&again.results[0], false).contains("(cached: nothing changed"));
 
-    let forced = grade_batch(
-        &rubric,
-        &repos,
-        &runner,
-        Some(&cache),
-        &BatchOptions {
-            force: true,
-            ..opts.clone()
-        },
-    );
+    let forced = grade_batch(&rubric, &repos, Some(&cache), jobs, true);
     assert_eq!(forced.cached(), 0);
 
     // A watched file changes: that repository is graded again, the other is not.
@@ -498,7 +561,7 @@ fn regrading_reuses_stored_results_until_something_changes() {
     fs::write(repos[1].join("calc.c"), src.replace("a + b", "a - b")).expect("write");
     // An unwatched file changes: no effect.
     fs::write(repos[0].join("NOTES.txt"), "hello").expect("write");
-    let changed = grade_batch(&rubric, &repos, &runner, Some(&cache), &opts);
+    let changed = grade_batch(&rubric, &repos, Some(&cache), jobs, false);
     assert!(changed.results[0].cached);
     assert!(!changed.results[1].cached);
     assert_eq!(changed.results[1].score, 30.0);
@@ -506,7 +569,7 @@ fn regrading_reuses_stored_results_until_something_changes() {
     // A different rubric is a different fingerprint.
     let mut other = rubric.clone();
     other.criteria[1].points = 11.0;
-    let other_run = grade_batch(&other, &repos, &runner, Some(&cache), &opts);
+    let other_run = grade_batch(&other, &repos, Some(&cache), jobs, false);
     assert_eq!(other_run.cached(), 0);
 
     // Nothing was written into the student repositories.
@@ -544,19 +607,15 @@ fn load_rubric_reports_errors_with_positions() {
 #[test]
 fn the_grading_example_grades_as_documented() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/grading");
-    let repos = trun::grade::batch::repos_in(&example.join("students")).expect("students");
+    let repos = repos_in(&example.join("students"));
     let expected = "repo,builds,add,sum,usage,version,unit,total\n\
                     alice,0,10,5,5,5,20,45\n\
                     bob,0,10,5,5,5,15,40\n\
                     carol,0,0,0,0,0,0,0\n";
     for name in ["rubric.yaml", "rubric.md"] {
         let rubric = load_rubric(&example.join(name)).expect("example rubric is valid");
-        let opts = BatchOptions {
-            jobs: 2,
-            progress: false,
-            force: false,
-        };
-        let batch = grade_batch(&rubric, &repos, &LocalRunner::new(), None, &opts);
+        let jobs = 2;
+        let batch = grade_batch(&rubric, &repos, None, jobs, false);
         assert_eq!(batch.gradebook_csv(&rubric), expected, "{name}");
     }
 }
@@ -569,12 +628,7 @@ fn bench_grading_20_fixture_repos() {
     let repos = student_repos(root.path(), 20, |_, src| src);
     let rubric = fixture_rubric("rubric.yaml");
     for jobs in [1, 2] {
-        let opts = BatchOptions {
-            jobs,
-            progress: false,
-            force: false,
-        };
-        let batch = grade_batch(&rubric, &repos, &LocalRunner::new(), None, &opts);
+        let batch = grade_batch(&rubric, &repos, None, jobs, false);
         assert!(batch.results.iter().all(|r| r.score == 40.0));
         println!(
             "grading 20 fixture repos at -j {jobs}: {:.2?}",

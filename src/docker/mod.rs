@@ -15,6 +15,7 @@ mod client;
 mod container;
 pub(crate) mod error;
 pub(crate) mod exec;
+pub mod grading_image;
 pub(crate) mod options;
 
 pub use cleanup::CleanupReport;

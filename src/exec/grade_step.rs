@@ -1,92 +1,147 @@
-//! Running the steps a `rubric/grade` step generated: the rubric's setup,
-//! each criterion, and the closing score. All of a job's grading steps share
-//! one sandbox (a scratch copy of the repository), opened by the first of
-//! them and removed when the job ends, as `trun grade` does per repository.
+//! Running the steps a rubric generated (the rubric's setup, each criterion, the closing
+//! score) for one job: the engine's side of grading.
+//!
+//! All of a job's grading steps share one [`Sandbox`], opened by the first of them and
+//! closed when the job ends ([`close`]). Each command runs in it under the step's timeout
+//! (the criterion's own limit, cut to what is left of the job's `timeout-minutes`) and the
+//! run's cancellation, its output streamed to the step's log and events like any step;
+//! what was observed is judged by `grade::score`, a pure function. The closing step adds
+//! up the score and hands the repository's result to the run's [`GradeSink`], if any
+//! (`trun grade` collects results there to write its reports).
 
 use super::process::Exit;
+use super::sandbox::{Io, Sandbox, SandboxCommand};
 use crate::event::Stream;
-use crate::grade::score::{self, CriterionResult, CriterionStatus};
-use crate::grade::{CriterionRunner, LocalRunner, Rubric, Sandbox};
-use crate::plan::GradePart;
+use crate::grade::score::{self, CriterionResult, CriterionStatus, RepoResult, SetupResult};
+use crate::plan::{GradePart, GradeSandbox};
+use crate::rubric::Rubric;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Receives each graded repository's result when its closing step runs.
+pub trait GradeSink: Send + Sync {
+    fn graded(&self, job: &str, result: RepoResult);
+}
 
 /// A job's grading so far.
-#[derive(Default)]
 pub struct Grading {
-    sandbox: Option<Box<dyn Sandbox>>,
+    sandbox: Option<Sandbox>,
+    /// Set when the sandbox could not be opened: every command is then an error.
+    broken: Option<String>,
     setup_failed: Option<String>,
+    setup: Option<SetupResult>,
     status: HashMap<String, CriterionStatus>,
     results: Vec<CriterionResult>,
+    started: Instant,
+    graded_at: i64,
+}
+
+impl Default for Grading {
+    fn default() -> Grading {
+        Grading {
+            sandbox: None,
+            broken: None,
+            setup_failed: None,
+            setup: None,
+            status: HashMap::new(),
+            results: Vec::new(),
+            started: Instant::now(),
+            graded_at: crate::event::now_ms(),
+        }
+    }
+}
+
+/// One generated step, as the job runner hands it over.
+pub struct GradeStep<'a> {
+    pub rubric: &'a Arc<Rubric>,
+    pub rubric_dir: &'a Path,
+    pub repo: PathBuf,
+    pub part: &'a GradePart,
+    pub sandbox: GradeSandbox,
+    pub job: &'a str,
+    pub run_id: i64,
+    pub docker: Option<&'a Arc<crate::docker::Docker>>,
+    pub sink: Option<&'a Arc<dyn GradeSink>>,
+    /// What is left of the step's and the job's time limits.
+    pub timeout: Option<Duration>,
 }
 
 pub struct Outcome {
     pub exit: Exit,
     pub outputs: BTreeMap<String, String>,
+    /// Set when the step ended without judging anything (a criterion whose need failed).
     pub skipped: Option<String>,
-    pub lines: Vec<(Stream, String)>,
 }
 
-/// Run one generated step. Grading is blocking work (copies, processes with
-/// their own timeouts), so it runs on a blocking thread.
+/// Runs one generated step.
 pub async fn run(
     grading: &mut Option<Grading>,
-    rubric: Arc<Rubric>,
-    repo: PathBuf,
-    part: GradePart,
+    step: GradeStep<'_>,
+    log: &mut (dyn Write + Send),
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+    cancel: &mut watch::Receiver<bool>,
 ) -> Outcome {
-    let mut g = grading.take().unwrap_or_default();
-    let joined = tokio::task::spawn_blocking(move || {
-        let out = step(&mut g, &rubric, &repo, &part);
-        (g, out)
-    })
-    .await;
-    match joined {
-        Ok((g, out)) => {
-            *grading = Some(g);
-            out
-        }
-        Err(e) => Outcome {
-            exit: Exit::Failed(format!("grading panicked: {e}")),
-            outputs: BTreeMap::new(),
-            skipped: None,
-            lines: Vec::new(),
-        },
-    }
-}
-
-fn step(g: &mut Grading, rubric: &Rubric, repo: &std::path::Path, part: &GradePart) -> Outcome {
-    let mut lines = Vec::new();
+    let g = grading.get_or_insert_with(Grading::default);
+    let rubric = step.rubric.as_ref();
     let mut outputs = BTreeMap::new();
-    if g.sandbox.is_none() && !matches!(part, GradePart::Score) {
-        match LocalRunner::new().open(repo) {
+    if g.sandbox.is_none() && g.broken.is_none() && !matches!(step.part, GradePart::Score) {
+        let labels = crate::docker::Labels::new(step.run_id, step.job.to_string());
+        let mut tee = |stream: Stream, line: String| {
+            let _ = writeln!(log, "{line}");
+            on_line(stream, line);
+        };
+        let opened = tokio::select! {
+            s = Sandbox::open(step.sandbox, rubric, step.rubric_dir, &step.repo, step.docker, labels, &mut tee) => s,
+            _ = super::cancelled(cancel) => Err("cancelled".to_string()),
+        };
+        match opened {
             Ok(s) => g.sandbox = Some(s),
-            Err(e) => {
+            Err(e) if e == "cancelled" => {
                 return Outcome {
-                    exit: Exit::Failed(format!("cannot prepare {}: {e}", repo.display())),
+                    exit: Exit::Cancelled,
                     outputs,
                     skipped: None,
-                    lines,
                 }
             }
+            Err(e) => g.broken = Some(format!("cannot prepare {}: {e}", step.repo.display())),
         }
     }
-    let exit = match part {
+    let limit = |t: Duration| step.timeout.map_or(t, |s| s.min(t));
+    let exit = match step.part {
         GradePart::Setup => {
-            let sandbox = g.sandbox.as_deref_mut().expect("opened above");
-            match score::run_setup(rubric, sandbox) {
-                Some(r) => {
-                    capture(&mut lines, &r.stdout.text, &r.stderr.text);
-                    if r.passed {
-                        Exit::Code(0)
-                    } else {
-                        g.setup_failed = Some(r.reason.clone());
-                        Exit::Failed(format!("setup failed: {}", r.reason))
-                    }
-                }
-                None => Exit::Code(0),
+            let Some(script) = rubric.setup.as_deref() else {
+                return Outcome {
+                    exit: Exit::Code(0),
+                    outputs,
+                    skipped: None,
+                };
+            };
+            let cmd = SandboxCommand {
+                label: "setup",
+                script,
+                shell: rubric.defaults.shell.program(),
+                stdin: None,
+                timeout: limit(rubric.defaults.timeout.0),
+                max_output: rubric.defaults.max_output.0,
+                score_file: None,
+            };
+            let obs = execute(g, &cmd, log, on_line, cancel).await;
+            if obs.runner_error.as_deref() == Some("cancelled") {
+                return cancelled(outputs);
             }
+            let setup = score::judge_setup(obs);
+            let exit = if setup.passed {
+                Exit::Code(0)
+            } else {
+                g.setup_failed = Some(setup.reason.clone());
+                Exit::Failed(format!("setup failed: {}", setup.reason))
+            };
+            g.setup = Some(setup);
+            exit
         }
         GradePart::Criterion(id) => {
             let Some(c) = rubric.criteria.iter().find(|c| &c.id == id) else {
@@ -94,27 +149,61 @@ fn step(g: &mut Grading, rubric: &Rubric, repo: &std::path::Path, part: &GradePa
                     exit: Exit::Failed(format!("no criterion `{id}`")),
                     outputs,
                     skipped: None,
-                    lines,
                 };
             };
+            let done: HashMap<&str, CriterionStatus> =
+                g.status.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let result = if let Some(why) = &g.setup_failed {
                 score::blank(
                     c,
                     CriterionStatus::Error,
                     Some(format!("setup failed: {why}")),
                 )
+            } else if let Some(r) = score::blocked(c, &done) {
+                r
             } else {
-                let done: HashMap<&str, CriterionStatus> =
-                    g.status.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-                match score::blocked(c, &done) {
+                let timeout = limit(rubric.timeout_of(c));
+                let max_output = rubric.max_output_of(c);
+                let shell = rubric.defaults.shell.program();
+                let mut own_setup_failed = None;
+                if let Some(script) = &c.setup {
+                    let cmd = SandboxCommand {
+                        label: &c.id,
+                        script,
+                        shell,
+                        stdin: None,
+                        timeout,
+                        max_output,
+                        score_file: None,
+                    };
+                    let obs = execute(g, &cmd, log, on_line, cancel).await;
+                    if obs.runner_error.as_deref() == Some("cancelled") {
+                        return cancelled(outputs);
+                    }
+                    if !obs.succeeded() {
+                        own_setup_failed = Some(score::criterion_setup_failed(c, obs));
+                    }
+                }
+                match own_setup_failed {
                     Some(r) => r,
                     None => {
-                        let sandbox = g.sandbox.as_deref_mut().expect("opened above");
-                        score::run_criterion(rubric, c, sandbox)
+                        let cmd = SandboxCommand {
+                            label: &c.id,
+                            script: &c.run,
+                            shell,
+                            stdin: c.stdin.as_deref(),
+                            timeout,
+                            max_output,
+                            score_file: c.score.as_ref().map(|s| s.file_name()),
+                        };
+                        let obs = execute(g, &cmd, log, on_line, cancel).await;
+                        if obs.runner_error.as_deref() == Some("cancelled") {
+                            return cancelled(outputs);
+                        }
+                        score::judge_criterion(c, obs)
                     }
                 }
             };
-            capture(&mut lines, &result.stdout.text, &result.stderr.text);
             outputs.insert("status".into(), result.status.as_str().into());
             outputs.insert(
                 "points".into(),
@@ -138,22 +227,47 @@ fn step(g: &mut Grading, rubric: &Rubric, repo: &std::path::Path, part: &GradePa
                         exit: Exit::Code(0),
                         outputs,
                         skipped: Some(reason),
-                        lines,
                     };
                 }
                 _ => Exit::Failed(reason),
             }
         }
         GradePart::Score => {
-            let score: f64 = g.results.iter().map(|r| r.points).sum();
-            let max = rubric.max_score();
-            let s = crate::grade::report::fmt_points(score);
-            let m = crate::grade::report::fmt_points(max);
-            lines.push((Stream::Stdout, format!("score: {s} / {m}")));
+            // Criteria ran in dependency order; the result lists them in rubric order.
+            let mut by_id: HashMap<String, CriterionResult> =
+                g.results.drain(..).map(|r| (r.id.clone(), r)).collect();
+            let criteria: Vec<CriterionResult> = rubric
+                .criteria
+                .iter()
+                .map(|c| {
+                    by_id.remove(&c.id).unwrap_or_else(|| {
+                        score::blank(c, CriterionStatus::Skipped, Some("did not run".into()))
+                    })
+                })
+                .collect();
+            let mut result = score::repo_result(
+                rubric,
+                &step.repo,
+                criteria,
+                g.setup.take(),
+                g.started.elapsed().as_millis() as u64,
+                g.graded_at,
+            );
+            result.error = g.broken.clone();
+            let s = crate::grade::report::fmt_points(result.score);
+            let m = crate::grade::report::fmt_points(result.max_score);
+            let line = format!("score: {s} / {m}");
+            let _ = writeln!(log, "{line}");
+            on_line(Stream::Stdout, line);
             outputs.insert("score".into(), s);
             outputs.insert("max-score".into(), m);
+            if let Some(sink) = step.sink {
+                sink.graded(step.job, result);
+            }
             // The sandbox is no longer needed.
-            g.sandbox = None;
+            if let Some(s) = g.sandbox.take() {
+                s.close().await;
+            }
             Exit::Code(0)
         }
     };
@@ -161,11 +275,51 @@ fn step(g: &mut Grading, rubric: &Rubric, repo: &std::path::Path, part: &GradePa
         exit,
         outputs,
         skipped: None,
-        lines,
     }
 }
 
-fn capture(lines: &mut Vec<(Stream, String)>, stdout: &str, stderr: &str) {
-    lines.extend(stdout.lines().map(|l| (Stream::Stdout, l.to_string())));
-    lines.extend(stderr.lines().map(|l| (Stream::Stderr, l.to_string())));
+/// Runs `cmd` in the job's sandbox, or reports why there is none.
+async fn execute(
+    g: &mut Grading,
+    cmd: &SandboxCommand<'_>,
+    log: &mut (dyn Write + Send),
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+    cancel: &mut watch::Receiver<bool>,
+) -> crate::grade::Observed {
+    match g.sandbox.as_mut() {
+        Some(s) => {
+            s.run(
+                cmd,
+                Io {
+                    log,
+                    on_line,
+                    cancel,
+                },
+            )
+            .await
+        }
+        None => crate::grade::Observed {
+            runner_error: Some(
+                g.broken
+                    .clone()
+                    .unwrap_or_else(|| "the sandbox is closed".into()),
+            ),
+            ..Default::default()
+        },
+    }
+}
+
+fn cancelled(outputs: BTreeMap<String, String>) -> Outcome {
+    Outcome {
+        exit: Exit::Cancelled,
+        outputs,
+        skipped: None,
+    }
+}
+
+/// Removes the job's sandbox when the job ends, however it ended.
+pub async fn close(grading: Option<Grading>) {
+    if let Some(s) = grading.and_then(|mut g| g.sandbox.take()) {
+        s.close().await;
+    }
 }

@@ -241,6 +241,7 @@ impl JobRunner {
         if let (Some((id, net)), Some(docker)) = (&container, &self.opts.docker) {
             let _ = docker.remove_job_container(id, net.as_deref()).await;
         }
+        super::grade_step::close(grading.take()).await;
 
         // Job outputs see every step.
         let mut outputs_map = BTreeMap::new();
@@ -491,19 +492,39 @@ impl JobRunner {
                     .await
                 }
                 None if matches!(step.action, Action::Grade { .. }) => {
-                    let Action::Grade { rubric, part, .. } = &step.action else {
+                    let Action::Grade {
+                        rubric,
+                        rubric_dir,
+                        part,
+                        sandbox,
+                        ..
+                    } = &step.action
+                    else {
                         unreachable!()
                     };
                     let repo = self
                         .plan
                         .root
                         .join(definition["repo"].as_str().unwrap_or("."));
-                    let outcome =
-                        super::grade_step::run(grading, rubric.clone(), repo, part.clone()).await;
-                    for (stream, line) in outcome.lines {
-                        let _ = writeln!(log, "{line}");
-                        on_line(stream, line);
-                    }
+                    let outcome = super::grade_step::run(
+                        grading,
+                        super::grade_step::GradeStep {
+                            rubric,
+                            rubric_dir,
+                            repo,
+                            part,
+                            sandbox: *sandbox,
+                            job: &job.key,
+                            run_id: self.opts.run_id,
+                            docker: self.opts.docker.as_ref(),
+                            sink: self.opts.grades.as_ref(),
+                            timeout,
+                        },
+                        &mut log,
+                        &mut on_line,
+                        cancel,
+                    )
+                    .await;
                     if let Exit::Failed(why) = &outcome.exit {
                         let _ = writeln!(log, "{why}");
                     }

@@ -11,6 +11,7 @@ pub mod job;
 pub mod matrix;
 pub mod outputs;
 pub mod process;
+pub mod sandbox;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;
@@ -62,6 +63,8 @@ pub struct RunOptions {
     pub docker: Option<Arc<crate::docker::Docker>>,
     /// Memory of the built-in actions between runs.
     pub memory: Arc<dyn crate::docker::actions::Memory>,
+    /// Where the closing step of a graded repository hands its result (`trun grade`).
+    pub grades: Option<Arc<dyn grade_step::GradeSink>>,
 }
 
 /// How the run ended.

@@ -19,8 +19,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::rubric::Rubric;
 use super::score::RepoResult;
+use crate::rubric::Rubric;
 
 /// The layout of `grade_results`, stored in `grade_meta` under `schema`.
 const SCHEMA_VERSION: i64 = 1;

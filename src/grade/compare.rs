@@ -5,7 +5,7 @@
 //! trimmed (a missing final newline is not a wrong answer). This module only decides
 //! match or no match; it does not know about points or statuses.
 
-use super::rubric::Compare;
+use crate::rubric::Compare;
 
 /// Line endings to `\n`, then surrounding whitespace removed.
 pub fn normalize(text: &str) -> String {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use quick_xml::escape::escape;
 use serde::Serialize;
 
-use super::rubric::Rubric;
 use super::score::{CriterionStatus, RepoResult};
+use crate::rubric::Rubric;
 
 /// `10`, `6.67`, `0.5`: at most two decimals, no trailing zeros.
 pub fn fmt_points(x: f64) -> String {

@@ -1,22 +1,35 @@
-//! Grading one repository: running its rubric through a sandbox and turning what happened
-//! into statuses and points.
+//! Scoring: turning what the engine observed when it ran a rubric's commands into statuses
+//! and points.
 //!
-//! The order is: open a sandbox, run the rubric's `setup` once, then every criterion after
-//! its `needs`. A criterion whose need did not pass is `skipped`; a failed setup makes every
-//! criterion `error`; a timeout scores 0 and the rest still run. Partial credit comes from a
-//! JUnit file or a fraction the command leaves in `$TRUN_OUT`. This module does not render
-//! reports or cache results (see `report` and `cache`).
+//! The engine runs a repository's generated steps in order (the rubric's `setup` once, then
+//! every criterion after its `needs`) and hands each command's [`Observed`] result here. A
+//! criterion whose need did not pass is `skipped`; a failed setup makes every criterion
+//! `error`; a timeout scores 0 and the rest still run. Partial credit comes from a JUnit
+//! file or a fraction the command leaves in `$TRUN_OUT`.
+//!
+//! This module never runs a command, opens a sandbox or touches the disk: it is a pure
+//! function of what was observed. It does not render reports or cache results (see `report`
+//! and `cache`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::compare;
-use super::rubric::{Criterion, Rubric, ScoreFrom};
-use super::runner::{Captured, CommandSpec, CriterionRunner, Execution, Sandbox};
 use crate::event::Status;
+use crate::rubric::{Criterion, Rubric, ScoreFrom};
+
+/// What a captured stream held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Captured {
+    /// The first `max_output` bytes, decoded lossily as UTF-8.
+    pub text: String,
+    /// Every byte the command wrote to the stream.
+    pub total_bytes: u64,
+    /// True when bytes were dropped (over the cap, or the pipe was abandoned).
+    pub truncated: bool,
+}
 
 /// How a criterion ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -176,48 +189,61 @@ pub fn blank(c: &Criterion, status: CriterionStatus, reason: Option<String>) -> 
     }
 }
 
-/// Grades one repository. Never fails: a runner that cannot even open a sandbox gives a
-/// [`RepoResult::crashed`] result, so one bad repository cannot stop a batch.
-pub fn grade_repo(rubric: &Rubric, repo: &Path, runner: &dyn CriterionRunner) -> RepoResult {
-    let started = Instant::now();
-    let graded_at = crate::event::now_ms();
-    let mut sandbox = match runner.open(repo) {
-        Ok(s) => s,
-        Err(e) => {
-            return RepoResult::crashed(
-                rubric,
-                repo,
-                e.to_string(),
-                started.elapsed().as_millis() as u64,
-            )
-        }
-    };
+/// What the engine saw when it ran one command of a rubric (the setup, a criterion's own
+/// setup, or a criterion): the scorer judges only this, it never runs anything itself.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// `None` when killed by a signal (including after a timeout) or when it never started.
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// Set when the command could not be run at all (the sandbox failed): the criterion is
+    /// an `error`, not a `failed`.
+    pub runner_error: Option<String>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub duration: std::time::Duration,
+    /// The time limit that applied (the criterion's, or less when the job's ran out).
+    pub timeout: std::time::Duration,
+    /// Why the sandbox killed the command, when it knows (`out of memory (…)`).
+    pub killed_for: Option<String>,
+    /// Regular files the command left in `$TRUN_OUT`, read after every process it started
+    /// was gone, each capped (see the sandbox).
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+}
 
-    let setup = run_setup(rubric, sandbox.as_mut());
-    let setup_failed = setup
-        .as_ref()
-        .filter(|s| !s.passed)
-        .map(|s| s.reason.clone());
-
-    let mut done: HashMap<&str, CriterionStatus> = HashMap::new();
-    let mut results: Vec<Option<CriterionResult>> = vec![None; rubric.criteria.len()];
-    for i in rubric.run_order() {
-        let c = &rubric.criteria[i];
-        let result = if let Some(reason) = &setup_failed {
-            blank(
-                c,
-                CriterionStatus::Error,
-                Some(format!("setup failed: {reason}")),
-            )
-        } else if let Some(skipped) = blocked(c, &done) {
-            skipped
-        } else {
-            run_criterion(rubric, c, sandbox.as_mut())
-        };
-        done.insert(c.id.as_str(), result.status);
-        results[i] = Some(result);
+impl Observed {
+    pub fn succeeded(&self) -> bool {
+        self.runner_error.is_none() && !self.timed_out && self.exit_code == Some(0)
     }
-    let criteria: Vec<CriterionResult> = results.into_iter().flatten().collect();
+
+    /// `exit code 2`, `killed by a signal`, `timed out after 5s`.
+    pub fn describe(&self) -> String {
+        if let Some(e) = &self.runner_error {
+            return e.clone();
+        }
+        if self.timed_out {
+            format!(
+                "timed out after {}",
+                crate::rubric::DurationSpec(self.timeout)
+            )
+        } else {
+            match self.exit_code {
+                Some(code) => format!("exit code {code}"),
+                None => "killed by a signal".to_string(),
+            }
+        }
+    }
+}
+
+/// Assembles a repository's result from its criteria (in rubric order) and setup.
+pub fn repo_result(
+    rubric: &Rubric,
+    repo: &Path,
+    criteria: Vec<CriterionResult>,
+    setup: Option<SetupResult>,
+    duration_ms: u64,
+    graded_at: i64,
+) -> RepoResult {
     RepoResult {
         repo: repo_name(repo),
         path: repo.to_path_buf(),
@@ -226,42 +252,56 @@ pub fn grade_repo(rubric: &Rubric, repo: &Path, runner: &dyn CriterionRunner) ->
         criteria,
         setup,
         error: None,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms,
         graded_at,
         fingerprint: None,
         cached: false,
     }
 }
 
-/// Runs the rubric's `setup` in the sandbox, once per repository (`None` when there is
-/// none). An engine running criteria as steps calls this before them.
-pub fn run_setup(rubric: &Rubric, sandbox: &mut dyn Sandbox) -> Option<SetupResult> {
-    rubric.setup.as_deref().map(|script| {
-        let spec = CommandSpec {
-            label: "setup",
-            script,
-            shell: rubric.defaults.shell,
-            stdin: None,
-            timeout: rubric.defaults.timeout.0,
-            max_output: rubric.defaults.max_output.0,
-        };
-        match sandbox.run(&spec) {
-            Ok(ex) => SetupResult {
-                passed: ex.succeeded(),
-                reason: ex.describe(spec.timeout),
-                duration_ms: ex.duration.as_millis() as u64,
-                stdout: ex.stdout,
-                stderr: ex.stderr,
-            },
-            Err(e) => SetupResult {
-                passed: false,
-                reason: e.to_string(),
-                duration_ms: 0,
-                stdout: Captured::default(),
-                stderr: Captured::default(),
-            },
-        }
-    })
+/// Judges the rubric's `setup` (run once per repository before the criteria).
+pub fn judge_setup(obs: Observed) -> SetupResult {
+    SetupResult {
+        passed: obs.succeeded(),
+        reason: obs.describe(),
+        duration_ms: obs.duration.as_millis() as u64,
+        stdout: obs.stdout,
+        stderr: obs.stderr,
+    }
+}
+
+/// The result of a criterion whose own `setup` failed.
+pub fn criterion_setup_failed(c: &Criterion, obs: Observed) -> CriterionResult {
+    let mut r = blank(
+        c,
+        CriterionStatus::Error,
+        Some(format!("criterion setup failed: {}", obs.describe())),
+    );
+    r.stdout = obs.stdout;
+    r.stderr = obs.stderr;
+    r
+}
+
+/// Judges one criterion's command. Does not look at `needs` or the rubric's setup: see
+/// [`blocked`].
+pub fn judge_criterion(c: &Criterion, obs: Observed) -> CriterionResult {
+    if let Some(e) = &obs.runner_error {
+        let mut r = blank(c, CriterionStatus::Error, Some(e.clone()));
+        r.stdout = obs.stdout;
+        r.stderr = obs.stderr;
+        return r;
+    }
+    let mut r = blank(c, CriterionStatus::Failed, None);
+    r.exit_code = obs.exit_code;
+    r.duration_ms = obs.duration.as_millis() as u64;
+    let (status, points, reason, tests) = judge(c, &obs);
+    r.status = status;
+    r.points = round(points);
+    r.reason = reason;
+    r.tests = tests;
+    r.stdout = obs.stdout;
+    r.stderr = obs.stderr;
+    r
 }
 
 /// The `skipped` result for a criterion whose need did not pass, given the statuses of the
@@ -286,71 +326,17 @@ fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// Runs one criterion (its own setup, then its command) and judges it. Does not look at
-/// `needs` or the rubric's setup: see [`blocked`] and [`run_setup`].
-pub fn run_criterion(rubric: &Rubric, c: &Criterion, sandbox: &mut dyn Sandbox) -> CriterionResult {
-    let timeout = rubric.timeout_of(c);
-    let max_output = rubric.max_output_of(c);
-    if let Some(script) = &c.setup {
-        let spec = CommandSpec {
-            label: &c.id,
-            script,
-            shell: rubric.defaults.shell,
-            stdin: None,
-            timeout,
-            max_output,
-        };
-        match sandbox.run(&spec) {
-            Ok(ex) if ex.succeeded() => {}
-            Ok(ex) => {
-                let mut r = blank(
-                    c,
-                    CriterionStatus::Error,
-                    Some(format!("criterion setup failed: {}", ex.describe(timeout))),
-                );
-                r.stdout = ex.stdout;
-                r.stderr = ex.stderr;
-                return r;
-            }
-            Err(e) => return blank(c, CriterionStatus::Error, Some(e.to_string())),
-        }
-    }
-    let spec = CommandSpec {
-        label: &c.id,
-        script: &c.run,
-        shell: rubric.defaults.shell,
-        stdin: c.stdin.as_deref(),
-        timeout,
-        max_output,
-    };
-    let ex = match sandbox.run(&spec) {
-        Ok(ex) => ex,
-        Err(e) => return blank(c, CriterionStatus::Error, Some(e.to_string())),
-    };
-    let mut r = blank(c, CriterionStatus::Failed, None);
-    r.exit_code = ex.exit_code;
-    r.duration_ms = ex.duration.as_millis() as u64;
-    let (status, points, reason, tests) = judge(c, &ex, timeout);
-    r.status = status;
-    r.points = round(points);
-    r.reason = reason;
-    r.tests = tests;
-    r.stdout = ex.stdout;
-    r.stderr = ex.stderr;
-    r
-}
-
 type Verdict = (CriterionStatus, f64, Option<String>, Option<(u32, u32)>);
 
-fn judge(c: &Criterion, ex: &Execution, timeout: std::time::Duration) -> Verdict {
+fn judge(c: &Criterion, ex: &Observed) -> Verdict {
     use CriterionStatus::*;
     if ex.timed_out {
-        return (Timeout, 0.0, Some(ex.describe(timeout)), None);
+        return (Timeout, 0.0, Some(ex.describe()), None);
     }
     if let Some(expect) = &c.expect {
         let want = expect.exit_code.unwrap_or(0);
         if ex.exit_code != Some(want) {
-            let reason = format!("{}, expected exit code {want}", ex.describe(timeout));
+            let reason = format!("{}, expected exit code {want}", ex.describe());
             return (Failed, 0.0, Some(reason), None);
         }
         for (name, wanted, got) in [
@@ -371,22 +357,23 @@ fn judge(c: &Criterion, ex: &Execution, timeout: std::time::Duration) -> Verdict
     }
     let Some(source) = &c.score else {
         if c.expect.is_none() && !ex.succeeded() {
-            return (Failed, 0.0, Some(ex.describe(timeout)), None);
+            return (Failed, 0.0, Some(ex.describe()), None);
         }
         return (Passed, c.points, None, None);
     };
     // A test runner exits non-zero when some tests fail; the file, not the exit code,
     // says how many passed.
-    let file = ex.out_dir.join(source.file_name());
+    let file = ex.files.get(source.file_name()).map(Vec::as_slice);
+    let name = source.file_name();
     let fraction = match source.from {
-        ScoreFrom::Junit => match read_junit(&file) {
+        ScoreFrom::Junit => match read_junit(name, file) {
             Ok((passed, total)) if total > 0 => {
                 Ok((passed as f64 / total as f64, Some((passed, total))))
             }
             Ok(_) => Err(format!("{} has no test cases", source.file_name())),
             Err(e) => Err(e),
         },
-        ScoreFrom::Fraction => read_fraction(&file).map(|f| (f, None)),
+        ScoreFrom::Fraction => read_fraction(name, file).map(|f| (f, None)),
     };
     match fraction {
         Ok((f, tests)) => {
@@ -400,7 +387,7 @@ fn judge(c: &Criterion, ex: &Execution, timeout: std::time::Duration) -> Verdict
             (status, points, reason, tests)
         }
         Err(e) => {
-            let reason = format!("{e} ({})", ex.describe(timeout));
+            let reason = format!("{e} ({})", ex.describe());
             (Error, 0.0, Some(reason), None)
         }
     }
@@ -408,18 +395,10 @@ fn judge(c: &Criterion, ex: &Execution, timeout: std::time::Duration) -> Verdict
 
 /// Passed and counted test cases in a JUnit XML file. Skipped cases are not counted;
 /// a case with a `<failure>` or `<error>` child failed.
-pub fn read_junit(path: &Path) -> Result<(u32, u32), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|_| format!("the command wrote no {}", display_out(path)))?;
-    parse_junit(&text).map_err(|e| format!("{} is not valid JUnit XML: {e}", display_out(path)))
-}
-
-fn display_out(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    format!("$TRUN_OUT/{name}")
+pub fn read_junit(name: &str, file: Option<&[u8]>) -> Result<(u32, u32), String> {
+    let text = file.ok_or_else(|| format!("the command wrote no $TRUN_OUT/{name}"))?;
+    parse_junit(&String::from_utf8_lossy(text))
+        .map_err(|e| format!("$TRUN_OUT/{name} is not valid JUnit XML: {e}"))
 }
 
 /// Counts `(passed, counted)` test cases in JUnit XML text.
@@ -464,18 +443,16 @@ pub fn parse_junit(text: &str) -> Result<(u32, u32), String> {
     Ok((passed, total))
 }
 
-fn read_fraction(path: &Path) -> Result<f64, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|_| format!("the command wrote no {}", display_out(path)))?;
-    let f: f64 = text.trim().parse().map_err(|_| {
-        format!(
-            "{} holds `{}`, not a number from 0 to 1",
-            display_out(path),
-            text.trim()
-        )
-    })?;
-    if !(0.0..=1.0).contains(&f) {
-        return Err(format!("{} holds {f}, outside 0..1", display_out(path)));
+fn read_fraction(name: &str, file: Option<&[u8]>) -> Result<f64, String> {
+    let bytes = file.ok_or_else(|| format!("the command wrote no $TRUN_OUT/{name}"))?;
+    let text = String::from_utf8_lossy(bytes);
+    let shown: String = text.trim().chars().take(40).collect();
+    let f: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("$TRUN_OUT/{name} holds `{shown}`, not a number from 0 to 1"))?;
+    if !(0.0..=1.0).contains(&f) || f.is_nan() {
+        return Err(format!("$TRUN_OUT/{name} holds {f}, outside 0..1"));
     }
     Ok(f)
 }

@@ -486,3 +486,26 @@ impl Drop for Reaper {
         }
     }
 }
+
+/// Copies a directory tree (directories, regular files and symlinks as symlinks), leaving
+/// out `.trun`: a fixture copied into a test's workspace.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name == ".trun" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            copy_dir(&src, &dst);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src).expect("readlink"), &dst)
+                .expect("symlink");
+        } else {
+            fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::markdown::slug;
-use super::rubric::{Compare, Criterion, DurationSpec, Expect, Pos, Rubric, RubricError};
+use super::{Compare, Criterion, DurationSpec, Expect, Pos, Rubric, RubricError};
 
 #[derive(Debug, Deserialize)]
 struct Autograding {
@@ -88,6 +88,16 @@ pub fn from_autograding_json(text: &str, origin: &str) -> Result<Rubric, RubricE
             });
         }
         if let Some(minutes) = t.timeout.filter(|m| *m > 0.0) {
+            let limit = super::MAX_TIMEOUT.as_secs_f64() / 60.0;
+            if !minutes.is_finite() || minutes > limit {
+                return Err(RubricError::Syntax {
+                    origin: origin.to_string(),
+                    pos: None,
+                    message: format!(
+                        "tests[{i}] has a timeout of {minutes} minutes, over the limit of {limit} minutes"
+                    ),
+                });
+            }
             c.timeout = Some(DurationSpec(std::time::Duration::from_secs_f64(
                 minutes * 60.0,
             )));

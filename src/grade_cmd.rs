@@ -20,21 +20,20 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
-use super::batch::{grade_batch, grade_one, repos_in, BatchOptions};
-use super::cache::GradeCache;
-use super::docker_runner::{resolve_image, DockerRunner, Image, Limits, Stopper};
-use super::record::{job_infos, run_events};
-use super::report::{self, fmt_points, Format};
-use super::rubric::{Rubric, RubricError};
-use super::runner::{CriterionRunner, LocalRunner};
-use super::score::{CriterionStatus, RepoResult};
-use super::{classroom, parse_rubric, RubricFormat};
 use crate::diag::Diagnostic;
-use crate::event::{now_ms, Status};
+use crate::docker::grading_image::{resolve_image, Image};
+use crate::event::{now_ms, Event, Status};
+use crate::exec::grade_step::GradeSink;
+use crate::exec::{Events, RunOptions};
+use crate::grade::report::{self, fmt_points, Format};
+use crate::grade::score::{CriterionStatus, RepoResult};
+use crate::grade::{compile, GradeCache, Isolation, Submission};
+use crate::report::{ProgressMode, ReportOptions};
+use crate::rubric::{classroom, parse_rubric, Rubric, RubricError, RubricFormat};
 use crate::state::Store;
 
 pub const EXIT_OK: i32 = 0;
@@ -254,8 +253,6 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
         Err(d) => return io.usage(d),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("trun-grade")
         .enable_all()
         .build()
     {
@@ -265,94 +262,91 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     let root = state_root(cwd);
     crate::docker::set_workspace(&root);
     let db = crate::state::db_path(&root);
-    let (mut store, cache) = open_state(&db, &mut io);
+    let cache = match GradeCache::open(&db) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            io.note(&format!("warning: grading without reusing results: {e}"));
+            None
+        }
+    };
     // Docker first: an unreachable daemon or a missing image must stop us before a run is
     // recorded.
-    let docker = match (&rubric.container, args.local) {
+    let rubric_path = cwd.join(&args.rubric);
+    if rubric.container.is_none() && !args.local {
+        return io.usage(
+            Diagnostic::plain(format!(
+                "{} names no `container:`, so its commands would run on this machine with no isolation",
+                args.rubric.display()
+            ))
+            .with_help(
+                "pass --local to grade on this machine anyway (student code then runs as your user \
+                 and can read and write what you can), or add `container: { image: … }` to the rubric",
+            ),
+        );
+    }
+    if args.local {
+        io.note(&format!(
+            "grading on this machine (--local): student code runs as {} with no isolation",
+            whoami()
+        ));
+    }
+    let mut rubric = rubric;
+    let (docker, runner_name) = match (&rubric.container, args.local) {
         (Some(container), false) => {
-            match grading_image(&runtime, container, args, cwd, &db, &mut io) {
-                Ok(d) => Some(d),
+            match grading_image(&runtime, container, args, &rubric_path, &db, &mut io) {
+                Ok((d, image)) => {
+                    let id = image.id.strip_prefix("sha256:").unwrap_or(&image.id);
+                    let name = format!("docker:{}@{}", image.tag, id.get(..12).unwrap_or(id));
+                    // The sandboxes use the image found (or built) now, by id.
+                    rubric.container = Some(crate::rubric::Container {
+                        image: Some(image.id.clone()),
+                        dockerfile: None,
+                        context: None,
+                    });
+                    (Some(std::sync::Arc::new(d)), name)
+                }
                 Err(d) => return io.usage(d),
             }
         }
-        _ => None,
+        _ => (None, "local".to_string()),
     };
-
-    let keys = unique_keys(&repos);
-    let run_id = store.as_mut().and_then(|s| {
-        s.begin_run(
-            &format!("grade {}", args.rubric.display()),
-            &cwd.join(&args.rubric).display().to_string(),
-            &command_line(args),
-            &job_infos(&rubric, &repos, &keys),
-        )
-        .ok()
-    });
-    // Containers are labelled with the run so `trun gc` finds them if we are killed; a run
-    // that could not be recorded still needs a label no other run uses.
-    let label_run = run_id.unwrap_or_else(|| -i64::from(std::process::id()));
-    let (runner, stopper): (Box<dyn CriterionRunner>, _) = match &docker {
-        Some((d, image)) => {
-            let runner = DockerRunner::new(
-                d.clone(),
-                runtime.handle().clone(),
-                image.clone(),
-                Limits::of(&rubric),
-                label_run,
-            );
-            let stopper = runner.stopper();
-            (Box::new(runner), Some((d.clone(), stopper)))
-        }
-        None => (Box::new(LocalRunner::new()), None),
-    };
-    runtime.spawn(on_interrupt(stopper, run_id, label_run, db.clone()));
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-
     let started = Instant::now();
-    let mut results = if let [repo] = repos.as_slice() {
-        vec![grade_one(
-            &rubric,
-            repo,
-            runner.as_ref(),
-            cache.as_ref(),
-            args.force,
-        )]
-    } else {
-        let opts = BatchOptions {
+    let graded = grade_repos(
+        &runtime,
+        std::sync::Arc::new(rubric),
+        &args.rubric,
+        &root,
+        &repos,
+        &GradeOptions {
             jobs,
-            progress: !args.json,
+            local: args.local,
             force: args.force,
-        };
-        grade_batch(&rubric, &repos, runner.as_ref(), cache.as_ref(), &opts).results
+            cache: cache.as_ref(),
+            docker: docker.clone(),
+            runner_name: runner_name.clone(),
+            command_line: command_line(args),
+        },
+    );
+    let Graded {
+        results,
+        run_id,
+        interrupted,
+        rubric,
+    } = match graded {
+        Ok(g) => g,
+        Err(d) => return io.usage(d),
     };
     let took = started.elapsed();
-    for (r, key) in results.iter_mut().zip(&keys) {
-        r.repo = key.clone();
-    }
-    let runner_name = runner.name();
-    drop(runner);
-    if let Some((d, _)) = &docker {
-        // Every sandbox removed its container; this catches what a panic left.
-        if let Ok(report) = runtime.block_on(d.cleanup_run(label_run)) {
-            for e in report.errors {
-                io.note(&format!("warning: cleanup: {e}"));
-            }
-        }
-    }
-    if let (Some(store), Some(run_id)) = (store.as_mut(), run_id) {
-        let log_dir = root.join(".trun").join("logs").join(run_id.to_string());
-        let events = run_events(&rubric, &results, run_id, &log_dir, took.as_millis() as u64);
-        if let Err(e) = store.record(&events) {
-            io.note(&format!(
-                "warning: could not record the run in the state store: {e}"
-            ));
-        }
-    }
     runtime.shutdown_background();
+    if interrupted {
+        io.note("interrupted: grading stopped, nothing is left running");
+        return EXIT_INTERRUPTED;
+    }
 
     if args.json {
         let doc = serde_json::json!({
@@ -410,6 +404,237 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     }
 }
 
+/// How [`grade_repos`] grades.
+pub struct GradeOptions<'a> {
+    /// Repositories graded at once (the engine's `-j`).
+    pub jobs: usize,
+    /// Run on this machine even when the rubric names a container.
+    pub local: bool,
+    /// Grade again even when a stored result is still valid.
+    pub force: bool,
+    /// Stored results, reused when a repository's fingerprint is unchanged.
+    pub cache: Option<&'a GradeCache>,
+    /// Needed when the rubric runs in a container and `local` is false.
+    pub docker: Option<std::sync::Arc<crate::docker::Docker>>,
+    /// `local` or `docker:IMAGE@ID`: part of the cache fingerprint.
+    pub runner_name: String,
+    /// How the run is shown in `trun history`.
+    pub command_line: Vec<String>,
+}
+
+/// What [`grade_repos`] did.
+pub struct Graded {
+    /// One per repository, in the order given.
+    pub results: Vec<RepoResult>,
+    /// The recorded run, when anything ran.
+    pub run_id: Option<i64>,
+    /// Ctrl-C or SIGTERM stopped it.
+    pub interrupted: bool,
+    pub rubric: std::sync::Arc<Rubric>,
+}
+
+/// Grades `repos` against `rubric`: reuses stored results where nothing changed, compiles
+/// the rest into a plan, runs it through the engine (recorded in `root`'s state store, so
+/// `trun history`, `show` and `logs` list it), and returns one result per repository.
+pub fn grade_repos(
+    runtime: &tokio::runtime::Runtime,
+    rubric: std::sync::Arc<Rubric>,
+    rubric_path: &Path,
+    root: &Path,
+    repos: &[PathBuf],
+    opts: &GradeOptions<'_>,
+) -> Result<Graded, Diagnostic> {
+    let keys = unique_keys(repos);
+    // Repositories whose watched files did not change keep their stored result.
+    let mut results: Vec<Option<RepoResult>> = vec![None; repos.len()];
+    let mut fingerprints: Vec<Option<String>> = vec![None; repos.len()];
+    if let Some(cache) = opts.cache {
+        for (i, repo) in repos.iter().enumerate() {
+            let fp = crate::grade::fingerprint(&rubric, repo, &opts.runner_name).ok();
+            if let (Some(fp), false) = (&fp, opts.force) {
+                if let Ok(Some(mut stored)) = cache.lookup(repo, &rubric, fp) {
+                    stored.cached = true;
+                    stored.repo = keys[i].clone();
+                    stored.path = repo.to_path_buf();
+                    results[i] = Some(stored);
+                }
+            }
+            fingerprints[i] = fp;
+        }
+    }
+    let submissions: Vec<Submission> = repos
+        .iter()
+        .zip(&keys)
+        .zip(&results)
+        .filter(|(_, done)| done.is_none())
+        .map(|((path, key), _)| Submission {
+            key: key.clone(),
+            path: path.clone(),
+        })
+        .collect();
+    let mut interrupted = false;
+    let mut run_id = None;
+    if !submissions.is_empty() {
+        let isolation = if opts.local {
+            Isolation::Local
+        } else {
+            Isolation::Rubric
+        };
+        let plan = compile(rubric.clone(), rubric_path, root, &submissions, isolation);
+        let collected = std::sync::Arc::new(Collected::default());
+        let (id, status) = run_plan(
+            runtime,
+            plan,
+            RunSettings {
+                root,
+                jobs: opts.jobs,
+                docker: opts.docker.clone(),
+                grades: collected.clone(),
+                command_line: opts.command_line.clone(),
+                quiet: true,
+            },
+        )?;
+        run_id = Some(id);
+        interrupted = status == Status::Cancelled;
+        let mut got = collected.take();
+        for (i, repo) in repos.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            let mut r = got.remove(&keys[i]).unwrap_or_else(|| {
+                RepoResult::crashed(
+                    &rubric,
+                    repo,
+                    if interrupted {
+                        "grading was interrupted".to_string()
+                    } else {
+                        "grading did not finish".to_string()
+                    },
+                    0,
+                )
+            });
+            r.repo = keys[i].clone();
+            r.fingerprint = fingerprints[i].clone();
+            // A crash says nothing about the student's work: do not keep it.
+            if let (Some(cache), Some(fp), None, false) =
+                (opts.cache, &fingerprints[i], &r.error, interrupted)
+            {
+                let _ = cache.store(repo, &rubric, fp, &r);
+            }
+            results[i] = Some(r);
+        }
+    }
+    Ok(Graded {
+        results: results.into_iter().flatten().collect(),
+        run_id,
+        interrupted,
+        rubric,
+    })
+}
+
+/// Repository results handed over by the engine's closing grading steps.
+#[derive(Default)]
+struct Collected(Mutex<HashMap<String, RepoResult>>);
+
+impl Collected {
+    fn take(&self) -> HashMap<String, RepoResult> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl GradeSink for Collected {
+    fn graded(&self, job: &str, result: RepoResult) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.to_string(), result);
+    }
+}
+
+struct RunSettings<'a> {
+    root: &'a Path,
+    jobs: usize,
+    docker: Option<std::sync::Arc<crate::docker::Docker>>,
+    grades: std::sync::Arc<Collected>,
+    command_line: Vec<String>,
+    quiet: bool,
+}
+
+/// Runs the grading plan through the engine, recording it in the state store; returns the
+/// run id and how the run ended.
+fn run_plan(
+    runtime: &tokio::runtime::Runtime,
+    plan: crate::plan::Plan,
+    s: RunSettings<'_>,
+) -> Result<(i64, Status), Diagnostic> {
+    let plain = |e: String| Diagnostic::plain(e);
+    let dir = s.root.join(".trun");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| plain(format!("cannot create {}: {e}", dir.display())))?;
+    let mut store =
+        Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
+    let run_id = store
+        .begin_run(
+            &plan.workflow,
+            &plan.path.display().to_string(),
+            &s.command_line,
+            &plan.job_infos(),
+        )
+        .map_err(|e| plain(e.to_string()))?;
+    let opts = ReportOptions::resolve(ProgressMode::Auto, s.quiet, false);
+    let mut reporter = crate::report::reporter(&opts, Box::new(std::io::stderr()));
+    let log_dir = dir.join("logs").join(run_id.to_string());
+    let tmp_dir = dir.join("tmp").join(format!("grade-{run_id}"));
+    for d in [&log_dir, &tmp_dir] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| plain(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let memory_store =
+        Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
+    let run_opts = RunOptions {
+        run_id,
+        jobs: s.jobs,
+        fail_fast: false,
+        log_dir,
+        tmp_dir: tmp_dir.clone(),
+        hooks: None,
+        docker: s.docker.clone(),
+        memory: std::sync::Arc::new(crate::actions::StoreMemory(Mutex::new(memory_store))),
+        grades: Some(s.grades.clone()),
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    let consumer = std::thread::spawn(move || {
+        let mut error = None;
+        while let Ok(ev) = rx.recv() {
+            reporter.event(&ev);
+            if !matches!(ev, Event::StepOutput { .. }) {
+                if let Err(e) = store.record(std::slice::from_ref(&ev)) {
+                    error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        reporter.finish();
+        error
+    });
+    let plan = std::sync::Arc::new(plan);
+    let docker = s.docker.clone();
+    let result = runtime.block_on(async move {
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::signals::forward(cancel_tx));
+        let result = crate::exec::run(plan, run_opts, Events(tx), cancel_rx).await;
+        if let Some(d) = &docker {
+            let _ = d.cleanup_run(run_id).await;
+        }
+        result
+    });
+    let record_error = consumer.join().unwrap_or(None);
+    let _ = std::fs::remove_dir_all(&tmp_dir);
+    if let Some(e) = record_error {
+        eprintln!("trun: warning: could not record the run in the state store: {e}");
+    }
+    Ok((run_id, result.status))
+}
+
 /// Which report goes to stdout instead of the table: without `--out`, one format of one
 /// repository may; more is a usage error.
 fn stdout_format(args: &GradeArgs, repos: usize) -> Result<Option<Format>, Diagnostic> {
@@ -424,33 +649,12 @@ fn stdout_format(args: &GradeArgs, repos: usize) -> Result<Option<Format>, Diagn
     }
 }
 
-/// The state store (run history) and the grade cache, both in `db`; grading goes on
-/// without them, with a warning, when they cannot be opened.
-fn open_state(db: &Path, io: &mut Io<'_>) -> (Option<Store>, Option<GradeCache>) {
-    let store = match Store::open(db) {
-        Ok(s) => s,
-        Err(e) => {
-            io.note(&format!(
-                "warning: grading without recording the run or reusing results: {e}"
-            ));
-            return (None, None);
-        }
-    };
-    match GradeCache::open(db) {
-        Ok(c) => (Some(store), Some(c)),
-        Err(e) => {
-            io.note(&format!("warning: grading without reusing results: {e}"));
-            (Some(store), None)
-        }
-    }
-}
-
 /// Connects to Docker and finds (or builds) the rubric's image.
 fn grading_image(
     runtime: &tokio::runtime::Runtime,
-    container: &super::rubric::Container,
+    container: &crate::rubric::Container,
     args: &GradeArgs,
-    cwd: &Path,
+    rubric_path: &Path,
     db: &Path,
     io: &mut Io<'_>,
 ) -> Result<(crate::docker::Docker, Image), Diagnostic> {
@@ -467,18 +671,16 @@ fn grading_image(
             "building the grading image (skipped when its Dockerfile and context are unchanged)",
         );
     }
-    let memory: Box<dyn crate::docker::actions::Memory> = match Store::open(db) {
-        Ok(s) => Box::new(crate::actions::StoreMemory(Mutex::new(s))),
-        Err(_) => Box::new(NoMemory),
-    };
-    let rubric_path = cwd.join(&args.rubric);
-    let rubric_dir = rubric_path.parent().unwrap_or(cwd);
+    let memory = Store::open(db)
+        .map(|s| crate::actions::StoreMemory(Mutex::new(s)))
+        .map_err(|e| Diagnostic::plain(e.to_string()))?;
+    let rubric_dir = rubric_path.parent().unwrap_or(Path::new("."));
     let image = runtime
         .block_on(resolve_image(
             &docker,
             container,
             rubric_dir,
-            memory.as_ref(),
+            &memory,
             &mut |_, _| {},
         ))
         .map_err(|e| Diagnostic::plain(e.to_string()))?;
@@ -561,13 +763,37 @@ fn collect_repos(args: &GradeArgs, cwd: &Path) -> Result<Vec<PathBuf>, Diagnosti
     Ok(repos)
 }
 
+/// The user the grader runs as, for the `--local` warning.
+fn whoami() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Every subdirectory of `dir` that is not hidden, sorted by name (`--repos DIR`).
+fn repos_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut repos = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type()?.is_dir() {
+            repos.push(entry.path());
+        }
+    }
+    repos.sort();
+    Ok(repos)
+}
+
 /// Job keys for the repositories: their directory names, made unique with `-2`, `-3`.
 fn unique_keys(repos: &[PathBuf]) -> Vec<String> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     repos
         .iter()
         .map(|r| {
-            let name = super::score::repo_name(r);
+            let name = crate::grade::score::repo_name(r);
             let n = seen.entry(name.clone()).or_insert(0);
             *n += 1;
             if *n == 1 {
@@ -682,45 +908,6 @@ fn ago(ms: i64) -> String {
         3600..86400 => format!("{}h ago", s / 3600),
         _ => format!("{}d ago", s / 86400),
     }
-}
-
-/// Ctrl-C or SIGTERM: stop opening containers, remove this run's containers and temp dirs,
-/// record the run as cancelled, exit 130. Local commands run in their own process groups
-/// and are not reached from here.
-async fn on_interrupt(
-    docker: Option<(crate::docker::Docker, Stopper)>,
-    run_id: Option<i64>,
-    label_run: i64,
-    db: PathBuf,
-) {
-    // The engine's signal handling: the first signal asks us to stop, a second one while
-    // we clean up exits at once.
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(crate::signals::forward(tx));
-    if rx.wait_for(|stop| *stop).await.is_err() {
-        return;
-    }
-    if let Some((d, stopper)) = docker {
-        stopper.stop();
-        stopper.idle(Duration::from_secs(30)).await;
-        let _ = d.cleanup_run(label_run).await;
-        stopper.remove_temp_dirs();
-    }
-    if let (Some(run_id), Ok(mut store)) = (run_id, Store::open(&db)) {
-        let _ = store.mark_run(run_id, Status::Cancelled);
-    }
-    std::process::exit(EXIT_INTERRUPTED);
-}
-
-/// Action memory that remembers nothing (when the state store cannot be opened).
-struct NoMemory;
-
-impl crate::docker::actions::Memory for NoMemory {
-    fn get(&self, _: &str) -> Option<String> {
-        None
-    }
-
-    fn set(&self, _: &str, _: &str) {}
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@
 //! `add-two-arguments`). Values may be wrapped in backticks or double quotes
 //! (`stdout: "5"`). This module only parses; validation is the rubric's.
 
-use super::rubric::{
+use super::{
     parse_duration, parse_size, ByteSize, Compare, Container, Criterion, DurationSpec, Expect, Pos,
     Rubric, RubricError, ScoreFrom, ScoreSource, Shell,
 };

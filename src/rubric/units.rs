@@ -1,0 +1,153 @@
+//! The units a rubric writes limits in: durations (`30s`, `500ms`, `2m`) and byte sizes
+//! (`64KiB`, `1MB`), with their YAML and JSON Schema forms.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A time limit written as `500ms`, `60s`, `2m`, `1h`, `1m30s`, or a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSpec(pub Duration);
+
+/// A size written as `64KiB`, `1MiB`, `1GiB`, `10KB`, `512B`, or a bare number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+/// Parses `60s`, `2m`, `1h`, `500ms`, `1m30s`, or a bare number of seconds: the same
+/// durations as in workflow files.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text)
+}
+
+/// Parses `64KiB`, `1MiB`, `10KB`, `512B`, or a bare number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (write e.g. 64KiB, 1MiB)"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" | "K" | "k" => 1024.0,
+        "MiB" | "M" | "m" => 1024.0 * 1024.0,
+        "GiB" | "G" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a size (units: B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
+    };
+    Ok((n * scale) as u64)
+}
+
+impl fmt::Display for DurationSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms == 0 {
+            write!(f, "0s")
+        } else if ms.is_multiple_of(3_600_000) {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms.is_multiple_of(60_000) {
+            write!(f, "{}m", ms / 60_000)
+        } else if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (scale, unit) in UNITS {
+            if self.0 >= scale && self.0.is_multiple_of(scale) {
+                return write!(f, "{}{unit}", self.0 / scale);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+/// Accepts a string with a unit or a bare number, so `timeout: 60` and `timeout: 60s` both work.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(DurationSpec(Duration::from_secs(n))),
+            NumberOrText::Text(t) => parse_duration(&t)
+                .map(DurationSpec)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for DurationSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl JsonSchema for DurationSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: `500ms`, `60s`, `2m`, `1h`, `1m30s`, or a number of seconds.",
+            "oneOf": [
+                { "type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|s|sec|secs|m|min|mins|h|hr|hrs|d))+\s*$" },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(ByteSize(n)),
+            NumberOrText::Text(t) => parse_size(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: `64KiB`, `1MiB`, `1GiB`, `10KB`, `512B`, or a number of bytes.",
+            "oneOf": [
+                { "type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*(B|K|k|KiB|M|m|MiB|G|g|GiB|KB|kB|MB|GB)?\s*$" },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
