@@ -183,20 +183,16 @@ pub fn run_json(detail: &RunDetail) -> Result<String, HistoryError> {
 /// `trun logs RUN [JOB[.STEP]]`: the log files of a whole run, of one job (by
 /// key, or by job id for every leg of a matrix), or of one step (by id or
 /// 1-based position), each with a label like `build.compile`, in plan order.
-/// Relative log paths are resolved against the workspace (the directory that
-/// holds the store's `.trun`).
+/// Relative log paths are resolved against `workspace` (the directory that
+/// holds `.trun`).
 pub fn logs(
-    store: &Store,
+    store: &dyn Store,
+    workspace: &Path,
     run_id: i64,
     selector: Option<&str>,
 ) -> Result<Vec<(String, PathBuf)>, HistoryError> {
     let detail = store.run(run_id)?.ok_or(HistoryError::NoSuchRun(run_id))?;
     let selected = select(&detail, selector)?;
-    let workspace = store
-        .path()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
     let mut found = Vec::new();
     for (job, steps) in &selected {
         for (position, step) in steps {
@@ -501,7 +497,7 @@ impl Table {
 mod tests {
     use super::*;
     use crate::event::{Event, JobInfo, StepInfo};
-    use crate::state::{db_path, AttemptDetail};
+    use crate::state::{db_path, AttemptDetail, SqliteStore};
     use std::collections::BTreeMap;
 
     const T0: Millis = 1_795_403_525_000; // 2026-11-23 03:12:05 UTC
@@ -710,9 +706,9 @@ deploy                                skipped                      needs failed:
 
     /// A store with one run: build (fetch up to date, compile, test), and a
     /// matrix job `test` with two legs.
-    fn store_with_logs() -> (tempfile::TempDir, Store, i64) {
+    fn store_with_logs() -> (tempfile::TempDir, SqliteStore, i64) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::open(&db_path(dir.path())).expect("open");
+        let store = SqliteStore::open(&db_path(dir.path())).expect("open");
         let info = |key: &str, job_id: &str, steps: &[&str]| JobInfo {
             key: key.into(),
             job_id: job_id.into(),
@@ -761,7 +757,7 @@ deploy                                skipped                      needs failed:
                 });
             }
         }
-        store.record(&events).expect("record");
+        store.record(run, &events).expect("record");
         (dir, store, run)
     }
 
@@ -772,7 +768,7 @@ deploy                                skipped                      needs failed:
     #[test]
     fn logs_resolve_runs_jobs_and_steps() {
         let (dir, store, run) = store_with_logs();
-        let all = logs(&store, run, None).expect("all");
+        let all = logs(&store, dir.path(), run, None).expect("all");
         assert_eq!(
             labels(&all),
             [
@@ -787,23 +783,23 @@ deploy                                skipped                      needs failed:
             dir.path().join(format!(".trun/logs/{run}/build/2.log")),
             "relative paths are resolved against the workspace"
         );
-        let build = logs(&store, run, Some("build")).expect("job");
+        let build = logs(&store, dir.path(), run, Some("build")).expect("job");
         assert_eq!(labels(&build), ["build.compile", "build.step-3"]);
-        let by_id = logs(&store, run, Some("build.compile")).expect("step by id");
+        let by_id = logs(&store, dir.path(), run, Some("build.compile")).expect("step by id");
         assert_eq!(labels(&by_id), ["build.compile"]);
-        let by_position = logs(&store, run, Some("build.3")).expect("step by position");
+        let by_position = logs(&store, dir.path(), run, Some("build.3")).expect("step by position");
         assert_eq!(labels(&by_position), ["build.step-3"]);
-        let matrix = logs(&store, run, Some("test")).expect("every leg");
+        let matrix = logs(&store, dir.path(), run, Some("test")).expect("every leg");
         assert_eq!(labels(&matrix), ["test (1).step-1", "test (2).step-1"]);
-        let leg = logs(&store, run, Some("test (2).1")).expect("one leg");
+        let leg = logs(&store, dir.path(), run, Some("test (2).1")).expect("one leg");
         assert_eq!(labels(&leg), ["test (2).step-1"]);
     }
 
     #[test]
     fn logs_explain_what_they_cannot_find() {
-        let (_dir, store, run) = store_with_logs();
+        let (dir, store, run) = store_with_logs();
         let message = |selector| {
-            logs(&store, run, Some(selector))
+            logs(&store, dir.path(), run, Some(selector))
                 .expect_err("should fail")
                 .to_string()
         };
@@ -834,7 +830,9 @@ deploy                                skipped                      needs failed:
             format!("run {run} recorded no log for build.fetch (skipped: up to date)")
         );
         assert_eq!(
-            logs(&store, run + 1, None).expect_err("no run").to_string(),
+            logs(&store, dir.path(), run + 1, None)
+                .expect_err("no run")
+                .to_string(),
             format!(
                 "there is no run {} in this workspace's history; `trun history` lists the runs",
                 run + 1

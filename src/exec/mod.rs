@@ -11,6 +11,7 @@ pub mod job;
 pub mod matrix;
 pub mod outputs;
 pub mod process;
+pub mod session;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;

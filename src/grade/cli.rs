@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
@@ -35,7 +34,7 @@ use super::score::{CriterionStatus, RepoResult};
 use super::{classroom, parse_rubric, RubricFormat};
 use crate::diag::Diagnostic;
 use crate::event::{now_ms, Status};
-use crate::state::Store;
+use crate::state::{SqliteStore as Store, Store as _};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERRORED: i32 = 1;
@@ -346,7 +345,7 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     if let (Some(store), Some(run_id)) = (store.as_mut(), run_id) {
         let log_dir = root.join(".trun").join("logs").join(run_id.to_string());
         let events = run_events(&rubric, &results, run_id, &log_dir, took.as_millis() as u64);
-        if let Err(e) = store.record(&events) {
+        if let Err(e) = store.record(run_id, &events) {
             io.note(&format!(
                 "warning: could not record the run in the state store: {e}"
             ));
@@ -468,7 +467,7 @@ fn grading_image(
         );
     }
     let memory: Box<dyn crate::docker::actions::Memory> = match Store::open(db) {
-        Ok(s) => Box::new(crate::actions::StoreMemory(Mutex::new(s))),
+        Ok(s) => Box::new(crate::actions::StoreMemory(std::sync::Arc::new(s))),
         Err(_) => Box::new(NoMemory),
     };
     let rubric_path = cwd.join(&args.rubric);
@@ -706,7 +705,7 @@ async fn on_interrupt(
         let _ = d.cleanup_run(label_run).await;
         stopper.remove_temp_dirs();
     }
-    if let (Some(run_id), Ok(mut store)) = (run_id, Store::open(&db)) {
+    if let (Some(run_id), Ok(store)) = (run_id, Store::open(&db)) {
         let _ = store.mark_run(run_id, Status::Cancelled);
     }
     std::process::exit(EXIT_INTERRUPTED);
