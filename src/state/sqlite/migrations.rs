@@ -18,7 +18,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 
 /// Migration `i` moves a database from `user_version = i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: runs, jobs, steps, attempts, kv.
     r#"
     CREATE TABLE runs (

@@ -855,3 +855,169 @@ fn a_sigkilled_writer_leaves_a_healthy_database() {
         .flat_map(|j| &j.steps)
         .all(|s| s.status.is_final()));
 }
+
+/// The schema a state.db had before one migration list owned every table:
+/// `user_version` 2 for the run tables, the up-to-date tables versioned in
+/// `uptodate_meta`, the grade table in `grade_meta` (verbatim from the modules
+/// that created them).
+const OLD_UPTODATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS uptodate_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_stat (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL, hash BLOB NOT NULL, written_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_definition (
+    step_key TEXT NOT NULL, version INTEGER NOT NULL, def_hash BLOB NOT NULL, definition TEXT NOT NULL,
+    created_ns INTEGER NOT NULL, PRIMARY KEY (step_key, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_success (
+    id INTEGER PRIMARY KEY, step_key TEXT NOT NULL, run_id INTEGER NOT NULL, fingerprint BLOB NOT NULL,
+    def_version INTEGER NOT NULL, def_hash BLOB NOT NULL, created_ns INTEGER NOT NULL, sources BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uptodate_success_by_fingerprint ON uptodate_success (step_key, fingerprint);
+CREATE TABLE IF NOT EXISTS uptodate_output (
+    success_id INTEGER NOT NULL, path TEXT NOT NULL, hash BLOB NOT NULL, mode INTEGER NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (success_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_latest (step_key TEXT PRIMARY KEY, success_id INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR REPLACE INTO uptodate_meta (key, value) VALUES ('schema_version', 1);
+";
+
+const OLD_GRADE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS grade_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grade_results (
+    repo        TEXT NOT NULL,
+    rubric      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    graded_at   INTEGER NOT NULL,
+    PRIMARY KEY (repo, rubric)
+);
+INSERT OR REPLACE INTO grade_meta (key, value) VALUES ('schema', '1');
+";
+
+#[test]
+fn a_database_from_before_the_one_migration_list_opens_with_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(dir.path());
+    std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir");
+    {
+        // What the previous trun left: its two run migrations, then the
+        // up-to-date and grade tables with their own version tables, and a
+        // row in each.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(migrations::MIGRATIONS[0])
+            .expect("migration 1");
+        conn.execute_batch(migrations::MIGRATIONS[1])
+            .expect("migration 2");
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn.execute_batch(OLD_UPTODATE_SCHEMA)
+            .expect("old up-to-date schema");
+        conn.execute_batch(OLD_GRADE_SCHEMA)
+            .expect("old grade schema");
+        conn.execute_batch(
+            "INSERT INTO runs (workflow, workflow_path, args, status, started_at, finished_at,
+                               duration_ms, pid, host)
+             VALUES ('app', 'trun.yaml', '[\"trun\"]', 'success', 1000, 2000, 1000, 1, 'h');
+             INSERT INTO kv (namespace, key, value, updated_at) VALUES ('actions', 'pull', '42', 1);
+             INSERT INTO uptodate_definition VALUES ('build/s', 1, x'11', '{\"run\":\"make\"}', 5);
+             INSERT INTO uptodate_success (id, step_key, run_id, fingerprint, def_version, def_hash,
+                                           created_ns, sources)
+             VALUES (7, 'build/s', 1, zeroblob(32), 1, x'11', 5, x'');
+             INSERT INTO uptodate_output VALUES (7, 'out/app', zeroblob(32), 493, 3);
+             INSERT INTO uptodate_latest VALUES ('build/s', 7);
+             INSERT INTO uptodate_stat VALUES ('/w/src/a.rs', 4, 10, 99, 10, zeroblob(32), 20);
+             INSERT INTO grade_results VALUES ('/repos/alice', 'r1', 'fp', '{\"score\":3}', 30);",
+        )
+        .expect("old rows");
+    }
+
+    let store = SqliteStore::open(&path).expect("the old database opens");
+    let version: i64 = store
+        .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+        .expect("user_version");
+    assert_eq!(version, latest_version());
+    let leftovers: i64 = store
+        .with_conn(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('uptodate_meta', 'grade_meta')",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("count");
+    assert_eq!(leftovers, 0, "the old version tables are gone");
+
+    // Every row is still there, read through the interface.
+    let runs = store.runs(10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].workflow.as_str(), runs[0].status),
+        ("app", Status::Success)
+    );
+    assert_eq!(
+        store.kv_get("actions", "pull").expect("kv").as_deref(),
+        Some("42")
+    );
+    let state = store.step_state("build/s").expect("step state");
+    assert_eq!(state.definition.map(|d| d.version), Some(1));
+    assert_eq!(state.last_success.map(|s| s.id), Some(7));
+    let outputs = store.success_outputs(7).expect("outputs");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(
+        (outputs[0].path.as_str(), outputs[0].mode),
+        ("out/app", 493)
+    );
+    let stat = store
+        .stats_of(&[Path::new("/w/src/a.rs")])
+        .expect("stat cache");
+    assert_eq!(stat[0].map(|s| s.ino), Some(99));
+    let graded = store
+        .grade_result("/repos/alice", "r1")
+        .expect("grade")
+        .expect("kept");
+    assert_eq!(
+        (graded.fingerprint.as_str(), graded.result.as_str()),
+        ("fp", "{\"score\":3}")
+    );
+    // And the store keeps working on it.
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("build", &[], &["s"])])
+        .expect("begin on the migrated database");
+    assert_eq!(run_id, 2);
+    assert_eq!(integrity(&store), "ok");
+}
+
+#[test]
+fn a_store_is_usable_as_arc_dyn_store() {
+    fn assert_store<T: Store + StatCache + Send + Sync + 'static>() {}
+    assert_store::<SqliteStore>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(open_in(&dir));
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("a", &[], &["s"])])
+        .expect("begin");
+    let (tx, handle) = Recorder::spawn(store.clone(), run_id).expect("recorder");
+    tx.send(started("a", 0, 1, 1)).expect("send");
+    tx.send(finished("a", 0, Status::Success, Some(0), None, 1, 2, 1))
+        .expect("send");
+    tx.send(Event::RunFinished {
+        run_id,
+        status: Status::Success,
+        at: 3,
+        duration_ms: 2,
+    })
+    .expect("send");
+    drop(tx);
+    assert!(handle.finish().expect("recorder").error.is_none());
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.status, Status::Success);
+    assert_eq!(detail.jobs[0].steps[0].status, Status::Success);
+    store.kv_set("ns", "k", "v").expect("kv");
+    assert_eq!(store.kv_get("ns", "k").expect("kv").as_deref(), Some("v"));
+    assert!(store.location().ends_with("state.db"));
+}
