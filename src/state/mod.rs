@@ -51,10 +51,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error("cannot open the state database {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: BackendError },
     #[error(
         "the state database {} has schema version {found}, but this trun knows versions up to {known}: \
          it was written by a newer trun. Use that trun, or move the file aside to start a fresh history",
@@ -65,8 +62,9 @@ pub enum StateError {
         found: i64,
         known: i64,
     },
+    /// The backend's own error (SQLite's, PostgreSQL's), kept whole.
     #[error("state database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(BackendError),
     #[error("state database holds an unreadable value: {0}")]
     Corrupt(String),
     #[error("no run {0} in the state database: begin_run must come before recording its events")]
@@ -78,6 +76,10 @@ pub enum StateError {
 }
 
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// An error of the database library behind a [`Store`]; the backend converts
+/// its errors into [`StateError::Backend`] so no caller depends on it.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything trun persists, behind one interface. Every method takes `&self`:
 /// an implementation serialises access itself, so one instance serves the

@@ -52,9 +52,9 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let open_err = |source| StateError::Open {
+        let open_err = |source: rusqlite::Error| StateError::Open {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         // busy_timeout first: switching to WAL itself needs a lock that a
@@ -101,6 +101,12 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         f(&self.conn())
+    }
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> StateError {
+        StateError::Backend(Box::new(e))
     }
 }
 
