@@ -211,4 +211,30 @@ mod tests {
             with_ignore
         );
     }
+
+    #[test]
+    fn results_are_kept_by_fingerprint_in_a_shared_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("alice");
+        std::fs::create_dir(&repo).expect("mkdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&crate::state::db_path(dir.path())).expect("store"));
+        let cache = GradeCache::new(store.clone());
+        let r = rubric(None);
+        assert!(cache.lookup(&repo, &r, "fp1").expect("lookup").is_none());
+        let result = RepoResult::crashed(&r, &repo, "boom".into(), 5);
+        cache.store(&repo, &r, "fp1", &result).expect("store");
+        let found = cache
+            .lookup(&repo, &r, "fp1")
+            .expect("lookup")
+            .expect("stored");
+        assert_eq!(found.error.as_deref(), Some("boom"));
+        assert!(
+            cache.lookup(&repo, &r, "fp2").expect("lookup").is_none(),
+            "another fingerprint is a miss"
+        );
+        // A second cache over the same store (the same connection) sees it.
+        let again = GradeCache::new(store);
+        assert!(again.lookup(&repo, &r, "fp1").expect("lookup").is_some());
+    }
 }
