@@ -1,7 +1,7 @@
 //! `trun run` (and plain `trun`): load, plan, then hand the plan to a run
 //! session ([`crate::exec::session`]), which does everything else.
 
-use super::{load, out, use_color, CmdResult, Progress, RunArgs, EXIT_OK};
+use super::{load, CmdResult, Progress, RunArgs};
 use crate::diag::Diagnostic;
 use crate::exec::session::{
     terminal_reporter, RunConfig, Session, SessionError, SessionOptions, StepHooksChoice,
@@ -20,20 +20,7 @@ pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
         },
     )?;
     if a.dry_run {
-        let explained =
-            crate::explain::explain(&plan, &a.force).map_err(|e| vec![Diagnostic::plain(e)])?;
-        if a.json {
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&explained).unwrap_or_default()
-            );
-        } else {
-            out(&crate::explain::render(
-                &explained,
-                use_color(a.file.no_color),
-            ));
-        }
-        return Ok(EXIT_OK);
+        return super::plan::print_plan(&plan, &a.force, a.json, a.file.no_color);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
