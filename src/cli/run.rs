@@ -46,12 +46,11 @@ pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
     } else {
         None
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let session = Session::open(
         &wf.root,
         &SessionOptions {
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            args: args.clone(),
+            args: std::env::args().skip(1).collect(),
             no_wait: a.no_wait,
         },
     )
@@ -88,7 +87,7 @@ pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
         reporters: vec![terminal_reporter(&opts)],
         docker,
     };
-    let outcome = session.run(plan, runtime, config, &args).map_err(plain)?;
+    let outcome = session.run(plan, runtime, config).map_err(plain)?;
     if let Some(e) = outcome.record_error {
         eprintln!("trun: warning: could not record the run in the state store: {e}");
     }

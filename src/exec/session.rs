@@ -101,6 +101,8 @@ pub struct Session {
     trun_dir: PathBuf,
     lock: WorkspaceLock,
     sqlite: Arc<SqliteStore>,
+    /// Recorded with each run.
+    args: Vec<String>,
 }
 
 impl Session {
@@ -146,6 +148,7 @@ impl Session {
             trun_dir,
             lock,
             sqlite,
+            args: options.args.clone(),
         })
     }
 
@@ -171,7 +174,6 @@ impl Session {
         plan: Plan,
         runtime: tokio::runtime::Runtime,
         config: RunConfig,
-        args: &[String],
     ) -> Result<Outcome, SessionError> {
         // A `--force` naming nothing is a usage error before a run is recorded.
         if let StepHooksChoice::UpToDate { force } = &config.hooks {
@@ -183,7 +185,7 @@ impl Session {
         let run_id = store.begin_run(
             &plan.workflow,
             &config.workflow_path,
-            args,
+            &self.args,
             &plan.job_infos(),
         )?;
         let _ = self.lock.set_run_id(run_id);
