@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -164,17 +164,15 @@ pub async fn execute(
 }
 
 /// Action memory (last pull time, last build's inputs) in the state store's
-/// key-value table, so it survives between runs.
-pub struct StoreMemory(pub Mutex<crate::state::Store>);
+/// key-value table, so it survives between runs. Shares the process's store.
+pub struct StoreMemory(pub Arc<dyn crate::state::Store>);
 
 impl Memory for StoreMemory {
     fn get(&self, key: &str) -> Option<String> {
-        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        s.kv_get("actions", key).ok().flatten()
+        self.0.kv_get("actions", key).ok().flatten()
     }
 
     fn set(&self, key: &str, value: &str) {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = s.kv_set("actions", key, value);
+        let _ = self.0.kv_set("actions", key, value);
     }
 }

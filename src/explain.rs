@@ -42,14 +42,19 @@ pub struct StepPlan {
 pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
     let force = Force::new(force);
     force.check(plan)?;
-    let ut = uptodate_hooks::open_prepared(plan)?;
+    // One store for the up-to-date checks and the actions' memory.
+    let store = std::sync::Arc::new(
+        crate::state::SqliteStore::open(&crate::state::db_path(&plan.root))
+            .map_err(|e| e.to_string())?,
+    );
+    let ut = uptodate_hooks::open_prepared(plan, store.clone(), store.clone())?;
     let mut chain = Chain::default();
     // Paths an upstream step will restore from the cache, with the content
     // they will have: dependents are judged on the tree as the run will see it.
     let mut restored: std::collections::BTreeMap<String, [u8; 32]> = Default::default();
     // Built-in actions that know they have nothing to do say why themselves.
     let mut skip_reasons: std::collections::BTreeMap<(String, String), String> = Default::default();
-    let actions = ActionProbe::new(plan);
+    let actions = ActionProbe::new(plan, store);
     let mut jobs = Vec::new();
     for job in &plan.jobs {
         let mut steps = Vec::new();
@@ -250,7 +255,7 @@ struct ActionProbe {
 }
 
 impl ActionProbe {
-    fn new(plan: &Plan) -> ActionProbe {
+    fn new(plan: &Plan, store: std::sync::Arc<crate::state::SqliteStore>) -> ActionProbe {
         let has_actions = plan.jobs.iter().any(|j| {
             j.steps
                 .iter()
@@ -264,18 +269,11 @@ impl ActionProbe {
         } else {
             None
         };
-        let docker = match (&runtime, crate::cli::plan_needs_docker(plan)) {
+        let docker = match (&runtime, plan.needs_docker()) {
             (Some(rt), true) => rt.block_on(crate::docker::Docker::connect()).ok(),
             _ => None,
         };
-        let db = crate::state::db_path(&plan.root);
-        let memory = if has_actions && db.exists() {
-            crate::state::Store::open(&db)
-                .ok()
-                .map(|s| crate::actions::StoreMemory(std::sync::Mutex::new(s)))
-        } else {
-            None
-        };
+        let memory = has_actions.then(|| crate::actions::StoreMemory(store));
         ActionProbe {
             runtime,
             docker,

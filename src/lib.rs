@@ -14,7 +14,6 @@ pub mod event;
 pub mod exec;
 pub mod explain;
 pub mod grade;
-pub mod grade_cmd;
 pub mod graph;
 pub mod history;
 pub mod lock;

@@ -171,6 +171,20 @@ impl Plan {
         self.jobs.iter().find(|j| j.key == key)
     }
 
+    /// Whether anything in the plan talks to Docker: checked before anything runs, so
+    /// that an unreachable daemon is one clear error instead of a failure midway.
+    pub fn needs_docker(&self) -> bool {
+        self.jobs.iter().any(|j| {
+            j.container.is_some()
+                || !j.services.is_empty()
+                || j.steps.iter().any(|s| match &s.action {
+                    Action::Uses { uses, .. } => crate::actions::needs_docker(uses),
+                    Action::Grade { sandbox, .. } => *sandbox == GradeSandbox::Container,
+                    Action::Run { .. } => false,
+                })
+        })
+    }
+
     /// The job list reporters and the state store receive in `RunStarted`.
     pub fn job_infos(&self) -> Vec<JobInfo> {
         self.jobs

@@ -22,5 +22,5 @@ pub async fn forward(cancel: watch::Sender<bool>) {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    std::process::exit(crate::cli::EXIT_INTERRUPTED);
+    std::process::exit(crate::exec::session::EXIT_INTERRUPTED);
 }

@@ -9,11 +9,12 @@
 
 use crate::exec::job::StepHooks;
 use crate::plan::{Action, Plan, PlannedJob, PlannedStep};
+use crate::state::{SqliteStore, StatCache, Store};
 use crate::uptodate::{Decision, Fingerprint, RunReason, StepSpec, UpToDate};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Which steps the user forced: all (`--force`), or named jobs/steps.
 #[derive(Debug, Clone, Default)]
@@ -167,15 +168,27 @@ pub fn sourceless_fingerprint(spec: &StepSpec) -> Fingerprint {
     )
 }
 
-pub fn open_store(root: &Path) -> Result<UpToDate, String> {
-    let dir = root.join(".trun");
-    UpToDate::open(&dir.join("state.db"), &dir.join("cas")).map_err(|e| e.to_string())
+/// The up-to-date engine of the workspace at `root` over the given store and
+/// stat cache (the process's one store, usually, for both).
+pub fn up_to_date(root: &Path, store: Arc<dyn Store>, stats: Arc<dyn StatCache>) -> UpToDate {
+    UpToDate::new(store, stats, &root.join(".trun").join("cas"))
 }
 
-/// The up-to-date store with every source root of the plan already walked,
+/// [`up_to_date`] over the workspace's SQLite store, opened here (`trun cache`).
+pub fn open_store(root: &Path) -> Result<UpToDate, String> {
+    let store =
+        Arc::new(SqliteStore::open(&crate::state::db_path(root)).map_err(|e| e.to_string())?);
+    Ok(up_to_date(root, store.clone(), store))
+}
+
+/// The up-to-date engine with every source root of the plan already walked,
 /// once and on all cores, so the checks that follow read no directory again.
-pub fn open_prepared(plan: &Plan) -> Result<UpToDate, String> {
-    let ut = open_store(&plan.root)?;
+pub fn open_prepared(
+    plan: &Plan,
+    store: Arc<dyn Store>,
+    stats: Arc<dyn StatCache>,
+) -> Result<UpToDate, String> {
+    let ut = up_to_date(&plan.root, store, stats);
     let chain = Chain::default();
     let specs: Vec<StepSpec> = plan
         .jobs
@@ -195,12 +208,14 @@ pub fn open_prepared(plan: &Plan) -> Result<UpToDate, String> {
 
 /// The engine's hooks: decide, restore, record.
 pub struct Hooks {
-    plan: std::sync::Arc<Plan>,
+    plan: Arc<Plan>,
     ut: UpToDate,
     run_id: i64,
     force: Force,
     inner: Mutex<Inner>,
-    outputs: Mutex<crate::state::Store>,
+    /// Where step outputs are remembered by fingerprint, and definition
+    /// versions written.
+    store: Arc<dyn Store>,
     /// (job, step index, definition version), written by [`Hooks::flush`].
     versions: Mutex<Vec<(String, usize, u32)>>,
 }
@@ -212,16 +227,17 @@ struct Inner {
 }
 
 impl Hooks {
+    /// The hooks of one run, over the process's store and stat cache.
     pub fn open(
-        plan: std::sync::Arc<Plan>,
+        plan: Arc<Plan>,
+        store: Arc<dyn Store>,
+        stats: Arc<dyn StatCache>,
         run_id: i64,
         force: &[String],
     ) -> Result<Hooks, String> {
         let force = Force::new(force);
         force.check(&plan)?;
-        let ut = open_prepared(&plan)?;
-        let store = crate::state::Store::open(&crate::state::db_path(&plan.root))
-            .map_err(|e| e.to_string())?;
+        let ut = open_prepared(&plan, store.clone(), stats)?;
         Ok(Hooks {
             plan,
             ut,
@@ -229,13 +245,12 @@ impl Hooks {
             force,
             inner: Mutex::new(Inner::default()),
             versions: Mutex::new(Vec::new()),
-            outputs: Mutex::new(store),
+            store,
         })
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
-        let store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
-        store
+        self.store
             .kv_get("step-outputs", &format!("{key}@{fingerprint}"))
             .ok()
             .flatten()
@@ -258,8 +273,7 @@ impl Hooks {
         if versions.is_empty() {
             return;
         }
-        let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = store.set_definition_versions(self.run_id, &versions);
+        let _ = self.store.set_definition_versions(self.run_id, &versions);
     }
 }
 
@@ -335,10 +349,9 @@ impl StepHooks for Hooks {
             // must make the next run run it again, as with make.
             let _ = self.ut.record_success(&spec, &check, self.run_id);
             self.note_version(job_key, step.index, check.definition_version);
-            let mut store = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
             // Per fingerprint: a step restored from an earlier success hands
             // on that success's outputs, not the latest run's.
-            let _ = store.kv_set(
+            let _ = self.store.kv_set(
                 "step-outputs",
                 &format!("{key}@{}", check.fingerprint),
                 &serde_json::to_string(outputs).unwrap_or_default(),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::docker_env::{ensure_busybox_image, BUSYBOX_IMAGE};
+use trun::state::Store as _;
 
 const TRUN: &str = env!("CARGO_BIN_EXE_trun");
 
@@ -556,7 +557,7 @@ fn regrading_says_it_reused_results_and_force_grades_again() {
 
     // Every invocation is a run in the workspace's history: a job per repository, a step
     // per criterion (after `setup`).
-    let store = trun::state::Store::open(&ws.path().join(".trun/state.db")).expect("store");
+    let store = trun::state::SqliteStore::open(&ws.path().join(".trun/state.db")).expect("store");
     let runs = store.runs(10).expect("runs");
     assert_eq!(runs.len(), 5);
     assert!(runs
@@ -667,7 +668,7 @@ fn an_unreachable_docker_daemon_is_one_line_suggesting_local() {
     );
     assert!(out.stderr.contains("--local"), "{}", out.stderr);
     // Nothing was recorded: the run never started.
-    let store = trun::state::Store::open(&ws.path().join(".trun/state.db")).expect("store");
+    let store = trun::state::SqliteStore::open(&ws.path().join(".trun/state.db")).expect("store");
     assert_eq!(store.runs(10).expect("runs").len(), 0);
 }
 
@@ -701,7 +702,7 @@ fn ctrl_c_removes_the_containers_and_records_the_run_as_cancelled() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130));
     assert_eq!(running(), "", "containers left behind");
-    let store = trun::state::Store::open(&ws.path().join(".trun/state.db")).expect("store");
+    let store = trun::state::SqliteStore::open(&ws.path().join(".trun/state.db")).expect("store");
     let runs = store.runs(1).expect("runs");
     assert_eq!(runs[0].status.as_str(), "cancelled");
 }

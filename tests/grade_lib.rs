@@ -10,9 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use trun::cli::grade::{grade_repos, GradeOptions};
 use trun::grade::report::{self, Format};
-use trun::grade::{self, load_rubric, CriterionStatus, GradeCache, RepoResult, Rubric};
-use trun::grade_cmd::{grade_repos, GradeOptions};
+use trun::grade::{self, load_rubric, CriterionStatus, RepoResult, Rubric};
 use trun::rubric::classroom;
 
 /// What a batch produced, and how long it took.
@@ -31,28 +31,30 @@ impl Batch {
     }
 }
 
-/// Grades `repos` locally through the engine, recording into a throwaway state store.
+/// Grades `repos` locally through the engine. With `grader`, that workspace's state store
+/// records the run and keeps results for re-grading; without, a throwaway one does.
 fn grade_batch(
     rubric: &Rubric,
     repos: &[PathBuf],
-    cache: Option<&GradeCache>,
+    grader: Option<&Path>,
     jobs: usize,
     force: bool,
 ) -> Batch {
-    let root = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let root = grader.unwrap_or(scratch.path());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = Instant::now();
     let graded = grade_repos(
-        &runtime,
+        runtime,
         std::sync::Arc::new(rubric.clone()),
         Path::new("rubric.yaml"),
-        root.path(),
+        root,
         repos,
         &GradeOptions {
             jobs,
             local: true,
             force,
-            cache,
+            use_cache: grader.is_some(),
             docker: None,
             runner_name: "local".into(),
             command_line: vec!["grade".into()],
@@ -540,20 +542,19 @@ fn a_batch_of_20_with_a_hang_a_flood_and_a_crash_yields_a_full_gradebook() {
 fn regrading_reuses_stored_results_until_something_changes() {
     let root = tempfile::tempdir().expect("tempdir");
     let repos = student_repos(root.path(), 2, |_, src| src);
-    let db = root.path().join("grader/state.db");
-    let cache = GradeCache::open(&db).expect("cache");
+    let grader = root.path().join("grader");
     let rubric = fixture_rubric("rubric.yaml");
     let jobs = 2;
 
-    let first = grade_batch(&rubric, &repos, Some(&cache), jobs, false);
+    let first = grade_batch(&rubric, &repos, Some(&grader), jobs, false);
     assert_eq!(first.cached(), 0);
-    let again = grade_batch(&rubric, &repos, Some(&cache), jobs, false);
+    let again = grade_batch(&rubric, &repos, Some(&grader), jobs, false);
     assert_eq!(again.cached(), 2);
     assert_eq!(again.results[0].score, 40.0);
     assert_eq!(again.results[0].graded_at, first.results[0].graded_at);
     assert!(report::table(&again.results[0], false).contains("(cached: nothing changed"));
 
-    let forced = grade_batch(&rubric, &repos, Some(&cache), jobs, true);
+    let forced = grade_batch(&rubric, &repos, Some(&grader), jobs, true);
     assert_eq!(forced.cached(), 0);
 
     // A watched file changes: that repository is graded again, the other is not.
@@ -561,7 +562,7 @@ fn regrading_reuses_stored_results_until_something_changes() {
     fs::write(repos[1].join("calc.c"), src.replace("a + b", "a - b")).expect("write");
     // An unwatched file changes: no effect.
     fs::write(repos[0].join("NOTES.txt"), "hello").expect("write");
-    let changed = grade_batch(&rubric, &repos, Some(&cache), jobs, false);
+    let changed = grade_batch(&rubric, &repos, Some(&grader), jobs, false);
     assert!(changed.results[0].cached);
     assert!(!changed.results[1].cached);
     assert_eq!(changed.results[1].score, 30.0);
@@ -569,7 +570,7 @@ fn regrading_reuses_stored_results_until_something_changes() {
     // A different rubric is a different fingerprint.
     let mut other = rubric.clone();
     other.criteria[1].points = 11.0;
-    let other_run = grade_batch(&other, &repos, Some(&cache), jobs, false);
+    let other_run = grade_batch(&other, &repos, Some(&grader), jobs, false);
     assert_eq!(other_run.cached(), 0);
 
     // Nothing was written into the student repositories.

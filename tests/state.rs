@@ -254,3 +254,59 @@ fn a_closed_stdout_does_not_panic() {
         );
     }
 }
+
+/// The files `pid` has open whose path is exactly `path`, from `/proc/<pid>/fd`.
+fn open_fds_on(pid: i32, path: &std::path::Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/<pid>/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
+}
+
+/// The recorder, the up-to-date checks, action memory: one connection to
+/// state.db for all of them, seen from outside in `/proc/<pid>/fd` while a
+/// step runs.
+#[test]
+fn a_run_opens_one_connection_to_the_state_database() {
+    let t = Test::new()
+        .file("src/a.txt", "a")
+        .file("in.txt", "x")
+        .workflow(
+            "
+            jobs:
+              check:
+                steps:
+                  - uses: files/exist
+                    with: { paths: [in.txt] }
+              build:
+                needs: check
+                steps:
+                  - run: cat src/a.txt > out.txt
+                    sources: ['src/**']
+                    generates: [out.txt]
+                  - run: touch started; sleep 3
+            ",
+        );
+    // A first run creates state.db; the second opens an existing one, as a
+    // user's every run after the first does.
+    t.run(&["-q", "check"]).success();
+    let running = t.args(&["-q"]).spawn();
+    common::wait_for(
+        "the sleeping step to start",
+        std::time::Duration::from_secs(30),
+        || t.exists("started"),
+    );
+    let db = std::fs::canonicalize(t.join(".trun/state.db")).expect("state.db exists");
+    let wal = db.with_file_name("state.db-wal");
+    let (db_fds, wal_fds) = (
+        open_fds_on(running.pid(), &db),
+        open_fds_on(running.pid(), &wal),
+    );
+    running.wait(std::time::Duration::from_secs(30)).success();
+    assert_eq!(db_fds, 1, "trun had {db_fds} connections open to {db:?}");
+    assert!(wal_fds <= 1, "trun had {wal_fds} handles on {wal:?}");
+    // The run was recorded, and the up-to-date step is up to date next time.
+    assert_eq!(t.show_json("2")["status"], "success");
+    t.run(&["plan"]).stdout_has("up to date");
+}

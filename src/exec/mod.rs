@@ -12,6 +12,7 @@ pub mod matrix;
 pub mod outputs;
 pub mod process;
 pub mod sandbox;
+pub mod session;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;

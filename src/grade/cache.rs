@@ -5,35 +5,25 @@
 //! file not ignored by `.gitignore` when it has none). When a repository's fingerprint is
 //! the one its stored result was graded under, that result is reused.
 //!
-//! Results live in the grader's own state file, passed in by the caller, never in the
-//! student repository (which grading must not write). The tables are `grade_results` and
-//! `grade_meta` (this module's schema version); `PRAGMA user_version` belongs to the main
-//! state store that may share the file, so it is never touched here. This module does not
-//! run anything or decide when to force; the batch does.
+//! Results live in the grader's state store (the process's one [`Store`]), never in the
+//! student repository (which grading must not write). This module holds no SQL; it
+//! keys results by repository and rubric and encodes them. It does not run anything
+//! or decide when to force; the batch does.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::score::RepoResult;
 use crate::rubric::Rubric;
-
-/// The layout of `grade_results`, stored in `grade_meta` under `schema`.
-const SCHEMA_VERSION: i64 = 1;
+use crate::state::{GradeRecord, SqliteStore, StateError, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("grade cache {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("grade cache {path} has schema version {found}, newer than this trun ({SCHEMA_VERSION}); upgrade trun or use another state file")]
-    TooNew { path: PathBuf, found: i64 },
+    #[error("grade cache: {0}")]
+    State(#[from] StateError),
     #[error("cannot read {path} to fingerprint it: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("watch glob `{glob}` is not valid: {message}")]
@@ -123,68 +113,20 @@ fn watched_files(rubric: &Rubric, repo: &Path) -> Result<Vec<String>, CacheError
     Ok(out)
 }
 
-/// Stored grading results, in the grader's SQLite state file.
+/// Stored grading results, in the state store.
 pub struct GradeCache {
-    conn: Mutex<Connection>,
-    path: PathBuf,
+    store: Arc<dyn Store>,
 }
 
 impl GradeCache {
-    /// Opens (creating when missing) the grade tables in the SQLite file at `db_path`.
+    /// Grading results kept in `store` (shared with the run's recorder).
+    pub fn new(store: Arc<dyn Store>) -> GradeCache {
+        GradeCache { store }
+    }
+
+    /// Opens the SQLite state database at `db_path` for the cache alone.
     pub fn open(db_path: &Path) -> Result<GradeCache, CacheError> {
-        let path = db_path.to_path_buf();
-        let err = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| CacheError::Read {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(db_path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS grade_meta (
-                 key   TEXT PRIMARY KEY,
-                 value TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS grade_results (
-                 repo        TEXT NOT NULL,
-                 rubric      TEXT NOT NULL,
-                 fingerprint TEXT NOT NULL,
-                 result      TEXT NOT NULL,
-                 graded_at   INTEGER NOT NULL,
-                 PRIMARY KEY (repo, rubric)
-             );",
-        )
-        .map_err(err)?;
-        let found: Option<String> = conn
-            .query_row(
-                "SELECT value FROM grade_meta WHERE key = 'schema'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err)?;
-        match found.and_then(|v| v.parse::<i64>().ok()) {
-            None => {
-                conn.execute(
-                    "INSERT OR REPLACE INTO grade_meta (key, value) VALUES ('schema', ?1)",
-                    params![SCHEMA_VERSION.to_string()],
-                )
-                .map_err(err)?;
-            }
-            Some(v) if v > SCHEMA_VERSION => return Err(CacheError::TooNew { path, found: v }),
-            Some(_) => {}
-        }
-        Ok(GradeCache {
-            conn: Mutex::new(conn),
-            path,
-        })
+        Ok(GradeCache::new(Arc::new(SqliteStore::open(db_path)?)))
     }
 
     fn key(repo: &Path, rubric: &Rubric) -> (String, String) {
@@ -201,22 +143,11 @@ impl GradeCache {
         fingerprint: &str,
     ) -> Result<Option<RepoResult>, CacheError> {
         let (repo_key, rubric_key) = Self::key(repo, rubric);
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let row: Option<(String, String)> = conn
-            .query_row(
-                "SELECT fingerprint, result FROM grade_results WHERE repo = ?1 AND rubric = ?2",
-                params![repo_key, rubric_key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|source| CacheError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })?;
+        let row = self.store.grade_result(&repo_key, &rubric_key)?;
         // A row this trun cannot read (older layout) is treated as absent and overwritten.
         Ok(row
-            .filter(|(fp, _)| fp == fingerprint)
-            .and_then(|(_, json)| serde_json::from_str(&json).ok()))
+            .filter(|r| r.fingerprint == fingerprint)
+            .and_then(|r| serde_json::from_str(&r.result).ok()))
     }
 
     /// Stores `result` as the latest for `repo` under this rubric.
@@ -228,17 +159,13 @@ impl GradeCache {
         result: &RepoResult,
     ) -> Result<(), CacheError> {
         let (repo_key, rubric_key) = Self::key(repo, rubric);
-        let json = serde_json::to_string(result).unwrap_or_default();
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute(
-            "INSERT OR REPLACE INTO grade_results (repo, rubric, fingerprint, result, graded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![repo_key, rubric_key, fingerprint, json, result.graded_at],
-        )
-        .map_err(|source| CacheError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
+        let record = GradeRecord {
+            fingerprint: fingerprint.to_string(),
+            result: serde_json::to_string(result).unwrap_or_default(),
+            graded_at: result.graded_at,
+        };
+        self.store
+            .set_grade_result(&repo_key, &rubric_key, &record)?;
         Ok(())
     }
 }
@@ -286,29 +213,28 @@ mod tests {
     }
 
     #[test]
-    fn schema_version_lives_in_grade_meta_not_user_version() {
+    fn results_are_kept_by_fingerprint_in_a_shared_store() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("state.db");
-        {
-            let c = Connection::open(&db).expect("open");
-            c.pragma_update(None, "user_version", 7).expect("pragma");
-        }
-        drop(GradeCache::open(&db).expect("cache"));
-        let c = Connection::open(&db).expect("open");
-        let uv: i64 = c
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("uv");
-        assert_eq!(uv, 7);
-        c.execute(
-            "UPDATE grade_meta SET value = '99' WHERE key = 'schema'",
-            [],
-        )
-        .expect("update");
-        drop(c);
-        let e = GradeCache::open(&db)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("schema version 99, newer than this trun"), "{e}");
+        let repo = dir.path().join("alice");
+        std::fs::create_dir(&repo).expect("mkdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&crate::state::db_path(dir.path())).expect("store"));
+        let cache = GradeCache::new(store.clone());
+        let r = rubric(None);
+        assert!(cache.lookup(&repo, &r, "fp1").expect("lookup").is_none());
+        let result = RepoResult::crashed(&r, &repo, "boom".into(), 5);
+        cache.store(&repo, &r, "fp1", &result).expect("store");
+        let found = cache
+            .lookup(&repo, &r, "fp1")
+            .expect("lookup")
+            .expect("stored");
+        assert_eq!(found.error.as_deref(), Some("boom"));
+        assert!(
+            cache.lookup(&repo, &r, "fp2").expect("lookup").is_none(),
+            "another fingerprint is a miss"
+        );
+        // A second cache over the same store (the same connection) sees it.
+        let again = GradeCache::new(store);
+        assert!(again.lookup(&repo, &r, "fp1").expect("lookup").is_some());
     }
 }

@@ -10,7 +10,7 @@
 //! lets an unchanged repository keep its earlier result.
 //!
 //! Nothing here spawns a process, talks to Docker or prints: running belongs to `exec`,
-//! the command line to `trun grade` (`src/grade_cmd.rs`). Rubric formats live in
+//! the command line to `trun grade` (`src/cli/grade.rs`). Rubric formats live in
 //! [`crate::rubric`].
 
 pub mod cache;

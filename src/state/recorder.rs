@@ -1,74 +1,120 @@
-//! The recorder: a thread that owns the [`Store`] during a run and writes the
-//! engine's events to it.
+//! The recorder: a thread that writes a run's events to the [`Store`], in
+//! batches, and hands each event to a [`Tap`] (the session's reporters) as it
+//! arrives.
 //!
 //! Writing each event in its own transaction would cost a commit per event;
-//! instead the thread blocks for one event, then drains whatever else is already
-//! queued and writes the whole batch in one transaction. When the engine is busy
-//! the batches grow on their own, which is what keeps a run of a thousand quick
-//! steps cheap to record. The engine's side is a plain `Sender<Event>`: sending
-//! never blocks and never fails while the recorder lives.
+//! instead the thread blocks for one event, then gathers whatever else arrives
+//! within a couple of milliseconds and writes the whole batch in one
+//! transaction. When the engine is busy the batches grow on their own, which is
+//! what keeps a run of a thousand quick steps cheap to record. The engine's side
+//! is a plain `Sender<Event>`: sending never blocks and never fails while the
+//! recorder lives. The tap sees every event at once, never waiting for the disk.
 
 use super::{Result, StateError, Store};
 use crate::event::Event;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Sees every event the recorder receives, in order, on the recorder's thread
+/// (the session's reporters render through it).
+pub trait Tap: Send + 'static {
+    fn event(&mut self, ev: &Event);
+}
+
+impl Tap for () {
+    fn event(&mut self, _: &Event) {}
+}
 
 pub struct Recorder;
 
 /// How long the recorder lets events gather after the first of a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
+/// A batch is written at this size even inside the window.
+const BATCH_MAX: usize = 1024;
 
-/// Joins the recorder thread and hands the store back.
-pub struct RecorderHandle {
-    thread: JoinHandle<(Store, Option<StateError>)>,
+/// Joins the recorder thread.
+pub struct RecorderHandle<T = ()> {
+    thread: JoinHandle<(T, Option<StateError>)>,
+}
+
+/// What the recorder thread leaves behind: the tap, and the first write error.
+pub struct Finished<T> {
+    pub tap: T,
+    pub error: Option<StateError>,
 }
 
 impl Recorder {
-    /// Starts the recorder thread. `store` should already have begun its run
-    /// ([`Store::begin_run`]). Drop every sender, then call
+    /// Starts the recorder thread for `run_id` (already begun with
+    /// [`Store::begin_run`]). Drop every sender, then call
     /// [`RecorderHandle::finish`].
-    pub fn spawn(store: Store) -> Result<(Sender<Event>, RecorderHandle)> {
+    pub fn spawn(store: Arc<dyn Store>, run_id: i64) -> Result<(Sender<Event>, RecorderHandle)> {
+        Recorder::spawn_with(store, run_id, ())
+    }
+
+    /// [`Recorder::spawn`] with a tap that sees every event first.
+    pub fn spawn_with<T: Tap>(
+        store: Arc<dyn Store>,
+        run_id: i64,
+        tap: T,
+    ) -> Result<(Sender<Event>, RecorderHandle<T>)> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("trun-recorder".into())
-            .spawn(move || run(store, rx))
+            .spawn(move || run(store.as_ref(), run_id, rx, tap))
             .map_err(StateError::Thread)?;
         Ok((tx, RecorderHandle { thread }))
     }
 }
 
-impl RecorderHandle {
+impl<T> RecorderHandle<T> {
     /// Waits until every event sent before the last sender was dropped is
-    /// written, and returns the store. The first write error, if any, is
-    /// returned instead (later batches were still attempted).
-    pub fn finish(self) -> Result<Store> {
-        let (store, error) = self
+    /// written. The first write error, if any, is in [`Finished::error`]
+    /// (later batches were still attempted); `Err` only if the thread panicked.
+    pub fn finish(self) -> Result<Finished<T>> {
+        let (tap, error) = self
             .thread
             .join()
             .map_err(|_| StateError::RecorderPanicked)?;
-        match error {
-            Some(error) => Err(error),
-            None => Ok(store),
-        }
+        Ok(Finished { tap, error })
     }
 }
 
-fn run(mut store: Store, rx: Receiver<Event>) -> (Store, Option<StateError>) {
+fn run<T: Tap>(
+    store: &dyn Store,
+    run_id: i64,
+    rx: Receiver<Event>,
+    mut tap: T,
+) -> (T, Option<StateError>) {
     let mut first_error = None;
-    let mut batch = Vec::with_capacity(256);
+    let mut batch: Vec<Event> = Vec::with_capacity(256);
     while let Ok(event) = rx.recv() {
-        batch.push(event);
         // Group commit: a busy engine sends a few events per step, and a
         // commit per handful of events would cost more than the events
-        // themselves. Waiting briefly lets a batch gather; the state on disk
-        // lags the run by at most this much.
-        std::thread::sleep(BATCH_WINDOW);
-        batch.extend(rx.try_iter());
-        if let Err(error) = store.record(&batch) {
-            first_error.get_or_insert(error);
+        // themselves. The state on disk lags the run by at most the window.
+        let deadline = Instant::now() + BATCH_WINDOW;
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            tap.event(&event);
+            let last = matches!(event, Event::RunFinished { .. });
+            // Output lines go to the log files, not the database.
+            if !matches!(event, Event::StepOutput { .. }) {
+                batch.push(event);
+            }
+            if last || batch.len() >= BATCH_MAX {
+                break;
+            }
+            next = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok();
         }
-        batch.clear();
+        if !batch.is_empty() {
+            if let Err(error) = store.record(run_id, &batch) {
+                first_error.get_or_insert(error);
+            }
+            batch.clear();
+        }
     }
-    (store, first_error)
+    (tap, first_error)
 }

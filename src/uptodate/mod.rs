@@ -11,9 +11,9 @@
 //!
 //! It is not the planner: it does not know about jobs, `needs` or `--force STEP`
 //! (the caller passes the upstream fingerprints and `force`), and it never runs a
-//! command. It keeps its own tables (`uptodate_*`) in the state database on its own
-//! connection and versions them in `uptodate_meta`, leaving `PRAGMA user_version` to
-//! the state store.
+//! command, and it holds no SQL: what it remembers (definitions, successes, outputs)
+//! goes through the [`Store`], and the stat cache through the machine-local
+//! [`StatCache`], both usually the process's one [`SqliteStore`](crate::state::SqliteStore).
 //!
 //! Speed comes from three things: each source directory is walked once per invocation
 //! (until [`UpToDate::invalidate`]) however many steps read it, a file whose stat is
@@ -27,8 +27,10 @@ pub mod walk;
 
 pub use fingerprint::{ContentHash, Fingerprint};
 
+use crate::state::{
+    NewSuccess, OutputRecord, SqliteStore, StatCache, StateError, StepState, Store,
+};
 use cas::Cas;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use statcache::{Cached, FileStat};
 use std::collections::{HashMap, HashSet};
@@ -208,23 +210,8 @@ pub struct DefinitionVersion {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpToDateError {
-    #[error("cannot open the state database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("state database (up-to-date tables): {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error(
-        "the state database {path} has up-to-date schema version {found}, newer than this trun understands ({supported}); \
-         upgrade trun, or delete the file to start over"
-    )]
-    SchemaTooNew {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -241,29 +228,6 @@ pub enum UpToDateError {
     #[error("cannot walk {path}: {message}")]
     Walk { path: PathBuf, message: String },
 }
-
-/// Schema migrations of the `uptodate_*` tables, applied in order; the version stored
-/// in `uptodate_meta` is the number applied. Append, never edit.
-pub(crate) const MIGRATIONS: &[&str] = &["
-CREATE TABLE IF NOT EXISTS uptodate_stat (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL, hash BLOB NOT NULL, written_ns INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uptodate_definition (
-    step_key TEXT NOT NULL, version INTEGER NOT NULL, def_hash BLOB NOT NULL, definition TEXT NOT NULL,
-    created_ns INTEGER NOT NULL, PRIMARY KEY (step_key, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uptodate_success (
-    id INTEGER PRIMARY KEY, step_key TEXT NOT NULL, run_id INTEGER NOT NULL, fingerprint BLOB NOT NULL,
-    def_version INTEGER NOT NULL, def_hash BLOB NOT NULL, created_ns INTEGER NOT NULL, sources BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS uptodate_success_by_fingerprint ON uptodate_success (step_key, fingerprint);
-CREATE TABLE IF NOT EXISTS uptodate_output (
-    success_id INTEGER NOT NULL, path TEXT NOT NULL, hash BLOB NOT NULL, mode INTEGER NOT NULL, size INTEGER NOT NULL,
-    PRIMARY KEY (success_id, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uptodate_latest (step_key TEXT PRIMARY KEY, success_id INTEGER NOT NULL) WITHOUT ROWID;
-"];
 
 /// One walked directory: its files (sorted by relative path) and the stat-cache rows
 /// loaded for them, aligned by index.
@@ -304,29 +268,11 @@ struct Candidate {
     cached: Option<Cached>,
 }
 
-/// One `generates` file recorded with a success.
-struct Output {
-    path: String,
-    hash: ContentHash,
-    mode: u32,
-}
-
-/// The newest recorded definition of a step: (version, hash).
-type LatestDefinition = (u32, ContentHash);
-
-/// The last success of a step, as stored.
-struct Success {
-    id: i64,
-    fingerprint: Fingerprint,
-    def_hash: ContentHash,
-    def_version: u32,
-}
-
 /// See the module documentation. `Send + Sync`: one instance serves the planner and the
 /// engine's threads.
 pub struct UpToDate {
-    db_path: PathBuf,
-    conn: Mutex<Connection>,
+    store: Arc<dyn Store>,
+    stats: Arc<dyn StatCache>,
     cas: Cas,
     index: Mutex<Index>,
 }
@@ -335,10 +281,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves data that is still consistent
     // enough for a cache (worst case: a re-walk or re-hash).
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn hash_from_blob(b: Vec<u8>) -> ContentHash {
-    <ContentHash>::try_from(b.as_slice()).unwrap_or([0; 32])
 }
 
 /// (start, end) of the entries below relative directory `dir` in a listing of `root`.
@@ -355,38 +297,23 @@ fn range_below(entries: &[Entry], root: &str, dir: &str) -> (usize, usize) {
 }
 
 impl UpToDate {
-    /// Opens (and migrates) the `uptodate_*` tables in the state database at `db_path`
-    /// with a connection of its own; outputs are stored under `cas_dir`.
-    pub fn open(db_path: &Path, cas_dir: &Path) -> Result<UpToDate, UpToDateError> {
-        if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| UpToDateError::Io {
-                op: "create directory",
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let open_err = |source| UpToDateError::Open {
-            path: db_path.to_path_buf(),
-            source,
-        };
-        let mut conn = Connection::open(db_path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(open_err)?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL")
-            .map_err(open_err)?;
-        migrate(&mut conn, db_path)?;
-        Ok(UpToDate {
-            db_path: db_path.to_path_buf(),
-            conn: Mutex::new(conn),
+    /// The up-to-date engine over `store` (definitions, successes) and `stats`
+    /// (the stat cache); outputs are stored under `cas_dir`. A process passes
+    /// its one store for both.
+    pub fn new(store: Arc<dyn Store>, stats: Arc<dyn StatCache>, cas_dir: &Path) -> UpToDate {
+        UpToDate {
+            store,
+            stats,
             cas: Cas::new(cas_dir),
             index: Mutex::new(Index::default()),
-        })
+        }
     }
 
-    pub fn db_path(&self) -> &Path {
-        &self.db_path
+    /// Opens the SQLite state database at `db_path` for this engine alone
+    /// (tests, tools); a run shares its store through [`UpToDate::new`].
+    pub fn open(db_path: &Path, cas_dir: &Path) -> Result<UpToDate, UpToDateError> {
+        let store = Arc::new(SqliteStore::open(db_path)?);
+        Ok(UpToDate::new(store.clone(), store, cas_dir))
     }
 
     /// Walks, in one go and on all cores, every source directory the given steps will
@@ -455,17 +382,14 @@ impl UpToDate {
                 .map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, false))
                 .collect::<Result<_, _>>()?
         };
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
         for ((base, root), entries) in wanted.into_iter().zip(walked) {
-            let cached = statcache::load_dir(&tx, &base.join(&root), &entries)?;
+            let cached = self.load_dir(&base.join(&root), &entries)?;
             index.stats.roots_walked += 1;
             index.stats.files_listed += entries.len();
             index
                 .listings
                 .insert((base, root), Arc::new(Listing::new(entries, cached)));
         }
-        tx.commit()?;
         Ok(())
     }
 
@@ -480,10 +404,13 @@ impl UpToDate {
         };
         let fingerprint = fingerprint::compute(&def_hash, &files, &spec.upstream);
 
-        let (latest_def, last) = step_state(&lock(&self.conn), &spec.key)?;
+        let StepState {
+            definition: latest_def,
+            last_success: last,
+        } = self.store.step_state(&spec.key)?;
         let definition_version = match latest_def {
-            Some((v, h)) if h == def_hash => v,
-            Some((v, _)) => v + 1,
+            Some(d) if d.hash == def_hash => d.version,
+            Some(d) => d.version + 1,
             None => 1,
         };
         let decision = if force {
@@ -498,7 +425,7 @@ impl UpToDate {
                         from_version: last.def_version,
                     })
                 }
-                Some(last) if last.fingerprint != fingerprint => {
+                Some(last) if last.fingerprint != fingerprint.0 => {
                     let before = self.recorded_sources(last.id)?;
                     let changed = fingerprint::changed_paths(&before, &files);
                     if changed.is_empty() {
@@ -520,8 +447,11 @@ impl UpToDate {
 
     /// The fingerprint of the step's latest success, if any.
     pub fn latest_fingerprint(&self, key: &str) -> Result<Option<Fingerprint>, UpToDateError> {
-        let conn = lock(&self.conn);
-        Ok(step_state(&conn, key)?.1.map(|s| s.fingerprint))
+        Ok(self
+            .store
+            .step_state(key)?
+            .last_success
+            .map(|s| Fingerprint(s.fingerprint)))
     }
 
     /// The outputs (path, content hash) of a success of `key` with exactly
@@ -533,15 +463,8 @@ impl UpToDate {
         key: &str,
         fingerprint: &Fingerprint,
     ) -> Result<Option<Vec<(String, ContentHash)>>, UpToDateError> {
-        let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM uptodate_success WHERE step_key = ?1 AND fingerprint = ?2 ORDER BY id DESC",
-        )?;
-        let ids = stmt
-            .query_map(params![key, &fingerprint.0[..]], |r| r.get::<_, i64>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        for id in ids {
-            let outputs = recorded_outputs(&conn, id)?;
+        for id in self.store.successes_with_fingerprint(key, &fingerprint.0)? {
+            let outputs = self.store.success_outputs(id)?;
             if !outputs.is_empty() && outputs.iter().all(|o| self.cas.contains(&o.hash)) {
                 return Ok(Some(
                     outputs.into_iter().map(|o| (o.path, o.hash)).collect(),
@@ -573,27 +496,22 @@ impl UpToDate {
             ) => {}
             _ => return Ok(None),
         }
-        let candidates: Vec<(i64, Vec<Output>)> = {
-            let conn = lock(&self.conn);
-            let mut stmt = conn.prepare_cached(
-                "SELECT id FROM uptodate_success WHERE step_key = ?1 AND fingerprint = ?2 ORDER BY id DESC",
-            )?;
-            let ids = stmt
-                .query_map(params![spec.key, &check.fingerprint.0[..]], |r| {
-                    r.get::<_, i64>(0)
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            ids.into_iter()
-                .map(|id| Ok((id, recorded_outputs(&conn, id)?)))
-                .collect::<Result<_, UpToDateError>>()?
-        };
+        let candidates: Vec<(i64, Vec<OutputRecord>)> = self
+            .store
+            .successes_with_fingerprint(&spec.key, &check.fingerprint.0)?
+            .into_iter()
+            .map(|id| Ok((id, self.store.success_outputs(id)?)))
+            .collect::<Result<_, UpToDateError>>()?;
         for (id, outputs) in candidates {
             if outputs.is_empty() || !outputs.iter().all(|o| self.cas.contains(&o.hash)) {
                 continue;
             }
             let mut written = 0;
             let mut complete = true;
-            for Output { path, hash, mode } in &outputs {
+            for OutputRecord {
+                path, hash, mode, ..
+            } in &outputs
+            {
                 let abs = spec.base.join(path);
                 let in_place = std::fs::metadata(&abs)
                     .ok()
@@ -617,11 +535,7 @@ impl UpToDate {
             if !complete {
                 continue;
             }
-            lock(&self.conn)
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO uptodate_latest (step_key, success_id) VALUES (?1, ?2)",
-                )?
-                .execute(params![spec.key, id])?;
+            self.store.set_latest_success(&spec.key, id)?;
             return Ok(Some(written));
         }
         Ok(None)
@@ -659,53 +573,29 @@ impl UpToDate {
             .collect::<Result<_, _>>()?;
         let now = statcache::now_ns();
 
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version = match latest_definition(&tx, &spec.key)? {
-            Some((v, h)) if h == def_hash => v,
-            latest => {
-                let v = latest.map_or(1, |(v, _)| v + 1);
-                tx.prepare_cached(
-                    "INSERT INTO uptodate_definition (step_key, version, def_hash, definition, created_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![spec.key, v, &def_hash[..], fingerprint::canonical_json(&spec.definition), now])?;
-                v
-            }
-        };
-        tx.prepare_cached(
-            "INSERT INTO uptodate_success (step_key, run_id, fingerprint, def_version, def_hash, created_ns, sources)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            spec.key,
+        let recorded: Vec<OutputRecord> = outputs
+            .iter()
+            .zip(&stored)
+            .map(|(e, hash)| OutputRecord {
+                path: e.rel.clone(),
+                hash: *hash,
+                mode: e.stat.mode,
+                size: e.stat.size,
+            })
+            .collect();
+        let definition = fingerprint::canonical_json(&spec.definition);
+        let sources = fingerprint::encode_files(&check.files);
+        self.store.record_success(&NewSuccess {
+            step_key: &spec.key,
             run_id,
-            &check.fingerprint.0[..],
-            version,
-            &def_hash[..],
-            now,
-            fingerprint::encode_files(&check.files)
-        ])?;
-        let success_id = tx.last_insert_rowid();
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO uptodate_output (success_id, path, hash, mode, size) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (e, hash) in outputs.iter().zip(&stored) {
-                insert.execute(params![
-                    success_id,
-                    e.rel,
-                    &hash[..],
-                    e.stat.mode,
-                    e.stat.size as i64
-                ])?;
-            }
-        }
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO uptodate_latest (step_key, success_id) VALUES (?1, ?2)",
-        )?
-        .execute(params![spec.key, success_id])?;
-        statcache::store(&tx, &hashed)?;
-        tx.commit()?;
+            fingerprint: check.fingerprint.0,
+            def_hash,
+            definition: &definition,
+            created_ns: now,
+            sources: &sources,
+            outputs: &recorded,
+        })?;
+        self.store_stats(&hashed)?;
         Ok(())
     }
 
@@ -719,32 +609,22 @@ impl UpToDate {
 
     /// The newest definition version recorded for a step.
     pub fn definition_version(&self, key: &str) -> Result<Option<u32>, UpToDateError> {
-        Ok(latest_definition(&lock(&self.conn), key)?.map(|(v, _)| v))
+        Ok(self.store.latest_definition(key)?.map(|d| d.version))
     }
 
     /// Every recorded version of a step's definition, oldest first (for `trun show`).
     pub fn definition_history(&self, key: &str) -> Result<Vec<DefinitionVersion>, UpToDateError> {
-        let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(
-            "SELECT version, definition, created_ns FROM uptodate_definition WHERE step_key = ?1 ORDER BY version",
-        )?;
-        let rows = stmt.query_map(params![key], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (version, text, recorded_at_ns) = row?;
-            out.push(DefinitionVersion {
-                version,
-                definition: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-                recorded_at_ns,
-            });
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .definition_history(key)?
+            .into_iter()
+            .map(|d| DefinitionVersion {
+                version: d.version,
+                definition: serde_json::from_str(&d.definition)
+                    .unwrap_or(serde_json::Value::String(d.definition)),
+                recorded_at_ns: d.recorded_at_ns,
+            })
+            .collect())
     }
 
     pub fn index_stats(&self) -> IndexStats {
@@ -753,11 +633,7 @@ impl UpToDate {
 
     pub fn cache_stats(&self) -> Result<CacheStats, UpToDateError> {
         let (objects, bytes) = self.cas.usage()?;
-        let (entries, steps) = lock(&self.conn).query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT step_key) FROM uptodate_success",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
-        )?;
+        let (entries, steps) = self.store.success_counts()?;
         Ok(CacheStats {
             objects,
             bytes,
@@ -776,37 +652,12 @@ impl UpToDate {
         older_than: Option<Duration>,
     ) -> Result<PruneReport, UpToDateError> {
         let mut report = PruneReport::default();
-        let referenced: HashSet<ContentHash> = {
-            let mut conn = lock(&self.conn);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(n) = keep {
-                report.entries_removed += tx.execute(
-                    "DELETE FROM uptodate_success WHERE id NOT IN (SELECT success_id FROM uptodate_latest) AND id IN (
-                         SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY step_key ORDER BY id DESC) AS n
-                                         FROM uptodate_success) WHERE n > ?1)",
-                    params![n as i64],
-                )?;
-            }
-            if let Some(age) = older_than {
-                let cutoff =
-                    statcache::now_ns().saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
-                report.entries_removed += tx.execute(
-                    "DELETE FROM uptodate_success WHERE created_ns < ?1 AND id NOT IN (SELECT success_id FROM uptodate_latest)",
-                    params![cutoff],
-                )?;
-            }
-            tx.execute(
-                "DELETE FROM uptodate_output WHERE success_id NOT IN (SELECT id FROM uptodate_success)",
-                [],
-            )?;
-            let hashes = tx
-                .prepare("SELECT DISTINCT hash FROM uptodate_output")?
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
-                .map(|r| r.map(hash_from_blob))
-                .collect::<Result<HashSet<_>, _>>()?;
-            tx.commit()?;
-            hashes
-        };
+        let cutoff = older_than.map(|age| {
+            statcache::now_ns().saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64)
+        });
+        let pruned = self.store.prune_successes(keep, cutoff)?;
+        report.entries_removed = pruned.removed;
+        let referenced: HashSet<ContentHash> = pruned.referenced;
         let (objects, bytes) = self.cas.collect_garbage(&referenced)?;
         report.objects_removed = objects;
         report.bytes_freed = bytes;
@@ -875,7 +726,7 @@ impl UpToDate {
 
         if !literal_files.is_empty() {
             let paths: Vec<PathBuf> = literal_files.iter().map(|e| e.abs.clone()).collect();
-            let rows = statcache::load_paths(&lock(&self.conn), &paths)?;
+            let rows = self.load_paths(&paths)?;
             let candidates: Vec<Candidate> = literal_files
                 .into_iter()
                 .zip(rows)
@@ -909,10 +760,7 @@ impl UpToDate {
         }
         let rows = statcache::hash_all(files)?;
         index.stats.files_hashed += rows.len();
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
-        statcache::store(&tx, &rows)?;
-        tx.commit()?;
+        self.store_stats(&rows)?;
         Ok(rows.into_iter().map(|(_, c)| c).collect())
     }
 
@@ -929,7 +777,7 @@ impl UpToDate {
             return Ok((listing, s, e));
         }
         let entries = walk::walk(base, dir, Filters::IgnoreFiles, false)?;
-        let cached = statcache::load_dir(&lock(&self.conn), &base.join(dir), &entries)?;
+        let cached = self.load_dir(&base.join(dir), &entries)?;
         index.stats.roots_walked += 1;
         index.stats.files_listed += entries.len();
         let listing = Arc::new(Listing::new(entries, cached));
@@ -975,10 +823,7 @@ impl UpToDate {
         &self,
         success_id: i64,
     ) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
-        let conn = lock(&self.conn);
-        let blob: Vec<u8> = conn
-            .prepare_cached("SELECT sources FROM uptodate_success WHERE id = ?1")?
-            .query_row(params![success_id], |r| r.get(0))?;
+        let blob = self.store.success_sources(success_id)?.unwrap_or_default();
         // An undecodable blob only loses the names of changed files, not correctness.
         Ok(fingerprint::decode_files(&blob).unwrap_or_default())
     }
@@ -990,28 +835,14 @@ impl UpToDate {
         spec: &StepSpec,
         success_id: i64,
     ) -> Result<Decision, UpToDateError> {
-        let outputs: Vec<(String, ContentHash, u32, Option<Cached>)> = {
-            let conn = lock(&self.conn);
-            let mut stmt = conn.prepare_cached(
-                "SELECT o.path, o.hash, o.mode, st.size, st.mtime_ns, st.ino, st.ctime_ns, st.hash, st.written_ns
-                 FROM uptodate_output o LEFT JOIN uptodate_stat st ON st.path = ?2 || o.path
-                 WHERE o.success_id = ?1 ORDER BY o.path",
-            )?;
-            let mut base_key = statcache::key_of(&spec.base);
-            if !base_key.ends_with('/') {
-                base_key.push('/');
-            }
-            let mut rows = stmt.query(params![success_id, base_key])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let cached = match r.get_ref(7)? {
-                    rusqlite::types::ValueRef::Null => None,
-                    _ => statcache::cached_of(r, 3)?,
-                };
-                out.push((r.get(0)?, hash_from_blob(r.get(1)?), r.get(2)?, cached));
-            }
-            out
-        };
+        let recorded = self.store.success_outputs(success_id)?;
+        let abs: Vec<PathBuf> = recorded.iter().map(|o| spec.base.join(&o.path)).collect();
+        let rows = self.load_paths(&abs)?;
+        let outputs: Vec<(String, ContentHash, u32, Option<Cached>)> = recorded
+            .into_iter()
+            .zip(rows)
+            .map(|(o, cached)| (o.path, o.hash, o.mode, cached))
+            .collect();
         let mut missing: Vec<String> = Vec::new();
         let mut modified: Vec<String> = Vec::new();
         let mut present: Vec<(Candidate, ContentHash, u32)> = Vec::new();
@@ -1070,6 +901,41 @@ impl UpToDate {
     }
 }
 
+/// The stat cache, in the engine's own types.
+impl UpToDate {
+    fn load_dir(
+        &self,
+        dir: &Path,
+        entries: &[Entry],
+    ) -> Result<Vec<Option<Cached>>, UpToDateError> {
+        let files: Vec<&Path> = entries.iter().map(|e| e.abs.as_path()).collect();
+        Ok(self
+            .stats
+            .stats_under(dir, &files)?
+            .into_iter()
+            .map(|r| r.map(Cached::from))
+            .collect())
+    }
+
+    fn load_paths(&self, paths: &[PathBuf]) -> Result<Vec<Option<Cached>>, UpToDateError> {
+        let files: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        Ok(self
+            .stats
+            .stats_of(&files)?
+            .into_iter()
+            .map(|r| r.map(Cached::from))
+            .collect())
+    }
+
+    fn store_stats(&self, rows: &[(PathBuf, Cached)]) -> Result<(), UpToDateError> {
+        let rows: Vec<(&Path, crate::state::StatRecord)> = rows
+            .iter()
+            .map(|(p, c)| (p.as_path(), c.record()))
+            .collect();
+        Ok(self.stats.store_stats(&rows)?)
+    }
+}
+
 fn patterns_for(index: &mut Index, sources: &[String]) -> Result<Arc<Patterns>, UpToDateError> {
     if let Some(p) = index.patterns.get(sources) {
         return Ok(p.clone());
@@ -1098,711 +964,5 @@ fn find_listing(index: &Index, base: &Path, dir: &str) -> Option<(String, Arc<Li
     }
 }
 
-fn latest_definition(
-    conn: &Connection,
-    key: &str,
-) -> Result<Option<LatestDefinition>, UpToDateError> {
-    Ok(conn
-        .prepare_cached("SELECT version, def_hash FROM uptodate_definition WHERE step_key = ?1 ORDER BY version DESC LIMIT 1")?
-        .query_row(params![key], |r| Ok((r.get::<_, u32>(0)?, hash_from_blob(r.get(1)?))))
-        .optional()?)
-}
-
-/// The newest definition (version, hash) and the last success of a step, in one query:
-/// this runs once per step per check.
-fn step_state(
-    conn: &Connection,
-    key: &str,
-) -> Result<(Option<LatestDefinition>, Option<Success>), UpToDateError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.version, d.def_hash, s.id, s.fingerprint, s.def_hash, s.def_version
-         FROM (SELECT ?1 AS k) q
-         LEFT JOIN (SELECT version, def_hash FROM uptodate_definition WHERE step_key = ?1 ORDER BY version DESC LIMIT 1) d
-         LEFT JOIN uptodate_latest l ON l.step_key = q.k
-         LEFT JOIN uptodate_success s ON s.id = l.success_id",
-    )?;
-    Ok(stmt.query_row(params![key], |r| {
-        let def = match r.get::<_, Option<u32>>(0)? {
-            Some(v) => Some((v, hash_from_blob(r.get(1)?))),
-            None => None,
-        };
-        let last = match r.get::<_, Option<i64>>(2)? {
-            Some(id) => Some(Success {
-                id,
-                fingerprint: Fingerprint(hash_from_blob(r.get(3)?)),
-                def_hash: hash_from_blob(r.get(4)?),
-                def_version: r.get(5)?,
-            }),
-            None => None,
-        };
-        Ok((def, last))
-    })?)
-}
-
-fn recorded_outputs(conn: &Connection, success_id: i64) -> Result<Vec<Output>, UpToDateError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT path, hash, mode FROM uptodate_output WHERE success_id = ?1 ORDER BY path",
-    )?;
-    let rows = stmt.query_map(params![success_id], |r| {
-        Ok(Output {
-            path: r.get(0)?,
-            hash: hash_from_blob(r.get(1)?),
-            mode: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn schema_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
-    let has_meta: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'uptodate_meta')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_meta {
-        return Ok(0);
-    }
-    Ok(conn
-        .query_row(
-            "SELECT value FROM uptodate_meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
-}
-
-/// Brings the `uptodate_*` tables to the newest version. Reads first so that an
-/// up-to-date database costs no write lock on open; migrates under an immediate
-/// transaction so two processes opening a fresh database do not both migrate.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), UpToDateError> {
-    let supported = MIGRATIONS.len() as u32;
-    let too_new = |found| UpToDateError::SchemaTooNew {
-        path: path.to_path_buf(),
-        found,
-        supported,
-    };
-    let found = schema_version(conn)?;
-    if found == supported {
-        return Ok(());
-    }
-    if found > supported {
-        return Err(too_new(found));
-    }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS uptodate_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID")?;
-    let found = schema_version(&tx)?;
-    if found > supported {
-        return Err(too_new(found));
-    }
-    for migration in &MIGRATIONS[found as usize..] {
-        tx.execute_batch(migration)?;
-    }
-    tx.execute(
-        "INSERT OR REPLACE INTO uptodate_meta (key, value) VALUES ('schema_version', ?1)",
-        params![supported],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use std::fs;
-    use std::os::unix::fs::PermissionsExt;
-    use std::time::SystemTime;
-
-    struct Ws {
-        dir: tempfile::TempDir,
-    }
-
-    impl Ws {
-        fn new() -> Ws {
-            Ws {
-                dir: tempfile::tempdir().unwrap(),
-            }
-        }
-        fn base(&self) -> &Path {
-            self.dir.path()
-        }
-        fn write(&self, rel: &str, content: &str) {
-            let p = self.base().join(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, content).unwrap();
-        }
-        fn read(&self, rel: &str) -> String {
-            fs::read_to_string(self.base().join(rel)).unwrap()
-        }
-        fn open(&self) -> UpToDate {
-            UpToDate::open(
-                &self.base().join(".trun/state.db"),
-                &self.base().join(".trun/cas"),
-            )
-            .unwrap()
-        }
-        fn spec(&self, key: &str, run: &str, sources: &[&str], generates: &[&str]) -> StepSpec {
-            StepSpec {
-                key: key.to_string(),
-                definition: json!({ "run": run, "shell": "bash" }),
-                sources: sources.iter().map(|s| s.to_string()).collect(),
-                generates: generates.iter().map(|s| s.to_string()).collect(),
-                base: self.base().to_path_buf(),
-                upstream: Vec::new(),
-            }
-        }
-    }
-
-    /// What the engine does for a step: check, run the command (here `effect`),
-    /// forget the walks, record the success.
-    fn run(ud: &UpToDate, spec: &StepSpec, effect: impl FnOnce()) -> Check {
-        let check = ud.check(spec, false).unwrap();
-        effect();
-        ud.invalidate();
-        ud.record_success(spec, &check, 1).unwrap();
-        ud.invalidate();
-        check
-    }
-
-    fn recheck(ud: &UpToDate, spec: &StepSpec) -> Check {
-        ud.invalidate();
-        ud.check(spec, false).unwrap()
-    }
-
-    /// Returns early in a second (but after the kernel's coarse file-time clock, which
-    /// lags by a tick, has entered it too) so that the next few milliseconds share it.
-    fn start_of_a_second() {
-        loop {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            if (200_000_000..500_000_000).contains(&nanos) {
-                return;
-            }
-            std::thread::sleep(Duration::from_nanos(
-                (1_200_000_000 - nanos as u64) % 1_000_000_000 + 1_000_000,
-            ));
-        }
-    }
-
-    fn next_second() {
-        std::thread::sleep(Duration::from_millis(1100));
-    }
-
-    #[test]
-    fn never_ran_then_up_to_date_then_an_edit_names_the_file() {
-        let ws = Ws::new();
-        ws.write("src/main.rs", "fn main() {}");
-        ws.write("src/lib.rs", "pub fn f() {}");
-        let ud = ws.open();
-        let spec = ws.spec("build/compile", "cargo build", &["src/**/*.rs"], &[]);
-        let first = run(&ud, &spec, || {});
-        assert_eq!(first.decision, Decision::Run(RunReason::NeverRan));
-        assert_eq!(first.decision.to_string(), "never ran");
-        assert_eq!(
-            first.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
-            vec!["src/lib.rs", "src/main.rs"]
-        );
-
-        let again = recheck(&ud, &spec);
-        assert_eq!(again.decision, Decision::Skip(SkipReason::UpToDate));
-        assert_eq!(again.decision.to_string(), "up to date");
-        assert_eq!(again.fingerprint, first.fingerprint);
-
-        ws.write("src/main.rs", "fn main() { println!() }");
-        let edited = recheck(&ud, &spec);
-        assert_eq!(
-            edited.decision,
-            Decision::Run(RunReason::SourcesChanged {
-                changed: vec!["src/main.rs".into()]
-            })
-        );
-        assert_eq!(edited.decision.to_string(), "src/main.rs changed");
-        assert_ne!(edited.fingerprint, first.fingerprint);
-
-        // A fresh process sees the same thing from the database alone.
-        drop(ud);
-        assert_eq!(
-            ws.open().check(&spec, false).unwrap().decision,
-            edited.decision
-        );
-    }
-
-    #[test]
-    fn reasons_read_like_the_plan_output() {
-        let many = RunReason::SourcesChanged {
-            changed: ["a.rs", "b.rs", "c.rs", "d.rs", "e.rs", "f.rs", "g.rs"]
-                .map(String::from)
-                .to_vec(),
-        };
-        assert_eq!(many.to_string(), "a.rs, b.rs, c.rs changed (+4 more)");
-        assert_eq!(
-            RunReason::DefinitionChanged { from_version: 3 }.to_string(),
-            "tainted: definition changed"
-        );
-        assert_eq!(
-            RunReason::GeneratesMissing(vec!["out/app".into()]).to_string(),
-            "generates path missing: out/app"
-        );
-        assert_eq!(
-            RunReason::GeneratesModified(vec!["out/app".into()]).to_string(),
-            "generates path modified: out/app"
-        );
-        assert_eq!(
-            RunReason::UpstreamChanged.to_string(),
-            "an upstream step changed"
-        );
-        assert_eq!(
-            SkipReason::RestoredFromCache { files: 2 }.to_string(),
-            "restored from cache"
-        );
-        assert_eq!(
-            serde_json::to_value(Decision::Run(RunReason::GeneratesMissing(vec!["x".into()])))
-                .unwrap(),
-            json!({"decision": "run", "reason": {"kind": "generates_missing", "detail": ["x"]}})
-        );
-    }
-
-    #[test]
-    fn forced_and_sourceless_steps_always_run() {
-        let ws = Ws::new();
-        ws.write("a.txt", "a");
-        let ud = ws.open();
-        let spec = ws.spec("j/s", "true", &["a.txt"], &[]);
-        run(&ud, &spec, || {});
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-        assert_eq!(
-            ud.check(&spec, true).unwrap().decision,
-            Decision::Run(RunReason::Forced)
-        );
-        let none = ws.spec("j/t", "date", &[], &[]);
-        run(&ud, &none, || {});
-        let c = recheck(&ud, &none);
-        assert_eq!(c.decision, Decision::Run(RunReason::NoSources));
-        assert_eq!(c.decision.to_string(), "no sources");
-    }
-
-    #[test]
-    fn touch_without_change_rehashes_the_file_and_stays_up_to_date() {
-        let ws = Ws::new();
-        ws.write("src/a.c", "int a;");
-        ws.write("src/b.c", "int b;");
-        next_second();
-        let ud = ws.open();
-        let spec = ws.spec("c/cc", "cc", &["src/*.c"], &[]);
-        let first = run(&ud, &spec, || {});
-        let hashed = ud.index_stats().files_hashed;
-        assert_eq!(hashed, 2);
-
-        // Rows written a second after the files changed are trusted: nothing is read.
-        let noop = recheck(&ud, &spec);
-        assert_eq!(noop.decision, Decision::Skip(SkipReason::UpToDate));
-        assert_eq!(
-            ud.index_stats().files_hashed,
-            hashed,
-            "a no-op reads no file"
-        );
-
-        let f = fs::File::options()
-            .write(true)
-            .open(ws.base().join("src/a.c"))
-            .unwrap();
-        f.set_modified(SystemTime::now()).unwrap();
-        drop(f);
-        let touched = recheck(&ud, &spec);
-        assert_eq!(
-            ud.index_stats().files_hashed,
-            hashed + 1,
-            "only the touched file is re-read"
-        );
-        assert_eq!(touched.decision, Decision::Skip(SkipReason::UpToDate));
-        assert_eq!(touched.fingerprint, first.fingerprint);
-    }
-
-    #[test]
-    fn a_same_second_rewrite_of_equal_size_is_detected() {
-        let ws = Ws::new();
-        let ud = ws.open();
-        let spec = ws.spec("g/gen", "gen", &["in.txt"], &[]);
-        start_of_a_second();
-        ws.write("in.txt", "aaaa");
-        let path = ws.base().join("in.txt");
-        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
-        run(&ud, &spec, || {});
-
-        // The row was written in the second the file changed: it is racy, and is read
-        // again even though nothing changed.
-        let hashed = ud.index_stats().files_hashed;
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-        assert_eq!(ud.index_stats().files_hashed, hashed + 1);
-
-        // Same size, same mtime: only the content tells.
-        ws.write("in.txt", "bbbb");
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().len(), 4);
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Run(RunReason::SourcesChanged {
-                changed: vec!["in.txt".into()]
-            })
-        );
-    }
-
-    #[test]
-    fn gitignored_files_do_not_affect_the_fingerprint() {
-        let ws = Ws::new();
-        ws.write(".gitignore", "*.log\n/src/generated/\n");
-        ws.write("src/a.rs", "a");
-        ws.write("src/debug.log", "1");
-        ws.write("src/generated/x.rs", "x");
-        let ud = ws.open();
-        let spec = ws.spec("b/b", "build", &["src/**"], &[]);
-        let first = run(&ud, &spec, || {});
-        assert_eq!(
-            first.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
-            vec!["src/a.rs"]
-        );
-        ws.write("src/debug.log", "2");
-        ws.write("src/new.log", "3");
-        ws.write("src/generated/x.rs", "y");
-        let c = recheck(&ud, &spec);
-        assert_eq!(c.decision, Decision::Skip(SkipReason::UpToDate));
-        assert_eq!(c.fingerprint, first.fingerprint);
-        // `.trun/` is never a source, even for `**`.
-        let all = ws.spec("b/all", "x", &["**"], &[]);
-        assert!(ud
-            .check(&all, false)
-            .unwrap()
-            .files
-            .iter()
-            .all(|(p, _)| !p.starts_with(".trun")));
-    }
-
-    #[test]
-    fn negation_and_literal_paths() {
-        let ws = Ws::new();
-        ws.write(".gitignore", "config.local\n");
-        ws.write("config.local", "named explicitly");
-        ws.write("assets/logo.svg", "<svg/>");
-        ws.write("src/a.rs", "a");
-        ws.write("src/a_test.rs", "t");
-        let ud = ws.open();
-        let spec = ws.spec(
-            "x/y",
-            "x",
-            &[
-                "src/*.rs",
-                "!src/*_test.rs",
-                "config.local",
-                "assets",
-                "missing.txt",
-            ],
-            &[],
-        );
-        let c = ud.check(&spec, false).unwrap();
-        let names: Vec<&str> = c.files.iter().map(|f| f.0.as_str()).collect();
-        assert_eq!(names, vec!["assets/logo.svg", "config.local", "src/a.rs"]);
-    }
-
-    #[test]
-    fn a_definition_change_taints_and_versions_increment() {
-        let ws = Ws::new();
-        ws.write("a.txt", "a");
-        let ud = ws.open();
-        let v1 = ws.spec("j/s", "make", &["a.txt"], &[]);
-        assert_eq!(ud.check(&v1, false).unwrap().definition_version, 1);
-        run(&ud, &v1, || {});
-        assert_eq!(ud.definition_version("j/s").unwrap(), Some(1));
-
-        // Same definition, keys in another order: not a change.
-        let mut reordered = v1.clone();
-        reordered.definition = serde_json::from_str(r#"{"shell":"bash","run":"make"}"#).unwrap();
-        assert_eq!(
-            recheck(&ud, &reordered).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-
-        let v2 = ws.spec("j/s", "make all", &["a.txt"], &[]);
-        let c = recheck(&ud, &v2);
-        assert_eq!(
-            c.decision,
-            Decision::Run(RunReason::DefinitionChanged { from_version: 1 })
-        );
-        assert_eq!(c.decision.to_string(), "tainted: definition changed");
-        assert_eq!(c.definition_version, 2);
-        run(&ud, &v2, || {});
-        assert_eq!(ud.definition_version("j/s").unwrap(), Some(2));
-        assert_eq!(
-            recheck(&ud, &v2).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-
-        let back = recheck(&ud, &v1);
-        assert_eq!(
-            back.decision,
-            Decision::Run(RunReason::DefinitionChanged { from_version: 2 })
-        );
-        assert_eq!(
-            back.definition_version, 3,
-            "history is kept; going back is a new version"
-        );
-        assert_eq!(
-            ud.try_restore(&v1, &back).unwrap(),
-            None,
-            "a tainted step is not restored"
-        );
-        run(&ud, &v1, || {});
-        let history = ud.definition_history("j/s").unwrap();
-        assert_eq!(
-            history.iter().map(|h| h.version).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
-        assert_eq!(
-            history[1].definition,
-            json!({"run": "make all", "shell": "bash"})
-        );
-        assert_eq!(ud.definition_version("other").unwrap(), None);
-    }
-
-    #[test]
-    fn upstream_fingerprint_changes_propagate() {
-        let ws = Ws::new();
-        ws.write("a.txt", "a");
-        ws.write("b.txt", "b");
-        let ud = ws.open();
-        let up = ws.spec("a/one", "one", &["a.txt"], &[]);
-        let up_check = run(&ud, &up, || {});
-        let mut down = ws.spec("b/two", "two", &["b.txt"], &[]);
-        down.upstream = vec![up_check.fingerprint];
-        run(&ud, &down, || {});
-        assert_eq!(
-            recheck(&ud, &down).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-
-        ws.write("a.txt", "A");
-        let up_now = recheck(&ud, &up);
-        assert!(up_now.decision.is_run());
-        down.upstream = vec![up_now.fingerprint];
-        let c = recheck(&ud, &down);
-        assert_eq!(c.decision, Decision::Run(RunReason::UpstreamChanged));
-        assert_eq!(c.decision.to_string(), "an upstream step changed");
-    }
-
-    #[test]
-    fn deleted_generates_are_restored_with_content_and_mode() {
-        let ws = Ws::new();
-        ws.write("src/main.c", "int main;");
-        let ud = ws.open();
-        let spec = ws.spec(
-            "build/link",
-            "cc -o out/app",
-            &["src/**"],
-            &["out/app", "out/docs"],
-        );
-        run(&ud, &spec, || {
-            ws.write("out/app", "#!/bin/sh\necho built\n");
-            fs::set_permissions(ws.base().join("out/app"), fs::Permissions::from_mode(0o755))
-                .unwrap();
-            ws.write("out/docs/index.html", "<h1>docs</h1>");
-        });
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-
-        fs::remove_file(ws.base().join("out/app")).unwrap();
-        let c = recheck(&ud, &spec);
-        assert_eq!(
-            c.decision,
-            Decision::Run(RunReason::GeneratesMissing(vec!["out/app".into()]))
-        );
-        assert_eq!(c.decision.to_string(), "generates path missing: out/app");
-        assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
-        assert_eq!(ws.read("out/app"), "#!/bin/sh\necho built\n");
-        assert_eq!(
-            fs::metadata(ws.base().join("out/app"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o755
-        );
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-
-        ws.write("out/docs/index.html", "<h1>edited</h1>");
-        let c = recheck(&ud, &spec);
-        assert_eq!(
-            c.decision,
-            Decision::Run(RunReason::GeneratesModified(vec![
-                "out/docs/index.html".into()
-            ]))
-        );
-        assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
-        assert_eq!(ws.read("out/docs/index.html"), "<h1>docs</h1>");
-
-        // The executable bit is part of an output.
-        fs::set_permissions(ws.base().join("out/app"), fs::Permissions::from_mode(0o644)).unwrap();
-        let c = recheck(&ud, &spec);
-        assert_eq!(
-            c.decision,
-            Decision::Run(RunReason::GeneratesModified(vec!["out/app".into()]))
-        );
-    }
-
-    #[test]
-    fn an_earlier_success_is_restored_after_a_branch_switch() {
-        let ws = Ws::new();
-        let ud = ws.open();
-        let spec = ws.spec("build/app", "build", &["src/**"], &["out/app"]);
-        ws.write("src/x.c", "version A");
-        let a = run(&ud, &spec, || ws.write("out/app", "built from A"));
-        ws.write("src/x.c", "version B");
-        let b = run(&ud, &spec, || ws.write("out/app", "built from B"));
-        assert_ne!(a.fingerprint, b.fingerprint);
-
-        ws.write("src/x.c", "version A");
-        let c = recheck(&ud, &spec);
-        assert_eq!(c.fingerprint, a.fingerprint);
-        assert_eq!(
-            c.decision,
-            Decision::Run(RunReason::SourcesChanged {
-                changed: vec!["src/x.c".into()]
-            })
-        );
-        assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
-        assert_eq!(ws.read("out/app"), "built from A");
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-
-        // Inputs never seen before: nothing to restore, the step must run.
-        ws.write("src/x.c", "version C");
-        let c = recheck(&ud, &spec);
-        assert_eq!(ud.try_restore(&spec, &c).unwrap(), None);
-        assert_eq!(ws.read("out/app"), "built from A");
-    }
-
-    #[test]
-    fn stats_and_prune_keep_the_last_success() {
-        let ws = Ws::new();
-        let ud = ws.open();
-        let spec = ws.spec("build/app", "build", &["src/**"], &["out/app"]);
-        for (i, v) in ["one", "two", "three"].iter().enumerate() {
-            ws.write("src/x.c", v);
-            run(&ud, &spec, || ws.write("out/app", &format!("built {i}")));
-        }
-        assert_eq!(
-            ud.cache_stats().unwrap(),
-            CacheStats {
-                objects: 3,
-                bytes: 21,
-                entries: 3,
-                steps: 1
-            }
-        );
-        let report = ud.prune(Some(2), None).unwrap();
-        assert_eq!(
-            report,
-            PruneReport {
-                entries_removed: 1,
-                objects_removed: 1,
-                bytes_freed: 7
-            }
-        );
-        assert_eq!(ud.cache_stats().unwrap().entries, 2);
-        let report = ud.prune(None, Some(Duration::ZERO)).unwrap();
-        assert_eq!(report.entries_removed, 1);
-        assert_eq!(ud.cache_stats().unwrap().objects, 1);
-        // The last success survives any prune and keeps the step up to date.
-        assert_eq!(
-            ud.prune(Some(0), Some(Duration::ZERO)).unwrap(),
-            PruneReport::default()
-        );
-        assert_eq!(
-            recheck(&ud, &spec).decision,
-            Decision::Skip(SkipReason::UpToDate)
-        );
-        fs::remove_file(ws.base().join("out/app")).unwrap();
-        let c = recheck(&ud, &spec);
-        assert_eq!(ud.try_restore(&spec, &c).unwrap(), Some(1));
-        assert_eq!(ws.read("out/app"), "built 2");
-    }
-
-    #[test]
-    fn each_directory_is_walked_once_per_invocation() {
-        let ws = Ws::new();
-        for d in 0..5 {
-            for f in 0..3 {
-                ws.write(&format!("src/d{d}/f{f}.rs"), "x");
-            }
-        }
-        let ud = ws.open();
-        let specs: Vec<StepSpec> = (0..5)
-            .map(|d| ws.spec(&format!("j{d}/s"), "x", &[&format!("src/d{d}/**")], &[]))
-            .chain([ws.spec("all/s", "x", &["src/**/*.rs"], &[])])
-            .collect();
-        ud.prepare(&specs.iter().collect::<Vec<_>>()).unwrap();
-        for s in &specs {
-            ud.check(s, false).unwrap();
-        }
-        for s in &specs {
-            ud.check(s, false).unwrap();
-        }
-        let stats = ud.index_stats();
-        assert_eq!(stats.roots_walked, 1, "src/ covers every src/dN/");
-        assert_eq!(stats.files_listed, 15);
-        assert_eq!(stats.files_hashed, 15, "each file hashed once");
-        // Without prepare, a sub-directory walked first is not walked again by itself.
-        ud.invalidate();
-        ud.check(&specs[0], false).unwrap();
-        ud.check(&specs[0], false).unwrap();
-        assert_eq!(ud.index_stats().roots_walked, 2);
-    }
-
-    #[test]
-    fn migrations_are_idempotent_and_leave_user_version_alone() {
-        let ws = Ws::new();
-        let db = ws.base().join(".trun/state.db");
-        drop(ws.open());
-        drop(ws.open());
-        let conn = Connection::open(&db).unwrap();
-        let user_version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(user_version, 0);
-        conn.execute(
-            "UPDATE uptodate_meta SET value = 99 WHERE key = 'schema_version'",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        let err = UpToDate::open(&db, &ws.base().join(".trun/cas"))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("schema version 99"), "{err}");
-    }
-
-    #[test]
-    fn up_to_date_is_send_and_sync() {
-        fn assert<T: Send + Sync>() {}
-        assert::<UpToDate>();
-    }
-}
+mod tests;

@@ -6,17 +6,16 @@
 //! than the row was written: a file rewritten within the same timestamp granularity can
 //! keep an identical stat (git's "racy" problem), so such a row is re-hashed next time.
 //!
-//! This module owns the `uptodate_stat` table and content hashing; it does not walk
-//! (see `walk`) and knows nothing about steps.
+//! This module owns the trust rule and content hashing; the rows themselves are kept
+//! by the state store's [`StatCache`](crate::state::StatCache). It does not walk (see
+//! `walk`) and knows nothing about steps.
 
 use super::fingerprint::ContentHash;
-use super::walk::Entry;
 use super::UpToDateError;
+use crate::state::StatRecord;
 use rayon::prelude::*;
-use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -86,105 +85,34 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn key_of(abs: &Path) -> String {
-    abs.to_string_lossy().into_owned()
-}
-
-/// The rows for `entries` (the sorted walk of directory `dir`), aligned by index, from
-/// one range query on the primary key. Rows and entries sort alike (`<dir>/<rest>`), so
-/// pairing them is one merge pass that borrows the row's path instead of copying it.
-pub fn load_dir(
-    conn: &Connection,
-    dir: &Path,
-    entries: &[Entry],
-) -> Result<Vec<Option<Cached>>, UpToDateError> {
-    let mut lo = key_of(dir);
-    if !lo.ends_with('/') {
-        lo.push('/');
-    }
-    // '0' is the byte after '/': [dir/, dir0) is exactly the paths below dir.
-    let hi = format!("{}0", &lo[..lo.len() - 1]);
-    let mut stmt = conn.prepare_cached(
-        "SELECT path, size, mtime_ns, ino, ctime_ns, hash, written_ns FROM uptodate_stat WHERE path >= ?1 AND path < ?2 ORDER BY path",
-    )?;
-    let mut rows = stmt.query(params![lo, hi])?;
-    let mut out = vec![None; entries.len()];
-    let mut next = 0;
-    while let Some(row) = rows.next()? {
-        let path = row.get_ref(0)?.as_bytes().map_err(rusqlite::Error::from)?;
-        while next < entries.len() && entries[next].abs.as_os_str().as_bytes() < path {
-            next += 1;
-        }
-        if next == entries.len() {
-            break;
-        }
-        if entries[next].abs.as_os_str().as_bytes() == path {
-            out[next] = cached_of(row, 1)?;
-            next += 1;
+impl From<StatRecord> for Cached {
+    fn from(r: StatRecord) -> Cached {
+        Cached {
+            stat: FileStat {
+                size: r.size,
+                mtime_ns: r.mtime_ns,
+                ino: r.ino,
+                ctime_ns: r.ctime_ns,
+                mode: 0,
+            },
+            hash: r.hash,
+            written_ns: r.written_ns,
         }
     }
-    Ok(out)
 }
 
-/// Rows for a few named files (outputs), one statement prepared once.
-pub fn load_paths(
-    conn: &Connection,
-    paths: &[PathBuf],
-) -> Result<Vec<Option<Cached>>, UpToDateError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT path, size, mtime_ns, ino, ctime_ns, hash, written_ns FROM uptodate_stat WHERE path = ?1",
-    )?;
-    let mut out = Vec::with_capacity(paths.len());
-    for p in paths {
-        let mut rows = stmt.query(params![key_of(p)])?;
-        out.push(match rows.next()? {
-            Some(row) => cached_of(row, 1)?,
-            None => None,
-        });
+impl Cached {
+    /// The row the state store keeps.
+    pub fn record(&self) -> StatRecord {
+        StatRecord {
+            size: self.stat.size,
+            mtime_ns: self.stat.mtime_ns,
+            ino: self.stat.ino,
+            ctime_ns: self.stat.ctime_ns,
+            hash: self.hash,
+            written_ns: self.written_ns,
+        }
     }
-    Ok(out)
-}
-
-/// A stat row read from six columns starting at `at`: `size, mtime_ns, ino, ctime_ns,
-/// hash, written_ns`.
-pub fn cached_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<Cached>> {
-    let Ok(hash) = <ContentHash>::try_from(r.get_ref(at + 4)?.as_blob()?) else {
-        return Ok(None);
-    };
-    Ok(Some(Cached {
-        stat: FileStat {
-            size: r.get::<_, i64>(at)? as u64,
-            mtime_ns: r.get(at + 1)?,
-            ino: r.get::<_, i64>(at + 2)? as u64,
-            ctime_ns: r.get(at + 3)?,
-            mode: 0,
-        },
-        hash,
-        written_ns: r.get(at + 5)?,
-    }))
-}
-
-/// Writes rows in the caller's transaction (one transaction per batch keeps the write
-/// to a single fsync).
-pub fn store(
-    tx: &rusqlite::Transaction<'_>,
-    rows: &[(PathBuf, Cached)],
-) -> Result<(), UpToDateError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO uptodate_stat (path, size, mtime_ns, ino, ctime_ns, hash, written_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for (path, c) in rows {
-        stmt.execute(params![
-            key_of(path),
-            c.stat.size as i64,
-            c.stat.mtime_ns,
-            c.stat.ino as i64,
-            c.stat.ctime_ns,
-            &c.hash[..],
-            c.written_ns
-        ])?;
-    }
-    Ok(())
 }
 
 /// sha256 of a file's content.
@@ -273,59 +201,5 @@ mod tests {
             !lagging.trusted_for(&stat(100)),
             "written a tick after the second the file changed"
         );
-    }
-
-    #[test]
-    fn rows_round_trip_through_sqlite_by_directory_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = Connection::open(dir.path().join("s.db")).unwrap();
-        conn.execute_batch(super::super::MIGRATIONS[0]).unwrap();
-        let row = |n: u8| Cached {
-            stat: stat(n as i64),
-            hash: [n; 32],
-            written_ns: 9,
-        };
-        let tx = conn.transaction().unwrap();
-        store(
-            &tx,
-            &[
-                (PathBuf::from("/w/src/a.rs"), row(1)),
-                (PathBuf::from("/w/src/sub/b.rs"), row(2)),
-                (PathBuf::from("/w/src0/c.rs"), row(3)),
-                (PathBuf::from("/w/src.rs"), row(4)),
-            ],
-        )
-        .unwrap();
-        tx.commit().unwrap();
-        let entry = |p: &str| Entry {
-            rel: String::new(),
-            abs: PathBuf::from(p),
-            stat: stat(0),
-        };
-        let got = load_dir(
-            &conn,
-            Path::new("/w/src"),
-            &[
-                entry("/w/src/a.rs"),
-                entry("/w/src/new.rs"),
-                entry("/w/src/sub/b.rs"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            got.iter().map(|c| c.map(|c| c.hash[0])).collect::<Vec<_>>(),
-            vec![Some(1), None, Some(2)]
-        );
-        assert_eq!(got[2].unwrap().stat.mtime_ns, stat(2).mtime_ns);
-        assert!(load_dir(&conn, Path::new("/w/src"), &[])
-            .unwrap()
-            .is_empty());
-        let one = load_paths(
-            &conn,
-            &[PathBuf::from("/w/src.rs"), PathBuf::from("/w/none")],
-        )
-        .unwrap();
-        assert_eq!(one[0].map(|c| c.hash), Some([4; 32]));
-        assert!(one[1].is_none());
     }
 }

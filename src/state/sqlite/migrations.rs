@@ -1,17 +1,24 @@
-//! The state database's schema, as an ordered list of migrations.
+//! The state database's schema, as one ordered list of migrations for every
+//! table in `state.db`: runs, the up-to-date engine's tables, the stat cache,
+//! grading results.
 //!
 //! `PRAGMA user_version` holds how many migrations a database has seen. Opening
 //! applies the missing ones in one transaction, so a schema change is made by
 //! appending to [`MIGRATIONS`], never by editing an entry that has shipped. This
-//! module knows nothing about what the tables mean; queries live in `query.rs`
-//! and writes in `mod.rs`.
+//! module knows nothing about what the tables mean; reads and writes live in
+//! the sibling modules.
+//!
+//! Before migration 3 the up-to-date tables and the grade table were created by
+//! their own modules, versioned in `uptodate_meta` and `grade_meta`. Migrations
+//! 3 and 4 adopt them: `IF NOT EXISTS` keeps the rows of a database that already
+//! has them, and the old version tables are dropped.
 
-use super::StateError;
+use super::super::StateError;
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 
 /// Migration `i` moves a database from `user_version = i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: runs, jobs, steps, attempts, kv.
     r#"
     CREATE TABLE runs (
@@ -93,11 +100,46 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE steps ADD COLUMN definition_version INTEGER;
     "#,
+    // 3: the up-to-date engine's tables (definitions, successes, outputs, the
+    // latest success of each step) and the machine-local stat cache.
+    r#"
+    CREATE TABLE IF NOT EXISTS uptodate_stat (
+        path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL, hash BLOB NOT NULL, written_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS uptodate_definition (
+        step_key TEXT NOT NULL, version INTEGER NOT NULL, def_hash BLOB NOT NULL, definition TEXT NOT NULL,
+        created_ns INTEGER NOT NULL, PRIMARY KEY (step_key, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS uptodate_success (
+        id INTEGER PRIMARY KEY, step_key TEXT NOT NULL, run_id INTEGER NOT NULL, fingerprint BLOB NOT NULL,
+        def_version INTEGER NOT NULL, def_hash BLOB NOT NULL, created_ns INTEGER NOT NULL, sources BLOB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS uptodate_success_by_fingerprint ON uptodate_success (step_key, fingerprint);
+    CREATE TABLE IF NOT EXISTS uptodate_output (
+        success_id INTEGER NOT NULL, path TEXT NOT NULL, hash BLOB NOT NULL, mode INTEGER NOT NULL, size INTEGER NOT NULL,
+        PRIMARY KEY (success_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS uptodate_latest (step_key TEXT PRIMARY KEY, success_id INTEGER NOT NULL) WITHOUT ROWID;
+    DROP TABLE IF EXISTS uptodate_meta;
+    "#,
+    // 4: stored grading results, by repository and rubric.
+    r#"
+    CREATE TABLE IF NOT EXISTS grade_results (
+        repo        TEXT NOT NULL,
+        rubric      TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        result      TEXT NOT NULL,
+        graded_at   INTEGER NOT NULL,
+        PRIMARY KEY (repo, rubric)
+    );
+    DROP TABLE IF EXISTS grade_meta;
+    "#,
 ];
 
 /// Number of migrations this build knows; the `user_version` it leaves behind.
 #[cfg(test)]
-pub(super) fn latest_version() -> i64 {
+pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 

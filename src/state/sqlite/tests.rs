@@ -1,9 +1,12 @@
 //! Tests against real SQLite files in temporary directories and real processes.
 
 use super::*;
-use crate::event::{StepInfo, Stream};
+use crate::event::{Millis, StepInfo, Stream};
+use crate::state::{db_path, process, Recorder};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 fn job(key: &str, needs: &[&str], steps: &[&str]) -> JobInfo {
     JobInfo {
@@ -75,14 +78,13 @@ fn job_finished(job: &str, status: Status, reason: Option<&str>, at: Millis) -> 
     }
 }
 
-fn open_in(dir: &tempfile::TempDir) -> Store {
-    Store::open(&db_path(dir.path())).expect("open state store")
+fn open_in(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&db_path(dir.path())).expect("open state store")
 }
 
-fn integrity(store: &Store) -> String {
+fn integrity(store: &SqliteStore) -> String {
     store
-        .conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .with_conn(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
         .expect("integrity_check")
 }
 
@@ -92,18 +94,15 @@ fn open_creates_the_directory_and_applies_every_migration() {
     let store = open_in(&dir);
     assert!(dir.path().join(".trun/state.db").is_file());
     let version: i64 = store
-        .conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
         .expect("user_version");
-    assert_eq!(version, migrations::latest_version());
+    assert_eq!(version, latest_version());
     let mode: String = store
-        .conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .with_conn(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
         .expect("journal_mode");
     assert_eq!(mode, "wal");
     let fk: i64 = store
-        .conn
-        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .with_conn(|c| c.pragma_query_value(None, "foreign_keys", |r| r.get(0)))
         .expect("foreign_keys");
     assert_eq!(fk, 1);
     assert_eq!(store.latest_run_id().expect("latest"), None);
@@ -114,7 +113,7 @@ fn open_creates_the_directory_and_applies_every_migration() {
 fn reopening_keeps_runs_and_schema() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = {
-        let mut store = open_in(&dir);
+        let store = open_in(&dir);
         let id = store
             .begin_run(
                 "app",
@@ -124,12 +123,15 @@ fn reopening_keeps_runs_and_schema() {
             )
             .expect("begin");
         store
-            .record(&[Event::RunFinished {
-                run_id: id,
-                status: Status::Success,
-                at: now_ms(),
-                duration_ms: 5,
-            }])
+            .record(
+                id,
+                &[Event::RunFinished {
+                    run_id: id,
+                    status: Status::Success,
+                    at: now_ms(),
+                    duration_ms: 5,
+                }],
+            )
             .expect("record");
         id
     };
@@ -145,7 +147,7 @@ fn reopening_keeps_runs_and_schema() {
 #[test]
 fn a_realistic_run_reads_back_in_full() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     let mut matrix_job = job("test (1)", &["build"], &["unit"]);
     matrix_job
         .matrix
@@ -158,7 +160,6 @@ fn a_realistic_run_reads_back_in_full() {
     let run_id = store
         .begin_run("app", "/ws/trun.yaml", &args(&["trun", "deploy"]), &jobs)
         .expect("begin");
-    assert_eq!(store.active_run(), Some(run_id));
 
     // Pending before anything happens.
     let detail = store.run(run_id).expect("run").expect("exists");
@@ -170,111 +171,117 @@ fn a_realistic_run_reads_back_in_full() {
     outputs.insert("version".to_string(), "1.2.3".to_string());
     let t = 1_700_000_000_000;
     store
-        .record(&[
-            Event::JobStarted {
-                job: "build".into(),
-                at: t,
-            },
-            finished(
-                "build",
-                0,
-                Status::Skipped,
-                None,
-                Some("up to date"),
-                0,
-                t + 1,
-                0,
-            ),
-            started("build", 1, 1, t + 2),
-            Event::StepOutput {
-                job: "build".into(),
-                step: 1,
-                stream: Stream::Stdout,
-                line: "compiling".into(),
-            },
-            Event::StepRetrying {
-                job: "build".into(),
-                step: 1,
-                attempt: 1,
-                delay_ms: 100,
-                reason: "exit code 101".into(),
-                exit_code: Some(101),
-            },
-            started("build", 1, 2, t + 200),
-        ])
+        .record(
+            run_id,
+            &[
+                Event::JobStarted {
+                    job: "build".into(),
+                    at: t,
+                },
+                finished(
+                    "build",
+                    0,
+                    Status::Skipped,
+                    None,
+                    Some("up to date"),
+                    0,
+                    t + 1,
+                    0,
+                ),
+                started("build", 1, 1, t + 2),
+                Event::StepOutput {
+                    job: "build".into(),
+                    step: 1,
+                    stream: Stream::Stdout,
+                    line: "compiling".into(),
+                },
+                Event::StepRetrying {
+                    job: "build".into(),
+                    step: 1,
+                    attempt: 1,
+                    delay_ms: 100,
+                    reason: "exit code 101".into(),
+                    exit_code: Some(101),
+                },
+                started("build", 1, 2, t + 200),
+            ],
+        )
         .expect("first batch");
     store
-        .record(&[
-            Event::StepFinished {
-                job: "build".into(),
-                step: 1,
-                status: Status::Success,
-                exit_code: Some(0),
-                reason: None,
-                attempt: 2,
-                at: t + 300,
-                duration_ms: 100,
-                outputs: outputs.clone(),
-                continue_on_error: false,
-                log_path: Some(".trun/logs/1/build/2.log".into()),
-            },
-            started("build", 2, 1, t + 301),
-            Event::StepFinished {
-                job: "build".into(),
-                step: 2,
-                status: Status::Failure,
-                exit_code: Some(1),
-                reason: Some("exit code 1".into()),
-                attempt: 1,
-                at: t + 310,
-                duration_ms: 9,
-                outputs: BTreeMap::new(),
-                continue_on_error: true,
-                log_path: Some(".trun/logs/1/build/3.log".into()),
-            },
-            Event::JobFinished {
-                job: "build".into(),
-                status: Status::Success,
-                reason: None,
-                at: t + 311,
-                duration_ms: 311,
-                outputs: outputs.clone(),
-            },
-            Event::JobStarted {
-                job: "test (1)".into(),
-                at: t + 312,
-            },
-            started("test (1)", 0, 1, t + 313),
-            finished(
-                "test (1)",
-                0,
-                Status::Failure,
-                Some(2),
-                Some("exit code 2"),
-                1,
-                t + 400,
-                87,
-            ),
-            job_finished(
-                "test (1)",
-                Status::Failure,
-                Some("step unit failed"),
-                t + 401,
-            ),
-            // deploy never starts: its need failed.
-            job_finished(
-                "deploy",
-                Status::Skipped,
-                Some("needs failed: test (1)"),
-                t + 402,
-            ),
-            Event::RunFinished {
-                run_id,
-                status: Status::Failure,
-                at: t + 403,
-                duration_ms: 403,
-            },
-        ])
+        .record(
+            run_id,
+            &[
+                Event::StepFinished {
+                    job: "build".into(),
+                    step: 1,
+                    status: Status::Success,
+                    exit_code: Some(0),
+                    reason: None,
+                    attempt: 2,
+                    at: t + 300,
+                    duration_ms: 100,
+                    outputs: outputs.clone(),
+                    continue_on_error: false,
+                    log_path: Some(".trun/logs/1/build/2.log".into()),
+                },
+                started("build", 2, 1, t + 301),
+                Event::StepFinished {
+                    job: "build".into(),
+                    step: 2,
+                    status: Status::Failure,
+                    exit_code: Some(1),
+                    reason: Some("exit code 1".into()),
+                    attempt: 1,
+                    at: t + 310,
+                    duration_ms: 9,
+                    outputs: BTreeMap::new(),
+                    continue_on_error: true,
+                    log_path: Some(".trun/logs/1/build/3.log".into()),
+                },
+                Event::JobFinished {
+                    job: "build".into(),
+                    status: Status::Success,
+                    reason: None,
+                    at: t + 311,
+                    duration_ms: 311,
+                    outputs: outputs.clone(),
+                },
+                Event::JobStarted {
+                    job: "test (1)".into(),
+                    at: t + 312,
+                },
+                started("test (1)", 0, 1, t + 313),
+                finished(
+                    "test (1)",
+                    0,
+                    Status::Failure,
+                    Some(2),
+                    Some("exit code 2"),
+                    1,
+                    t + 400,
+                    87,
+                ),
+                job_finished(
+                    "test (1)",
+                    Status::Failure,
+                    Some("step unit failed"),
+                    t + 401,
+                ),
+                // deploy never starts: its need failed.
+                job_finished(
+                    "deploy",
+                    Status::Skipped,
+                    Some("needs failed: test (1)"),
+                    t + 402,
+                ),
+                Event::RunFinished {
+                    run_id,
+                    status: Status::Failure,
+                    at: t + 403,
+                    duration_ms: 403,
+                },
+            ],
+        )
         .expect("second batch");
 
     let detail = store.run(run_id).expect("run").expect("exists");
@@ -342,16 +349,19 @@ fn a_realistic_run_reads_back_in_full() {
 #[test]
 fn events_for_steps_generated_after_the_plan_are_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     let run_id = store
         .begin_run("app", "trun.yaml", &[], &[job("grade", &[], &["setup"])])
         .expect("begin");
     store
-        .record(&[
-            started("grade", 1, 1, 10),
-            finished("grade", 1, Status::Success, Some(0), None, 1, 20, 10),
-            started("surprise", 0, 1, 30),
-        ])
+        .record(
+            run_id,
+            &[
+                started("grade", 1, 1, 10),
+                finished("grade", 1, Status::Success, Some(0), None, 1, 20, 10),
+                started("surprise", 0, 1, 30),
+            ],
+        )
         .expect("record");
     let detail = store.run(run_id).expect("run").expect("exists");
     assert_eq!(detail.jobs[0].steps.len(), 2);
@@ -361,26 +371,30 @@ fn events_for_steps_generated_after_the_plan_are_recorded() {
 }
 
 #[test]
-fn record_without_a_run_is_an_error() {
+fn record_for_a_run_never_begun_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     let err = store
-        .record(&[Event::JobStarted {
-            job: "x".into(),
-            at: 0,
-        }])
+        .record(
+            42,
+            &[Event::JobStarted {
+                job: "x".into(),
+                at: 0,
+            }],
+        )
         .expect_err("no run");
-    assert!(matches!(err, StateError::NoActiveRun));
+    assert!(matches!(err, StateError::NoSuchRun(42)), "{err}");
 }
 
 /// Points a running run at another process, as if that process had recorded it.
-fn pretend_owner(store: &Store, run_id: i64, pid: i64, start: Option<i64>) {
+fn pretend_owner(store: &SqliteStore, run_id: i64, pid: i64, start: Option<i64>) {
     store
-        .conn
-        .execute(
-            "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
-            params![run_id, pid, start],
-        )
+        .with_conn(|c| {
+            c.execute(
+                "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
+                params![run_id, pid, start],
+            )
+        })
         .expect("update owner");
 }
 
@@ -388,7 +402,7 @@ fn pretend_owner(store: &Store, run_id: i64, pid: i64, start: Option<i64>) {
 fn a_run_whose_process_exited_is_interrupted_on_the_next_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (dead_run, live_run) = {
-        let mut store = open_in(&dir);
+        let store = open_in(&dir);
         let jobs = [
             job("build", &[], &["a", "b"]),
             job("test", &["build"], &["c"]),
@@ -397,13 +411,16 @@ fn a_run_whose_process_exited_is_interrupted_on_the_next_open() {
             .begin_run("app", "trun.yaml", &[], &jobs)
             .expect("begin");
         store
-            .record(&[
-                Event::JobStarted {
-                    job: "build".into(),
-                    at: 1,
-                },
-                started("build", 0, 1, 2),
-            ])
+            .record(
+                dead_run,
+                &[
+                    Event::JobStarted {
+                        job: "build".into(),
+                        at: 1,
+                    },
+                    started("build", 0, 1, 2),
+                ],
+            )
             .expect("record");
         let mut child = Command::new("true").spawn().expect("spawn true");
         let pid = child.id() as i64;
@@ -448,7 +465,7 @@ fn a_reused_pid_does_not_keep_a_dead_run_running() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let run_id = {
-        let mut store = open_in(&dir);
+        let store = open_in(&dir);
         let id = store
             .begin_run("app", "trun.yaml", &[], &[])
             .expect("begin");
@@ -466,12 +483,12 @@ fn a_reused_pid_does_not_keep_a_dead_run_running() {
 fn a_database_from_a_newer_trun_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db_path(dir.path());
-    drop(Store::open(&path).expect("create"));
-    let too_new = migrations::latest_version() + 1;
+    drop(SqliteStore::open(&path).expect("create"));
+    let too_new = latest_version() + 1;
     Connection::open(&path)
         .and_then(|c| c.pragma_update(None, "user_version", too_new))
         .expect("bump version");
-    let err = Store::open(&path).expect_err("newer schema");
+    let err = SqliteStore::open(&path).expect_err("newer schema");
     assert!(matches!(err, StateError::TooNew { found, .. } if found == too_new));
     let message = err.to_string();
     assert!(
@@ -488,7 +505,7 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     let path = db_path(dir.path());
     std::fs::create_dir_all(dir.path().join(".trun")).expect("mkdir");
     std::fs::write(&path, vec![b'x'; 4096]).expect("write garbage");
-    let message = Store::open(&path).expect_err("garbage").to_string();
+    let message = SqliteStore::open(&path).expect_err("garbage").to_string();
     assert!(message.contains("state.db"), "{message}");
     assert!(message.contains("not a database"), "{message}");
 }
@@ -496,7 +513,7 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
 #[test]
 fn kv_values_are_remembered_and_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     assert_eq!(store.kv_get("docker/pull", "alpine").expect("get"), None);
     store.kv_set("docker/pull", "alpine", "100").expect("set");
     store
@@ -521,18 +538,21 @@ fn kv_values_are_remembered_and_overwritten() {
 #[test]
 fn mark_run_cancels_a_run_and_its_unfinished_work() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     let run_id = store
         .begin_run("app", "trun.yaml", &[], &[job("a", &[], &["one", "two"])])
         .expect("begin");
     store
-        .record(&[
-            Event::JobStarted {
-                job: "a".into(),
-                at: 1,
-            },
-            started("a", 0, 1, 2),
-        ])
+        .record(
+            run_id,
+            &[
+                Event::JobStarted {
+                    job: "a".into(),
+                    at: 1,
+                },
+                started("a", 0, 1, 2),
+            ],
+        )
         .expect("record");
     assert!(store.mark_run(run_id, Status::Cancelled).expect("mark"));
     assert!(!store
@@ -549,7 +569,7 @@ fn mark_run_cancels_a_run_and_its_unfinished_work() {
 #[test]
 fn runs_lists_newest_first_up_to_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     let ids: Vec<i64> = (0..5)
         .map(|i| {
             store
@@ -566,14 +586,15 @@ fn runs_lists_newest_first_up_to_the_limit() {
 #[test]
 fn the_recorder_writes_every_event_sent_before_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = open_in(&dir);
     let jobs: Vec<JobInfo> = (0..50)
         .map(|i| job(&format!("j{i}"), &[], &["s"]))
         .collect();
     let run_id = store
         .begin_run("app", "trun.yaml", &[], &jobs)
         .expect("begin");
-    let (tx, handle) = Recorder::spawn(store).expect("spawn recorder");
+    let store = Arc::new(store);
+    let (tx, handle) = Recorder::spawn(store.clone(), run_id).expect("spawn recorder");
     let senders: Vec<_> = (0..2)
         .map(|half| {
             let tx = tx.clone();
@@ -606,7 +627,8 @@ fn the_recorder_writes_every_event_sent_before_finish() {
     })
     .expect("recorder alive");
     drop(tx);
-    let store = handle.finish().expect("recorder finished cleanly");
+    let finished = handle.finish().expect("recorder thread");
+    assert!(finished.error.is_none(), "{:?}", finished.error);
     let detail = store.run(run_id).expect("run").expect("exists");
     assert_eq!(detail.run.status, Status::Success);
     assert!(detail
@@ -618,15 +640,16 @@ fn the_recorder_writes_every_event_sent_before_finish() {
 #[test]
 fn the_recorder_reports_a_write_error_at_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_in(&dir);
-    let (tx, handle) = Recorder::spawn(store).expect("spawn recorder");
+    let store = Arc::new(open_in(&dir));
+    let (tx, handle) = Recorder::spawn(store, 7).expect("spawn recorder");
     tx.send(Event::JobStarted {
         job: "x".into(),
         at: 0,
     })
     .expect("send");
     drop(tx);
-    assert!(matches!(handle.finish(), Err(StateError::NoActiveRun)));
+    let finished = handle.finish().expect("recorder thread");
+    assert!(matches!(finished.error, Some(StateError::NoSuchRun(7))));
 }
 
 /// Speed is measured, not asserted:
@@ -635,7 +658,7 @@ fn the_recorder_reports_a_write_error_at_finish() {
 #[ignore = "benchmark; run by hand"]
 fn recorder_throughput() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = open_in(&dir);
+    let store = Arc::new(open_in(&dir));
     let n = 1000;
     let jobs: Vec<JobInfo> = (0..n)
         .map(|i| job(&format!("job{i}"), &[], &["true"]))
@@ -655,7 +678,7 @@ fn recorder_throughput() {
         (cpu_time() - idle).as_secs_f64() * 1e6 / n as f64
     );
     for (label, pause) in [("burst", None), ("paced 1 job / 0.5 ms", Some(500))] {
-        let (tx, handle) = Recorder::spawn(store).expect("spawn recorder");
+        let (tx, handle) = Recorder::spawn(store.clone(), run_id).expect("spawn recorder");
         let start = std::time::Instant::now();
         let cpu_before = cpu_time();
         for i in 0..n {
@@ -678,7 +701,7 @@ fn recorder_throughput() {
         }
         let sent = start.elapsed();
         drop(tx);
-        store = handle.finish().expect("recorder");
+        assert!(handle.finish().expect("recorder").error.is_none());
         let total = start.elapsed();
         let cpu = cpu_time() - cpu_before;
         println!(
@@ -705,7 +728,7 @@ fn recorder_throughput() {
     };
     let cpu = cpu_time();
     for i in 0..n {
-        store.record(&events(i)).expect("record");
+        store.record(run_id, &events(i)).expect("record");
     }
     println!(
         "record(), one transaction per step: {:.1} µs CPU per step",
@@ -713,7 +736,7 @@ fn recorder_throughput() {
     );
     let all: Vec<Event> = (0..n).flat_map(events).collect();
     let cpu = cpu_time();
-    store.record(&all).expect("record");
+    store.record(run_id, &all).expect("record");
     println!(
         "record(), one transaction for all: {:.1} µs CPU per step",
         (cpu_time() - cpu).as_secs_f64() * 1e6 / n as f64
@@ -745,7 +768,7 @@ fn sigkill_child_writer() {
         eprintln!("{CHILD_DB} is not set: this test only runs as a child process");
         return;
     };
-    let mut store = Store::open(Path::new(&path)).expect("child: open");
+    let store = SqliteStore::open(Path::new(&path)).expect("child: open");
     let jobs: Vec<JobInfo> = (0..200)
         .map(|i| job(&format!("job{i}"), &[], &["a", "b"]))
         .collect();
@@ -759,15 +782,18 @@ fn sigkill_child_writer() {
             let key = format!("job{i}");
             let t = now_ms();
             store
-                .record(&[
-                    Event::JobStarted {
-                        job: key.clone(),
-                        at: t,
-                    },
-                    started(&key, 0, attempt, t),
-                    finished(&key, 0, Status::Success, Some(0), None, attempt, t, 0),
-                    started(&key, 1, attempt, t),
-                ])
+                .record(
+                    run_id,
+                    &[
+                        Event::JobStarted {
+                            job: key.clone(),
+                            at: t,
+                        },
+                        started(&key, 0, attempt, t),
+                        finished(&key, 0, Status::Success, Some(0), None, attempt, t, 0),
+                        started(&key, 1, attempt, t),
+                    ],
+                )
                 .expect("child: record");
         }
         if attempt == 1 {
@@ -787,7 +813,7 @@ fn a_sigkilled_writer_leaves_a_healthy_database() {
     let mut child = Command::new(exe)
         .args([
             "--exact",
-            "state::tests::sigkill_child_writer",
+            "state::sqlite::tests::sigkill_child_writer",
             "--ignored",
             "--nocapture",
         ])
@@ -815,7 +841,7 @@ fn a_sigkilled_writer_leaves_a_healthy_database() {
     let status = child.wait().expect("reap the writer");
     assert!(!status.success());
 
-    let store = Store::open(&path).expect("the next trun opens the database");
+    let store = SqliteStore::open(&path).expect("the next trun opens the database");
     assert_eq!(integrity(&store), "ok");
     let detail = store.run(run_id).expect("run").expect("exists");
     assert_eq!(detail.run.status, Status::Interrupted);
@@ -828,4 +854,170 @@ fn a_sigkilled_writer_leaves_a_healthy_database() {
         .iter()
         .flat_map(|j| &j.steps)
         .all(|s| s.status.is_final()));
+}
+
+/// The schema a state.db had before one migration list owned every table:
+/// `user_version` 2 for the run tables, the up-to-date tables versioned in
+/// `uptodate_meta`, the grade table in `grade_meta` (verbatim from the modules
+/// that created them).
+const OLD_UPTODATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS uptodate_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_stat (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL, hash BLOB NOT NULL, written_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_definition (
+    step_key TEXT NOT NULL, version INTEGER NOT NULL, def_hash BLOB NOT NULL, definition TEXT NOT NULL,
+    created_ns INTEGER NOT NULL, PRIMARY KEY (step_key, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_success (
+    id INTEGER PRIMARY KEY, step_key TEXT NOT NULL, run_id INTEGER NOT NULL, fingerprint BLOB NOT NULL,
+    def_version INTEGER NOT NULL, def_hash BLOB NOT NULL, created_ns INTEGER NOT NULL, sources BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uptodate_success_by_fingerprint ON uptodate_success (step_key, fingerprint);
+CREATE TABLE IF NOT EXISTS uptodate_output (
+    success_id INTEGER NOT NULL, path TEXT NOT NULL, hash BLOB NOT NULL, mode INTEGER NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (success_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uptodate_latest (step_key TEXT PRIMARY KEY, success_id INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR REPLACE INTO uptodate_meta (key, value) VALUES ('schema_version', 1);
+";
+
+const OLD_GRADE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS grade_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grade_results (
+    repo        TEXT NOT NULL,
+    rubric      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    graded_at   INTEGER NOT NULL,
+    PRIMARY KEY (repo, rubric)
+);
+INSERT OR REPLACE INTO grade_meta (key, value) VALUES ('schema', '1');
+";
+
+#[test]
+fn a_database_from_before_the_one_migration_list_opens_with_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(dir.path());
+    std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir");
+    {
+        // What the previous trun left: its two run migrations, then the
+        // up-to-date and grade tables with their own version tables, and a
+        // row in each.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(migrations::MIGRATIONS[0])
+            .expect("migration 1");
+        conn.execute_batch(migrations::MIGRATIONS[1])
+            .expect("migration 2");
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn.execute_batch(OLD_UPTODATE_SCHEMA)
+            .expect("old up-to-date schema");
+        conn.execute_batch(OLD_GRADE_SCHEMA)
+            .expect("old grade schema");
+        conn.execute_batch(
+            "INSERT INTO runs (workflow, workflow_path, args, status, started_at, finished_at,
+                               duration_ms, pid, host)
+             VALUES ('app', 'trun.yaml', '[\"trun\"]', 'success', 1000, 2000, 1000, 1, 'h');
+             INSERT INTO kv (namespace, key, value, updated_at) VALUES ('actions', 'pull', '42', 1);
+             INSERT INTO uptodate_definition VALUES ('build/s', 1, x'11', '{\"run\":\"make\"}', 5);
+             INSERT INTO uptodate_success (id, step_key, run_id, fingerprint, def_version, def_hash,
+                                           created_ns, sources)
+             VALUES (7, 'build/s', 1, zeroblob(32), 1, x'11', 5, x'');
+             INSERT INTO uptodate_output VALUES (7, 'out/app', zeroblob(32), 493, 3);
+             INSERT INTO uptodate_latest VALUES ('build/s', 7);
+             INSERT INTO uptodate_stat VALUES ('/w/src/a.rs', 4, 10, 99, 10, zeroblob(32), 20);
+             INSERT INTO grade_results VALUES ('/repos/alice', 'r1', 'fp', '{\"score\":3}', 30);",
+        )
+        .expect("old rows");
+    }
+
+    let store = SqliteStore::open(&path).expect("the old database opens");
+    let version: i64 = store
+        .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+        .expect("user_version");
+    assert_eq!(version, latest_version());
+    let leftovers: i64 = store
+        .with_conn(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('uptodate_meta', 'grade_meta')",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("count");
+    assert_eq!(leftovers, 0, "the old version tables are gone");
+
+    // Every row is still there, read through the interface.
+    let runs = store.runs(10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].workflow.as_str(), runs[0].status),
+        ("app", Status::Success)
+    );
+    assert_eq!(
+        store.kv_get("actions", "pull").expect("kv").as_deref(),
+        Some("42")
+    );
+    let state = store.step_state("build/s").expect("step state");
+    assert_eq!(state.definition.map(|d| d.version), Some(1));
+    assert_eq!(state.last_success.map(|s| s.id), Some(7));
+    let outputs = store.success_outputs(7).expect("outputs");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(
+        (outputs[0].path.as_str(), outputs[0].mode),
+        ("out/app", 493)
+    );
+    let stat = store
+        .stats_of(&[Path::new("/w/src/a.rs")])
+        .expect("stat cache");
+    assert_eq!(stat[0].map(|s| s.ino), Some(99));
+    let graded = store
+        .grade_result("/repos/alice", "r1")
+        .expect("grade")
+        .expect("kept");
+    assert_eq!(
+        (graded.fingerprint.as_str(), graded.result.as_str()),
+        ("fp", "{\"score\":3}")
+    );
+    // And the store keeps working on it.
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("build", &[], &["s"])])
+        .expect("begin on the migrated database");
+    assert_eq!(run_id, 2);
+    assert_eq!(integrity(&store), "ok");
+}
+
+#[test]
+fn a_store_is_usable_as_arc_dyn_store() {
+    fn assert_store<T: Store + StatCache + Send + Sync + 'static>() {}
+    assert_store::<SqliteStore>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(open_in(&dir));
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("a", &[], &["s"])])
+        .expect("begin");
+    let (tx, handle) = Recorder::spawn(store.clone(), run_id).expect("recorder");
+    tx.send(started("a", 0, 1, 1)).expect("send");
+    tx.send(finished("a", 0, Status::Success, Some(0), None, 1, 2, 1))
+        .expect("send");
+    tx.send(Event::RunFinished {
+        run_id,
+        status: Status::Success,
+        at: 3,
+        duration_ms: 2,
+    })
+    .expect("send");
+    drop(tx);
+    assert!(handle.finish().expect("recorder").error.is_none());
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.status, Status::Success);
+    assert_eq!(detail.jobs[0].steps[0].status, Status::Success);
+    store.kv_set("ns", "k", "v").expect("kv");
+    assert_eq!(store.kv_get("ns", "k").expect("kv").as_deref(), Some("v"));
+    assert!(store.location().ends_with("state.db"));
 }

@@ -26,15 +26,16 @@ use clap::{Args, Subcommand};
 
 use crate::diag::Diagnostic;
 use crate::docker::grading_image::{resolve_image, Image};
-use crate::event::{now_ms, Event, Status};
+use crate::event::{now_ms, Status};
 use crate::exec::grade_step::GradeSink;
-use crate::exec::{Events, RunOptions};
+use crate::exec::session::{
+    terminal_reporter, RunConfig, Session, SessionOptions, StepHooksChoice,
+};
 use crate::grade::report::{self, fmt_points, Format};
 use crate::grade::score::{CriterionStatus, RepoResult};
 use crate::grade::{compile, GradeCache, Isolation, Submission};
 use crate::report::{ProgressMode, ReportOptions};
 use crate::rubric::{classroom, parse_rubric, Rubric, RubricError, RubricFormat};
-use crate::state::Store;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERRORED: i32 = 1;
@@ -262,13 +263,6 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     let root = state_root(cwd);
     crate::docker::set_workspace(&root);
     let db = crate::state::db_path(&root);
-    let cache = match GradeCache::open(&db) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            io.note(&format!("warning: grading without reusing results: {e}"));
-            None
-        }
-    };
     // Docker first: an unreachable daemon or a missing image must stop us before a run is
     // recorded.
     let rubric_path = cwd.join(&args.rubric);
@@ -317,7 +311,7 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
     });
     let started = Instant::now();
     let graded = grade_repos(
-        &runtime,
+        runtime,
         std::sync::Arc::new(rubric),
         &args.rubric,
         &root,
@@ -326,7 +320,7 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
             jobs,
             local: args.local,
             force: args.force,
-            cache: cache.as_ref(),
+            use_cache: true,
             docker: docker.clone(),
             runner_name: runner_name.clone(),
             command_line: command_line(args),
@@ -342,7 +336,6 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
         Err(d) => return io.usage(d),
     };
     let took = started.elapsed();
-    runtime.shutdown_background();
     if interrupted {
         io.note("interrupted: grading stopped, nothing is left running");
         return EXIT_INTERRUPTED;
@@ -405,15 +398,16 @@ pub fn grade_with(args: &GradeArgs, cwd: &Path, out: &mut dyn Write, err: &mut d
 }
 
 /// How [`grade_repos`] grades.
-pub struct GradeOptions<'a> {
+pub struct GradeOptions {
     /// Repositories graded at once (the engine's `-j`).
     pub jobs: usize,
     /// Run on this machine even when the rubric names a container.
     pub local: bool,
     /// Grade again even when a stored result is still valid.
     pub force: bool,
-    /// Stored results, reused when a repository's fingerprint is unchanged.
-    pub cache: Option<&'a GradeCache>,
+    /// Reuse stored results when a repository's fingerprint is unchanged, and store new
+    /// ones (in the workspace's state store).
+    pub use_cache: bool,
     /// Needed when the rubric runs in a container and `local` is false.
     pub docker: Option<std::sync::Arc<crate::docker::Docker>>,
     /// `local` or `docker:IMAGE@ID`: part of the cache fingerprint.
@@ -437,18 +431,29 @@ pub struct Graded {
 /// the rest into a plan, runs it through the engine (recorded in `root`'s state store, so
 /// `trun history`, `show` and `logs` list it), and returns one result per repository.
 pub fn grade_repos(
-    runtime: &tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
     rubric: std::sync::Arc<Rubric>,
     rubric_path: &Path,
     root: &Path,
     repos: &[PathBuf],
-    opts: &GradeOptions<'_>,
+    opts: &GradeOptions,
 ) -> Result<Graded, Diagnostic> {
+    let plain = |e: String| Diagnostic::plain(e);
+    let session = Session::open(
+        root,
+        &SessionOptions {
+            args: opts.command_line.clone(),
+            command_line: format!("trun {}", opts.command_line.join(" ")),
+            no_wait: false,
+        },
+    )
+    .map_err(|e| plain(e.to_string()))?;
+    let cache = opts.use_cache.then(|| GradeCache::new(session.store()));
     let keys = unique_keys(repos);
     // Repositories whose watched files did not change keep their stored result.
     let mut results: Vec<Option<RepoResult>> = vec![None; repos.len()];
     let mut fingerprints: Vec<Option<String>> = vec![None; repos.len()];
-    if let Some(cache) = opts.cache {
+    if let Some(cache) = &cache {
         for (i, repo) in repos.iter().enumerate() {
             let fp = crate::grade::fingerprint(&rubric, repo, &opts.runner_name).ok();
             if let (Some(fp), false) = (&fp, opts.force) {
@@ -482,20 +487,27 @@ pub fn grade_repos(
         };
         let plan = compile(rubric.clone(), rubric_path, root, &submissions, isolation);
         let collected = std::sync::Arc::new(Collected::default());
-        let (id, status) = run_plan(
-            runtime,
-            plan,
-            RunSettings {
-                root,
-                jobs: opts.jobs,
-                docker: opts.docker.clone(),
-                grades: collected.clone(),
-                command_line: opts.command_line.clone(),
-                quiet: true,
-            },
-        )?;
-        run_id = Some(id);
-        interrupted = status == Status::Cancelled;
+        let reporter = terminal_reporter(&ReportOptions::resolve(ProgressMode::Auto, true, false));
+        let outcome = session
+            .run(
+                plan,
+                runtime,
+                RunConfig {
+                    workflow_path: rubric_path.display().to_string(),
+                    jobs: opts.jobs,
+                    fail_fast: false,
+                    hooks: StepHooksChoice::None,
+                    reporters: vec![reporter],
+                    docker: opts.docker.clone(),
+                    grades: Some(collected.clone()),
+                },
+            )
+            .map_err(|e| plain(e.to_string()))?;
+        if let Some(e) = &outcome.record_error {
+            eprintln!("trun: warning: could not record the run in the state store: {e}");
+        }
+        run_id = Some(outcome.run_id);
+        interrupted = outcome.result.status == Status::Cancelled;
         let mut got = collected.take();
         for (i, repo) in repos.iter().enumerate() {
             if results[i].is_some() {
@@ -517,7 +529,7 @@ pub fn grade_repos(
             r.fingerprint = fingerprints[i].clone();
             // A crash says nothing about the student's work: do not keep it.
             if let (Some(cache), Some(fp), None, false) =
-                (opts.cache, &fingerprints[i], &r.error, interrupted)
+                (&cache, &fingerprints[i], &r.error, interrupted)
             {
                 let _ = cache.store(repo, &rubric, fp, &r);
             }
@@ -549,90 +561,6 @@ impl GradeSink for Collected {
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.to_string(), result);
     }
-}
-
-struct RunSettings<'a> {
-    root: &'a Path,
-    jobs: usize,
-    docker: Option<std::sync::Arc<crate::docker::Docker>>,
-    grades: std::sync::Arc<Collected>,
-    command_line: Vec<String>,
-    quiet: bool,
-}
-
-/// Runs the grading plan through the engine, recording it in the state store; returns the
-/// run id and how the run ended.
-fn run_plan(
-    runtime: &tokio::runtime::Runtime,
-    plan: crate::plan::Plan,
-    s: RunSettings<'_>,
-) -> Result<(i64, Status), Diagnostic> {
-    let plain = |e: String| Diagnostic::plain(e);
-    let dir = s.root.join(".trun");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| plain(format!("cannot create {}: {e}", dir.display())))?;
-    let mut store =
-        Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
-    let run_id = store
-        .begin_run(
-            &plan.workflow,
-            &plan.path.display().to_string(),
-            &s.command_line,
-            &plan.job_infos(),
-        )
-        .map_err(|e| plain(e.to_string()))?;
-    let opts = ReportOptions::resolve(ProgressMode::Auto, s.quiet, false);
-    let mut reporter = crate::report::reporter(&opts, Box::new(std::io::stderr()));
-    let log_dir = dir.join("logs").join(run_id.to_string());
-    let tmp_dir = dir.join("tmp").join(format!("grade-{run_id}"));
-    for d in [&log_dir, &tmp_dir] {
-        std::fs::create_dir_all(d)
-            .map_err(|e| plain(format!("cannot create {}: {e}", d.display())))?;
-    }
-    let memory_store =
-        Store::open(&crate::state::db_path(s.root)).map_err(|e| plain(e.to_string()))?;
-    let run_opts = RunOptions {
-        run_id,
-        jobs: s.jobs,
-        fail_fast: false,
-        log_dir,
-        tmp_dir: tmp_dir.clone(),
-        hooks: None,
-        docker: s.docker.clone(),
-        memory: std::sync::Arc::new(crate::actions::StoreMemory(Mutex::new(memory_store))),
-        grades: Some(s.grades.clone()),
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<Event>();
-    let consumer = std::thread::spawn(move || {
-        let mut error = None;
-        while let Ok(ev) = rx.recv() {
-            reporter.event(&ev);
-            if !matches!(ev, Event::StepOutput { .. }) {
-                if let Err(e) = store.record(std::slice::from_ref(&ev)) {
-                    error.get_or_insert(e.to_string());
-                }
-            }
-        }
-        reporter.finish();
-        error
-    });
-    let plan = std::sync::Arc::new(plan);
-    let docker = s.docker.clone();
-    let result = runtime.block_on(async move {
-        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::signals::forward(cancel_tx));
-        let result = crate::exec::run(plan, run_opts, Events(tx), cancel_rx).await;
-        if let Some(d) = &docker {
-            let _ = d.cleanup_run(run_id).await;
-        }
-        result
-    });
-    let record_error = consumer.join().unwrap_or(None);
-    let _ = std::fs::remove_dir_all(&tmp_dir);
-    if let Some(e) = record_error {
-        eprintln!("trun: warning: could not record the run in the state store: {e}");
-    }
-    Ok((run_id, result.status))
 }
 
 /// Which report goes to stdout instead of the table: without `--out`, one format of one
@@ -671,9 +599,10 @@ fn grading_image(
             "building the grading image (skipped when its Dockerfile and context are unchanged)",
         );
     }
-    let memory = Store::open(db)
-        .map(|s| crate::actions::StoreMemory(Mutex::new(s)))
-        .map_err(|e| Diagnostic::plain(e.to_string()))?;
+    let store: std::sync::Arc<dyn crate::state::Store> = std::sync::Arc::new(
+        crate::state::SqliteStore::open(db).map_err(|e| Diagnostic::plain(e.to_string()))?,
+    );
+    let memory = crate::actions::StoreMemory(store);
     let rubric_dir = rubric_path.parent().unwrap_or(Path::new("."));
     let image = runtime
         .block_on(resolve_image(

@@ -1,0 +1,107 @@
+//! `trun history`, `trun show RUN` and `trun logs RUN [JOB[.STEP]]`: looking
+//! back at recorded runs. Rendering lives in [`crate::history`].
+
+use super::{open_store, out, use_color, CmdResult, HistoryArgs, LogsArgs, ShowArgs, EXIT_OK};
+use crate::diag::Diagnostic;
+use crate::state::Store;
+use std::io::Write;
+
+fn no_runs() -> Vec<Diagnostic> {
+    vec![Diagnostic::plain("no runs recorded yet in this workspace").with_help("run `trun` first")]
+}
+
+pub(super) fn cmd_history(a: HistoryArgs) -> CmdResult {
+    let runs = match open_store(&a.file)? {
+        Some((store, _)) => store
+            .runs(a.limit)
+            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?,
+        None => Vec::new(),
+    };
+    if runs.is_empty() && !a.json {
+        outln!("no runs recorded yet");
+        return Ok(EXIT_OK);
+    }
+    if a.json {
+        outln!(
+            "{}",
+            crate::history::history_json(&runs)
+                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        );
+    } else {
+        out(&crate::history::render_history(
+            &runs,
+            use_color(a.file.no_color),
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+fn resolve_run(store: &dyn Store, run: Option<&str>) -> Result<i64, Vec<Diagnostic>> {
+    match run {
+        None | Some("last") | Some("latest") => store
+            .latest_run_id()
+            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+            .ok_or_else(|| vec![Diagnostic::plain("no runs recorded yet")]),
+        Some(s) => s.parse::<i64>().map_err(|_| {
+            vec![Diagnostic::plain(format!(
+                "`{s}` is not a run id (a number, or `last`)"
+            ))]
+        }),
+    }
+}
+
+pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
+    let (store, _) = open_store(&a.file)?.ok_or_else(no_runs)?;
+    let id = resolve_run(&store, a.run.as_deref())?;
+    let detail = store
+        .run(id)
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        .ok_or_else(|| {
+            vec![Diagnostic::plain(format!("no run {id}"))
+                .with_help("`trun history` lists the runs")]
+        })?;
+    if a.json {
+        outln!(
+            "{}",
+            crate::history::run_json(&detail)
+                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        );
+    } else {
+        out(&crate::history::render_run(
+            &detail,
+            use_color(a.file.no_color),
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) fn cmd_logs(a: LogsArgs) -> CmdResult {
+    let (store, root) = open_store(&a.file)?.ok_or_else(no_runs)?;
+    let id = resolve_run(&store, Some(&a.run))?;
+    let files = crate::history::logs(&store, &root, id, a.selector.as_deref())
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let many = files.len() > 1;
+    let mut out = std::io::stdout().lock();
+    for (label, path) in files {
+        if many {
+            let _ = writeln!(out, "==> {label} <==");
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let _ = out.write_all(&bytes);
+            }
+            // A step that printed nothing leaves no log file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if many {
+                    let _ = writeln!(out, "(no output)");
+                } else {
+                    eprintln!("trun: {label} printed nothing");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "(cannot read {}: {e})", path.display());
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,494 @@
+//! The command line: argument parsing (clap derive) and one function per
+//! command that calls the library. Behaviour lives in the library; this
+//! module only wires it together and chooses exit codes:
+//! 0 success, 1 a step failed, 2 usage or workflow error, 130 interrupted.
+
+use crate::diag::Diagnostic;
+use crate::state::SqliteStore;
+use crate::template::Engine as Templates;
+use crate::workflow::{self, WorkflowFile};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::out(&format!("{}\n", format!($($t)*))) };
+}
+
+mod cache;
+mod gc;
+pub mod grade;
+mod graph;
+mod history;
+mod list;
+mod plan;
+mod run;
+mod validate;
+
+pub use crate::exec::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
+
+/// Usage or workflow error.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trun",
+    version,
+    about = "Run a trun.yaml workflow like make: content-hashed up-to-date checks, parallel jobs, containers, recorded state.",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed, 2 usage or workflow error, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct FileArgs {
+    /// Change to DIR before doing anything (like make -C).
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Workflow file (default: trun.yaml, trun.yml or .trun.yaml here or in a parent directory).
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Never use colour (also: NO_COLOR=1).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Jobs to run, with everything they need (default: the `default` job, or all jobs).
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Set an input: -i name=value (repeatable).
+    #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+    /// Jobs to run at once (default: number of CPU cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Stop every job at the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Re-run steps even when up to date: all, or the named steps/jobs (`--force build`, `--force build.compile`).
+    #[arg(long, value_name = "STEP_OR_JOB", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub force: Vec<String>,
+    /// Show the plan instead of running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output style.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// One JSON event per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Only failures and the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show step output live on a terminal too.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// If another trun holds this workspace, fail instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Progress {
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    Github,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run jobs (the default command).
+    Run(RunArgs),
+    /// Show what would run, in order, and why each step runs or is skipped.
+    Plan(PlanArgs),
+    /// List the jobs of the workflow.
+    List(ListArgs),
+    /// Print the job graph as Graphviz DOT (or Mermaid).
+    Graph(GraphArgs),
+    /// Check the workflow file without running anything.
+    Validate(FileOnly),
+    /// List recorded runs, newest first.
+    History(HistoryArgs),
+    /// Show one recorded run: jobs, steps, statuses, exit codes.
+    Show(ShowArgs),
+    /// Print the logs of a run, a job, or a step.
+    Logs(LogsArgs),
+    /// Grade student repositories against a rubric (YAML, Markdown or Classroom JSON).
+    Grade(grade::GradeArgs),
+    /// Rubric tools: `trun rubric import autograding.json > rubric.yaml`.
+    #[command(subcommand)]
+    Rubric(grade::RubricCommand),
+    /// Remove containers and networks left behind by killed runs.
+    Gc(GcArgs),
+    /// Inspect or prune the content-addressed output cache (.trun/cas).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print the JSON Schema of trun.yaml.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FileOnly {
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+    #[arg(long, value_name = "STEP_OR_JOB", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub force: Vec<String>,
+    /// The plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Mermaid instead of DOT.
+    #[arg(long)]
+    pub mermaid: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// How many runs.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Run id or `last` (default: the latest run).
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Size of the cache: objects, bytes, recorded successes.
+    Stats {
+        #[command(flatten)]
+        file: FileArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget old successes and delete objects nothing refers to any more.
+    Prune {
+        #[command(flatten)]
+        file: FileArgs,
+        /// Keep the newest N successes of each step.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Forget successes older than this, e.g. `7d`, `12h`.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Also remove containers started with `keep: true`.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Run id, or `last`.
+    pub run: String,
+    /// JOB or JOB.STEP (step by id or 1-based number).
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+fn parse_input(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+/// Entry point: parse arguments, run the command, return the exit code.
+pub fn main() -> i32 {
+    // `trun -C DIR plan`: a leading -C applies to whatever follows, so the
+    // word after it can still be a command rather than a job name.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    while args.len() > 1 {
+        let a = args[1].to_string_lossy().into_owned();
+        let dir = if a == "-C" || a == "--directory" {
+            if args.len() < 3 {
+                break;
+            }
+            let d = args.remove(2);
+            args.remove(1);
+            d
+        } else if let Some(d) = a
+            .strip_prefix("--directory=")
+            .or_else(|| a.strip_prefix("-C").filter(|d| !d.is_empty()))
+        {
+            let d = d.into();
+            args.remove(1);
+            d
+        } else {
+            break;
+        };
+        if let Err(e) = std::env::set_current_dir(&dir) {
+            eprintln!(
+                "error: cannot change to directory {}: {e}",
+                PathBuf::from(&dir).display()
+            );
+            return EXIT_USAGE;
+        }
+    }
+    hoist_subcommand(&mut args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let result = match cli.command {
+        None => run::cmd_run(cli.run),
+        Some(Command::Run(a)) => run::cmd_run(a),
+        Some(Command::Plan(a)) => plan::cmd_plan(a),
+        Some(Command::List(a)) => list::cmd_list(a),
+        Some(Command::Graph(a)) => graph::cmd_graph(a),
+        Some(Command::Validate(a)) => validate::cmd_validate(a),
+        Some(Command::History(a)) => history::cmd_history(a),
+        Some(Command::Show(a)) => history::cmd_show(a),
+        Some(Command::Logs(a)) => history::cmd_logs(a),
+        Some(Command::Grade(mut a)) => {
+            a.no_color = cli.run.file.no_color || std::env::var_os("NO_COLOR").is_some();
+            Ok(grade::grade(&a))
+        }
+        Some(Command::Rubric(c)) => Ok(grade::rubric(&c)),
+        Some(Command::Gc(a)) => gc::cmd_gc(a),
+        Some(Command::Cache(c)) => cache::cmd_cache(c),
+        Some(Command::Schema) => {
+            outln!("{}", schema_text());
+            Ok(EXIT_OK)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "trun", &mut buf);
+            out(&String::from_utf8_lossy(&buf));
+            Ok(EXIT_OK)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(errs) => {
+            let color = use_color(false);
+            let mut err = std::io::stderr().lock();
+            for d in &errs {
+                let _ = write!(err, "{}", d.render(color));
+            }
+            if errs.len() > 1 {
+                let _ = writeln!(err, "{} errors", errs.len());
+            }
+            EXIT_USAGE
+        }
+    }
+}
+
+type CmdResult = Result<i32, Vec<Diagnostic>>;
+
+/// `trun -f ci.yaml plan` and `trun -i x=1 plan` mean `trun plan -f … -i …`:
+/// when only options stand before a command's name, move the name first so
+/// it is not taken for a job. Options that take a value are skipped with it.
+fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
+    const WITH_VALUE: &[&str] = &[
+        "-f",
+        "--file",
+        "-i",
+        "--input",
+        "-j",
+        "--jobs",
+        "--progress",
+    ];
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--" || !a.starts_with('-') {
+            if i > 1 && names.contains(&a) {
+                let cmd = args.remove(i);
+                args.insert(1, cmd);
+            }
+            return;
+        }
+        // `--force` takes an optional value: what follows is ambiguous, stop.
+        if a == "--force" {
+            return;
+        }
+        i += if WITH_VALUE.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+}
+
+/// Write to stdout; a reader that went away (`trun history | head -1`) is
+/// not an error worth a panic, so a broken pipe is ignored.
+pub(crate) fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+}
+
+/// The committed schema text: `trun schema` output and `schema/trun.schema.json`.
+pub fn schema_text() -> String {
+    serde_json::to_string_pretty(&workflow::schema()).unwrap_or_default()
+}
+
+fn use_color(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+/// Apply `-C DIR`, then find the workflow file: `-f FILE` as given, or
+/// `trun.yaml` here or in a parent (relative to where the user stands).
+/// `Err(dir searched)` when there is none.
+fn workflow_path(file: &FileArgs) -> Result<Result<PathBuf, PathBuf>, Vec<Diagnostic>> {
+    if let Some(dir) = &file.directory {
+        std::env::set_current_dir(dir).map_err(|e| {
+            vec![Diagnostic::plain(format!(
+                "cannot change to directory {}: {e}",
+                dir.display()
+            ))]
+        })?;
+    }
+    if let Some(p) = &file.file {
+        return Ok(Ok(p.clone()));
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot read the current directory: {e}"
+        ))]
+    })?;
+    Ok(match workflow::discover(&cwd) {
+        Some(found) => Ok(pathdiff(&found, &cwd)),
+        None => Err(cwd),
+    })
+}
+
+fn no_workflow(searched: &Path) -> Diagnostic {
+    Diagnostic::plain(format!(
+        "no trun.yaml found in {} or any parent directory",
+        searched.display()
+    ))
+}
+
+/// Find, parse and validate the workflow file.
+pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
+    let path = match workflow_path(file)? {
+        Ok(p) if file.file.is_some() && !p.exists() => {
+            return Err(vec![Diagnostic::plain(format!(
+                "workflow file {} does not exist",
+                p.display()
+            ))])
+        }
+        Ok(p) => p,
+        Err(cwd) => {
+            return Err(vec![
+                no_workflow(&cwd).with_help("create a trun.yaml, or name a file with -f FILE")
+            ])
+        }
+    };
+    let wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
+    let templates = Templates::new(wf.root.clone());
+    crate::validate::validate(&wf, &templates)?;
+    Ok((wf, templates))
+}
+
+fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+    if let Ok(rel) = path.strip_prefix(base) {
+        return rel.to_path_buf();
+    }
+    let mut up = PathBuf::new();
+    let mut b = base;
+    while let Some(parent) = b.parent() {
+        up.push("..");
+        if let Ok(rel) = path.strip_prefix(parent) {
+            return up.join(rel);
+        }
+        b = parent;
+    }
+    path.to_path_buf()
+}
+
+/// The workspace root (the workflow file's directory) without parsing the
+/// file: looking at past runs must work while the file is being fixed.
+fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
+    let path = match workflow_path(file)? {
+        Ok(p) => p,
+        // `trun grade` records runs where there is no workflow file.
+        Err(cwd) if cwd.join(".trun").is_dir() => return Ok(cwd),
+        Err(cwd) => return Err(vec![no_workflow(&cwd)]),
+    };
+    let abs = std::path::absolute(&path).unwrap_or(path);
+    Ok(abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".")))
+}
+
+/// The state store with the workspace root, or `None` when nothing was ever
+/// recorded here.
+fn open_store(file: &FileArgs) -> Result<Option<(SqliteStore, PathBuf)>, Vec<Diagnostic>> {
+    let root = workspace_root(file)?;
+    let db = crate::state::db_path(&root);
+    if !db.exists() {
+        return Ok(None);
+    }
+    SqliteStore::open(&db)
+        .map(|s| Some((s, root)))
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])
+}

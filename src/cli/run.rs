@@ -1,0 +1,100 @@
+//! `trun run` (and plain `trun`): load, plan, then hand the plan to a run
+//! session ([`crate::exec::session`]), which does everything else.
+
+use super::{load, CmdResult, Progress, RunArgs};
+use crate::diag::Diagnostic;
+use crate::exec::session::{
+    terminal_reporter, RunConfig, Session, SessionError, SessionOptions, StepHooksChoice,
+};
+use crate::plan::{self, Request};
+use crate::report::{ProgressMode, ReportOptions};
+use std::sync::Arc;
+
+pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
+    let (wf, _) = load(&a.file)?;
+    let plan = plan::build(
+        &wf,
+        &Request {
+            jobs: a.jobs.clone(),
+            inputs: a.inputs.clone(),
+        },
+    )?;
+    if a.dry_run {
+        return super::plan::print_plan(&plan, &a.force, a.json, a.file.no_color);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(vec![Diagnostic::plain(format!(
+                "cannot start the runtime: {e}"
+            ))])
+        }
+    };
+    // A plan that needs Docker fails here, before anything runs.
+    crate::docker::set_workspace(&wf.root);
+    let docker = if plan.needs_docker() {
+        match runtime.block_on(crate::docker::Docker::connect()) {
+            Ok(d) => Some(Arc::new(d)),
+            Err(e) => {
+                return Err(vec![Diagnostic::plain(e.to_string())
+                    .with_help("this workflow uses containers or docker/* actions; start Docker or set DOCKER_HOST")])
+            }
+        }
+    } else {
+        None
+    };
+    let session = Session::open(
+        &wf.root,
+        &SessionOptions {
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            args: std::env::args().skip(1).collect(),
+            no_wait: a.no_wait,
+        },
+    )
+    .map_err(plain)?;
+    let opts = ReportOptions::resolve(
+        if a.json {
+            ProgressMode::Json
+        } else {
+            match a.progress {
+                Progress::Auto => ProgressMode::Auto,
+                Progress::Tty => ProgressMode::Tty,
+                Progress::Plain => ProgressMode::Plain,
+                Progress::Github => ProgressMode::Github,
+            }
+        },
+        a.quiet,
+        a.verbose,
+    );
+    let opts = ReportOptions {
+        color: opts.color && !a.file.no_color,
+        ..opts
+    };
+    let config = RunConfig {
+        workflow_path: wf.path.display().to_string(),
+        jobs: a.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        fail_fast: a.fail_fast,
+        hooks: StepHooksChoice::UpToDate {
+            force: a.force.clone(),
+        },
+        reporters: vec![terminal_reporter(&opts)],
+        docker,
+        grades: None,
+    };
+    let outcome = session.run(plan, runtime, config).map_err(plain)?;
+    if let Some(e) = outcome.record_error {
+        eprintln!("trun: warning: could not record the run in the state store: {e}");
+    }
+    Ok(outcome.exit_code)
+}
+
+fn plain(e: SessionError) -> Vec<Diagnostic> {
+    vec![Diagnostic::plain(e.to_string())]
+}

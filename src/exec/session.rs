@@ -1,0 +1,300 @@
+//! The run session: everything around one run of a [`Plan`] that is not the
+//! engine itself. [`Session::open`] takes the workspace lock and opens the
+//! process's one state store; [`Session::run`] begins the run in the store,
+//! starts the recorder (which feeds the reporters as it goes), installs signal
+//! forwarding, runs [`exec::run`](super::run), and afterwards cleans up (the
+//! run's containers, its tmp dir, the up-to-date hooks' pending writes) and
+//! turns the result into an exit code.
+//!
+//! Every face of trun that runs a plan comes through here with its own plan,
+//! reporters and hooks: `trun run` today, `trun grade` and the server next. It
+//! does not parse arguments, load workflows or build plans (the caller does),
+//! and it never renders events itself (reporters do).
+
+use super::job::StepHooks;
+use super::{Events, RunOptions, RunResult};
+use crate::event::{Event, Status};
+use crate::lock::{HolderInfo, LockError, WorkspaceLock};
+use crate::plan::Plan;
+use crate::report::{self, ProgressMode, ReportOptions, Reporter};
+use crate::state::{self, Recorder, SqliteStore, StatCache, StateError, Store, Tap};
+use crate::uptodate_hooks::{Force, Hooks};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes of a finished run.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Why a session could not start or finish. Each message is the one a user
+/// sees; the caller only renders it.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The up-to-date hooks refused the run (`--force` naming no step).
+    #[error("{0}")]
+    Hooks(String),
+    #[error("the reporter thread panicked")]
+    ReporterPanicked,
+}
+
+/// How to take the workspace and what to record about who ran.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The command line as words, recorded with the run (`trun history`).
+    pub args: Vec<String>,
+    /// The command line as one string, shown to a trun waiting for the lock.
+    pub command_line: String,
+    /// Fail at once when another trun holds the workspace, instead of waiting.
+    pub no_wait: bool,
+}
+
+/// What runs around the engine's steps.
+pub enum StepHooksChoice {
+    /// Up-to-date checks over the session's store; the names are `--force`.
+    UpToDate { force: Vec<String> },
+    /// The caller's own hooks (a grading scorer); flushing them is theirs.
+    Custom(Arc<dyn StepHooks>),
+    /// Every step runs.
+    None,
+}
+
+/// One run's settings.
+pub struct RunConfig {
+    /// Recorded as the run's workflow file.
+    pub workflow_path: String,
+    /// Jobs at once (`-j`).
+    pub jobs: usize,
+    pub fail_fast: bool,
+    pub hooks: StepHooksChoice,
+    /// Every reporter sees every event, in order, on the recorder's thread.
+    pub reporters: Vec<Box<dyn Reporter>>,
+    /// The Docker connection, when the plan needs one (made on `runtime`).
+    pub docker: Option<Arc<crate::docker::Docker>>,
+    /// Where graded repositories' results go (`trun grade`).
+    pub grades: Option<Arc<dyn super::grade_step::GradeSink>>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_id: i64,
+    pub result: RunResult,
+    /// 0 success, 1 a step failed, 130 interrupted.
+    pub exit_code: i32,
+    /// The run ran, but its record in the store may be incomplete.
+    pub record_error: Option<StateError>,
+}
+
+/// The workspace, held: its lock and the process's one state store.
+pub struct Session {
+    root: PathBuf,
+    trun_dir: PathBuf,
+    lock: WorkspaceLock,
+    sqlite: Arc<SqliteStore>,
+    /// Recorded with each run.
+    args: Vec<String>,
+}
+
+impl Session {
+    /// Takes the lock of the workspace at `root` (waiting for another trun,
+    /// with a note on stderr, unless `no_wait`) and opens its state store.
+    pub fn open(root: &Path, options: &SessionOptions) -> Result<Session, SessionError> {
+        let trun_dir = root.join(".trun");
+        std::fs::create_dir_all(&trun_dir).map_err(|source| SessionError::CreateDir {
+            path: trun_dir.clone(),
+            source,
+        })?;
+        let holder = HolderInfo::current(options.command_line.clone());
+        let lock = match WorkspaceLock::try_acquire(&trun_dir, &holder) {
+            Ok(lock) => lock,
+            Err(e @ (LockError::Held { .. } | LockError::HeldByUnknown { .. })) => {
+                if options.no_wait {
+                    return Err(e.into());
+                }
+                match &e {
+                    LockError::Held {
+                        pid,
+                        run_id,
+                        command,
+                        ..
+                    } => {
+                        let run = run_id.map(|r| format!(", run {r}")).unwrap_or_default();
+                        eprintln!(
+                            "trun: waiting for another trun to finish (pid {pid}{run}: {command})…"
+                        );
+                    }
+                    _ => eprintln!(
+                        "trun: waiting for another process to release {}…",
+                        trun_dir.join("lock").display()
+                    ),
+                }
+                WorkspaceLock::acquire_blocking(&trun_dir, &holder)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let sqlite = Arc::new(SqliteStore::open(&state::db_path(root))?);
+        Ok(Session {
+            root: root.to_path_buf(),
+            trun_dir,
+            lock,
+            sqlite,
+            args: options.args.clone(),
+        })
+    }
+
+    /// The session's store: share it, never open a second one.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.sqlite.clone()
+    }
+
+    /// The session's machine-local stat cache (the same connection).
+    pub fn stat_cache(&self) -> Arc<dyn StatCache> {
+        self.sqlite.clone()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `plan` to the end on `runtime` (shut down afterwards) and releases
+    /// the workspace. Ctrl-C or SIGTERM cancels the run (exit code 130); a
+    /// second one exits at once.
+    pub fn run(
+        mut self,
+        plan: Plan,
+        runtime: tokio::runtime::Runtime,
+        config: RunConfig,
+    ) -> Result<Outcome, SessionError> {
+        // A `--force` naming nothing is a usage error before a run is recorded.
+        if let StepHooksChoice::UpToDate { force } = &config.hooks {
+            Force::new(force)
+                .check(&plan)
+                .map_err(SessionError::Hooks)?;
+        }
+        let store = self.store();
+        let run_id = store.begin_run(
+            &plan.workflow,
+            &config.workflow_path,
+            &self.args,
+            &plan.job_infos(),
+        )?;
+        let _ = self.lock.set_run_id(run_id);
+
+        let plan = Arc::new(plan);
+        let (hooks, up_to_date): (Option<Arc<dyn StepHooks>>, _) = match config.hooks {
+            StepHooksChoice::UpToDate { force } => {
+                let h = Arc::new(
+                    Hooks::open(
+                        plan.clone(),
+                        store.clone(),
+                        self.stat_cache(),
+                        run_id,
+                        &force,
+                    )
+                    .map_err(SessionError::Hooks)?,
+                );
+                (Some(h.clone()), Some(h))
+            }
+            StepHooksChoice::Custom(h) => (Some(h), None),
+            StepHooksChoice::None => (None, None),
+        };
+        let log_dir = self.trun_dir.join("logs").join(run_id.to_string());
+        let tmp_dir = self.trun_dir.join("tmp").join(run_id.to_string());
+        for dir in [&log_dir, &tmp_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| SessionError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let docker = config.docker;
+        let run_opts = RunOptions {
+            docker: docker.clone(),
+            memory: Arc::new(crate::actions::StoreMemory(store.clone())),
+            run_id,
+            jobs: config.jobs,
+            fail_fast: config.fail_fast,
+            log_dir,
+            tmp_dir: tmp_dir.clone(),
+            hooks,
+            grades: config.grades,
+        };
+        // One thread renders events and records them, in batches: the engine
+        // never waits for the terminal or the disk.
+        let (tx, recorder) =
+            Recorder::spawn_with(store.clone(), run_id, Reporters(config.reporters))?;
+
+        let result = runtime.block_on(async move {
+            let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(crate::signals::forward(cancel_tx));
+            let result = super::run(plan, run_opts, Events(tx), cancel_rx).await;
+            // Whatever the run started in Docker goes, however the run ended
+            // (containers marked `keep: true` stay until `trun gc --all`).
+            if let Some(d) = &docker {
+                if let Ok(report) = d.cleanup_run(run_id).await {
+                    for e in report.errors {
+                        eprintln!("trun: warning: cleanup: {e}");
+                    }
+                }
+            }
+            result
+        });
+        // Tasks still holding an event sender end here, so the recorder sees
+        // the channel close.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let finished = recorder
+            .finish()
+            .map_err(|_| SessionError::ReporterPanicked)?;
+        let Reporters(mut reporters) = finished.tap;
+        for r in &mut reporters {
+            r.finish();
+        }
+        if let Some(h) = &up_to_date {
+            h.flush();
+        }
+        let _ = std::fs::remove_dir_all(&tmp_dir);
+        let exit_code = match result.status {
+            Status::Success => EXIT_OK,
+            Status::Cancelled => EXIT_INTERRUPTED,
+            _ => EXIT_FAILED,
+        };
+        Ok(Outcome {
+            run_id,
+            result,
+            exit_code,
+            record_error: finished.error,
+        })
+    }
+}
+
+/// The reporters, fed by the recorder thread.
+struct Reporters(Vec<Box<dyn Reporter>>);
+
+impl Tap for Reporters {
+    fn event(&mut self, ev: &Event) {
+        for r in &mut self.0 {
+            r.event(ev);
+        }
+    }
+}
+
+/// The terminal reporter for `opts`: JSON lines and GitHub annotations on
+/// stdout (a CI reads them there), progress and plain lines on stderr.
+pub fn terminal_reporter(opts: &ReportOptions) -> Box<dyn Reporter> {
+    let out: Box<dyn Write + Send> = match opts.mode {
+        ProgressMode::Json | ProgressMode::Github => Box::new(std::io::stdout()),
+        _ => Box::new(std::io::stderr()),
+    };
+    report::reporter(opts, out)
+}

@@ -1,0 +1,152 @@
+//! `trun logs RUN [JOB[.STEP]]`: which log files a selector means, with a
+//! did-you-mean when it names nothing.
+
+use super::render::step_reason;
+use super::HistoryError;
+use crate::state::{JobDetail, RunDetail, StepDetail, Store};
+use std::path::{Path, PathBuf};
+
+/// `trun logs RUN [JOB[.STEP]]`: the log files of a whole run, of one job (by
+/// key, or by job id for every leg of a matrix), or of one step (by id or
+/// 1-based position), each with a label like `build.compile`, in plan order.
+/// Relative log paths are resolved against `workspace` (the directory that
+/// holds `.trun`).
+pub fn logs(
+    store: &dyn Store,
+    workspace: &Path,
+    run_id: i64,
+    selector: Option<&str>,
+) -> Result<Vec<(String, PathBuf)>, HistoryError> {
+    let detail = store.run(run_id)?.ok_or(HistoryError::NoSuchRun(run_id))?;
+    let selected = select(&detail, selector)?;
+    let mut found = Vec::new();
+    for (job, steps) in &selected {
+        for (position, step) in steps {
+            if let Some(log) = &step.log_path {
+                let label = format!("{}.{}", job.key, step_name_for_selector(*position, step));
+                found.push((label, workspace.join(log)));
+            }
+        }
+    }
+    if found.is_empty() {
+        let what = match selected.as_slice() {
+            [(job, steps)] if steps.len() == 1 => {
+                let (position, step) = steps[0];
+                let why = step_reason(step);
+                let why = if why.is_empty() {
+                    step.status.to_string()
+                } else {
+                    format!("{}: {why}", step.status)
+                };
+                format!(
+                    "{}.{} ({why})",
+                    job.key,
+                    step_name_for_selector(position, step)
+                )
+            }
+            _ => selector.map_or("any step".to_string(), |s| format!("`{s}`")),
+        };
+        return Err(HistoryError::NoLogs { run: run_id, what });
+    }
+    Ok(found)
+}
+
+type Selected<'a> = Vec<(&'a JobDetail, Vec<(usize, &'a StepDetail)>)>;
+
+fn select<'a>(detail: &'a RunDetail, selector: Option<&str>) -> Result<Selected<'a>, HistoryError> {
+    let all_steps = |job: &'a JobDetail| job.steps.iter().enumerate().collect::<Vec<_>>();
+    let Some(selector) = selector else {
+        return Ok(detail.jobs.iter().map(|j| (j, all_steps(j))).collect());
+    };
+    let jobs = find_jobs(detail, selector);
+    if !jobs.is_empty() {
+        return Ok(jobs.into_iter().map(|j| (j, all_steps(j))).collect());
+    }
+    // Job keys of matrix legs may contain dots (`test (1.5)`), so try every
+    // split, the last dot first.
+    for (dot, _) in selector.rmatch_indices('.') {
+        let (job_part, step_part) = (&selector[..dot], &selector[dot + 1..]);
+        let jobs = find_jobs(detail, job_part);
+        if jobs.is_empty() {
+            continue;
+        }
+        let selected: Selected<'a> = jobs
+            .iter()
+            .filter_map(|job| find_step(job, step_part).map(|s| (*job, vec![s])))
+            .collect();
+        if selected.is_empty() {
+            let known: Vec<String> = jobs[0]
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(p, s)| step_name_for_selector(p, s))
+                .collect();
+            return Err(HistoryError::NoSuchStep {
+                run: detail.run.id,
+                job: job_part.to_string(),
+                step: step_part.to_string(),
+                suggestion: did_you_mean(step_part, known.iter().map(String::as_str)),
+                known,
+            });
+        }
+        return Ok(selected);
+    }
+    let mut known: Vec<String> = detail.jobs.iter().map(|j| j.key.clone()).collect();
+    let mut candidates = known.clone();
+    for job in &detail.jobs {
+        if !candidates.contains(&job.job_id) {
+            candidates.push(job.job_id.clone());
+        }
+        for (p, s) in job.steps.iter().enumerate() {
+            candidates.push(format!("{}.{}", job.key, step_name_for_selector(p, s)));
+        }
+    }
+    known.dedup();
+    Err(HistoryError::NoSuchJob {
+        run: detail.run.id,
+        job: selector.to_string(),
+        suggestion: did_you_mean(selector, candidates.iter().map(String::as_str)),
+        known,
+    })
+}
+
+/// A job by its key, else every leg of a matrix by the job id.
+fn find_jobs<'a>(detail: &'a RunDetail, name: &str) -> Vec<&'a JobDetail> {
+    if let Some(job) = detail.jobs.iter().find(|j| j.key == name) {
+        return vec![job];
+    }
+    detail.jobs.iter().filter(|j| j.job_id == name).collect()
+}
+
+/// A step by id, else by 1-based position.
+fn find_step<'a>(job: &'a JobDetail, name: &str) -> Option<(usize, &'a StepDetail)> {
+    let by_id = job.steps.iter().enumerate().find(|(_, s)| s.id == name);
+    by_id.or_else(|| {
+        let n: usize = name.parse().ok()?;
+        let position = n.checked_sub(1)?;
+        job.steps.get(position).map(|s| (position, s))
+    })
+}
+
+/// What a user types to select this step: its id (`step-N` when it has none).
+fn step_name_for_selector(position: usize, step: &StepDetail) -> String {
+    if step.id.is_empty() {
+        format!("step-{}", position + 1)
+    } else {
+        step.id.clone()
+    }
+}
+
+fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let limit = (wrong.chars().count() / 3).max(2);
+    candidates
+        .map(|c| {
+            (
+                strsim::levenshtein(&wrong.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}

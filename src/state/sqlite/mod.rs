@@ -1,0 +1,270 @@
+//! The embedded backend: SQLite at `<workspace>/.trun/state.db`, WAL, one
+//! connection per process behind a mutex.
+//!
+//! Everything SQLite-specific lives here and below: pragmas, `INSERT OR
+//! REPLACE`, `WITHOUT ROWID`, the `user_version` migration list. One
+//! [`SqliteStore`] owns every table of the file, and a `trun run` opens exactly
+//! one: the recorder, the up-to-date engine, action memory and grading share it
+//! (as `Arc<SqliteStore>` or `Arc<dyn Store>`). A mutex rather than a pool: a
+//! run's writes are small batches, and SQLite takes one writer at a time anyway.
+
+mod migrations;
+mod queries;
+mod runs;
+mod statcache;
+mod uptodate;
+
+#[cfg(test)]
+pub(crate) use migrations::latest_version;
+
+use super::records::{
+    DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
+    RunDetail, RunSummary, StatRecord, StepState,
+};
+use super::{Result, StatCache, StateError, Store};
+use crate::event::{now_ms, Event, JobInfo, Status};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// An open state database. See the module documentation.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, brings its schema up
+    /// to date and marks runs whose process has died as interrupted.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source: rusqlite::Error| StateError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // busy_timeout first: switching to WAL itself needs a lock that a
+        // concurrent trun may hold for a moment. Ten seconds: grading many
+        // repositories at once writes from many threads of several processes.
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StateError::Corrupt(format!(
+                "{} refuses WAL journaling (journal_mode is {mode}); is it on a network filesystem?",
+                path.display()
+            )));
+        }
+        // NORMAL in WAL mode skips the fsync per commit but never corrupts on a
+        // crash: at worst the last commits before a power loss are lost.
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(open_err)?;
+        migrations::migrate(&mut conn, path)?;
+        // Recording, up-to-date checks and the stat cache use a few dozen
+        // statements over and over; the default cache of 16 would evict some.
+        conn.set_prepared_statement_cache_capacity(128);
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        };
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the connection leaves no transaction open (an
+        // unfinished one rolls back on drop), so the connection is still good.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the connection: for tests that look under the interface.
+    #[cfg(test)]
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
+    }
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> StateError {
+        StateError::Backend(Box::new(e))
+    }
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn begin_run(
+        &self,
+        workflow_name: &str,
+        workflow_path: &str,
+        args: &[String],
+        jobs: &[JobInfo],
+    ) -> Result<i64> {
+        runs::begin_run(&mut self.conn(), workflow_name, workflow_path, args, jobs)
+    }
+
+    fn record(&self, run_id: i64, events: &[Event]) -> Result<()> {
+        runs::record(&mut self.conn(), run_id, events)
+    }
+
+    fn mark_run(&self, run_id: i64, status: Status) -> Result<bool> {
+        runs::mark_run(&mut self.conn(), run_id, status)
+    }
+
+    fn mark_interrupted(&self) -> Result<usize> {
+        runs::mark_interrupted(&mut self.conn())
+    }
+
+    fn set_definition_versions(
+        &self,
+        run_id: i64,
+        versions: &[(String, usize, u32)],
+    ) -> Result<()> {
+        runs::set_definition_versions(&mut self.conn(), run_id, versions)
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {
+        queries::runs(&self.conn(), limit)
+    }
+
+    fn latest_run_id(&self) -> Result<Option<i64>> {
+        queries::latest_run_id(&self.conn())
+    }
+
+    fn run(&self, run_id: i64) -> Result<Option<RunDetail>> {
+        queries::run(&self.conn(), run_id)
+    }
+
+    fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT value FROM kv WHERE namespace = ?1 AND key = ?2")?
+            .query_row(params![namespace, key], |row| row.get(0))
+            .optional()?)
+    }
+
+    fn kv_set(&self, namespace: &str, key: &str, value: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO kv (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?
+            .execute(params![namespace, key, value, now_ms()])?;
+        Ok(())
+    }
+
+    fn step_state(&self, step_key: &str) -> Result<StepState> {
+        uptodate::step_state(&self.conn(), step_key)
+    }
+
+    fn latest_definition(&self, step_key: &str) -> Result<Option<DefinitionRef>> {
+        uptodate::latest_definition(&self.conn(), step_key)
+    }
+
+    fn definition_history(&self, step_key: &str) -> Result<Vec<DefinitionRecord>> {
+        uptodate::definition_history(&self.conn(), step_key)
+    }
+
+    fn success_sources(&self, success_id: i64) -> Result<Option<Vec<u8>>> {
+        uptodate::success_sources(&self.conn(), success_id)
+    }
+
+    fn success_outputs(&self, success_id: i64) -> Result<Vec<OutputRecord>> {
+        uptodate::success_outputs(&self.conn(), success_id)
+    }
+
+    fn successes_with_fingerprint(&self, step_key: &str, fingerprint: &Hash) -> Result<Vec<i64>> {
+        uptodate::successes_with_fingerprint(&self.conn(), step_key, fingerprint)
+    }
+
+    fn set_latest_success(&self, step_key: &str, success_id: i64) -> Result<()> {
+        uptodate::set_latest_success(&self.conn(), step_key, success_id)
+    }
+
+    fn record_success(&self, success: &NewSuccess<'_>) -> Result<u32> {
+        uptodate::record_success(&mut self.conn(), success)
+    }
+
+    fn success_counts(&self) -> Result<(usize, usize)> {
+        uptodate::success_counts(&self.conn())
+    }
+
+    fn prune_successes(
+        &self,
+        keep: Option<usize>,
+        created_before_ns: Option<i64>,
+    ) -> Result<PrunedSuccesses> {
+        uptodate::prune_successes(&mut self.conn(), keep, created_before_ns)
+    }
+
+    fn grade_result(&self, repo: &str, rubric: &str) -> Result<Option<GradeRecord>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT fingerprint, result, graded_at FROM grade_results WHERE repo = ?1 AND rubric = ?2",
+            )?
+            .query_row(params![repo, rubric], |r| {
+                Ok(GradeRecord {
+                    fingerprint: r.get(0)?,
+                    result: r.get(1)?,
+                    graded_at: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn set_grade_result(&self, repo: &str, rubric: &str, record: &GradeRecord) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO grade_results (repo, rubric, fingerprint, result, graded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                repo,
+                rubric,
+                record.fingerprint,
+                record.result,
+                record.graded_at
+            ])?;
+        Ok(())
+    }
+}
+
+impl StatCache for SqliteStore {
+    fn stats_under(&self, dir: &Path, files: &[&Path]) -> Result<Vec<Option<StatRecord>>> {
+        statcache::stats_under(&self.conn(), dir, files)
+    }
+
+    fn stats_of(&self, files: &[&Path]) -> Result<Vec<Option<StatRecord>>> {
+        statcache::stats_of(&self.conn(), files)
+    }
+
+    fn store_stats(&self, rows: &[(&Path, StatRecord)]) -> Result<()> {
+        statcache::store_stats(&mut self.conn(), rows)
+    }
+}
+
+#[cfg(test)]
+mod tests;
