@@ -641,6 +641,11 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         }
         Err(e) => return Err(vec![Diagnostic::plain(e.to_string())]),
     };
+    // A trun killed mid-step (SIGKILL) left its step processes running: stop
+    // them before anything runs again, so no step runs twice at once.
+    for m in exec::executor::reap_orphans(&dir.join("procs")) {
+        eprintln!("trun: {m}");
+    }
     let mut store = Store::open(&crate::state::db_path(&wf.root))
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -711,6 +716,7 @@ fn cmd_run(a: RunArgs) -> CmdResult {
         log_dir,
         tmp_dir,
         hooks: Some(hooks.clone()),
+        proc_records: Some(dir.join("procs")),
     };
     // One thread renders events and records them, in batches: the engine
     // never waits for the terminal or the disk.
