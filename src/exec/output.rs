@@ -145,7 +145,7 @@ impl OutputSink {
         // a count, not a pass over every line.
         if self.log.as_ref().is_none_or(LogFile::full)
             && self.partial[slot(stream)].is_empty()
-            && !self.bucket.has_tokens()
+            && !self.bucket.is_open()
         {
             if let Some(l) = &mut self.log {
                 l.dropped += bytes.len() as u64;
@@ -277,10 +277,13 @@ impl Drop for OutputSink {
     }
 }
 
-/// A token bucket over bytes of event lines.
+/// A token bucket over bytes of event lines. Once empty it stays shut until
+/// a quarter of the burst has come back, so a steady flood gives a notice
+/// about once a second rather than one per line let through.
 struct Bucket {
     tokens: f64,
     last: Instant,
+    shut: bool,
 }
 
 impl Bucket {
@@ -288,6 +291,7 @@ impl Bucket {
         Bucket {
             tokens: EVENT_BURST as f64,
             last: Instant::now(),
+            shut: false,
         }
     }
 
@@ -296,21 +300,28 @@ impl Bucket {
         let dt = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * EVENT_RATE as f64).min(EVENT_BURST as f64);
+        if self.shut && self.tokens >= (EVENT_BURST / 4) as f64 {
+            self.shut = false;
+        }
     }
 
-    fn has_tokens(&mut self) -> bool {
-        self.refill();
-        self.tokens >= 1.0
+    /// Whether a line could be let through now.
+    fn is_open(&mut self) -> bool {
+        if self.shut {
+            self.refill();
+        }
+        !self.shut
     }
 
     fn take(&mut self, n: u64) -> bool {
-        if self.tokens < n as f64 {
+        if self.shut || self.tokens < n as f64 {
             self.refill();
         }
-        if self.tokens >= n as f64 {
+        if !self.shut && self.tokens >= n as f64 {
             self.tokens -= n as f64;
             true
         } else {
+            self.shut = true;
             false
         }
     }
