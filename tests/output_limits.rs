@@ -110,3 +110,25 @@ fn a_gigabyte_without_a_newline_keeps_trun_small_and_the_log_capped() {
     assert!(log[..CAP as usize].iter().all(|&b| b == b'x'));
     assert_cut(&log);
 }
+
+#[test]
+fn a_huge_step_output_file_fails_the_step_instead_of_filling_the_state() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          big:
+            steps:
+              - id: out
+                run: |
+                  { printf 'v='; head -c 300000000 /dev/zero | tr '\0' x; echo; } >> "$TRUN_OUTPUT"
+        "#,
+    );
+    t.args(&["--progress", "plain"])
+        .run()
+        .status(1)
+        .stderr_has("bad step output")
+        .stderr_has("more than the 4194304 a step may write there");
+    let db = std::fs::metadata(t.join(".trun/state.db")).unwrap().len();
+    let wal = std::fs::metadata(t.join(".trun/state.db-wal")).map_or(0, |m| m.len());
+    assert!(db + wal < 8 << 20, "state.db grew to {} bytes", db + wal);
+}

@@ -554,7 +554,7 @@ impl JobRunner {
                         if missing.len() == 1 { "a path" } else { "paths" },
                         missing.join(", ")
                     );
-                        sink.line(Stream::Stderr, &format!("trun: {msg}"));
+                        sink.note(&format!("trun: {msg}"));
                         Exit::Failed(msg)
                     }
                 } else {

@@ -428,7 +428,7 @@ impl LogFile {
 
     fn finish(&mut self) {
         if self.dropped > 0 {
-            let cap = if self.cap >= 1024 * 1024 && self.cap % (1024 * 1024) == 0 {
+            let cap = if self.cap >= 1024 * 1024 && self.cap.is_multiple_of(1024 * 1024) {
                 format!("{} MiB", self.cap / (1024 * 1024))
             } else {
                 format!("{} bytes", self.cap)
