@@ -360,3 +360,50 @@ fn docker_run_with_a_fixed_name_leaves_another_workspaces_container_alone() {
         original
     );
 }
+
+#[test]
+fn a_container_step_runs_through_the_same_executor_seam() {
+    let image = support::docker_env::ensure_busybox_image();
+    let t = Test::new().workflow(&format!(
+        r#"
+        jobs:
+          boxed:
+            container: {image}
+            steps:
+              - run: |
+                  echo to-stdout
+                  sleep 0.3
+                  echo to-stderr >&2
+              - timeout-minutes: 0.02
+                run: sleep 1000
+        "#
+    ));
+    let started = Instant::now();
+    let out = t.run(&["--json"]);
+    out.status(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let events = out.json_lines();
+    let tagged: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "step_output")
+        .map(|e| (e["stream"].as_str().unwrap(), e["line"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tagged, [("stdout", "to-stdout"), ("stderr", "to-stderr")]);
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .collect();
+    assert_eq!(finished[1]["status"], "failure");
+    assert!(
+        finished[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out"),
+        "{:#}",
+        finished[1]
+    );
+}

@@ -50,7 +50,7 @@ pub trait Executor: Send + Sync {
 
 /// How long a Docker call may go on after the command's timeout or a
 /// cancellation asked it to stop (the kill itself is a Docker call).
-pub const DOCKER_STOP_GRACE: Duration = Duration::from_secs(10);
+pub const DOCKER_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs commands in a running container with `docker exec`; the tree a
 /// command starts is killed by its token (see [`crate::docker`]'s exec).
@@ -202,5 +202,62 @@ mod tests {
         let exit = Local::new().run(&cmd, &mut s, cancel).await;
         assert_eq!(exit, Exit::TimedOut(Duration::from_millis(300)));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A daemon that answers the ping and then never again: the step's
+    /// timeout still ends the step, a grace later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_docker_daemon_is_bounded_by_the_step_timeout() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    let mut buf = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                        buf.push(byte[0]);
+                        if !buf.ends_with(b"\r\n\r\n") {
+                            continue;
+                        }
+                        let head = String::from_utf8_lossy(&buf).to_string();
+                        buf.clear();
+                        let body = if head.contains("/_ping") {
+                            "OK"
+                        } else if head.contains("/version") {
+                            r#"{"ApiVersion":"1.41","Version":"fake"}"#
+                        } else {
+                            // Stall: hold the connection, answer nothing.
+                            std::thread::sleep(Duration::from_secs(3600));
+                            return;
+                        };
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                });
+            }
+        });
+        let host = format!("unix://{}", sock.display());
+        let docker = Docker::connect_with(&host, "test").await.unwrap();
+        let exec = JobContainer::new(Arc::new(docker), "0123456789abcdef");
+        let (mut s, _rx) = sink();
+        let mut cmd = sh("true");
+        cmd.timeout = Some(Duration::from_millis(500));
+        let (_tx, cancel) = watch::channel(false);
+        let started = std::time::Instant::now();
+        let exit = exec.run(&cmd, &mut s, cancel).await;
+        assert_eq!(exit, Exit::TimedOut(Duration::from_millis(500)));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(500) + DOCKER_STOP_GRACE + Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(exec.describe(), "container 0123456789ab");
     }
 }
