@@ -1,5 +1,10 @@
 //! One job instance: its steps in order, each step's `if`, env, retries,
 //! timeout, outputs and `continue-on-error`, then the job's outputs.
+//!
+//! A `run:` step's process runs only through an [`Executor`] (the job's
+//! container, or a local process), its output only through an
+//! [`OutputSink`]; this module spawns nothing itself. A step succeeds when
+//! its command did and every literal `generates` path exists.
 
 use super::executor::{Command, Executor, JobContainer, Local};
 use super::output::OutputSink;
@@ -542,24 +547,13 @@ impl JobRunner {
                 }
             };
             // A step that declares `generates` succeeds only if it produced them.
-            let exit =
-                if exit.success() && skipped_by_action.is_none() {
-                    let missing = self.missing_generates(step, &step_ctx);
-                    if missing.is_empty() {
-                        exit
-                    } else {
-                        let msg =
-                            format!(
-                        "the step succeeded but did not produce {} declared in `generates`: {}",
-                        if missing.len() == 1 { "a path" } else { "paths" },
-                        missing.join(", ")
-                    );
-                        sink.note(&format!("trun: {msg}"));
-                        Exit::Failed(msg)
-                    }
-                } else {
-                    exit
-                };
+            let exit = match self.missing_generates(step, &step_ctx) {
+                Some(why) if exit.success() && skipped_by_action.is_none() => {
+                    sink.note(&format!("trun: {why}"));
+                    Exit::Failed(why)
+                }
+                _ => exit,
+            };
             let outs = match outputs::read_kv(&output_file) {
                 Ok(o) => o,
                 Err(e) => {
@@ -649,9 +643,9 @@ impl JobRunner {
 }
 
 impl JobRunner {
-    /// The literal `generates` paths (no glob, no `!`) that do not exist in
-    /// the workspace after the step ran.
-    fn missing_generates(&self, step: &PlannedStep, ctx: &Context) -> Vec<String> {
+    /// Why the step's literal `generates` paths (no glob, no `!`) are not
+    /// all there after it ran, naming the missing ones; `None` if they are.
+    fn missing_generates(&self, step: &PlannedStep, ctx: &Context) -> Option<String> {
         let mut missing = Vec::new();
         for g in &step.generates {
             let g = if g.contains("${{") {
@@ -670,7 +664,17 @@ impl JobRunner {
                 missing.push(rel);
             }
         }
-        missing
+        (!missing.is_empty()).then(|| {
+            format!(
+                "the step succeeded but did not produce {} declared in `generates`: {}",
+                if missing.len() == 1 {
+                    "a path"
+                } else {
+                    "paths"
+                },
+                missing.join(", ")
+            )
+        })
     }
 
     /// Start the job's services and container; returns the container id and

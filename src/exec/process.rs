@@ -277,19 +277,19 @@ async fn spawn_and_wait(
             _ = tokio::time::sleep_until(drain_until), if status.is_some() => break,
             _ = tokio::time::sleep_until(deadline), if forced.is_none() && status.is_none() => {
                 forced = Some(Forced::Timeout);
-                signal_step(pgid, token, Signal::SIGTERM, true);
+                signal_step(pgid, token, Signal::SIGTERM);
                 kill_at = Instant::now() + GRACE;
             }
             r = cancel.changed(), if forced.is_none() && status.is_none() => {
                 if r.is_err() || *cancel.borrow() {
                     forced = Some(Forced::Cancel);
-                    signal_step(pgid, token, Signal::SIGTERM, true);
+                    signal_step(pgid, token, Signal::SIGTERM);
                     kill_at = Instant::now() + GRACE;
                 }
             }
             _ = tokio::time::sleep_until(kill_at) => {
                 kill_at = far;
-                signal_step(pgid, token, Signal::SIGKILL, true);
+                signal_step(pgid, token, Signal::SIGKILL);
             }
         }
     }
@@ -298,7 +298,7 @@ async fn spawn_and_wait(
     let status = match status {
         Some(s) => s,
         None => {
-            signal_step(pgid, token, Signal::SIGKILL, true);
+            signal_step(pgid, token, Signal::SIGKILL);
             child.wait().await
         }
     };
@@ -356,13 +356,11 @@ async fn read_some(
     }
 }
 
-/// Signal the command's group and, when `scan`, every process carrying its token.
-fn signal_step(pgid: Pid, token: &str, sig: Signal, scan: bool) -> Vec<i32> {
-    let _ = killpg(pgid, sig);
-    if !scan {
-        return Vec::new();
-    }
+/// Signal the command's group and every process carrying its token; returns
+/// the latter.
+fn signal_step(pgid: Pid, token: &str, sig: Signal) -> Vec<i32> {
     let found = pids_with_token(token);
+    let _ = killpg(pgid, sig);
     for &p in &found {
         let _ = kill(Pid::from_raw(p), sig);
     }
@@ -372,16 +370,16 @@ fn signal_step(pgid: Pid, token: &str, sig: Signal, scan: bool) -> Vec<i32> {
 /// After the main process is gone: SIGKILL the group and whatever carries
 /// the token, until nothing does; reap the ones that were trun's children.
 async fn kill_step(pgid: Pid, token: &str, subreaper: bool) {
-    // A subreaper with no child but running steps has no escaped process to
-    // look for: anything a step left outside its group would be our child.
-    let scan = !subreaper || has_unknown_children();
-    let _ = killpg(pgid, Signal::SIGKILL);
-    if !scan {
+    // A subreaper with no child but running steps has no process of this
+    // step to look for: anything the step left would now be our child.
+    if subreaper && !has_unknown_children() {
+        let _ = killpg(pgid, Signal::SIGKILL);
         return;
     }
     let mut killed: Vec<i32> = Vec::new();
     for _ in 0..20 {
-        let found = signal_step(pgid, token, Signal::SIGKILL, true);
+        // Found before the kill, while they still show their environment.
+        let found = signal_step(pgid, token, Signal::SIGKILL);
         if found.is_empty() {
             break;
         }
@@ -570,9 +568,9 @@ pub fn reap_orphans(dir: &Path) -> Vec<String> {
             continue;
         };
         let label = it.next().unwrap_or("a step");
-        let owner_alive = owner != std::process::id() as i32
-            && start_time(owner) == Some(started)
-            && stat_fields(owner).is_some_and(|f| f[0] != "Z");
+        // Same pid and start time: the owner (maybe this very process) lives.
+        let owner_alive =
+            start_time(owner) == Some(started) && stat_fields(owner).is_some_and(|f| f[0] != "Z");
         if owner_alive {
             continue;
         }
