@@ -407,3 +407,23 @@ fn a_container_step_runs_through_the_same_executor_seam() {
         finished[1]
     );
 }
+
+#[test]
+fn a_fifo_planted_at_the_next_steps_script_file_does_not_hang() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          plant:
+            steps:
+              - run: mkfifo "${GITHUB_ENV%.0.env}.1.script"
+              - shell: sh {0}
+                run: echo "the script ran"
+        "#,
+    );
+    let started = Instant::now();
+    t.args(&["--progress", "plain"])
+        .run()
+        .success()
+        .stderr_has("the script ran");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

@@ -393,7 +393,7 @@ impl JobRunner {
                 };
                 let script_file = if shell.needs_script_file() {
                     let f = tmp_file(tmp_prefix, step.index, "script");
-                    if let Err(e) = std::fs::write(&f, &text) {
+                    if let Err(e) = outputs::write_fresh(&f, text.as_bytes()) {
                         return StepEnd::failed(format!("cannot write {}: {e}", f.display()));
                     }
                     Some(f)
@@ -835,7 +835,7 @@ fn write_outputs(path: &Path, outputs: &BTreeMap<String, String>) {
             }
         })
         .collect();
-    let _ = std::fs::write(path, text);
+    let _ = outputs::write_fresh(path, text.as_bytes());
 }
 
 /// A file-name-safe form of a job key or step id: `test (1, linux)` -> `test-1-linux`.

@@ -115,6 +115,27 @@ pub fn read_talk_back(path: &Path) -> Result<Option<String>, String> {
         .map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
+/// Writes a file trun hands to a step (a script, an action's outputs) in the
+/// run's tmp dir, where an earlier step could have planted something at the
+/// same name: whatever is there goes first (a FIFO would block the write, a
+/// symlink would redirect it), then the file is created afresh (readable by
+/// others as before: a job container's user may not be ours).
+pub fn write_fresh(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
 /// Read and parse a file the step may or may not have written.
 pub fn read_kv(path: &Path) -> Result<BTreeMap<String, String>, String> {
     match read_talk_back(path)? {
@@ -160,6 +181,15 @@ mod tests {
         let e = read_kv(&link).unwrap_err();
         assert!(e.contains("symlink"), "{e}");
         assert_eq!(read_kv(&dir.path().join("none")).unwrap(), BTreeMap::new());
+    }
+
+    #[test]
+    fn a_planted_fifo_does_not_block_a_fresh_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.script");
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        write_fresh(&f, b"echo hi\n").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"echo hi\n");
     }
 
     #[test]
