@@ -427,3 +427,39 @@ fn a_fifo_planted_at_the_next_steps_script_file_does_not_hang() {
         .stderr_has("the script ran");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_second_sigint_exits_at_once_and_leaves_no_step_behind() {
+    let m = marker();
+    let t = Test::new().workflow(&format!(
+        r#"
+        jobs:
+          stubborn:
+            steps:
+              - run: |
+                  trap '' TERM
+                  setsid -f sleep {m}
+                  touch ready
+                  sleep {m}
+        "#
+    ));
+    let running = t.args(&["--progress", "plain"]).spawn();
+    wait_for("the step to start", Duration::from_secs(30), || {
+        t.exists("ready") && processes_running(&["sleep", &m]).len() == 2
+    });
+    let reaper = Reaper(processes_running(&["sleep", &m]));
+    running.signal(Signal::SIGINT);
+    wait_for("trun to say it is stopping", Duration::from_secs(5), || {
+        running.stderr_so_far().contains("interrupted")
+    });
+    let sent = Instant::now();
+    running.signal(Signal::SIGINT);
+    running.wait(Duration::from_secs(10)).status(130);
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_no_sleep(&m);
+    drop(reaper);
+}

@@ -25,7 +25,7 @@ use crate::event::Stream;
 use futures_util::future::BoxFuture;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -88,12 +88,21 @@ pub const DRAIN: Duration = Duration::from_millis(500);
 /// escaped the kill cannot hold trun longer than this.
 const AFTER_KILL: Duration = Duration::from_secs(1);
 
-/// Main pids of the commands running now: trun's children that are steps.
-static LIVE: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// The commands running now: main pid (also the process group) -> token.
+static LIVE: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
 
-fn live(f: impl FnOnce(&mut HashSet<i32>)) {
+fn live<T>(f: impl FnOnce(&mut HashMap<i32, String>) -> T) -> T {
     let mut g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    f(g.get_or_insert_with(HashSet::new));
+    f(g.get_or_insert_with(HashMap::new))
+}
+
+/// SIGKILL every running command and everything it started, at once: for a
+/// trun that must exit now (a second Ctrl-C) without leaving steps behind.
+pub fn kill_all_now() {
+    let running: Vec<(i32, String)> = live(|l| l.iter().map(|(p, t)| (*p, t.clone())).collect());
+    for (pid, token) in running {
+        signal_step(Pid::from_raw(pid), &token, Signal::SIGKILL);
+    }
 }
 
 /// Make trun the reaper of whatever its steps orphan (once per process).
@@ -228,9 +237,7 @@ async fn spawn_and_wait(
     let Some(pid) = child.id().map(|id| id as i32) else {
         return Exit::SpawnFailed(format!("`{prog}` exited before it could be watched"));
     };
-    live(|l| {
-        l.insert(pid);
-    });
+    live(|l| l.insert(pid, token.to_string()));
     let pgid = Pid::from_raw(pid);
     let feeder = match (child.stdin.take(), &spec.stdin) {
         (Some(mut w), Some(bytes)) => {
@@ -302,9 +309,7 @@ async fn spawn_and_wait(
             child.wait().await
         }
     };
-    live(|l| {
-        l.remove(&pid);
-    });
+    live(|l| l.remove(&pid));
     kill_step(pgid, token, subreaper).await;
     let until = Instant::now() + AFTER_KILL;
     while out.is_some() || err.is_some() {
@@ -429,9 +434,7 @@ fn has_unknown_children() -> bool {
             Err(_) => return true,
         }
     }
-    let mut unknown = false;
-    live(|l| unknown = children.iter().any(|c| !l.contains(c)));
-    unknown
+    live(|l| children.iter().any(|c| !l.contains_key(c)))
 }
 
 /// The parent pid of `pid`, from `/proc/PID/stat`.
