@@ -463,3 +463,89 @@ fn a_second_sigint_exits_at_once_and_leaves_no_step_behind() {
     assert_no_sleep(&m);
     drop(reaper);
 }
+
+/// The container executor called as the grading scorer will: stdin fed,
+/// stdout captured and kept apart from stderr, and a timeout that kills the
+/// command's whole tree inside the container.
+#[test]
+fn the_job_container_executor_feeds_stdin_captures_and_kills_on_timeout() {
+    use trun::exec::executor::{Command, Executor, Exit, JobContainer};
+    use trun::exec::output::OutputSink;
+    use trun::exec::Events;
+
+    let image = support::docker_env::ensure_busybox_image();
+    let m = marker();
+    let out = std::process::Command::new("docker")
+        .args(["run", "-d", "--rm", &image, "sleep", "300"])
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &self.0])
+                .output();
+        }
+    }
+    let _cleanup = Remove(id.clone());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let docker = std::sync::Arc::new(trun::docker::Docker::connect().await.unwrap());
+        let exec = JobContainer::new(docker, id.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sink = OutputSink::new(None, Events(tx), "j".into(), 0);
+        sink.capture_stdout(3);
+        let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
+        let cmd = Command {
+            argv: vec!["sh".into(), "-c".into(), "cat; echo oops >&2".into()],
+            cwd: "/".into(),
+            stdin: Some(b"hello\n".to_vec()),
+            ..Command::default()
+        };
+        assert_eq!(
+            exec.run(&cmd, &mut sink, cancel.clone()).await,
+            Exit::Code(0)
+        );
+        assert_eq!(sink.take_stdout(), (b"hel".to_vec(), true));
+        let mut streams: Vec<String> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                trun::event::Event::StepOutput { stream, line, .. } => {
+                    Some(format!("{stream:?} {line}"))
+                }
+                _ => None,
+            })
+            .collect();
+        streams.sort();
+        assert_eq!(streams, ["Stderr oops", "Stdout hello"]);
+
+        let cmd = Command {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep {m} & setsid sleep {m} & sleep {m}"),
+            ],
+            cwd: "/".into(),
+            timeout: Some(Duration::from_millis(500)),
+            ..Command::default()
+        };
+        let started = Instant::now();
+        let exit = exec.run(&cmd, &mut sink, cancel).await;
+        assert_eq!(exit, Exit::TimedOut(Duration::from_millis(500)));
+        assert!(started.elapsed() < Duration::from_secs(15));
+    });
+    // Inside the container, nothing of the timed-out command is left.
+    let top = std::process::Command::new("docker")
+        .args(["top", &id])
+        .output()
+        .expect("docker top");
+    let top = String::from_utf8_lossy(&top.stdout);
+    assert!(!top.contains(&m), "left in the container:\n{top}");
+}
