@@ -170,6 +170,8 @@ fn refuse_to_replace(name: &str, labels: &HashMap<String, String>) -> Option<Str
         .and_then(|f| f.split_once('=').map(|(_, w)| w.to_string()));
     match (labels.get(LABEL_WORKSPACE), ours) {
         (Some(theirs), Some(ours)) if *theirs == ours => None,
+        // Neither is tied to a workspace (a library caller): as before.
+        (None, None) => None,
         (theirs, _) => Some(format!(
             "a container named {name} already exists and belongs to another trun workspace ({}); \
              trun does not remove it, since that workspace's run may be using it; \
