@@ -248,13 +248,7 @@ async fn spawn_and_wait(
         }
         _ => None,
     };
-    let receiver = |fd: std::io::PipeReader| {
-        tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(fd)).ok()
-    };
-    let mut out = receiver(out_r);
-    let mut err = receiver(err_r);
-    let mut out_buf = vec![0u8; 64 * 1024];
-    let mut err_buf = vec![0u8; 64 * 1024];
+    let mut pipes = Pipes::new(out_r, err_r);
 
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = spec.timeout.map_or(far, |t| Instant::now() + t);
@@ -263,20 +257,13 @@ async fn spawn_and_wait(
     let mut status = None;
     let mut drain_until = far;
     loop {
-        if status.is_some() && out.is_none() && err.is_none() {
+        if status.is_some() && !pipes.is_open() {
             break;
         }
         // Not `biased`: a pipe that is always ready must not starve the
         // timeout or the exit.
         tokio::select! {
-            r = read_some(&mut out, &mut out_buf), if out.is_some() => match r {
-                Some(n) => sink.write(Stream::Stdout, &out_buf[..n]),
-                None => out = None,
-            },
-            r = read_some(&mut err, &mut err_buf), if err.is_some() => match r {
-                Some(n) => sink.write(Stream::Stderr, &err_buf[..n]),
-                None => err = None,
-            },
+            _ = pipes.pump(sink), if pipes.is_open() => {}
             st = child.wait(), if status.is_none() => {
                 status = Some(st);
                 drain_until = Instant::now() + DRAIN;
@@ -312,16 +299,9 @@ async fn spawn_and_wait(
     live(|l| l.remove(&pid));
     kill_step(pgid, token, subreaper).await;
     let until = Instant::now() + AFTER_KILL;
-    while out.is_some() || err.is_some() {
+    while pipes.is_open() {
         tokio::select! {
-            r = read_some(&mut out, &mut out_buf), if out.is_some() => match r {
-                Some(n) => sink.write(Stream::Stdout, &out_buf[..n]),
-                None => out = None,
-            },
-            r = read_some(&mut err, &mut err_buf), if err.is_some() => match r {
-                Some(n) => sink.write(Stream::Stderr, &err_buf[..n]),
-                None => err = None,
-            },
+            _ = pipes.pump(sink) => {}
             _ = tokio::time::sleep_until(until) => break,
         }
     }
@@ -347,17 +327,54 @@ async fn spawn_and_wait(
     }
 }
 
-/// One read from a pipe; `None` at end of file (or a read error).
-async fn read_some(
-    pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
-    buf: &mut [u8],
-) -> Option<usize> {
-    match pipe {
-        Some(p) => match p.read(buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        },
-        None => std::future::pending().await,
+/// The read ends of a command's stdout and stderr, read by one task so the
+/// sink gets chunks in the order they arrived.
+struct Pipes {
+    out: Option<tokio::net::unix::pipe::Receiver>,
+    err: Option<tokio::net::unix::pipe::Receiver>,
+    out_buf: Vec<u8>,
+    err_buf: Vec<u8>,
+}
+
+impl Pipes {
+    fn new(out: std::io::PipeReader, err: std::io::PipeReader) -> Pipes {
+        let receiver = |fd: std::io::PipeReader| {
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(fd)).ok()
+        };
+        Pipes {
+            out: receiver(out),
+            err: receiver(err),
+            out_buf: vec![0u8; 64 * 1024],
+            err_buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.out.is_some() || self.err.is_some()
+    }
+
+    /// Moves the next chunk from whichever pipe has one into `sink`, or
+    /// notes an end of file. Cancel-safe: a chunk read is a chunk written.
+    async fn pump(&mut self, sink: &mut OutputSink) {
+        async fn read(
+            pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
+            buf: &mut [u8],
+        ) -> usize {
+            match pipe {
+                Some(p) => p.read(buf).await.unwrap_or(0),
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            n = read(&mut self.out, &mut self.out_buf) => match n {
+                0 => self.out = None,
+                n => sink.write(Stream::Stdout, &self.out_buf[..n]),
+            },
+            n = read(&mut self.err, &mut self.err_buf) => match n {
+                0 => self.err = None,
+                n => sink.write(Stream::Stderr, &self.err_buf[..n]),
+            },
+        }
     }
 }
 
