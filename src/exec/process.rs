@@ -155,6 +155,57 @@ impl Executor for Local {
     }
 }
 
+/// What to run, for [`run`].
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    pub timeout: Option<Duration>,
+}
+
+/// [`Local`] for a caller that takes output as a log writer and a line
+/// callback rather than an [`OutputSink`] (the grading sandbox, until it is
+/// an [`Executor`] itself): lines reach `on_line` and `log` as they come,
+/// bounded and rate-limited like a step's, tagged by stream.
+pub async fn run(
+    spec: Spec<'_>,
+    log: &mut (dyn std::io::Write + Send),
+    cancel: &mut watch::Receiver<bool>,
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+) -> Exit {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut sink = OutputSink::new(None, super::Events(tx), String::new(), 0);
+    let cmd = Command {
+        argv: spec.argv.to_vec(),
+        env: spec.env.to_vec(),
+        cwd: spec.cwd.to_path_buf(),
+        stdin: None,
+        timeout: spec.timeout,
+    };
+    let local = Local::new();
+    let mut forward = |rx: &std::sync::mpsc::Receiver<crate::event::Event>| {
+        for ev in rx.try_iter() {
+            if let crate::event::Event::StepOutput { stream, line, .. } = ev {
+                let _ = writeln!(log, "{line}");
+                on_line(stream, line);
+            }
+        }
+    };
+    let exit = {
+        let mut running = Box::pin(local.run(&cmd, &mut sink, cancel.clone()));
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                exit = &mut running => break exit,
+                _ = tick.tick() => forward(&rx),
+            }
+        }
+    };
+    sink.finish();
+    forward(&rx);
+    exit
+}
+
 /// Why the command was stopped from outside.
 #[derive(Clone, Copy)]
 enum Forced {
@@ -616,4 +667,38 @@ pub fn reap_orphans(dir: &Path) -> Vec<String> {
         let _ = std::fs::remove_file(&path);
     }
     messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_line_callback_adapter_streams_tagged_lines_and_logs_them() {
+        let argv: Vec<String> = ["sh", "-c", "echo a; sleep 0.1; echo b >&2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut log = Vec::new();
+        let mut lines = Vec::new();
+        let (_tx, mut cancel) = watch::channel(false);
+        let exit = run(
+            Spec {
+                argv: &argv,
+                env: &[],
+                cwd: &std::env::temp_dir(),
+                timeout: None,
+            },
+            &mut log,
+            &mut cancel,
+            &mut |s, l| lines.push((s, l)),
+        )
+        .await;
+        assert_eq!(exit, Exit::Code(0));
+        assert_eq!(
+            lines,
+            [(Stream::Stdout, "a".into()), (Stream::Stderr, "b".into())]
+        );
+        assert_eq!(log, b"a\nb\n");
+    }
 }
