@@ -61,6 +61,8 @@ pub struct OutputSink {
     hidden_lines: u64,
     hidden_bytes: u64,
     capture: Option<Capture>,
+    /// Bytes seen on each stream, kept or not.
+    totals: [u64; 2],
 }
 
 struct Capture {
@@ -91,6 +93,7 @@ impl OutputSink {
             hidden_lines: 0,
             hidden_bytes: 0,
             capture: None,
+            totals: [0, 0],
         }
     }
 
@@ -120,6 +123,11 @@ impl OutputSink {
         }
     }
 
+    /// Every byte the command wrote on `stream` so far, whatever was kept.
+    pub fn total_bytes(&self, stream: Stream) -> u64 {
+        self.totals[slot(stream)]
+    }
+
     /// The log file's path, if the step has one.
     pub fn log_path(&self) -> Option<&Path> {
         self.log.as_ref().map(|l| l.path.as_path())
@@ -132,6 +140,7 @@ impl OutputSink {
 
     /// A chunk of output as read from `stream`'s pipe.
     pub fn write(&mut self, stream: Stream, mut bytes: &[u8]) {
+        self.totals[slot(stream)] += bytes.len() as u64;
         if let Some(c) = &mut self.capture {
             if stream == Stream::Stdout {
                 let room = c.limit.saturating_sub(c.buf.len());
@@ -516,6 +525,8 @@ mod tests {
             100_000 + "\n[trun: output cut after 100000 bytes; 100000 bytes dropped]\n".len()
         );
         assert_eq!(s.take_stdout(), (vec![b'x'; 10], true));
+        assert_eq!(s.total_bytes(Stream::Stdout), 200_000);
+        assert_eq!(s.total_bytes(Stream::Stderr), 0);
     }
 
     #[test]
