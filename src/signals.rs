@@ -1,6 +1,7 @@
 //! Ctrl-C and SIGTERM become one cancellation: the engine kills every running
 //! step's process group and records the run as cancelled; trun exits 130.
-//! A second signal while stopping kills trun at once.
+//! A second signal while stopping SIGKILLs every running step (and what it
+//! started) and exits at once, leaving nothing behind.
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -22,5 +23,6 @@ pub async fn forward(cancel: watch::Sender<bool>) {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
+    crate::exec::process::kill_all_now();
     std::process::exit(crate::exec::session::EXIT_INTERRUPTED);
 }

@@ -34,6 +34,23 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long output may keep flowing after the kill before we stop reading.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
 
+/// How long one Docker API call may take before the daemon counts as stalled.
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `fut` bounded by [`API_TIMEOUT`]: a stalled daemon becomes an error
+/// rather than a hang.
+async fn bounded<T>(action: &str, fut: impl Future<Output = T>) -> Result<T, DockerError> {
+    tokio::time::timeout(API_TIMEOUT, fut)
+        .await
+        .map_err(|_| DockerError::Api {
+            action: action.to_string(),
+            message: format!(
+                "the Docker daemon did not answer within {}s",
+                API_TIMEOUT.as_secs()
+            ),
+        })
+}
+
 const KILL_SCRIPT: &str = r#"t=$1; n=$2
 scan() { found=; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; grep -q "TRUN_EXEC_TOKEN=$t" "$d/environ" 2>/dev/null && found="$found $p"; done; }
 scan; [ -z "$found" ] && exit 0
@@ -86,14 +103,38 @@ impl Docker {
         on_output: &mut (dyn FnMut(Stream, String) + Send),
         stop: impl Future<Output = ()>,
     ) -> Result<ExecOutcome, DockerError> {
+        let mut lines = Lines::default();
+        let mut raw = |stream: Stream, bytes: &[u8]| lines.push(stream, bytes, on_output);
+        let r = self
+            .exec_raw_until(container, argv, env, workdir, None, &mut raw, stop)
+            .await;
+        lines.flush(on_output);
+        r
+    }
+
+    /// [`Docker::exec_until`] handing over output as it arrives, in chunks
+    /// tagged by stream, with `stdin` (if any) written to the command's input
+    /// and then closed. Every Docker call is bounded by [`API_TIMEOUT`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exec_raw_until(
+        &self,
+        container: &str,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        workdir: &Path,
+        stdin: Option<Vec<u8>>,
+        on_output: &mut (dyn FnMut(Stream, &[u8]) + Send),
+        stop: impl Future<Output = ()>,
+    ) -> Result<ExecOutcome, DockerError> {
         let token = format!("{}{}", unique_suffix(), unique_suffix());
         let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("TRUN_EXEC_TOKEN={token}"));
-        let created = self
-            .api()
-            .create_exec(
+        let created = bounded(
+            "creating an exec",
+            self.api().create_exec(
                 container,
                 CreateExecOptions {
+                    attach_stdin: Some(stdin.is_some()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     env: Some(env),
@@ -101,37 +142,47 @@ impl Docker {
                     working_dir: Some(workdir.to_string_lossy().to_string()),
                     ..Default::default()
                 },
+            ),
+        )
+        .await?
+        .map_err(|e| {
+            DockerError::api(
+                format!("creating an exec in container {}", short(container)),
+                e,
             )
-            .await
-            .map_err(|e| {
-                DockerError::api(
-                    format!("creating an exec in container {}", short(container)),
-                    e,
-                )
-            })?;
+        })?;
         let mut guard = KillOnDrop {
             docker: Some(self.clone()),
             container: container.to_string(),
             token: token.clone(),
         };
-        let started = self
-            .api()
-            .start_exec(&created.id, Some(StartExecOptions::default()))
-            .await
-            .map_err(|e| {
-                DockerError::api(
-                    format!("starting an exec in container {}", short(container)),
-                    e,
-                )
-            })?;
-        let StartExecResults::Attached { mut output, .. } = started else {
+        let started = bounded(
+            "starting an exec",
+            self.api()
+                .start_exec(&created.id, Some(StartExecOptions::default())),
+        )
+        .await?
+        .map_err(|e| {
+            DockerError::api(
+                format!("starting an exec in container {}", short(container)),
+                e,
+            )
+        })?;
+        let StartExecResults::Attached { mut output, input } = started else {
             return Err(DockerError::Api {
                 action: "starting an exec".into(),
                 message: "the daemon did not attach the output".into(),
             });
         };
+        let feeder = stdin.map(|bytes| {
+            let mut input = input;
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = input.write_all(&bytes).await;
+                let _ = input.shutdown().await;
+            })
+        });
 
-        let mut lines = Lines::default();
         let mut stop = std::pin::pin!(stop);
         let mut killed = false;
         loop {
@@ -147,26 +198,26 @@ impl Docker {
             tokio::select! {
                 item = next => match item {
                     None => break,
-                    Some(Ok(LogOutput::StdOut { message })) => lines.push(Stream::Stdout, &message, on_output),
-                    Some(Ok(LogOutput::StdErr { message })) => lines.push(Stream::Stderr, &message, on_output),
+                    Some(Ok(LogOutput::StdOut { message })) => on_output(Stream::Stdout, &message),
+                    Some(Ok(LogOutput::StdErr { message })) => on_output(Stream::Stderr, &message),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(DockerError::api("reading exec output", e)),
                 },
                 _ = &mut stop, if !killed => {
                     killed = true;
-                    self.kill_exec(container, &token).await?;
+                    bounded("killing an exec", self.kill_exec(container, &token)).await??;
                 }
             }
         }
-        lines.flush(on_output);
+        if let Some(f) = feeder {
+            f.abort();
+        }
         guard.docker = None;
 
         // The stream can close a moment before the daemon records the exit code.
         for _ in 0..50 {
-            let info = self
-                .api()
-                .inspect_exec(&created.id)
-                .await
+            let info = bounded("inspecting an exec", self.api().inspect_exec(&created.id))
+                .await?
                 .map_err(|e| DockerError::api("inspecting an exec", e))?;
             if info.running != Some(true) {
                 return Ok(ExecOutcome {
@@ -237,7 +288,7 @@ impl Drop for KillOnDrop {
             let container = std::mem::take(&mut self.container);
             let token = std::mem::take(&mut self.token);
             rt.spawn(async move {
-                let _ = docker.kill_exec(&container, &token).await;
+                let _ = bounded("killing an exec", docker.kill_exec(&container, &token)).await;
             });
         }
     }
@@ -270,6 +321,11 @@ impl Lines {
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             out(stream, text(&line[..line.len() - 1]));
+        }
+        // A line without end is passed on in pieces, not kept whole.
+        while buf.len() >= crate::exec::output::MAX_LINE {
+            let piece: Vec<u8> = buf.drain(..crate::exec::output::MAX_LINE).collect();
+            out(stream, text(&piece));
         }
     }
 

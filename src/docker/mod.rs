@@ -20,6 +20,7 @@ pub(crate) mod options;
 
 pub use cleanup::CleanupReport;
 pub use client::Docker;
+pub(crate) use container::unique_suffix;
 pub use container::{parse_memory, ContainerSpec, ServiceSpec};
 pub use error::DockerError;
 pub use exec::ExecOutcome;

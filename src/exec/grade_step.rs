@@ -9,14 +9,14 @@
 //! up the score and hands the repository's result to the run's [`GradeSink`], if any
 //! (`trun grade` collects results there to write its reports).
 
+use super::output::OutputSink;
 use super::process::Exit;
-use super::sandbox::{Io, Sandbox, SandboxCommand};
+use super::sandbox::{Sandbox, SandboxCommand};
 use crate::event::Stream;
 use crate::grade::score::{self, CriterionResult, CriterionStatus, RepoResult, SetupResult};
 use crate::plan::{GradePart, GradeSandbox};
 use crate::rubric::Rubric;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ pub struct GradeStep<'a> {
     pub job: &'a str,
     pub run_id: i64,
     pub docker: Option<&'a Arc<crate::docker::Docker>>,
-    pub sink: Option<&'a Arc<dyn GradeSink>>,
+    pub results: Option<&'a Arc<dyn GradeSink>>,
     /// What is left of the step's and the job's time limits.
     pub timeout: Option<Duration>,
 }
@@ -81,8 +81,7 @@ pub struct Outcome {
 pub async fn run(
     grading: &mut Option<Grading>,
     step: GradeStep<'_>,
-    log: &mut (dyn Write + Send),
-    on_line: &mut (dyn FnMut(Stream, String) + Send),
+    sink: &mut OutputSink,
     cancel: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let g = grading.get_or_insert_with(Grading::default);
@@ -90,12 +89,8 @@ pub async fn run(
     let mut outputs = BTreeMap::new();
     if g.sandbox.is_none() && g.broken.is_none() && !matches!(step.part, GradePart::Score) {
         let labels = crate::docker::Labels::new(step.run_id, step.job.to_string());
-        let mut tee = |stream: Stream, line: String| {
-            let _ = writeln!(log, "{line}");
-            on_line(stream, line);
-        };
         let opened = tokio::select! {
-            s = Sandbox::open(step.sandbox, rubric, step.rubric_dir, &step.repo, step.docker, labels, &mut tee) => s,
+            s = Sandbox::open(step.sandbox, rubric, step.rubric_dir, &step.repo, step.docker, labels, sink) => s,
             _ = super::cancelled(cancel) => Err("cancelled".to_string()),
         };
         match opened {
@@ -129,7 +124,7 @@ pub async fn run(
                 max_output: rubric.defaults.max_output.0,
                 score_file: None,
             };
-            let obs = execute(g, &cmd, log, on_line, cancel).await;
+            let obs = execute(g, &cmd, sink, cancel).await;
             if obs.runner_error.as_deref() == Some("cancelled") {
                 return cancelled(outputs);
             }
@@ -176,7 +171,7 @@ pub async fn run(
                         max_output,
                         score_file: None,
                     };
-                    let obs = execute(g, &cmd, log, on_line, cancel).await;
+                    let obs = execute(g, &cmd, sink, cancel).await;
                     if obs.runner_error.as_deref() == Some("cancelled") {
                         return cancelled(outputs);
                     }
@@ -196,7 +191,7 @@ pub async fn run(
                             max_output,
                             score_file: c.score.as_ref().map(|s| s.file_name()),
                         };
-                        let obs = execute(g, &cmd, log, on_line, cancel).await;
+                        let obs = execute(g, &cmd, sink, cancel).await;
                         if obs.runner_error.as_deref() == Some("cancelled") {
                             return cancelled(outputs);
                         }
@@ -256,13 +251,11 @@ pub async fn run(
             result.error = g.broken.clone();
             let s = crate::grade::report::fmt_points(result.score);
             let m = crate::grade::report::fmt_points(result.max_score);
-            let line = format!("score: {s} / {m}");
-            let _ = writeln!(log, "{line}");
-            on_line(Stream::Stdout, line);
+            sink.line(Stream::Stdout, &format!("score: {s} / {m}"));
             outputs.insert("score".into(), s);
             outputs.insert("max-score".into(), m);
-            if let Some(sink) = step.sink {
-                sink.graded(step.job, result);
+            if let Some(results) = step.results {
+                results.graded(step.job, result);
             }
             // The sandbox is no longer needed.
             if let Some(s) = g.sandbox.take() {
@@ -282,22 +275,11 @@ pub async fn run(
 async fn execute(
     g: &mut Grading,
     cmd: &SandboxCommand<'_>,
-    log: &mut (dyn Write + Send),
-    on_line: &mut (dyn FnMut(Stream, String) + Send),
+    sink: &mut OutputSink,
     cancel: &mut watch::Receiver<bool>,
 ) -> crate::grade::Observed {
     match g.sandbox.as_mut() {
-        Some(s) => {
-            s.run(
-                cmd,
-                Io {
-                    log,
-                    on_line,
-                    cancel,
-                },
-            )
-            .await
-        }
+        Some(s) => s.run(cmd, sink, cancel).await,
         None => crate::grade::Observed {
             runner_error: Some(
                 g.broken

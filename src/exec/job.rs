@@ -1,14 +1,20 @@
 //! One job instance: its steps in order, each step's `if`, env, retries,
 //! timeout, outputs and `continue-on-error`, then the job's outputs.
+//!
+//! A `run:` step's process runs only through an [`Executor`] (the job's
+//! container, or a local process), its output only through an
+//! [`OutputSink`]; this module spawns nothing itself. A step succeeds when
+//! its command did and every literal `generates` path exists.
 
-use super::process::{self, Exit};
+use super::executor::{Command, Executor, JobContainer, Local};
+use super::output::OutputSink;
+use super::process::Exit;
 use super::{outputs, Events, RunOptions};
 use crate::event::{now_ms, Event, Status, Stream};
 use crate::plan::{Action, Plan, PlannedStep};
 use crate::template::{Context, Engine as Templates, StatusFlags};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,16 +185,30 @@ impl JobRunner {
             // GITHUB_ENV / GITHUB_PATH written by this step apply to later
             // steps (a step that did not run wrote nothing).
             if end.attempt > 0 {
+                let warn = |what: &str, e: String| {
+                    self.events.send(Event::StepOutput {
+                        job: job.key.clone(),
+                        step: step.index,
+                        stream: Stream::Stderr,
+                        line: format!("trun: warning: {what} ignored: {e}"),
+                    })
+                };
                 let env_file = tmp_file(&tmp_prefix, step.index, "env");
-                if let Ok(vars) = outputs::read_kv(&env_file) {
-                    for (k, v) in vars {
-                        ctx.env.insert(k.clone(), Value::String(v.clone()));
-                        env.retain(|(ek, _)| *ek != k);
-                        env.push((k, v));
+                match outputs::read_kv(&env_file) {
+                    Ok(vars) => {
+                        for (k, v) in vars {
+                            ctx.env.insert(k.clone(), Value::String(v.clone()));
+                            env.retain(|(ek, _)| *ek != k);
+                            env.push((k, v));
+                        }
                     }
+                    Err(e) => warn("$GITHUB_ENV", e),
                 }
                 let path_file = tmp_file(&tmp_prefix, step.index, "path");
-                extra_path.extend(outputs::read_path_file(&path_file));
+                match outputs::read_path_file(&path_file) {
+                    Ok(p) => extra_path.extend(p),
+                    Err(e) => warn("$GITHUB_PATH", e),
+                }
                 let _ = std::fs::remove_file(&env_file);
                 let _ = std::fs::remove_file(&path_file);
             }
@@ -374,7 +394,7 @@ impl JobRunner {
                 };
                 let script_file = if shell.needs_script_file() {
                     let f = tmp_file(tmp_prefix, step.index, "script");
-                    if let Err(e) = std::fs::write(&f, &text) {
+                    if let Err(e) = outputs::write_fresh(&f, text.as_bytes()) {
                         return StepEnd::failed(format!("cannot write {}: {e}", f.display()));
                     }
                     Some(f)
@@ -421,7 +441,28 @@ impl JobRunner {
         }
 
         let log_path = log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
-        let mut log = LazyLog::new(log_path.clone());
+        let mut sink = OutputSink::new(
+            Some(log_path.clone()),
+            self.events.clone(),
+            job.key.clone(),
+            step.index,
+        );
+        // Every `run:` step runs through an executor: the job's container or
+        // a host process (recorded, so a later trun can stop it if this one
+        // is killed).
+        let executor: Box<dyn Executor> = match (container, &self.opts.docker) {
+            (Some(c), Some(docker)) => Box::new(JobContainer::new(docker.clone(), c)),
+            (Some(_), None) => {
+                return StepEnd::failed("this job needs Docker, but no connection was made".into())
+            }
+            (None, _) => Box::new(match &self.opts.proc_records {
+                Some(dir) => Local::recording(
+                    dir.clone(),
+                    format!("step `{}` of job `{}`", step.id, job.key),
+                ),
+                None => Local::new(),
+            }),
+        };
         let timeout = match (step.timeout, job_remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -444,52 +485,18 @@ impl JobRunner {
                 attempt,
                 at: now_ms(),
             });
-            let events = self.events.clone();
-            let key = job.key.clone();
-            let idx = step.index;
-            let mut on_line = move |stream: Stream, line: String| {
-                events.send(Event::StepOutput {
-                    job: key.clone(),
-                    step: idx,
-                    stream,
-                    line,
-                });
-            };
             let _ = std::fs::remove_file(&output_file);
             let mut skipped_by_action: Option<String> = None;
             let exit = match &argv {
-                Some(argv) if container.is_some() => {
-                    let docker = self
-                        .opts
-                        .docker
-                        .as_ref()
-                        .expect("a container job has a Docker connection");
-                    exec_in_container(
-                        docker,
-                        container.unwrap_or_default(),
-                        argv,
-                        &env,
-                        &cwd,
-                        timeout,
-                        cancel,
-                        &mut log,
-                        &mut on_line,
-                    )
-                    .await
-                }
                 Some(argv) => {
-                    process::run(
-                        process::Spec {
-                            argv,
-                            env: &env,
-                            cwd: &cwd,
-                            timeout,
-                        },
-                        &mut log,
-                        cancel,
-                        &mut on_line,
-                    )
-                    .await
+                    let cmd = Command {
+                        argv: argv.clone(),
+                        env: env.clone(),
+                        cwd: cwd.clone(),
+                        stdin: None,
+                        timeout,
+                    };
+                    executor.run(&cmd, &mut sink, cancel.clone()).await
                 }
                 None if matches!(step.action, Action::Grade { .. }) => {
                     let Action::Grade {
@@ -517,16 +524,15 @@ impl JobRunner {
                             job: &job.key,
                             run_id: self.opts.run_id,
                             docker: self.opts.docker.as_ref(),
-                            sink: self.opts.grades.as_ref(),
+                            results: self.opts.grades.as_ref(),
                             timeout,
                         },
-                        &mut log,
-                        &mut on_line,
+                        &mut sink,
                         cancel,
                     )
                     .await;
                     if let Exit::Failed(why) = &outcome.exit {
-                        let _ = writeln!(log, "{why}");
+                        sink.note(why);
                     }
                     write_outputs(&output_file, &outcome.outputs);
                     skipped_by_action = outcome.skipped;
@@ -537,6 +543,8 @@ impl JobRunner {
                         unreachable!()
                     };
                     let with = definition["with"].as_object().cloned().unwrap_or_default();
+                    // The action's lines reach the log through the sink.
+                    let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
                     let outcome = crate::actions::execute(
                         uses,
                         &with,
@@ -550,7 +558,7 @@ impl JobRunner {
                         },
                         timeout,
                         cancel,
-                        &mut log,
+                        &mut std::io::sink(),
                         &mut on_line,
                     )
                     .await;
@@ -558,6 +566,14 @@ impl JobRunner {
                     skipped_by_action = outcome.skipped;
                     outcome.exit
                 }
+            };
+            // A step that declares `generates` succeeds only if it produced them.
+            let exit = match self.missing_generates(step, &step_ctx) {
+                Some(why) if exit.success() && skipped_by_action.is_none() => {
+                    sink.note(&format!("trun: {why}"));
+                    Exit::Failed(why)
+                }
+                _ => exit,
             };
             let outs = match outputs::read_kv(&output_file) {
                 Ok(o) => o,
@@ -617,12 +633,11 @@ impl JobRunner {
                     reason: exit.reason(),
                     exit_code: exit.code(),
                 });
-                let _ = writeln!(
-                    log,
+                sink.note(&format!(
                     "--- {}; retrying in {} (attempt {attempt})",
                     exit.reason(),
                     crate::duration::format(delay)
-                );
+                ));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
                     _ = cancel.changed() => break StepEnd { duration_ms: 0, log_path: None, status: Status::Cancelled, exit_code: None, reason: Some("cancelled".into()), outputs: outs, attempt },
@@ -638,7 +653,7 @@ impl JobRunner {
                 attempt,
             };
         };
-        let _ = log.flush();
+        sink.finish();
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());
         if let Some(hooks) = &self.opts.hooks {
@@ -649,6 +664,40 @@ impl JobRunner {
 }
 
 impl JobRunner {
+    /// Why the step's literal `generates` paths (no glob, no `!`) are not
+    /// all there after it ran, naming the missing ones; `None` if they are.
+    fn missing_generates(&self, step: &PlannedStep, ctx: &Context) -> Option<String> {
+        let mut missing = Vec::new();
+        for g in &step.generates {
+            let g = if g.contains("${{") {
+                match self.templates.render(g, ctx) {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                }
+            } else {
+                g.clone()
+            };
+            let rel = crate::uptodate::walk::normalize(&g);
+            if g.starts_with('!') || rel.is_empty() || rel.contains(['*', '?', '[', '{']) {
+                continue;
+            }
+            if !self.plan.root.join(&rel).exists() {
+                missing.push(rel);
+            }
+        }
+        (!missing.is_empty()).then(|| {
+            format!(
+                "the step succeeded but did not produce {} declared in `generates`: {}",
+                if missing.len() == 1 {
+                    "a path"
+                } else {
+                    "paths"
+                },
+                missing.join(", ")
+            )
+        })
+    }
+
     /// Start the job's services and container; returns the container id and
     /// the services' network.
     async fn start_container(
@@ -722,53 +771,6 @@ pub fn container_spec(spec: &crate::workflow::ContainerSpec) -> crate::docker::C
             .as_deref()
             .map(|o| o.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),
-    }
-}
-
-/// A `run:` step inside the job's container: `docker exec`, streamed, with
-/// the step's timeout and the run's cancellation killing the process tree.
-#[allow(clippy::too_many_arguments)]
-async fn exec_in_container(
-    docker: &crate::docker::Docker,
-    container: &str,
-    argv: &[String],
-    env: &[(String, String)],
-    cwd: &Path,
-    timeout: Option<Duration>,
-    cancel: &mut watch::Receiver<bool>,
-    log: &mut (dyn Write + Send),
-    on_line: &mut (dyn FnMut(Stream, String) + Send),
-) -> Exit {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    let why = Arc::new(AtomicU8::new(0));
-    let why2 = why.clone();
-    let mut cancel2 = cancel.clone();
-    let stop = async move {
-        let sleep = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => why2.store(1, Ordering::SeqCst),
-            _ = super::cancelled(&mut cancel2) => why2.store(2, Ordering::SeqCst),
-        }
-    };
-    let mut tee = |stream: Stream, line: String| {
-        let _ = writeln!(log, "{line}");
-        on_line(stream, line);
-    };
-    match docker
-        .exec_until(container, argv.to_vec(), env.to_vec(), cwd, &mut tee, stop)
-        .await
-    {
-        Ok(out) if out.killed => match why.load(Ordering::SeqCst) {
-            1 => Exit::TimedOut(timeout.unwrap_or_default()),
-            _ => Exit::Cancelled,
-        },
-        Ok(out) => Exit::Code(out.exit_code as i32),
-        Err(e) => Exit::Failed(e.to_string()),
     }
 }
 
@@ -854,7 +856,7 @@ fn write_outputs(path: &Path, outputs: &BTreeMap<String, String>) {
             }
         })
         .collect();
-    let _ = std::fs::write(path, text);
+    let _ = outputs::write_fresh(path, text.as_bytes());
 }
 
 /// A file-name-safe form of a job key or step id: `test (1, linux)` -> `test-1-linux`.
@@ -868,61 +870,4 @@ pub fn sanitize(s: &str) -> String {
         }
     }
     out.trim_matches('-').to_string()
-}
-
-/// A step's log file, created (with its job's directory) on the first byte
-/// written: a silent step leaves no file, and a thousand silent steps cost
-/// no thousand mkdirs and creates. A log that cannot be written is reported
-/// once on the step's output rather than failing the step.
-struct LazyLog {
-    path: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    broken: bool,
-}
-
-impl LazyLog {
-    fn new(path: PathBuf) -> LazyLog {
-        LazyLog {
-            path,
-            file: None,
-            broken: false,
-        }
-    }
-}
-
-impl Write for LazyLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.broken {
-            return Ok(buf.len());
-        }
-        if self.file.is_none() {
-            let opened = self
-                .path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::File::create(&self.path));
-            match opened {
-                Ok(f) => self.file = Some(std::io::BufWriter::new(f)),
-                Err(e) => {
-                    self.broken = true;
-                    eprintln!(
-                        "trun: warning: cannot write log {}: {e}",
-                        self.path.display()
-                    );
-                    return Ok(buf.len());
-                }
-            }
-        }
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Ok(buf.len()),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
-    }
 }

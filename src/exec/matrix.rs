@@ -2,7 +2,7 @@
 //! (`matrix: ${{ fromJSON(needs.setup.outputs.matrix) }}`): when the job is
 //! ready, evaluate the matrix, then run one leg per combination, each a job
 //! instance of its own (`test (a)`, `test (b)`), and report the whole as the
-//! planned job. Legs honour `max-parallel` and `fail-fast`.
+//! planned job. Legs honour `max-parallel`, `fail-fast` and the run's one `-j`.
 
 use super::job::{JobResult, JobRunner};
 use super::{Events, RunOptions};
@@ -21,8 +21,9 @@ pub struct FanOut {
     pub events: Events,
     pub templates: Arc<Templates>,
     pub base_ctx: Context,
-    /// The run's `-j`: legs never run more at once than that.
-    pub limit: usize,
+    /// The run's `-j` slots, shared with every other job: a leg runs only
+    /// holding one.
+    pub slots: Arc<Semaphore>,
 }
 
 impl FanOut {
@@ -51,10 +52,9 @@ impl FanOut {
             .job
             .max_parallel
             .map(|m| m as usize)
-            .unwrap_or(usize::MAX)
-            .min(self.limit)
-            .max(1);
-        let slots = Arc::new(Semaphore::new(width));
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let width = Arc::new(Semaphore::new(width));
         let (stop_tx, _) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         // Keys only some legs have (from `include`) read as null in the others.
@@ -87,9 +87,14 @@ impl FanOut {
                 templates: self.templates.clone(),
                 base_ctx: ctx,
             };
-            let slots = slots.clone();
+            let width = width.clone();
+            let slots = self.slots.clone();
             let stop = stop_tx.subscribe();
             tasks.spawn(async move {
+                // `max-parallel` first, then one of the run's `-j` slots.
+                let Ok(_width) = width.acquire_owned().await else {
+                    return (runner.job.key.clone(), None);
+                };
                 let Ok(_permit) = slots.acquire_owned().await else {
                     return (runner.job.key.clone(), None);
                 };

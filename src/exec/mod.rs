@@ -6,9 +6,11 @@
 //! SIGTERM): every running step's process group is killed, jobs not started
 //! are recorded as cancelled, and the run ends `cancelled`.
 
+pub mod executor;
 pub mod grade_step;
 pub mod job;
 pub mod matrix;
+pub mod output;
 pub mod outputs;
 pub mod process;
 pub mod sandbox;
@@ -22,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// Resolves once the run (or job) is cancelled; never when the sender is
 /// gone without cancelling.
@@ -66,6 +68,10 @@ pub struct RunOptions {
     pub memory: Arc<dyn crate::docker::actions::Memory>,
     /// Where the closing step of a graded repository hands its result (`trun grade`).
     pub grades: Option<Arc<dyn grade_step::GradeSink>>,
+    /// `.trun/procs`: running step processes are recorded here so that the
+    /// next trun can stop them if this one is killed
+    /// ([`executor::reap_orphans`]); `None` records nothing.
+    pub proc_records: Option<PathBuf>,
 }
 
 /// How the run ended.
@@ -147,6 +153,11 @@ pub async fn run(
     let mut failed = false;
     let mut stop_new = cancelled;
     let limit = opts.jobs.max(1);
+    // `-j`: one limit for every job instance that runs steps, the legs of a
+    // matrix computed at run time included. A running job holds a permit;
+    // the job that fans out into legs holds none, each of its legs does.
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut spare: Option<OwnedSemaphorePermit> = None;
     let process_env: Map<String, Value> = std::env::vars()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
@@ -173,10 +184,15 @@ pub async fn run(
         // Start or settle ready jobs, in plan order, up to the limit.
         let candidates: Vec<usize> = ready.iter().copied().collect();
         for i in candidates {
-            if running >= limit && !stop_new {
-                break;
-            }
             let job = &plan.jobs[i];
+            if !stop_new && job.dynamic_matrix.is_none() && spare.is_none() {
+                spare = slots.clone().try_acquire_owned().ok();
+                if spare.is_none() {
+                    // Wait for a permit (below); a fan-out later in the
+                    // order needs none, but plan order is kept.
+                    break;
+                }
+            }
             if stop_new {
                 ready.remove(&i);
                 settle(
@@ -239,7 +255,7 @@ pub async fn run(
                             events: events.clone(),
                             templates: templates.clone(),
                             base_ctx: ctx,
-                            limit,
+                            slots: slots.clone(),
                         };
                         tokio::spawn(async move {
                             let key = fan.job.key.clone();
@@ -260,9 +276,11 @@ pub async fn run(
                             templates: templates.clone(),
                             base_ctx: ctx,
                         };
+                        let permit = spare.take();
                         tokio::spawn(async move {
                             let key = runner.job.key.clone();
                             let r = runner.run(ctx_rx).await;
+                            drop(permit);
                             let _ = done.send(JobDone {
                                 key,
                                 status: r.status,
@@ -320,7 +338,13 @@ pub async fn run(
             // limit admits at least one of them, so this makes progress.
             continue;
         }
+        let want_slot = !stop_new
+            && spare.is_none()
+            && ready.iter().any(|&i| plan.jobs[i].dynamic_matrix.is_none());
         tokio::select! {
+            permit = slots.clone().acquire_owned(), if want_slot => {
+                spare = permit.ok();
+            }
             Some(done) = done_rx.recv() => {
                 let i = index[done.key.as_str()];
                 running -= 1;

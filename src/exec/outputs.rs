@@ -57,18 +57,96 @@ pub fn parse_kv(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+/// The most a talk-back file may hold; a step writing more fails (outputs)
+/// or is ignored with a warning (env, path).
+pub const MAX_TALK_BACK: u64 = 4 * 1024 * 1024;
+
+/// Reads a talk-back file the step may or may not have written, without
+/// trusting it: a symlink is not followed, anything but a regular file (a
+/// FIFO would block trun forever) is refused, and at most [`MAX_TALK_BACK`]
+/// bytes are read. `Ok(None)` when the step did not write it.
+pub fn read_talk_back(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(format!(
+                "{} is a symlink; trun does not follow it",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a FIFO or a device?); trun does not read it",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_TALK_BACK {
+        return Err(format!(
+            "{} holds {} bytes, more than the {} a step may write there",
+            path.display(),
+            meta.len(),
+            MAX_TALK_BACK
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TALK_BACK + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_TALK_BACK {
+        return Err(format!(
+            "{} holds more than the {MAX_TALK_BACK} bytes a step may write there",
+            path.display()
+        ));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// Writes a file trun hands to a step (a script, an action's outputs) in the
+/// run's tmp dir, where an earlier step could have planted something at the
+/// same name: whatever is there goes first (a FIFO would block the write, a
+/// symlink would redirect it), then the file is created afresh (readable by
+/// others as before: a job container's user may not be ours).
+pub fn write_fresh(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
 /// Read and parse a file the step may or may not have written.
 pub fn read_kv(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => parse_kv(&t).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    match read_talk_back(path)? {
+        Some(t) => parse_kv(&t).map_err(|e| format!("{}: {e}", path.display())),
+        None => Ok(BTreeMap::new()),
     }
 }
 
 /// `$GITHUB_PATH`: one directory per line.
-pub fn read_path_file(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
+pub fn read_path_file(path: &Path) -> Result<Vec<String>, String> {
+    Ok(read_talk_back(path)?
         .map(|t| {
             t.lines()
                 .map(str::trim)
@@ -76,7 +154,7 @@ pub fn read_path_file(path: &Path) -> Vec<String> {
                 .map(str::to_string)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -89,6 +167,29 @@ mod tests {
         assert_eq!(m["a"], "1");
         assert_eq!(m["b"], "x=y");
         assert_eq!(m["notes"], "l1\nl2");
+    }
+
+    #[test]
+    fn a_fifo_or_a_symlink_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("env");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read_kv(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let link = dir.path().join("out");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        let e = read_kv(&link).unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
+        assert_eq!(read_kv(&dir.path().join("none")).unwrap(), BTreeMap::new());
+    }
+
+    #[test]
+    fn a_planted_fifo_does_not_block_a_fresh_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.script");
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        write_fresh(&f, b"echo hi\n").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"echo hi\n");
     }
 
     #[test]

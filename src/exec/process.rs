@@ -1,16 +1,38 @@
-//! One local process per step attempt: spawned in its own process group so a
-//! timeout or Ctrl-C can kill everything the step started, with its output
-//! streamed line by line to the log file and to the engine's events.
+//! The local executor: one host process per command, and the means to make
+//! sure nothing it starts outlives it.
+//!
+//! A command runs in its own process group with a unique `TRUN_STEP_TOKEN`
+//! in its environment, which everything it starts inherits. trun is a child
+//! subreaper (`PR_SET_CHILD_SUBREAPER`), so a process that leaves the group
+//! (`setsid`, a double fork) is re-parented to trun rather than to init and
+//! stays findable. When the command ends — its main process exited and the
+//! output pipes closed or a short drain window passed, or its timeout or the
+//! run's cancellation fired — the group is killed and so is every process
+//! carrying the token (found in `/proc/*/environ`). A process that clears its
+//! environment *and* leaves the group escapes the token scan; it is still
+//! trun's child and dies with trun's session at the latest.
+//!
+//! While a command runs, a record of its token sits in `.trun/procs/` (when
+//! the caller gives that directory): if trun is SIGKILLed, the next trun in
+//! the workspace reads the records of dead owners and kills what they left
+//! ([`reap_orphans`]), so a step never runs twice at once.
+//!
+//! Not here: what a step is, retries, logs (see [`super::output`]).
 
+use super::executor::{Command, Executor};
+use super::output::OutputSink;
 use crate::event::Stream;
-use nix::sys::signal::{killpg, Signal};
+use futures_util::future::BoxFuture;
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use std::io::Write;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// How a process attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,48 +74,158 @@ impl Exit {
     }
 }
 
-/// What to run.
-pub struct Spec<'a> {
-    pub argv: &'a [String],
-    pub env: &'a [(String, String)],
-    pub cwd: &'a Path,
-    pub timeout: Option<Duration>,
-}
+/// The environment variable carrying a command's token.
+pub const TOKEN_VAR: &str = "TRUN_STEP_TOKEN";
 
 /// How long a process group gets between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(3);
+pub const GRACE: Duration = Duration::from_secs(2);
 
-/// Run a process to completion, streaming its lines to `on_line` and `log`.
-pub async fn run(
-    spec: Spec<'_>,
-    log: &mut (dyn Write + Send),
+/// How long output may keep coming after the main process exited (from
+/// processes it left behind) before they are killed.
+pub const DRAIN: Duration = Duration::from_millis(500);
+
+/// How long the pipes are read after everything was killed; a process that
+/// escaped the kill cannot hold trun longer than this.
+const AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// The commands running now: main pid (also the process group) -> token.
+static LIVE: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
+
+fn live<T>(f: impl FnOnce(&mut HashMap<i32, String>) -> T) -> T {
+    let mut g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(HashMap::new))
+}
+
+/// SIGKILL every running command and everything it started, at once: for a
+/// trun that must exit now (a second Ctrl-C) without leaving steps behind.
+pub fn kill_all_now() {
+    let running: Vec<(i32, String)> = live(|l| l.iter().map(|(p, t)| (*p, t.clone())).collect());
+    for (pid, token) in running {
+        signal_step(Pid::from_raw(pid), &token, Signal::SIGKILL);
+    }
+}
+
+/// Make trun the reaper of whatever its steps orphan (once per process).
+fn become_subreaper() -> bool {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument
+        // and touches no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 }
+    })
+}
+
+/// Runs commands as host processes.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    /// `.trun/procs`: where running commands are recorded, if anywhere.
+    records: Option<PathBuf>,
+    /// What the record says the command is (`build / compile`).
+    label: String,
+}
+
+impl Local {
+    /// A local executor that records nothing.
+    pub fn new() -> Local {
+        Local::default()
+    }
+
+    /// A local executor that records each running command (as `label`) in
+    /// `dir`, so a later trun can stop it if this one is killed.
+    pub fn recording(dir: PathBuf, label: impl Into<String>) -> Local {
+        Local {
+            records: Some(dir),
+            label: label.into(),
+        }
+    }
+}
+
+impl Executor for Local {
+    fn run<'a>(
+        &'a self,
+        cmd: &'a Command,
+        sink: &'a mut OutputSink,
+        cancel: watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Exit> {
+        Box::pin(self.run_local(cmd, sink, cancel))
+    }
+
+    fn describe(&self) -> String {
+        "local".into()
+    }
+}
+
+/// Why the command was stopped from outside.
+#[derive(Clone, Copy)]
+enum Forced {
+    Timeout,
+    Cancel,
+}
+
+impl Local {
+    async fn run_local(
+        &self,
+        spec: &Command,
+        sink: &mut OutputSink,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Exit {
+        let Some((prog, args)) = spec.argv.split_first() else {
+            return Exit::SpawnFailed("empty command".into());
+        };
+        if *cancel.borrow() {
+            return Exit::Cancelled;
+        }
+        let subreaper = become_subreaper();
+        let token = format!(
+            "{}{}{}",
+            crate::docker::unique_suffix(),
+            crate::docker::unique_suffix(),
+            std::process::id()
+        );
+        let record = self.records.as_deref().and_then(|d| {
+            Record::write(d, &token, &self.label)
+                .map_err(|e| eprintln!("trun: warning: cannot record a step process: {e}"))
+                .ok()
+        });
+        let exit = spawn_and_wait(prog, args, spec, &token, subreaper, sink, &mut cancel).await;
+        if let Some(r) = record {
+            let _ = std::fs::remove_file(r);
+        }
+        exit
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn spawn_and_wait(
+    prog: &str,
+    args: &[String],
+    spec: &Command,
+    token: &str,
+    subreaper: bool,
+    sink: &mut OutputSink,
     cancel: &mut watch::Receiver<bool>,
-    on_line: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Exit {
-    let Some((prog, args)) = spec.argv.split_first() else {
-        return Exit::SpawnFailed("empty command".into());
-    };
-    // stdout and stderr share one pipe, as in a terminal: the log keeps the
-    // order the step wrote its lines in (two pipes would race each other).
-    let (reader, writer) = match std::io::pipe() {
+    let pipes = std::io::pipe().and_then(|o| Ok((o, std::io::pipe()?)));
+    let ((out_r, out_w), (err_r, err_w)) = match pipes {
         Ok(p) => p,
-        Err(e) => return Exit::SpawnFailed(format!("cannot create a pipe: {e}")),
-    };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
         Err(e) => return Exit::SpawnFailed(format!("cannot create a pipe: {e}")),
     };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
-        .current_dir(spec.cwd)
+        .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer2)
+        .env(TOKEN_VAR, token)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(out_w)
+        .stderr(err_w)
         .process_group(0)
         .kill_on_drop(false);
     let spawned = cmd.spawn();
-    // Our copies of the write end must close, or the reader never sees EOF.
+    // Our copies of the write ends must close, or the reader never sees EOF.
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
@@ -102,59 +234,85 @@ pub async fn run(
         }
         Err(e) => return Exit::SpawnFailed(format!("cannot start `{prog}`: {e}")),
     };
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
-    let out =
-        match tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader)) {
-            Ok(r) => Some(tokio::spawn(pump(r, Stream::Stdout, tx.clone()))),
-            Err(_) => None,
-        };
-    drop(tx);
-
-    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
-    let sleep_until = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
+    let Some(pid) = child.id().map(|id| id as i32) else {
+        return Exit::SpawnFailed(format!("`{prog}` exited before it could be watched"));
     };
-    tokio::pin!(sleep_until);
-    let mut lines_open = true;
-    let mut forced: Option<Exit> = None;
-    let status = loop {
+    live(|l| l.insert(pid, token.to_string()));
+    let pgid = Pid::from_raw(pid);
+    let feeder = match (child.stdin.take(), &spec.stdin) {
+        (Some(mut w), Some(bytes)) => {
+            let bytes = bytes.clone();
+            Some(tokio::spawn(async move {
+                let _ = w.write_all(&bytes).await;
+            }))
+        }
+        _ => None,
+    };
+    let mut pipes = Pipes::new(out_r, err_r);
+
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let deadline = spec.timeout.map_or(far, |t| Instant::now() + t);
+    let mut forced: Option<Forced> = None;
+    let mut kill_at = far;
+    let mut status = None;
+    let mut drain_until = far;
+    loop {
+        if status.is_some() && !pipes.is_open() {
+            break;
+        }
+        // Not `biased`: a pipe that is always ready must not starve the
+        // timeout or the exit.
         tokio::select! {
-            biased;
-            line = rx.recv(), if lines_open => match line {
-                Some((stream, bytes)) => emit(log, on_line, stream, bytes),
-                None => lines_open = false,
-            },
-            st = child.wait() => break st,
-            _ = &mut sleep_until, if forced.is_none() => {
-                forced = Some(Exit::TimedOut(spec.timeout.unwrap_or_default()));
-                terminate(pgid, &mut child).await;
+            _ = pipes.pump(sink), if pipes.is_open() => {}
+            st = child.wait(), if status.is_none() => {
+                status = Some(st);
+                drain_until = Instant::now() + DRAIN;
             }
-            r = cancel.changed(), if forced.is_none() => {
+            _ = tokio::time::sleep_until(drain_until), if status.is_some() => break,
+            _ = tokio::time::sleep_until(deadline), if forced.is_none() && status.is_none() => {
+                forced = Some(Forced::Timeout);
+                signal_step(pgid, token, Signal::SIGTERM);
+                kill_at = Instant::now() + GRACE;
+            }
+            r = cancel.changed(), if forced.is_none() && status.is_none() => {
                 if r.is_err() || *cancel.borrow() {
-                    forced = Some(Exit::Cancelled);
-                    terminate(pgid, &mut child).await;
+                    forced = Some(Forced::Cancel);
+                    signal_step(pgid, token, Signal::SIGTERM);
+                    kill_at = Instant::now() + GRACE;
                 }
             }
+            _ = tokio::time::sleep_until(kill_at) => {
+                kill_at = far;
+                signal_step(pgid, token, Signal::SIGKILL);
+            }
+        }
+    }
+    // The step is over: whatever it left running goes too, so nothing
+    // outlives it and the pipes close.
+    let status = match status {
+        Some(s) => s,
+        None => {
+            signal_step(pgid, token, Signal::SIGKILL);
+            child.wait().await
         }
     };
-    // The step is over: whatever it left running in its group goes too, so
-    // no orphan outlives its step and the pipes close.
-    if let Some(p) = pgid {
-        let _ = killpg(p, Signal::SIGKILL);
+    live(|l| l.remove(&pid));
+    kill_step(pgid, token, subreaper).await;
+    let until = Instant::now() + AFTER_KILL;
+    while pipes.is_open() {
+        tokio::select! {
+            _ = pipes.pump(sink) => {}
+            _ = tokio::time::sleep_until(until) => break,
+        }
     }
-    while let Some((stream, bytes)) = rx.recv().await {
-        emit(log, on_line, stream, bytes);
+    if let Some(f) = feeder {
+        f.abort();
     }
-    if let Some(h) = out {
-        let _ = h.await;
-    }
-    let _ = log.flush();
-    if let Some(f) = forced {
-        return f;
+    sink.end_of_output();
+    match forced {
+        Some(Forced::Timeout) => return Exit::TimedOut(spec.timeout.unwrap_or_default()),
+        Some(Forced::Cancel) => return Exit::Cancelled,
+        None => {}
     }
     match status {
         Ok(st) => {
@@ -169,47 +327,293 @@ pub async fn run(
     }
 }
 
-/// SIGTERM the group, give it a grace period, then SIGKILL.
-async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child) {
-    let Some(p) = pgid else { return };
-    let _ = killpg(p, Signal::SIGTERM);
-    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-        let _ = killpg(p, Signal::SIGKILL);
-    }
+/// The read ends of a command's stdout and stderr, read by one task so the
+/// sink gets chunks in the order they arrived.
+struct Pipes {
+    out: Option<tokio::net::unix::pipe::Receiver>,
+    err: Option<tokio::net::unix::pipe::Receiver>,
+    out_buf: Vec<u8>,
+    err_buf: Vec<u8>,
 }
 
-fn emit(
-    log: &mut (dyn Write + Send),
-    on_line: &mut (dyn FnMut(Stream, String) + Send),
-    stream: Stream,
-    bytes: Vec<u8>,
-) {
-    let _ = log.write_all(&bytes);
-    let mut s = String::from_utf8_lossy(&bytes).into_owned();
-    if s.ends_with('\n') {
-        s.pop();
-        if s.ends_with('\r') {
-            s.pop();
+impl Pipes {
+    fn new(out: std::io::PipeReader, err: std::io::PipeReader) -> Pipes {
+        let receiver = |fd: std::io::PipeReader| {
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(fd)).ok()
+        };
+        Pipes {
+            out: receiver(out),
+            err: receiver(err),
+            out_buf: vec![0u8; 64 * 1024],
+            err_buf: vec![0u8; 64 * 1024],
         }
     }
-    on_line(stream, s);
-}
 
-async fn pump<R: AsyncRead + Unpin>(
-    r: R,
-    stream: Stream,
-    tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>,
-) {
-    let mut r = BufReader::new(r);
-    loop {
-        let mut buf = Vec::new();
-        match r.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if tx.send((stream, buf)).is_err() {
-                    break;
-                }
+    fn is_open(&self) -> bool {
+        self.out.is_some() || self.err.is_some()
+    }
+
+    /// Moves the next chunk from whichever pipe has one into `sink`, or
+    /// notes an end of file. Cancel-safe: a chunk read is a chunk written.
+    async fn pump(&mut self, sink: &mut OutputSink) {
+        async fn read(
+            pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
+            buf: &mut [u8],
+        ) -> usize {
+            match pipe {
+                Some(p) => p.read(buf).await.unwrap_or(0),
+                None => std::future::pending().await,
             }
         }
+        tokio::select! {
+            n = read(&mut self.out, &mut self.out_buf) => match n {
+                0 => self.out = None,
+                n => sink.write(Stream::Stdout, &self.out_buf[..n]),
+            },
+            n = read(&mut self.err, &mut self.err_buf) => match n {
+                0 => self.err = None,
+                n => sink.write(Stream::Stderr, &self.err_buf[..n]),
+            },
+        }
     }
+}
+
+/// Signal the command's group and every process carrying its token; returns
+/// the latter.
+fn signal_step(pgid: Pid, token: &str, sig: Signal) -> Vec<i32> {
+    let found = pids_with_token(token);
+    let _ = killpg(pgid, sig);
+    for &p in &found {
+        let _ = kill(Pid::from_raw(p), sig);
+    }
+    found
+}
+
+/// After the main process is gone: SIGKILL the group and whatever carries
+/// the token, until nothing does; reap the ones that were trun's children.
+async fn kill_step(pgid: Pid, token: &str, subreaper: bool) {
+    // A subreaper with no child but running steps has no process of this
+    // step to look for: anything the step left would now be our child.
+    if subreaper && !has_unknown_children() {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        return;
+    }
+    let mut killed: Vec<i32> = Vec::new();
+    for _ in 0..20 {
+        // Found before the kill, while they still show their environment.
+        let found = signal_step(pgid, token, Signal::SIGKILL);
+        if found.is_empty() {
+            break;
+        }
+        killed.extend(found);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reap(&killed).await;
+}
+
+/// Collects the exit status of killed processes that were re-parented to trun,
+/// so they do not linger as zombies. Only pids trun killed itself: another
+/// child of trun is waited for by whoever started it.
+async fn reap(pids: &[i32]) {
+    let me = std::process::id() as i32;
+    let mut mine: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| parent_of(p) == Some(me))
+        .collect();
+    mine.sort_unstable();
+    mine.dedup();
+    for _ in 0..100 {
+        mine.retain(|&p| {
+            use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+            !matches!(
+                waitpid(Pid::from_raw(p), Some(WaitPidFlag::WNOHANG)),
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
+            )
+        });
+        if mine.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether trun has a child that is not the main process of a running
+/// command (an orphan re-parented to it, or a child someone else started).
+fn has_unknown_children() -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    let mut children = Vec::new();
+    for t in tasks.flatten() {
+        match std::fs::read_to_string(t.path().join("children")) {
+            Ok(s) => children.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok())),
+            Err(_) => return true,
+        }
+    }
+    live(|l| children.iter().any(|c| !l.contains_key(c)))
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
+}
+
+/// Fields of `/proc/PID/stat` after the command name: state is [0], ppid
+/// [1], start time [19].
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid).and_then(|f| f.get(19).and_then(|t| t.parse().ok()))
+}
+
+/// Every live process (but trun) whose environment carries `token`.
+pub fn pids_with_token(token: &str) -> Vec<i32> {
+    let needle = format!("{TOKEN_VAR}={token}");
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The record of one running command: `<dir>/<trun pid>-<token>`, holding
+/// the owner's pid and start time, the token and a label.
+struct Record;
+
+impl Record {
+    fn write(dir: &Path, token: &str, label: &str) -> std::io::Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        ensure_private_dir(dir)?;
+        let me = std::process::id() as i32;
+        let path = dir.join(format!("{me}-{token}"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        let started = start_time(me).unwrap_or(0);
+        let label = label.replace('\n', " ");
+        writeln!(f, "{me} {started} {token} {label}")?;
+        Ok(path)
+    }
+}
+
+/// Creates `dir` (mode 0700) or checks that it is a real directory, not a
+/// symlink planted to make trun write elsewhere.
+fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} is not a directory (a symlink?); refusing to use it",
+            dir.display()
+        )))
+    }
+}
+
+/// Stops what an earlier trun, killed before it could clean up, left running:
+/// for every record in `dir` whose owner is no longer alive, kills the
+/// processes carrying its token and removes the record. Returns one message
+/// per record that still had processes, for the caller to print. Call it
+/// holding the workspace lock, before the run starts.
+pub fn reap_orphans(dir: &Path) -> Vec<String> {
+    let mut messages = Vec::new();
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return messages;
+    };
+    if !meta.is_dir() {
+        return vec![format!(
+            "{} is not a directory; left alone (remove it)",
+            dir.display()
+        )];
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return messages;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let text = {
+            use std::io::Read;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut s = String::new();
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path);
+            match opened {
+                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
+                    let _ = f.take(4096).read_to_string(&mut s);
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+            }
+            s
+        };
+        let mut it = text.trim_end().splitn(4, ' ');
+        let (Some(owner), Some(started), Some(token)) = (
+            it.next().and_then(|p| p.parse::<i32>().ok()),
+            it.next().and_then(|p| p.parse::<u64>().ok()),
+            it.next(),
+        ) else {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let label = it.next().unwrap_or("a step");
+        // Same pid and start time: the owner (maybe this very process) lives.
+        let owner_alive =
+            start_time(owner) == Some(started) && stat_fields(owner).is_some_and(|f| f[0] != "Z");
+        if owner_alive {
+            continue;
+        }
+        let mut killed = HashSet::new();
+        for _ in 0..20 {
+            let found = pids_with_token(token);
+            if found.is_empty() {
+                break;
+            }
+            for &p in &found {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            killed.extend(found);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let killed = killed.len();
+        if killed > 0 {
+            messages.push(format!(
+                "stopped {killed} process{} of {label} left running by an earlier trun (pid {owner}) that was killed before it could stop them",
+                if killed == 1 { "" } else { "es" }
+            ));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    messages
 }

@@ -144,6 +144,11 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
+        // A trun killed mid-step (SIGKILL) left its step processes running: stop
+        // them before anything runs again, so no step runs twice at once.
+        for m in super::executor::reap_orphans(&trun_dir.join("procs")) {
+            eprintln!("trun: {m}");
+        }
         let sqlite = Arc::new(SqliteStore::open(&state::db_path(root))?);
         Ok(Session {
             root: root.to_path_buf(),
@@ -229,6 +234,7 @@ impl Session {
             tmp_dir: tmp_dir.clone(),
             hooks,
             grades: config.grades,
+            proc_records: Some(self.trun_dir.join("procs")),
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

@@ -509,3 +509,50 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Live processes (zombies do not count) whose command line is exactly `argv`:
+/// how a test finds what a step left running, by a marker in its arguments.
+pub fn processes_running(argv: &[&str]) -> Vec<Process> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want) {
+            if let Some(p) = Process::find(pid) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// A marker unlikely to collide with anything else on the machine: a number of
+/// seconds for a `sleep` the test can then look for with [`processes_running`].
+pub fn marker() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}{:05}{}",
+        7 + N.fetch_add(1, Ordering::Relaxed) % 2,
+        (std::process::id() ^ nanos) % 100_000,
+        N.load(Ordering::Relaxed) % 10
+    )
+}
+
+/// A field of `/proc/PID/status` in kB (`VmHWM`, `VmRSS`), if the process lives.
+pub fn proc_status_kb(pid: i32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

@@ -7,7 +7,7 @@ use super::schema::{flag, is_single, list, table, text};
 use super::{ActionCtx, ActionError, ActionResult};
 use crate::docker::exec::Lines;
 use crate::docker::options::RunOptions;
-use crate::docker::{DockerError, Labels, LABEL_KEEP, LABEL_RUN};
+use crate::docker::{DockerError, Labels, LABEL_KEEP, LABEL_RUN, LABEL_WORKSPACE};
 use crate::event::Stream;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -131,8 +131,9 @@ async fn exit_code(docker: &crate::docker::Docker, id: &str) -> Result<i64, Dock
 }
 
 /// A fixed `name` collides with the container of the previous run (`keep: true`)
-/// on every re-run. A container trun created is replaced; anything else is the
-/// user's and is left alone, with a message saying so.
+/// on every re-run. A container this workspace's trun created is replaced;
+/// another workspace's (its runs may be live) and anything else are left
+/// alone, with a message saying so.
 async fn replace_named(
     docker: &crate::docker::Docker,
     name: &str,
@@ -142,15 +143,12 @@ async fn replace_named(
         Err(e) if crate::docker::error::is_not_found(&e) => return Ok(None),
         Err(e) => return Err(DockerError::api(format!("inspecting container {name}"), e)),
     };
-    let ours = info
+    let labels = info
         .config
         .and_then(|c| c.labels)
-        .unwrap_or_else(HashMap::new)
-        .contains_key(LABEL_RUN);
-    if !ours {
-        return Ok(Some(format!(
-            "a container named {name} already exists and was not created by trun; remove it or choose another `name`"
-        )));
+        .unwrap_or_else(HashMap::new);
+    if let Some(problem) = refuse_to_replace(name, &labels) {
+        return Ok(Some(problem));
     }
     let rm = RemoveContainerOptionsBuilder::default().force(true).build();
     docker
@@ -159,4 +157,47 @@ async fn replace_named(
         .await
         .map_err(|e| DockerError::api(format!("replacing container {name}"), e))?;
     Ok(None)
+}
+
+/// Why the existing container `name` (with `labels`) must not be removed, if so.
+fn refuse_to_replace(name: &str, labels: &HashMap<String, String>) -> Option<String> {
+    if !labels.contains_key(LABEL_RUN) {
+        return Some(format!(
+            "a container named {name} already exists and was not created by trun; remove it or choose another `name`"
+        ));
+    }
+    let ours = crate::docker::workspace_filter()
+        .and_then(|f| f.split_once('=').map(|(_, w)| w.to_string()));
+    match (labels.get(LABEL_WORKSPACE), ours) {
+        (Some(theirs), Some(ours)) if *theirs == ours => None,
+        // Neither is tied to a workspace (a library caller): as before.
+        (None, None) => None,
+        (theirs, _) => Some(format!(
+            "a container named {name} already exists and belongs to another trun workspace ({}); \
+             trun does not remove it, since that workspace's run may be using it; \
+             remove it there (`trun gc --all`) or choose another `name`",
+            theirs.map_or("unknown", String::as_str)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_workspaces_containers_are_replaced() {
+        crate::docker::set_workspace(std::path::Path::new("/work/a"));
+        let ours = crate::docker::Labels::new(1, "j").to_map();
+        assert_eq!(refuse_to_replace("db", &ours), None);
+        let mut theirs = ours.clone();
+        theirs.insert(LABEL_WORKSPACE.into(), "0123456789abcdef".into());
+        let why = refuse_to_replace("db", &theirs).unwrap();
+        assert!(
+            why.contains("belongs to another trun workspace (0123456789abcdef)"),
+            "{why}"
+        );
+        let why = refuse_to_replace("db", &HashMap::new()).unwrap();
+        assert!(why.contains("was not created by trun"), "{why}");
+    }
 }

@@ -18,7 +18,6 @@
 //! `/bin/sh`), the container refuses to run anything more.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,6 +26,8 @@ use tokio::sync::watch;
 use super::{Ran, SandboxCommand};
 use crate::docker::{ContainerSpec, Docker, DockerError, Labels};
 use crate::event::Stream;
+use crate::exec::executor::{Command, Executor, JobContainer};
+use crate::exec::output::OutputSink;
 use crate::exec::process::Exit;
 use crate::grade::Limits;
 
@@ -135,8 +136,7 @@ impl GradingContainer {
         &mut self,
         cmd: &SandboxCommand<'_>,
         name: &str,
-        log: &mut (dyn Write + Send),
-        on_line: &mut (dyn FnMut(Stream, String) + Send),
+        sink: &mut OutputSink,
         cancel: &mut watch::Receiver<bool>,
     ) -> Ran {
         if let Some(why) = &self.broken {
@@ -169,21 +169,21 @@ impl GradingContainer {
             }
             Err(e) => return Ran::failed(e.to_string()),
         }
-        let (argv, mut env) = super::shell_argv(cmd);
-        env.extend([
-            ("TRUN_OUT".to_string(), out.clone()),
-            ("TRUN_SCORE".to_string(), format!("{out}/score")),
-            ("TRUN_CRITERION".to_string(), cmd.label.to_string()),
-            ("TRUN_REPO".to_string(), self.repo.clone()),
-        ]);
-        let mut log_line = |stream: Stream, line: String| {
-            let _ = writeln!(log, "{line}");
-            on_line(stream, line);
+        let command = Command {
+            argv: super::shell_argv(cmd),
+            env: vec![
+                ("TRUN_OUT".to_string(), out.clone()),
+                ("TRUN_SCORE".to_string(), format!("{out}/score")),
+                ("TRUN_CRITERION".to_string(), cmd.label.to_string()),
+                ("TRUN_REPO".to_string(), self.repo.clone()),
+            ],
+            cwd: WORK.into(),
+            stdin: cmd.stdin.map(|s| s.as_bytes().to_vec()),
+            timeout: Some(cmd.timeout),
         };
-        let exit = self
-            .exec(argv, env, cmd.timeout, &mut log_line, Some(cancel))
-            .await
-            .unwrap_or_else(|e| Exit::Failed(e.to_string()));
+        let exit = JobContainer::new(std::sync::Arc::new(self.docker.clone()), self.id.clone())
+            .run(&command, sink, cancel.clone())
+            .await;
         // Even when the exec failed to start, something may have run.
         self.kill_leftovers().await;
         // SIGKILL (128 + 9) that was not ours: the memory limit, if the cgroup says so.

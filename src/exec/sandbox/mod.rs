@@ -23,7 +23,7 @@
 //! judge them (`grade::score` does) or decide what to run (the job runner does).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::process::{self, Exit};
+use super::executor::{Command, Executor, Local};
+use super::output::OutputSink;
+use super::process::Exit;
 mod container;
 
 use crate::docker::Docker;
@@ -45,8 +47,6 @@ pub use container::GradingContainer;
 pub const OUT_FILE_CAP: u64 = 4 * 1024 * 1024;
 /// Bytes of a repository the local sandbox copies; a larger submission is an error.
 pub const REPO_COPY_CAP: u64 = 1024 * 1024 * 1024;
-/// Bytes of a criterion's `stdin` (passed through the environment).
-pub const STDIN_CAP: usize = 96 * 1024;
 
 /// One command of a rubric, as the sandbox runs it.
 pub struct SandboxCommand<'a> {
@@ -61,14 +61,6 @@ pub struct SandboxCommand<'a> {
     pub max_output: u64,
     /// The score file to read from `$TRUN_OUT` afterwards, if any.
     pub score_file: Option<&'a str>,
-}
-
-/// What the sandbox needs from the job runner for one command: where output goes and
-/// when to stop.
-pub struct Io<'a> {
-    pub log: &'a mut (dyn Write + Send),
-    pub on_line: &'a mut (dyn FnMut(Stream, String) + Send),
-    pub cancel: &'a mut watch::Receiver<bool>,
 }
 
 /// An open sandbox for one repository. [`Sandbox::close`] removes everything it made; a
@@ -112,7 +104,7 @@ impl Sandbox {
         repo: &Path,
         docker: Option<&Arc<Docker>>,
         labels: crate::docker::Labels,
-        on_line: &mut (dyn FnMut(Stream, String) + Send),
+        sink: &mut OutputSink,
     ) -> Result<Sandbox, String> {
         if !repo.is_dir() {
             return Err(format!("repository {} is not a directory", repo.display()));
@@ -133,8 +125,13 @@ impl Sandbox {
                     .as_ref()
                     .ok_or("the rubric names no container")?;
                 let memory = NoMemory;
+                let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
                 let image = crate::docker::grading_image::resolve_image(
-                    docker, container, rubric_dir, &memory, on_line,
+                    docker,
+                    container,
+                    rubric_dir,
+                    &memory,
+                    &mut on_line,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -146,38 +143,41 @@ impl Sandbox {
         }
     }
 
-    /// Runs one command and reports what happened. `Err` only when the sandbox itself
-    /// failed (the command's own failure is in [`Observed`]).
-    pub async fn run(&mut self, cmd: &SandboxCommand<'_>, io: Io<'_>) -> Observed {
-        if let Some(input) = cmd.stdin {
-            if input.len() > STDIN_CAP {
-                return Observed {
-                    runner_error: Some(format!(
-                        "the criterion's stdin is {} bytes; at most {STDIN_CAP} are supported",
-                        input.len()
-                    )),
-                    ..Observed::default()
-                };
-            }
+    /// Runs one command and reports what happened. A failure of the sandbox itself is
+    /// `runner_error` in the result (the command's own failure is its exit).
+    pub async fn run(
+        &mut self,
+        cmd: &SandboxCommand<'_>,
+        sink: &mut OutputSink,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Observed {
+        let cap = usize::try_from(cmd.max_output).unwrap_or(usize::MAX);
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            sink.capture_stream(stream, cap);
+            let _ = sink.take_captured(stream);
         }
-        let mut capture = Capture::new(cmd.max_output);
-        let Io {
-            log,
-            on_line,
-            cancel,
-        } = io;
-        let mut tee = |stream: Stream, line: String| {
-            capture.push(stream, &line);
-            on_line(stream, line);
-        };
+        let before = [
+            sink.total_bytes(Stream::Stdout),
+            sink.total_bytes(Stream::Stderr),
+        ];
         let started = Instant::now();
         let name = format!("{}-{}", sanitize(cmd.label), random_hex(16));
         let Ran { exit, files, note } = match self {
-            Sandbox::Local(s) => s.run(cmd, &name, log, &mut tee, cancel).await,
-            Sandbox::Container(c) => c.run(cmd, &name, log, &mut tee, cancel).await,
+            Sandbox::Local(s) => s.run(cmd, &name, sink, cancel).await,
+            Sandbox::Container(c) => c.run(cmd, &name, sink, cancel).await,
         };
         let duration = started.elapsed();
-        let (stdout, stderr) = capture.finish();
+        let mut captured = |stream: Stream, i: usize| {
+            let (bytes, truncated) = sink.take_captured(stream);
+            let total = sink.total_bytes(stream) - before[i];
+            Captured {
+                truncated: truncated || total > bytes.len() as u64,
+                total_bytes: total,
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        };
+        let stdout = captured(Stream::Stdout, 0);
+        let stderr = captured(Stream::Stderr, 1);
         let mut obs = Observed {
             exit_code: exit.code(),
             timed_out: matches!(exit, Exit::TimedOut(_)),
@@ -235,8 +235,7 @@ impl LocalSandbox {
         &mut self,
         cmd: &SandboxCommand<'_>,
         name: &str,
-        log: &mut (dyn Write + Send),
-        on_line: &mut (dyn FnMut(Stream, String) + Send),
+        sink: &mut OutputSink,
         cancel: &mut watch::Receiver<bool>,
     ) -> Ran {
         // Outside the scratch copy, so a command walking its working directory cannot find
@@ -245,28 +244,22 @@ impl LocalSandbox {
         if let Err(e) = std::fs::create_dir(&out) {
             return Ran::failed(format!("cannot create $TRUN_OUT: {e}"));
         }
-        let (argv, mut env) = shell_argv(cmd);
-        env.extend([
-            ("TRUN_OUT".to_string(), out.display().to_string()),
-            (
-                "TRUN_SCORE".to_string(),
-                out.join("score").display().to_string(),
-            ),
-            ("TRUN_CRITERION".to_string(), cmd.label.to_string()),
-            ("PWD".to_string(), self.work.display().to_string()),
-        ]);
-        let exit = process::run(
-            process::Spec {
-                argv: &argv,
-                env: &env,
-                cwd: &self.work,
-                timeout: Some(cmd.timeout),
-            },
-            log,
-            cancel,
-            on_line,
-        )
-        .await;
+        let command = Command {
+            argv: shell_argv(cmd),
+            env: vec![
+                ("TRUN_OUT".to_string(), out.display().to_string()),
+                (
+                    "TRUN_SCORE".to_string(),
+                    out.join("score").display().to_string(),
+                ),
+                ("TRUN_CRITERION".to_string(), cmd.label.to_string()),
+                ("PWD".to_string(), self.work.display().to_string()),
+            ],
+            cwd: self.work.clone(),
+            stdin: cmd.stdin.map(|s| s.as_bytes().to_vec()),
+            timeout: Some(cmd.timeout),
+        };
+        let exit = Local::new().run(&command, sink, cancel.clone()).await;
         let files = match cmd.score_file {
             Some(f) => {
                 read_out_file(&out, f).map(|b| b.into_iter().map(|b| (f.to_string(), b)).collect())
@@ -291,25 +284,9 @@ pub(crate) fn valid_out_path(name: &str) -> bool {
             .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
-/// The argv and environment that run `cmd.script` with `cmd.shell`, its standard input
-/// (when it has one) fed from the environment so no file or pipe of ours is involved.
-pub(crate) fn shell_argv(cmd: &SandboxCommand<'_>) -> (Vec<String>, Vec<(String, String)>) {
-    match cmd.stdin {
-        Some(input) => (
-            vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "printf '%s' \"$TRUN_STDIN\" | { unset TRUN_STDIN; exec \"$0\" -c \"$1\"; }".into(),
-                cmd.shell.to_string(),
-                cmd.script.to_string(),
-            ],
-            vec![("TRUN_STDIN".to_string(), input.to_string())],
-        ),
-        None => (
-            vec![cmd.shell.to_string(), "-c".into(), cmd.script.to_string()],
-            Vec::new(),
-        ),
-    }
+/// The argv that runs `cmd.script` with `cmd.shell`.
+pub(crate) fn shell_argv(cmd: &SandboxCommand<'_>) -> Vec<String> {
+    vec![cmd.shell.to_string(), "-c".into(), cmd.script.to_string()]
 }
 
 /// Reads `dir/name` if it is a regular file: never through a symlink (in any component),
@@ -397,59 +374,6 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut u64, depth: usize) -> std::io:
     Ok(())
 }
 
-/// Keeps the first `cap` bytes of each stream's lines for the scorer and counts the rest.
-struct Capture {
-    cap: u64,
-    out: Kept,
-    err: Kept,
-}
-
-#[derive(Default)]
-struct Kept {
-    text: String,
-    total: u64,
-}
-
-impl Capture {
-    fn new(cap: u64) -> Capture {
-        Capture {
-            cap,
-            out: Kept::default(),
-            err: Kept::default(),
-        }
-    }
-
-    fn push(&mut self, stream: Stream, line: &str) {
-        let kept = match stream {
-            Stream::Stdout => &mut self.out,
-            Stream::Stderr => &mut self.err,
-        };
-        let len = line.len() as u64 + 1;
-        kept.total += len;
-        let room = self.cap.saturating_sub(kept.text.len() as u64) as usize;
-        if room == 0 {
-            return;
-        }
-        let mut take = line.len().min(room);
-        while !line.is_char_boundary(take) {
-            take -= 1;
-        }
-        kept.text.push_str(&line[..take]);
-        if take == line.len() && kept.text.len() < self.cap as usize {
-            kept.text.push('\n');
-        }
-    }
-
-    fn finish(self) -> (Captured, Captured) {
-        let done = |k: Kept| Captured {
-            truncated: k.total > k.text.len() as u64,
-            total_bytes: k.total,
-            text: k.text,
-        };
-        (done(self.out), done(self.err))
-    }
-}
-
 /// A command label as a file-name fragment.
 fn sanitize(label: &str) -> String {
     label
@@ -497,20 +421,6 @@ impl crate::docker::actions::Memory for NoMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capture_keeps_the_head_of_each_stream_and_counts_the_rest() {
-        let mut c = Capture::new(5);
-        c.push(Stream::Stdout, "abc");
-        c.push(Stream::Stdout, "defgh");
-        c.push(Stream::Stderr, "e");
-        let (out, err) = c.finish();
-        assert_eq!(out.text, "abc\nd");
-        assert_eq!(out.total_bytes, 10);
-        assert!(out.truncated);
-        assert_eq!(err.text, "e\n");
-        assert!(!err.truncated);
-    }
 
     #[test]
     fn out_files_are_read_only_when_regular() {
