@@ -569,7 +569,7 @@ fn regrading_says_it_reused_results_and_force_grades_again() {
     let steps: Vec<&str> = latest.jobs[1].steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
         steps,
-        ["setup", "runs", "add", "sum", "usage", "version", "unit"]
+        ["setup", "runs", "add", "sum", "usage", "version", "unit", "score"]
     );
     let add = &latest.jobs[1].steps[2];
     assert_eq!(add.status.as_str(), "failure");
@@ -582,7 +582,11 @@ fn regrading_says_it_reused_results_and_force_grades_again() {
         .log_path
         .as_deref()
         .expect("add printed, so it has a log");
-    assert_eq!(fs::read_to_string(log).expect("log"), "-1\n");
+    // The criterion's output, then why it failed.
+    assert_eq!(
+        fs::read_to_string(log).expect("log"),
+        "-1\nfailed: stdout did not match (exact) (0/10 points)\n"
+    );
     let reused = &latest.jobs[0].steps[2];
     assert_eq!(reused.status.as_str(), "skipped");
     assert!(

@@ -27,7 +27,7 @@ use clap::{Args, Subcommand};
 use crate::diag::Diagnostic;
 use crate::docker::grading_image::{resolve_image, Image};
 use crate::event::{now_ms, Status};
-use crate::exec::grade_step::GradeSink;
+use crate::exec::grade_step::{GradeSink, Reused};
 use crate::exec::session::{
     terminal_reporter, RunConfig, Session, SessionOptions, StepHooksChoice,
 };
@@ -467,74 +467,74 @@ pub fn grade_repos(
             fingerprints[i] = fp;
         }
     }
+    // Every repository is in the run; the reused ones' steps are skipped as up to date.
     let submissions: Vec<Submission> = repos
         .iter()
         .zip(&keys)
-        .zip(&results)
-        .filter(|(_, done)| done.is_none())
-        .map(|((path, key), _)| Submission {
+        .map(|(path, key)| Submission {
             key: key.clone(),
             path: path.clone(),
         })
         .collect();
-    let mut interrupted = false;
-    let mut run_id = None;
-    if !submissions.is_empty() {
-        let isolation = if opts.local {
-            Isolation::Local
-        } else {
-            Isolation::Rubric
-        };
-        let plan = compile(rubric.clone(), rubric_path, root, &submissions, isolation);
-        let collected = std::sync::Arc::new(Collected::default());
-        let reporter = terminal_reporter(&ReportOptions::resolve(ProgressMode::Auto, true, false));
-        let outcome = session
-            .run(
-                plan,
-                runtime,
-                RunConfig {
-                    workflow_path: rubric_path.display().to_string(),
-                    jobs: opts.jobs,
-                    fail_fast: false,
-                    hooks: StepHooksChoice::None,
-                    reporters: vec![reporter],
-                    docker: opts.docker.clone(),
-                    grades: Some(collected.clone()),
+    let reused: HashMap<String, RepoResult> = keys
+        .iter()
+        .zip(&results)
+        .filter_map(|(k, r)| r.clone().map(|r| (k.clone(), r)))
+        .collect();
+    let isolation = if opts.local {
+        Isolation::Local
+    } else {
+        Isolation::Rubric
+    };
+    let plan = compile(rubric.clone(), rubric_path, root, &submissions, isolation);
+    let collected = std::sync::Arc::new(Collected::default());
+    let reporter = terminal_reporter(&ReportOptions::resolve(ProgressMode::Auto, true, false));
+    let outcome = session
+        .run(
+            plan,
+            runtime,
+            RunConfig {
+                workflow_path: rubric_path.display().to_string(),
+                jobs: opts.jobs,
+                fail_fast: false,
+                hooks: StepHooksChoice::Custom(std::sync::Arc::new(Reused::new(reused))),
+                reporters: vec![reporter],
+                docker: opts.docker.clone(),
+                grades: Some(collected.clone()),
+            },
+        )
+        .map_err(|e| plain(e.to_string()))?;
+    if let Some(e) = &outcome.record_error {
+        eprintln!("trun: warning: could not record the run in the state store: {e}");
+    }
+    let run_id = Some(outcome.run_id);
+    let interrupted = outcome.result.status == Status::Cancelled;
+    let mut got = collected.take();
+    for (i, repo) in repos.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        let mut r = got.remove(&keys[i]).unwrap_or_else(|| {
+            RepoResult::crashed(
+                &rubric,
+                repo,
+                if interrupted {
+                    "grading was interrupted".to_string()
+                } else {
+                    "grading did not finish".to_string()
                 },
+                0,
             )
-            .map_err(|e| plain(e.to_string()))?;
-        if let Some(e) = &outcome.record_error {
-            eprintln!("trun: warning: could not record the run in the state store: {e}");
+        });
+        r.repo = keys[i].clone();
+        r.fingerprint = fingerprints[i].clone();
+        // A crash says nothing about the student's work: do not keep it.
+        if let (Some(cache), Some(fp), None, false) =
+            (&cache, &fingerprints[i], &r.error, interrupted)
+        {
+            let _ = cache.store(repo, &rubric, fp, &r);
         }
-        run_id = Some(outcome.run_id);
-        interrupted = outcome.result.status == Status::Cancelled;
-        let mut got = collected.take();
-        for (i, repo) in repos.iter().enumerate() {
-            if results[i].is_some() {
-                continue;
-            }
-            let mut r = got.remove(&keys[i]).unwrap_or_else(|| {
-                RepoResult::crashed(
-                    &rubric,
-                    repo,
-                    if interrupted {
-                        "grading was interrupted".to_string()
-                    } else {
-                        "grading did not finish".to_string()
-                    },
-                    0,
-                )
-            });
-            r.repo = keys[i].clone();
-            r.fingerprint = fingerprints[i].clone();
-            // A crash says nothing about the student's work: do not keep it.
-            if let (Some(cache), Some(fp), None, false) =
-                (&cache, &fingerprints[i], &r.error, interrupted)
-            {
-                let _ = cache.store(repo, &rubric, fp, &r);
-            }
-            results[i] = Some(r);
-        }
+        results[i] = Some(r);
     }
     Ok(Graded {
         results: results.into_iter().flatten().collect(),

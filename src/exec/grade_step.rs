@@ -210,10 +210,7 @@ pub async fn run(
             );
             g.status.insert(c.id.clone(), result.status);
             let status = result.status;
-            let reason = result
-                .reason
-                .clone()
-                .unwrap_or_else(|| status.as_str().to_string());
+            let reason = step_reason(&result);
             g.results.push(result);
             match status {
                 CriterionStatus::Passed => Exit::Code(0),
@@ -268,6 +265,104 @@ pub async fn run(
         exit,
         outputs,
         skipped: None,
+    }
+}
+
+/// How a criterion's step is explained in `trun show`: `failed: stdout did not match
+/// (exact) (0/10 points)`.
+pub fn step_reason(r: &CriterionResult) -> String {
+    let points = format!(
+        "{}/{}",
+        crate::grade::report::fmt_points(r.points),
+        crate::grade::report::fmt_points(r.max_points)
+    );
+    match &r.reason {
+        Some(why) => format!("{}: {why} ({points} points)", r.status),
+        None => format!("{} ({points} points)", r.status),
+    }
+}
+
+/// Step hooks for repositories whose stored result is reused: their steps are skipped as
+/// up to date, each saying what it scored then, so the run still records every
+/// repository. Other repositories' steps run.
+pub struct Reused {
+    results: HashMap<String, RepoResult>,
+}
+
+impl Reused {
+    /// `results` by job key.
+    pub fn new(results: HashMap<String, RepoResult>) -> Reused {
+        Reused { results }
+    }
+}
+
+impl super::job::StepHooks for Reused {
+    fn before_step(
+        &self,
+        job: &str,
+        step: &crate::plan::PlannedStep,
+    ) -> Option<(String, BTreeMap<String, String>)> {
+        let result = self.results.get(job)?;
+        let GradeAction { part, .. } = GradeAction::of(step)?;
+        let (reason, outputs) = match part {
+            GradePart::Setup => ("up to date, reused".to_string(), BTreeMap::new()),
+            GradePart::Criterion(id) => {
+                let c = result.criterion(id)?;
+                let outputs = BTreeMap::from([
+                    ("status".to_string(), c.status.as_str().to_string()),
+                    (
+                        "points".to_string(),
+                        crate::grade::report::fmt_points(c.points),
+                    ),
+                    (
+                        "max-points".to_string(),
+                        crate::grade::report::fmt_points(c.max_points),
+                    ),
+                ]);
+                (format!("up to date, reused: {}", step_reason(c)), outputs)
+            }
+            GradePart::Score => (
+                format!(
+                    "up to date, reused: {}/{}",
+                    crate::grade::report::fmt_points(result.score),
+                    crate::grade::report::fmt_points(result.max_score)
+                ),
+                BTreeMap::from([
+                    (
+                        "score".to_string(),
+                        crate::grade::report::fmt_points(result.score),
+                    ),
+                    (
+                        "max-score".to_string(),
+                        crate::grade::report::fmt_points(result.max_score),
+                    ),
+                ]),
+            ),
+        };
+        Some((reason, outputs))
+    }
+
+    fn after_step(
+        &self,
+        _job: &str,
+        _step: &crate::plan::PlannedStep,
+        _success: bool,
+        _outputs: &BTreeMap<String, String>,
+    ) {
+    }
+}
+
+/// The grading part of a planned step, if it is one.
+struct GradeAction<'a> {
+    part: &'a GradePart,
+}
+
+impl<'a> GradeAction<'a> {
+    fn of(step: &'a crate::plan::PlannedStep) -> Option<GradeAction<'a>> {
+        match &step.action {
+            crate::plan::Action::Grade { part, .. } => Some(GradeAction { part }),
+            _ => None,
+        }
     }
 }
 
