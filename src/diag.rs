@@ -268,19 +268,35 @@ fn expected_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The closest candidate to `word`, if it is close enough to be a typo.
+/// The closest candidate to `word`, if it is close enough to be a typo: the one place
+/// trun decides what "did you mean" suggests, for keys, jobs, steps, actions, expression
+/// names and rubric criteria alike. Case is ignored. Edit distance (with
+/// transpositions) catches typos, within 1 edit for names up to 3 characters, 2 up to 6,
+/// 3 beyond, and never a whole word's worth; Jaro-Winkler also catches a truncated name (`build` for `build-app`), which
+/// edit distance ranks as far away. The nearest wins, then the most similar.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
-    let mut best: Option<(f64, &str)> = None;
-    for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        if score >= 0.8 && best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, c));
-        }
-    }
-    best.map(|(_, c)| c.to_string())
+    let limit = match word.chars().count() {
+        0..=3 => 1,
+        4..=6 => 2,
+        _ => 3,
+    };
+    let lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| {
+            let c_lower = c.to_lowercase();
+            let distance = strsim::damerau_levenshtein(&lower, &c_lower);
+            let similarity = strsim::jaro_winkler(&lower, &c_lower);
+            (distance, similarity, c)
+        })
+        // Replacing every character of a short word is not a typo (`c` is not `a`).
+        .filter(|(d, sim, _)| (*d <= limit && *d < lower.chars().count()) || *sim >= 0.88)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, c)| c.to_string())
 }
 
 #[cfg(test)]

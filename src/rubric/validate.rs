@@ -216,12 +216,7 @@ impl Rubric {
         for c in &self.criteria {
             for (k, need) in c.needs.iter().enumerate() {
                 if !seen.contains_key(need.as_str()) {
-                    let suggestion = seen
-                        .keys()
-                        .map(|id| (strsim::jaro_winkler(id, need), *id))
-                        .filter(|(score, _)| *score > 0.8)
-                        .max_by(|a, b| a.0.total_cmp(&b.0))
-                        .map(|(_, id)| id.to_string());
+                    let suggestion = crate::diag::did_you_mean(need, seen.keys().copied());
                     return Err(fail(
                         c.span.needs.get(k).copied().flatten().or(c.span.id),
                         Invalid::UnknownNeed {

@@ -22,30 +22,14 @@ pub(crate) const TRUN_KEYS: [&str; 3] = ["workspace", "run_id", "os"];
 const NEEDS_KEYS: [&str; 2] = ["outputs", "result"];
 const STEPS_KEYS: [&str; 3] = ["outputs", "outcome", "conclusion"];
 
-/// ` (did you mean `x`?)` for the closest candidate, or "" when none is close.
+/// ` (did you mean `x`?)` for the closest candidate, or "" when none is close
+/// ([`crate::diag::did_you_mean`] decides what is close).
 pub(crate) fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> String {
-    let limit = match name.chars().count() {
-        0..=3 => 1,
-        4..=6 => 2,
-        _ => 3,
-    };
-    let lower = name.to_ascii_lowercase();
-    // Edit distance catches typos; Jaro-Winkler also catches a truncated name
-    // (`build` for `build-app`), which edit distance ranks as far away.
-    candidates
-        .into_iter()
-        .map(|c| {
-            let c_lower = c.to_ascii_lowercase();
-            let distance = strsim::damerau_levenshtein(&lower, &c_lower);
-            let similarity = strsim::jaro_winkler(&lower, &c_lower);
-            (distance, similarity, c)
-        })
-        .filter(|(d, sim, _)| *d <= limit || *sim >= 0.88)
-        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
-        .map(|(_, _, c)| format!(" (did you mean `{c}`?)"))
+    crate::diag::did_you_mean(name, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
         .unwrap_or_default()
 }
 
