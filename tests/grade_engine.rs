@@ -45,6 +45,13 @@ fn scratch_dirs(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The `trun.workspace` label trun puts on what it starts for the workspace at `root`.
+fn workspace_label(root: &Path) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(root.to_string_lossy().as_bytes());
+    format!("trun.workspace={}", hex::encode(&h[..8]))
+}
+
 fn docker_ps(label: &str) -> String {
     let out = std::process::Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label={label}")])
@@ -94,10 +101,7 @@ fn a_rubric_container_is_honoured_in_a_workflow_step() {
         "the criterion ran on the host: {marker} exists"
     );
     // And the container is gone.
-    assert_eq!(
-        docker_ps(&format!("trun.workspace={}", t.path().display())),
-        ""
-    );
+    assert_eq!(docker_ps(&workspace_label(t.path())), "");
 }
 
 #[test]
@@ -167,7 +171,10 @@ fn a_criterion_timeout_and_the_job_timeout_both_apply() {
             .unwrap_or_default()
     };
     assert_eq!(finished(0)["outputs"]["status"], "timeout", "{}", out.all());
-    assert_eq!(finished(0)["reason"], "timed out after 1s");
+    assert_eq!(
+        finished(0)["reason"],
+        "timeout: timed out after 1s (0/1 points)"
+    );
     assert_eq!(finished(1)["outputs"]["status"], "timeout", "{}", out.all());
     // The reason names the limit that applied: what was left of the job's.
     let reason = finished(1)["reason"]
@@ -175,7 +182,8 @@ fn a_criterion_timeout_and_the_job_timeout_both_apply() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        reason.starts_with("timed out after 2") || reason.starts_with("timed out after 3"),
+        reason.starts_with("timeout: timed out after 2")
+            || reason.starts_with("timeout: timed out after 3"),
         "{reason}"
     );
 }
@@ -199,4 +207,157 @@ fn a_rubric_without_a_container_needs_an_explicit_local() {
     t.run(&[])
         .status(2)
         .stderr_has("add `local: true` to the step's `with`");
+}
+
+/// `docker inspect` of the containers of this workspace, as JSON.
+fn inspect_workspace_containers(ws: &Path) -> serde_json::Value {
+    let ids = docker_ps(&workspace_label(ws));
+    if ids.is_empty() {
+        return serde_json::Value::Array(Vec::new());
+    }
+    let mut args = vec!["inspect".to_string()];
+    args.extend(ids.lines().map(str::to_string));
+    let out = std::process::Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("docker inspect");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn a_grading_container_can_write_nothing_on_the_host() {
+    ensure_busybox_image();
+    let t = Test::new().file("student/README", "x\n").file(
+        "rubric.yaml",
+        &format!(
+            "container: {{ image: {BUSYBOX_IMAGE} }}\n\
+             criteria:\n\
+             \x20 - id: fill\n\
+             \x20   points: 1\n\
+             \x20   timeout: 60s\n\
+             \x20   run: dd if=/dev/zero of=$TRUN_OUT/big bs=1M count=200; dd if=/dev/zero of=/big bs=1M count=1; touch /work/ok && sleep 4\n"
+        ),
+    );
+    let running = t
+        .args(&["grade", "student", "--rubric", "rubric.yaml"])
+        .spawn();
+    let mut seen = serde_json::Value::Null;
+    wait_for("the grading container", Duration::from_secs(60), || {
+        seen = inspect_workspace_containers(t.path());
+        seen.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let c = &seen[0];
+    assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true, "{c}");
+    assert_eq!(c["HostConfig"]["NetworkMode"], "none");
+    for m in c["Mounts"].as_array().expect("mounts") {
+        // The one bind mount is the repository, read-only; everything else is tmpfs.
+        assert_eq!(m["RW"], false, "a writable host mount: {m}");
+    }
+    let out = running.wait(Duration::from_secs(90));
+    out.success();
+    let log =
+        std::fs::read_to_string(t.join(".trun/logs/1/student/01-fill.log")).unwrap_or_default();
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(log.contains("Read-only file system"), "{log}");
+}
+
+#[test]
+fn a_fifo_in_the_repo_or_at_the_score_file_blocks_nothing() {
+    ensure_busybox_image();
+    let t = Test::new().file("student/README", "x\n");
+    nix::unistd::mkfifo(
+        &t.join("student/pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    for (rubric, extra) in [("local.yaml", "--local"), ("container.yaml", "--force")] {
+        let container = if rubric == "container.yaml" {
+            format!("container: {{ image: {BUSYBOX_IMAGE} }}\n")
+        } else {
+            String::new()
+        };
+        t.write(
+            rubric,
+            &format!(
+                "{container}criteria:\n  - {{ id: reads, points: 1, run: 'cat README' }}\n  - id: fifo-score\n    points: 4\n    timeout: 20s\n    score: {{ from: fraction }}\n    run: mkfifo \"$TRUN_SCORE\"\n"
+            ),
+        );
+        let started = Instant::now();
+        let out = t.run(&["grade", "student", "--rubric", rubric, extra, "--json"]);
+        out.success();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{rubric}: took {:?}",
+            started.elapsed()
+        );
+        let doc = out.json();
+        let criteria = &doc["repos"][0]["criteria"];
+        assert_eq!(criteria[0]["status"], "passed", "{rubric}: {doc}");
+        assert_eq!(criteria[1]["status"], "error", "{rubric}: {doc}");
+        assert!(
+            criteria[1]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("wrote no $TRUN_OUT/score")),
+            "{rubric}: {doc}"
+        );
+    }
+}
+
+#[test]
+fn an_earlier_criterion_cannot_seed_a_later_ones_score() {
+    ensure_busybox_image();
+    let t = Test::new().file("student/README", "x\n");
+    // `seed` leaves a process behind that writes full marks into every $TRUN_OUT it can
+    // find; `victim` earns a fifth. Locally the leftover is killed at the step's end (it
+    // carries the step's token); in a container every process but init is.
+    let seed_local = "(while true; do for d in \"${TMPDIR:-/tmp}\"/trun-grade-*/out-*; do echo 1 > \"$d/score\"; done 2>/dev/null; sleep 0.05; done) & sleep 0.2";
+    let seed_container = "(while true; do for d in /trun/out-*; do echo 1 > \"$d/score\"; done 2>/dev/null; sleep 0.05; done) & sleep 0.2";
+    for (rubric, seed, extra) in [
+        ("local.yaml", seed_local, "--local"),
+        ("container.yaml", seed_container, "--force"),
+    ] {
+        let container = if rubric == "container.yaml" {
+            format!("container: {{ image: {BUSYBOX_IMAGE} }}\n")
+        } else {
+            String::new()
+        };
+        t.write(
+            rubric,
+            &format!(
+                "{container}criteria:\n  - id: seed\n    points: 1\n    run: '{seed}'\n  - id: victim\n    points: 10\n    score: {{ from: fraction }}\n    run: sleep 1; echo 0.2 > \"$TRUN_SCORE\"; sleep 1\n"
+            ),
+        );
+        let out = t.run(&["grade", "student", "--rubric", rubric, extra, "--json"]);
+        out.success();
+        let doc = out.json();
+        let victim = &doc["repos"][0]["criteria"][1];
+        assert_eq!(victim["points"], 2.0, "{rubric}: {doc}");
+    }
+}
+
+#[test]
+fn an_out_of_memory_kill_is_named() {
+    ensure_busybox_image();
+    let t = Test::new().file("student/README", "x\n").file(
+        "rubric.yaml",
+        &format!(
+            "container: {{ image: {BUSYBOX_IMAGE} }}\n\
+             defaults: {{ memory: 24MiB }}\n\
+             criteria:\n\
+             \x20 - id: hog\n\
+             \x20   points: 1\n\
+             \x20   run: head -c 200000000 /dev/zero | tail -c 150000000 > /dev/null\n"
+        ),
+    );
+    let out = t.run(&["grade", "student", "--rubric", "rubric.yaml", "--json"]);
+    out.success();
+    let doc = out.json();
+    let reason = doc["repos"][0]["criteria"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason == "killed: out of memory (the container's limit is 24MiB), exit code 137",
+        "{doc}"
+    );
 }

@@ -45,20 +45,33 @@ pub fn fingerprint(rubric: &Rubric, repo: &Path, runner: &str) -> Result<String,
     for rel in files {
         let path = repo.join(&rel);
         // A symlink counts by where it points, not by what it points at: a link out of the
-        // repository must not make the fingerprint depend on the rest of the machine.
-        let content = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                std::fs::read_link(&path).map(|t| t.to_string_lossy().into_owned().into_bytes())
-            }
-            _ => std::fs::read(&path),
-        }
-        .map_err(|source| CacheError::Read {
+        // repository must not make the fingerprint depend on the rest of the machine. A
+        // FIFO, socket or device counts by its kind: reading one could block forever.
+        // Files are hashed as a stream, so a huge (or sparse) file costs no memory.
+        let read_err = |source| CacheError::Read {
             path: path.clone(),
             source,
-        })?;
+        };
+        let meta = std::fs::symlink_metadata(&path).map_err(read_err)?;
+        let digest = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(read_err)?;
+            Sha256::digest(target.to_string_lossy().as_bytes())
+        } else if meta.is_file() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)
+                .map_err(read_err)?;
+            let mut hasher = Sha256::new();
+            io::copy(&mut file, &mut hasher).map_err(read_err)?;
+            hasher.finalize()
+        } else {
+            Sha256::digest(format!("special file {:?}", meta.file_type()).as_bytes())
+        };
         h.update(rel.as_bytes());
         h.update(b"\0");
-        h.update(Sha256::digest(&content));
+        h.update(digest);
     }
     Ok(hex::encode(h.finalize()))
 }

@@ -226,6 +226,11 @@ impl Observed {
                 "timed out after {}",
                 crate::rubric::DurationSpec(self.timeout)
             )
+        } else if let Some(why) = &self.killed_for {
+            match self.exit_code {
+                Some(code) => format!("killed: {why}, exit code {code}"),
+                None => format!("killed: {why}"),
+            }
         } else {
             match self.exit_code {
                 Some(code) => format!("exit code {code}"),
