@@ -8,6 +8,11 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The longest output line an event carries whole; longer ones are split into pieces this
+/// size, so output without newlines is never buffered whole (local steps and Docker execs
+/// alike).
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// Lifecycle state of a run, a job or a step. One vocabulary for all three, the
 /// same words in the state store, in `--json` output and on the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

@@ -250,7 +250,7 @@ pub fn render(e: &Explained, color: bool) -> String {
 struct ActionProbe {
     runtime: Option<tokio::runtime::Runtime>,
     docker: Option<crate::docker::Docker>,
-    memory: Option<crate::actions::StoreMemory>,
+    memory: Option<crate::exec::actions::StoreMemory>,
     root: std::path::PathBuf,
 }
 
@@ -273,7 +273,7 @@ impl ActionProbe {
             (Some(rt), true) => rt.block_on(crate::docker::Docker::connect()).ok(),
             _ => None,
         };
-        let memory = has_actions.then(|| crate::actions::StoreMemory(store));
+        let memory = has_actions.then(|| crate::exec::actions::StoreMemory(store));
         ActionProbe {
             runtime,
             docker,

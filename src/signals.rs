@@ -6,6 +6,9 @@
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+/// The exit code of an interrupted trun (128 + SIGINT), as shells expect.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
 pub async fn forward(cancel: watch::Sender<bool>) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -24,5 +27,5 @@ pub async fn forward(cancel: watch::Sender<bool>) {
         _ = term.recv() => {}
     }
     crate::exec::process::kill_all_now();
-    std::process::exit(crate::exec::session::EXIT_INTERRUPTED);
+    std::process::exit(EXIT_INTERRUPTED);
 }

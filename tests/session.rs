@@ -4,12 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 use trun::event::{Event, Status};
-use trun::exec::session::{
-    RunConfig, Session, SessionError, SessionOptions, StepHooksChoice, EXIT_FAILED, EXIT_OK,
-};
 use trun::lock::LockError;
 use trun::plan::{self, Plan, Request};
 use trun::report::Reporter;
+use trun::session::{
+    RunConfig, Session, SessionError, SessionOptions, StepHooksChoice, EXIT_FAILED, EXIT_OK,
+};
 use trun::workflow::WorkflowFile;
 
 /// A reporter that keeps what it saw, for the test to read afterwards.

@@ -28,14 +28,12 @@ use crate::diag::Diagnostic;
 use crate::docker::grading_image::{resolve_image, Image};
 use crate::event::{now_ms, Status};
 use crate::exec::grade_step::{GradeSink, Reused};
-use crate::exec::session::{
-    terminal_reporter, RunConfig, Session, SessionOptions, StepHooksChoice,
-};
 use crate::grade::report::{self, fmt_points, Format};
 use crate::grade::score::{CriterionStatus, RepoResult};
 use crate::grade::{compile, GradeCache, Isolation, Submission};
 use crate::report::{ProgressMode, ReportOptions};
 use crate::rubric::{classroom, parse_rubric, Rubric, RubricError, RubricFormat};
+use crate::session::{terminal_reporter, RunConfig, Session, SessionOptions, StepHooksChoice};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERRORED: i32 = 1;
@@ -602,7 +600,7 @@ fn grading_image(
     let store: std::sync::Arc<dyn crate::state::Store> = std::sync::Arc::new(
         crate::state::SqliteStore::open(db).map_err(|e| Diagnostic::plain(e.to_string()))?,
     );
-    let memory = crate::actions::StoreMemory(store);
+    let memory = crate::exec::actions::StoreMemory(store);
     let rubric_dir = rubric_path.parent().unwrap_or(Path::new("."));
     let image = runtime
         .block_on(resolve_image(

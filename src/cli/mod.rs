@@ -25,7 +25,7 @@ mod plan;
 mod run;
 mod validate;
 
-pub use crate::exec::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
+pub use crate::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 
 /// Usage or workflow error.
 pub const EXIT_USAGE: i32 = 2;

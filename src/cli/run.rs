@@ -1,13 +1,13 @@
 //! `trun run` (and plain `trun`): load, plan, then hand the plan to a run
-//! session ([`crate::exec::session`]), which does everything else.
+//! session ([`crate::session`]), which does everything else.
 
 use super::{load, CmdResult, Progress, RunArgs};
 use crate::diag::Diagnostic;
-use crate::exec::session::{
-    terminal_reporter, RunConfig, Session, SessionError, SessionOptions, StepHooksChoice,
-};
 use crate::plan::{self, Request};
 use crate::report::{ProgressMode, ReportOptions};
+use crate::session::{
+    terminal_reporter, RunConfig, Session, SessionError, SessionOptions, StepHooksChoice,
+};
 use std::sync::Arc;
 
 pub(super) fn cmd_run(a: RunArgs) -> CmdResult {

@@ -323,8 +323,8 @@ impl Lines {
             out(stream, text(&line[..line.len() - 1]));
         }
         // A line without end is passed on in pieces, not kept whole.
-        while buf.len() >= crate::exec::output::MAX_LINE {
-            let piece: Vec<u8> = buf.drain(..crate::exec::output::MAX_LINE).collect();
+        while buf.len() >= crate::event::MAX_LINE {
+            let piece: Vec<u8> = buf.drain(..crate::event::MAX_LINE).collect();
             out(stream, text(&piece));
         }
     }

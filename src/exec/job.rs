@@ -545,10 +545,10 @@ impl JobRunner {
                     let with = definition["with"].as_object().cloned().unwrap_or_default();
                     // The action's lines reach the log through the sink.
                     let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
-                    let outcome = crate::actions::execute(
+                    let outcome = crate::exec::actions::execute(
                         uses,
                         &with,
-                        &crate::actions::Ctx {
+                        &crate::exec::actions::Ctx {
                             run_id: self.opts.run_id,
                             job: job.key.clone(),
                             step_key: format!("{}/{}", job.key, step.id),

@@ -6,6 +6,7 @@
 //! SIGTERM): every running step's process group is killed, jobs not started
 //! are recorded as cancelled, and the run ends `cancelled`.
 
+pub mod actions;
 pub mod executor;
 pub mod grade_step;
 pub mod job;
@@ -14,7 +15,6 @@ pub mod output;
 pub mod outputs;
 pub mod process;
 pub mod sandbox;
-pub mod session;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;

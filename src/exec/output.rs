@@ -26,8 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The longest line kept whole; longer ones are split into pieces this size.
-pub const MAX_LINE: usize = 64 * 1024;
+pub use crate::event::MAX_LINE;
 
 /// The default cap of one step's log file, in bytes of output.
 pub const DEFAULT_LOG_CAP: u64 = 64 * 1024 * 1024;

@@ -2,7 +2,7 @@
 //! engine itself. [`Session::open`] takes the workspace lock and opens the
 //! process's one state store; [`Session::run`] begins the run in the store,
 //! starts the recorder (which feeds the reporters as it goes), installs signal
-//! forwarding, runs [`exec::run`](super::run), and afterwards cleans up (the
+//! forwarding, runs [`crate::exec::run`], and afterwards cleans up (the
 //! run's containers, its tmp dir, the up-to-date hooks' pending writes) and
 //! turns the result into an exit code.
 //!
@@ -11,9 +11,9 @@
 //! does not parse arguments, load workflows or build plans (the caller does),
 //! and it never renders events itself (reporters do).
 
-use super::job::StepHooks;
-use super::{Events, RunOptions, RunResult};
 use crate::event::{Event, Status};
+use crate::exec::job::StepHooks;
+use crate::exec::{Events, RunOptions, RunResult};
 use crate::lock::{HolderInfo, LockError, WorkspaceLock};
 use crate::plan::Plan;
 use crate::report::{self, ProgressMode, ReportOptions, Reporter};
@@ -27,7 +27,7 @@ use std::time::Duration;
 /// Exit codes of a finished run.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
-pub const EXIT_INTERRUPTED: i32 = 130;
+pub use crate::signals::EXIT_INTERRUPTED;
 
 /// Why a session could not start or finish. Each message is the one a user
 /// sees; the caller only renders it.
@@ -83,7 +83,7 @@ pub struct RunConfig {
     /// The Docker connection, when the plan needs one (made on `runtime`).
     pub docker: Option<Arc<crate::docker::Docker>>,
     /// Where graded repositories' results go (`trun grade`).
-    pub grades: Option<Arc<dyn super::grade_step::GradeSink>>,
+    pub grades: Option<Arc<dyn crate::exec::grade_step::GradeSink>>,
 }
 
 /// How a run ended.
@@ -146,7 +146,7 @@ impl Session {
         };
         // A trun killed mid-step (SIGKILL) left its step processes running: stop
         // them before anything runs again, so no step runs twice at once.
-        for m in super::executor::reap_orphans(&trun_dir.join("procs")) {
+        for m in crate::exec::executor::reap_orphans(&trun_dir.join("procs")) {
             eprintln!("trun: {m}");
         }
         let sqlite = Arc::new(SqliteStore::open(&state::db_path(root))?);
@@ -226,7 +226,7 @@ impl Session {
         let docker = config.docker;
         let run_opts = RunOptions {
             docker: docker.clone(),
-            memory: Arc::new(crate::actions::StoreMemory(store.clone())),
+            memory: Arc::new(crate::exec::actions::StoreMemory(store.clone())),
             run_id,
             jobs: config.jobs,
             fail_fast: config.fail_fast,
@@ -244,7 +244,7 @@ impl Session {
         let result = runtime.block_on(async move {
             let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(crate::signals::forward(cancel_tx));
-            let result = super::run(plan, run_opts, Events(tx), cancel_rx).await;
+            let result = crate::exec::run(plan, run_opts, Events(tx), cancel_rx).await;
             // Whatever the run started in Docker goes, however the run ended
             // (containers marked `keep: true` stay until `trun gc --all`).
             if let Some(d) = &docker {
