@@ -21,8 +21,7 @@ use serde_json::Value;
 use support::docker_env::{ensure_busybox_image, BUSYBOX_IMAGE};
 use trun::state::Store as _;
 
-const TRUN: &str = env!("CARGO_BIN_EXE_trun");
-
+/// What `trun` printed, through the shared harness (`tests/common`).
 struct Out {
     code: i32,
     stdout: String,
@@ -47,17 +46,15 @@ impl Out {
 
 /// Runs `trun ARGS` in `cwd` with extra environment variables.
 fn trun_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let out = Command::new(TRUN)
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run trun");
+    let mut run = common::invoke_in(cwd, args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    let out = run.run();
     Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.code.unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: out.stderr,
     }
 }
 
@@ -681,8 +678,9 @@ fn ctrl_c_removes_the_containers_and_records_the_run_as_cancelled() {
     let ws = workspace(20, |_, s| s);
     ensure_busybox_image();
     let running = || containers_of(ws.path());
-    let mut child = Command::new(TRUN)
-        .args([
+    let child = common::invoke_in(
+        ws.path(),
+        &[
             "grade",
             "--repos",
             "students",
@@ -690,21 +688,14 @@ fn ctrl_c_removes_the_containers_and_records_the_run_as_cancelled() {
             "rubric.yaml",
             "-j",
             "2",
-        ])
-        .current_dir(ws.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start trun");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running().is_empty() {
-        assert!(Instant::now() < deadline, "no grading container started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(130));
+        ],
+    )
+    .spawn();
+    common::wait_for("a grading container", Duration::from_secs(60), || {
+        !running().is_empty()
+    });
+    child.signal(nix::sys::signal::Signal::SIGINT);
+    child.wait(Duration::from_secs(60)).status(130);
     assert_eq!(running(), "", "containers left behind");
     let store = trun::state::SqliteStore::open(&ws.path().join(".trun/state.db")).expect("store");
     let runs = store.runs(1).expect("runs");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::Output;
 use std::path::Path;
 
 fn example() -> tempfile::TempDir {
@@ -16,22 +16,16 @@ fn example() -> tempfile::TempDir {
     dir
 }
 
-fn trun(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("trun").unwrap();
-    c.current_dir(dir).env("NO_COLOR", "1");
-    c
+fn trun(dir: &Path, args: &[&str]) -> Output {
+    common::invoke_in(dir, args).env("NO_COLOR", "1").run()
 }
 
 #[test]
 fn plan_lists_one_generated_step_per_criterion() {
     let dir = example();
-    let out = trun(dir.path()).arg("plan").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = trun(dir.path(), &["plan"]);
+    assert!(out.code == Some(0), "{}", out.stderr);
+    let text = out.stdout.clone();
     for (id, title) in [
         ("rubric-setup", "setup"),
         ("rubric-builds", "Builds (0 pts)"),
@@ -50,18 +44,10 @@ fn plan_lists_one_generated_step_per_criterion() {
 #[test]
 fn the_score_flows_to_job_outputs_and_every_criterion_is_recorded() {
     let dir = example();
-    let out = trun(dir.path())
-        .args(["--json", "-i", "student=bob"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
+    let out = trun(dir.path(), &["--json", "-i", "student=bob"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let events: Vec<serde_json::Value> = out
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -73,8 +59,8 @@ fn the_score_flows_to_job_outputs_and_every_criterion_is_recorded() {
     assert_eq!(grade_done["outputs"]["score"], "40");
     assert_eq!(grade_done["outputs"]["max"], "45");
 
-    let show = trun(dir.path()).args(["show", "--json"]).output().unwrap();
-    let run: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let show = trun(dir.path(), &["show", "--json"]);
+    let run: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     let job = run["jobs"]
         .as_array()
         .unwrap()
@@ -105,17 +91,9 @@ fn the_score_flows_to_job_outputs_and_every_criterion_is_recorded() {
 #[test]
 fn a_student_whose_code_does_not_build_scores_zero() {
     let dir = example();
-    let out = trun(dir.path())
-        .args(["--json", "-i", "student=carol"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = trun(dir.path(), &["--json", "-i", "student=carol"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = out.stdout.clone();
     let finished: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -127,7 +105,10 @@ fn a_student_whose_code_does_not_build_scores_zero() {
     assert_eq!(setup["status"], "failure", "{setup}");
     let add = finished.iter().find(|e| e["step"] == 2).unwrap();
     assert_eq!(add["outputs"]["status"], "error", "{add}");
-    assert_eq!(add["reason"], "setup failed: exit code 2", "{add}");
+    assert_eq!(
+        add["reason"], "error: setup failed: exit code 2 (0/10 points)",
+        "{add}"
+    );
     let done = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -144,9 +125,9 @@ fn a_rubric_step_with_a_missing_rubric_is_a_plan_error() {
         "jobs:\n  grade:\n    steps:\n      - uses: rubric/grade\n        with: { rubric: nosuch.yaml }\n",
     )
     .unwrap();
-    let out = trun(dir.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let out = trun(dir.path(), &[]);
+    assert_eq!(out.code, Some(2));
+    let err = out.stderr.clone();
     assert!(err.contains("nosuch.yaml"), "{err}");
     assert!(err.contains("rubric/grade"), "{err}");
 }

@@ -134,13 +134,8 @@ impl Test {
     }
 
     /// Starts building one `trun` invocation in this workspace.
-    pub fn args(&self, args: &[&str]) -> Invocation<'_> {
-        Invocation {
-            test: self,
-            args: args.iter().map(OsString::from).collect(),
-            env: Vec::new(),
-            cwd: None,
-        }
+    pub fn args(&self, args: &[&str]) -> Invocation {
+        invoke_in(self.path(), args)
     }
 
     /// Runs `trun ARGS` in the workspace and returns what it printed.
@@ -159,15 +154,27 @@ impl Test {
     }
 }
 
+/// One `trun` invocation in `dir` (a workspace a test made some other way, such as a
+/// copy of a fixture), with the same scrubbed environment and time limit as [`Test::run`].
+pub fn invoke_in(dir: &Path, args: &[&str]) -> Invocation {
+    Invocation {
+        dir: dir.to_path_buf(),
+        args: args.iter().map(OsString::from).collect(),
+        env: Vec::new(),
+        cwd: None,
+    }
+}
+
 /// One `trun` command line, with its environment and working directory.
-pub struct Invocation<'a> {
-    test: &'a Test,
+pub struct Invocation {
+    /// The workspace it runs in.
+    dir: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
 }
 
-impl Invocation<'_> {
+impl Invocation {
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.into());
         self
@@ -180,14 +187,14 @@ impl Invocation<'_> {
 
     /// Runs in `rel` (relative to the workspace) instead of its root.
     pub fn current_dir(mut self, rel: &str) -> Self {
-        self.cwd = Some(self.test.join(rel));
+        self.cwd = Some(self.dir.join(rel));
         self
     }
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(TRUN);
         cmd.args(&self.args)
-            .current_dir(self.cwd.as_deref().unwrap_or(self.test.path()))
+            .current_dir(self.cwd.as_deref().unwrap_or(&self.dir))
             .stdin(Stdio::null());
         for key in SCRUBBED_ENV {
             cmd.env_remove(key);
