@@ -482,3 +482,39 @@ fn a_public_address_without_a_token_is_refused_at_start() {
         "refusing to listen on 0.0.0.0:0 without a token: anyone who can reach it could run commands",
     );
 }
+
+#[test]
+fn an_oversized_body_is_refused_and_old_runs_stop_keeping_their_events() {
+    let t = Test::new().workflow("jobs: { a: { steps: [ { run: 'true' } ] } }");
+    let s = Server::start(&t, &[]);
+    let big = json!({"yaml": "x".repeat((1 << 20) + 1)});
+    let (code, err) = error_of(s.post("/api/v1/runs", &big));
+    assert_eq!(code, 413);
+    assert_eq!(err["code"], "body_rejected");
+    assert_eq!(error_of(s.get("/api/v1/runs?page=x")).0, 400);
+
+    // 52 runs, queued behind one another: each runs once, in order, and only
+    // the newest 50 finished runs keep their event log in memory.
+    let ids: Vec<String> = (0..52)
+        .map(|_| s.create(&json!({"workflow": "trun.yaml"})))
+        .collect();
+    for id in &ids {
+        assert_eq!(s.wait_done(id)["status"], "success");
+    }
+    let store_ids: Vec<i64> = ids
+        .iter()
+        .map(|id| s.run(id)["store_run_id"].as_i64().unwrap())
+        .collect();
+    assert!(store_ids.windows(2).all(|w| w[0] < w[1]), "{store_ids:?}");
+    let list: Value = s.get("/api/v1/runs?per_page=100").json().unwrap();
+    assert_eq!(list["total"], 52);
+    assert_eq!(list["runs"][0]["id"], ids[51].as_str());
+    let (code, err) = error_of(s.get(&format!("/api/v1/runs/{}/events", ids[0])));
+    assert_eq!(code, 404);
+    assert_eq!(err["code"], "events_expired");
+    assert_eq!(s.events(&ids[51], None).last().unwrap().1, "run_finished");
+    assert_eq!(
+        s.metric("trun_runs_finished_total{status=\"success\"}"),
+        52.0
+    );
+}

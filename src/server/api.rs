@@ -10,6 +10,7 @@ use super::load::Source;
 use super::runs::{body_hash, NewRun, Runs};
 use crate::plan::Request;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next as Middleware};
@@ -102,7 +103,21 @@ struct CreateBody {
     inputs: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn create_run(State(s): St, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_run(
+    State(s): St,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "body_rejected",
+            format!(
+                "{} (bodies are limited to {MAX_BODY_BYTES} bytes)",
+                e.body_text()
+            ),
+        )
+    })?;
     let parsed: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the request body is not a valid run request: {e}"))
     })?;
@@ -166,8 +181,9 @@ async fn create_run(State(s): St, headers: HeaderMap, body: Bytes) -> Result<Res
 
 async fn list_runs(
     State(s): St,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let number = |name: &'static str, default: usize| -> Result<usize, ApiError> {
         match q.get(name) {
             None => Ok(default),
@@ -232,6 +248,15 @@ async fn run_events(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let entry = s.runs.get(&id)?;
+    if entry.log.is_expired() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "events_expired",
+            format!(
+                "the events of run {id} are no longer kept; GET /api/v1/runs/{id} has its record"
+            ),
+        ));
+    }
     // Ids are 1-based positions in the run's log: resume after the last seen.
     let start = match headers.get("last-event-id") {
         None => 0,

@@ -4,7 +4,8 @@
 //!
 //! It is not the run's record (the [`Store`](crate::state::Store) is) and it
 //! is bounded: past [`MAX_LOG_BYTES`] step output lines are dropped (counted
-//! in the closing `log_truncated` note) while lifecycle events are always kept.
+//! in the closing `log_truncated` note) while lifecycle events are always kept,
+//! and only the newest finished runs keep their log at all (`expire`).
 
 use crate::event::Event;
 use crate::report::Reporter;
@@ -27,6 +28,7 @@ struct Inner {
     bytes: usize,
     dropped_output: u64,
     closed: bool,
+    expired: bool,
 }
 
 /// The event log of one run.
@@ -91,12 +93,26 @@ impl EventLog {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Forgets a closed log's entries (the run's record stays in the store).
+    pub fn expire(&self) {
+        let mut inner = self.lock();
+        if inner.closed {
+            inner.entries = Vec::new();
+            inner.bytes = 0;
+            inner.expired = true;
+        }
+    }
+
+    pub fn is_expired(&self) -> bool {
+        self.lock().expired
+    }
+
     /// The entry at `index` (0-based), or whether the log is closed.
     pub fn get(&self, index: usize) -> Next {
         let inner = self.lock();
         match inner.entries.get(index) {
             Some(e) => Next::Entry(e.clone()),
-            None if inner.closed => Next::End,
+            None if inner.closed || inner.expired => Next::End,
             None => Next::Wait,
         }
     }

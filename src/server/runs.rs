@@ -28,6 +28,9 @@ use tokio::sync::watch;
 /// Finished runs beyond this many are forgotten by the table (oldest first);
 /// their record stays in the store.
 const MAX_KEPT_RUNS: usize = 1000;
+/// Finished runs beyond this many (newest first) no longer keep their SSE
+/// event log in memory.
+const MAX_KEPT_EVENT_LOGS: usize = 50;
 
 /// Where a run is, as the API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,17 +437,22 @@ impl Runs {
     /// Keeps the table bounded: the oldest finished runs (and their keys) go.
     fn forget_old(&self) {
         let mut t = self.table();
-        while t.order.len() > MAX_KEPT_RUNS {
-            let Some(pos) = t.order.iter().position(|id| {
-                t.by_id
-                    .get(id)
-                    .is_none_or(|e| matches!(e.state().status, RunState::Done(_)))
-            }) else {
-                return;
-            };
-            let id = t.order.remove(pos);
-            t.by_id.remove(&id);
-            t.keys.retain(|_, (_, run)| *run != id);
+        let finished: Vec<Arc<RunEntry>> = t
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| t.by_id.get(id))
+            .filter(|e| matches!(e.state().status, RunState::Done(_)))
+            .cloned()
+            .collect();
+        for e in finished.iter().skip(MAX_KEPT_EVENT_LOGS) {
+            e.log.expire();
+        }
+        let excess = t.order.len().saturating_sub(MAX_KEPT_RUNS);
+        for e in finished.iter().rev().take(excess) {
+            t.order.retain(|id| *id != e.id);
+            t.by_id.remove(&e.id);
+            t.keys.retain(|_, (_, run)| *run != e.id);
         }
     }
 }
