@@ -155,6 +155,22 @@ fn error_of(r: Response) -> (u16, Value) {
     (status, v["error"].clone())
 }
 
+/// Writes `long.yaml` (one step sleeping a marker number of seconds), creates
+/// a run of it and waits until its `sleep` runs: (run id, marker, its reaper).
+fn start_long_run(t: &Test, s: &Server) -> (String, String, Reaper) {
+    let marker = common::marker();
+    t.write(
+        "long.yaml",
+        &format!("jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"),
+    );
+    let id = s.create(&json!({"workflow": "long.yaml"}));
+    wait_for("the step's sleep", Duration::from_secs(30), || {
+        !processes_running(&["sleep", &marker]).is_empty()
+    });
+    let reaper = Reaper(processes_running(&["sleep", &marker]));
+    (id, marker, reaper)
+}
+
 const GREET: &str = r#"
     name: greet
     inputs:
@@ -346,22 +362,13 @@ fn inline_yaml_runs_in_the_root() {
 #[test]
 fn cancel_kills_a_running_runs_processes_and_a_queued_run_never_starts() {
     let t = Test::new();
-    let marker = common::marker();
-    t.write(
-        "long.yaml",
-        &format!("jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"),
-    );
     t.write(
         "after.yaml",
         "jobs:\n  b:\n    steps:\n      - run: echo ran > after.txt\n",
     );
     let s = Server::start(&t, &[]);
-    let long = s.create(&json!({"workflow": "long.yaml"}));
+    let (long, marker, _reaper) = start_long_run(&t, &s);
     let queued = s.create(&json!({"workflow": "after.yaml"}));
-    wait_for("the step's sleep", Duration::from_secs(30), || {
-        !processes_running(&["sleep", &marker]).is_empty()
-    });
-    let _reaper = Reaper(processes_running(&["sleep", &marker]));
     // One run at a time per workspace: the second waits.
     assert_eq!(s.run(&queued)["status"], "queued");
     assert_eq!(s.metric("trun_running_steps"), 1.0);
@@ -390,17 +397,8 @@ fn cancel_kills_a_running_runs_processes_and_a_queued_run_never_starts() {
 #[test]
 fn sigterm_cancels_the_running_run_records_it_and_exits_0() {
     let t = Test::new();
-    let marker = common::marker();
-    t.write(
-        "long.yaml",
-        &format!("jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"),
-    );
     let mut s = Server::start(&t, &[]);
-    s.create(&json!({"workflow": "long.yaml"}));
-    wait_for("the step's sleep", Duration::from_secs(30), || {
-        !processes_running(&["sleep", &marker]).is_empty()
-    });
-    let _reaper = Reaper(processes_running(&["sleep", &marker]));
+    let (_, marker, _reaper) = start_long_run(&t, &s);
     let out = s.stop();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(processes_running(&["sleep", &marker]).is_empty());
