@@ -249,6 +249,18 @@ fn a_run_is_created_watched_and_finishes_with_its_outputs_logs_and_metrics() {
     assert_eq!(list["runs"][0]["id"], id.as_str());
     let none: Value = s.get("/api/v1/runs?status=failure").json().unwrap();
     assert_eq!(none["total"], 0);
+    let by_file: Value = s
+        .get("/api/v1/runs?workflow=flows/greet.yaml")
+        .json()
+        .unwrap();
+    assert_eq!(by_file["total"], 1);
+    let other: Value = s.get("/api/v1/runs?workflow=trun.yaml").json().unwrap();
+    assert_eq!(other["total"], 0);
+    // The server holds the workspace: a second server there is refused.
+    t.run(&["serve", "--bind", "127.0.0.1:0"])
+        .status(2)
+        .stderr_has("holds")
+        .stderr_has(".trun/lock; wait for it or use a different directory");
     assert_eq!(error_of(s.get("/api/v1/runs?page=0")).0, 400);
 
     // The counters are the engine's: one run, three steps that ran.

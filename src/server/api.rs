@@ -212,7 +212,8 @@ async fn list_runs(
             .field("status"));
         }
     }
-    let (runs, total) = s.runs.list(status, page, per_page);
+    let workflow = q.get("workflow").map(String::as_str);
+    let (runs, total) = s.runs.list(status, workflow, page, per_page);
     Ok(Json(serde_json::json!({
         "runs": runs,
         "total": total,

@@ -173,10 +173,12 @@ impl Runs {
             .ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))
     }
 
-    /// Runs newest first, those with `status` only when given; and how many match.
+    /// Runs newest first, only those with `status` and of `workflow` when
+    /// given; and how many match.
     pub fn list(
         &self,
         status: Option<&str>,
+        workflow: Option<&str>,
         page: usize,
         per_page: usize,
     ) -> (Vec<RunView>, usize) {
@@ -192,6 +194,7 @@ impl Runs {
             .iter()
             .map(|e| e.view())
             .filter(|v| status.is_none_or(|s| v.status.as_str() == s))
+            .filter(|v| workflow.is_none_or(|w| v.workflow == w))
             .collect();
         let total = matching.len();
         let page = matching
