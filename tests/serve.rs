@@ -189,7 +189,7 @@ const GREET: &str = r#"
       after:
         needs: build
         steps:
-          - run: echo "after ${{ needs.build.outputs.who }}"
+          - run: echo "after ${{ needs.build.outputs.who }}" > after.txt
 "#;
 
 #[test]
@@ -232,6 +232,8 @@ fn a_run_is_created_watched_and_finishes_with_its_outputs_logs_and_metrics() {
     assert_eq!(build["steps"][0]["outputs"]["name"], "world");
     assert!(build["steps"][1]["duration_ms"].as_u64().unwrap() >= 900);
     assert_eq!(detail["jobs"][1]["status"], "success");
+    // A workflow runs in its own directory, as with `trun -f`.
+    assert_eq!(t.read("flows/after.txt"), "after world\n");
 
     let log = s.get(&format!("/api/v1/runs/{id}/logs/build/greet"));
     assert_eq!(log.status().as_u16(), 200);

@@ -14,7 +14,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next as Middleware};
-use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -294,7 +294,9 @@ async fn run_events(
             }
         },
     );
-    Ok(Sse::new(stream))
+    // A comment line every 15 s keeps proxies from closing a quiet stream
+    // (a step that prints nothing for minutes).
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn step_log(
@@ -346,4 +348,17 @@ async fn metrics(State(s): St) -> Response {
         s.runs.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("s3cret", "s3cret"));
+        assert!(!same_secret("s3cret", "s3cres"));
+        assert!(!same_secret("s3cret", "s3cret "));
+        assert!(!same_secret("", "s3cret"));
+    }
 }
