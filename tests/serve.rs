@@ -530,3 +530,62 @@ fn an_oversized_body_is_refused_and_old_runs_stop_keeping_their_events() {
         52.0
     );
 }
+
+#[test]
+fn concurrent_creates_lose_no_run_and_one_key_makes_one_run() {
+    let t = Test::new().workflow("jobs: { a: { steps: [ { run: 'true' } ] } }");
+    let s = Server::start(&t, &[]);
+    let body = json!({"workflow": "trun.yaml"});
+    // 16 clients at once: 8 with their own key, 8 sharing one.
+    let results: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, body) = (&s, &body);
+                scope.spawn(move || {
+                    let key = if i % 2 == 0 {
+                        format!("own-{i}")
+                    } else {
+                        "shared".into()
+                    };
+                    let r = s
+                        .client
+                        .post(s.url("/api/v1/runs"))
+                        .header("Idempotency-Key", key)
+                        .json(body)
+                        .send()
+                        .unwrap();
+                    let code = r.status().as_u16();
+                    let v: Value = r.json().unwrap();
+                    (code, v["id"].as_str().unwrap().to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shared: std::collections::BTreeSet<&str> = results
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|(_, id)| id.as_str())
+        .collect();
+    assert_eq!(shared.len(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|(c, _)| *c == 201).count(),
+        9,
+        "{results:?}"
+    );
+    let all: std::collections::BTreeSet<&str> = results.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(all.len(), 9);
+    for id in &all {
+        assert_eq!(s.wait_done(id)["status"], "success");
+    }
+    let list: Value = s.get("/api/v1/runs").json().unwrap();
+    assert_eq!(list["total"], 9);
+    assert_eq!(
+        s.metric("trun_runs_finished_total{status=\"success\"}"),
+        9.0
+    );
+    // Each ran once: nine runs in the store.
+    let history = t.run(&["history", "--json"]).success().json();
+    assert_eq!(history.as_array().unwrap().len(), 9);
+}
