@@ -344,6 +344,9 @@ fn a_broken_workflow_is_422_with_file_line_and_column() {
         msg.starts_with(".trun/server/") && msg.contains(".yaml:3:"),
         "{msg}"
     );
+    // A refused inline workflow is not kept.
+    let kept = std::fs::read_dir(t.join(".trun/server")).unwrap().count();
+    assert_eq!(kept, 0);
 
     let (code, err) = error_of(
         s.client

@@ -36,6 +36,30 @@ pub fn load(
     source: Source<'_>,
     request: &Request,
 ) -> Result<Loaded, ApiError> {
+    let inline = matches!(source, Source::Inline(_));
+    let loaded = load_source(root, id, source, request);
+    if inline && loaded.is_err() {
+        discard(root, id);
+    }
+    loaded
+}
+
+/// Where run `id`'s inline YAML is kept.
+fn inline_file(root: &Path, id: &str) -> PathBuf {
+    root.join(".trun").join("server").join(format!("{id}.yaml"))
+}
+
+/// Forgets run `id`'s inline YAML, if it had any.
+pub fn discard(root: &Path, id: &str) {
+    let _ = std::fs::remove_file(inline_file(root, id));
+}
+
+fn load_source(
+    root: &Path,
+    id: &str,
+    source: Source<'_>,
+    request: &Request,
+) -> Result<Loaded, ApiError> {
     let (wf, shown, field) = match source {
         Source::Path(rel) => {
             let (file, shown) = resolve(root, rel)?;
@@ -52,9 +76,9 @@ pub fn load(
             (wf, shown, "workflow")
         }
         Source::Inline(text) => {
-            let dir = root.join(".trun").join("server");
-            let file = dir.join(format!("{id}.yaml"));
-            std::fs::create_dir_all(&dir)
+            let file = inline_file(root, id);
+            file.parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::write(&file, text))
                 .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", file.display())))?;
             let mut wf = WorkflowFile::parse(&file, text.to_string())

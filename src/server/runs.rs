@@ -240,6 +240,7 @@ impl Runs {
         // Two requests with one key may have raced through the load.
         if let Some((key, hash)) = &new.idempotency {
             if let Some(found) = Self::lookup_key(&t, key, hash)? {
+                load::discard(&self.root, &id);
                 return Ok((found, false));
             }
             t.keys.insert(key.clone(), (*hash, id.clone()));
@@ -456,6 +457,7 @@ impl Runs {
             t.order.retain(|id| *id != e.id);
             t.by_id.remove(&e.id);
             t.keys.retain(|_, (_, run)| *run != e.id);
+            load::discard(&self.root, &e.id);
         }
     }
 }
