@@ -20,6 +20,7 @@ pub mod lock;
 pub mod plan;
 pub mod report;
 pub mod rubric;
+pub mod server;
 pub mod session;
 pub mod shell;
 pub mod signals;

@@ -182,6 +182,30 @@ impl Session {
         runtime: tokio::runtime::Runtime,
         config: RunConfig,
     ) -> Result<Outcome, SessionError> {
+        self.run_with(plan, runtime, config, None)
+    }
+
+    /// [`Session::run`] for a caller that outlives its runs (`trun serve`):
+    /// the run is cancelled when `cancel` turns true rather than on a signal
+    /// (the caller handles signals), and the session keeps its lock and store
+    /// for the next run.
+    pub fn run_cancellable(
+        &mut self,
+        plan: Plan,
+        runtime: tokio::runtime::Runtime,
+        config: RunConfig,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Outcome, SessionError> {
+        self.run_with(plan, runtime, config, Some(cancel))
+    }
+
+    fn run_with(
+        &mut self,
+        plan: Plan,
+        runtime: tokio::runtime::Runtime,
+        config: RunConfig,
+        cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<Outcome, SessionError> {
         // A `--force` naming nothing is a usage error before a run is recorded.
         if let StepHooksChoice::UpToDate { force } = &config.hooks {
             Force::new(force)
@@ -242,8 +266,11 @@ impl Session {
             Recorder::spawn_with(store.clone(), run_id, Reporters(config.reporters))?;
 
         let result = runtime.block_on(async move {
-            let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(crate::signals::forward(cancel_tx));
+            let cancel_rx = cancel.unwrap_or_else(|| {
+                let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(crate::signals::forward(cancel_tx));
+                cancel_rx
+            });
             let result = crate::exec::run(plan, run_opts, Events(tx), cancel_rx).await;
             // Whatever the run started in Docker goes, however the run ended
             // (containers marked `keep: true` stay until `trun gc --all`).

@@ -23,6 +23,7 @@ mod history;
 mod list;
 mod plan;
 mod run;
+mod serve;
 mod validate;
 
 pub use crate::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
@@ -130,6 +131,8 @@ pub enum Command {
     /// Rubric tools: `trun rubric import autograding.json > rubric.yaml`.
     #[command(subcommand)]
     Rubric(grade::RubricCommand),
+    /// Serve runs over HTTP: create, watch (SSE), logs, cancel, metrics.
+    Serve(serve::ServeArgs),
     /// Remove containers and networks left behind by killed runs.
     Gc(GcArgs),
     /// Inspect or prune the content-addressed output cache (.trun/cas).
@@ -306,6 +309,7 @@ pub fn main() -> i32 {
             Ok(grade::grade(&a))
         }
         Some(Command::Rubric(c)) => Ok(grade::rubric(&c)),
+        Some(Command::Serve(a)) => serve::cmd_serve(a),
         Some(Command::Gc(a)) => gc::cmd_gc(a),
         Some(Command::Cache(c)) => cache::cmd_cache(c),
         Some(Command::Schema) => {

@@ -46,6 +46,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "CLICOLOR",
     "CLICOLOR_FORCE",
     "TRUN_BLESS",
+    "TRUN_TOKEN",
 ];
 
 /// Strips the common leading indentation of every non-blank line, one leading newline

@@ -1,0 +1,132 @@
+//! The server's Prometheus metrics: one registry, counters bumped by a
+//! [`Reporter`] fed with each run's engine events (so the numbers are the
+//! engine's, not the API's guesses), rendered as Prometheus text at `/metrics`.
+//!
+//! It is not a store of history: counters start at zero with each server.
+
+use crate::event::{Event, Status};
+use crate::report::Reporter;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub struct Metrics {
+    registry: Registry,
+    pub runs_created: IntCounter,
+    pub runs_finished: IntCounterVec,
+    pub steps_finished: IntCounterVec,
+    pub running_steps: IntGauge,
+    pub queue_depth: IntGauge,
+    pub step_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let runs_created = IntCounter::new("trun_runs_created_total", "Runs created over the API")?;
+        let runs_finished = IntCounterVec::new(
+            Opts::new("trun_runs_finished_total", "Runs finished, by final status"),
+            &["status"],
+        )?;
+        let steps_finished = IntCounterVec::new(
+            Opts::new("trun_steps_finished_total", "Steps finished, by status"),
+            &["status"],
+        )?;
+        let running_steps = IntGauge::new("trun_running_steps", "Steps running now")?;
+        let queue_depth = IntGauge::new("trun_queue_depth", "Runs waiting for the workspace")?;
+        let step_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "trun_step_duration_seconds",
+                "How long steps that ran took, in seconds",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+            ]),
+        )?;
+        registry.register(Box::new(runs_created.clone()))?;
+        registry.register(Box::new(runs_finished.clone()))?;
+        registry.register(Box::new(steps_finished.clone()))?;
+        registry.register(Box::new(running_steps.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(step_duration.clone()))?;
+        Ok(Metrics {
+            registry,
+            runs_created,
+            runs_finished,
+            steps_finished,
+            running_steps,
+            queue_depth,
+            step_duration,
+        })
+    }
+
+    pub fn run_finished(&self, status: Status) {
+        self.runs_finished
+            .with_label_values(&[status.as_str()])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Counts one run's steps as the engine reports them.
+pub struct MetricsReporter {
+    pub metrics: Arc<Metrics>,
+    /// Steps that started and have not finished: a skipped step finishes
+    /// without starting, and must not take the running gauge below zero.
+    running: HashSet<(String, usize)>,
+}
+
+impl MetricsReporter {
+    pub fn new(metrics: Arc<Metrics>) -> MetricsReporter {
+        MetricsReporter {
+            metrics,
+            running: HashSet::new(),
+        }
+    }
+}
+
+impl Reporter for MetricsReporter {
+    fn event(&mut self, ev: &Event) {
+        match ev {
+            Event::StepStarted { job, step, .. } if self.running.insert((job.clone(), *step)) => {
+                self.metrics.running_steps.inc();
+            }
+            Event::StepFinished {
+                job,
+                step,
+                status,
+                duration_ms,
+                ..
+            } => {
+                if self.running.remove(&(job.clone(), *step)) {
+                    self.metrics.running_steps.dec();
+                    self.metrics
+                        .step_duration
+                        .observe(*duration_ms as f64 / 1000.0);
+                }
+                self.metrics
+                    .steps_finished
+                    .with_label_values(&[status.as_str()])
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// A run that ended without finishing its steps (cancelled, aborted)
+    /// leaves none running.
+    fn finish(&mut self) {
+        for _ in self.running.drain() {
+            self.metrics.running_steps.dec();
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `trun serve`: runs over HTTP. A client creates a run of a workflow under
+//! `--root` (or of inline YAML), watches its engine events as Server-Sent
+//! Events, reads its record and step logs, and cancels it; `/metrics` counts
+//! runs and steps for Prometheus.
+//!
+//! Runs execute in this process through the same engine and run session as
+//! `trun run` ([`Session`]): the server holds the workspace's lock and its one
+//! store for its whole life and runs one run at a time, the rest queued
+//! (`queued`), each with `-j` jobs at once. The server is not a second engine
+//! and keeps no second record: what a run did is in the store, as `trun show`
+//! prints it; the server only keeps what the store cannot (API ids, the queue,
+//! idempotency keys, the live event log for SSE).
+//!
+//! Trust: it binds 127.0.0.1 unless told otherwise, and refuses to bind any
+//! other address without a bearer token, because a client can run any command
+//! the workflows under `--root` (or its inline YAML) say.
+
+mod api;
+mod error;
+mod events;
+mod load;
+mod metrics;
+mod runs;
+
+pub use error::ApiError;
+
+use crate::session::{Session, SessionError, SessionOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long connections (an SSE stream, say) may take to close after SIGTERM
+/// once every run has ended.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    pub root: PathBuf,
+    /// Jobs at once within a run.
+    pub parallel: usize,
+    pub token: Option<String>,
+    /// The command line, recorded with each run.
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could run commands. \
+         Give `--token` (or TRUN_TOKEN), or bind 127.0.0.1"
+    )]
+    PublicWithoutToken(SocketAddr),
+    #[error("the token is empty; give a non-empty `--token` (or TRUN_TOKEN)")]
+    EmptyToken,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server's root {}: {source}", path.display())]
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("cannot start the server: {0}")]
+    Start(String),
+}
+
+/// Runs the server until SIGTERM or Ctrl-C: then it stops accepting, cancels
+/// every queued and running run (recorded `cancelled`), waits for the running
+/// one to end, and returns.
+pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    match &opts.token {
+        Some(t) if t.is_empty() => return Err(ServeError::EmptyToken),
+        None if !opts.bind.ip().is_loopback() => {
+            return Err(ServeError::PublicWithoutToken(opts.bind))
+        }
+        _ => {}
+    }
+    let root = opts
+        .root
+        .canonicalize()
+        .map_err(|source| ServeError::Root {
+            path: opts.root.clone(),
+            source,
+        })?;
+    let session = Session::open(
+        &root,
+        &SessionOptions {
+            command_line: opts.args.join(" "),
+            args: opts.args.clone(),
+            no_wait: true,
+        },
+    )?;
+    let metrics = Arc::new(metrics::Metrics::new().map_err(|e| ServeError::Start(e.to_string()))?);
+    let runs = Arc::new(runs::Runs::new(
+        session.store(),
+        root.clone(),
+        opts.parallel.max(1),
+        metrics,
+    ));
+    let worker = {
+        let runs = runs.clone();
+        std::thread::Builder::new()
+            .name("trun-serve-runs".into())
+            .spawn(move || runs.work(session))
+            .map_err(|e| ServeError::Start(e.to_string()))?
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Start(e.to_string()))?;
+    let state = Arc::new(api::AppState {
+        runs: runs.clone(),
+        token: opts.token.clone(),
+    });
+    let serving = runs.clone();
+    let served = runtime.block_on(async move {
+        let runs = serving;
+        let listener = tokio::net::TcpListener::bind(opts.bind)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: opts.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(opts.bind);
+        eprintln!("trun: serving {} on http://{addr}", root.display());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        {
+            let runs = runs.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                eprintln!("trun: stopping: cancelling queued and running runs");
+                runs.shutdown();
+                let _ = stop_tx.send(true);
+            });
+        }
+        let graceful = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(graceful);
+        let mut rx = stop_rx;
+        tokio::select! {
+            r = server => r.map_err(|e| ServeError::Start(e.to_string()))?,
+            // Open streams end with their runs; a client that holds a
+            // connection open does not keep the server alive.
+            _ = async move {
+                let _ = rx.wait_for(|s| *s).await;
+                tokio::time::sleep(DRAIN).await;
+            } => {}
+        }
+        Ok::<_, ServeError>(())
+    });
+    // The running run ends cancelled and is recorded before the lock goes
+    // (also when the server failed to start: the worker must end).
+    runs.shutdown();
+    worker
+        .join()
+        .map_err(|_| ServeError::Start("the run worker panicked".into()))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    eprintln!("trun: stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
