@@ -17,7 +17,7 @@ const WORKFLOW: &str = "
       build:
         steps:
           - id: compile
-            run: echo compiling; echo warning >&2
+            run: echo compiling; sleep 0.05; echo warning >&2
           - run: echo second
       test:
         needs: build
