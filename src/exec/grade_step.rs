@@ -89,13 +89,20 @@ pub async fn run(
     let mut outputs = BTreeMap::new();
     if g.sandbox.is_none() && g.broken.is_none() && !matches!(step.part, GradePart::Score) {
         let labels = crate::docker::Labels::new(step.run_id, step.job.to_string());
-        let opened = tokio::select! {
-            s = Sandbox::open(step.sandbox, rubric, step.rubric_dir, &step.repo, step.docker, labels, sink) => s,
-            _ = super::cancelled(cancel) => Err("cancelled".to_string()),
-        };
+        let opened = Sandbox::open(
+            step.sandbox,
+            rubric,
+            step.rubric_dir,
+            &step.repo,
+            step.docker,
+            labels,
+            sink,
+            cancel,
+        )
+        .await;
         match opened {
-            Ok(s) => g.sandbox = Some(s),
-            Err(e) if e == "cancelled" => {
+            Ok(Some(s)) => g.sandbox = Some(s),
+            Ok(None) => {
                 return Outcome {
                     exit: Exit::Cancelled,
                     outputs,

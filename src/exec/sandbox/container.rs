@@ -63,13 +63,17 @@ pub struct GradingContainer {
 
 impl GradingContainer {
     /// Starts the container for `repo` from `image` and copies the repository into it.
+    /// Creating the container is never abandoned halfway (a container created after the
+    /// run's cleanup looked would be left behind); a cancellation during the copy stops
+    /// it and removes the container, and is `Ok(None)`.
     pub async fn start(
         docker: &Docker,
         image: &str,
         limits: Limits,
         repo: &Path,
         labels: &Labels,
-    ) -> Result<GradingContainer, DockerError> {
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<Option<GradingContainer>, DockerError> {
         let repo = repo.canonicalize().map_err(|e| DockerError::Api {
             action: format!("reading {}", repo.display()),
             message: e.to_string(),
@@ -112,11 +116,15 @@ impl GradingContainer {
                 vec![("TRUN_REPO".into(), c.repo.clone())],
                 Duration::from_secs(300),
                 &mut ignore,
-                None,
+                Some(cancel),
             )
             .await;
         match copy {
-            Ok(Exit::Code(0)) => Ok(c),
+            Ok(Exit::Code(0)) => Ok(Some(c)),
+            Ok(Exit::Cancelled) => {
+                c.remove().await;
+                Ok(None)
+            }
             Ok(other) => {
                 c.remove().await;
                 Err(DockerError::Api {

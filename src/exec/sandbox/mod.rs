@@ -97,6 +97,7 @@ pub struct LocalSandbox {
 
 impl Sandbox {
     /// Opens the sandbox `kind` for `repo`: copies it (locally, or into a new container).
+    /// `Ok(None)` when the run was cancelled meanwhile (nothing is left behind).
     pub async fn open(
         kind: GradeSandbox,
         rubric: &Rubric,
@@ -105,17 +106,21 @@ impl Sandbox {
         docker: Option<&Arc<Docker>>,
         labels: crate::docker::Labels,
         sink: &mut OutputSink,
-    ) -> Result<Sandbox, String> {
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Sandbox>, String> {
         if !repo.is_dir() {
             return Err(format!("repository {} is not a directory", repo.display()));
         }
         match kind {
             GradeSandbox::Local => {
                 let repo = repo.to_path_buf();
-                tokio::task::spawn_blocking(move || open_local(&repo))
+                let local = tokio::task::spawn_blocking(move || open_local(&repo))
                     .await
-                    .map_err(|e| format!("copying the repository failed: {e}"))?
-                    .map(Sandbox::Local)
+                    .map_err(|e| format!("copying the repository failed: {e}"))??;
+                if *cancel.borrow() {
+                    return Ok(None);
+                }
+                Ok(Some(Sandbox::Local(local)))
             }
             GradeSandbox::Container => {
                 let docker = docker
@@ -135,10 +140,17 @@ impl Sandbox {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                GradingContainer::start(docker, &image.tag, Limits::of(rubric), repo, &labels)
-                    .await
-                    .map(Sandbox::Container)
-                    .map_err(|e| format!("cannot start the grading container: {e}"))
+                GradingContainer::start(
+                    docker,
+                    &image.tag,
+                    Limits::of(rubric),
+                    repo,
+                    &labels,
+                    cancel,
+                )
+                .await
+                .map(|c| c.map(Sandbox::Container))
+                .map_err(|e| format!("cannot start the grading container: {e}"))
             }
         }
     }
