@@ -425,7 +425,8 @@ fn no_workflow(searched: &Path) -> Diagnostic {
 /// Find, parse and validate the workflow file.
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
     let path = match workflow_path(file)? {
-        Ok(p) if file.file.is_some() && !p.exists() => {
+        // Not `exists()`: a link that loops or dangles is there, and `load` says so.
+        Ok(p) if file.file.is_some() && std::fs::symlink_metadata(&p).is_err() => {
             return Err(vec![Diagnostic::plain(format!(
                 "workflow file {} does not exist",
                 p.display()
@@ -532,6 +533,9 @@ fn cmd_graph(a: GraphArgs) -> CmdResult {
 
 fn cmd_plan(a: PlanArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
+    for w in plan::warnings(&wf) {
+        eprint!("{}", w.render_warning(use_color(a.file.no_color)));
+    }
     let plan = plan::build(
         &wf,
         &Request {
@@ -557,6 +561,9 @@ fn cmd_plan(a: PlanArgs) -> CmdResult {
 
 fn cmd_run(a: RunArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
+    for w in plan::warnings(&wf) {
+        eprint!("{}", w.render_warning(use_color(a.file.no_color)));
+    }
     let plan = plan::build(
         &wf,
         &Request {

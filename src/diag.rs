@@ -109,11 +109,42 @@ impl Diagnostic {
             .location()
             .map(|l| Loc::from_saphyr(&l))
             .unwrap_or(Loc::UNKNOWN);
-        let raw = match err.without_snippet() {
-            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
-            other => strip_location_suffix(&other.to_string()),
+        let (message, help) = match err.without_snippet() {
+            serde_saphyr::Error::Message { msg, .. } => improve_serde_message(msg),
+            serde_saphyr::Error::Budget { breach, .. } => (budget_message(breach), None),
+            serde_saphyr::Error::MultipleDocuments { .. } => (
+                format!(
+                    "{} holds several YAML documents (`---`); a workflow is one document",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_else(|| path.to_string_lossy())
+                ),
+                Some("remove the `---` line and what follows, or move it to a file of its own".into()),
+            ),
+            serde_saphyr::Error::BinaryNotUtf8 { .. }
+            | serde_saphyr::Error::InvalidBinaryBase64 { .. }
+            | serde_saphyr::Error::TaggedScalarCannotDeserializeIntoString { .. } => (
+                "a tagged value (`!!binary`, `!tag`) cannot stand where text is expected".into(),
+                Some("write the value as plain text".into()),
+            ),
+            other => improve_serde_message(&strip_location_suffix(&other.to_string())),
         };
-        let (message, help) = improve_serde_message(&raw);
+        let loc = match err.without_snippet() {
+            // Point at the `---` that starts the second document, not at
+            // what follows it.
+            serde_saphyr::Error::MultipleDocuments { .. } if loc.is_known() => text
+                .lines()
+                .enumerate()
+                .take(loc.line as usize)
+                .filter(|(_, l)| l.starts_with("---"))
+                .last()
+                .map_or(loc, |(i, _)| Loc {
+                    line: i as u32 + 1,
+                    col: 1,
+                    offset: None,
+                }),
+            _ => loc,
+        };
         let mut d = Diagnostic::at(path, text, loc, message);
         d.help = help;
         d
@@ -130,6 +161,15 @@ impl Diagnostic {
 
     /// The full, multi-line rendering.
     pub fn render(&self, color: bool) -> String {
+        self.render_as("error", color)
+    }
+
+    /// Rendered as a warning: the same shape, `warning` instead of `error`.
+    pub fn render_warning(&self, color: bool) -> String {
+        self.render_as("warning", color)
+    }
+
+    fn render_as(&self, kind: &str, color: bool) -> String {
         let (red, blue, bold, reset) = if color {
             ("\x1b[31m", "\x1b[34m", "\x1b[1m", "\x1b[0m")
         } else {
@@ -139,28 +179,29 @@ impl Diagnostic {
         let loc = self.location();
         if loc.is_empty() {
             out.push_str(&format!(
-                "{bold}{red}error{reset}{bold}: {}{reset}\n",
+                "{bold}{red}{kind}{reset}{bold}: {}{reset}\n",
                 self.message
             ));
         } else {
             out.push_str(&format!(
-                "{bold}{loc}: {red}error{reset}{bold}: {}{reset}\n",
+                "{bold}{loc}: {red}{kind}{reset}{bold}: {}{reset}\n",
                 self.message
             ));
         }
         if let Some(src) = &self.source_line {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
-            let prefix: String = src
+            let (shown, col, width) = excerpt(src, self.col as usize, self.width);
+            let prefix: String = shown
                 .chars()
-                .take(self.col.saturating_sub(1) as usize)
+                .take(col.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             out.push_str(&format!("{blue}{pad} |{reset}\n"));
-            out.push_str(&format!("{blue}{num} |{reset} {src}\n"));
+            out.push_str(&format!("{blue}{num} |{reset} {shown}\n"));
             out.push_str(&format!(
                 "{blue}{pad} |{reset} {prefix}{red}{}{reset}\n",
-                "^".repeat(self.width.max(1))
+                "^".repeat(width.max(1))
             ));
         }
         if let Some(h) = &self.help {
@@ -168,6 +209,35 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// How many characters of a source line a diagnostic shows at most: a
+/// minified or generated file may have a line of a megabyte.
+pub const EXCERPT_CHARS: usize = 120;
+
+/// The part of `line` to show around 1-based column `col`, with `…` where it
+/// was cut, and the column and caret width within that part.
+fn excerpt(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let len = line.chars().count();
+    if len <= EXCERPT_CHARS {
+        return (line.to_string(), col, width);
+    }
+    let at = col.saturating_sub(1).min(len);
+    // Keep a third of the window before the column, the rest after it.
+    let start = at.saturating_sub(EXCERPT_CHARS / 3);
+    let end = (start + EXCERPT_CHARS).min(len);
+    let start = end.saturating_sub(EXCERPT_CHARS).min(start);
+    let mut shown = String::new();
+    if start > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(start).take(end - start));
+    if end < len {
+        shown.push('…');
+    }
+    let col = at - start + 1 + usize::from(start > 0);
+    let width = width.min(end.saturating_sub(at)).max(1);
+    (shown, col, width)
 }
 
 impl fmt::Display for Diagnostic {
@@ -255,6 +325,40 @@ fn improve_serde_message(raw: &str) -> (String, Option<String>) {
     (raw.to_string(), None)
 }
 
+/// A YAML budget breach in words, naming the limit.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let limits = serde_saphyr::budget::Budget::default();
+    let too = |what: &str, limit: usize| {
+        format!("the file has too many {what}: the limit is {limit}")
+    };
+    match breach {
+        B::Nodes { .. } => too("YAML values (scalars, lists and mappings)", limits.max_nodes),
+        B::Events { .. } => too("YAML parser events", limits.max_events),
+        B::Aliases { .. } => too("aliases (`*name`)", limits.max_aliases),
+        B::Anchors { .. } => too("anchors (`&name`)", limits.max_anchors),
+        B::Depth { .. } => format!(
+            "the file nests lists and mappings too deeply: the limit is {} levels",
+            limits.max_depth
+        ),
+        B::Documents { .. } => too("YAML documents", limits.max_documents),
+        B::ScalarBytes { .. } => format!(
+            "the file's values are too large: the limit is {} MiB of text in all",
+            limits.max_total_scalar_bytes / (1024 * 1024)
+        ),
+        B::MergeKeys { .. } => too("merge keys (`<<`)", limits.max_merge_keys),
+        B::AliasAnchorRatio { aliases, anchors } => format!(
+            "the file uses its {anchors} anchors {aliases} times: aliases that expand \
+             exponentially (a \"billion laughs\") are refused"
+        ),
+        B::RecordedAnchorEvents { .. } | B::RecordedAnchorBytes { .. } => {
+            "the file's anchors expand to too much data: the limit is 1000000 values or 64 MiB"
+                .into()
+        }
+        other => format!("the file exceeds a YAML size limit ({other:?})"),
+    }
+}
+
 /// `, expected one of a, b, c` (with or without backticks) -> [a, b, c].
 fn expected_list(s: &str) -> Vec<String> {
     let s = s.trim_start_matches(',').trim();
@@ -298,6 +402,33 @@ mod tests {
         );
         assert_eq!(m, "unknown key `neds` (did you mean `needs`?)");
         assert_eq!(h.as_deref(), Some("valid keys here: name, needs, if"));
+    }
+
+    #[test]
+    fn a_long_line_is_cut_around_the_column() {
+        let line = format!("run: {}BAD{}", "x".repeat(500), "y".repeat(500));
+        let d = Diagnostic::at(
+            Path::new("trun.yaml"),
+            &line,
+            Loc {
+                line: 1,
+                col: 506,
+                offset: None,
+            },
+            "bad",
+        )
+        .with_width(3);
+        let out = d.render(false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "trun.yaml:1:506: error: bad");
+        assert!(lines[2].chars().count() < 130, "{}", lines[2]);
+        assert!(lines[2].starts_with("1 | …x"), "{}", lines[2]);
+        assert!(lines[2].ends_with("y…"), "{}", lines[2]);
+        // The caret sits under BAD.
+        let text_at = lines[2].chars().position(|c| c == 'B').unwrap();
+        let caret_at = lines[3].chars().position(|c| c == '^').unwrap();
+        assert_eq!(text_at, caret_at);
+        assert_eq!(lines[3].matches('^').count(), 3);
     }
 
     #[test]
