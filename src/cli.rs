@@ -33,7 +33,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
     about = "Run a trun.yaml workflow like make: content-hashed up-to-date checks, parallel jobs, containers, recorded state.",
     long_about = None,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed, 2 usage or workflow error, 130 interrupted."
+    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed (or the output could not be written), 2 usage or workflow error, 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -317,6 +317,9 @@ pub fn main() -> i32 {
         }
     };
     match result {
+        // Output that could not be written is a failure, even of a command
+        // that otherwise succeeded.
+        Ok(EXIT_OK) if crate::report::output_failed() => EXIT_FAILED,
         Ok(code) => code,
         Err(errs) => {
             let color = use_color(false);
@@ -373,11 +376,14 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
     }
 }
 
-/// Write to stdout; a reader that went away (`trun history | head -1`) is
-/// not an error worth a panic, so a broken pipe is ignored.
+/// Write to stdout. A reader that went away (`trun history | head -1`) is
+/// ignored; any other failure (`> /dev/full`) is reported and makes the
+/// command exit 1 (see `report::output_failed`).
 fn out(text: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        crate::report::note_output_error(&e);
+    }
 }
 
 /// The committed schema text: `trun schema` output and `schema/trun.schema.json`.
@@ -694,7 +700,9 @@ fn cmd_run(a: RunArgs) -> CmdResult {
     let log_dir = dir.join("logs").join(run_id.to_string());
     let tmp_dir = dir.join("tmp").join(run_id.to_string());
     for d in [&log_dir, &tmp_dir] {
-        std::fs::create_dir_all(d).map_err(|e| {
+        // A new run's directories: anything planted there (a symlink to a
+        // file worth overwriting) is removed, never written through.
+        crate::fsutil::fresh_dir_under(&dir, d).map_err(|e| {
             vec![Diagnostic::plain(format!(
                 "cannot create {}: {e}",
                 d.display()
@@ -941,6 +949,8 @@ fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
 /// The state store, or `None` when nothing was ever recorded here.
 fn open_store(file: &FileArgs) -> Result<Option<Store>, Vec<Diagnostic>> {
     let root = workspace_root(file)?;
+    crate::fsutil::refuse_symlink(&root.join(".trun"))
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let db = crate::state::db_path(&root);
     if !db.exists() {
         return Ok(None);
@@ -1028,22 +1038,22 @@ fn cmd_logs(a: LogsArgs) -> CmdResult {
     let mut out = std::io::stdout().lock();
     for (label, path) in files {
         if many {
-            let _ = writeln!(out, "==> {label} <==");
+            crate::report::ignore_io(writeln!(out, "==> {label} <=="));
         }
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let _ = out.write_all(&bytes);
+                crate::report::ignore_io(out.write_all(&bytes));
             }
             // A step that printed nothing leaves no log file.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if many {
-                    let _ = writeln!(out, "(no output)");
+                    crate::report::ignore_io(writeln!(out, "(no output)"));
                 } else {
                     eprintln!("trun: {label} printed nothing");
                 }
             }
             Err(e) => {
-                let _ = writeln!(out, "(cannot read {}: {e})", path.display());
+                crate::report::ignore_io(writeln!(out, "(cannot read {}: {e})", path.display()));
             }
         }
     }

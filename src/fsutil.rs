@@ -139,6 +139,23 @@ pub fn create_dir_under(base: &Path, dir: &Path) -> io::Result<()> {
     open_dir_under(base, dir, PRIVATE_DIR).map(drop)
 }
 
+/// Makes `dir` (below `base`) a new, empty, real directory: whatever is at
+/// its place is removed first (a planted link is removed, not followed;
+/// `remove_dir_all` never follows links). For per-run directories such as
+/// `.trun/logs/<run>`, which cannot legitimately exist before the run.
+pub fn fresh_dir_under(base: &Path, dir: &Path) -> io::Result<()> {
+    relative_parts(base, dir)?;
+    if let Some(parent) = dir.parent() {
+        open_dir_under(base, parent, PRIVATE_DIR)?;
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(dir)?,
+        Ok(_) => std::fs::remove_file(dir)?,
+        Err(_) => {}
+    }
+    create_dir_under(base, dir)
+}
+
 /// Creates (or truncates) the file `path` for writing, where `path` lies below
 /// the trusted directory `base`: missing directories in between are created
 /// (mode 0700), and no component below `base`, the file included, may be a

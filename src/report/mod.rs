@@ -301,10 +301,33 @@ impl OutputTail {
 }
 
 /// Output problems (a closed pipe, a full disk) must not abort a run whose
-/// state is being recorded elsewhere, so reporters drop write errors here, in
-/// one visible place.
+/// state is being recorded elsewhere, so reporters hand write errors here, in
+/// one visible place: a reader that went away (`| head -1`) is not an error,
+/// anything else (`> /dev/full`) is remembered so the process exits non-zero.
 pub(crate) fn ignore_io(result: std::io::Result<()>) {
-    let _ = result;
+    if let Err(e) = result {
+        note_output_error(&e);
+    }
+}
+
+static OUTPUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that writing trun's output failed. A closed pipe (the reader
+/// stopped reading, as `head` does) is ignored; any other error is said once
+/// on stderr and makes [`output_failed`] true.
+pub fn note_output_error(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return;
+    }
+    if !OUTPUT_FAILED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("trun: error: cannot write the output: {e}");
+    }
+}
+
+/// Whether some output could not be written (see [`note_output_error`]): the
+/// command then exits 1 even if everything else succeeded.
+pub fn output_failed() -> bool {
+    OUTPUT_FAILED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// What the reporters' tests share: a captured writer and one realistic run.
