@@ -39,7 +39,13 @@ pub fn from_minutes(minutes: f64) -> Result<Duration, String> {
         return Err("`timeout-minutes` must be greater than 0".into());
     }
     if minutes > MAX.as_secs_f64() / 60.0 {
-        return Err(too_long(&format!("`timeout-minutes: {minutes}`")));
+        // `1e308`, not three hundred digits.
+        let shown = if minutes >= 1e15 {
+            format!("{minutes:e}")
+        } else {
+            minutes.to_string()
+        };
+        return Err(too_long(&format!("`timeout-minutes: {shown}`")));
     }
     Ok(Duration::from_secs_f64(minutes * 60.0))
 }
