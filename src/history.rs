@@ -263,7 +263,7 @@ fn select<'a>(detail: &'a RunDetail, selector: Option<&str>) -> Result<Selected<
                 run: detail.run.id,
                 job: job_part.to_string(),
                 step: step_part.to_string(),
-                suggestion: did_you_mean(step_part, known.iter().map(String::as_str)),
+                suggestion: crate::diag::did_you_mean(step_part, known.iter().map(String::as_str)),
                 known,
             });
         }
@@ -283,7 +283,7 @@ fn select<'a>(detail: &'a RunDetail, selector: Option<&str>) -> Result<Selected<
     Err(HistoryError::NoSuchJob {
         run: detail.run.id,
         job: selector.to_string(),
-        suggestion: did_you_mean(selector, candidates.iter().map(String::as_str)),
+        suggestion: crate::diag::did_you_mean(selector, candidates.iter().map(String::as_str)),
         known,
     })
 }
@@ -313,20 +313,6 @@ fn step_name_for_selector(position: usize, step: &StepDetail) -> String {
     } else {
         step.id.clone()
     }
-}
-
-fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    let limit = (wrong.chars().count() / 3).max(2);
-    candidates
-        .map(|c| {
-            (
-                strsim::levenshtein(&wrong.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
 }
 
 /// `1. cargo build`, plus the id when the user gave one.
@@ -368,15 +354,8 @@ pub fn format_time(ms: Millis, offset: UtcOffset) -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
-/// `850ms`, `12.3s`, `2m05s`, `1h02m`.
-pub fn format_duration(ms: u64) -> String {
-    match ms {
-        0..1000 => format!("{ms}ms"),
-        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
+/// `850ms`, `12.3s`, `2m05s`, `1h02m`: the crate's one formatter.
+pub use crate::duration::format_ms as format_duration;
 
 /// Words joined by spaces, quoting those a shell would split.
 fn command_line(args: &[String]) -> String {
