@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod shell;
 pub mod signals;
+pub mod size;
 pub mod spanned;
 pub mod state;
 pub mod template;
