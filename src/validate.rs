@@ -65,6 +65,7 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         }
         check_job(wf, engine, &id.value, job, &outputs_of, &mut errs);
     }
+    check_expansion(wf, &mut errs);
     if errs.is_empty() {
         if let Some(d) = find_cycle(wf) {
             errs.push(d);
@@ -80,6 +81,39 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
 /// The most legs a static matrix may have (the product of its axes plus its
 /// `include` entries), checked before anything is expanded.
 pub const MAX_MATRIX_LEGS: u128 = 256;
+
+/// The most job runs (jobs times their matrix legs) one workflow may plan.
+pub const MAX_JOB_RUNS: u128 = 10_000;
+/// The most step runs (each job run's steps) one workflow may plan.
+pub const MAX_STEP_RUNS: u128 = 100_000;
+
+/// Bounds what the plan will hold before it is built: 200 jobs of 256 legs
+/// would otherwise be fifty thousand planned jobs and hundreds of megabytes.
+fn check_expansion(wf: &WorkflowFile, errs: &mut Vec<Diagnostic>) {
+    let (mut jobs, mut steps) = (0u128, 0u128);
+    for (_, job) in wf.workflow.jobs.value.iter() {
+        let legs = job
+            .value
+            .strategy
+            .as_ref()
+            .and_then(|s| s.matrix.as_ref())
+            .map_or(1, |m| matrix_leg_bound(&m.value).max(1));
+        jobs = jobs.saturating_add(legs);
+        steps = steps.saturating_add(legs.saturating_mul(job.value.steps.value.len() as u128));
+    }
+    let loc = wf.workflow.jobs.loc;
+    if jobs > MAX_JOB_RUNS {
+        errs.push(wf.error(
+            loc,
+            format!("the workflow plans {jobs} job runs (jobs × matrix legs); the limit is {MAX_JOB_RUNS}"),
+        ));
+    } else if steps > MAX_STEP_RUNS {
+        errs.push(wf.error(
+            loc,
+            format!("the workflow plans {steps} step runs (steps × matrix legs); the limit is {MAX_STEP_RUNS}"),
+        ));
+    }
+}
 
 /// The most attempts a `retry` may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;

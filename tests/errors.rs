@@ -935,3 +935,20 @@ fn a_matrix_over_the_leg_limit_is_refused_by_validate() {
         ",
     );
 }
+
+#[test]
+fn a_workflow_that_plans_too_many_job_runs_names_the_limit() {
+    let axis: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    let mut yaml = String::from("jobs:\n");
+    for i in 0..40 {
+        yaml.push_str(&format!(
+            "  j{i}: {{ strategy: {{ matrix: {{ x: [{0}], y: [{0}] }} }}, steps: [ {{ run: touch ran }} ] }}\n",
+            axis.join(", ")
+        ));
+    }
+    fails_bytes(
+        yaml.as_bytes(),
+        &["validate"],
+        "trun.yaml:2:3: error: the workflow plans 10240 job runs (jobs × matrix legs); the limit is 10000\n  |\n2 |   j0: { strategy: { matrix: { x: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], y: [0, 1, 2, 3, 4, 5, 6, 7, 8, …\n  |   ^^\n",
+    );
+}
