@@ -13,5 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let engine = trun::template::Engine::new(std::env::temp_dir());
-    let _ = trun::validate::validate(&wf, &engine);
+    if trun::validate::validate(&wf, &engine).is_ok() {
+        let _ = trun::plan::build(&wf, &trun::plan::Request::default());
+    }
 });
