@@ -316,6 +316,36 @@ fn improve_serde_message(raw: &str) -> (String, Option<String>) {
             return (format!("missing required key `{}`", &rest[..end]), None);
         }
     }
+    // A breach inside a value read through serde (a `with:` mapping) comes
+    // back as text: `budget breached: Nodes { nodes: 250001 }`.
+    if let Some(rest) = raw.strip_prefix("budget breached: ") {
+        use serde_saphyr::budget::BudgetBreach as B;
+        let kind = rest.split([' ', '{']).next().unwrap_or(rest);
+        let breach = match kind {
+            "Nodes" => Some(B::Nodes { nodes: 0 }),
+            "Events" => Some(B::Events { events: 0 }),
+            "Aliases" => Some(B::Aliases { aliases: 0 }),
+            "Anchors" => Some(B::Anchors { anchors: 0 }),
+            "Depth" => Some(B::Depth { depth: 0 }),
+            "ScalarBytes" => Some(B::ScalarBytes {
+                total_scalar_bytes: 0,
+            }),
+            "RecordedAnchorEvents" => Some(B::RecordedAnchorEvents {
+                recorded_anchor_events: 0,
+            }),
+            _ => None,
+        };
+        if let Some(b) = breach {
+            return (budget_message(&b), None);
+        }
+    }
+    if raw == "recursion limit exceeded" {
+        return (
+            "the file nests lists and mappings too deeply: the limit is 255 levels of `[` and `{`"
+                .to_string(),
+            None,
+        );
+    }
     if raw == "invalid floating point" || raw.starts_with("invalid integer") {
         return ("wrong type: expected a number".to_string(), None);
     }

@@ -326,15 +326,16 @@ fn adversarial_workflow_files_stay_within_time_and_memory() {
             "]".repeat(100_000)
         ),
     ));
-    // Billion laughs: each level doubles ten times.
-    let mut laughs = String::from("x0: &a0 [\"lol\"]\n");
+    // Billion laughs: each level repeats the one before ten times.
+    let mut laughs = String::from(
+        "jobs:\n  a:\n    steps:\n      - run: echo\n        with:\n          x0: &a0 [\"lol\"]\n",
+    );
     for i in 1..30 {
         laughs.push_str(&format!(
-            "x{i}: &a{i} [{}]\n",
+            "          x{i}: &a{i} [{}]\n",
             vec![format!("*a{}", i - 1); 10].join(", ")
         ));
     }
-    laughs.push_str("jobs: { a: { steps: [ { run: echo } ] } }\n");
     cases.push(("billion laughs", laughs));
     // Many anchors and aliases, each small.
     let mut anchors = String::from("jobs:\n  a:\n    env:\n");
@@ -355,11 +356,11 @@ fn adversarial_workflow_files_stay_within_time_and_memory() {
         ),
     ));
     // Thousands of jobs in one chain of needs.
-    let mut chain = String::from("jobs:\n");
-    for i in 0..4000 {
-        chain.push_str(&format!("  j{i}: {{ needs: [j{}], steps: [ {{ run: echo }} ] }}\n", i.max(1) - 1));
+    let mut chain = String::from("jobs:\n  j0: { steps: [ { run: echo } ] }\n");
+    for i in 1..4000 {
+        chain.push_str(&format!("  j{i}: {{ needs: [j{}], steps: [ {{ run: echo }} ] }}\n", i - 1));
     }
-    cases.push(("4000 jobs in a chain (with a self-need)", chain));
+    cases.push(("4000 jobs in a chain", chain));
     // A 16 × 16 matrix on 200 jobs: 51 200 planned jobs.
     let mut wide = String::from("jobs:\n");
     let axis: Vec<String> = (0..16).map(|i| i.to_string()).collect();
@@ -392,6 +393,8 @@ fn adversarial_workflow_files_stay_within_time_and_memory() {
                 &out.stderr[..out.stderr.len().min(2000)]
             );
             assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+            // A refusal says which limit in words, not in a parser's Debug form.
+            assert!(!out.stderr.contains("budget breached"), "{what}: {}", out.stderr);
             assert!(rss_kib < 200 * 1024, "{what}: {cmd:?} used {rss_kib} KiB");
             assert!(took < TIME_LIMIT, "{what}: {cmd:?} took {took:?}");
             // No diagnostic echoes a whole megabyte line.
