@@ -119,7 +119,10 @@ impl Diagnostic {
                         .map(|n| n.to_string_lossy())
                         .unwrap_or_else(|| path.to_string_lossy())
                 ),
-                Some("remove the `---` line and what follows, or move it to a file of its own".into()),
+                Some(
+                    "remove the `---` line and what follows, or move it to a file of its own"
+                        .into(),
+                ),
             ),
             serde_saphyr::Error::BinaryNotUtf8 { .. }
             | serde_saphyr::Error::InvalidBinaryBase64 { .. }
@@ -359,11 +362,13 @@ fn improve_serde_message(raw: &str) -> (String, Option<String>) {
 fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     use serde_saphyr::budget::BudgetBreach as B;
     let limits = serde_saphyr::budget::Budget::default();
-    let too = |what: &str, limit: usize| {
-        format!("the file has too many {what}: the limit is {limit}")
-    };
+    let too =
+        |what: &str, limit: usize| format!("the file has too many {what}: the limit is {limit}");
     match breach {
-        B::Nodes { .. } => too("YAML values (scalars, lists and mappings)", limits.max_nodes),
+        B::Nodes { .. } => too(
+            "YAML values (scalars, lists and mappings)",
+            limits.max_nodes,
+        ),
         B::Events { .. } => too("YAML parser events", limits.max_events),
         B::Aliases { .. } => too("aliases (`*name`)", limits.max_aliases),
         B::Anchors { .. } => too("anchors (`&name`)", limits.max_anchors),

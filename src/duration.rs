@@ -137,9 +137,20 @@ mod tests {
 
     #[test]
     fn out_of_range_is_an_error_naming_the_limit() {
-        for s in ["1e308", "inf", "NaN", "-1", "999999999999d", "31d", "720h1s"] {
+        for s in [
+            "1e308",
+            "inf",
+            "NaN",
+            "-1",
+            "999999999999d",
+            "31d",
+            "720h1s",
+        ] {
             let e = parse(s).unwrap_err();
-            assert!(e.contains("30d") || e.starts_with("invalid duration"), "{s}: {e}");
+            assert!(
+                e.contains("30d") || e.starts_with("invalid duration"),
+                "{s}: {e}"
+            );
         }
         assert_eq!(parse("30d").unwrap(), MAX);
         assert_eq!(

@@ -58,10 +58,8 @@ pub fn private_dir(path: &Path) -> io::Result<()> {
         Ok(m) if m.is_dir() => {
             if m.permissions().mode() & 0o077 != 0 {
                 // Not ours to tighten (another user's checkout): leave it.
-                let _ = std::fs::set_permissions(
-                    path,
-                    std::fs::Permissions::from_mode(PRIVATE_DIR),
-                );
+                let _ =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_DIR));
             }
             Ok(())
         }
@@ -70,7 +68,9 @@ pub fn private_dir(path: &Path) -> io::Result<()> {
             .recursive(true)
             .mode(PRIVATE_DIR)
             .create(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))),
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+            }),
         Err(e) => Err(e),
     }
 }
@@ -114,8 +114,8 @@ fn to_io(p: &Path) -> impl FnOnce(nix::errno::Errno) -> io::Error + '_ {
 /// may be a symbolic link.
 pub fn open_dir_under(base: &Path, dir: &Path, mode: u32) -> io::Result<OwnedFd> {
     let parts = relative_parts(base, dir)?;
-    let mut fd = openat(nix::fcntl::AT_FDCWD, base, dir_flags(), Mode::empty())
-        .map_err(to_io(base))?;
+    let mut fd =
+        openat(nix::fcntl::AT_FDCWD, base, dir_flags(), Mode::empty()).map_err(to_io(base))?;
     let mut at = base.to_path_buf();
     for part in parts {
         at.push(&part);
@@ -176,7 +176,12 @@ pub fn safe_create(base: &Path, path: &Path) -> io::Result<File> {
         | OFlag::O_NOFOLLOW
         | OFlag::O_CLOEXEC
         | OFlag::O_NOCTTY;
-    match openat(&dir, Path::new(name), flags, Mode::from_bits_truncate(0o644)) {
+    match openat(
+        &dir,
+        Path::new(name),
+        flags,
+        Mode::from_bits_truncate(0o644),
+    ) {
         Ok(fd) => Ok(File::from(fd)),
         Err(nix::errno::Errno::ELOOP) => Err(symlink_error(path)),
         Err(e) => {

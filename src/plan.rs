@@ -430,9 +430,7 @@ fn literal_dirs(pattern: &str) -> Option<&str> {
 }
 
 fn is_literal(pattern: &str) -> bool {
-    !pattern.starts_with('!')
-        && !pattern.contains("${{")
-        && !pattern.contains(['*', '?', '[', '{'])
+    !pattern.starts_with('!') && !pattern.contains("${{") && !pattern.contains(['*', '?', '[', '{'])
 }
 
 /// `sources` and `generates` may not reach through a symbolic link in the

@@ -71,7 +71,16 @@ mod tests {
 
     #[test]
     fn nonsense_and_absurd_sizes_are_errors() {
-        for text in ["", "lots", "-1m", "1e400", "nan", "9999999999t", "1 parsec", "1.2.3m"] {
+        for text in [
+            "",
+            "lots",
+            "-1m",
+            "1e400",
+            "nan",
+            "9999999999t",
+            "1 parsec",
+            "1.2.3m",
+        ] {
             assert!(parse(text).is_err(), "{text}");
         }
         assert_eq!(

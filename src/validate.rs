@@ -126,7 +126,10 @@ fn check_env(wf: &WorkflowFile, env: &Entries<Sp<Scalar>>, errs: &mut Vec<Diagno
             errs.push(
                 wf.error(
                     k.loc,
-                    format!("invalid environment variable name `{}`", k.value.escape_debug()),
+                    format!(
+                        "invalid environment variable name `{}`",
+                        k.value.escape_debug()
+                    ),
                 )
                 .with_help("a name cannot be empty or contain `=` or a NUL character"),
             );
@@ -198,7 +201,13 @@ pub fn matrix_too_big(m: &crate::workflow::Matrix) -> Option<String> {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, s)| if i == 0 { s.clone() } else if s.ends_with("include") { format!(" + {s}") } else { format!(" × {s}") })
+            .map(|(i, s)| if i == 0 {
+                s.clone()
+            } else if s.ends_with("include") {
+                format!(" + {s}")
+            } else {
+                format!(" × {s}")
+            })
             .collect::<String>()
     ))
 }
@@ -451,7 +460,10 @@ fn check_step(
     let mut scope = job_scope.clone();
     scope.env.extend(st.env.keys().map(str::to_string));
     check_env(wf, &st.env, errs);
-    for s in [&st.run, &st.shell, &st.working_directory].into_iter().flatten() {
+    for s in [&st.run, &st.shell, &st.working_directory]
+        .into_iter()
+        .flatten()
+    {
         no_nul(wf, s, errs);
     }
     for (_, v) in st.with.iter() {
@@ -540,7 +552,10 @@ fn check_step(
         } else if r.value.attempts > MAX_ATTEMPTS {
             errs.push(wf.error(
                 r.loc,
-                format!("`retry.attempts` is {}; the limit is {MAX_ATTEMPTS}", r.value.attempts),
+                format!(
+                    "`retry.attempts` is {}; the limit is {MAX_ATTEMPTS}",
+                    r.value.attempts
+                ),
             ));
         }
         if let Some(d) = &r.value.delay {

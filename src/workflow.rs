@@ -358,7 +358,9 @@ fn unreadable(path: &Path, e: &std::io::Error) -> Diagnostic {
         Some(libc::ELOOP) => Diagnostic::plain(format!(
             "{shown} is a symbolic link that loops (it leads back to itself)"
         )),
-        Some(libc::EISDIR) => Diagnostic::plain(format!("{shown} is a directory, not a workflow file")),
+        Some(libc::EISDIR) => {
+            Diagnostic::plain(format!("{shown} is a directory, not a workflow file"))
+        }
         Some(libc::ENOENT) if std::fs::symlink_metadata(path).is_ok() => {
             let to = std::fs::read_link(path)
                 .map(|t| t.display().to_string())
@@ -377,7 +379,10 @@ fn unreadable(path: &Path, e: &std::io::Error) -> Diagnostic {
 fn line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     let col = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
     (line as u32, col as u32)
 }
@@ -427,7 +432,10 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
         .map_err(|e| unreadable(path, &e))?;
     let meta = file.metadata().map_err(|e| unreadable(path, &e))?;
     if meta.is_dir() {
-        return Err(unreadable(path, &std::io::Error::from_raw_os_error(libc::EISDIR)));
+        return Err(unreadable(
+            path,
+            &std::io::Error::from_raw_os_error(libc::EISDIR),
+        ));
     }
     if !meta.is_file() {
         return Err(Diagnostic::plain(format!(
@@ -479,8 +487,9 @@ fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
         let written = format!("{}{}", tag.original_handle(), tag.suffix());
         let value_at = span.start.byte_offset().unwrap_or(0).min(text.len());
         // The event starts at the value; point at the tag written before it.
-        let message =
-            format!("YAML tag `{written}` is not allowed: trun reads workflow values as plain text");
+        let message = format!(
+            "YAML tag `{written}` is not allowed: trun reads workflow values as plain text"
+        );
         let d = match text.get(..value_at).and_then(|t| t.rfind(&written)) {
             Some(at) => Diagnostic::at_offset(path, text, at, written.len(), message),
             None => Diagnostic::at(

@@ -673,7 +673,9 @@ fn invalid_utf8_names_the_line_and_column_of_the_first_bad_byte() {
 
 #[test]
 fn too_many_yaml_nodes_names_the_limit() {
-    let mut yaml = String::from("jobs:\n  build:\n    steps:\n      - run: touch ran\n        with:\n          x: [");
+    let mut yaml = String::from(
+        "jobs:\n  build:\n    steps:\n      - run: touch ran\n        with:\n          x: [",
+    );
     yaml.push_str(&"1,".repeat(260_000));
     yaml.push_str("1]\n");
     fails_bytes(
@@ -727,7 +729,9 @@ fn a_symlink_loop_is_said_to_loop() {
     std::os::unix::fs::symlink("trun.yaml", t.join("trun.yaml")).unwrap();
     let said = "error: trun.yaml is a symbolic link that loops (it leads back to itself)\n  help: name the workflow file with -f FILE\n";
     t.run(&[]).status(2).stderr_is(said);
-    t.run(&["-f", "trun.yaml", "validate"]).status(2).stderr_is(said);
+    t.run(&["-f", "trun.yaml", "validate"])
+        .status(2)
+        .stderr_is(said);
 }
 
 #[test]
@@ -741,9 +745,9 @@ fn a_device_or_fifo_is_refused_before_reading() {
         "error: fifo.yaml is not a regular file (a device, FIFO or socket); trun reads workflows from files\n",
     );
     std::fs::write(t.join("big.yaml"), vec![b'#'; 4 * 1024 * 1024 + 1]).unwrap();
-    t.run(&["-f", "big.yaml", "validate"]).status(2).stderr_is(
-        "error: big.yaml is larger than 4 MiB, the limit for a workflow file\n",
-    );
+    t.run(&["-f", "big.yaml", "validate"])
+        .status(2)
+        .stderr_is("error: big.yaml is larger than 4 MiB, the limit for a workflow file\n");
 }
 
 #[test]

@@ -79,8 +79,15 @@ fn a_private_generated_file_stays_private_in_the_cache_and_when_restored() {
     assert_eq!(mode(&t.join(".trun/cas")), 0o700, ".trun/cas is private");
     let objects = files_below(&t.join(".trun/cas"));
     assert_eq!(objects.len(), 1, "{objects:?}");
-    assert_eq!(mode(&objects[0]), 0o400, "the object keeps the owner's bits");
-    for dir in objects[0].ancestors().take_while(|d| d.starts_with(t.join(".trun/cas"))) {
+    assert_eq!(
+        mode(&objects[0]),
+        0o400,
+        "the object keeps the owner's bits"
+    );
+    for dir in objects[0]
+        .ancestors()
+        .take_while(|d| d.starts_with(t.join(".trun/cas")))
+    {
         if dir.is_dir() {
             assert_eq!(mode(dir) & 0o077, 0, "{} is private", dir.display());
         }
@@ -172,7 +179,11 @@ fn generates_through_a_symlinked_directory_is_refused_before_anything_runs() {
           help: trun reads and restores files only inside the workspace, never through links: name the real directory
         ",
     );
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "nothing restored there");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing restored there"
+    );
     assert_eq!(t.read("runs"), "ran\n");
 }
 
@@ -190,15 +201,19 @@ fn generates_outside_the_workspace_is_refused_and_the_file_there_kept() {
         ",
     );
     t.write("x", "user edit\n");
-    t.args(&["plan"]).current_dir("ws").run().status(2).stderr_is(
-        "
+    t.args(&["plan"])
+        .current_dir("ws")
+        .run()
+        .status(2)
+        .stderr_is(
+            "
         trun.yaml:6:21: error: `generates` path `../x` leaves the workspace
           |
         6 |         generates: [../x]
           |                     ^^^^
           help: trun only reads and restores files inside the workspace
         ",
-    );
+        );
     t.args(&[]).current_dir("ws").run().status(2);
     assert_eq!(t.read("x"), "user edit\n");
 }
@@ -231,7 +246,12 @@ fn a_missing_literal_source_is_a_warning_not_silence() {
 fn output_that_cannot_be_written_exits_1_and_a_closed_pipe_exits_0() {
     let t = Test::new().workflow("jobs: { build: { steps: [ { run: echo hi } ] } }");
     t.run(&[]).success();
-    let full = || fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
     let said = "trun: error: cannot write the output: No space left on device (os error 28)\n";
     for args in [
         &["history"][..],
@@ -297,8 +317,9 @@ fn a_ten_million_leg_matrix_is_refused_before_it_is_expanded() {
     ));
     for cmd in [&["validate"][..], &["plan"], &[]] {
         let (out, rss_kib, took) = t.args(cmd).run_measured();
-        out.status(2)
-            .stderr_has("the matrix has 10000000 legs (10 × 10 × 10 × 10 × 10 × 10 × 10); the limit is 256");
+        out.status(2).stderr_has(
+            "the matrix has 10000000 legs (10 × 10 × 10 × 10 × 10 × 10 × 10); the limit is 256",
+        );
         assert!(rss_kib < 200 * 1024, "{cmd:?}: {rss_kib} KiB");
         assert!(took < TIME_LIMIT, "{cmd:?}: {took:?}");
     }
@@ -358,7 +379,10 @@ fn adversarial_workflow_files_stay_within_time_and_memory() {
     // Thousands of jobs in one chain of needs.
     let mut chain = String::from("jobs:\n  j0: { steps: [ { run: echo } ] }\n");
     for i in 1..4000 {
-        chain.push_str(&format!("  j{i}: {{ needs: [j{}], steps: [ {{ run: echo }} ] }}\n", i - 1));
+        chain.push_str(&format!(
+            "  j{i}: {{ needs: [j{}], steps: [ {{ run: echo }} ] }}\n",
+            i - 1
+        ));
     }
     cases.push(("4000 jobs in a chain", chain));
     // A 16 × 16 matrix on 200 jobs: 51 200 planned jobs.
@@ -394,7 +418,11 @@ fn adversarial_workflow_files_stay_within_time_and_memory() {
             );
             assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
             // A refusal says which limit in words, not in a parser's Debug form.
-            assert!(!out.stderr.contains("budget breached"), "{what}: {}", out.stderr);
+            assert!(
+                !out.stderr.contains("budget breached"),
+                "{what}: {}",
+                out.stderr
+            );
             assert!(rss_kib < 200 * 1024, "{what}: {cmd:?} used {rss_kib} KiB");
             assert!(took < TIME_LIMIT, "{what}: {cmd:?} took {took:?}");
             // No diagnostic echoes a whole megabyte line.

@@ -332,7 +332,10 @@ mod tests {
     #[test]
     fn sizes_are_binary_and_nonsense_is_named() {
         assert_eq!(opts(&["--memory 1MB"]).unwrap().memory, Some(1 << 20));
-        assert_eq!(opts(&["--shm-size=64KiB"]).unwrap().shm_size, Some(64 << 10));
+        assert_eq!(
+            opts(&["--shm-size=64KiB"]).unwrap().shm_size,
+            Some(64 << 10)
+        );
         assert_eq!(
             opts(&["--memory 1e400"]).unwrap_err().to_string(),
             "invalid container option `--memory`: `1e400` is not a size: write e.g. 512m, 64KiB, 2g or 1048576 (units are binary: 1m = 1MiB = 1048576 bytes)"

@@ -155,7 +155,11 @@ impl Cas {
                 return Ok(h);
             }
         }
-        if let Some(trun) = self.dir.parent().filter(|p| p.file_name() == Some(".trun".as_ref())) {
+        if let Some(trun) = self
+            .dir
+            .parent()
+            .filter(|p| p.file_name() == Some(".trun".as_ref()))
+        {
             self.private_dir(trun)?;
         }
         self.private_dir(&self.dir)?;
@@ -230,8 +234,9 @@ impl Cas {
                     path: target.to_path_buf(),
                     source,
                 })?,
-            None => std::fs::create_dir_all(&parent)
-                .map_err(io_err("create directory", &parent))?,
+            None => {
+                std::fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?
+            }
         }
         let mut tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)

@@ -291,6 +291,9 @@ impl Invocation<'_> {
 
     /// Runs to completion like [`Self::run`] and also returns the process's
     /// peak resident memory in KiB and its wall-clock time (from `wait4`).
+    // The child is reaped by `wait4` (which also reports its memory), not by
+    // `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     pub fn run_measured(self) -> (Output, u64, Duration) {
         let start = Instant::now();
         let mut child = self
