@@ -180,21 +180,21 @@ impl Diagnostic {
         };
         let mut out = String::new();
         let loc = self.location();
+        let message = printable(&self.message);
         if loc.is_empty() {
             out.push_str(&format!(
-                "{bold}{red}{kind}{reset}{bold}: {}{reset}\n",
-                self.message
+                "{bold}{red}{kind}{reset}{bold}: {message}{reset}\n"
             ));
         } else {
             out.push_str(&format!(
-                "{bold}{loc}: {red}{kind}{reset}{bold}: {}{reset}\n",
-                self.message
+                "{bold}{loc}: {red}{kind}{reset}{bold}: {message}{reset}\n"
             ));
         }
         if let Some(src) = &self.source_line {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
             let (shown, col, width) = excerpt(src, self.col as usize, self.width);
+            let shown = printable(&shown);
             let prefix: String = shown
                 .chars()
                 .take(col.saturating_sub(1))
@@ -208,10 +208,33 @@ impl Diagnostic {
             ));
         }
         if let Some(h) = &self.help {
-            out.push_str(&format!("  {blue}help{reset}: {h}\n"));
+            out.push_str(&format!("  {blue}help{reset}: {}\n", printable(h)));
         }
         out
     }
+}
+
+/// `text` with control characters (an escape sequence in a job id, a NUL)
+/// shown as `\u{..}` escapes: a workflow must not be able to drive the
+/// terminal of whoever reads its errors. Tabs and newlines stay.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' && c != '\n' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// How many characters of a source line a diagnostic shows at most: a

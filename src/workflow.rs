@@ -413,7 +413,13 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
             ),
         )
         .with_width(1)
-        .with_help("save the file as UTF-8");
+        .with_help(
+            if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+                "the file is UTF-16: save it as UTF-8"
+            } else {
+                "save the file as UTF-8"
+            },
+        );
         d.line = line;
         d
     })

@@ -956,3 +956,22 @@ fn a_workflow_that_plans_too_many_job_runs_names_the_limit() {
         "trun.yaml:2:3: error: the workflow plans 10240 job runs (jobs × matrix legs); the limit is 10000\n  |\n2 |   j0: { strategy: { matrix: { x: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], y: [0, 1, 2, 3, 4, 5, 6, 7, 8, …\n  |   ^^\n",
     );
 }
+
+#[test]
+fn control_characters_in_a_message_cannot_drive_the_terminal() {
+    fails(
+        r#"
+        jobs:
+          "a\e[2Jb":
+            steps:
+              - run: touch ran
+        "#,
+        &[],
+        r#"
+        trun.yaml:2:3: error: invalid job id `a\u{1b}[2Jb`: use letters, digits, `-` and `_`, starting with a letter or `_`
+          |
+        2 |   "a\e[2Jb":
+          |   ^^^^^^^^^^
+        "#,
+    );
+}
