@@ -971,7 +971,7 @@ fn control_characters_in_a_message_cannot_drive_the_terminal() {
         trun.yaml:2:3: error: invalid job id `a\u{1b}[2Jb`: use letters, digits, `-` and `_`, starting with a letter or `_`
           |
         2 |   "a\e[2Jb":
-          |   ^^^^^^^^^^
+          |   ^^^^^^^^^
         "#,
     );
 }
