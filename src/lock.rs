@@ -96,6 +96,16 @@ fn format_age(ms: Millis) -> String {
     }
 }
 
+/// The entries trun creates in `.trun`, none of which may be a symlink.
+const OWN_ENTRIES: [&str; 6] = [
+    "state.db",
+    "state.db-wal",
+    "state.db-shm",
+    "cas",
+    "logs",
+    "tmp",
+];
+
 /// Where the lock lives inside a workspace's `.trun` directory.
 pub fn lock_path(trun_dir: &Path) -> PathBuf {
     trun_dir.join("lock")
@@ -236,6 +246,13 @@ fn open(trun_dir: &Path, path: &Path) -> Result<File, LockError> {
         }
     };
     crate::fsutil::private_dir(trun_dir).map_err(unsafe_or_io(trun_dir))?;
+    // What trun keeps in `.trun` is opened by other modules (SQLite follows
+    // links and would create a planted `state.db -> /elsewhere/x`): the one
+    // who locks the directory checks them all once, before anything opens them.
+    for name in OWN_ENTRIES {
+        let entry = trun_dir.join(name);
+        crate::fsutil::refuse_symlink(&entry).map_err(unsafe_or_io(&entry))?;
+    }
     // Never truncate on open: the file may hold the current holder's name.
     // std opens with O_CLOEXEC, so step processes do not inherit the lock.
     crate::fsutil::open_rw_nofollow(path, 0o600).map_err(unsafe_or_io(path))

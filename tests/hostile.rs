@@ -116,6 +116,21 @@ fn a_planted_lock_symlink_is_refused_and_its_target_untouched() {
 }
 
 #[test]
+fn a_planted_state_database_link_is_refused_before_sqlite_follows_it() {
+    let (dir, _victim) = outside();
+    let t = Test::new().workflow("jobs: { a: { steps: [ { run: touch ran } ] } }");
+    fs::create_dir(t.join(".trun")).unwrap();
+    symlink(dir.path().join("planted.db"), t.join(".trun/state.db")).unwrap();
+    t.run(&[]).status(2).stderr_is(&format!(
+        "error: {}/.trun/state.db is a symbolic link (to {}/planted.db); trun does not write through links it did not create: remove the link\n",
+        t.path().display(),
+        dir.path().display()
+    ));
+    assert!(!dir.path().join("planted.db").exists());
+    assert!(!t.exists("ran"));
+}
+
+#[test]
 fn a_symlinked_trun_dir_is_refused_by_run_and_history() {
     let (dir, _victim) = outside();
     let t = Test::new().workflow("jobs: { a: { steps: [ { run: touch ran } ] } }");
