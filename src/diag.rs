@@ -150,6 +150,12 @@ impl Diagnostic {
         };
         let mut d = Diagnostic::at(path, text, loc, message);
         d.help = help;
+        // The parser's word for a key past its look-ahead limit is
+        // "expected mapping start"; say what is wrong.
+        if d.width > 1024 && d.message.starts_with("expected ") {
+            d.message = "this key is longer than 1024 characters, the limit for a YAML key".into();
+            d.help = Some("use a shorter key".into());
+        }
         d
     }
 

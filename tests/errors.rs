@@ -975,3 +975,20 @@ fn control_characters_in_a_message_cannot_drive_the_terminal() {
         "#,
     );
 }
+
+#[test]
+fn a_key_past_the_parser_look_ahead_names_the_limit() {
+    let yaml = format!(
+        "jobs:\n  {}:\n    steps:\n      - run: touch ran\n",
+        "k".repeat(5000)
+    );
+    fails_bytes(
+        yaml.as_bytes(),
+        &[],
+        &format!(
+            "trun.yaml:2:3: error: this key is longer than 1024 characters, the limit for a YAML key\n  |\n2 |   {}…\n  |   {}\n  help: use a shorter key\n",
+            "k".repeat(118),
+            "^".repeat(118)
+        ),
+    );
+}
