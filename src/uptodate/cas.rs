@@ -49,6 +49,21 @@ fn object_mode(mode: u32) -> u32 {
     mode & 0o444 | 0o400
 }
 
+/// Opens a regular file for reading, following links; a FIFO or device is
+/// refused without blocking.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(std::io::Error::other("not a regular file"))
+    }
+}
+
 /// Opens an object for reading: not through a symlink, and only a regular file
 /// (a FIFO planted in the store must not block trun).
 fn open_object(path: &Path) -> std::io::Result<std::fs::File> {
@@ -56,7 +71,15 @@ fn open_object(path: &Path) -> std::io::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+        .open(path)
+        .map_err(|e| {
+            // A link where an object should be is no object.
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "a symbolic link")
+            } else {
+                e
+            }
+        })?;
     if f.metadata()?.is_file() {
         Ok(f)
     } else {
@@ -142,7 +165,9 @@ impl Cas {
         src: &Path,
         expected: Option<ContentHash>,
     ) -> Result<ContentHash, UpToDateError> {
-        let mut file = open_object(src).map_err(io_err("read", src))?;
+        // A generated file may be a link to the real one (`lib.so -> lib.so.1`):
+        // its content is what is stored. Only a regular file is read, though.
+        let mut file = open_regular(src).map_err(io_err("read", src))?;
         let mode = object_mode(
             file.metadata()
                 .map_err(io_err("read", src))?
@@ -432,6 +457,35 @@ mod tests {
         assert!(cas.restore(&h, &ws.join("b"), 0o644).unwrap());
         assert_eq!(fs::read(elsewhere.join("x")).unwrap(), b"user edit");
         assert_eq!(fs::read(ws.join("b")).unwrap(), b"cached");
+    }
+
+    #[test]
+    fn a_fifo_or_link_planted_as_an_object_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(&dir.path().join(".trun/cas"));
+        let src = dir.path().join("a");
+        fs::write(&src, b"data").unwrap();
+        let h = cas.store(&src, None).unwrap();
+        let obj = cas.object_path(&h);
+        fs::remove_file(&obj).unwrap();
+        nix::unistd::mkfifo(&obj, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(!cas.contains(&h));
+        // Would block forever on a FIFO if it were opened for reading.
+        assert!(!cas.restore(&h, &dir.path().join("r"), 0o644).unwrap());
+        fs::remove_file(&obj).unwrap();
+        std::os::unix::fs::symlink(&src, &obj).unwrap();
+        assert!(!cas.contains(&h));
+        assert!(!cas.restore(&h, &dir.path().join("r"), 0o644).unwrap());
+    }
+
+    #[test]
+    fn a_generated_link_is_stored_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(&dir.path().join(".trun/cas"));
+        fs::write(dir.path().join("lib.so.1"), b"elf").unwrap();
+        std::os::unix::fs::symlink("lib.so.1", dir.path().join("lib.so")).unwrap();
+        let h = cas.store(&dir.path().join("lib.so"), None).unwrap();
+        assert_eq!(fs::read(cas.object_path(&h)).unwrap(), b"elf");
     }
 
     #[test]
