@@ -110,12 +110,20 @@ fn to_io(p: &Path) -> impl FnOnce(nix::errno::Errno) -> io::Error + '_ {
 }
 
 /// Opens directory `dir`, which must be `base` or below it, creating missing
-/// directories with `mode`. Neither `base` nor anything between it and `dir`
-/// may be a symbolic link.
+/// directories with `mode`. Nothing between `base` and `dir` may be a symbolic
+/// link (`base` itself may be: it is the trusted starting point).
 pub fn open_dir_under(base: &Path, dir: &Path, mode: u32) -> io::Result<OwnedFd> {
     let parts = relative_parts(base, dir)?;
-    let mut fd =
-        openat(nix::fcntl::AT_FDCWD, base, dir_flags(), Mode::empty()).map_err(to_io(base))?;
+    // `base` itself is trusted (the workspace the user chose may well be
+    // reached through a link, e.g. `~/ws -> /data/ws`): follow it; only what
+    // lies below it is opened without following links.
+    let mut fd = openat(
+        nix::fcntl::AT_FDCWD,
+        base,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io(base))?;
     let mut at = base.to_path_buf();
     for part in parts {
         at.push(&part);
@@ -275,6 +283,16 @@ mod tests {
             "ok"
         );
         assert!(safe_create(&base, &base.join("../x")).is_err());
+    }
+
+    #[test]
+    fn a_base_reached_through_a_link_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        symlink(dir.path().join("real"), dir.path().join("ws")).unwrap();
+        let base = dir.path().join("ws");
+        safe_create(&base, &base.join("a/b.log")).unwrap();
+        assert!(dir.path().join("real/a/b.log").is_file());
     }
 
     #[test]

@@ -469,3 +469,26 @@ fn hashing_a_large_sparse_source_streams_it() {
         "hashing a 256 MiB file used {rss_kib} KiB"
     );
 }
+
+#[test]
+fn a_workspace_reached_through_a_link_still_restores_its_outputs() {
+    let t = Test::new()
+        .file(
+            "real/trun.yaml",
+            "
+            jobs:
+              build:
+                steps:
+                  - run: mkdir -p out && echo built > out/app && echo ran >> runs
+                    sources: [in.txt]
+                    generates: [out/app]
+            ",
+        )
+        .file("real/in.txt", "v1\n");
+    symlink(t.join("real"), t.join("ws")).unwrap();
+    t.args(&[]).current_dir("ws").run().success();
+    fs::remove_file(t.join("real/out/app")).unwrap();
+    t.args(&[]).current_dir("ws").run().success();
+    assert_eq!(t.read("real/out/app"), "built\n", "restored");
+    assert_eq!(t.read("real/runs"), "ran\n", "not run again");
+}
