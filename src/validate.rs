@@ -408,6 +408,28 @@ fn check_job(
             errs.push(wf.error(c.loc, "`container` needs an image"));
         }
     }
+    // A container's and a service's env are plain maps (no key spans): point
+    // at the container.
+    for c in job
+        .container
+        .iter()
+        .chain(job.services.iter().map(|(_, c)| c))
+    {
+        for (k, v) in &c.value.spec().env {
+            if k.is_empty() || k.contains(['=', '\0']) {
+                errs.push(
+                    wf.error(
+                        c.loc,
+                        format!("invalid environment variable name `{}`", k.escape_debug()),
+                    )
+                    .with_help("a name cannot be empty or contain `=` or a NUL character"),
+                );
+            }
+            if v.0.contains('\0') {
+                no_nul(wf, &Sp::new(v.0.clone(), c.loc), errs);
+            }
+        }
+    }
 
     if job.steps.value.is_empty() {
         errs.push(wf.error(job.steps.loc, format!("job `{id}` has no steps")));
