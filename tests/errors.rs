@@ -992,3 +992,24 @@ fn a_key_past_the_parser_look_ahead_names_the_limit() {
         ),
     );
 }
+
+#[test]
+fn a_container_env_name_with_equals_is_refused() {
+    fails(
+        r#"
+        jobs:
+          build:
+            container: { image: busybox, env: { "A=B": x } }
+            steps:
+              - run: touch ran
+        "#,
+        &["validate"],
+        r#"
+        trun.yaml:3:16: error: invalid environment variable name `A=B`
+          |
+        3 |     container: { image: busybox, env: { "A=B": x } }
+          |                ^
+          help: a name cannot be empty or contain `=` or a NUL character
+        "#,
+    );
+}
