@@ -109,13 +109,53 @@ impl Diagnostic {
             .location()
             .map(|l| Loc::from_saphyr(&l))
             .unwrap_or(Loc::UNKNOWN);
-        let raw = match err.without_snippet() {
-            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
-            other => strip_location_suffix(&other.to_string()),
+        let (message, help) = match err.without_snippet() {
+            serde_saphyr::Error::Message { msg, .. } => improve_serde_message(msg),
+            serde_saphyr::Error::Budget { breach, .. } => (budget_message(breach), None),
+            serde_saphyr::Error::MultipleDocuments { .. } => (
+                format!(
+                    "{} holds several YAML documents (`---`); a workflow is one document",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_else(|| path.to_string_lossy())
+                ),
+                Some(
+                    "remove the `---` line and what follows, or move it to a file of its own"
+                        .into(),
+                ),
+            ),
+            serde_saphyr::Error::BinaryNotUtf8 { .. }
+            | serde_saphyr::Error::InvalidBinaryBase64 { .. }
+            | serde_saphyr::Error::TaggedScalarCannotDeserializeIntoString { .. } => (
+                "a tagged value (`!!binary`, `!tag`) cannot stand where text is expected".into(),
+                Some("write the value as plain text".into()),
+            ),
+            other => improve_serde_message(&strip_location_suffix(&other.to_string())),
         };
-        let (message, help) = improve_serde_message(&raw);
+        let loc = match err.without_snippet() {
+            // Point at the `---` that starts the second document, not at
+            // what follows it.
+            serde_saphyr::Error::MultipleDocuments { .. } if loc.is_known() => text
+                .lines()
+                .enumerate()
+                .take(loc.line as usize)
+                .filter(|(_, l)| l.starts_with("---"))
+                .last()
+                .map_or(loc, |(i, _)| Loc {
+                    line: i as u32 + 1,
+                    col: 1,
+                    offset: None,
+                }),
+            _ => loc,
+        };
         let mut d = Diagnostic::at(path, text, loc, message);
         d.help = help;
+        // The parser's word for a key past its look-ahead limit is
+        // "expected mapping start"; say what is wrong.
+        if d.width > 1024 && d.message.starts_with("expected ") {
+            d.message = "this key is longer than 1024 characters, the limit for a YAML key".into();
+            d.help = Some("use a shorter key".into());
+        }
         d
     }
 
@@ -130,6 +170,15 @@ impl Diagnostic {
 
     /// The full, multi-line rendering.
     pub fn render(&self, color: bool) -> String {
+        self.render_as("error", color)
+    }
+
+    /// Rendered as a warning: the same shape, `warning` instead of `error`.
+    pub fn render_warning(&self, color: bool) -> String {
+        self.render_as("warning", color)
+    }
+
+    fn render_as(&self, kind: &str, color: bool) -> String {
         let (red, blue, bold, reset) = if color {
             ("\x1b[31m", "\x1b[34m", "\x1b[1m", "\x1b[0m")
         } else {
@@ -137,37 +186,90 @@ impl Diagnostic {
         };
         let mut out = String::new();
         let loc = self.location();
+        let message = printable(&self.message);
         if loc.is_empty() {
             out.push_str(&format!(
-                "{bold}{red}error{reset}{bold}: {}{reset}\n",
-                self.message
+                "{bold}{red}{kind}{reset}{bold}: {message}{reset}\n"
             ));
         } else {
             out.push_str(&format!(
-                "{bold}{loc}: {red}error{reset}{bold}: {}{reset}\n",
-                self.message
+                "{bold}{loc}: {red}{kind}{reset}{bold}: {message}{reset}\n"
             ));
         }
         if let Some(src) = &self.source_line {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
-            let prefix: String = src
+            let (shown, col, width) = excerpt(src, self.col as usize, self.width);
+            let shown = printable(&shown);
+            let prefix: String = shown
                 .chars()
-                .take(self.col.saturating_sub(1) as usize)
+                .take(col.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             out.push_str(&format!("{blue}{pad} |{reset}\n"));
-            out.push_str(&format!("{blue}{num} |{reset} {src}\n"));
+            out.push_str(&format!("{blue}{num} |{reset} {shown}\n"));
             out.push_str(&format!(
                 "{blue}{pad} |{reset} {prefix}{red}{}{reset}\n",
-                "^".repeat(self.width.max(1))
+                "^".repeat(width.max(1))
             ));
         }
         if let Some(h) = &self.help {
-            out.push_str(&format!("  {blue}help{reset}: {h}\n"));
+            out.push_str(&format!("  {blue}help{reset}: {}\n", printable(h)));
         }
         out
     }
+}
+
+/// `text` with control characters (an escape sequence in a job id, a NUL)
+/// shown as `\u{..}` escapes: a workflow must not be able to drive the
+/// terminal of whoever reads its errors. Tabs and newlines stay.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' && c != '\n' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// How many characters of a source line a diagnostic shows at most: a
+/// minified or generated file may have a line of a megabyte.
+pub const EXCERPT_CHARS: usize = 120;
+
+/// The part of `line` to show around 1-based column `col`, with `…` where it
+/// was cut, and the column and caret width within that part.
+fn excerpt(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let len = line.chars().count();
+    if len <= EXCERPT_CHARS {
+        return (line.to_string(), col, width);
+    }
+    let at = col.saturating_sub(1).min(len);
+    // Keep a third of the window before the column, the rest after it.
+    let start = at.saturating_sub(EXCERPT_CHARS / 3);
+    let end = (start + EXCERPT_CHARS).min(len);
+    let start = end.saturating_sub(EXCERPT_CHARS).min(start);
+    let mut shown = String::new();
+    if start > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(start).take(end - start));
+    if end < len {
+        shown.push('…');
+    }
+    let col = at - start + 1 + usize::from(start > 0);
+    let width = width.min(end.saturating_sub(at)).max(1);
+    (shown, col, width)
 }
 
 impl fmt::Display for Diagnostic {
@@ -246,6 +348,36 @@ fn improve_serde_message(raw: &str) -> (String, Option<String>) {
             return (format!("missing required key `{}`", &rest[..end]), None);
         }
     }
+    // A breach inside a value read through serde (a `with:` mapping) comes
+    // back as text: `budget breached: Nodes { nodes: 250001 }`.
+    if let Some(rest) = raw.strip_prefix("budget breached: ") {
+        use serde_saphyr::budget::BudgetBreach as B;
+        let kind = rest.split([' ', '{']).next().unwrap_or(rest);
+        let breach = match kind {
+            "Nodes" => Some(B::Nodes { nodes: 0 }),
+            "Events" => Some(B::Events { events: 0 }),
+            "Aliases" => Some(B::Aliases { aliases: 0 }),
+            "Anchors" => Some(B::Anchors { anchors: 0 }),
+            "Depth" => Some(B::Depth { depth: 0 }),
+            "ScalarBytes" => Some(B::ScalarBytes {
+                total_scalar_bytes: 0,
+            }),
+            "RecordedAnchorEvents" => Some(B::RecordedAnchorEvents {
+                recorded_anchor_events: 0,
+            }),
+            _ => None,
+        };
+        if let Some(b) = breach {
+            return (budget_message(&b), None);
+        }
+    }
+    if raw == "recursion limit exceeded" {
+        return (
+            "the file nests lists and mappings too deeply: the limit is 255 levels of `[` and `{`"
+                .to_string(),
+            None,
+        );
+    }
     if raw == "invalid floating point" || raw.starts_with("invalid integer") {
         return ("wrong type: expected a number".to_string(), None);
     }
@@ -253,6 +385,42 @@ fn improve_serde_message(raw: &str) -> (String, Option<String>) {
         return (format!("wrong type: {rest}"), None);
     }
     (raw.to_string(), None)
+}
+
+/// A YAML budget breach in words, naming the limit.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let limits = serde_saphyr::budget::Budget::default();
+    let too =
+        |what: &str, limit: usize| format!("the file has too many {what}: the limit is {limit}");
+    match breach {
+        B::Nodes { .. } => too(
+            "YAML values (scalars, lists and mappings)",
+            limits.max_nodes,
+        ),
+        B::Events { .. } => too("YAML parser events", limits.max_events),
+        B::Aliases { .. } => too("aliases (`*name`)", limits.max_aliases),
+        B::Anchors { .. } => too("anchors (`&name`)", limits.max_anchors),
+        B::Depth { .. } => format!(
+            "the file nests lists and mappings too deeply: the limit is {} levels",
+            limits.max_depth
+        ),
+        B::Documents { .. } => too("YAML documents", limits.max_documents),
+        B::ScalarBytes { .. } => format!(
+            "the file's values are too large: the limit is {} MiB of text in all",
+            limits.max_total_scalar_bytes / (1024 * 1024)
+        ),
+        B::MergeKeys { .. } => too("merge keys (`<<`)", limits.max_merge_keys),
+        B::AliasAnchorRatio { aliases, anchors } => format!(
+            "the file uses its {anchors} anchors {aliases} times: aliases that expand \
+             exponentially (a \"billion laughs\") are refused"
+        ),
+        B::RecordedAnchorEvents { .. } | B::RecordedAnchorBytes { .. } => {
+            "the file's anchors expand to too much data: the limit is 1000000 values or 64 MiB"
+                .into()
+        }
+        other => format!("the file exceeds a YAML size limit ({other:?})"),
+    }
 }
 
 /// `, expected one of a, b, c` (with or without backticks) -> [a, b, c].
@@ -314,6 +482,33 @@ mod tests {
         );
         assert_eq!(m, "unknown key `neds` (did you mean `needs`?)");
         assert_eq!(h.as_deref(), Some("valid keys here: name, needs, if"));
+    }
+
+    #[test]
+    fn a_long_line_is_cut_around_the_column() {
+        let line = format!("run: {}BAD{}", "x".repeat(500), "y".repeat(500));
+        let d = Diagnostic::at(
+            Path::new("trun.yaml"),
+            &line,
+            Loc {
+                line: 1,
+                col: 506,
+                offset: None,
+            },
+            "bad",
+        )
+        .with_width(3);
+        let out = d.render(false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "trun.yaml:1:506: error: bad");
+        assert!(lines[2].chars().count() < 130, "{}", lines[2]);
+        assert!(lines[2].starts_with("1 | …x"), "{}", lines[2]);
+        assert!(lines[2].ends_with("y…"), "{}", lines[2]);
+        // The caret sits under BAD.
+        let text_at = lines[2].chars().position(|c| c == 'B').unwrap();
+        let caret_at = lines[3].chars().position(|c| c == '^').unwrap();
+        assert_eq!(text_at, caret_at);
+        assert_eq!(lines[3].matches('^').count(), 3);
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `.trun` or the lock file is a symbolic link or not what it should be
+    /// (the message names the path and what is wrong).
+    #[error("{0}")]
+    Unsafe(std::io::Error),
 }
 
 fn held_message(
@@ -91,6 +95,16 @@ fn format_age(ms: Millis) -> String {
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
     }
 }
+
+/// The entries trun creates in `.trun`, none of which may be a symlink.
+const OWN_ENTRIES: [&str; 6] = [
+    "state.db",
+    "state.db-wal",
+    "state.db-shm",
+    "cas",
+    "logs",
+    "tmp",
+];
 
 /// Where the lock lives inside a workspace's `.trun` directory.
 pub fn lock_path(trun_dir: &Path) -> PathBuf {
@@ -168,8 +182,15 @@ impl WorkspaceLock {
     /// Reads who holds the lock at `trun_dir` now, if anyone says so. The file
     /// may be stale when nobody holds the lock; this does not check.
     pub fn read_holder(trun_dir: &Path) -> Option<HolderInfo> {
-        File::open(lock_path(trun_dir))
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking and not through a link: a FIFO or a planted symlink at
+        // the lock's place must not hang or mislead a reader.
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(lock_path(trun_dir))
             .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
             .and_then(|f| read_holder(&f))
     }
 
@@ -212,22 +233,29 @@ impl Drop for WorkspaceLock {
 }
 
 fn open(trun_dir: &Path, path: &Path) -> Result<File, LockError> {
-    std::fs::create_dir_all(trun_dir).map_err(|source| LockError::Io {
-        path: trun_dir.to_path_buf(),
-        source,
-    })?;
+    // `.trun` and the lock file may have been planted as symlinks (a hostile
+    // checkout): refuse both rather than truncate or lock what they point at.
+    let unsafe_or_io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| {
+            if source.kind() == std::io::ErrorKind::Other {
+                LockError::Unsafe(source)
+            } else {
+                LockError::Io { path, source }
+            }
+        }
+    };
+    crate::fsutil::private_dir(trun_dir).map_err(unsafe_or_io(trun_dir))?;
+    // What trun keeps in `.trun` is opened by other modules (SQLite follows
+    // links and would create a planted `state.db -> /elsewhere/x`): the one
+    // who locks the directory checks them all once, before anything opens them.
+    for name in OWN_ENTRIES {
+        let entry = trun_dir.join(name);
+        crate::fsutil::refuse_symlink(&entry).map_err(unsafe_or_io(&entry))?;
+    }
     // Never truncate on open: the file may hold the current holder's name.
     // std opens with O_CLOEXEC, so step processes do not inherit the lock.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|source| LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+    crate::fsutil::open_rw_nofollow(path, 0o600).map_err(unsafe_or_io(path))
 }
 
 /// `Flock::lock`, retried when a signal interrupts the wait.

@@ -150,7 +150,10 @@ impl RetryPolicy {
     /// Delay before attempt `n` (2-based: the first retry is attempt 2).
     pub fn delay_before(&self, attempt: u32) -> Duration {
         if self.exponential {
-            self.delay * 2u32.saturating_pow(attempt.saturating_sub(2))
+            self.delay
+                .checked_mul(2u32.saturating_pow(attempt.saturating_sub(2)))
+                .unwrap_or(crate::duration::MAX)
+                .min(crate::duration::MAX)
         } else {
             self.delay
         }
@@ -239,6 +242,9 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
     for (id, job) in w.jobs.value.iter() {
         if !selected.contains(&id.value) {
             continue;
+        }
+        for step in &job.value.steps.value {
+            check_paths(wf, &step.value, &mut errs);
         }
         let legs = match expand_matrix(&job.value) {
             Ok(l) => l,
@@ -441,6 +447,105 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
     Ok(sel)
 }
 
+/// The directories a `sources`/`generates` entry names before its first glob
+/// character: `out/bin/*.so` -> `out/bin`, `dist/app` -> `dist`.
+fn literal_dirs(pattern: &str) -> Option<&str> {
+    let pattern = pattern.trim_start_matches('!');
+    if pattern.contains("${{") || pattern.starts_with('/') {
+        return None;
+    }
+    let glob_at = pattern.find(['*', '?', '[', '{']).unwrap_or(pattern.len());
+    let dir_end = pattern[..glob_at].rfind('/')?;
+    Some(&pattern[..dir_end])
+}
+
+fn is_literal(pattern: &str) -> bool {
+    !pattern.starts_with('!') && !pattern.contains("${{") && !pattern.contains(['*', '?', '[', '{'])
+}
+
+/// `sources` and `generates` may not reach through a symbolic link in the
+/// workspace (`out -> /elsewhere`): restoring would write through it, and
+/// hashing would read outside the workspace. Checked against the file system
+/// as it is when the plan is made.
+fn check_paths(wf: &WorkflowFile, step: &Step, errs: &mut Vec<Diagnostic>) {
+    for (key, list) in [("sources", &step.sources), ("generates", &step.generates)] {
+        let Some(list) = list else { continue };
+        for g in list.located() {
+            let Some(dirs) = literal_dirs(&g.value) else {
+                continue;
+            };
+            if dirs.split('/').any(|c| c == "..") {
+                continue; // refused by validation already
+            }
+            if let Err(e) = crate::fsutil::no_symlink_below(&wf.root, &wf.root.join(dirs)) {
+                let shown = e.to_string();
+                let rel = shown
+                    .strip_prefix(&format!("{}/", wf.root.display()))
+                    .unwrap_or(&shown)
+                    .split(" is a symbolic link")
+                    .next()
+                    .unwrap_or(dirs)
+                    .to_string();
+                errs.push(
+                    wf.error(
+                        g.loc,
+                        format!("`{key}` path `{}` goes through the symbolic link `{rel}`", g.value),
+                    )
+                    .with_help("trun reads and restores files only inside the workspace, never through links: name the real directory"),
+                );
+            }
+        }
+    }
+}
+
+/// Warnings about the workflow that do not stop it: a `sources` entry naming
+/// a file (no glob) that does not exist, which would otherwise never make the
+/// step run again. The caller prints them (see [`Diagnostic::render_warning`]).
+pub fn warnings(wf: &WorkflowFile) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    // A source another step generates is expected to be missing until then.
+    let generated: Vec<(String, Option<globset::GlobMatcher>)> = wf
+        .workflow
+        .jobs
+        .value
+        .iter()
+        .flat_map(|(_, j)| j.value.steps.value.iter())
+        .filter_map(|s| s.value.generates.as_ref())
+        .flat_map(|g| g.value.iter().map(|p| p.value.clone()).collect::<Vec<_>>())
+        .map(|p| {
+            let m = globset::Glob::new(&p).ok().map(|g| g.compile_matcher());
+            (p.trim_end_matches('/').to_string(), m)
+        })
+        .collect();
+    let is_generated = |src: &str| {
+        generated.iter().any(|(p, m)| {
+            src == p
+                || src.starts_with(&format!("{p}/"))
+                || m.as_ref().is_some_and(|m| m.is_match(src))
+        })
+    };
+    for (_, job) in wf.workflow.jobs.value.iter() {
+        for step in &job.value.steps.value {
+            let Some(sources) = &step.value.sources else {
+                continue;
+            };
+            for s in sources.located() {
+                if is_literal(&s.value)
+                    && !s.value.starts_with('/')
+                    && !is_generated(&s.value)
+                    && std::fs::symlink_metadata(wf.root.join(&s.value)).is_err()
+                {
+                    out.push(
+                        wf.error(s.loc, format!("source `{}` does not exist", s.value))
+                            .with_help("the step's up-to-date check ignores it until it exists"),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Matrix legs: the cartesian product of the axes, minus `exclude`, plus
 /// `include` (merged into matching legs or added), as GitHub Actions does.
 pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
@@ -476,6 +581,25 @@ pub fn expand(
         include,
         exclude,
     };
+    // Bound the work before doing it: a 7×10 matrix is ten million legs.
+    let bound = crate::validate::matrix_leg_bound(&crate::workflow::Matrix {
+        axes: axes
+            .iter()
+            .map(|(k, v)| (crate::spanned::Sp::synthetic(k.clone()), v.clone()))
+            .collect(),
+        include: include.to_vec(),
+        ..Default::default()
+    });
+    if bound > crate::validate::MAX_MATRIX_LEGS {
+        let sizes: Vec<String> = axes.iter().map(|(_, v)| v.len().to_string()).collect();
+        return Err(format!(
+            "the matrix has up to {bound} legs ({} axes of {} values, {} include); the limit is {}",
+            axes.len(),
+            sizes.join(" × "),
+            include.len(),
+            crate::validate::MAX_MATRIX_LEGS
+        ));
+    }
     let mut legs: Vec<Map<String, Value>> = vec![Map::new()];
     for (k, values) in m.axes {
         let mut next = Vec::with_capacity(legs.len() * values.len());
@@ -620,7 +744,7 @@ fn plan_job(
         timeout: job
             .timeout_minutes
             .as_ref()
-            .map(|t| Duration::from_secs_f64(t.value * 60.0)),
+            .and_then(|t| crate::duration::from_minutes(t.value).ok()),
         continue_on_error: job.continue_on_error.as_ref().is_some_and(|c| c.value),
         fail_fast: strategy.and_then(|s| s.fail_fast).unwrap_or(true),
         max_parallel: strategy
@@ -866,7 +990,7 @@ fn plan_step(
         timeout: s
             .timeout_minutes
             .as_ref()
-            .map(|t| Duration::from_secs_f64(t.value * 60.0)),
+            .and_then(|t| crate::duration::from_minutes(t.value).ok()),
         retry,
         sources: list(&s.sources),
         generates: list(&s.generates),

@@ -242,9 +242,13 @@ impl Session {
         let log_dir = self.trun_dir.join("logs").join(run_id.to_string());
         let tmp_dir = self.trun_dir.join("tmp").join(run_id.to_string());
         for dir in [&log_dir, &tmp_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| SessionError::CreateDir {
-                path: dir.clone(),
-                source,
+            // A new run's directories: anything planted there (a symlink to a file
+            // worth overwriting) is removed, never written through.
+            crate::fsutil::fresh_dir_under(&self.trun_dir, dir).map_err(|source| {
+                SessionError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                }
             })?;
         }
         let docker = config.docker;

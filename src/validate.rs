@@ -28,6 +28,7 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         env: w.env.keys().map(str::to_string).collect(),
         ..Scope::default()
     };
+    check_env(wf, &w.env, &mut errs);
     for (_, v) in w.env.iter() {
         if let Err(e) = engine.check(&v.value.0, &top) {
             errs.push(expr_diag(wf, &scalar_sp(v), &e));
@@ -64,6 +65,7 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         }
         check_job(wf, engine, &id.value, job, &outputs_of, &mut errs);
     }
+    check_expansion(wf, &mut errs);
     if errs.is_empty() {
         if let Some(d) = find_cycle(wf) {
             errs.push(d);
@@ -74,6 +76,140 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
     } else {
         Err(errs)
     }
+}
+
+/// The most legs a static matrix may have (the product of its axes plus its
+/// `include` entries), checked before anything is expanded.
+pub const MAX_MATRIX_LEGS: u128 = 256;
+
+/// The most job runs (jobs times their matrix legs) one workflow may plan.
+pub const MAX_JOB_RUNS: u128 = 10_000;
+/// The most step runs (each job run's steps) one workflow may plan.
+pub const MAX_STEP_RUNS: u128 = 100_000;
+
+/// Bounds what the plan will hold before it is built: 200 jobs of 256 legs
+/// would otherwise be fifty thousand planned jobs and hundreds of megabytes.
+fn check_expansion(wf: &WorkflowFile, errs: &mut Vec<Diagnostic>) {
+    let (mut jobs, mut steps) = (0u128, 0u128);
+    for (_, job) in wf.workflow.jobs.value.iter() {
+        let legs = job
+            .value
+            .strategy
+            .as_ref()
+            .and_then(|s| s.matrix.as_ref())
+            .map_or(1, |m| matrix_leg_bound(&m.value).max(1));
+        jobs = jobs.saturating_add(legs);
+        steps = steps.saturating_add(legs.saturating_mul(job.value.steps.value.len() as u128));
+    }
+    let loc = wf.workflow.jobs.loc;
+    if jobs > MAX_JOB_RUNS {
+        errs.push(wf.error(
+            loc,
+            format!("the workflow plans {jobs} job runs (jobs × matrix legs); the limit is {MAX_JOB_RUNS}"),
+        ));
+    } else if steps > MAX_STEP_RUNS {
+        errs.push(wf.error(
+            loc,
+            format!("the workflow plans {steps} step runs (steps × matrix legs); the limit is {MAX_STEP_RUNS}"),
+        ));
+    }
+}
+
+/// The most attempts a `retry` may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+
+/// Environment names a process can actually receive: not empty, no `=`, no
+/// NUL. Values may not hold NUL either (no program can receive one).
+fn check_env(wf: &WorkflowFile, env: &Entries<Sp<Scalar>>, errs: &mut Vec<Diagnostic>) {
+    for (k, v) in env.iter() {
+        if k.value.is_empty() || k.value.contains(['=', '\0']) {
+            errs.push(
+                wf.error(
+                    k.loc,
+                    format!(
+                        "invalid environment variable name `{}`",
+                        k.value.escape_debug()
+                    ),
+                )
+                .with_help("a name cannot be empty or contain `=` or a NUL character"),
+            );
+        }
+        no_nul(wf, &scalar_sp(v), errs);
+    }
+}
+
+/// A NUL character in text that reaches a process is refused here, at plan
+/// time, instead of failing when the step is spawned.
+fn no_nul(wf: &WorkflowFile, s: &Sp<String>, errs: &mut Vec<Diagnostic>) {
+    if s.value.contains('\0') {
+        errs.push(wf.error(
+            s.loc,
+            "this value contains a NUL character (`\\0`), which no program can receive",
+        ));
+    }
+}
+
+/// Checks a `sources`/`generates` entry that names a fixed path: it must be
+/// relative and stay inside the workspace. (Symbolic links on the way are
+/// checked against the file system by the plan.)
+fn check_workspace_path(wf: &WorkflowFile, key: &str, g: &Sp<String>, errs: &mut Vec<Diagnostic>) {
+    let path = g.value.trim_start_matches('!');
+    if path.contains("${{") {
+        return;
+    }
+    if path.starts_with('/') || path.starts_with('~') {
+        errs.push(
+            wf.error(g.loc, format!("`{key}` path `{path}` is absolute"))
+                .with_help("write paths relative to the workspace (the directory of trun.yaml)"),
+        );
+    } else if path.split('/').any(|c| c == "..") {
+        errs.push(
+            wf.error(g.loc, format!("`{key}` path `{path}` leaves the workspace"))
+                .with_help("trun only reads and restores files inside the workspace"),
+        );
+    }
+}
+
+/// An upper bound on the legs of a static matrix, computed without expanding
+/// it: the product of the axis lengths plus the `include` entries.
+pub fn matrix_leg_bound(m: &crate::workflow::Matrix) -> u128 {
+    let product = m
+        .axes
+        .iter()
+        .fold(1u128, |p, (_, v)| p.saturating_mul(v.len() as u128));
+    let product = if m.axes.is_empty() { 0 } else { product };
+    product.saturating_add(m.include.len() as u128)
+}
+
+/// The error for a matrix over [`MAX_MATRIX_LEGS`], naming the sizes.
+pub fn matrix_too_big(m: &crate::workflow::Matrix) -> Option<String> {
+    let bound = matrix_leg_bound(m);
+    if bound <= MAX_MATRIX_LEGS {
+        return None;
+    }
+    let mut sizes: Vec<String> = m.axes.iter().map(|(_, v)| v.len().to_string()).collect();
+    if !m.include.is_empty() {
+        sizes.push(format!("{} include", m.include.len()));
+    }
+    let shown = if bound == u128::MAX {
+        "more than 2^128".to_string()
+    } else {
+        bound.to_string()
+    };
+    Some(format!(
+        "the matrix has {shown} legs ({}); the limit is {MAX_MATRIX_LEGS}",
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if i == 0 {
+                s.clone()
+            } else if s.ends_with("include") {
+                format!(" + {s}")
+            } else {
+                format!(" × {s}")
+            })
+            .collect::<String>()
+    ))
 }
 
 fn unknown_job(wf: &WorkflowFile, n: &Sp<String>, ids: &[&str]) -> Diagnostic {
@@ -229,6 +365,9 @@ fn check_job(
             if m.value.axes.is_empty() && m.value.include.is_empty() && !m.value.is_dynamic() {
                 errs.push(wf.error(m.loc, "the matrix has no axes and no `include`"));
             }
+            if let Some(msg) = matrix_too_big(&m.value) {
+                errs.push(wf.error(m.loc, msg));
+            }
             scope.matrix = Some(keys);
         }
         if let Some(mp) = &strategy.max_parallel {
@@ -250,6 +389,7 @@ fn check_job(
             errs.push(expr_diag(wf, s, &e));
         }
     };
+    check_env(wf, &job.env, errs);
     for (_, v) in job.env.iter() {
         expr(&scalar_sp(v), &scope, errs);
     }
@@ -259,13 +399,35 @@ fn check_job(
         expr(&scalar_sp(cond), &s, errs);
     }
     if let Some(t) = &job.timeout_minutes {
-        if t.value <= 0.0 {
-            errs.push(wf.error(t.loc, "`timeout-minutes` must be greater than 0"));
+        if let Err(m) = crate::duration::from_minutes(t.value) {
+            errs.push(wf.error(t.loc, m));
         }
     }
     if let Some(c) = &job.container {
         if c.value.spec().image.trim().is_empty() {
             errs.push(wf.error(c.loc, "`container` needs an image"));
+        }
+    }
+    // A container's and a service's env are plain maps (no key spans): point
+    // at the container.
+    for c in job
+        .container
+        .iter()
+        .chain(job.services.iter().map(|(_, c)| c))
+    {
+        for (k, v) in &c.value.spec().env {
+            if k.is_empty() || k.contains(['=', '\0']) {
+                errs.push(
+                    wf.error(
+                        c.loc,
+                        format!("invalid environment variable name `{}`", k.escape_debug()),
+                    )
+                    .with_help("a name cannot be empty or contain `=` or a NUL character"),
+                );
+            }
+            if v.0.contains('\0') {
+                no_nul(wf, &Sp::new(v.0.clone(), c.loc), errs);
+            }
         }
     }
 
@@ -319,6 +481,18 @@ fn check_step(
     let st = &step.value;
     let mut scope = job_scope.clone();
     scope.env.extend(st.env.keys().map(str::to_string));
+    check_env(wf, &st.env, errs);
+    for s in [&st.run, &st.shell, &st.working_directory]
+        .into_iter()
+        .flatten()
+    {
+        no_nul(wf, s, errs);
+    }
+    for (_, v) in st.with.iter() {
+        if json_strings(&v.value).iter().any(|s| s.contains('\0')) {
+            no_nul(wf, &Sp::new("\0".to_string(), v.loc), errs);
+        }
+    }
     match (&st.run, &st.uses) {
         (Some(_), Some(u)) => {
             errs.push(wf.error(u.loc, "a step has either `run` or `uses`, not both"))
@@ -397,6 +571,14 @@ fn check_step(
     if let Some(r) = &st.retry {
         if r.value.attempts == 0 {
             errs.push(wf.error(r.loc, "`retry.attempts` must be at least 1"));
+        } else if r.value.attempts > MAX_ATTEMPTS {
+            errs.push(wf.error(
+                r.loc,
+                format!(
+                    "`retry.attempts` is {}; the limit is {MAX_ATTEMPTS}",
+                    r.value.attempts
+                ),
+            ));
         }
         if let Some(d) = &r.value.delay {
             if let Err(m) = crate::duration::parse(&d.value) {
@@ -405,12 +587,15 @@ fn check_step(
         }
     }
     if let Some(t) = &st.timeout_minutes {
-        if t.value <= 0.0 {
-            errs.push(wf.error(t.loc, "`timeout-minutes` must be greater than 0"));
+        if let Err(m) = crate::duration::from_minutes(t.value) {
+            errs.push(wf.error(t.loc, m));
         }
     }
-    for list in [&st.sources, &st.generates].into_iter().flatten() {
+    for (key, list) in [("sources", &st.sources), ("generates", &st.generates)] {
+        let Some(list) = list else { continue };
         for g in list.located() {
+            check_workspace_path(wf, key, &g, errs);
+            no_nul(wf, &g, errs);
             if let Err(e) = globset::Glob::new(g.value.trim_start_matches('!')) {
                 errs.push(wf.error(g.loc, format!("invalid glob `{}`: {}", g.value, e.kind())));
             }

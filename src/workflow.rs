@@ -325,13 +325,24 @@ pub struct WorkflowFile {
 /// File names searched for, in order, in the current directory and its parents.
 pub const FILE_NAMES: [&str; 3] = ["trun.yaml", "trun.yml", ".trun.yaml"];
 
-/// Find the workflow file from `start` upwards.
+/// The largest workflow file trun reads: 4 MiB. A real workflow is a few
+/// kilobytes; past this it is a mistake (`-f /dev/zero`) or an attack.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+/// The most jobs a workflow may declare.
+pub const MAX_JOBS: usize = 5000;
+/// The most steps a job may declare.
+pub const MAX_STEPS: usize = 1000;
+
+/// Find the workflow file from `start` upwards. Anything at one of the names
+/// counts (a directory, a broken or looping link): it is the file the user
+/// meant, and [`WorkflowFile::load`] says what is wrong with it rather than
+/// silently using another file from a parent directory.
 pub fn discover(start: &Path) -> Option<PathBuf> {
     let mut dir = Some(start);
     while let Some(d) = dir {
         for name in FILE_NAMES {
             let p = d.join(name);
-            if p.is_file() {
+            if std::fs::symlink_metadata(&p).is_ok() {
                 return Some(p);
             }
         }
@@ -340,14 +351,187 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Why `path` cannot be read as a workflow file, in words.
+fn unreadable(path: &Path, e: &std::io::Error) -> Diagnostic {
+    let shown = path.display();
+    let d = match e.raw_os_error() {
+        Some(libc::ELOOP) => Diagnostic::plain(format!(
+            "{shown} is a symbolic link that loops (it leads back to itself)"
+        )),
+        Some(libc::EISDIR) => {
+            Diagnostic::plain(format!("{shown} is a directory, not a workflow file"))
+        }
+        Some(libc::ENOENT) if std::fs::symlink_metadata(path).is_ok() => {
+            let to = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            Diagnostic::plain(format!(
+                "{shown} is a symbolic link to {to}, which does not exist"
+            ))
+        }
+        _ => Diagnostic::plain(format!("cannot read {shown}: {e}")),
+    };
+    d.with_help("name the workflow file with -f FILE")
+}
+
+/// 1-based line and column of byte `offset` in `bytes`, counting characters
+/// of the valid text before it.
+fn line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+    (line as u32, col as u32)
+}
+
+/// The text of a workflow file, or a diagnostic naming the first byte that is
+/// not UTF-8.
+pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let (line, col) = line_col(&bytes, at);
+        let line_text = String::from_utf8_lossy(&bytes)
+            .lines()
+            .nth(line as usize - 1)
+            .unwrap_or("")
+            .to_string();
+        let mut d = Diagnostic::at(
+            path,
+            &line_text,
+            Loc {
+                line: 1,
+                col,
+                offset: None,
+            },
+            format!(
+                "the file is not valid UTF-8 (byte 0x{:02x})",
+                bytes.get(at).copied().unwrap_or(0)
+            ),
+        )
+        .with_width(1)
+        .with_help(
+            if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+                "the file is UTF-16: save it as UTF-8"
+            } else {
+                "save the file as UTF-8"
+            },
+        );
+        d.line = line;
+        d
+    })
+}
+
+/// Reads at most [`MAX_FILE_BYTES`] of a regular file: a FIFO, a device
+/// (`/dev/zero`) or a directory is refused before anything is read.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| unreadable(path, &e))?;
+    let meta = file.metadata().map_err(|e| unreadable(path, &e))?;
+    if meta.is_dir() {
+        return Err(unreadable(
+            path,
+            &std::io::Error::from_raw_os_error(libc::EISDIR),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Diagnostic::plain(format!(
+            "{} is not a regular file (a device, FIFO or socket); trun reads workflows from files",
+            path.display()
+        )));
+    }
+    let too_big = || {
+        Diagnostic::plain(format!(
+            "{} is larger than {} MiB, the limit for a workflow file",
+            path.display(),
+            MAX_FILE_BYTES / (1024 * 1024)
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(path, &e))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+/// Explicit YAML tags other than the core scalar ones (`!!binary`, `!custom`)
+/// are refused: a `run: !!binary …` would run text nobody can read in review.
+/// Cheap when the file has no `!` at all, which is the common case.
+fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    if !text.contains('!') {
+        return Ok(());
+    }
+    const PLAIN: [&str; 7] = ["str", "int", "float", "bool", "null", "map", "seq"];
+    for ev in Parser::new_from_str(text) {
+        // Syntax errors are reported by the real parse, with its wording.
+        let Ok((ev, span)) = ev else { return Ok(()) };
+        let tag = match &ev {
+            Event::Scalar(_, _, _, Some(t))
+            | Event::SequenceStart(_, _, Some(t))
+            | Event::MappingStart(_, _, Some(t)) => t,
+            _ => continue,
+        };
+        if tag.handle() == "tag:yaml.org,2002:" && PLAIN.contains(&tag.suffix()) {
+            continue;
+        }
+        let written = format!("{}{}", tag.original_handle(), tag.suffix());
+        let value_at = span.start.byte_offset().unwrap_or(0).min(text.len());
+        // The event starts at the value; point at the tag written before it.
+        let message = format!(
+            "YAML tag `{written}` is not allowed: trun reads workflow values as plain text"
+        );
+        let d = match text.get(..value_at).and_then(|t| t.rfind(&written)) {
+            Some(at) => Diagnostic::at_offset(path, text, at, written.len(), message),
+            None => Diagnostic::at(
+                path,
+                text,
+                Loc {
+                    line: span.start.line() as u32,
+                    col: span.start.col() as u32 + 1,
+                    offset: Some(value_at),
+                },
+                message,
+            ),
+        };
+        return Err(d.with_help("remove the tag and write the value itself"));
+    }
+    Ok(())
+}
+
 impl WorkflowFile {
+    /// Reads and parses a workflow file, refusing what is not a regular file
+    /// of at most [`MAX_FILE_BYTES`] of UTF-8.
     pub fn load(path: &Path) -> Result<WorkflowFile, Diagnostic> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Diagnostic::plain(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = read_bounded(path)?;
+        let text = decode(path, bytes)?;
         Self::parse(path, text)
     }
 
     pub fn parse(path: &Path, text: String) -> Result<WorkflowFile, Diagnostic> {
+        if text.len() > MAX_FILE_BYTES {
+            return Err(Diagnostic::plain(format!(
+                "{} is larger than {} MiB, the limit for a workflow file",
+                path.display(),
+                MAX_FILE_BYTES / (1024 * 1024)
+            )));
+        }
+        check_tags(path, &text)?;
         // YAML 1.2 booleans, as GitHub Actions reads them: `yes`, `on`, `n`
         // stay strings.
         let mut options = serde_saphyr::Options::default();
@@ -355,6 +539,28 @@ impl WorkflowFile {
         options.with_snippet = false;
         let workflow: Workflow = serde_saphyr::from_str_with_options(&text, options)
             .map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
+        let too_many = |loc: Loc, what: String| Diagnostic::at(path, &text, loc, what);
+        if workflow.jobs.value.len() > MAX_JOBS {
+            return Err(too_many(
+                workflow.jobs.loc,
+                format!(
+                    "the workflow has {} jobs; the limit is {MAX_JOBS}",
+                    workflow.jobs.value.len()
+                ),
+            ));
+        }
+        for (id, job) in workflow.jobs.value.iter() {
+            if job.value.steps.value.len() > MAX_STEPS {
+                return Err(too_many(
+                    job.value.steps.loc,
+                    format!(
+                        "job `{}` has {} steps; the limit is {MAX_STEPS}",
+                        id.value,
+                        job.value.steps.value.len()
+                    ),
+                ));
+            }
+        }
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let root = abs
             .parent()

@@ -645,3 +645,371 @@ fn plan_errors_run_nothing_even_when_other_jobs_are_fine() {
         ",
     );
 }
+
+// ---- Hostile input: each message says what is wrong, where, and the limit ----
+
+/// `bytes` as trun.yaml; checks the exact error, exit 2 and that nothing ran.
+fn fails_bytes(bytes: &[u8], args: &[&str], stderr: &str) {
+    let t = Test::new();
+    std::fs::write(t.join("trun.yaml"), bytes).unwrap();
+    t.run(args).status(2).stdout_is("").stderr_is(stderr);
+    assert!(!t.exists("ran"));
+}
+
+#[test]
+fn invalid_utf8_names_the_line_and_column_of_the_first_bad_byte() {
+    fails_bytes(
+        b"jobs:\n  build:\n    steps:\n      - run: touch ran # caf\xe9\n",
+        &[],
+        "
+        trun.yaml:4:29: error: the file is not valid UTF-8 (byte 0xe9)
+          |
+        4 |       - run: touch ran # caf\u{fffd}
+          |                             ^
+          help: save the file as UTF-8
+        ",
+    );
+}
+
+#[test]
+fn too_many_yaml_nodes_names_the_limit() {
+    let mut yaml = String::from(
+        "jobs:\n  build:\n    steps:\n      - run: touch ran\n        with:\n          x: [",
+    );
+    yaml.push_str(&"1,".repeat(260_000));
+    yaml.push_str("1]\n");
+    fails_bytes(
+        yaml.as_bytes(),
+        &["validate"],
+        &format!(
+            "trun.yaml:6:499987: error: the file has too many YAML values (scalars, lists and mappings): the limit is 250000\n  |\n6 | …{}…\n  | {}^\n",
+            "1,".repeat(60),
+            " ".repeat(41)
+        ),
+    );
+}
+
+#[test]
+fn several_yaml_documents_point_at_the_second() {
+    fails(
+        "
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+        ---
+        jobs: {}
+        ",
+        &[],
+        "
+        trun.yaml:5:1: error: trun.yaml holds several YAML documents (`---`); a workflow is one document
+          |
+        5 | ---
+          | ^^^
+          help: remove the `---` line and what follows, or move it to a file of its own
+        ",
+    );
+}
+
+#[test]
+fn a_directory_named_trun_yaml_is_said_to_be_one() {
+    let t = Test::new().workflow("jobs: { build: { steps: [ { run: touch ran } ] } }");
+    std::fs::create_dir_all(t.join("sub/trun.yaml")).unwrap();
+    t.args(&[])
+        .current_dir("sub")
+        .run()
+        .status(2)
+        .stderr_is("error: trun.yaml is a directory, not a workflow file\n  help: name the workflow file with -f FILE\n");
+    assert!(!t.exists("ran"), "the parent's trun.yaml was not used");
+}
+
+#[test]
+fn a_symlink_loop_is_said_to_loop() {
+    let t = Test::new();
+    std::os::unix::fs::symlink("trun.yaml", t.join("trun.yaml")).unwrap();
+    let said = "error: trun.yaml is a symbolic link that loops (it leads back to itself)\n  help: name the workflow file with -f FILE\n";
+    t.run(&[]).status(2).stderr_is(said);
+    t.run(&["-f", "trun.yaml", "validate"])
+        .status(2)
+        .stderr_is(said);
+}
+
+#[test]
+fn a_device_or_fifo_is_refused_before_reading() {
+    let t = Test::new();
+    t.run(&["-f", "/dev/zero", "validate"]).status(2).stderr_is(
+        "error: /dev/zero is not a regular file (a device, FIFO or socket); trun reads workflows from files\n",
+    );
+    nix::unistd::mkfifo(&t.join("fifo.yaml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    t.run(&["-f", "fifo.yaml", "validate"]).status(2).stderr_is(
+        "error: fifo.yaml is not a regular file (a device, FIFO or socket); trun reads workflows from files\n",
+    );
+    std::fs::write(t.join("big.yaml"), vec![b'#'; 4 * 1024 * 1024 + 1]).unwrap();
+    t.run(&["-f", "big.yaml", "validate"])
+        .status(2)
+        .stderr_is("error: big.yaml is larger than 4 MiB, the limit for a workflow file\n");
+}
+
+#[test]
+fn a_megabyte_line_is_cut_around_the_error() {
+    let yaml = format!(
+        "jobs:\n  build:\n    steps:\n      - run: touch ran {} ${{{{ nope.x }}}} {}\n",
+        "a".repeat(500_000),
+        "b".repeat(500_000)
+    );
+    let caret_line = format!("  | {}^^^^", " ".repeat(41));
+    fails_bytes(
+        yaml.as_bytes(),
+        &[],
+        &format!(
+            "trun.yaml:4:500029: error: unknown name `nope`\n  |\n4 | …{} ${{{{ nope.x }}}} {}…\n{caret_line}\n",
+            "a".repeat(35),
+            "b".repeat(70)
+        ),
+    );
+}
+
+#[test]
+fn env_names_that_no_process_can_receive_are_refused() {
+    fails(
+        r#"
+        env:
+          "X=Y": 1
+          "": 2
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+        "#,
+        &[],
+        r#"
+        trun.yaml:2:3: error: invalid environment variable name `X=Y`
+          |
+        2 |   "X=Y": 1
+          |   ^^^^^
+          help: a name cannot be empty or contain `=` or a NUL character
+        trun.yaml:3:3: error: invalid environment variable name ``
+          |
+        3 |   "": 2
+          |   ^^
+          help: a name cannot be empty or contain `=` or a NUL character
+        2 errors
+        "#,
+    );
+}
+
+#[test]
+fn a_nul_character_is_refused_at_plan_time() {
+    fails(
+        r#"
+        jobs:
+          build:
+            steps:
+              - run: "touch ran\0x"
+        "#,
+        &[],
+        r#"
+        trun.yaml:4:14: error: this value contains a NUL character (`\0`), which no program can receive
+          |
+        4 |       - run: "touch ran\0x"
+          |              ^^^^^^^^^^^^^^
+        "#,
+    );
+}
+
+#[test]
+fn a_binary_tag_is_refused_where_text_is_expected() {
+    // `dG91Y2ggcmFu` is base64 for `touch ran`.
+    fails(
+        "
+        jobs:
+          build:
+            steps:
+              - run: !!binary dG91Y2ggcmFu
+        ",
+        &[],
+        "
+        trun.yaml:4:14: error: YAML tag `!!binary` is not allowed: trun reads workflow values as plain text
+          |
+        4 |       - run: !!binary dG91Y2ggcmFu
+          |              ^^^^^^^^
+          help: remove the tag and write the value itself
+        ",
+    );
+}
+
+#[test]
+fn a_nan_timeout_is_an_error() {
+    fails(
+        "
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+                timeout-minutes: .nan
+        ",
+        &["validate"],
+        "
+        trun.yaml:5:26: error: `timeout-minutes` must be a number of minutes, not NaN
+          |
+        5 |         timeout-minutes: .nan
+          |                          ^^^^
+        ",
+    );
+}
+
+#[test]
+fn a_huge_timeout_names_the_limit() {
+    fails(
+        "
+        jobs:
+          build:
+            timeout-minutes: 1e308
+            steps:
+              - run: touch ran
+        ",
+        &[],
+        "
+        trun.yaml:3:22: error: `timeout-minutes: 1e308` is too long: the limit is 30d (43200 minutes)
+          |
+        3 |     timeout-minutes: 1e308
+          |                      ^^^^^
+        ",
+    );
+}
+
+#[test]
+fn a_huge_retry_delay_names_the_limit() {
+    fails(
+        "
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+                retry: { attempts: 3, delay: 1e300 }
+        ",
+        &[],
+        "
+        trun.yaml:5:38: error: duration `1e300` is too long: the limit is 30d (43200 minutes)
+          |
+        5 |         retry: { attempts: 3, delay: 1e300 }
+          |                                      ^^^^^
+        ",
+    );
+}
+
+#[test]
+fn an_absolute_source_is_an_error_not_made_relative() {
+    fails(
+        "
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+                sources: [/etc/hostname]
+        ",
+        &[],
+        "
+        trun.yaml:5:19: error: `sources` path `/etc/hostname` is absolute
+          |
+        5 |         sources: [/etc/hostname]
+          |                   ^^^^^^^^^^^^^
+          help: write paths relative to the workspace (the directory of trun.yaml)
+        ",
+    );
+}
+
+#[test]
+fn a_matrix_over_the_leg_limit_is_refused_by_validate() {
+    fails(
+        "
+        jobs:
+          build:
+            strategy:
+              matrix: { a: [1, 2, 3, 4, 5, 6, 7, 8, 9], b: [1, 2, 3, 4, 5, 6, 7, 8, 9], c: [1, 2, 3, 4], include: [{ a: 0 }] }
+            steps:
+              - run: touch ran
+        ",
+        &["validate"],
+        "
+        trun.yaml:4:15: error: the matrix has 325 legs (9 × 9 × 4 + 1 include); the limit is 256
+          |
+        4 |       matrix: { a: [1, 2, 3, 4, 5, 6, 7, 8, 9], b: [1, 2, 3, 4, 5, 6, 7, 8, 9], c: [1, 2, 3, 4], include: [{ a: 0 }] }
+          |               ^
+        ",
+    );
+}
+
+#[test]
+fn a_workflow_that_plans_too_many_job_runs_names_the_limit() {
+    let axis: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    let mut yaml = String::from("jobs:\n");
+    for i in 0..40 {
+        yaml.push_str(&format!(
+            "  j{i}: {{ strategy: {{ matrix: {{ x: [{0}], y: [{0}] }} }}, steps: [ {{ run: touch ran }} ] }}\n",
+            axis.join(", ")
+        ));
+    }
+    fails_bytes(
+        yaml.as_bytes(),
+        &["validate"],
+        "trun.yaml:2:3: error: the workflow plans 10240 job runs (jobs × matrix legs); the limit is 10000\n  |\n2 |   j0: { strategy: { matrix: { x: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], y: [0, 1, 2, 3, 4, 5, 6, 7, 8, …\n  |   ^^\n",
+    );
+}
+
+#[test]
+fn control_characters_in_a_message_cannot_drive_the_terminal() {
+    fails(
+        r#"
+        jobs:
+          "a\e[2Jb":
+            steps:
+              - run: touch ran
+        "#,
+        &[],
+        r#"
+        trun.yaml:2:3: error: invalid job id `a\u{1b}[2Jb`: use letters, digits, `-` and `_`, starting with a letter or `_`
+          |
+        2 |   "a\e[2Jb":
+          |   ^^^^^^^^^
+        "#,
+    );
+}
+
+#[test]
+fn a_key_past_the_parser_look_ahead_names_the_limit() {
+    let yaml = format!(
+        "jobs:\n  {}:\n    steps:\n      - run: touch ran\n",
+        "k".repeat(5000)
+    );
+    fails_bytes(
+        yaml.as_bytes(),
+        &[],
+        &format!(
+            "trun.yaml:2:3: error: this key is longer than 1024 characters, the limit for a YAML key\n  |\n2 |   {}…\n  |   {}\n  help: use a shorter key\n",
+            "k".repeat(118),
+            "^".repeat(118)
+        ),
+    );
+}
+
+#[test]
+fn a_container_env_name_with_equals_is_refused() {
+    fails(
+        r#"
+        jobs:
+          build:
+            container: { image: busybox, env: { "A=B": x } }
+            steps:
+              - run: touch ran
+        "#,
+        &["validate"],
+        r#"
+        trun.yaml:3:16: error: invalid environment variable name `A=B`
+          |
+        3 |     container: { image: busybox, env: { "A=B": x } }
+          |                ^
+          help: a name cannot be empty or contain `=` or a NUL character
+        "#,
+    );
+}

@@ -84,22 +84,22 @@ pub(super) fn cmd_logs(a: LogsArgs) -> CmdResult {
     let mut out = std::io::stdout().lock();
     for (label, path) in files {
         if many {
-            let _ = writeln!(out, "==> {label} <==");
+            crate::report::ignore_io(writeln!(out, "==> {label} <=="));
         }
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let _ = out.write_all(&bytes);
+                crate::report::ignore_io(out.write_all(&bytes));
             }
             // A step that printed nothing leaves no log file.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if many {
-                    let _ = writeln!(out, "(no output)");
+                    crate::report::ignore_io(writeln!(out, "(no output)"));
                 } else {
                     eprintln!("trun: {label} printed nothing");
                 }
             }
             Err(e) => {
-                let _ = writeln!(out, "(cannot read {}: {e})", path.display());
+                crate::report::ignore_io(writeln!(out, "(cannot read {}: {e})", path.display()));
             }
         }
     }

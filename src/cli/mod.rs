@@ -38,7 +38,7 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Run a trun.yaml workflow like make: content-hashed up-to-date checks, parallel jobs, containers, recorded state.",
     long_about = None,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed, 2 usage or workflow error, 130 interrupted."
+    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed (or the output could not be written), 2 usage or workflow error, 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -325,6 +325,9 @@ pub fn main() -> i32 {
         }
     };
     match result {
+        // Output that could not be written is a failure, even of a command
+        // that otherwise succeeded.
+        Ok(EXIT_OK) if crate::report::output_failed() => EXIT_FAILED,
         Ok(code) => code,
         Err(errs) => {
             let color = use_color(false);
@@ -385,7 +388,9 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
 /// not an error worth a panic, so a broken pipe is ignored.
 pub(crate) fn out(text: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        crate::report::note_output_error(&e);
+    }
 }
 
 /// The committed schema text: `trun schema` output and `schema/trun.schema.json`.
@@ -433,7 +438,8 @@ fn no_workflow(searched: &Path) -> Diagnostic {
 /// Find, parse and validate the workflow file.
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
     let path = match workflow_path(file)? {
-        Ok(p) if file.file.is_some() && !p.exists() => {
+        // Not `exists()`: a link that loops or dangles is there, and `load` says so.
+        Ok(p) if file.file.is_some() && std::fs::symlink_metadata(&p).is_err() => {
             return Err(vec![Diagnostic::plain(format!(
                 "workflow file {} does not exist",
                 p.display()
@@ -488,6 +494,8 @@ fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
 /// recorded here.
 fn open_store(file: &FileArgs) -> Result<Option<(SqliteStore, PathBuf)>, Vec<Diagnostic>> {
     let root = workspace_root(file)?;
+    crate::fsutil::refuse_symlink(&root.join(".trun"))
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let db = crate::state::db_path(&root);
     if !db.exists() {
         return Ok(None);

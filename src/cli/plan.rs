@@ -7,6 +7,9 @@ use crate::plan::{self, Plan, Request};
 
 pub(super) fn cmd_plan(a: PlanArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
+    for w in plan::warnings(&wf) {
+        eprint!("{}", w.render_warning(super::use_color(a.file.no_color)));
+    }
     let plan = plan::build(
         &wf,
         &Request {

@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
+    for w in plan::warnings(&wf) {
+        eprint!("{}", w.render_warning(super::use_color(a.file.no_color)));
+    }
     let plan = plan::build(
         &wf,
         &Request {

@@ -58,35 +58,16 @@ pub struct ServiceSpec {
     pub options: Vec<String>,
 }
 
-/// Parses a memory size as Docker writes it: a number with an optional `b`, `k`,
-/// `m` or `g` suffix (binary units, case-insensitive), e.g. `512m`, `1.5g`.
+/// Parses a memory size as Docker writes it (`512m`, `1.5g`, binary units) with the crate's
+/// one size parser, [`crate::size`].
 pub fn parse_memory(text: &str) -> Result<i64, DockerError> {
-    let invalid = || DockerError::InvalidOption {
-        option: text.to_string(),
-        reason: "expected a size like 512m, 2g or 1048576".to_string(),
-    };
-    let t = text.trim().to_ascii_lowercase();
-    // `64kb` and `64k` mean the same; a lone `b` means bytes.
-    let t = match t.strip_suffix('b') {
-        Some(rest) if rest.ends_with(|c: char| c.is_ascii_alphabetic()) => rest,
-        _ => t.as_str(),
-    };
-    let (number, unit) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
-        _ => (t, 'b'),
-    };
-    let multiplier: f64 = match unit {
-        'b' => 1.0,
-        'k' => 1024.0,
-        'm' => 1024.0 * 1024.0,
-        'g' => 1024.0 * 1024.0 * 1024.0,
-        't' => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(invalid()),
-    };
-    match number.parse::<f64>() {
-        Ok(n) if n >= 0.0 && n.is_finite() => Ok((n * multiplier).round() as i64),
-        _ => Err(invalid()),
-    }
+    crate::size::parse(text)
+        .ok()
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| DockerError::InvalidOption {
+            option: text.to_string(),
+            reason: "expected a size like 512m, 2g or 1048576".to_string(),
+        })
 }
 
 /// A container or network name fragment: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]`.

@@ -6,7 +6,6 @@
 //! shell quoting (values are split on whitespace); an unknown flag is an error that
 //! names it, never silently ignored.
 
-use super::container::parse_memory;
 use super::error::DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use std::collections::HashMap;
@@ -138,7 +137,7 @@ impl RunOptions {
                     out.labels.insert(k.to_string(), v.to_string());
                 }
                 "--network" => out.network = Some(value),
-                "--memory" => out.memory = Some(parse_memory(&value)?),
+                "--memory" => out.memory = Some(size(token, &value)?),
                 "--cpus" => out.nano_cpus = Some(parse_cpus(&value)?),
                 "--pids-limit" => {
                     out.pids_limit = Some(
@@ -160,7 +159,7 @@ impl RunOptions {
                     let (path, opts) = value.split_once(':').unwrap_or((value.as_str(), ""));
                     out.tmpfs.insert(path.to_string(), opts.to_string());
                 }
-                "--shm-size" => out.shm_size = Some(parse_memory(&value)?),
+                "--shm-size" => out.shm_size = Some(size(token, &value)?),
                 _ => unreachable!("every flag of KNOWN_FLAGS is handled above"),
             }
         }
@@ -243,6 +242,14 @@ fn invalid(option: &str, reason: String) -> DockerError {
     }
 }
 
+/// `--memory 512m`, `--shm-size 1g`: the crate's one size parser (binary
+/// units, as Docker reads them), as the API's signed byte count.
+fn size(option: &str, value: &str) -> Result<i64, DockerError> {
+    crate::size::parse(value)
+        .map(|b| b as i64)
+        .map_err(|e| invalid(option, e.to_string()))
+}
+
 /// `--cpus 1.5` as the API's nano-CPUs.
 pub fn parse_cpus(value: &str) -> Result<i64, DockerError> {
     match value.parse::<f64>() {
@@ -319,6 +326,19 @@ mod tests {
                 "invalid container option `--cap-ad`: unsupported flag (did you mean `--cap-add`?)"
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn sizes_are_binary_and_nonsense_is_named() {
+        assert_eq!(opts(&["--memory 1MB"]).unwrap().memory, Some(1 << 20));
+        assert_eq!(
+            opts(&["--shm-size=64KiB"]).unwrap().shm_size,
+            Some(64 << 10)
+        );
+        assert_eq!(
+            opts(&["--memory 1e400"]).unwrap_err().to_string(),
+            "invalid container option `--memory`: `1e400` is not a size: write e.g. 512m, 64KiB, 2g or 1048576 (units are binary: 1m = 1MiB = 1048576 bytes)"
         );
     }
 

@@ -85,7 +85,7 @@ fn select<'a>(detail: &'a RunDetail, selector: Option<&str>) -> Result<Selected<
                 run: detail.run.id,
                 job: job_part.to_string(),
                 step: step_part.to_string(),
-                suggestion: did_you_mean(step_part, known.iter().map(String::as_str)),
+                suggestion: crate::diag::did_you_mean(step_part, known.iter().map(String::as_str)),
                 known,
             });
         }
@@ -105,7 +105,7 @@ fn select<'a>(detail: &'a RunDetail, selector: Option<&str>) -> Result<Selected<
     Err(HistoryError::NoSuchJob {
         run: detail.run.id,
         job: selector.to_string(),
-        suggestion: did_you_mean(selector, candidates.iter().map(String::as_str)),
+        suggestion: crate::diag::did_you_mean(selector, candidates.iter().map(String::as_str)),
         known,
     })
 }
@@ -135,18 +135,4 @@ fn step_name_for_selector(position: usize, step: &StepDetail) -> String {
     } else {
         step.id.clone()
     }
-}
-
-fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    let limit = (wrong.chars().count() / 3).max(2);
-    candidates
-        .map(|c| {
-            (
-                strsim::levenshtein(&wrong.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
 }

@@ -163,15 +163,8 @@ pub fn format_time(ms: Millis, offset: UtcOffset) -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
-/// `850ms`, `12.3s`, `2m05s`, `1h02m`.
-pub fn format_duration(ms: u64) -> String {
-    match ms {
-        0..1000 => format!("{ms}ms"),
-        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
+/// `850ms`, `12.3s`, `2m05s`, `1h02m`: the crate's one formatter.
+pub use crate::duration::format_ms as format_duration;
 
 /// Words joined by spaces, quoting those a shell would split.
 fn command_line(args: &[String]) -> String {

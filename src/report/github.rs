@@ -223,16 +223,16 @@ mod tests {
 checking app
 no warnings
 ::endgroup::
-✓ lint / clippy (0.7s)
-✓ lint (0.7s)
+✓ lint / clippy (700ms)
+✓ lint (710ms)
 ::group::build / compile
 compiling app v0.1.0
 error: linker crashed
-↻ exit code 1; retrying in 0.5s
+↻ exit code 1; retrying in 500ms
 ▶ attempt 2
 compiling app v0.1.0
 ::endgroup::
-✓ build / compile (0.8s)
+✓ build / compile (800ms)
 ::group::build / test
 running 2 tests
 test a ... ok

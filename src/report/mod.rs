@@ -154,18 +154,8 @@ pub fn reporter(opts: &ReportOptions, out: Box<dyn Write + Send>) -> Box<dyn Rep
     }
 }
 
-/// `0.8s`, `12.0s`, `1m05s`, `2h03m`: short enough for a table column, and
-/// tenths below a minute because most steps take seconds.
-pub fn format_duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    if secs < 60 {
-        format!("{}.{}s", secs, (ms % 1000) / 100)
-    } else if secs < 3600 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
-    }
-}
+/// The one duration formatter, re-exported for the reporters.
+pub use crate::duration::format_ms as format_duration;
 
 /// The mark shown before a finished job or step.
 pub fn status_symbol(status: Status) -> &'static str {
@@ -301,10 +291,33 @@ impl OutputTail {
 }
 
 /// Output problems (a closed pipe, a full disk) must not abort a run whose
-/// state is being recorded elsewhere, so reporters drop write errors here, in
-/// one visible place.
+/// state is being recorded elsewhere, so reporters hand write errors here, in
+/// one visible place: a reader that went away (`| head -1`) is not an error,
+/// anything else (`> /dev/full`) is remembered so the process exits non-zero.
 pub(crate) fn ignore_io(result: std::io::Result<()>) {
-    let _ = result;
+    if let Err(e) = result {
+        note_output_error(&e);
+    }
+}
+
+static OUTPUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that writing trun's output failed. A closed pipe (the reader
+/// stopped reading, as `head` does) is ignored; any other error is said once
+/// on stderr and makes [`output_failed`] true.
+pub fn note_output_error(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return;
+    }
+    if !OUTPUT_FAILED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("trun: error: cannot write the output: {e}");
+    }
+}
+
+/// Whether some output could not be written (see [`note_output_error`]): the
+/// command then exits 1 even if everything else succeeded.
+pub fn output_failed() -> bool {
+    OUTPUT_FAILED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// What the reporters' tests share: a captured writer and one realistic run.
@@ -420,10 +433,10 @@ pub(crate) mod testing {
     /// The closing table of [`sample_run`], the same in every human mode.
     pub const SAMPLE_TABLE: &str = "\
 JOB     STEP     STATUS   DURATION
-build   compile  success      0.8s  attempt 2
+build   compile  success     800ms  attempt 2
 build   test     failure      1.2s  exit code 2
 lint    fmt      skipped            up to date
-lint    clippy   success      0.7s
+lint    clippy   success     700ms
 deploy  -        skipped            needs build failed
 run 17: 1 job succeeded, 1 failed, 1 skipped in 3.2s
 ";
@@ -558,8 +571,8 @@ mod tests {
 
     #[test]
     fn durations_are_short() {
-        assert_eq!(format_duration(0), "0.0s");
-        assert_eq!(format_duration(849), "0.8s");
+        assert_eq!(format_duration(0), "0ms");
+        assert_eq!(format_duration(849), "849ms");
         assert_eq!(format_duration(59_999), "59.9s");
         assert_eq!(format_duration(65_000), "1m05s");
         assert_eq!(format_duration(7_380_000), "2h03m");

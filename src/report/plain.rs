@@ -210,13 +210,13 @@ mod tests {
 [build] compiling app v0.1.0
 [lint] checking app
 [build] error: linker crashed
-[build] ↻ compile: exit code 1; retrying in 0.5s
+[build] ↻ compile: exit code 1; retrying in 500ms
 [build] ▶ compile (attempt 2)
 [lint] no warnings
-[lint] ✓ clippy (0.7s)
-[lint] ✓ job succeeded (0.7s)
+[lint] ✓ clippy (700ms)
+[lint] ✓ job succeeded (710ms)
 [build] compiling app v0.1.0
-[build] ✓ compile (0.8s)
+[build] ✓ compile (800ms)
 [build] ▶ test
 [build] running 2 tests
 [build] test a ... ok

@@ -436,10 +436,10 @@ mod tests {
             summary.render(false),
             "\
 JOB     STEP     STATUS   DURATION
-build   compile  success      0.8s  attempt 2
+build   compile  success     800ms  attempt 2
 build   test     running
 lint    fmt      skipped            up to date
-lint    clippy   success      0.7s
+lint    clippy   success     700ms
 deploy  -        pending
 run 17: 1 job succeeded, 2 did not finish
 "

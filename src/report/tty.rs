@@ -243,8 +243,8 @@ mod tests {
     #[test]
     fn prints_job_lines_the_failure_tail_and_the_summary() {
         let expected = "\
-↻ build / compile: exit code 1; retrying in 0.5s
-✓ lint (0.7s)
+↻ build / compile: exit code 1; retrying in 500ms
+✓ lint (710ms)
 ✗ build / test: exit code 2 (1.2s)
   │ running 2 tests
   │ test a ... ok

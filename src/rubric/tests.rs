@@ -152,7 +152,11 @@ fn durations_and_sizes() {
     assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
     assert_eq!(parse_size("64KiB"), Ok(65536));
     assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-    assert_eq!(parse_size("10KB"), Ok(10_000));
+    assert_eq!(
+        parse_size("10KB"),
+        Ok(10 * 1024),
+        "one size parser: binary units"
+    );
     assert_eq!(DurationSpec(Duration::from_secs(120)).to_string(), "2m");
     assert_eq!(
         DurationSpec(Duration::from_millis(1500)).to_string(),

@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationSpec(pub Duration);
 
-/// A size written as `64KiB`, `1MiB`, `1GiB`, `10KB`, `512B`, or a bare number of bytes.
+/// A size written as `64KiB`, `1MiB`, `1GiB`, `10KB`, `512B`, or a bare number of bytes
+/// (binary units: see [`crate::size`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
@@ -22,31 +23,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text)
 }
 
-/// Parses `64KiB`, `1MiB`, `10KB`, `512B`, or a bare number of bytes.
+/// Parses `64KiB`, `1MiB`, `10KB`, `512B`, or a bare number of bytes, with the crate's one
+/// size parser ([`crate::size`]): every unit is binary, so `10KB` is 10 240 bytes here as
+/// in a container's `memory`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let s = text.trim();
-    let digits = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (write e.g. 64KiB, 1MiB)"))?;
-    let scale: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "KiB" | "K" | "k" => 1024.0,
-        "MiB" | "M" | "m" => 1024.0 * 1024.0,
-        "GiB" | "G" | "g" => 1024.0 * 1024.0 * 1024.0,
-        "KB" | "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        _ => {
-            return Err(format!(
-                "`{s}` is not a size (units: B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
-        }
-    };
-    Ok((n * scale) as u64)
+    crate::size::parse(text).map_err(|e| e.to_string())
 }
 
 impl fmt::Display for DurationSpec {

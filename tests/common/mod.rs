@@ -249,6 +249,105 @@ impl Invocation {
         }
     }
 
+    /// Runs to completion with stdout going to `stdout` (e.g. `/dev/full`);
+    /// the returned stdout is empty, stderr is captured.
+    pub fn run_stdout_to(self, stdout: fs::File) -> Output {
+        let out = self
+            .command()
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap_or_else(|e| panic!("spawn {TRUN}: {e}"));
+        Output {
+            command: self.describe(),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code(),
+        }
+    }
+
+    /// Runs with stdout read up to its first line and then closed, as
+    /// `trun … | head -1` does; the returned stdout is that line.
+    pub fn run_reading_first_line(self) -> Output {
+        use std::io::BufRead;
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {TRUN}: {e}"));
+        let mut first = String::new();
+        {
+            let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+            reader.read_line(&mut first).expect("read the first line");
+        } // closed here: trun's next write gets EPIPE
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .expect("read stderr");
+        let status = child.wait().expect("wait for trun");
+        Output {
+            command: self.describe(),
+            stdout: first,
+            stderr,
+            code: status.code(),
+        }
+    }
+
+    /// Runs to completion like [`Self::run`] and also returns the process's
+    /// peak resident memory in KiB and its wall-clock time (from `wait4`).
+    // The child is reaped by `wait4` (which also reports its memory), not by
+    // `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    pub fn run_measured(self) -> (Output, u64, Duration) {
+        let start = Instant::now();
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {TRUN}: {e}"));
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value to be overwritten.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = child.id() as libc::pid_t;
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            // SAFETY: plain syscall on our own child with valid out-pointers.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if r == pid {
+                break;
+            }
+            assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("`{}` did not exit within {RUN_LIMIT:?}", self.describe());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let took = start.elapsed();
+        let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        let out = Output {
+            command: self.describe(),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+            code,
+        };
+        (out, usage.ru_maxrss as u64, took)
+    }
+
     /// Starts `trun` in the background, its output going to files rather than pipes:
     /// a step's orphaned grandchildren would otherwise hold a pipe open and a reader
     /// would never see end-of-file.

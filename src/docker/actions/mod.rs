@@ -57,18 +57,8 @@ pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> 
     schema::validate(uses, with)
 }
 
-/// The closest candidate to `word`, if close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
+/// Suggestions use the one did-you-mean of the crate.
+pub use crate::diag::did_you_mean;
 
 /// Small persistent key-value memory for actions (last pull time, build hashes).
 pub trait Memory: Send + Sync {
@@ -168,7 +158,7 @@ pub async fn run(
     if !is_builtin(uses) {
         return Err(ActionError::Unknown {
             uses: uses.to_string(),
-            suggestion: did_you_mean(uses, KNOWN.iter().copied()).map(str::to_string),
+            suggestion: did_you_mean(uses, KNOWN.iter().copied()),
         });
     }
     validate(uses, with)?;
@@ -206,8 +196,12 @@ mod tests {
     #[test]
     fn did_you_mean_finds_close_names_only() {
         assert_eq!(
-            did_you_mean("docker/bulid", KNOWN.iter().copied()),
+            did_you_mean("docker/bulid", KNOWN.iter().copied()).as_deref(),
             Some("docker/build")
+        );
+        assert_eq!(
+            did_you_mean("docker/pul", KNOWN.iter().copied()).as_deref(),
+            Some("docker/pull")
         );
         assert_eq!(did_you_mean("make/all", KNOWN.iter().copied()), None);
     }
