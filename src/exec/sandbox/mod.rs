@@ -98,6 +98,7 @@ pub struct LocalSandbox {
 impl Sandbox {
     /// Opens the sandbox `kind` for `repo`: copies it (locally, or into a new container).
     /// `Ok(None)` when the run was cancelled meanwhile (nothing is left behind).
+    #[allow(clippy::too_many_arguments)] // each is a different fact about this one opening
     pub async fn open(
         kind: GradeSandbox,
         rubric: &Rubric,
