@@ -3,6 +3,11 @@
 //! duplicate step id, a step that is both `run` and `uses`, an unknown
 //! built-in, a bad shell, an expression naming something that does not exist.
 //!
+//! It also bounds what the plan would hold before anything is expanded (matrix
+//! legs, job and step runs, durations, attempts) and refuses values no process
+//! can receive (a NUL, an env name with `=`) or that leave the workspace
+//! (absolute or `..` `sources`/`generates`).
+//!
 //! Each finding is a [`Diagnostic`] pointing at the offending value. This
 //! module does not select or expand jobs; that is [`crate::plan`].
 
