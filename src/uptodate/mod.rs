@@ -3,8 +3,12 @@
 //! [`UpToDate`] answers, for one step at a time, whether it must run ([`Decision`]) and
 //! says why in words a person can act on (`src/main.rs changed`, `tainted: definition
 //! changed`). A step with `sources` is up to date when its [`Fingerprint`] (resolved
-//! definition + content of its source files + upstream fingerprints) equals the one of
-//! its last success and every `generates` file still has the content recorded then.
+//! definition + content of its source files + what its upstream steps produced) equals
+//! the one of its last success and every `generates` file still has the content recorded
+//! then. What an upstream step produced is the content of its `generates` and its
+//! outputs, not its fingerprint: an upstream step that re-ran and wrote the same bytes
+//! leaves its dependents up to date (early cutoff; the caller builds those digests, see
+//! `uptodate_hooks`).
 //! After a success it records the fingerprint, the definition's history and the outputs
 //! (stored content-addressed, so an earlier success can be restored after a branch
 //! switch instead of re-running).
@@ -54,7 +58,8 @@ pub struct StepSpec {
     pub generates: Vec<String>,
     /// The workspace root.
     pub base: PathBuf,
-    /// Fingerprints of the steps it depends on, in a stable order.
+    /// Digests of what the steps it depends on produced (their `generates` content and
+    /// outputs, chained over their own upstream), in a stable order.
     pub upstream: Vec<Fingerprint>,
 }
 
@@ -96,6 +101,11 @@ pub enum RunReason {
         changed: Vec<String>,
     },
     UpstreamChanged,
+    /// Only in `trun plan`: the step is up to date unless one of these upstream steps,
+    /// which will run first, produces different `generates` or outputs.
+    UpstreamWillRun {
+        steps: Vec<String>,
+    },
     GeneratesMissing(Vec<String>),
     GeneratesModified(Vec<String>),
 }
@@ -136,6 +146,19 @@ impl fmt::Display for RunReason {
                 Ok(())
             }
             RunReason::UpstreamChanged => f.write_str("an upstream step changed"),
+            RunReason::UpstreamWillRun { steps } => match steps.as_slice() {
+                [one] => write!(f, "runs if {one}'s output changes"),
+                [init @ .., last] if steps.len() <= 3 => write!(
+                    f,
+                    "runs if the output of {} or {last} changes",
+                    init.join(", ")
+                ),
+                _ => write!(
+                    f,
+                    "runs if the output of {} changes",
+                    name_up_to_three(steps)
+                ),
+            },
             RunReason::GeneratesMissing(p) => {
                 write!(f, "generates path missing: {}", name_up_to_three(p))
             }
@@ -454,6 +477,22 @@ impl UpToDate {
             .map(|s| Fingerprint(s.fingerprint)))
     }
 
+    /// The `generates` files (path, content hash) recorded by the step's latest success,
+    /// sorted by path: what its dependents received from it.
+    pub fn latest_outputs(&self, key: &str) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
+        let Some(last) = self.store.step_state(key)?.last_success else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<(String, ContentHash)> = self
+            .store
+            .success_outputs(last.id)?
+            .into_iter()
+            .map(|o| (o.path, o.hash))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// The outputs (path, content hash) of a success of `key` with exactly
     /// this fingerprint whose objects are all still in the CAS, newest first:
     /// what [`try_restore`](Self::try_restore) would write. Changes nothing;
@@ -545,13 +584,13 @@ impl UpToDate {
     /// fingerprint, the source hashes (to name changed files later), the definition
     /// (a new version when its hash changed) and every `generates` file, stored in the
     /// CAS. A `generates` path the step did not produce is not recorded; the next check
-    /// reports it missing.
+    /// reports it missing. Returns the recorded `generates` (path, content hash), sorted.
     pub fn record_success(
         &self,
         spec: &StepSpec,
         check: &Check,
         run_id: i64,
-    ) -> Result<(), UpToDateError> {
+    ) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
         use rayon::prelude::*;
         let def_hash = fingerprint::definition_hash(&spec.definition);
         let outputs = if spec.generates.is_empty() {
@@ -596,7 +635,10 @@ impl UpToDate {
             outputs: &recorded,
         })?;
         self.store_stats(&hashed)?;
-        Ok(())
+        let mut produced: Vec<(String, ContentHash)> =
+            recorded.into_iter().map(|o| (o.path, o.hash)).collect();
+        produced.sort();
+        Ok(produced)
     }
 
     /// Files may have changed (a step ran): forget this invocation's walks and hashes.
