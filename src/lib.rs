@@ -28,4 +28,5 @@ pub mod template;
 pub mod uptodate;
 pub mod uptodate_hooks;
 pub mod validate;
+pub mod watch;
 pub mod workflow;

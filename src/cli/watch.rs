@@ -1,0 +1,200 @@
+//! `trun watch [JOB…]`: run what is out of date, then again after every change
+//! to the selected steps' `sources` or to the workflow file, until Ctrl-C.
+//!
+//! Each cycle loads the workflow and plans afresh (so an edit to trun.yaml
+//! re-plans) and runs the plan through the same session as `trun run`
+//! ([`super::run::run_plan`]); what runs is decided by the up-to-date checks,
+//! never by which file changed. Changes are debounced (a quiet
+//! [`DEBOUNCE`] after the last one); changes that arrive while a cycle runs
+//! queue exactly one more. Ctrl-C during a cycle cancels it like `trun run`
+//! does (every step's process group is killed) and exits 130; while waiting it
+//! exits 130 at once. The watching itself is [`crate::watch`].
+
+use super::{load, CmdResult, RunArgs};
+use crate::diag::Diagnostic;
+use crate::exec::session::EXIT_INTERRUPTED;
+use crate::plan::{self, Request};
+use crate::watch::{WatchSet, Watcher};
+use clap::Args;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How long the tree must be quiet after a change before a cycle starts.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A burst of changes that never goes quiet still starts a cycle after this.
+const DEBOUNCE_LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What the loop waits on between cycles.
+struct Waiting {
+    runtime: tokio::runtime::Runtime,
+    wake: UnboundedReceiver<()>,
+    int: Signal,
+    term: Signal,
+}
+
+impl Waiting {
+    /// Drops the wake-ups already delivered; whether there were any.
+    fn drain(&mut self) -> bool {
+        let mut any = false;
+        while self.wake.try_recv().is_ok() {
+            any = true;
+        }
+        any
+    }
+
+    /// Waits for a change and then for quiet. `false`: interrupted.
+    fn next_change(&mut self, already: bool) -> bool {
+        let Waiting {
+            runtime,
+            wake,
+            int,
+            term,
+        } = self;
+        runtime.block_on(async {
+            if !already {
+                tokio::select! {
+                    _ = wake.recv() => {}
+                    _ = int.recv() => return false,
+                    _ = term.recv() => return false,
+                }
+            }
+            let until = tokio::time::Instant::now() + DEBOUNCE_LIMIT;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(DEBOUNCE) => return true,
+                    _ = tokio::time::sleep_until(until) => return true,
+                    _ = wake.recv() => {}
+                    _ = int.recv() => return false,
+                    _ = term.recv() => return false,
+                }
+            }
+        })
+    }
+}
+
+pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
+    let a = a.run;
+    if a.dry_run {
+        return Err(vec![Diagnostic::plain(
+            "trun watch runs what is out of date; for the plan use `trun plan`",
+        )]);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot start the runtime: {e}"))])?;
+    // Installed before the first cycle: once a run has taken over SIGINT, only
+    // a listener can end trun while it waits.
+    let (int, term) = runtime
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        })
+        .map_err(|e| vec![Diagnostic::plain(format!("cannot handle signals: {e}"))])?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut waiting = Waiting {
+        runtime,
+        wake: rx,
+        int,
+        term,
+    };
+    let mut watched: Option<(Vec<(std::path::PathBuf, bool)>, Watcher)> = None;
+    let mut queued = true;
+    let mut cycle: u64 = 0;
+    loop {
+        cycle += 1;
+        if cycle > 1 && !waiting.next_change(queued) {
+            return Ok(EXIT_INTERRUPTED);
+        }
+        // Changes up to here are seen by this cycle's plan.
+        waiting.drain();
+        let started = Instant::now();
+        let planned = load(&a.file).and_then(|(wf, _)| {
+            let plan = plan::build(
+                &wf,
+                &Request {
+                    jobs: a.jobs.clone(),
+                    inputs: a.inputs.clone(),
+                },
+            )?;
+            Ok((wf, plan))
+        });
+        let (wf, plan) = match planned {
+            Ok(p) => p,
+            Err(errs) => {
+                render(&errs);
+                status(cycle, "the workflow has errors; waiting for a change to it");
+                // Keep the previous watches: they include the workflow file.
+                if watched.is_none() {
+                    return Err(errs);
+                }
+                queued = false;
+                continue;
+            }
+        };
+        let set =
+            WatchSet::of(&plan, &wf.path).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+        if watched.as_ref().map(|(d, _)| d.as_slice()) != Some(set.dirs()) {
+            let dirs = set.dirs().to_vec();
+            let watcher = Watcher::start(Arc::new(set), tx.clone())
+                .map_err(|e| vec![Diagnostic::plain(format!("cannot watch the sources: {e}"))])?;
+            watched = Some((dirs, watcher));
+        }
+        let outcome = match super::run::run_plan(&wf, plan, &a) {
+            Ok(o) => o,
+            Err(errs) => {
+                render(&errs);
+                status(cycle, "could not run; waiting for changes");
+                queued = waiting.drain();
+                continue;
+            }
+        };
+        if outcome.exit_code == EXIT_INTERRUPTED {
+            return Ok(EXIT_INTERRUPTED);
+        }
+        let verdict = if outcome.exit_code == 0 {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        queued = waiting.drain();
+        let next = if queued {
+            "files changed during the run; running again"
+        } else {
+            "waiting for changes (Ctrl-C to stop)"
+        };
+        status(
+            cycle,
+            &format!(
+                "run {} {verdict} in {:.2}s; {next}",
+                outcome.run_id,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+    }
+}
+
+/// The one status line of a cycle, on stderr with the run's own output.
+fn status(cycle: u64, text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "trun watch: cycle {cycle}: {text}");
+}
+
+fn render(errs: &[Diagnostic]) {
+    let color = super::use_color(false);
+    let mut err = std::io::stderr().lock();
+    for d in errs {
+        let _ = write!(err, "{}", d.render(color));
+    }
+}
