@@ -140,11 +140,13 @@ fn minimal(mut dirs: Vec<(PathBuf, bool)>) -> Vec<(PathBuf, bool)> {
 /// Whether an event kind can mean new content (an open or a read cannot).
 fn changes_content(kind: &EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode};
-    match kind {
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        _ => false,
-    }
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Remove(_)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
 }
 
 /// The operating system's watches over one [`WatchSet`]; dropping it removes them.

@@ -200,3 +200,35 @@ fn an_upstream_restored_from_the_cache_leaves_its_dependents_up_to_date() {
         "{show:?}"
     );
 }
+
+#[test]
+fn a_dependent_runs_when_an_output_it_receives_changes_and_only_then() {
+    let t = Test::new().workflow(
+        r#"
+        name: outputs
+        jobs:
+          build:
+            steps:
+              - id: version
+                run: |
+                  echo version >> ran.txt
+                  echo "v=$(head -n 1 src/version.txt)" >> "$TRUN_OUTPUT"
+                sources: [src/version.txt]
+              - id: stamp
+                run: |
+                  echo stamp >> ran.txt
+                  echo "${{ steps.version.outputs.v }}" > stamp.txt
+                sources: [src/stamp.txt]
+                generates: [stamp.txt]
+        "#,
+    );
+    t.write("src/version.txt", "1.0\n");
+    t.write("src/stamp.txt", "x\n");
+    assert_eq!(ran(&t), ["stamp", "version"]);
+    // A second line changes the file but not the output.
+    t.write("src/version.txt", "1.0\nnotes\n");
+    assert_eq!(ran(&t), ["version"]);
+    t.write("src/version.txt", "2.0\nnotes\n");
+    assert_eq!(ran(&t), ["stamp", "version"]);
+    assert_eq!(t.read("stamp.txt"), "2.0\n");
+}
