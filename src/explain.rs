@@ -232,14 +232,27 @@ pub fn render(e: &Explained, color: bool) -> String {
         .flat_map(|j| &j.steps)
         .filter(|s| s.action == "run")
         .count();
+    // Steps that run only if an upstream step's output changes are counted
+    // apart: the plan cannot know before the upstream has run.
+    let nmaybe = e
+        .jobs
+        .iter()
+        .flat_map(|j| &j.steps)
+        .filter(|s| matches!(s.decision, Decision::Run(RunReason::UpstreamWillRun { .. })))
+        .count();
+    let maybe = if nmaybe > 0 {
+        format!(", {nmaybe} if an upstream output changes")
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "plan for {}: {} job{}, {} step{} ({} to run, {} up to date)\n",
+        "plan for {}: {} job{}, {} step{} ({} to run{maybe}, {} up to date)\n",
         e.workflow,
         e.jobs.len(),
         if e.jobs.len() == 1 { "" } else { "s" },
         nsteps,
         if nsteps == 1 { "" } else { "s" },
-        nrun,
+        nrun - nmaybe,
         nsteps - nrun
     );
     let width = e

@@ -83,8 +83,15 @@ fn c_plan(reasons: [&str; 5]) -> String {
         .iter()
         .filter(|r| **r != "up to date" && **r != "restore from cache")
         .count();
+    let nmaybe = reasons.iter().filter(|r| r.starts_with("runs if ")).count();
+    let maybe = if nmaybe > 0 {
+        format!(", {nmaybe} if an upstream output changes")
+    } else {
+        String::new()
+    };
     format!(
-        "plan for c-library: 3 jobs, 5 steps ({nrun} to run, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}{}\n3. smoke  needs: build\n{}",
+        "plan for c-library: 3 jobs, 5 steps ({} to run{maybe}, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}{}\n3. smoke  needs: build\n{}",
+        nrun - nmaybe,
         5 - nrun,
         line("lib", reasons[0], "compile libstats.a"),
         line("tool", reasons[1], "link the stats tool"),

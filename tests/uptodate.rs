@@ -196,8 +196,16 @@ fn pipeline_plan(compile: &str, package: &str, unit: &str, render: &str) -> Stri
     };
     let reasons = [compile, package, unit, render];
     let nrun = reasons.iter().filter(|r| !SKIP_REASONS.contains(r)).count();
+    // Steps that run only if an upstream step's output changes are counted apart.
+    let nmaybe = reasons.iter().filter(|r| r.starts_with("runs if ")).count();
+    let maybe = if nmaybe > 0 {
+        format!(", {nmaybe} if an upstream output changes")
+    } else {
+        String::new()
+    };
     format!(
-        "plan for demo: 3 jobs, 4 steps ({nrun} to run, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}\n3. docs\n{}",
+        "plan for demo: 3 jobs, 4 steps ({} to run{maybe}, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}\n3. docs\n{}",
+        nrun - nmaybe,
         4 - nrun,
         line("compile", compile),
         line("package", package),
