@@ -148,7 +148,7 @@ fn an_edit_to_the_workflow_replans() {
     w.wait(Duration::from_secs(10)).status(130);
 }
 
-/// Pids whose command line contains `needle`.
+/// Pids whose command line (arguments joined by spaces) contains `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -157,7 +157,11 @@ fn processes_with(needle: &str) -> Vec<String> {
             continue;
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(needle) {
+        // Arguments are separated by NULs; read them as a shell line.
+        if String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(needle)
+        {
             found.push(name);
         }
     }
@@ -176,4 +180,84 @@ fn ctrl_c_during_a_run_exits_130_and_leaves_no_process() {
     w.wait(Duration::from_secs(15)).status(130);
     let left = processes_with("37.25");
     assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// The process group of `pid`, from /proc (None once it is gone).
+fn pgid(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid pgrp …; comm may hold spaces, so split after ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)
+        .map(str::to_string)
+}
+
+fn in_group(group: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.chars().all(|c| c.is_ascii_digit()) && pgid(&name).as_deref() == Some(group) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[test]
+fn a_restart_step_is_stopped_with_its_process_group_and_its_port_freed_before_it_starts_again() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let t = Test::new().workflow(&format!(
+        r#"
+        name: server
+        jobs:
+          serve:
+            steps:
+              - id: web
+                restart: true
+                run: |
+                  python3 -c "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))" || {{ echo port-taken >> ran.txt; exit 1; }}
+                  echo start >> ran.txt
+                  sleep 300 &
+                  exec python3 -m http.server {port} --bind 127.0.0.1 --directory site
+                sources: ["site/**"]
+        "#
+    ));
+    t.write("site/index.html", "v1\n");
+    let server = format!("http.server {port}");
+    let w = watch(&t);
+    wait_for(&w, Duration::from_secs(30), "the server to listen", || {
+        listening(port)
+    });
+    let first = processes_with(&server);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let group = pgid(&first[0]).expect("the server's process group");
+    assert!(in_group(&group).len() >= 2, "server and its sleep");
+
+    t.write("site/index.html", "v2\n");
+    wait_for(&w, Duration::from_secs(30), "a new server", || {
+        let now = processes_with(&server);
+        now.len() == 1 && now != first && listening(port)
+    });
+    assert!(
+        in_group(&group).is_empty(),
+        "the old process group is still there: {:?}",
+        in_group(&group)
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(t.read("ran.txt"), "start\nstart\n", "{}", w.stderr_so_far());
+    assert!(w.stderr_so_far().contains("stopped to restart serve.web"));
+
+    w.signal(Signal::SIGINT);
+    w.wait(Duration::from_secs(15)).status(130);
+    assert!(processes_with(&server).is_empty());
 }

@@ -6,9 +6,13 @@
 //! ([`super::run::run_plan`]); what runs is decided by the up-to-date checks,
 //! never by which file changed. Changes are debounced (a quiet
 //! [`DEBOUNCE`] after the last one); changes that arrive while a cycle runs
-//! queue exactly one more. Ctrl-C during a cycle cancels it like `trun run`
-//! does (every step's process group is killed) and exits 130; while waiting it
-//! exits 130 at once. The watching itself is [`crate::watch`].
+//! queue exactly one more. A cycle runs on its own thread while this one
+//! waits for changes and signals. A step marked `restart: true` (a server
+//! that never ends) is stopped by a change: the cycle's run is cancelled as
+//! Ctrl-C would (process groups TERM, then KILL after a grace; the run ends
+//! once they are gone) and the next cycle starts it again. Ctrl-C during a
+//! cycle cancels it like `trun run` does and exits 130; while waiting it exits
+//! 130 at once. The watching itself is [`crate::watch`].
 
 use super::{load, CmdResult, RunArgs};
 use crate::diag::Diagnostic;
@@ -119,6 +123,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         }
         // Changes up to here are seen by this cycle's plan.
         waiting.drain();
+        queued = false;
         let started = Instant::now();
         let planned = load(&a.file).and_then(|(wf, _)| {
             let plan = plan::build(
@@ -151,15 +156,82 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
                 .map_err(|e| vec![Diagnostic::plain(format!("cannot watch the sources: {e}"))])?;
             watched = Some((dirs, watcher));
         }
-        let outcome = match super::run::run_plan(&wf, plan, &a) {
-            Ok(o) => o,
-            Err(errs) => {
+        // Steps marked `restart: true` (servers) run every cycle: the last
+        // cycle's instance was stopped, so up to date is not a reason to skip.
+        let servers = restart_steps(&wf, &plan);
+        let mut args = a.clone();
+        args.force.extend(servers.iter().cloned());
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(super::run::run_plan(&wf, plan, &args));
+        });
+        let mut interrupted = false;
+        let mut restarting = false;
+        let mut own_term = false;
+        let finished = {
+            let Waiting {
+                runtime,
+                wake,
+                int,
+                term,
+            } = &mut waiting;
+            runtime.block_on(async {
+                loop {
+                    tokio::select! {
+                        r = &mut done => return r,
+                        Some(()) = wake.recv() => {
+                            queued = true;
+                            if !servers.is_empty() && !restarting {
+                                restarting = true;
+                                own_term = true;
+                                // The session's one cancellation input is its
+                                // signal handling: stopping the run for a
+                                // restart is what Ctrl-C does (every step's
+                                // process group gets TERM, then KILL after a
+                                // grace), and the run ends only once they are
+                                // gone, so the port is free for the next one.
+                                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
+                            }
+                        }
+                        _ = int.recv() => interrupted = true,
+                        _ = term.recv() => {
+                            if own_term {
+                                own_term = false;
+                            } else {
+                                interrupted = true;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        if interrupted {
+            return Ok(EXIT_INTERRUPTED);
+        }
+        reap_zombies();
+        let outcome = match finished {
+            Ok(Ok(o)) => o,
+            Ok(Err(errs)) => {
                 render(&errs);
                 status(cycle, "could not run; waiting for changes");
-                queued = waiting.drain();
+                queued = waiting.drain() || queued;
                 continue;
             }
+            Err(_) => return Err(vec![Diagnostic::plain("the run thread panicked")]),
         };
+        if restarting {
+            waiting.drain();
+            status(
+                cycle,
+                &format!(
+                    "run {} stopped to restart {}; running again",
+                    outcome.run_id,
+                    servers.join(", ")
+                ),
+            );
+            queued = true;
+            continue;
+        }
         if outcome.exit_code == EXIT_INTERRUPTED {
             return Ok(EXIT_INTERRUPTED);
         }
@@ -168,7 +240,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         } else {
             "failed"
         };
-        queued = waiting.drain();
+        queued = waiting.drain() || queued;
         let next = if queued {
             "files changed during the run; running again"
         } else {
@@ -183,6 +255,45 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
             ),
         );
     }
+}
+
+/// Collects the exit status of every child that has ended. The engine stops
+/// a cancelled step's whole group, but a process the step orphaned (re-parented
+/// to trun, the subreaper) may be left a zombie, which a one-shot `trun run`
+/// never notices and a `trun watch` restarting a server would pile up. Only
+/// between cycles: then no step runs, so no child here is anyone else's.
+fn reap_zombies() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// The steps of `plan` marked `restart: true`, as `--force` names them.
+fn restart_steps(wf: &crate::workflow::WorkflowFile, plan: &crate::plan::Plan) -> Vec<String> {
+    let mut names = Vec::new();
+    for job in &plan.jobs {
+        let Some(def) = wf.workflow.jobs.value.get(&job.job_id) else {
+            continue;
+        };
+        for step in &job.steps {
+            let restart = def
+                .value
+                .steps
+                .value
+                .get(step.index)
+                .and_then(|s| s.value.restart.as_ref())
+                .is_some_and(|r| r.value);
+            if restart {
+                names.push(format!("{}.{}", job.key, step.id));
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The one status line of a cycle, on stderr with the run's own output.
