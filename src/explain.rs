@@ -84,6 +84,7 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                 }
             } else {
                 let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
+                let produced = check.produced.clone();
                 let (fp, decision) = predict(&ut, &spec, check, &mut restored)?;
                 let err = |e: crate::uptodate::UpToDateError| e.to_string();
                 // What it hands on: for a restore, what the restore writes;
@@ -97,7 +98,10 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                         g.sort();
                         g
                     }
-                    _ => ut.latest_outputs(&spec.key).map_err(err)?,
+                    _ => match &produced {
+                        Some(p) => p.clone(),
+                        None => ut.latest_outputs(&spec.key).map_err(err)?,
+                    },
                 };
                 let outputs_fp = match &decision {
                     Decision::Skip(_) => Some(fp),

@@ -418,7 +418,12 @@ impl StepHooks for Hooks {
         match skip {
             Some(reason) => {
                 let outputs = self.recorded_outputs(&spec.key, &check.fingerprint);
-                let generates = self.ut.latest_outputs(&spec.key).unwrap_or_default();
+                // Up to date: the check read them already; restored: the
+                // restored success is now the latest.
+                let generates = match &check.produced {
+                    Some(p) if matches!(check.decision, Decision::Skip(_)) => p.clone(),
+                    _ => self.ut.latest_outputs(&spec.key).unwrap_or_default(),
+                };
                 let digest = produced_digest(&generates, &outputs, &spec.upstream);
                 // Up to date although an upstream step ran: cut off early.
                 let reason = if !upstream_ran.is_empty() && reason == "up to date" {

@@ -194,6 +194,10 @@ pub struct Check {
     pub definition_version: u32,
     /// The matched source files with their content hashes, sorted by path.
     pub files: Vec<(String, ContentHash)>,
+    /// For a step found up to date: the `generates` (path, content hash) its last
+    /// success recorded, sorted; what it hands on to its dependents. Read here
+    /// anyway, so the caller need not ask the store again.
+    pub produced: Option<Vec<(String, ContentHash)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -436,6 +440,7 @@ impl UpToDate {
             Some(d) => d.version + 1,
             None => 1,
         };
+        let mut produced = None;
         let decision = if force {
             Decision::Run(RunReason::Forced)
         } else if spec.sources.is_empty() {
@@ -457,7 +462,11 @@ impl UpToDate {
                         Decision::Run(RunReason::SourcesChanged { changed })
                     }
                 }
-                Some(last) => self.outputs_decision(&mut index, spec, last.id)?,
+                Some(last) => {
+                    let (decision, outputs) = self.outputs_decision(&mut index, spec, last.id)?;
+                    produced = Some(outputs);
+                    decision
+                }
             }
         };
         Ok(Check {
@@ -465,6 +474,7 @@ impl UpToDate {
             decision,
             definition_version,
             files,
+            produced,
         })
     }
 
@@ -870,14 +880,18 @@ impl UpToDate {
         Ok(fingerprint::decode_files(&blob).unwrap_or_default())
     }
 
-    /// Skip, unless a `generates` file of the last success is gone or differs.
+    /// Skip, unless a `generates` file of the last success is gone or differs; with
+    /// the outputs that success recorded (path, content hash), sorted.
     fn outputs_decision(
         &self,
         index: &mut Index,
         spec: &StepSpec,
         success_id: i64,
-    ) -> Result<Decision, UpToDateError> {
+    ) -> Result<(Decision, Vec<(String, ContentHash)>), UpToDateError> {
         let recorded = self.store.success_outputs(success_id)?;
+        let mut produced: Vec<(String, ContentHash)> =
+            recorded.iter().map(|o| (o.path.clone(), o.hash)).collect();
+        produced.sort();
         let abs: Vec<PathBuf> = recorded.iter().map(|o| spec.base.join(&o.path)).collect();
         let rows = self.load_paths(&abs)?;
         let outputs: Vec<(String, ContentHash, u32, Option<Cached>)> = recorded
@@ -933,13 +947,14 @@ impl UpToDate {
         }
         missing.sort();
         modified.sort();
-        Ok(if !missing.is_empty() {
+        let decision = if !missing.is_empty() {
             Decision::Run(RunReason::GeneratesMissing(missing))
         } else if !modified.is_empty() {
             Decision::Run(RunReason::GeneratesModified(modified))
         } else {
             Decision::Skip(SkipReason::UpToDate)
-        })
+        };
+        Ok((decision, produced))
     }
 }
 
