@@ -261,3 +261,32 @@ fn a_restart_step_is_stopped_with_its_process_group_and_its_port_freed_before_it
     w.wait(Duration::from_secs(15)).status(130);
     assert!(processes_with(&server).is_empty());
 }
+
+#[test]
+fn a_broken_workflow_while_watching_waits_for_a_fix_and_an_unknown_job_is_a_usage_error() {
+    let t = project("");
+    t.run(&["watch", "nosuch"])
+        .status(2)
+        .stderr_has("no job named `nosuch`");
+
+    let w = watch(&t);
+    cycle_done(&w, 1);
+    let good = t.read("trun.yaml");
+    t.write("trun.yaml", "jobs: [");
+    cycle_done(&w, 2);
+    assert!(w
+        .stderr_so_far()
+        .contains("trun watch: cycle 2: the workflow has errors; waiting for a change to it"));
+    t.write(
+        "trun.yaml",
+        &good.replace("echo run", "echo run; echo fixed > fixed.txt"),
+    );
+    wait_for(
+        &w,
+        Duration::from_secs(10),
+        "the fixed workflow to run",
+        || t.exists("fixed.txt"),
+    );
+    w.signal(Signal::SIGINT);
+    w.wait(Duration::from_secs(10)).status(130);
+}

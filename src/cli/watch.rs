@@ -137,13 +137,12 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         });
         let (wf, plan) = match planned {
             Ok(p) => p,
+            // Nothing watched yet: a usage or workflow error, as with `trun run`.
+            Err(errs) if watched.is_none() => return Err(errs),
             Err(errs) => {
                 render(&errs);
                 status(cycle, "the workflow has errors; waiting for a change to it");
                 // Keep the previous watches: they include the workflow file.
-                if watched.is_none() {
-                    return Err(errs);
-                }
                 queued = false;
                 continue;
             }
