@@ -43,6 +43,9 @@ struct Waiting {
     wake: UnboundedReceiver<()>,
     int: Signal,
     term: Signal,
+    /// A SIGTERM trun sent itself to stop a run for a restart, not yet seen
+    /// here: it must not be taken for a request to exit.
+    own_term: bool,
 }
 
 impl Waiting {
@@ -62,13 +65,16 @@ impl Waiting {
             wake,
             int,
             term,
+            own_term,
         } = self;
         runtime.block_on(async {
             if !already {
-                tokio::select! {
-                    _ = wake.recv() => {}
-                    _ = int.recv() => return false,
-                    _ = term.recv() => return false,
+                loop {
+                    tokio::select! {
+                        _ = wake.recv() => break,
+                        _ = int.recv() => return false,
+                        _ = term.recv() => if !std::mem::take(own_term) { return false },
+                    }
                 }
             }
             let until = tokio::time::Instant::now() + DEBOUNCE_LIMIT;
@@ -78,7 +84,7 @@ impl Waiting {
                     _ = tokio::time::sleep_until(until) => return true,
                     _ = wake.recv() => {}
                     _ = int.recv() => return false,
-                    _ = term.recv() => return false,
+                    _ = term.recv() => if !std::mem::take(own_term) { return false },
                 }
             }
         })
@@ -112,6 +118,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         wake: rx,
         int,
         term,
+        own_term: false,
     };
     let mut watched: Option<(Vec<(std::path::PathBuf, bool)>, Watcher)> = None;
     let mut queued = true;
@@ -166,13 +173,13 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         });
         let mut interrupted = false;
         let mut restarting = false;
-        let mut own_term = false;
         let finished = {
             let Waiting {
                 runtime,
                 wake,
                 int,
                 term,
+                own_term,
             } = &mut waiting;
             runtime.block_on(async {
                 loop {
@@ -182,7 +189,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
                             queued = true;
                             if !servers.is_empty() && !restarting {
                                 restarting = true;
-                                own_term = true;
+                                *own_term = true;
                                 // The session's one cancellation input is its
                                 // signal handling: stopping the run for a
                                 // restart is what Ctrl-C does (every step's
@@ -194,9 +201,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
                         }
                         _ = int.recv() => interrupted = true,
                         _ = term.recv() => {
-                            if own_term {
-                                own_term = false;
-                            } else {
+                            if !std::mem::take(own_term) {
                                 interrupted = true;
                             }
                         }
