@@ -19,7 +19,7 @@ use crate::uptodate::UpToDateError;
 use ignore::gitignore::Gitignore;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The directories to watch and the filter for events under them.
 pub struct WatchSet {
@@ -149,9 +149,13 @@ fn changes_content(kind: &EventKind) -> bool {
     )
 }
 
-/// The operating system's watches over one [`WatchSet`]; dropping it removes them.
+/// The operating system's watches over the directories of one [`WatchSet`];
+/// dropping it removes them. The filter can be replaced without touching the
+/// watches (a re-plan that changed patterns but not directories).
 pub struct Watcher {
     _inner: notify::RecommendedWatcher,
+    filter: Arc<Mutex<Arc<WatchSet>>>,
+    dirs: Vec<(PathBuf, bool)>,
 }
 
 impl Watcher {
@@ -160,14 +164,16 @@ impl Watcher {
         set: Arc<WatchSet>,
         wake: tokio::sync::mpsc::UnboundedSender<()>,
     ) -> Result<Watcher, notify::Error> {
-        let filter = set.clone();
+        let filter = Arc::new(Mutex::new(set.clone()));
+        let current = filter.clone();
         let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(ev) = res else {
                 // An overflowed queue may have lost a change: plan again.
                 let _ = wake.send(());
                 return;
             };
-            if changes_content(&ev.kind) && ev.paths.iter().any(|p| filter.wants(p)) {
+            let set = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if changes_content(&ev.kind) && ev.paths.iter().any(|p| set.wants(p)) {
                 let _ = wake.send(());
             }
         })?;
@@ -179,7 +185,21 @@ impl Watcher {
             };
             inner.watch(dir, mode)?;
         }
-        Ok(Watcher { _inner: inner })
+        Ok(Watcher {
+            _inner: inner,
+            filter,
+            dirs: set.dirs().to_vec(),
+        })
+    }
+
+    /// Whether this watcher watches exactly the directories of `set`.
+    pub fn covers(&self, set: &WatchSet) -> bool {
+        self.dirs == set.dirs()
+    }
+
+    /// Filters events by `set` from now on.
+    pub fn refilter(&self, set: Arc<WatchSet>) {
+        *self.filter.lock().unwrap_or_else(|e| e.into_inner()) = set;
     }
 }
 

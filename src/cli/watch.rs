@@ -120,7 +120,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         term,
         own_term: false,
     };
-    let mut watched: Option<(Vec<(std::path::PathBuf, bool)>, Watcher)> = None;
+    let mut watched: Option<Watcher> = None;
     let mut queued = true;
     let mut cycle: u64 = 0;
     loop {
@@ -156,11 +156,15 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         };
         let set =
             WatchSet::of(&plan, &wf.path).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
-        if watched.as_ref().map(|(d, _)| d.as_slice()) != Some(set.dirs()) {
-            let dirs = set.dirs().to_vec();
-            let watcher = Watcher::start(Arc::new(set), tx.clone())
-                .map_err(|e| vec![Diagnostic::plain(format!("cannot watch the sources: {e}"))])?;
-            watched = Some((dirs, watcher));
+        let set = Arc::new(set);
+        match &watched {
+            Some(w) if w.covers(&set) => w.refilter(set),
+            _ => {
+                let watcher = Watcher::start(set, tx.clone()).map_err(|e| {
+                    vec![Diagnostic::plain(format!("cannot watch the sources: {e}"))]
+                })?;
+                watched = Some(watcher);
+            }
         }
         // Steps marked `restart: true` (servers) run every cycle: the last
         // cycle's instance was stopped, so up to date is not a reason to skip.
