@@ -5,7 +5,7 @@
 
 use crate::plan::Plan;
 use crate::uptodate::{Decision, RunReason, SkipReason};
-use crate::uptodate_hooks::{self, Chain, Force};
+use crate::uptodate_hooks::{self, Chain, Force, Link};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -54,17 +54,25 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
     let mut restored: std::collections::BTreeMap<String, [u8; 32]> = Default::default();
     // Built-in actions that know they have nothing to do say why themselves.
     let mut skip_reasons: std::collections::BTreeMap<(String, String), String> = Default::default();
-    let actions = ActionProbe::new(plan, store);
+    let actions = ActionProbe::new(plan, store.clone());
     let mut jobs = Vec::new();
     for job in &plan.jobs {
         let mut steps = Vec::new();
         for step in &job.steps {
             let spec = uptodate_hooks::spec(plan, job, step, &chain);
+            // Upstream steps that will run first: their output is not known
+            // until they have, so `spec.upstream` assumes it comes out as last
+            // time and a step that is up to date on that assumption runs only
+            // if it does not.
+            let will_run = chain.upstream_ran(plan, job, step);
             let forced = force.forces(job, step);
             let decision = if step.sources.is_empty() {
                 chain.insert(
                     spec.key.clone(),
-                    uptodate_hooks::sourceless_fingerprint(&spec),
+                    Link {
+                        digest: uptodate_hooks::sourceless_fingerprint(&spec),
+                        ran: will_run,
+                    },
                 );
                 if forced {
                     Decision::Run(RunReason::Forced)
@@ -76,16 +84,55 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                 }
             } else {
                 let check = ut.check(&spec, forced).map_err(|e| e.to_string())?;
+                let produced = check.produced.clone();
                 let (fp, decision) = predict(&ut, &spec, check, &mut restored)?;
-                chain.insert(spec.key.clone(), fp);
+                let err = |e: crate::uptodate::UpToDateError| e.to_string();
+                // What it hands on: for a restore, what the restore writes;
+                // otherwise (up to date, or about to run) what it wrote last.
+                let generates = match &decision {
+                    Decision::Skip(SkipReason::RestoredFromCache { .. }) => {
+                        let mut g = ut
+                            .restorable_outputs(&spec.key, &fp)
+                            .map_err(err)?
+                            .unwrap_or_default();
+                        g.sort();
+                        g
+                    }
+                    _ => match &produced {
+                        Some(p) => p.clone(),
+                        None => ut.latest_outputs(&spec.key).map_err(err)?,
+                    },
+                };
+                let outputs_fp = match &decision {
+                    Decision::Skip(_) => Some(fp),
+                    _ => ut.latest_fingerprint(&spec.key).map_err(err)?,
+                };
+                let outputs = outputs_fp
+                    .map(|f| uptodate_hooks::recorded_outputs(store.as_ref(), &spec.key, &f))
+                    .unwrap_or_default();
+                let digest = uptodate_hooks::produced_digest(&generates, &outputs, &spec.upstream);
+                let (decision, ran) = match decision {
+                    Decision::Skip(_) if !will_run.is_empty() => (
+                        Decision::Run(RunReason::UpstreamWillRun {
+                            steps: uptodate_hooks::step_names(job, &will_run),
+                        }),
+                        will_run,
+                    ),
+                    Decision::Skip(s) => (Decision::Skip(s), will_run),
+                    run => {
+                        let mut ran = will_run;
+                        ran.push((job.key.clone(), step.id.clone()));
+                        ran.sort();
+                        ran.dedup();
+                        (run, ran)
+                    }
+                };
+                chain.insert(spec.key.clone(), Link { digest, ran });
                 decision
             };
             let reason = match &decision {
                 _ if skip_reasons.contains_key(&(job.key.clone(), step.id.clone())) => {
                     skip_reasons[&(job.key.clone(), step.id.clone())].clone()
-                }
-                Decision::Run(RunReason::UpstreamChanged) => {
-                    "an upstream step will run".to_string()
                 }
                 Decision::Skip(SkipReason::RestoredFromCache { .. }) => {
                     "restore from cache".to_string()
@@ -189,14 +236,27 @@ pub fn render(e: &Explained, color: bool) -> String {
         .flat_map(|j| &j.steps)
         .filter(|s| s.action == "run")
         .count();
+    // Steps that run only if an upstream step's output changes are counted
+    // apart: the plan cannot know before the upstream has run.
+    let nmaybe = e
+        .jobs
+        .iter()
+        .flat_map(|j| &j.steps)
+        .filter(|s| matches!(s.decision, Decision::Run(RunReason::UpstreamWillRun { .. })))
+        .count();
+    let maybe = if nmaybe > 0 {
+        format!(", {nmaybe} if an upstream output changes")
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "plan for {}: {} job{}, {} step{} ({} to run, {} up to date)\n",
+        "plan for {}: {} job{}, {} step{} ({} to run{maybe}, {} up to date)\n",
         e.workflow,
         e.jobs.len(),
         if e.jobs.len() == 1 { "" } else { "s" },
         nsteps,
         if nsteps == 1 { "" } else { "s" },
-        nrun,
+        nrun - nmaybe,
         nsteps - nrun
     );
     let width = e

@@ -32,4 +32,5 @@ pub mod template;
 pub mod uptodate;
 pub mod uptodate_hooks;
 pub mod validate;
+pub mod watch;
 pub mod workflow;

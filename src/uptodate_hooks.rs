@@ -1,7 +1,11 @@
 //! The bridge between the engine and the up-to-date engine: for each step,
-//! build its [`StepSpec`] (definition, sources, generates, upstream
-//! fingerprints) the same way at plan time and at run time, ask whether it
-//! must run, restore cached outputs, and record successes.
+//! build its [`StepSpec`] (definition, sources, generates, and digests of
+//! what its upstream steps produced) the same way at plan time and at run
+//! time, ask whether it must run, restore cached outputs, and record
+//! successes. The [`Chain`] of digests is where early cutoff happens: a step
+//! sees its upstream's `generates` content and outputs, never whether the
+//! upstream ran, so an upstream re-run that wrote the same bytes leaves it up
+//! to date.
 //!
 //! The definition hashed is the step as written (templates unrendered) plus
 //! the values that are fixed before the run starts (inputs, matrix), so
@@ -115,35 +119,125 @@ pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
     })
 }
 
-/// The fingerprints computed so far in this invocation, so each step can
-/// name its upstream: the previous step of its job, or the last step of
-/// every job it needs.
+/// A step as its dependents see it: a digest of what it produced (the
+/// content of its `generates` and its outputs, chained over its own
+/// upstream), and the upstream steps behind that digest that ran in this
+/// invocation (at run time) or will run (at plan time), as (job key, step id).
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub digest: Fingerprint,
+    pub ran: Vec<(String, String)>,
+}
+
+/// The links computed so far in this invocation, so each step can name its
+/// upstream: the previous step of its job, or the last step of every job it
+/// needs. Chaining digests of content rather than fingerprints is what gives
+/// early cutoff: a step that re-ran and wrote the same bytes hands on the
+/// same digest.
 #[derive(Default)]
 pub struct Chain {
-    fps: HashMap<String, Fingerprint>,
+    links: HashMap<String, Link>,
 }
 
 impl Chain {
-    pub fn upstream(&self, plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Vec<Fingerprint> {
-        let zero = Fingerprint([0; 32]);
+    fn upstream_links<'a>(
+        &'a self,
+        plan: &Plan,
+        job: &PlannedJob,
+        step: &PlannedStep,
+    ) -> Vec<Option<&'a Link>> {
         if step.index > 0 {
             let prev = &job.steps[step.index - 1];
-            return vec![self.fps.get(&step_key(job, prev)).cloned().unwrap_or(zero)];
+            return vec![self.links.get(&step_key(job, prev))];
         }
         job.needs
             .iter()
             .filter_map(|n| plan.job(n))
-            .filter_map(|j| {
-                j.steps
-                    .last()
-                    .map(|s| self.fps.get(&step_key(j, s)).cloned().unwrap_or(zero))
-            })
+            .filter_map(|j| j.steps.last().map(|s| self.links.get(&step_key(j, s))))
             .collect()
     }
 
-    pub fn insert(&mut self, key: String, fp: Fingerprint) {
-        self.fps.insert(key, fp);
+    /// The digests of the step's upstream steps (zero for one that did not run).
+    pub fn upstream(&self, plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Vec<Fingerprint> {
+        self.upstream_links(plan, job, step)
+            .into_iter()
+            .map(|l| l.map(|l| l.digest).unwrap_or(Fingerprint([0; 32])))
+            .collect()
     }
+
+    /// The upstream steps that ran (or will run) behind this step, sorted.
+    pub fn upstream_ran(
+        &self,
+        plan: &Plan,
+        job: &PlannedJob,
+        step: &PlannedStep,
+    ) -> Vec<(String, String)> {
+        let mut ran: Vec<(String, String)> = self
+            .upstream_links(plan, job, step)
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l.ran.iter().cloned())
+            .collect();
+        ran.sort();
+        ran.dedup();
+        ran
+    }
+
+    pub fn insert(&mut self, key: String, link: Link) {
+        self.links.insert(key, link);
+    }
+}
+
+/// What a step hands on to its dependents: its `generates` content and its
+/// outputs, over its upstream digests.
+pub fn produced_digest(
+    generates: &[(String, crate::uptodate::ContentHash)],
+    outputs: &BTreeMap<String, String>,
+    upstream: &[Fingerprint],
+) -> Fingerprint {
+    crate::uptodate::fingerprint::compute(
+        &crate::uptodate::fingerprint::definition_hash(&json!({ "outputs": outputs })),
+        generates,
+        upstream,
+    )
+}
+
+/// Upstream steps named as a reader of `viewer`'s plan sees them: the step id
+/// within its own job, `job.step` across jobs.
+pub fn step_names(viewer: &PlannedJob, steps: &[(String, String)]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|(j, s)| {
+            if *j == viewer.key {
+                s.clone()
+            } else {
+                format!("{j}.{s}")
+            }
+        })
+        .collect()
+}
+
+/// `a`, `a and b`, `a, b and c`, `a, b, c and 2 more`.
+fn and_list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        _ if names.len() <= 3 => format!(
+            "{} and {}",
+            names[..names.len() - 1].join(", "),
+            names[names.len() - 1]
+        ),
+        _ => format!("{} and {} more", names[..3].join(", "), names.len() - 3),
+    }
+}
+
+/// The skip reason of a step cut off early: `up to date: inputs unchanged
+/// after lib re-ran`.
+pub fn cutoff_reason(viewer: &PlannedJob, ran: &[(String, String)]) -> String {
+    format!(
+        "up to date: inputs unchanged after {} re-ran",
+        and_list(&step_names(viewer, ran))
+    )
 }
 
 pub fn spec(plan: &Plan, job: &PlannedJob, step: &PlannedStep, chain: &Chain) -> StepSpec {
@@ -157,15 +251,29 @@ pub fn spec(plan: &Plan, job: &PlannedJob, step: &PlannedStep, chain: &Chain) ->
     }
 }
 
-/// The fingerprint of a step without `sources`: its definition and upstream
+/// The digest a step without `sources` hands on: its definition and upstream
 /// only. Such a step always runs, so nothing is looked up or recorded; the
-/// fingerprint exists so its dependents' fingerprints are stable.
+/// digest exists so its dependents' fingerprints are stable.
 pub fn sourceless_fingerprint(spec: &StepSpec) -> Fingerprint {
     crate::uptodate::fingerprint::compute(
         &crate::uptodate::fingerprint::definition_hash(&spec.definition),
         &[],
         &spec.upstream,
     )
+}
+
+/// The outputs (`$TRUN_OUTPUT`) a step wrote in its success with this fingerprint.
+pub fn recorded_outputs(
+    store: &dyn Store,
+    key: &str,
+    fingerprint: &Fingerprint,
+) -> BTreeMap<String, String> {
+    store
+        .kv_get("step-outputs", &format!("{key}@{fingerprint}"))
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
 }
 
 /// The up-to-date engine of the workspace at `root` over the given store and
@@ -250,12 +358,7 @@ impl Hooks {
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
-        self.store
-            .kv_get("step-outputs", &format!("{key}@{fingerprint}"))
-            .ok()
-            .flatten()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default()
+        recorded_outputs(self.store.as_ref(), key, fingerprint)
     }
 }
 
@@ -286,16 +389,22 @@ impl StepHooks for Hooks {
         let job = self.plan.job(job_key)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let spec = spec(&self.plan, job, step, &inner.chain);
+        let upstream_ran = inner.chain.upstream_ran(&self.plan, job, step);
         if step.sources.is_empty() {
-            let fp = sourceless_fingerprint(&spec);
-            inner.chain.insert(spec.key, fp);
+            let digest = sourceless_fingerprint(&spec);
+            inner.chain.insert(
+                spec.key,
+                Link {
+                    digest,
+                    ran: upstream_ran,
+                },
+            );
             return None;
         }
         let check = match self.ut.check(&spec, self.force.forces(job, step)) {
             Ok(c) => c,
             Err(_) => return None,
         };
-        inner.chain.insert(spec.key.clone(), check.fingerprint);
         let skip = match &check.decision {
             Decision::Skip(reason) => Some(reason.to_string()),
             Decision::Run(RunReason::Forced | RunReason::NoSources | RunReason::NeverRan) => None,
@@ -308,10 +417,31 @@ impl StepHooks for Hooks {
         };
         match skip {
             Some(reason) => {
+                let outputs = self.recorded_outputs(&spec.key, &check.fingerprint);
+                // Up to date: the check read them already; restored: the
+                // restored success is now the latest.
+                let generates = match &check.produced {
+                    Some(p) if matches!(check.decision, Decision::Skip(_)) => p.clone(),
+                    _ => self.ut.latest_outputs(&spec.key).unwrap_or_default(),
+                };
+                let digest = produced_digest(&generates, &outputs, &spec.upstream);
+                // Up to date although an upstream step ran: cut off early.
+                let reason = if !upstream_ran.is_empty() && reason == "up to date" {
+                    cutoff_reason(job, &upstream_ran)
+                } else {
+                    reason
+                };
+                inner.chain.insert(
+                    spec.key.clone(),
+                    Link {
+                        digest,
+                        ran: upstream_ran,
+                    },
+                );
                 drop(inner);
                 // The skipped step's result is the one its current definition produced.
                 self.note_version(job_key, step.index, check.definition_version);
-                Some((reason, self.recorded_outputs(&spec.key, &check.fingerprint)))
+                Some((reason, outputs))
             }
             None => {
                 inner.pending.insert(spec.key.clone(), (spec, check));
@@ -347,7 +477,23 @@ impl StepHooks for Hooks {
             // Record what the step ran against (checked just before it ran),
             // not the tree afterwards: a source edited while the step ran
             // must make the next run run it again, as with make.
-            let _ = self.ut.record_success(&spec, &check, self.run_id);
+            let generates = self
+                .ut
+                .record_success(&spec, &check, self.run_id)
+                .unwrap_or_default();
+            let mut ran = {
+                let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                inner.chain.upstream_ran(&self.plan, job, step)
+            };
+            ran.push((job.key.clone(), step.id.clone()));
+            ran.sort();
+            ran.dedup();
+            let digest = produced_digest(&generates, outputs, &spec.upstream);
+            self.inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .chain
+                .insert(key.clone(), Link { digest, ran });
             self.note_version(job_key, step.index, check.definition_version);
             // Per fingerprint: a step restored from an earlier success hands
             // on that success's outputs, not the latest run's.

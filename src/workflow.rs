@@ -287,6 +287,9 @@ pub struct Step {
     pub sources: Option<Sp<StringList>>,
     /// Paths the step must produce; restored from the cache when possible.
     pub generates: Option<Sp<StringList>>,
+    /// A long-running process (a server): under `trun watch` it is stopped (its
+    /// whole process group, TERM then KILL) and started again on every change.
+    pub restart: Option<Sp<bool>>,
     /// Paste `${{ }}` values into the script text instead of passing them as
     /// environment variables. Unsafe with untrusted values; off by default.
     #[serde(default)]

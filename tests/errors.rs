@@ -97,7 +97,7 @@ fn unknown_step_key() {
           |
         5 |         timeout-minute: 3
           |         ^^^^^^^^^^^^^^
-          help: valid keys here: id, name, run, shell, working-directory, uses, with, env, if, continue-on-error, timeout-minutes, retry, sources, generates, unsafe-inline-expressions
+          help: valid keys here: id, name, run, shell, working-directory, uses, with, env, if, continue-on-error, timeout-minutes, retry, sources, generates, restart, unsafe-inline-expressions
         ",
     );
 }

@@ -196,8 +196,16 @@ fn pipeline_plan(compile: &str, package: &str, unit: &str, render: &str) -> Stri
     };
     let reasons = [compile, package, unit, render];
     let nrun = reasons.iter().filter(|r| !SKIP_REASONS.contains(r)).count();
+    // Steps that run only if an upstream step's output changes are counted apart.
+    let nmaybe = reasons.iter().filter(|r| r.starts_with("runs if ")).count();
+    let maybe = if nmaybe > 0 {
+        format!(", {nmaybe} if an upstream output changes")
+    } else {
+        String::new()
+    };
     format!(
-        "plan for demo: 3 jobs, 4 steps ({nrun} to run, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}\n3. docs\n{}",
+        "plan for demo: 3 jobs, 4 steps ({} to run{maybe}, {} up to date)\n\n1. build\n{}{}\n2. test  needs: build\n{}\n3. docs\n{}",
+        nrun - nmaybe,
         4 - nrun,
         line("compile", compile),
         line("package", package),
@@ -259,8 +267,8 @@ fn editing_a_source_runs_that_step_and_its_dependents_only() {
         p.plan(&[]),
         pipeline_plan(
             "src/x.rs changed",
-            "an upstream step will run",
-            "an upstream step will run",
+            "runs if compile's output changes",
+            "runs if build.compile's output changes",
             "up to date"
         )
     );
@@ -317,7 +325,7 @@ fn touching_without_changing_runs_nothing() {
 }
 
 #[test]
-fn editing_the_command_taints_the_step_and_reruns_it_and_its_dependents() {
+fn editing_the_command_taints_the_step_and_its_dependents_run_only_if_its_output_changed() {
     let p = Project::pipeline();
     p.run(&[]);
     let edited = PIPELINE.replace("chmod 755 out/app", "chmod 0755 out/app");
@@ -327,12 +335,13 @@ fn editing_the_command_taints_the_step_and_reruns_it_and_its_dependents() {
         p.plan(&[]),
         pipeline_plan(
             "tainted: definition changed",
-            "an upstream step will run",
-            "an upstream step will run",
+            "runs if compile's output changes",
+            "runs if build.compile's output changes",
             "up to date"
         )
     );
-    assert_eq!(p.run(&[]), names(&["compile", "package", "unit"]));
+    // `chmod 0755` writes what `chmod 755` wrote: its dependents are cut off.
+    assert_eq!(p.run(&[]), names(&["compile"]));
     assert_eq!(p.plan(&[]), all_up_to_date());
 
     // An env change is a definition change too.
@@ -346,9 +355,18 @@ fn editing_the_command_taints_the_step_and_reruns_it_and_its_dependents() {
         pipeline_plan(
             "up to date",
             "tainted: definition changed",
-            "an upstream step will run",
+            "runs if build.package's output changes",
             "up to date"
         )
+    );
+    assert_eq!(p.run(&[]), names(&["package"]));
+    // A definition change that changes what it writes runs its dependents.
+    p.write(
+        "trun.yaml",
+        &with_env.replace(
+            "cp out/app out/pkg",
+            "cp out/app out/pkg; echo v2 >> out/pkg",
+        ),
     );
     assert_eq!(p.run(&[]), names(&["package", "unit"]));
 }
@@ -491,8 +509,8 @@ fn gitignored_files_do_not_affect_fingerprints() {
         p.plan(&[]),
         pipeline_plan(
             "src/new.rs changed",
-            "an upstream step will run",
-            "an upstream step will run",
+            "runs if compile's output changes",
+            "runs if build.compile's output changes",
             "up to date"
         )
     );
@@ -543,7 +561,12 @@ fn force_reruns_only_what_it_names() {
 
     assert_eq!(
         p.plan(&["--force", "build.compile"]),
-        pipeline_plan("forced", "up to date", "up to date", "up to date")
+        pipeline_plan(
+            "forced",
+            "runs if compile's output changes",
+            "runs if build.compile's output changes",
+            "up to date"
+        )
     );
     assert_eq!(p.run(&["--force", "build.compile"]), names(&["compile"]));
 
@@ -704,10 +727,13 @@ fn plan_json_has_the_decisions_as_data() {
     assert_eq!(package["decision"]["reason"]["kind"], "definition_changed");
     assert_eq!(package["decision"]["reason"]["detail"]["from_version"], 1);
     let unit = step("test", "unit");
-    assert_eq!(unit["reason"], "an upstream step will run");
+    assert_eq!(
+        unit["reason"],
+        "runs if the output of build.compile or build.package changes"
+    );
     assert_eq!(
         unit["decision"],
-        serde_json::json!({"decision": "run", "reason": {"kind": "upstream_changed"}})
+        serde_json::json!({"decision": "run", "reason": {"kind": "upstream_will_run", "detail": {"steps": ["build.compile", "build.package"]}}})
     );
     let render = step("docs", "render");
     assert_eq!(render["action"], "skip");

@@ -25,6 +25,7 @@ mod plan;
 mod run;
 mod serve;
 mod validate;
+mod watch;
 
 pub use crate::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 
@@ -114,6 +115,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show what would run, in order, and why each step runs or is skipped.
     Plan(PlanArgs),
+    /// Run what is out of date, then again whenever a source or the workflow changes.
+    Watch(watch::WatchArgs),
     /// List the jobs of the workflow.
     List(ListArgs),
     /// Print the job graph as Graphviz DOT (or Mermaid).
@@ -298,6 +301,7 @@ pub fn main() -> i32 {
         None => run::cmd_run(cli.run),
         Some(Command::Run(a)) => run::cmd_run(a),
         Some(Command::Plan(a)) => plan::cmd_plan(a),
+        Some(Command::Watch(a)) => watch::cmd_watch(a),
         Some(Command::List(a)) => list::cmd_list(a),
         Some(Command::Graph(a)) => graph::cmd_graph(a),
         Some(Command::Validate(a)) => validate::cmd_validate(a),

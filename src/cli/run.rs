@@ -25,6 +25,20 @@ pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
     if a.dry_run {
         return super::plan::print_plan(&plan, &a.force, a.json, a.file.no_color);
     }
+    let outcome = run_plan(&wf, plan, &a)?;
+    if let Some(e) = outcome.record_error {
+        eprintln!("trun: warning: could not record the run in the state store: {e}");
+    }
+    Ok(outcome.exit_code)
+}
+
+/// Runs `plan` of `wf` through a new session with `a`'s settings: what `trun run`
+/// does after planning, and what each cycle of `trun watch` does.
+pub(super) fn run_plan(
+    wf: &crate::workflow::WorkflowFile,
+    plan: crate::plan::Plan,
+    a: &RunArgs,
+) -> Result<crate::session::Outcome, Vec<Diagnostic>> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,11 +105,7 @@ pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
         docker,
         grades: None,
     };
-    let outcome = session.run(plan, runtime, config).map_err(plain)?;
-    if let Some(e) = outcome.record_error {
-        eprintln!("trun: warning: could not record the run in the state store: {e}");
-    }
-    Ok(outcome.exit_code)
+    session.run(plan, runtime, config).map_err(plain)
 }
 
 fn plain(e: SessionError) -> Vec<Diagnostic> {

@@ -3,8 +3,12 @@
 //! [`UpToDate`] answers, for one step at a time, whether it must run ([`Decision`]) and
 //! says why in words a person can act on (`src/main.rs changed`, `tainted: definition
 //! changed`). A step with `sources` is up to date when its [`Fingerprint`] (resolved
-//! definition + content of its source files + upstream fingerprints) equals the one of
-//! its last success and every `generates` file still has the content recorded then.
+//! definition + content of its source files + what its upstream steps produced) equals
+//! the one of its last success and every `generates` file still has the content recorded
+//! then. What an upstream step produced is the content of its `generates` and its
+//! outputs, not its fingerprint: an upstream step that re-ran and wrote the same bytes
+//! leaves its dependents up to date (early cutoff; the caller builds those digests, see
+//! `uptodate_hooks`).
 //! After a success it records the fingerprint, the definition's history and the outputs
 //! (stored content-addressed, so an earlier success can be restored after a branch
 //! switch instead of re-running).
@@ -54,7 +58,8 @@ pub struct StepSpec {
     pub generates: Vec<String>,
     /// The workspace root.
     pub base: PathBuf,
-    /// Fingerprints of the steps it depends on, in a stable order.
+    /// Digests of what the steps it depends on produced (their `generates` content and
+    /// outputs, chained over their own upstream), in a stable order.
     pub upstream: Vec<Fingerprint>,
 }
 
@@ -96,6 +101,11 @@ pub enum RunReason {
         changed: Vec<String>,
     },
     UpstreamChanged,
+    /// Only in `trun plan`: the step is up to date unless one of these upstream steps,
+    /// which will run first, produces different `generates` or outputs.
+    UpstreamWillRun {
+        steps: Vec<String>,
+    },
     GeneratesMissing(Vec<String>),
     GeneratesModified(Vec<String>),
 }
@@ -136,6 +146,19 @@ impl fmt::Display for RunReason {
                 Ok(())
             }
             RunReason::UpstreamChanged => f.write_str("an upstream step changed"),
+            RunReason::UpstreamWillRun { steps } => match steps.as_slice() {
+                [one] => write!(f, "runs if {one}'s output changes"),
+                [init @ .., last] if steps.len() <= 3 => write!(
+                    f,
+                    "runs if the output of {} or {last} changes",
+                    init.join(", ")
+                ),
+                _ => write!(
+                    f,
+                    "runs if the output of {} changes",
+                    name_up_to_three(steps)
+                ),
+            },
             RunReason::GeneratesMissing(p) => {
                 write!(f, "generates path missing: {}", name_up_to_three(p))
             }
@@ -171,6 +194,10 @@ pub struct Check {
     pub definition_version: u32,
     /// The matched source files with their content hashes, sorted by path.
     pub files: Vec<(String, ContentHash)>,
+    /// For a step found up to date: the `generates` (path, content hash) its last
+    /// success recorded, sorted; what it hands on to its dependents. Read here
+    /// anyway, so the caller need not ask the store again.
+    pub produced: Option<Vec<(String, ContentHash)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -413,6 +440,7 @@ impl UpToDate {
             Some(d) => d.version + 1,
             None => 1,
         };
+        let mut produced = None;
         let decision = if force {
             Decision::Run(RunReason::Forced)
         } else if spec.sources.is_empty() {
@@ -434,7 +462,11 @@ impl UpToDate {
                         Decision::Run(RunReason::SourcesChanged { changed })
                     }
                 }
-                Some(last) => self.outputs_decision(&mut index, spec, last.id)?,
+                Some(last) => {
+                    let (decision, outputs) = self.outputs_decision(&mut index, spec, last.id)?;
+                    produced = Some(outputs);
+                    decision
+                }
             }
         };
         Ok(Check {
@@ -442,6 +474,7 @@ impl UpToDate {
             decision,
             definition_version,
             files,
+            produced,
         })
     }
 
@@ -452,6 +485,22 @@ impl UpToDate {
             .step_state(key)?
             .last_success
             .map(|s| Fingerprint(s.fingerprint)))
+    }
+
+    /// The `generates` files (path, content hash) recorded by the step's latest success,
+    /// sorted by path: what its dependents received from it.
+    pub fn latest_outputs(&self, key: &str) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
+        let Some(last) = self.store.step_state(key)?.last_success else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<(String, ContentHash)> = self
+            .store
+            .success_outputs(last.id)?
+            .into_iter()
+            .map(|o| (o.path, o.hash))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// The outputs (path, content hash) of a success of `key` with exactly
@@ -545,13 +594,13 @@ impl UpToDate {
     /// fingerprint, the source hashes (to name changed files later), the definition
     /// (a new version when its hash changed) and every `generates` file, stored in the
     /// CAS. A `generates` path the step did not produce is not recorded; the next check
-    /// reports it missing.
+    /// reports it missing. Returns the recorded `generates` (path, content hash), sorted.
     pub fn record_success(
         &self,
         spec: &StepSpec,
         check: &Check,
         run_id: i64,
-    ) -> Result<(), UpToDateError> {
+    ) -> Result<Vec<(String, ContentHash)>, UpToDateError> {
         use rayon::prelude::*;
         let def_hash = fingerprint::definition_hash(&spec.definition);
         let outputs = if spec.generates.is_empty() {
@@ -596,7 +645,10 @@ impl UpToDate {
             outputs: &recorded,
         })?;
         self.store_stats(&hashed)?;
-        Ok(())
+        let mut produced: Vec<(String, ContentHash)> =
+            recorded.into_iter().map(|o| (o.path, o.hash)).collect();
+        produced.sort();
+        Ok(produced)
     }
 
     /// Files may have changed (a step ran): forget this invocation's walks and hashes.
@@ -828,14 +880,18 @@ impl UpToDate {
         Ok(fingerprint::decode_files(&blob).unwrap_or_default())
     }
 
-    /// Skip, unless a `generates` file of the last success is gone or differs.
+    /// Skip, unless a `generates` file of the last success is gone or differs; with
+    /// the outputs that success recorded (path, content hash), sorted.
     fn outputs_decision(
         &self,
         index: &mut Index,
         spec: &StepSpec,
         success_id: i64,
-    ) -> Result<Decision, UpToDateError> {
+    ) -> Result<(Decision, Vec<(String, ContentHash)>), UpToDateError> {
         let recorded = self.store.success_outputs(success_id)?;
+        let mut produced: Vec<(String, ContentHash)> =
+            recorded.iter().map(|o| (o.path.clone(), o.hash)).collect();
+        produced.sort();
         let abs: Vec<PathBuf> = recorded.iter().map(|o| spec.base.join(&o.path)).collect();
         let rows = self.load_paths(&abs)?;
         let outputs: Vec<(String, ContentHash, u32, Option<Cached>)> = recorded
@@ -891,13 +947,14 @@ impl UpToDate {
         }
         missing.sort();
         modified.sort();
-        Ok(if !missing.is_empty() {
+        let decision = if !missing.is_empty() {
             Decision::Run(RunReason::GeneratesMissing(missing))
         } else if !modified.is_empty() {
             Decision::Run(RunReason::GeneratesModified(modified))
         } else {
             Decision::Skip(SkipReason::UpToDate)
-        })
+        };
+        Ok((decision, produced))
     }
 }
 

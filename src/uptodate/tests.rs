@@ -147,6 +147,25 @@ fn reasons_read_like_the_plan_output() {
         RunReason::UpstreamChanged.to_string(),
         "an upstream step changed"
     );
+    let will_run = |steps: &[&str]| {
+        RunReason::UpstreamWillRun {
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+        }
+        .to_string()
+    };
+    assert_eq!(will_run(&["lib"]), "runs if lib's output changes");
+    assert_eq!(
+        will_run(&["lib", "b.tool"]),
+        "runs if the output of lib or b.tool changes"
+    );
+    assert_eq!(
+        will_run(&["a", "b", "c"]),
+        "runs if the output of a, b or c changes"
+    );
+    assert_eq!(
+        will_run(&["a", "b", "c", "d"]),
+        "runs if the output of a, b, c (+1 more) changes"
+    );
     assert_eq!(
         SkipReason::RestoredFromCache { files: 2 }.to_string(),
         "restored from cache"
@@ -572,4 +591,19 @@ fn each_directory_is_walked_once_per_invocation() {
 fn up_to_date_is_send_and_sync() {
     fn assert<T: Send + Sync>() {}
     assert::<UpToDate>();
+}
+
+#[test]
+fn latest_outputs_are_what_the_last_success_recorded() {
+    let ws = Ws::new();
+    let ud = ws.open();
+    ws.write("src/a.txt", "a");
+    let spec = ws.spec("b/s", "cp src/a.txt out.txt", &["src/**"], &["out.txt"]);
+    assert!(ud.latest_outputs(&spec.key).unwrap().is_empty());
+    let check = ud.check(&spec, false).unwrap();
+    ws.write("out.txt", "a");
+    let produced = ud.record_success(&spec, &check, 1).unwrap();
+    assert_eq!(produced.len(), 1);
+    assert_eq!(produced[0].0, "out.txt");
+    assert_eq!(ud.latest_outputs(&spec.key).unwrap(), produced);
 }

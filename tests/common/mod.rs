@@ -121,6 +121,35 @@ impl Test {
         self.dir.path()
     }
 
+    /// A fresh copy of `examples/pipelines/NAME`, without build products or state a
+    /// developer may have left in it.
+    pub fn example(name: &str) -> Self {
+        fn copy_tree(from: &Path, to: &Path) {
+            fs::create_dir_all(to).expect("mkdir");
+            for entry in fs::read_dir(from).expect("read_dir") {
+                let entry = entry.expect("entry");
+                let name = entry.file_name();
+                if [".trun", "build", "dist", "results", "reports"]
+                    .iter()
+                    .any(|n| name == *n)
+                {
+                    continue;
+                }
+                let target = to.join(&name);
+                if entry.file_type().expect("file type").is_dir() {
+                    copy_tree(&entry.path(), &target);
+                } else {
+                    // fs::copy keeps the permission bits (scripts stay executable).
+                    fs::copy(entry.path(), &target).expect("copy");
+                }
+            }
+        }
+        let t = Test::new();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pipelines");
+        copy_tree(&dir.join(name), t.path());
+        t
+    }
+
     pub fn join(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
