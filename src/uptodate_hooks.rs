@@ -477,10 +477,17 @@ impl StepHooks for Hooks {
             // Record what the step ran against (checked just before it ran),
             // not the tree afterwards: a source edited while the step ran
             // must make the next run run it again, as with make.
-            let generates = self
-                .ut
-                .record_success(&spec, &check, self.run_id)
-                .unwrap_or_default();
+            // A cache that cannot be written (a full disk) must not pass silently:
+            // the step would run again next time with nobody told why.
+            let generates = match self.ut.record_success(&spec, &check, self.run_id) {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!(
+                        "trun: warning: {key}: its outputs were not cached, so it will run again next time: {e}"
+                    );
+                    Vec::new()
+                }
+            };
             let mut ran = {
                 let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                 inner.chain.upstream_ran(&self.plan, job, step)

@@ -1013,3 +1013,29 @@ fn a_container_env_name_with_equals_is_refused() {
         "#,
     );
 }
+
+#[test]
+fn a_damaged_state_database_says_what_to_do() {
+    let t = Test::new().workflow("jobs: { a: { steps: [ { run: 'true' } ] } }");
+    t.write(".trun/state.db", "this is not a database\n");
+    let db = t.join(".trun/state.db");
+    t.run(&["history"]).status(2).stderr_is(&format!(
+        "error: the state database {0} is damaged (file is not a database); trun's history and \
+         up-to-date records are in it. Move it aside (mv {0} {0}.broken) to start a fresh \
+         history; every step then runs once again\n",
+        db.display()
+    ));
+}
+
+#[test]
+fn a_huge_autograding_timeout_is_an_error_not_a_panic() {
+    let t = Test::new().file(
+        "autograding.json",
+        r#"{"tests":[{"name":"a","run":"true","timeout":1e308,"points":1}]}"#,
+    );
+    t.run(&["rubric", "import", "autograding.json"])
+        .status(2)
+        .stderr_is(
+            "autograding.json: error: tests[0] has a timeout of 1e308 minutes, over the limit of 1440 minutes\n",
+        );
+}

@@ -383,19 +383,13 @@ impl LogFile {
             return None;
         }
         if self.file.is_none() {
-            use std::os::unix::fs::OpenOptionsExt;
-            let opened = self
-                .path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(&self.path)
-                });
+            // `.trun/logs/<run>/<job>/NN-step.log`: the run's log directory was made
+            // fresh by the session; below it, a link a step planted (for a later
+            // step's log, say) is never followed.
+            let opened = match self.path.parent().and_then(Path::parent) {
+                Some(run_dir) => crate::fsutil::safe_create(run_dir, &self.path),
+                None => Err(std::io::Error::other("a log path needs a run directory")),
+            };
             match opened {
                 Ok(f) => self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
                 Err(e) => {

@@ -94,7 +94,12 @@ pub fn from_autograding_json(text: &str, origin: &str) -> Result<Rubric, RubricE
                     origin: origin.to_string(),
                     pos: None,
                     message: format!(
-                        "tests[{i}] has a timeout of {minutes} minutes, over the limit of {limit} minutes"
+                        "tests[{i}] has a timeout of {} minutes, over the limit of {limit} minutes",
+                        if minutes.abs() < 1e9 {
+                            minutes.to_string()
+                        } else {
+                            format!("{minutes:e}")
+                        }
                     ),
                 });
             }

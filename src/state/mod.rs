@@ -52,6 +52,14 @@ pub enum StateError {
     },
     #[error("cannot open the state database {}: {source}", path.display())]
     Open { path: PathBuf, source: BackendError },
+    /// The file is there but is not a database (or is damaged beyond reading).
+    #[error(
+        "the state database {} is damaged ({source}); trun's history and up-to-date records \
+         are in it. Move it aside (mv {0} {0}.broken) to start a fresh history; \
+         every step then runs once again",
+        path.display()
+    )]
+    Corrupted { path: PathBuf, source: BackendError },
     #[error(
         "the state database {} has schema version {found}, but this trun knows versions up to {known}: \
          it was written by a newer trun. Use that trun, or move the file aside to start a fresh history",

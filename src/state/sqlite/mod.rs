@@ -52,9 +52,22 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let open_err = |source: rusqlite::Error| StateError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(source),
+        let open_err = |source: rusqlite::Error| {
+            let corrupted = matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            );
+            if corrupted {
+                StateError::Corrupted {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                }
+            } else {
+                StateError::Open {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                }
+            }
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         // busy_timeout first: switching to WAL itself needs a lock that a
