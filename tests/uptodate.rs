@@ -3,8 +3,9 @@
 //! steps themselves — every step appends its name to `ran.log`, so a test never takes
 //! trun's word for whether a command ran.
 
-use assert_cmd::Command;
-use predicates::prelude::*;
+mod common;
+
+use common::Invocation;
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -89,27 +90,16 @@ impl Project {
         fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("trun").expect("trun binary");
-        c.current_dir(self.dir.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("GITHUB_ACTIONS")
-            .timeout(Duration::from_secs(120));
-        c
+    /// `trun ARGS` in the project, through the shared harness (`tests/common`).
+    fn cmd(&self, args: &[&str]) -> Invocation {
+        common::invoke_in(self.dir.path(), args).env("NO_COLOR", "1")
     }
 
     /// Runs `trun ARGS`, asserts exit 0, returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().expect("run trun");
-        assert!(
-            out.status.success(),
-            "trun {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let out = self.cmd(args).run();
+        out.success();
+        out.stdout
     }
 
     /// `trun plan ARGS` as text.
@@ -588,20 +578,18 @@ fn force_of_an_unknown_name_is_a_usage_error_with_a_suggestion() {
         &["run", "--force", "nosuch"],
     ] {
         p.cmd(args)
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(
-                "--force nosuch: no such job or step in the plan",
-            ));
+            .run()
+            .status(2)
+            .stderr_has("--force nosuch: no such job or step in the plan");
     }
     p.cmd(&["--force", "buidl"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("(did you mean `build`?)"));
+        .run()
+        .status(2)
+        .stderr_has("(did you mean `build`?)");
     p.cmd(&["--force", "build.compil"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("(did you mean `build.compile`?)"));
+        .run()
+        .status(2)
+        .stderr_has("(did you mean `build.compile`?)");
     assert!(!p.path("ran.log").exists(), "a rejected --force ran steps");
 }
 
@@ -610,9 +598,13 @@ fn force_suggests_a_bare_step_id() {
     // `--force compile` is accepted (a bare step id), so a typo of it should get a
     // suggestion as well.
     let p = Project::pipeline();
-    p.cmd(&["--force", "compil"]).assert().code(2).stderr(
-        predicate::str::contains("did you mean `compile`?")
-            .or(predicate::str::contains("did you mean `build.compile`?")),
+    let out = p.cmd(&["--force", "compil"]).run();
+    out.status(2);
+    assert!(
+        out.stderr.contains("did you mean `compile`?")
+            || out.stderr.contains("did you mean `build.compile`?"),
+        "{}",
+        out.stderr
     );
 }
 
@@ -798,7 +790,7 @@ fn cache_stats_and_prune() {
     p.write("src/x.rs", "A\n");
     assert_eq!(p.run(&[]), names(&["compile", "package", "unit"]));
 
-    p.cmd(&["cache", "prune"]).assert().code(2);
+    p.cmd(&["cache", "prune"]).run().status(2);
 }
 
 #[test]
@@ -828,7 +820,7 @@ jobs:
 "#,
     );
     p.write("src/a", "1\n");
-    p.cmd(&["--progress", "plain"]).assert().code(1);
+    p.cmd(&["--progress", "plain"]).run().status(1);
     p.assert_plan_line("   run   flaky  never ran");
     let _ = fs::remove_file(p.path("ran.log"));
     p.write("pass", "");
@@ -850,11 +842,12 @@ jobs:
 "#,
     );
     p.write("src/a", "1\n");
-    let out = p.cmd(&["--progress", "plain"]).output().expect("run trun");
     // The step fails, naming the path (tests/escapes.rs has the rest), so no
     // success is recorded and the next run runs it again.
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`generates`: never-made.txt"));
+    p.cmd(&["--progress", "plain"])
+        .run()
+        .status(1)
+        .stderr_has("`generates`: never-made.txt");
     let _ = fs::remove_file(p.path("ran.log"));
     p.assert_plan_line("   run   forgetful  never ran");
 }
