@@ -40,9 +40,28 @@ impl Shell {
     }
 
     /// Whether `${VAR}` in the script text reads an environment variable, so
-    /// expressions can be passed safely by reference.
+    /// expressions can be passed safely by reference: `bash`, `sh`, and a
+    /// template that runs a POSIX shell (`bash -e {0}`, `/bin/sh {0}`,
+    /// `busybox sh {0}`). Any other interpreter (`python3 {0}`) has its own
+    /// syntax, so an expression in its script is refused at plan time.
     pub fn expands_env_refs(&self) -> bool {
-        matches!(self, Shell::Bash | Shell::Sh)
+        const POSIX: &[&str] = &["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"];
+        match self {
+            Shell::Bash | Shell::Sh => true,
+            Shell::Template(argv) => {
+                let base = |a: &str| {
+                    Path::new(a)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .map(str::to_string)
+                };
+                match argv.first().and_then(|a| base(a)).as_deref() {
+                    Some("busybox") => argv.get(1).is_some_and(|a| a == "sh" || a == "ash"),
+                    Some(p) => POSIX.contains(&p),
+                    None => false,
+                }
+            }
+        }
     }
 
     pub fn name(&self) -> String {

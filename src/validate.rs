@@ -461,6 +461,19 @@ fn check_job(
                 seen.insert(sid.value.clone(), sid.loc);
             }
         }
+        let default_shell = job
+            .defaults
+            .as_ref()
+            .and_then(|d| d.run.as_ref())
+            .and_then(|r| r.shell.as_ref())
+            .or_else(|| {
+                wf.workflow
+                    .defaults
+                    .as_ref()
+                    .and_then(|d| d.run.as_ref())
+                    .and_then(|r| r.shell.as_ref())
+            });
+        check_injection(wf, step, default_shell, errs);
         check_step(wf, step, &scope, errs, &mut expr);
         if let Some(sid) = &st.id {
             scope.steps.insert(sid.value.clone());
@@ -474,6 +487,158 @@ fn check_job(
 
 fn scalar_sp(v: &Sp<Scalar>) -> Sp<String> {
     Sp::new(v.value.0.clone(), v.loc)
+}
+
+/// No script injection: an expression's value must reach the program as data. In `run:`
+/// under a POSIX shell, the engine passes it as an environment variable (see
+/// `template::Engine::render_script`); where that cannot keep the meaning of the text, the
+/// step is refused here, before anything runs, unless it opts in with
+/// `unsafe-inline-expressions: true`:
+/// - a template shell running another interpreter (`python3 {0}`): its syntax is not the
+///   shell's, so `${VAR}` would not read the variable;
+/// - an expression inside a quoted heredoc (`<<'EOF'`), where `${VAR}` is not expanded;
+/// - `docker/exec` `commands` and a `docker/run` `command` string, which run through `sh -c`
+///   with the text pasted in.
+fn check_injection(
+    wf: &WorkflowFile,
+    step: &Sp<Step>,
+    default_shell: Option<&Sp<String>>,
+    errs: &mut Vec<Diagnostic>,
+) {
+    let st = &step.value;
+    if st.unsafe_inline_expressions {
+        return;
+    }
+    let opt_in =
+        "or set `unsafe-inline-expressions: true` on the step to paste the value into the text";
+    if let Some(run) = &st.run {
+        if !run.value.contains("${{") {
+            return;
+        }
+        let shell = st.shell.as_ref().or(default_shell);
+        if let Some(Ok(sh)) = shell.map(|s| crate::shell::Shell::parse(&s.value)) {
+            if !sh.expands_env_refs() {
+                errs.push(
+                    wf.error(
+                        run.loc,
+                        format!(
+                            "`${{{{ }}}}` in a script run by `{}` would be pasted into its code",
+                            sh.name()
+                        ),
+                    )
+                    .with_help(format!(
+                        "pass the value through the step's `env:` and read it from the environment (os.environ[\"NAME\"], process.env.NAME), {opt_in}"
+                    )),
+                );
+                return;
+            }
+        }
+        if let Some(line) = expression_in_quoted_heredoc(&run.value) {
+            // Point at the expression itself: a block scalar's lines follow its first.
+            let text = run.value.lines().nth(line - 1).unwrap_or_default();
+            let loc = crate::spanned::Loc {
+                line: run.loc.line + (line - 1) as u32,
+                col: run.loc.col + text.find("${{").unwrap_or(0) as u32,
+                offset: None,
+            };
+            errs.push(
+                wf.error(
+                    loc,
+                    format!(
+                        "`${{{{ }}}}` inside a quoted heredoc (line {line} of the script) cannot reach it as data: the shell does not expand variables there"
+                    ),
+                )
+                .with_help(format!("unquote the heredoc's delimiter (<<EOF) so the value is expanded, {opt_in}")),
+            );
+        }
+        return;
+    }
+    let Some(uses) = &st.uses else { return };
+    let key = match uses.value.as_str() {
+        "docker/exec" => "commands",
+        "docker/run" => "command",
+        _ => return,
+    };
+    for (k, v) in st.with.iter() {
+        if k.value != key {
+            continue;
+        }
+        // A `docker/run` command given as a list is an argument vector: no shell reads it.
+        if key == "command" && !v.value.is_string() {
+            continue;
+        }
+        if json_strings(&v.value).iter().any(|s| s.contains("${{")) {
+            errs.push(
+                wf.error(
+                    k.loc,
+                    format!("`${{{{ }}}}` in `{key}` would be pasted into a shell command"),
+                )
+                .with_help(format!(
+                    "put the value in `with.env` and refer to it as \"$NAME\" in the command, {opt_in}"
+                )),
+            );
+        }
+    }
+}
+
+/// The 1-based line of the script where an expression sits inside the body of a quoted
+/// heredoc (`<<'EOF'`, `<<"EOF"`, `<<\EOF`, with or without `-`), if any.
+fn expression_in_quoted_heredoc(script: &str) -> Option<usize> {
+    let mut pending: Vec<(String, bool, bool)> = Vec::new(); // (delimiter, quoted, strip tabs)
+    let mut body: Option<(String, bool, bool)> = None;
+    for (i, line) in script.lines().enumerate() {
+        if let Some((delim, quoted, strip)) = &body {
+            let end = if *strip {
+                line.trim_start_matches('\t')
+            } else {
+                line
+            };
+            if end == delim {
+                body = None;
+                if !pending.is_empty() {
+                    body = Some(pending.remove(0));
+                }
+                continue;
+            }
+            if *quoted && line.contains("${{") {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("<<") {
+            rest = &rest[at + 2..];
+            if rest.starts_with('<') {
+                rest = &rest[1..];
+                continue; // a here-string (<<<)
+            }
+            let strip = rest.starts_with('-');
+            let r = rest.trim_start_matches('-').trim_start();
+            let (quoted, word) = match r.chars().next() {
+                Some(q @ ('\'' | '"')) => (true, r[1..].split(q).next().unwrap_or("")),
+                Some('\\') => (
+                    true,
+                    r[1..]
+                        .split(|c: char| c.is_whitespace() || c == ';')
+                        .next()
+                        .unwrap_or(""),
+                ),
+                _ => (
+                    false,
+                    r.split(|c: char| c.is_whitespace() || c == ';' || c == '>' || c == '|')
+                        .next()
+                        .unwrap_or(""),
+                ),
+            };
+            if !word.is_empty() {
+                pending.push((word.to_string(), quoted, strip));
+            }
+        }
+        if !pending.is_empty() {
+            body = Some(pending.remove(0));
+        }
+    }
+    None
 }
 
 fn check_step(

@@ -492,3 +492,124 @@ fn a_workspace_reached_through_a_link_still_restores_its_outputs() {
     assert_eq!(t.read("real/out/app"), "built\n", "restored");
     assert_eq!(t.read("real/runs"), "ran\n", "not run again");
 }
+
+/// An input an attacker chose: every quoting context and command substitution at once.
+const NASTY: &str = "a'b\"c $(touch pwned-subst) `touch pwned-tick` ; touch pwned-semi";
+
+#[test]
+fn expressions_under_posix_template_shells_reach_the_script_as_data() {
+    let t = common::Test::new().workflow(&format!(
+        r#"
+        inputs:
+          x: {{ default: {} }}
+        jobs:
+          j:
+            steps:
+              - shell: bash -e {{0}}
+                run: |
+                  echo "1:${{{{ inputs.x }}}}"
+                  echo '2:${{{{ inputs.x }}}}'
+                  echo 3:${{{{ inputs.x }}}}
+                  cat <<EOF
+                  4:${{{{ inputs.x }}}}
+                  EOF
+              - shell: sh -e {{0}}
+                run: echo "5:${{{{ inputs.x }}}}"
+        "#,
+        serde_json::to_string(NASTY).unwrap()
+    ));
+    let out = t.run(&["--progress", "plain"]);
+    out.success();
+    for n in ["1", "2", "4", "5"] {
+        assert!(
+            out.stderr.contains(&format!("{n}:{NASTY}")),
+            "{n}: {}",
+            out.stderr
+        );
+    }
+    // Unquoted, the shell splits the value into words, but never runs any of it.
+    for planted in ["pwned-subst", "pwned-tick", "pwned-semi"] {
+        assert!(
+            !t.exists(planted),
+            "{planted} was created: the value ran as code"
+        );
+    }
+}
+
+#[test]
+fn an_expression_an_interpreter_would_read_as_code_is_refused_before_anything_runs() {
+    let t = common::Test::new().workflow(
+        r#"
+        jobs:
+          j:
+            steps:
+              - run: touch ran
+              - shell: python3 {0}
+                run: print("${{ job.id }}")
+        "#,
+    );
+    t.run(&[]).status(2).stderr_is(
+        r#"
+        trun.yaml:6:14: error: `${{ }}` in a script run by `python3 {0}` would be pasted into its code
+          |
+        6 |         run: print("${{ job.id }}")
+          |              ^^^^^^^^^^
+          help: pass the value through the step's `env:` and read it from the environment (os.environ["NAME"], process.env.NAME), or set `unsafe-inline-expressions: true` on the step to paste the value into the text
+        "#,
+    );
+    assert!(!t.exists("ran"), "nothing runs when the file is refused");
+}
+
+#[test]
+fn an_expression_in_a_quoted_heredoc_is_refused_where_it_stands() {
+    let t = common::Test::new().workflow(
+        "
+        jobs:
+          j:
+            steps:
+              - run: |
+                  echo one
+                  cat <<'EOF'
+                  q: ${{ job.id }}
+                  EOF
+        ",
+    );
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has("trun.yaml:7:14: error: `${{ }}` inside a quoted heredoc (line 3 of the script) cannot reach it as data");
+    // Opting in pastes the value, as the user asked.
+    t.write(
+        "trun.yaml",
+        "jobs:\n  j:\n    steps:\n      - unsafe-inline-expressions: true\n        run: |\n          cat <<'EOF'\n          q: ${{ job.id }}\n          EOF\n",
+    );
+    t.run(&["--progress", "plain"]).success().stderr_has("q: j");
+}
+
+#[test]
+fn docker_commands_with_expressions_are_refused_unless_given_as_argv() {
+    let t = common::Test::new().workflow(
+        r#"
+        jobs:
+          j:
+            steps:
+              - uses: docker/exec
+                with: { container: c, commands: [ { hi: "echo ${{ job.id }}" } ] }
+              - uses: docker/run
+                with: { image: busybox, command: "echo ${{ job.id }}" }
+        "#,
+    );
+    let out = t.run(&["validate"]);
+    out.status(2)
+        .stderr_has(
+            "trun.yaml:5:31: error: `${{ }}` in `commands` would be pasted into a shell command",
+        )
+        .stderr_has(
+            "trun.yaml:7:33: error: `${{ }}` in `command` would be pasted into a shell command",
+        );
+    // A list is an argument vector: no shell reads it, so the value is data.
+    t.write(
+        "trun.yaml",
+        "jobs:\n  j:\n    steps:\n      - uses: docker/run\n        with: { image: busybox, command: [echo, '${{ job.id }}'] }\n",
+    );
+    t.run(&["validate"]).success();
+}
