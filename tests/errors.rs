@@ -1039,3 +1039,20 @@ fn a_huge_autograding_timeout_is_an_error_not_a_panic() {
             "autograding.json: error: tests[0] has a timeout of 1e308 minutes, over the limit of 1440 minutes\n",
         );
 }
+
+#[test]
+fn a_rubric_limit_of_the_wrong_type_says_what_was_expected() {
+    let t = Test::new().file("student/README", "x\n").file(
+        "rubric.yaml",
+        "criteria:\n  - { id: a, run: x, timeout: {a: 1} }\n",
+    );
+    t.run(&["grade", "student", "--rubric", "rubric.yaml", "--local"])
+        .status(2)
+        .stderr_is(
+            "rubric.yaml:2:31: error: invalid type: map, expected a duration like `30s`, `2m` or a number of seconds
+  |
+2 |   - { id: a, run: x, timeout: {a: 1} }
+  |                               ^
+",
+        );
+}

@@ -59,17 +59,52 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// Accepts a string with a unit or a bare number, so `timeout: 60` and `timeout: 60s` both work.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A limit written as a number or as text with a unit. Read with a visitor rather than an
+/// untagged enum, so that a wrong type says what was expected ("expected a duration like
+/// `30s`…") instead of "data did not match any variant of untagged enum".
 enum NumberOrText {
     Number(u64),
     Text(String),
 }
 
+struct NumberOrTextVisitor(&'static str);
+
+impl serde::de::Visitor<'_> for NumberOrTextVisitor {
+    type Value = NumberOrText;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumberOrText, E> {
+        Ok(NumberOrText::Number(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumberOrText, E> {
+        u64::try_from(v)
+            .map(NumberOrText::Number)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<NumberOrText, E> {
+        // `1.5` means what `"1.5"` means; the text parsers bound it.
+        Ok(NumberOrText::Text(v.to_string()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NumberOrText, E> {
+        Ok(NumberOrText::Text(v.to_string()))
+    }
+}
+
+impl NumberOrText {
+    fn read<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberOrTextVisitor(expecting))
+    }
+}
+
 impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match NumberOrText::deserialize(d)? {
+        match NumberOrText::read(d, "a duration like `30s`, `2m` or a number of seconds")? {
             NumberOrText::Number(n) => Ok(DurationSpec(Duration::from_secs(n))),
             NumberOrText::Text(t) => parse_duration(&t)
                 .map(DurationSpec)
@@ -102,7 +137,7 @@ impl JsonSchema for DurationSpec {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match NumberOrText::deserialize(d)? {
+        match NumberOrText::read(d, "a size like `64KiB`, `1MiB` or a number of bytes")? {
             NumberOrText::Number(n) => Ok(ByteSize(n)),
             NumberOrText::Text(t) => parse_size(&t)
                 .map(ByteSize)

@@ -29,7 +29,16 @@ impl Rubric {
 /// position.
 fn yaml_message(e: &serde_saphyr::Error) -> (Option<Pos>, String) {
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default().to_string();
+    let mut first = text.lines().next().unwrap_or_default();
+    // The position is reported apart; the parser's own `error: line N column M: ` would
+    // repeat it.
+    first = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some(rest) = first.strip_prefix("line ") {
+        if let Some((_, msg)) = rest.split_once(": ") {
+            first = msg;
+        }
+    }
+    let first = first.to_string();
     let pos = e.location().filter(|l| l.line() > 0).map(|l| Pos {
         line: l.line(),
         col: l.column(),
