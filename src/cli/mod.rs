@@ -439,6 +439,27 @@ fn no_workflow(searched: &Path) -> Diagnostic {
     ))
 }
 
+/// Load the workflow (printing its warnings) and plan `jobs` with `inputs`: what `trun
+/// plan`, `trun run` and each cycle of `trun watch` start from.
+pub(crate) fn load_plan(
+    file: &FileArgs,
+    jobs: &[String],
+    inputs: &[(String, String)],
+) -> Result<(WorkflowFile, crate::plan::Plan), Vec<Diagnostic>> {
+    let (wf, _) = load(file)?;
+    for w in crate::plan::warnings(&wf) {
+        eprint!("{}", w.render_warning(use_color(file.no_color)));
+    }
+    let plan = crate::plan::build(
+        &wf,
+        &crate::plan::Request {
+            jobs: jobs.to_vec(),
+            inputs: inputs.to_vec(),
+        },
+    )?;
+    Ok((wf, plan))
+}
+
 /// Find, parse and validate the workflow file.
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
     let path = match workflow_path(file)? {

@@ -1,22 +1,12 @@
 //! `trun plan` (and `trun run --dry-run`): what would run, in order, and why
 //! each step runs or is skipped.
 
-use super::{load, out, use_color, CmdResult, PlanArgs, EXIT_OK};
+use super::{out, use_color, CmdResult, PlanArgs, EXIT_OK};
 use crate::diag::Diagnostic;
-use crate::plan::{self, Plan, Request};
+use crate::plan::Plan;
 
 pub(super) fn cmd_plan(a: PlanArgs) -> CmdResult {
-    let (wf, _) = load(&a.file)?;
-    for w in plan::warnings(&wf) {
-        eprint!("{}", w.render_warning(super::use_color(a.file.no_color)));
-    }
-    let plan = plan::build(
-        &wf,
-        &Request {
-            jobs: a.jobs,
-            inputs: a.inputs,
-        },
-    )?;
+    let (_, plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
     print_plan(&plan, &a.force, a.json, a.file.no_color)
 }
 

@@ -1,9 +1,8 @@
 //! `trun run` (and plain `trun`): load, plan, then hand the plan to a run
 //! session ([`crate::session`]), which does everything else.
 
-use super::{load, CmdResult, Progress, RunArgs};
+use super::{CmdResult, Progress, RunArgs};
 use crate::diag::Diagnostic;
-use crate::plan::{self, Request};
 use crate::report::{ProgressMode, ReportOptions};
 use crate::session::{
     terminal_reporter, RunConfig, Session, SessionError, SessionOptions, StepHooksChoice,
@@ -11,17 +10,7 @@ use crate::session::{
 use std::sync::Arc;
 
 pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
-    let (wf, _) = load(&a.file)?;
-    for w in plan::warnings(&wf) {
-        eprint!("{}", w.render_warning(super::use_color(a.file.no_color)));
-    }
-    let plan = plan::build(
-        &wf,
-        &Request {
-            jobs: a.jobs.clone(),
-            inputs: a.inputs.clone(),
-        },
-    )?;
+    let (wf, plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
     if a.dry_run {
         return super::plan::print_plan(&plan, &a.force, a.json, a.file.no_color);
     }

@@ -14,9 +14,8 @@
 //! cycle cancels it like `trun run` does and exits 130; while waiting it exits
 //! 130 at once. The watching itself is [`crate::watch`].
 
-use super::{load, CmdResult, RunArgs};
+use super::{CmdResult, RunArgs};
 use crate::diag::Diagnostic;
-use crate::plan::{self, Request};
 use crate::session::EXIT_INTERRUPTED;
 use crate::watch::{WatchSet, Watcher};
 use clap::Args;
@@ -132,16 +131,7 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         waiting.drain();
         queued = false;
         let started = Instant::now();
-        let planned = load(&a.file).and_then(|(wf, _)| {
-            let plan = plan::build(
-                &wf,
-                &Request {
-                    jobs: a.jobs.clone(),
-                    inputs: a.inputs.clone(),
-                },
-            )?;
-            Ok((wf, plan))
-        });
+        let planned = super::load_plan(&a.file, &a.jobs, &a.inputs);
         let (wf, plan) = match planned {
             Ok(p) => p,
             // Nothing watched yet: a usage or workflow error, as with `trun run`.
