@@ -103,6 +103,9 @@ pub struct Session {
     trun_dir: PathBuf,
     lock: WorkspaceLock,
     sqlite: Arc<SqliteStore>,
+    /// Device and inode of `state.db` when it was opened: a run whose database was
+    /// deleted or replaced meanwhile recorded nothing anyone will read.
+    db_identity: Option<(u64, u64)>,
     /// Recorded with each run.
     args: Vec<String>,
 }
@@ -150,11 +153,13 @@ impl Session {
             eprintln!("trun: {m}");
         }
         let sqlite = Arc::new(SqliteStore::open(&state::db_path(root))?);
+        let db_identity = file_identity(&state::db_path(root));
         Ok(Session {
             root: root.to_path_buf(),
             trun_dir,
             lock,
             sqlite,
+            db_identity,
             args: options.args.clone(),
         })
     }
@@ -301,18 +306,34 @@ impl Session {
             h.flush();
         }
         let _ = std::fs::remove_dir_all(&tmp_dir);
-        let exit_code = match result.status {
+        let mut exit_code = match result.status {
             Status::Success => EXIT_OK,
             Status::Cancelled => EXIT_INTERRUPTED,
             _ => EXIT_FAILED,
         };
+        let mut record_error = finished.error;
+        let db = state::db_path(&self.root);
+        if file_identity(&db) != self.db_identity {
+            // Writes went to a file that is no longer there: say so, and do not
+            // call the run a success nobody can look up.
+            record_error = Some(StateError::Lost { path: db, run_id });
+            if exit_code == EXIT_OK {
+                exit_code = EXIT_FAILED;
+            }
+        }
         Ok(Outcome {
             run_id,
             result,
             exit_code,
-            record_error: finished.error,
+            record_error,
         })
     }
+}
+
+/// Device and inode of `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The reporters, fed by the recorder thread.

@@ -613,3 +613,39 @@ fn docker_commands_with_expressions_are_refused_unless_given_as_argv() {
     );
     t.run(&["validate"]).success();
 }
+
+#[test]
+fn a_read_only_trun_dir_still_shows_history_show_and_logs() {
+    let t = common::Test::new().workflow("jobs: { a: { steps: [ { run: echo hello } ] } }");
+    t.run(&["-q"]).success();
+    // `.trun` read-only, as on a read-only mount: in a private mount namespace, so
+    // nothing outside this test sees it (needs root, as `.ci/run` has).
+    let script = format!(
+        "mount --bind .trun .trun && mount -o remount,bind,ro .trun && \
+         {trun} history && {trun} show last && {trun} logs last",
+        trun = common::TRUN
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .current_dir(t.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare (util-linux) runs; this test needs root for a private mount");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("success"), "{stdout}");
+    assert!(stdout.contains("hello"), "{stdout}");
+}
+
+#[test]
+fn deleting_the_state_database_mid_run_is_said_and_fails_the_run() {
+    let t = common::Test::new().workflow(
+        "jobs: { a: { steps: [ { run: 'rm -f .trun/state.db .trun/state.db-wal .trun/state.db-shm; echo gone' } ] } }",
+    );
+    let out = t.run(&["-q"]);
+    out.status(1).stderr_has(&format!(
+        "trun: warning: could not record the run in the state store: {} was removed or replaced during the run; run 1 was not recorded",
+        t.join(".trun/state.db").display()
+    ));
+}

@@ -525,7 +525,21 @@ fn open_store(file: &FileArgs) -> Result<Option<(SqliteStore, PathBuf)>, Vec<Dia
     if !db.exists() {
         return Ok(None);
     }
-    SqliteStore::open(&db)
-        .map(|s| Some((s, root)))
-        .map_err(|e| vec![Diagnostic::plain(e.to_string())])
+    match SqliteStore::open(&db) {
+        Ok(s) => Ok(Some((s, root))),
+        // Looking back needs no writing: a read-only `.trun` (a mount, another
+        // user's workspace) is read as it is.
+        Err(e) if !dir_writable(&root.join(".trun")) => SqliteStore::open_read_only(&db)
+            .map(|s| Some((s, root)))
+            .map_err(|_| vec![Diagnostic::plain(e.to_string())]),
+        Err(e) => Err(vec![Diagnostic::plain(e.to_string())]),
+    }
+}
+
+/// Whether this process may create files in `dir`.
+fn dir_writable(dir: &Path) -> bool {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+        && !nix::sys::statvfs::statvfs(dir)
+            .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+            .unwrap_or(false)
 }

@@ -52,6 +52,9 @@ pub enum StateError {
     },
     #[error("cannot open the state database {}: {source}", path.display())]
     Open { path: PathBuf, source: BackendError },
+    /// The database file was deleted or replaced while a run wrote to it.
+    #[error("{} was removed or replaced during the run; run {run_id} was not recorded", path.display())]
+    Lost { path: PathBuf, run_id: i64 },
     /// The file is there but is not a database (or is damaged beyond reading).
     #[error(
         "the state database {} is damaged ({source}); trun's history and up-to-date records \

@@ -174,6 +174,11 @@ fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Resu
     Ok(())
 }
 
+/// Whether `conn` already has this build's schema (nothing to migrate).
+pub(super) fn is_current(conn: &Connection) -> Result<bool, StateError> {
+    Ok(user_version(conn)? == MIGRATIONS.len() as i64)
+}
+
 fn user_version(conn: &Connection) -> Result<i64, StateError> {
     Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
 }

@@ -100,6 +100,43 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens the database at `path` only to read it, for looking back (`trun history`,
+    /// `show`, `logs`) where `.trun` cannot be written (a read-only mount, another user's
+    /// workspace): no migration, no WAL switch, no marking of interrupted runs, and SQLite
+    /// told the file cannot change under it (`immutable=1`), so it needs no lock or
+    /// `-shm` file. A database from another version of trun is refused, not guessed at.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        use rusqlite::OpenFlags;
+        let open_err = |source: rusqlite::Error| StateError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        };
+        let uri = format!(
+            "file:{}?immutable=1",
+            path.display()
+                .to_string()
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23")
+        );
+        let conn = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(open_err)?;
+        if !migrations::is_current(&conn)? {
+            return Err(StateError::Corrupt(format!(
+                "{} was written by another version of trun and cannot be upgraded read-only; \
+                 run trun where .trun is writable to upgrade it",
+                path.display()
+            )));
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
