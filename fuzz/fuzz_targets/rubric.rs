@@ -2,7 +2,7 @@
 //! Classroom's autograding.json, each parsed and validated.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use trun::grade::{classroom, markdown, rubric::Rubric};
+use trun::rubric::{classroom, markdown, Rubric};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
