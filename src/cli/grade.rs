@@ -2,19 +2,21 @@
 //! into the main command line by `crate::cli`) and one function per command returning the
 //! exit code.
 //!
-//! `trun grade` loads the rubric, picks the runner (a container per repository when the
-//! rubric has `container` and `--local` is not given, else the local scratch-copy runner),
-//! grades one repository (terminal table) or many (progress bar, summary, CSV gradebook),
-//! writes the reports asked for, and records the whole invocation as one run in the state
-//! store: one job per repository, one step per criterion (plus `setup`), so `trun history`,
-//! `trun show` and `trun logs` list grading too. Exit codes: 0 when grading completed
+//! `trun grade` loads the rubric, refuses to run student code on this machine unless
+//! `--local` says so (or the rubric names a container), reuses stored results of
+//! repositories whose watched files did not change, compiles the rest into a plan
+//! (`grade::compile`) and runs it through the one run session (`crate::session`): the same
+//! engine, `-j`, timeouts, Ctrl-C, reporters and recording as `trun run`. Each repository is
+//! a job and each criterion a step (plus `setup` and `score`), so `trun history`, `show` and
+//! `logs` list grading too. It then writes the reports asked for (terminal table, JSON,
+//! Markdown, JUnit, Gradescope, a CSV gradebook). Exit codes: 0 when grading completed
 //! (whatever the scores), 1 when a repository could not be graded (the gradebook says
 //! `error`), 2 for usage and rubric errors, 130 when interrupted.
 //!
 //! Grader state: `.trun/state.db` of the workspace, which is the directory holding the
 //! nearest `trun.yaml` above the current directory, or the current directory itself. The
-//! grade cache (`grade_results`) lives in the same file as the run history; nothing is
-//! ever written into a student repository.
+//! grade cache lives in the same store as the run history; nothing is ever written into a
+//! student repository.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
