@@ -997,3 +997,31 @@ fn expression_functions_and_contexts() {
         "hashFiles gave {hash:?}"
     );
 }
+
+#[test]
+fn the_env_context_holds_what_the_workflow_set_not_truns_own_environment() {
+    // As on GitHub: `toJSON(env)` shows the workflow's, job's and step's env, and
+    // nothing of the environment trun itself was started with.
+    let t = Test::new().workflow(
+        r#"
+        env: { A: one }
+        jobs:
+          j:
+            env: { B: two }
+            steps:
+              - env: { C: three }
+                run: echo "${{ toJSON(env) }}"
+        "#,
+    );
+    let out = t
+        .args(&["--progress", "plain"])
+        .env("TRUN_SECRET_OF_THE_HOST", "leak")
+        .run();
+    out.success();
+    for want in ["\"A\": \"one\"", "\"B\": \"two\"", "\"C\": \"three\""] {
+        assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
+    }
+    for unwanted in ["TRUN_SECRET_OF_THE_HOST", "\"PATH\""] {
+        assert!(!out.stderr.contains(unwanted), "{unwanted}: {}", out.stderr);
+    }
+}

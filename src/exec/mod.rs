@@ -158,9 +158,6 @@ pub async fn run(
     // the job that fans out into legs holds none, each of its legs does.
     let slots = Arc::new(Semaphore::new(limit));
     let mut spare: Option<OwnedSemaphorePermit> = None;
-    let process_env: Map<String, Value> = std::env::vars()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
 
     // A job that reached a final state without running: its dependents may now be ready.
     fn settle(
@@ -232,7 +229,6 @@ pub async fn run(
                 &outputs,
                 flags,
                 opts.run_id,
-                &process_env,
                 &templates,
             );
             let go = match &job.condition {
@@ -449,7 +445,6 @@ fn job_context(
     outputs: &[BTreeMap<String, String>],
     status: StatusFlags,
     run_id: i64,
-    process_env: &Map<String, Value>,
     templates: &Templates,
 ) -> Context {
     let job = &plan.jobs[i];
@@ -506,7 +501,9 @@ fn job_context(
     }
     let mut ctx = Context {
         inputs: plan.inputs.clone(),
-        env: process_env.clone(),
+        // As on GitHub, `env` holds what the workflow, job and step set, not trun's
+        // own environment (which `toJSON(env)` would otherwise print whole).
+        env: Map::new(),
         matrix,
         needs,
         steps: Map::new(),
