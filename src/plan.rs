@@ -246,7 +246,15 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         for step in &job.value.steps.value {
             check_paths(wf, &step.value, &mut errs);
         }
-        let legs = match expand_matrix(&job.value) {
+        // Static matrix values may use expressions (`${{ inputs.version }}`): they see
+        // the inputs, as on GitHub, and are evaluated before the legs are formed.
+        let engine = crate::template::Engine::new(wf.root.clone());
+        let ctx = crate::template::Context {
+            inputs: inputs.clone(),
+            ..Default::default()
+        };
+        let eval = |s: &str| engine.eval_value(s, &ctx).map_err(|e| e.message);
+        let legs = match expand_matrix(&job.value, &eval) {
             Ok(l) => l,
             Err(m) => {
                 let loc = job
@@ -548,7 +556,10 @@ pub fn warnings(wf: &WorkflowFile) -> Vec<Diagnostic> {
 
 /// Matrix legs: the cartesian product of the axes, minus `exclude`, plus
 /// `include` (merged into matching legs or added), as GitHub Actions does.
-pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
+pub fn expand_matrix(
+    job: &Job,
+    eval: &dyn Fn(&str) -> Result<Value, String>,
+) -> Result<Vec<Map<String, Value>>, String> {
     let Some(m) = job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) else {
         return Ok(vec![Map::new()]);
     };
@@ -560,9 +571,43 @@ pub fn expand_matrix(job: &Job) -> Result<Vec<Map<String, Value>>, String> {
     let axes: Vec<(String, Vec<Value>)> = m
         .axes
         .iter()
-        .map(|(k, v)| (k.value.clone(), v.clone()))
-        .collect();
-    expand(&axes, &m.include, &m.exclude)
+        .map(|(k, v)| {
+            let vals = v
+                .iter()
+                .map(|x| eval_json(x, eval))
+                .collect::<Result<_, _>>()?;
+            Ok((k.value.clone(), vals))
+        })
+        .collect::<Result<_, String>>()?;
+    let entries = |list: &[Map<String, Value>]| -> Result<Vec<Map<String, Value>>, String> {
+        list.iter()
+            .map(|e| {
+                e.iter()
+                    .map(|(k, v)| Ok((k.clone(), eval_json(v, eval)?)))
+                    .collect()
+            })
+            .collect()
+    };
+    expand(&axes, &entries(&m.include)?, &entries(&m.exclude)?)
+}
+
+/// `v` with every string holding `${{ }}` replaced by its value (a whole expression keeps
+/// its type: `${{ fromJSON('3') }}` is the number 3).
+fn eval_json(v: &Value, eval: &dyn Fn(&str) -> Result<Value, String>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) if s.contains("${{") => eval(s)?,
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| eval_json(x, eval))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), eval_json(x, eval)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// The legs of a matrix: the product of the axes, minus `exclude`, plus `include`.

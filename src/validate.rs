@@ -362,6 +362,21 @@ fn check_job(
             for inc in &m.value.include {
                 keys.extend(inc.keys().cloned());
             }
+            // Expressions inside static values see the inputs (and the job's needs).
+            let values = m
+                .value
+                .axes
+                .iter()
+                .flat_map(|(_, v)| v.iter())
+                .chain(m.value.include.iter().flat_map(|e| e.values()))
+                .chain(m.value.exclude.iter().flat_map(|e| e.values()));
+            for v in values {
+                for s in json_strings(v) {
+                    if let Err(err) = engine.check(&s, &outer) {
+                        errs.push(expr_diag(wf, &Sp::new(s.clone(), m.loc), &err));
+                    }
+                }
+            }
             for (k, vals) in &m.value.axes {
                 if vals.is_empty() {
                     errs.push(wf.error(k.loc, format!("matrix axis `{}` has no values", k.value)));

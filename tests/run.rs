@@ -1025,3 +1025,38 @@ fn the_env_context_holds_what_the_workflow_set_not_truns_own_environment() {
         assert!(!out.stderr.contains(unwanted), "{unwanted}: {}", out.stderr);
     }
 }
+
+#[test]
+fn expressions_inside_matrix_values_see_the_inputs() {
+    let t = Test::new().workflow(
+        r#"
+        inputs:
+          ver: { default: "1" }
+        jobs:
+          t:
+            strategy:
+              matrix:
+                v: ["${{ inputs.ver }}", "two"]
+                include:
+                  - { v: two, extra: "${{ format('x-{0}', inputs.ver) }}" }
+            steps:
+              - run: echo "leg ${{ matrix.v }} ${{ matrix.extra }}"
+        "#,
+    );
+    let out = t.args(&["--progress", "plain", "-i", "ver=9"]).run();
+    out.success();
+    assert!(
+        out.stderr.contains("leg 9 \n") || out.stderr.contains("leg 9 "),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("leg two x-9"), "{}", out.stderr);
+    // A name that does not exist is an error at plan time, as anywhere else.
+    t.write(
+        "trun.yaml",
+        "jobs:\n  t:\n    strategy:\n      matrix:\n        v: [\"${{ inptus.ver }}\"]\n    steps:\n      - run: echo ${{ matrix.v }}\n",
+    );
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has("unknown name `inptus` (did you mean `inputs`?)");
+}
