@@ -41,9 +41,7 @@ pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> 
     const KEYS: [&str; 3] = ["rubric", "repo", "local"];
     for key in with.keys() {
         if !KEYS.contains(&key.as_str()) {
-            let hint = crate::diag::did_you_mean(key, KEYS)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            let hint = crate::diag::did_you_mean_suffix(key, KEYS);
             return Err(WithError {
                 key: Some(key.clone()),
                 message: format!(

@@ -467,6 +467,17 @@ pub fn did_you_mean<'a>(
         .map(|(_, _, c)| c.to_string())
 }
 
+/// ` (did you mean `x`?)` for the closest candidate, or "" when none is close: the
+/// suffix every "unknown …" message appends.
+pub fn did_you_mean_suffix<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    did_you_mean(word, candidates)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

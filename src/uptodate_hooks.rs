@@ -69,9 +69,7 @@ impl Force {
                         }
                     }
                 }
-                let hint = crate::diag::did_you_mean(n, cands.iter().map(String::as_str))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = crate::diag::did_you_mean_suffix(n, cands.iter().map(String::as_str));
                 return Err(format!(
                     "--force {n}: no such job or step in the plan{hint}"
                 ));

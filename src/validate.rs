@@ -299,9 +299,10 @@ pub fn coerce_input(
                     "input `{name}` must be one of {}, got `{raw}`",
                     options.join(", ")
                 );
-                if let Some(s) = did_you_mean(raw, options.iter().map(String::as_str)) {
-                    msg.push_str(&format!(" (did you mean `{s}`?)"));
-                }
+                msg.push_str(&crate::diag::did_you_mean_suffix(
+                    raw,
+                    options.iter().map(String::as_str),
+                ));
                 Err(msg)
             }
         }

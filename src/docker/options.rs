@@ -104,9 +104,7 @@ impl RunOptions {
                 continue;
             }
             if !KNOWN_FLAGS.contains(&flag) {
-                let hint = super::actions::did_you_mean(flag, KNOWN_FLAGS.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = crate::diag::did_you_mean_suffix(flag, KNOWN_FLAGS.iter().copied());
                 return Err(invalid(
                     token,
                     format!(

@@ -310,7 +310,9 @@ impl super::job::StepHooks for Reused {
         step: &crate::plan::PlannedStep,
     ) -> Option<(String, BTreeMap<String, String>)> {
         let result = self.results.get(job)?;
-        let GradeAction { part, .. } = GradeAction::of(step)?;
+        let crate::plan::Action::Grade { part, .. } = &step.action else {
+            return None;
+        };
         let (reason, outputs) = match part {
             GradePart::Setup => ("up to date, reused".to_string(), BTreeMap::new()),
             GradePart::Criterion(id) => {
@@ -356,20 +358,6 @@ impl super::job::StepHooks for Reused {
         _success: bool,
         _outputs: &BTreeMap<String, String>,
     ) {
-    }
-}
-
-/// The grading part of a planned step, if it is one.
-struct GradeAction<'a> {
-    part: &'a GradePart,
-}
-
-impl<'a> GradeAction<'a> {
-    fn of(step: &'a crate::plan::PlannedStep) -> Option<GradeAction<'a>> {
-        match &step.action {
-            crate::plan::Action::Grade { part, .. } => Some(GradeAction { part }),
-            _ => None,
-        }
     }
 }
 

@@ -22,16 +22,7 @@ pub(crate) const TRUN_KEYS: [&str; 3] = ["workspace", "run_id", "os"];
 const NEEDS_KEYS: [&str; 2] = ["outputs", "result"];
 const STEPS_KEYS: [&str; 3] = ["outputs", "outcome", "conclusion"];
 
-/// ` (did you mean `x`?)` for the closest candidate, or "" when none is close
-/// ([`crate::diag::did_you_mean`] decides what is close).
-pub(crate) fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> String {
-    crate::diag::did_you_mean(name, candidates)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default()
-}
+pub(crate) use crate::diag::did_you_mean_suffix as did_you_mean;
 
 /// One step of a context path.
 #[derive(Debug)]

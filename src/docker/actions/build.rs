@@ -103,9 +103,7 @@ fn parse_params(params: &[String]) -> Result<BuildParams, WithError> {
                 }
             }
             other => {
-                let hint = super::did_you_mean(other, PARAM_FLAGS.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = crate::diag::did_you_mean_suffix(other, PARAM_FLAGS.iter().copied());
                 return Err(bad(format!(
                     "unsupported docker build flag `{other}` in `params`{hint}; supported: {}",
                     PARAM_FLAGS.join(", ")

@@ -108,9 +108,7 @@ fn err(key: Option<&str>, message: String) -> WithError {
 
 pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> {
     let Some(keys) = schema(uses) else {
-        let hint = super::did_you_mean(uses, super::KNOWN.iter().copied())
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
+        let hint = crate::diag::did_you_mean_suffix(uses, super::KNOWN.iter().copied());
         return Err(err(None, format!("unknown action `{uses}`{hint}")));
     };
     for (name, value) in with {

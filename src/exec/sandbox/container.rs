@@ -50,7 +50,7 @@ const READ_FILE: &str = r#"[ -f "$1" ] && [ ! -L "$1" ] || exit 3; head -c "$2" 
 
 /// One repository's grading container.
 pub struct GradingContainer {
-    docker: Docker,
+    docker: std::sync::Arc<Docker>,
     id: String,
     /// The repository's path, which is also where it is mounted (read-only) inside.
     repo: String,
@@ -67,7 +67,7 @@ impl GradingContainer {
     /// run's cleanup looked would be left behind); a cancellation during the copy stops
     /// it and removes the container, and is `Ok(None)`.
     pub async fn start(
-        docker: &Docker,
+        docker: &std::sync::Arc<Docker>,
         image: &str,
         limits: Limits,
         repo: &Path,
@@ -189,7 +189,7 @@ impl GradingContainer {
             stdin: cmd.stdin.map(|s| s.as_bytes().to_vec()),
             timeout: Some(cmd.timeout),
         };
-        let exit = JobContainer::new(std::sync::Arc::new(self.docker.clone()), self.id.clone())
+        let exit = JobContainer::new(self.docker.clone(), self.id.clone())
             .run(&command, sink, cancel.clone())
             .await;
         // Even when the exec failed to start, something may have run.
