@@ -347,6 +347,9 @@ impl ActionProbe {
         job: &crate::plan::PlannedJob,
         step: &crate::plan::PlannedStep,
     ) -> Option<String> {
+        if let Some(why) = &step.skip {
+            return Some(why.clone());
+        }
         let crate::plan::Action::Uses { uses, with } = &step.action else {
             return None;
         };

@@ -84,6 +84,9 @@ pub struct PlannedStep {
     pub generates: Vec<String>,
     /// 1-based line of the step in the workflow file, for messages.
     pub line: u32,
+    /// Skipped whatever happens, and why: `--skip-action NAME` named its action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -294,7 +297,10 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 default_wd.as_deref(),
             );
             match planned {
-                Ok(j) => jobs.push(j),
+                Ok(mut j) => {
+                    mark_skipped_actions(&mut j, &wf.skip_actions);
+                    jobs.push(j)
+                }
                 Err(m) => errs.push(Diagnostic::plain(m).with_help(format!(
                     "while expanding the `rubric/grade` step of job `{}`",
                     id.value
@@ -912,6 +918,7 @@ pub fn rubric_steps(
         sources: Vec::new(),
         generates: Vec::new(),
         line,
+        skip: None,
     };
     let mut out = Vec::new();
     if rubric.setup.is_some() {
@@ -1040,6 +1047,21 @@ fn plan_step(
         sources: list(&s.sources),
         generates: list(&s.generates),
         line,
+        skip: None,
+    }
+}
+
+/// Steps whose action `--skip-action` names are skipped, saying so.
+fn mark_skipped_actions(job: &mut PlannedJob, names: &[String]) {
+    for step in &mut job.steps {
+        if let Action::Uses { uses, .. } = &step.action {
+            if let Some(n) = names
+                .iter()
+                .find(|n| crate::actions::github::skip_matches(n, uses))
+            {
+                step.skip = Some(format!("--skip-action {n}"));
+            }
+        }
     }
 }
 

@@ -323,6 +323,9 @@ pub struct WorkflowFile {
     pub root: PathBuf,
     pub text: String,
     pub workflow: Workflow,
+    /// `--skip-action NAME`: remote actions (or built-in GitHub ones) whose steps are
+    /// skipped instead of refused.
+    pub skip_actions: Vec<String>,
 }
 
 /// File names searched for, in order, in the current directory and its parents.
@@ -574,6 +577,7 @@ impl WorkflowFile {
             root,
             text,
             workflow,
+            skip_actions: Vec::new(),
         })
     }
 

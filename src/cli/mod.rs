@@ -59,6 +59,11 @@ pub struct FileArgs {
     /// Never use colour (also: NO_COLOR=1).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Skip the steps that use this action instead of refusing the workflow: a remote
+    /// action trun cannot fetch (`codecov/codecov-action`, with or without `@ref`).
+    /// Repeatable.
+    #[arg(long = "skip-action", global = true, value_name = "NAME")]
+    pub skip_actions: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -361,6 +366,7 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
         "-j",
         "--jobs",
         "--progress",
+        "--skip-action",
     ];
     let names: Vec<String> = Cli::command()
         .get_subcommands()
@@ -477,7 +483,8 @@ pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic
             ])
         }
     };
-    let wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
+    let mut wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
+    wf.skip_actions = file.skip_actions.clone();
     let templates = Templates::new(wf.root.clone());
     crate::validate::validate(&wf, &templates)?;
     Ok((wf, templates))

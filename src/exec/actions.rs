@@ -108,3 +108,118 @@ impl Memory for StoreMemory {
         let _ = self.0.kv_set("actions", key, value);
     }
 }
+
+/// Where a GitHub action's probes run: the step's executor (the job's container, or a
+/// host process), with the step's environment and working directory.
+pub struct Where<'a> {
+    pub executor: &'a dyn super::executor::Executor,
+    pub env: &'a [(String, String)],
+    pub cwd: &'a std::path::Path,
+}
+
+/// The most a probe's stdout may print (`git ls-files -z` of a large repository).
+const PROBE_STDOUT_CAP: usize = 64 << 20;
+const PROBE_STDERR_CAP: usize = 64 << 10;
+/// A probe asks for a version or a file list: a minute is plenty.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs probes through the step's executor; their output is captured, not logged.
+struct ExecProbe<'a> {
+    at: Where<'a>,
+    cancel: watch::Receiver<bool>,
+}
+
+impl crate::actions::github::Probe for ExecProbe<'_> {
+    fn run<'b>(
+        &'b mut self,
+        argv: &'b [&'b str],
+    ) -> futures_util::future::BoxFuture<'b, Option<crate::actions::github::ProbeOutput>> {
+        Box::pin(async move {
+            let cmd = super::executor::Command {
+                argv: argv.iter().map(|s| s.to_string()).collect(),
+                env: self.at.env.to_vec(),
+                cwd: self.at.cwd.to_path_buf(),
+                stdin: None,
+                timeout: Some(PROBE_TIMEOUT),
+            };
+            // No log file, and events nobody receives: the action says what matters.
+            let (tx, _) = std::sync::mpsc::channel();
+            let mut sink = super::output::OutputSink::new(None, super::Events(tx), String::new(), 0);
+            sink.capture_stream(Stream::Stdout, PROBE_STDOUT_CAP);
+            sink.capture_stream(Stream::Stderr, PROBE_STDERR_CAP);
+            let exit = self.at.executor.run(&cmd, &mut sink, self.cancel.clone()).await;
+            if matches!(exit, Exit::SpawnFailed(_)) {
+                return None;
+            }
+            let (out, truncated) = sink.take_captured(Stream::Stdout);
+            let (err, _) = sink.take_captured(Stream::Stderr);
+            Some(crate::actions::github::ProbeOutput {
+                success: exit.success() && !truncated,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+            })
+        })
+    }
+}
+
+/// Run one of the GitHub actions trun does itself ([`crate::actions::github`]) with the
+/// step's timeout and the run's cancellation; its lines go to the step's output.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_github(
+    kind: crate::actions::github::Builtin,
+    uses: &str,
+    with: &Map<String, Value>,
+    workspace: &std::path::Path,
+    at: Where<'_>,
+    timeout: Option<Duration>,
+    cancel: &mut watch::Receiver<bool>,
+    sink: &mut super::output::OutputSink,
+) -> Outcome {
+    let ctx = crate::actions::github::Ctx {
+        workspace: workspace.to_path_buf(),
+        uses: uses.to_string(),
+    };
+    let mut probe = ExecProbe {
+        at,
+        cancel: cancel.clone(),
+    };
+    let mut lines: Vec<(Stream, String)> = Vec::new();
+    let result = {
+        let mut out = |s: Stream, l: String| lines.push((s, l));
+        let fut = crate::actions::github::run(kind, with, &ctx, &mut probe, &mut out);
+        let sleep = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = fut => Some(r),
+            _ = sleep => None,
+            _ = super::cancelled(cancel) => return Outcome { exit: Exit::Cancelled, outputs: BTreeMap::new(), skipped: None },
+        }
+    };
+    for (s, l) in lines {
+        sink.line(s, &l);
+    }
+    match result {
+        None => Outcome {
+            exit: Exit::TimedOut(timeout.unwrap_or_default()),
+            outputs: BTreeMap::new(),
+            skipped: None,
+        },
+        Some(Ok(done)) => Outcome {
+            exit: Exit::Code(0),
+            outputs: done.outputs,
+            skipped: None,
+        },
+        Some(Err(msg)) => {
+            sink.line(Stream::Stderr, &msg);
+            Outcome {
+                exit: Exit::Failed(msg),
+                outputs: BTreeMap::new(),
+                skipped: None,
+            }
+        }
+    }
+}

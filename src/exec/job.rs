@@ -160,6 +160,9 @@ impl JobRunner {
                     }
                     Ok(false) => StepEnd::skipped(Status::Skipped, "`if` was false"),
                     Err(e) => StepEnd::failed(format!("`if`: {}", e.message)),
+                    Ok(true) if step.skip.is_some() => {
+                        StepEnd::skipped(Status::Skipped, step.skip.as_deref().unwrap_or_default())
+                    }
                     Ok(true) => {
                         let remaining =
                             deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -544,8 +547,26 @@ impl JobRunner {
                     };
                     let with = definition["with"].as_object().cloned().unwrap_or_default();
                     // The action's lines reach the log through the sink.
+                    let github = crate::actions::github::builtin(uses);
+                    let outcome = if let Some(kind) = github {
+                        crate::exec::actions::execute_github(
+                            kind,
+                            uses,
+                            &with,
+                            &self.plan.root,
+                            crate::exec::actions::Where {
+                                executor: executor.as_ref(),
+                                env: &env,
+                                cwd: &cwd,
+                            },
+                            timeout,
+                            cancel,
+                            &mut sink,
+                        )
+                        .await
+                    } else {
                     let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
-                    let outcome = crate::exec::actions::execute(
+                    crate::exec::actions::execute(
                         uses,
                         &with,
                         &crate::exec::actions::Ctx {
@@ -561,7 +582,8 @@ impl JobRunner {
                         &mut std::io::sink(),
                         &mut on_line,
                     )
-                    .await;
+                    .await
+                    };
                     write_outputs(&output_file, &outcome.outputs);
                     skipped_by_action = outcome.skipped;
                     outcome.exit

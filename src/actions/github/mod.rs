@@ -1,0 +1,309 @@
+//! The GitHub Actions that nearly every workflow uses, done on this machine without a
+//! network: `actions/checkout` (the workspace is the checkout), `actions/setup-python`,
+//! `-node`, `-go`, `-java` and `dtolnay/rust-toolchain` (the host's toolchain, when it
+//! satisfies the request). Which `uses:` they answer to, their inputs, and what they do.
+//!
+//! Any other `owner/repo@ref` is a *remote* action: trun cannot fetch it, so validation
+//! refuses them all in one error before anything runs (see [`crate::validate`]), and
+//! `--skip-action NAME` lets the rest of the workflow run with those steps skipped.
+//!
+//! Not here: running processes. The actions ask their questions of the host (`python3
+//! --version`, `git ls-files`) through a [`Probe`], which the engine backs with the
+//! step's executor, so a probe in a container job asks the container.
+
+mod checkout;
+mod toolchain;
+pub mod version;
+
+use crate::event::Stream;
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A GitHub action trun does itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Checkout,
+    SetupPython,
+    SetupNode,
+    SetupGo,
+    SetupJava,
+    RustToolchain,
+}
+
+/// `(repository, kind, inputs)` of every GitHub action trun does itself.
+const BUILTINS: &[(&str, Builtin, &[&str])] = &[
+    (
+        "actions/checkout",
+        Builtin::Checkout,
+        &[
+            "repository",
+            "ref",
+            "token",
+            "ssh-key",
+            "ssh-known-hosts",
+            "ssh-strict",
+            "ssh-user",
+            "persist-credentials",
+            "path",
+            "clean",
+            "filter",
+            "sparse-checkout",
+            "sparse-checkout-cone-mode",
+            "fetch-depth",
+            "fetch-tags",
+            "show-progress",
+            "lfs",
+            "submodules",
+            "set-safe-directory",
+            "github-server-url",
+        ],
+    ),
+    (
+        "actions/setup-python",
+        Builtin::SetupPython,
+        &[
+            "python-version",
+            "python-version-file",
+            "cache",
+            "architecture",
+            "check-latest",
+            "token",
+            "cache-dependency-path",
+            "update-environment",
+            "allow-prereleases",
+            "freethreaded",
+        ],
+    ),
+    (
+        "actions/setup-node",
+        Builtin::SetupNode,
+        &[
+            "node-version",
+            "node-version-file",
+            "architecture",
+            "check-latest",
+            "registry-url",
+            "scope",
+            "token",
+            "cache",
+            "cache-dependency-path",
+            "always-auth",
+            "package-manager-cache",
+            "mirror",
+            "mirror-token",
+        ],
+    ),
+    (
+        "actions/setup-go",
+        Builtin::SetupGo,
+        &[
+            "go-version",
+            "go-version-file",
+            "check-latest",
+            "token",
+            "cache",
+            "cache-dependency-path",
+            "architecture",
+        ],
+    ),
+    (
+        "actions/setup-java",
+        Builtin::SetupJava,
+        &[
+            "java-version",
+            "java-version-file",
+            "distribution",
+            "java-package",
+            "architecture",
+            "jdkFile",
+            "check-latest",
+            "server-id",
+            "server-username",
+            "server-password",
+            "settings-path",
+            "overwrite-settings",
+            "gpg-private-key",
+            "gpg-passphrase",
+            "cache",
+            "cache-dependency-path",
+            "job-status",
+            "token",
+            "mvn-toolchain-id",
+            "mvn-toolchain-vendor",
+        ],
+    ),
+    (
+        "dtolnay/rust-toolchain",
+        Builtin::RustToolchain,
+        &["toolchain", "targets", "target", "components"],
+    ),
+];
+
+/// `owner/repo[/path]` and the ref of `owner/repo[/path]@ref`.
+pub fn split_ref(uses: &str) -> (&str, Option<&str>) {
+    match uses.rsplit_once('@') {
+        Some((name, r)) => (name, Some(r)),
+        None => (uses, None),
+    }
+}
+
+/// The built-in that answers to `uses` (any ref: `actions/checkout@v4`, `@main`, `@<sha>`).
+pub fn builtin(uses: &str) -> Option<Builtin> {
+    let (name, r) = split_ref(uses);
+    r?;
+    BUILTINS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, b, _)| *b)
+}
+
+/// A local action or reusable workflow: `./path` in the repository.
+pub fn is_local(uses: &str) -> bool {
+    uses.starts_with("./")
+}
+
+/// An action trun would have to download: `owner/repo@ref` that is not a built-in, or
+/// `docker://image`.
+pub fn is_remote(uses: &str) -> bool {
+    !is_local(uses) && builtin(uses).is_none() && (uses.contains('@') || uses.starts_with("docker://"))
+}
+
+/// Whether `--skip-action NAME` covers `uses`: the whole `owner/repo@ref`, or
+/// `owner/repo` for any ref (case-insensitive, as GitHub compares repositories).
+pub fn skip_matches(name: &str, uses: &str) -> bool {
+    let name = name.trim();
+    name.eq_ignore_ascii_case(uses)
+        || (!name.contains('@') && split_ref(uses).0.eq_ignore_ascii_case(name))
+}
+
+/// Plan-time check of `with`: unknown inputs (with a did-you-mean). Values are read
+/// when the step runs, after rendering.
+pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), super::WithError> {
+    let Some((name, kind, inputs)) = BUILTINS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(split_ref(uses).0))
+    else {
+        return Err(super::WithError {
+            key: None,
+            message: format!("`{uses}` is not an action trun does itself"),
+        });
+    };
+    for key in with.keys() {
+        if !inputs.contains(&key.as_str()) {
+            let hint = crate::diag::did_you_mean_suffix(key, inputs.iter().copied());
+            return Err(super::WithError {
+                key: Some(key.clone()),
+                message: format!(
+                    "`{name}` has no input `{key}`{hint}; its inputs: {}",
+                    inputs.join(", ")
+                ),
+            });
+        }
+    }
+    if *kind == Builtin::RustToolchain
+        && toolchain::rust_ref_is_branch(split_ref(uses).1.unwrap_or_default())
+        && !with.contains_key("toolchain")
+    {
+        return Err(super::WithError {
+            key: None,
+            message: format!(
+                "`{uses}` needs the input `toolchain` (the ref names no toolchain; write e.g. `dtolnay/rust-toolchain@stable`)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The answer to one probe: whether it exited 0, and what it printed.
+pub struct ProbeOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ProbeOutput {
+    /// Both streams: `java -version` answers on stderr.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs a short command where the step would run, for an action's questions to the host.
+pub trait Probe: Send {
+    /// `None` when the program could not be started at all (not on PATH).
+    fn run<'a>(&'a mut self, argv: &'a [&'a str]) -> BoxFuture<'a, Option<ProbeOutput>>;
+}
+
+/// What a GitHub action knows about where it runs.
+pub struct Ctx {
+    /// The workspace (`github.workspace`): the checkout.
+    pub workspace: PathBuf,
+    /// The step's `uses:` as written, for messages.
+    pub uses: String,
+}
+
+/// How a GitHub action ended. `Err` is a failure with its message.
+pub struct Done {
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Runs the built-in `kind` with its rendered `with`; lines go to `out`.
+pub async fn run(
+    kind: Builtin,
+    with: &Map<String, Value>,
+    ctx: &Ctx,
+    probe: &mut dyn Probe,
+    out: &mut (dyn FnMut(Stream, String) + Send),
+) -> Result<Done, String> {
+    let input = |k: &str| -> String {
+        match with.get(k) {
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        }
+    };
+    match kind {
+        Builtin::Checkout => checkout::run(&input, ctx, probe, out).await,
+        Builtin::RustToolchain => toolchain::rust(&input, ctx, probe, out).await,
+        _ => toolchain::setup(kind, &input, ctx, probe, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(builtin("actions/checkout@v4"), Some(Builtin::Checkout));
+        assert_eq!(builtin("Actions/Checkout@main"), Some(Builtin::Checkout));
+        assert_eq!(builtin("actions/checkout"), None);
+        assert_eq!(builtin("dtolnay/rust-toolchain@1.89"), Some(Builtin::RustToolchain));
+        assert!(is_remote("docker/build-push-action@v5"));
+        assert!(is_remote("docker://alpine:3"));
+        assert!(!is_remote("docker/build"));
+        assert!(!is_remote("./.github/actions/x"));
+        assert!(!is_remote("actions/setup-python@v5"));
+    }
+
+    #[test]
+    fn skip_names_with_or_without_ref() {
+        assert!(skip_matches("actions/upload-pages-artifact", "actions/upload-pages-artifact@v3"));
+        assert!(skip_matches("Codecov/codecov-action@v4", "codecov/codecov-action@v4"));
+        assert!(!skip_matches("codecov/codecov-action@v3", "codecov/codecov-action@v4"));
+        assert!(!skip_matches("codecov/codecov", "codecov/codecov-action@v4"));
+    }
+
+    #[test]
+    fn unknown_inputs_get_a_suggestion() {
+        let mut with = Map::new();
+        with.insert("pyhton-version".into(), Value::String("3.11".into()));
+        let e = validate("actions/setup-python@v5", &with).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("pyhton-version"));
+        assert!(e.message.starts_with("`actions/setup-python` has no input `pyhton-version` (did you mean `python-version`?)"), "{}", e.message);
+        assert!(validate("dtolnay/rust-toolchain@master", &Map::new()).is_err());
+        assert!(validate("dtolnay/rust-toolchain@stable", &Map::new()).is_ok());
+    }
+}

@@ -1,0 +1,318 @@
+//! GitHub Actions' own actions in a trun workflow, through the real binary: remote
+//! actions refused in one error (or skipped with `--skip-action`), `actions/checkout`,
+//! the `actions/setup-*` actions and `dtolnay/rust-toolchain` on the host's toolchains.
+
+mod common;
+
+use common::Test;
+use std::process::Command;
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A workspace that is a git repository with everything committed.
+fn repo(t: &Test) {
+    git(t.path(), &["init", "-q", "-b", "main"]);
+    git(t.path(), &["add", "-A"]);
+    git(t.path(), &["commit", "-q", "-m", "initial"]);
+}
+
+/// The host's version of a tool, as `--version` prints it (`3.11.7`).
+fn host_version(argv: &[&str]) -> String {
+    let out = Command::new(argv[0]).args(&argv[1..]).output().expect("tool runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|w| w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit()))
+        .expect("a version")
+        .trim_end_matches('.')
+        .to_string()
+}
+
+#[test]
+fn remote_actions_are_one_error_listing_each_before_anything_runs() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+              - uses: codecov/codecov-action@v4
+                with: { token: x }
+              - uses: docker/build-push-action@v5
+          docs:
+            steps:
+              - uses: peaceiris/actions-gh-pages@v3
+        "#,
+    );
+    let out = t.run(&["--progress", "plain"]);
+    out.status(2).stderr_is(
+        "
+        trun.yaml:5:15: error: 3 steps use remote actions; trun runs without a network and does not download actions:
+          trun.yaml:5:15: codecov/codecov-action@v4
+          trun.yaml:7:15: docker/build-push-action@v5
+          trun.yaml:10:15: peaceiris/actions-gh-pages@v3
+          |
+        5 |       - uses: codecov/codecov-action@v4
+          |               ^^^^^^^^^^^^^^^^^^^^^^^^^
+          help: to run the rest of the workflow with those steps skipped: --skip-action codecov/codecov-action --skip-action docker/build-push-action --skip-action peaceiris/actions-gh-pages
+        ",
+    );
+    assert!(!t.exists("ran"), "nothing runs before the error");
+    t.run(&["validate"]).status(2);
+    t.run(&["plan"]).status(2);
+}
+
+#[test]
+fn skip_action_runs_the_rest_and_shows_the_skipped_steps() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - run: touch before
+              - id: cov
+                uses: codecov/codecov-action@v4
+              - run: touch after
+        "#,
+    );
+    t.run(&["plan", "--skip-action", "codecov/codecov-action"])
+        .success()
+        .stdout_has("--skip-action codecov/codecov-action");
+    t.run(&["--progress", "plain", "--skip-action", "codecov/codecov-action@v4"])
+        .success();
+    assert!(t.exists("before") && t.exists("after"));
+    let show = t.show_json("");
+    let steps = &show["jobs"][0]["steps"];
+    assert_eq!(steps[1]["status"], "skipped", "{show}");
+    assert_eq!(steps[1]["reason"], "--skip-action codecov/codecov-action@v4", "{show}");
+    // A name that matches nothing is a typo, not a silent no-op.
+    t.run(&["--skip-action", "codecov/codecov"])
+        .status(2)
+        .stderr_has("--skip-action codecov/codecov: no step uses `codecov/codecov`")
+        .stderr_has("codecov/codecov-action@v4");
+}
+
+#[test]
+fn checkout_is_the_workspace_and_says_so() {
+    let t = Test::new()
+        .workflow(
+            r#"
+            jobs:
+              build:
+                steps:
+                  - id: co
+                    uses: actions/checkout@v4
+                    with: { fetch-depth: 0, submodules: recursive }
+                  - run: echo "commit=${{ steps.co.outputs.commit }}" > commit.txt
+            "#,
+        )
+        .file("src/a.txt", "a\n");
+    repo(&t);
+    let head = String::from_utf8(
+        Command::new("git").args(["rev-parse", "HEAD"]).current_dir(t.path()).output().unwrap().stdout,
+    )
+    .unwrap();
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has("the workspace is the checkout")
+        .stderr_has("not needed offline, ignored: fetch-depth, submodules");
+    assert_eq!(t.read("commit.txt").trim(), format!("commit={}", head.trim()));
+}
+
+#[test]
+fn checkout_path_copies_tracked_files_only_and_never_follows_links_out() {
+    let t = Test::new()
+        .workflow(
+            r#"
+            jobs:
+              build:
+                steps:
+                  - uses: actions/checkout@v4
+                    with: { path: copy }
+                  - run: test -x copy/run.sh && cat copy/src/a.txt && test ! -e copy/untracked && test -L copy/link
+            "#,
+        )
+        .file("src/a.txt", "tracked a\n")
+        .file("run.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(
+        t.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("src/a.txt", t.join("link")).unwrap();
+    repo(&t);
+    t.write("untracked", "not in git\n");
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has("tracked a")
+        .stderr_has("copied 3 tracked files and 1 links");
+    // Run again: the copy is made afresh.
+    t.run(&["--progress", "plain"]).success();
+
+    // A tracked link pointing out of the repository is refused, not copied or followed.
+    std::os::unix::fs::symlink("/etc/passwd", t.join("evil")).unwrap();
+    git(t.path(), &["add", "evil"]);
+    git(t.path(), &["commit", "-q", "-m", "evil"]);
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("tracked link `evil` points outside the repository (/etc/passwd)");
+}
+
+#[test]
+fn checkout_refuses_what_it_cannot_do_offline() {
+    for (with, expected) in [
+        ("{ path: ../outside }", "`path: ../outside` leaves the workspace (`..`)"),
+        ("{ path: /tmp/x }", "`path: /tmp/x` is absolute"),
+        ("{ path: src }", "`path: src` holds tracked files of the repository"),
+        ("{ repository: someone/else }", "`repository: someone/else` names another repository"),
+        ("{ ref: no-such-branch }", "`ref: no-such-branch` is not in the local repository"),
+        ("{ ref: \"$(touch pwned)\" }", "is not in the local repository"),
+    ] {
+        let t = Test::new()
+            .workflow(&format!(
+                "jobs:\n  build:\n    steps:\n      - uses: actions/checkout@v4\n        with: {with}\n"
+            ))
+            .file("src/a.txt", "a\n");
+        repo(&t);
+        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        assert!(!t.exists("pwned") && !t.path().parent().unwrap().join("outside").exists());
+    }
+    // Not a git repository: `path:` has nothing to copy.
+    let t = Test::new().workflow(
+        "jobs:\n  build:\n    steps:\n      - uses: actions/checkout@v4\n        with: { path: copy }\n",
+    );
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("the workspace is not a git repository");
+}
+
+#[test]
+fn setup_python_uses_the_host_python_when_it_satisfies_the_request() {
+    let host = host_version(&["python3", "--version"]);
+    let minor: String = host.split('.').take(2).collect::<Vec<_>>().join(".");
+    let t = Test::new().workflow(&format!(
+        r#"
+        jobs:
+          build:
+            steps:
+              - id: py
+                uses: actions/setup-python@v5
+                with: {{ python-version: "{minor}", cache: pip }}
+              - run: echo "${{{{ steps.py.outputs.python-version }}}}" > version.txt
+              - uses: actions/setup-python@v5
+                with: {{ python-version: ">=3.0 <4" }}
+        "#
+    ));
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has(&format!("using host python {host} for python-version {minor}"))
+        .stderr_has("`cache: pip` is not done by trun");
+    assert_eq!(t.read("version.txt").trim(), host);
+
+    // A version the host does not have: what was asked and what the host has.
+    t.write(
+        "trun.yaml",
+        "jobs:\n  build:\n    steps:\n      - uses: actions/setup-python@v5\n        with: { python-version: '2.7' }\n",
+    );
+    t.run(&["--progress", "plain"]).status(1).stderr_has(&format!(
+        "python-version asks for python 2.7, but the host has python {host} (python3 on PATH)"
+    ));
+}
+
+#[test]
+fn setup_python_reads_the_version_file_and_refuses_hostile_requests() {
+    let host = host_version(&["python3", "--version"]);
+    let t = Test::new()
+        .workflow("jobs:\n  build:\n    steps:\n      - uses: actions/setup-python@v5\n")
+        .file(".python-version", &format!("{host}\n"));
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has(&format!("using host python {host} for .python-version {host}"));
+
+    for (with, expected) in [
+        ("{ python-version: '$(touch pwned)' }", "is not a version request trun understands"),
+        ("{ python-version-file: ../../etc/passwd }", "leaves the workspace"),
+        ("{ python-version-file: link }", "is a symbolic link"),
+        ("{ python-version: pypy3.10 }", "is not a version request trun understands"),
+    ] {
+        let t = Test::new().workflow(&format!(
+            "jobs:\n  build:\n    steps:\n      - uses: actions/setup-python@v5\n        with: {with}\n"
+        ));
+        std::os::unix::fs::symlink("/etc/hostname", t.join("link")).unwrap();
+        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        assert!(!t.exists("pwned"));
+    }
+}
+
+#[test]
+fn setup_actions_name_a_missing_tool_and_mistyped_inputs() {
+    // An empty PATH: no node, no go.
+    let t = Test::new().workflow(
+        "jobs:\n  build:\n    steps:\n      - uses: actions/setup-node@v4\n        with: { node-version: 20 }\n",
+    );
+    t.args(&["--progress", "plain"])
+        .env("PATH", "/nonexistent")
+        .run()
+        .status(1)
+        .stderr_has("node is not on PATH (asked for node 20 (node-version))");
+    let t = Test::new().workflow(
+        "jobs:\n  build:\n    steps:\n      - uses: actions/setup-go@v5\n        with: { go-verison: '1.22' }\n",
+    );
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has("trun.yaml:5:17: error: actions/setup-go@v5: `actions/setup-go` has no input `go-verison` (did you mean `go-version`?)");
+}
+
+#[test]
+fn rust_toolchain_uses_the_host_rust_and_checks_components() {
+    let host = host_version(&["rustc", "--version"]);
+    let minor: String = host.split('.').take(2).collect::<Vec<_>>().join(".");
+    let t = Test::new().workflow(&format!(
+        r#"
+        jobs:
+          build:
+            steps:
+              - id: rust
+                uses: dtolnay/rust-toolchain@stable
+                with: {{ components: "rustfmt, clippy" }}
+              - uses: dtolnay/rust-toolchain@{minor}
+              - uses: dtolnay/rust-toolchain@master
+                with: {{ toolchain: stable }}
+              - run: echo "${{{{ steps.rust.outputs.name }}}} ${{{{ steps.rust.outputs.cachekey }}}}" > out.txt
+        "#
+    ));
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has(&format!("using host rust {host} (stable) for toolchain stable"))
+        .stderr_has("component rustfmt: present")
+        .stderr_has("component clippy: present")
+        .stderr_has(&format!("using host rust {host} (stable) for toolchain {minor}"));
+    let out = t.read("out.txt");
+    assert!(out.starts_with("stable ") && out.trim().len() == "stable ".len() + 12, "{out}");
+
+    t.write(
+        "trun.yaml",
+        "jobs:\n  build:\n    steps:\n      - uses: dtolnay/rust-toolchain@1.2\n      - uses: dtolnay/rust-toolchain@nightly\n",
+    );
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has(&format!("toolchain 1.2 asked, but the host has rustc {host}"));
+    t.write(
+        "trun.yaml",
+        "jobs:\n  build:\n    steps:\n      - uses: dtolnay/rust-toolchain@stable\n        with: { targets: no-such-target }\n",
+    );
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("target no-such-target asked, but the host's toolchain");
+    t.write("trun.yaml", "jobs:\n  build:\n    steps:\n      - uses: dtolnay/rust-toolchain@v1\n");
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has("needs the input `toolchain`");
+}
