@@ -316,3 +316,118 @@ fn rust_toolchain_uses_the_host_rust_and_checks_components() {
         .status(2)
         .stderr_has("needs the input `toolchain`");
 }
+
+/// A cache workflow: restore `deps/` (and a file in `~`), build it on a miss.
+const CACHE_WORKFLOW: &str = r#"
+jobs:
+  build:
+    steps:
+      - id: cache
+        uses: actions/cache@v4
+        with:
+          key: deps-${{ hashFiles('lock.txt') }}
+          restore-keys: |
+            deps-
+          path: |
+            deps
+            ~/.tool/cache.bin
+            !deps/skip-me
+      - if: steps.cache.outputs.cache-hit != 'true'
+        run: |
+          mkdir -p deps/sub "$HOME/.tool"
+          cat lock.txt > deps/sub/lib.txt
+          echo skip > deps/skip-me
+          echo home > "$HOME/.tool/cache.bin"
+          chmod 755 deps/sub/lib.txt
+          echo built >> log.txt
+      - run: echo "hit=${{ steps.cache.outputs.cache-hit }} matched=${{ steps.cache.outputs.cache-matched-key }}" >> log.txt
+"#;
+
+#[test]
+fn cache_saves_after_a_miss_and_restores_exact_and_prefix_matches() {
+    let t = Test::new().workflow(CACHE_WORKFLOW).file("lock.txt", "v1\n");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    t.args(&["--progress", "plain", "-v"])
+        .env("HOME", h)
+        .run()
+        .success()
+        .stderr_has("cache not found for key deps-")
+        .stderr_has("saved cache deps-");
+    assert_eq!(t.read("log.txt"), "built\nhit=false matched=\n");
+
+    // Everything gone: an exact hit brings it back, with its mode, and skips the build.
+    std::fs::remove_dir_all(t.join("deps")).unwrap();
+    std::fs::remove_dir_all(home.path().join(".tool")).unwrap();
+    std::fs::remove_file(t.join("log.txt")).unwrap();
+    t.args(&["--progress", "plain", "-v"]).env("HOME", h).run().success().stderr_has("restored cache deps-");
+    let log = t.read("log.txt");
+    assert!(log.starts_with("hit=true matched=deps-"), "{log}");
+    assert_eq!(t.read("deps/sub/lib.txt"), "v1\n");
+    assert!(!t.exists("deps/skip-me"), "an excluded path is not cached");
+    assert_eq!(std::fs::read_to_string(home.path().join(".tool/cache.bin")).unwrap(), "home\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(t.join("deps/sub/lib.txt")).unwrap().permissions().mode() & 0o777, 0o755);
+
+    // A new lock file: no exact hit, the newest `deps-` entry is restored, not a hit,
+    // so the build runs and a new entry is saved.
+    t.write("lock.txt", "v2\n");
+    std::fs::remove_file(t.join("log.txt")).unwrap();
+    t.args(&["--progress", "plain", "-v"]).env("HOME", h).run().success().stderr_has("saved cache deps-");
+    let log = t.read("log.txt");
+    assert!(log.starts_with("built\nhit=false matched=deps-"), "{log}");
+}
+
+#[test]
+fn cache_is_not_saved_when_the_job_fails() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - uses: actions/cache@v4
+                with: { key: k1, path: out }
+              - run: mkdir -p out && echo x > out/f && exit 3
+        "#,
+    );
+    t.run(&["--progress", "plain", "-v"]).status(1).stderr_lacks("saved cache");
+    t.write("trun.yaml", "jobs:\n  build:\n    steps:\n      - id: c\n        uses: actions/cache/restore@v4\n        with: { key: k1, path: out, fail-on-cache-miss: true }\n");
+    t.run(&["--progress", "plain"]).status(1).stderr_has("cache miss for key k1 and `fail-on-cache-miss` is true");
+}
+
+#[test]
+fn cache_paths_are_hostile() {
+    for (path, expected) in [
+        ("../outside", "path `../outside` leaves its directory (`..`)"),
+        ("/etc/passwd", "path `/etc/passwd` is outside the workspace and the home directory"),
+        ("deps/../../x", "leaves its directory"),
+    ] {
+        let t = Test::new().workflow(&format!(
+            "jobs:\n  build:\n    steps:\n      - uses: actions/cache@v4\n        with: {{ key: k, path: '{path}' }}\n"
+        ));
+        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+    }
+
+    // Save a real file, then plant a link where it would be restored: the restore
+    // refuses to write through it and the link's target is untouched.
+    let t = Test::new()
+        .workflow(
+            r#"
+            jobs:
+              build:
+                steps:
+                  - uses: actions/cache@v4
+                    with: { key: "k-$(touch pwned)", path: out }
+                  - run: test -d out || (mkdir out && echo data > out/f && ln -s /etc/hostname out/link)
+            "#,
+        );
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has("saved cache k-$(touch pwned) (1 files, 5 B; 1 symbolic links not saved)");
+    assert!(!t.exists("pwned"));
+    std::fs::remove_dir_all(t.join("out")).unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(victim.path(), t.join("out")).unwrap();
+    t.run(&["--progress", "plain"]).status(1).stderr_has("cannot restore out/f");
+    assert!(!victim.path().join("f").exists(), "nothing written through the link");
+}

@@ -107,6 +107,10 @@ impl Memory for StoreMemory {
     fn set(&self, key: &str, value: &str) {
         let _ = self.0.kv_set("actions", key, value);
     }
+
+    fn newest_with_prefix(&self, prefix: &str) -> Option<(String, String)> {
+        self.0.kv_newest_with_prefix("actions", prefix).ok().flatten()
+    }
 }
 
 /// Where a GitHub action's probes run: the step's executor (the job's container, or a
@@ -162,23 +166,63 @@ impl crate::actions::github::Probe for ExecProbe<'_> {
     }
 }
 
+/// End-of-job work a GitHub action asked for (saving a cache after a miss), run by
+/// [`run_post`] when the job succeeded.
+pub struct Post {
+    pub kind: crate::actions::github::Builtin,
+    pub uses: String,
+    pub data: Value,
+    /// The index of the step that asked, whose output the post's lines join.
+    pub step: usize,
+}
+
+fn github_ctx<'a>(
+    uses: &str,
+    workspace: &std::path::Path,
+    memory: &'a dyn Memory,
+    in_container: bool,
+) -> crate::actions::github::Ctx<'a> {
+    crate::actions::github::Ctx {
+        workspace: workspace.to_path_buf(),
+        home: std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from),
+        in_container,
+        cas_dir: workspace.join(".trun").join("cas"),
+        memory,
+        uses: uses.to_string(),
+    }
+}
+
+/// Runs one end-of-job hook; its lines go to `on_line`.
+pub fn run_post(
+    post: &Post,
+    workspace: &std::path::Path,
+    memory: &dyn Memory,
+    in_container: bool,
+    on_line: &mut (dyn FnMut(Stream, String) + Send),
+) -> Result<(), String> {
+    let ctx = github_ctx(&post.uses, workspace, memory, in_container);
+    crate::actions::github::post(post.kind, &post.data, &ctx, on_line)
+}
+
 /// Run one of the GitHub actions trun does itself ([`crate::actions::github`]) with the
-/// step's timeout and the run's cancellation; its lines go to the step's output.
+/// step's timeout and the run's cancellation; its lines go to the step's output. Also
+/// returns what the action wants done at the end of the job.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute_github(
     kind: crate::actions::github::Builtin,
     uses: &str,
     with: &Map<String, Value>,
     workspace: &std::path::Path,
+    memory: &dyn Memory,
     at: Where<'_>,
     timeout: Option<Duration>,
     cancel: &mut watch::Receiver<bool>,
     sink: &mut super::output::OutputSink,
-) -> Outcome {
-    let ctx = crate::actions::github::Ctx {
-        workspace: workspace.to_path_buf(),
-        uses: uses.to_string(),
-    };
+) -> (Outcome, Option<Value>) {
+    let in_container = at.executor.describe() != "local";
+    let ctx = github_ctx(uses, workspace, memory, in_container);
     let mut probe = ExecProbe {
         at,
         cancel: cancel.clone(),
@@ -196,30 +240,39 @@ pub async fn execute_github(
         tokio::select! {
             r = fut => Some(r),
             _ = sleep => None,
-            _ = super::cancelled(cancel) => return Outcome { exit: Exit::Cancelled, outputs: BTreeMap::new(), skipped: None },
+            _ = super::cancelled(cancel) => return (Outcome { exit: Exit::Cancelled, outputs: BTreeMap::new(), skipped: None }, None),
         }
     };
     for (s, l) in lines {
         sink.line(s, &l);
     }
     match result {
-        None => Outcome {
-            exit: Exit::TimedOut(timeout.unwrap_or_default()),
-            outputs: BTreeMap::new(),
-            skipped: None,
-        },
-        Some(Ok(done)) => Outcome {
-            exit: Exit::Code(0),
-            outputs: done.outputs,
-            skipped: None,
-        },
-        Some(Err(msg)) => {
-            sink.line(Stream::Stderr, &msg);
+        None => (
             Outcome {
-                exit: Exit::Failed(msg),
+                exit: Exit::TimedOut(timeout.unwrap_or_default()),
                 outputs: BTreeMap::new(),
                 skipped: None,
-            }
+            },
+            None,
+        ),
+        Some(Ok(done)) => (
+            Outcome {
+                exit: Exit::Code(0),
+                outputs: done.outputs,
+                skipped: None,
+            },
+            done.post,
+        ),
+        Some(Err(msg)) => {
+            sink.line(Stream::Stderr, &msg);
+            (
+                Outcome {
+                    exit: Exit::Failed(msg),
+                    outputs: BTreeMap::new(),
+                    skipped: None,
+                },
+                None,
+            )
         }
     }
 }

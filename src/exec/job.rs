@@ -130,6 +130,7 @@ impl JobRunner {
         let deadline = job.timeout.map(|t| Instant::now() + t);
         let mut extra_path: Vec<String> = Vec::new();
         let mut grading: Option<super::grade_step::Grading> = None;
+        let mut posts: Vec<super::actions::Post> = Vec::new();
         let mut job_failed = failure.is_some();
         let mut cancelled = *cancel.borrow();
 
@@ -176,6 +177,7 @@ impl JobRunner {
                             remaining,
                             container.as_ref().map(|c| c.0.as_str()),
                             &mut grading,
+                            &mut posts,
                             &mut cancel,
                         )
                         .await
@@ -265,6 +267,33 @@ impl JobRunner {
             let _ = docker.remove_job_container(id, net.as_deref()).await;
         }
         super::grade_step::close(grading.take()).await;
+        // End-of-job hooks of actions (saving a cache after a miss), only after success,
+        // as GitHub's post steps; a failed hook is a warning, as there.
+        if !job_failed && !cancelled {
+            for post in posts.drain(..) {
+                let mut on_line = |stream: Stream, line: String| {
+                    self.events.send(Event::StepOutput {
+                        job: job.key.clone(),
+                        step: post.step,
+                        stream,
+                        line,
+                    })
+                };
+                let in_container = container.is_some();
+                if let Err(e) = super::actions::run_post(
+                    &post,
+                    &self.plan.root,
+                    self.opts.memory.as_ref(),
+                    in_container,
+                    &mut on_line,
+                ) {
+                    on_line(
+                        Stream::Stderr,
+                        format!("trun: warning: end of job, {}: {e}", post.uses),
+                    );
+                }
+            }
+        }
 
         // Job outputs see every step.
         let mut outputs_map = BTreeMap::new();
@@ -324,6 +353,7 @@ impl JobRunner {
         job_remaining: Option<Duration>,
         container: Option<&str>,
         grading: &mut Option<super::grade_step::Grading>,
+        posts: &mut Vec<super::actions::Post>,
         cancel: &mut watch::Receiver<bool>,
     ) -> StepEnd {
         let job = &self.job;
@@ -549,11 +579,12 @@ impl JobRunner {
                     // The action's lines reach the log through the sink.
                     let github = crate::actions::github::builtin(uses);
                     let outcome = if let Some(kind) = github {
-                        crate::exec::actions::execute_github(
+                        let (outcome, post) = crate::exec::actions::execute_github(
                             kind,
                             uses,
                             &with,
                             &self.plan.root,
+                            self.opts.memory.as_ref(),
                             crate::exec::actions::Where {
                                 executor: executor.as_ref(),
                                 env: &env,
@@ -563,7 +594,16 @@ impl JobRunner {
                             cancel,
                             &mut sink,
                         )
-                        .await
+                        .await;
+                        if let Some(data) = post {
+                            posts.push(crate::exec::actions::Post {
+                                kind,
+                                uses: uses.clone(),
+                                data,
+                                step: step.index,
+                            });
+                        }
+                        outcome
                     } else {
                     let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
                     crate::exec::actions::execute(

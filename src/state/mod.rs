@@ -146,6 +146,11 @@ pub trait Store: Send + Sync {
 
     fn kv_set(&self, namespace: &str, key: &str, value: &str) -> Result<()>;
 
+    /// The most recently set `(key, value)` of `namespace` whose key starts with
+    /// `prefix` (byte-wise, no pattern characters): `actions/cache`'s `restore-keys`.
+    fn kv_newest_with_prefix(&self, namespace: &str, prefix: &str)
+        -> Result<Option<(String, String)>>;
+
     // ---- up to date -----------------------------------------------------------
 
     /// The newest definition and the last success of a step, in one read:

@@ -43,7 +43,7 @@ fn repo_of_url(url: &str) -> Option<String> {
 
 pub(super) async fn run(
     input: &(dyn Fn(&str) -> String + Sync),
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     probe: &mut dyn Probe,
     out: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Result<Done, String> {
@@ -127,7 +127,7 @@ pub(super) async fn run(
                     ),
                 },
             );
-            return Ok(Done { outputs });
+            return Ok(Done { outputs, post: None });
         }
         Ok(Some(d)) => d,
         Err(why) => return Err(format!("`path: {path}` {why}")),
@@ -162,7 +162,7 @@ pub(super) async fn run(
             dest_s
         ),
     );
-    Ok(Done { outputs })
+    Ok(Done { outputs, post: None })
 }
 
 fn short(sha: &str) -> &str {

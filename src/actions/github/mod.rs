@@ -11,6 +11,7 @@
 //! --version`, `git ls-files`) through a [`Probe`], which the engine backs with the
 //! step's executor, so a probe in a container job asks the container.
 
+pub mod cache;
 mod checkout;
 mod toolchain;
 pub mod version;
@@ -30,6 +31,7 @@ pub enum Builtin {
     SetupGo,
     SetupJava,
     RustToolchain,
+    Cache(cache::Variant),
 }
 
 /// `(repository, kind, inputs)` of every GitHub action trun does itself.
@@ -135,6 +137,37 @@ const BUILTINS: &[(&str, Builtin, &[&str])] = &[
         ],
     ),
     (
+        "actions/cache",
+        Builtin::Cache(cache::Variant::Both),
+        &[
+            "key",
+            "path",
+            "restore-keys",
+            "upload-chunk-size",
+            "enableCrossOsArchive",
+            "fail-on-cache-miss",
+            "lookup-only",
+            "save-always",
+        ],
+    ),
+    (
+        "actions/cache/restore",
+        Builtin::Cache(cache::Variant::Restore),
+        &[
+            "key",
+            "path",
+            "restore-keys",
+            "enableCrossOsArchive",
+            "fail-on-cache-miss",
+            "lookup-only",
+        ],
+    ),
+    (
+        "actions/cache/save",
+        Builtin::Cache(cache::Variant::Save),
+        &["key", "path", "upload-chunk-size", "enableCrossOsArchive"],
+    ),
+    (
         "dtolnay/rust-toolchain",
         Builtin::RustToolchain,
         &["toolchain", "targets", "target", "components"],
@@ -202,6 +235,16 @@ pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), super::With
             });
         }
     }
+    if let Builtin::Cache(_) = kind {
+        for required in ["key", "path"] {
+            if !with.contains_key(required) {
+                return Err(super::WithError {
+                    key: None,
+                    message: format!("`{name}` requires the input `{required}`"),
+                });
+            }
+        }
+    }
     if *kind == Builtin::RustToolchain
         && toolchain::rust_ref_is_branch(split_ref(uses).1.unwrap_or_default())
         && !with.contains_key("toolchain")
@@ -237,23 +280,51 @@ pub trait Probe: Send {
 }
 
 /// What a GitHub action knows about where it runs.
-pub struct Ctx {
+pub struct Ctx<'a> {
     /// The workspace (`github.workspace`): the checkout.
     pub workspace: PathBuf,
+    /// `$HOME` of the user running trun (`~` in `actions/cache` paths).
+    pub home: Option<PathBuf>,
+    /// The job runs in a container (whose `~` is not this machine's).
+    pub in_container: bool,
+    /// `.trun/cas`: where cached and uploaded files' bytes go.
+    pub cas_dir: PathBuf,
+    /// The state store's memory of actions (cache manifests).
+    pub memory: &'a dyn crate::docker::actions::Memory,
     /// The step's `uses:` as written, for messages.
     pub uses: String,
 }
 
-/// How a GitHub action ended. `Err` is a failure with its message.
+/// How a GitHub action ended (`Err` is a failure with its message).
 pub struct Done {
     pub outputs: BTreeMap<String, String>,
+    /// Work for the end of the job, if it succeeds (saving a cache after a miss):
+    /// handed back to [`post`].
+    pub post: Option<Value>,
+}
+
+/// The end-of-job work an action asked for ([`Done::post`]), when the job succeeded.
+pub fn post(
+    kind: Builtin,
+    data: &Value,
+    ctx: &Ctx<'_>,
+    out: &mut (dyn FnMut(Stream, String) + Send),
+) -> Result<(), String> {
+    match kind {
+        Builtin::Cache(_) => {
+            let pending: cache::PendingSave =
+                serde_json::from_value(data.clone()).map_err(|e| e.to_string())?;
+            cache::save(&pending, ctx, out)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs the built-in `kind` with its rendered `with`; lines go to `out`.
 pub async fn run(
     kind: Builtin,
     with: &Map<String, Value>,
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     probe: &mut dyn Probe,
     out: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Result<Done, String> {
@@ -267,6 +338,7 @@ pub async fn run(
     match kind {
         Builtin::Checkout => checkout::run(&input, ctx, probe, out).await,
         Builtin::RustToolchain => toolchain::rust(&input, ctx, probe, out).await,
+        Builtin::Cache(v) => cache::run(v, &input, ctx, out),
         _ => toolchain::setup(kind, &input, ctx, probe, out).await,
     }
 }

@@ -98,7 +98,7 @@ fn from_file(name: &str, file: &str, text: &str) -> Option<String> {
     }
 }
 
-fn read_version_file(ctx: &Ctx, file: &str) -> Result<String, String> {
+fn read_version_file(ctx: &Ctx<'_>, file: &str) -> Result<String, String> {
     let rel = super::checkout::relative(file)
         .map_err(|why| format!("`{file}` {why}"))?
         .ok_or_else(|| format!("`{file}` names no file"))?;
@@ -131,7 +131,7 @@ async fn host_version(
 pub(super) async fn setup(
     kind: Builtin,
     input: &(dyn Fn(&str) -> String + Sync),
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     probe: &mut dyn Probe,
     out: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Result<Done, String> {
@@ -244,7 +244,7 @@ pub(super) async fn setup(
             outputs.insert("cache-hit".into(), "false".into());
         }
     }
-    Ok(Done { outputs })
+    Ok(Done { outputs, post: None })
 }
 
 /// Whether a `dtolnay/rust-toolchain@REF` names a branch or tag of the action rather than
@@ -270,7 +270,7 @@ fn rust_channel(version_line: &str) -> &'static str {
 
 pub(super) async fn rust(
     input: &(dyn Fn(&str) -> String + Sync),
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     probe: &mut dyn Probe,
     out: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Result<Done, String> {
@@ -366,7 +366,7 @@ pub(super) async fn rust(
     let mut outputs = BTreeMap::new();
     outputs.insert("cachekey".into(), hash[..12].to_string());
     outputs.insert("name".into(), toolchain);
-    Ok(Done { outputs })
+    Ok(Done { outputs, post: None })
 }
 
 #[cfg(test)]

@@ -225,6 +225,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn kv_newest_with_prefix(
+        &self,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Option<(String, String)>> {
+        // `substr` rather than LIKE: a key may hold `%` and `_`.
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT key, value FROM kv WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2
+                 ORDER BY updated_at DESC, rowid DESC LIMIT 1",
+            )?
+            .query_row(params![namespace, prefix], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
     fn step_state(&self, step_key: &str) -> Result<StepState> {
         uptodate::step_state(&self.conn(), step_key)
     }
