@@ -260,6 +260,7 @@ impl Session {
         let run_opts = RunOptions {
             docker: docker.clone(),
             memory: Arc::new(crate::exec::actions::StoreMemory(store.clone())),
+            store: Some(store.clone()),
             run_id,
             jobs: config.jobs,
             fail_fast: config.fail_fast,

@@ -431,3 +431,104 @@ fn cache_paths_are_hostile() {
     t.run(&["--progress", "plain"]).status(1).stderr_has("cannot restore out/f");
     assert!(!victim.path().join("f").exists(), "nothing written through the link");
 }
+
+#[test]
+fn artifacts_pass_from_a_job_to_the_jobs_that_need_it_and_show_lists_them() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - run: mkdir -p dist/sub && echo wheel > dist/app.whl && echo doc > dist/sub/readme.txt && echo s > dist/.hidden
+              - id: up
+                uses: actions/upload-artifact@v4
+                with: { name: dist, path: dist/, retention-days: 5 }
+              - uses: actions/upload-artifact@v4
+                with:
+                  name: report
+                  path: |
+                    report-*.txt
+                    notes.md
+                  if-no-files-found: ignore
+              - run: echo "${{ steps.up.outputs.artifact-id }}" > id.txt
+          test:
+            needs: build
+            steps:
+              - uses: actions/download-artifact@v4
+                with: { name: dist, path: got }
+              - run: cat got/app.whl got/sub/readme.txt && test ! -e got/.hidden
+              - uses: actions/download-artifact@v4
+                with: { path: all }
+              - run: test -f all/dist/app.whl
+        "#,
+    );
+    t.run(&["--progress", "plain", "-v", "-j", "1"])
+        .success()
+        .stderr_has("uploaded artifact dist: 2 files, 10 B (retention-days 5: kept with the run's record)")
+        .stderr_has("no files were found with the provided path: report-*.txt, notes.md; no artifact uploaded")
+        .stderr_has("downloaded artifact dist (2 files, 10 B) into got");
+    assert_eq!(t.read("id.txt").trim(), "1");
+    t.run(&["show"]).success().stdout_has("artifacts:\n  dist  2 files, 10 B  (job build)");
+    let show = t.show_json("");
+    assert_eq!(show["artifacts"][0]["name"], "dist");
+    assert_eq!(show["artifacts"][0]["bytes"], 10);
+}
+
+#[test]
+fn artifact_names_and_paths_are_hostile() {
+    for (with, expected) in [
+        ("{ name: ../../evil, path: f }", "artifact name `../../evil` contains '/'"),
+        ("{ name: 'a\\b', path: f }", "contains '\\\\'"),
+        ("{ name: x, path: ../f }", "path `../f` leaves its directory"),
+        ("{ name: x, path: nothing-here, if-no-files-found: error }", "no files were found with the provided path: nothing-here"),
+    ] {
+        let t = Test::new()
+            .workflow(&format!("jobs:\n  build:\n    steps:\n      - uses: actions/upload-artifact@v4\n        with: {with}\n"))
+            .file("f", "x\n");
+        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+    }
+    let t = Test::new()
+        .workflow(
+            r#"
+            jobs:
+              build:
+                steps:
+                  - uses: actions/upload-artifact@v4
+                    with: { name: x, path: f }
+                  - uses: actions/upload-artifact@v4
+                    with: { name: x, path: f }
+            "#,
+        )
+        .file("f", "x\n");
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("an artifact named `x` was already uploaded in this run (by job `build`)");
+    for (with, expected) in [
+        ("{ name: nope }", "no artifact named `nope` in this run; no job has uploaded one yet"),
+        ("{ path: ../out }", "`path: ../out` leaves the workspace"),
+        ("{ run-id: '123' }", "trun downloads the artifacts of this run only"),
+    ] {
+        let t = Test::new().workflow(&format!(
+            "jobs:\n  build:\n    steps:\n      - uses: actions/download-artifact@v4\n        with: {with}\n"
+        ));
+        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+    }
+    // A link planted where the download goes is refused, its target untouched.
+    let victim = tempfile::tempdir().unwrap();
+    let t = Test::new()
+        .workflow(
+            r#"
+            jobs:
+              build:
+                steps:
+                  - uses: actions/upload-artifact@v4
+                    with: { name: x, path: f }
+                  - uses: actions/download-artifact@v4
+                    with: { name: x, path: got }
+            "#,
+        )
+        .file("f", "x\n");
+    std::os::unix::fs::symlink(victim.path(), t.join("got")).unwrap();
+    t.run(&["--progress", "plain"]).status(1).stderr_has("cannot download f");
+    assert!(!victim.path().join("f").exists());
+}

@@ -176,13 +176,22 @@ pub struct Post {
     pub step: usize,
 }
 
-fn github_ctx<'a>(
-    uses: &str,
-    workspace: &std::path::Path,
-    memory: &'a dyn Memory,
-    in_container: bool,
-) -> crate::actions::github::Ctx<'a> {
+/// The run around a GitHub action: its workspace, memory, store, and job.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub workspace: &'a std::path::Path,
+    pub memory: &'a dyn Memory,
+    pub store: Option<&'a dyn crate::state::Store>,
+    pub run_id: i64,
+    pub job: &'a str,
+}
+
+fn github_ctx<'a>(uses: &str, s: Scope<'a>, in_container: bool) -> crate::actions::github::Ctx<'a> {
+    let (workspace, memory) = (s.workspace, s.memory);
     crate::actions::github::Ctx {
+        run_id: s.run_id,
+        job: s.job.to_string(),
+        store: s.store,
         workspace: workspace.to_path_buf(),
         home: std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
@@ -197,12 +206,11 @@ fn github_ctx<'a>(
 /// Runs one end-of-job hook; its lines go to `on_line`.
 pub fn run_post(
     post: &Post,
-    workspace: &std::path::Path,
-    memory: &dyn Memory,
+    scope: Scope<'_>,
     in_container: bool,
     on_line: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Result<(), String> {
-    let ctx = github_ctx(&post.uses, workspace, memory, in_container);
+    let ctx = github_ctx(&post.uses, scope, in_container);
     crate::actions::github::post(post.kind, &post.data, &ctx, on_line)
 }
 
@@ -214,15 +222,14 @@ pub async fn execute_github(
     kind: crate::actions::github::Builtin,
     uses: &str,
     with: &Map<String, Value>,
-    workspace: &std::path::Path,
-    memory: &dyn Memory,
+    scope: Scope<'_>,
     at: Where<'_>,
     timeout: Option<Duration>,
     cancel: &mut watch::Receiver<bool>,
     sink: &mut super::output::OutputSink,
 ) -> (Outcome, Option<Value>) {
     let in_container = at.executor.describe() != "local";
-    let ctx = github_ctx(uses, workspace, memory, in_container);
+    let ctx = github_ctx(uses, scope, in_container);
     let mut probe = ExecProbe {
         at,
         cancel: cancel.clone(),

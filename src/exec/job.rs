@@ -69,6 +69,17 @@ struct StepEnd {
 }
 
 impl JobRunner {
+    /// What a GitHub action sees of the run ([`super::actions::Scope`]).
+    fn action_scope(&self) -> super::actions::Scope<'_> {
+        super::actions::Scope {
+            workspace: &self.plan.root,
+            memory: self.opts.memory.as_ref(),
+            store: self.opts.store.as_deref(),
+            run_id: self.opts.run_id,
+            job: &self.job.key,
+        }
+    }
+
     pub async fn run(self, mut cancel: watch::Receiver<bool>) -> JobResult {
         let job = &self.job;
         let started = Instant::now();
@@ -282,8 +293,7 @@ impl JobRunner {
                 let in_container = container.is_some();
                 if let Err(e) = super::actions::run_post(
                     &post,
-                    &self.plan.root,
-                    self.opts.memory.as_ref(),
+                    self.action_scope(),
                     in_container,
                     &mut on_line,
                 ) {
@@ -583,8 +593,7 @@ impl JobRunner {
                             kind,
                             uses,
                             &with,
-                            &self.plan.root,
-                            self.opts.memory.as_ref(),
+                            self.action_scope(),
                             crate::exec::actions::Where {
                                 executor: executor.as_ref(),
                                 env: &env,

@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub docker: Option<Arc<crate::docker::Docker>>,
     /// Memory of the built-in actions between runs.
     pub memory: Arc<dyn crate::docker::actions::Memory>,
+    /// The run's store, for what actions record with the run (uploaded artifacts).
+    pub store: Option<Arc<dyn crate::state::Store>>,
     /// Where the closing step of a graded repository hands its result (`trun grade`).
     pub grades: Option<Arc<dyn grade_step::GradeSink>>,
     /// `.trun/procs`: running step processes are recorded here so that the

@@ -30,7 +30,7 @@ const MAX_KEY: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Base {
+pub(super) enum Base {
     Workspace,
     Home,
 }
@@ -58,13 +58,13 @@ pub struct PendingSave {
 }
 
 /// One line of `path`, resolved: its base and the pattern below it.
-struct PathLine {
-    base: Base,
-    pattern: String,
-    exclude: bool,
+pub(super) struct PathLine {
+    pub(super) base: Base,
+    pub(super) pattern: String,
+    pub(super) exclude: bool,
 }
 
-fn parse_paths(paths: &str, ctx: &Ctx<'_>) -> Result<Vec<PathLine>, String> {
+pub(super) fn parse_paths(paths: &str, ctx: &Ctx<'_>) -> Result<Vec<PathLine>, String> {
     let mut out = Vec::new();
     for line in paths.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (exclude, l) = match line.strip_prefix('!') {
@@ -109,7 +109,7 @@ fn parse_paths(paths: &str, ctx: &Ctx<'_>) -> Result<Vec<PathLine>, String> {
     Ok(out)
 }
 
-fn base_dir(base: Base, ctx: &Ctx<'_>) -> Result<PathBuf, String> {
+pub(super) fn base_dir(base: Base, ctx: &Ctx<'_>) -> Result<PathBuf, String> {
     match base {
         Base::Workspace => Ok(ctx.workspace.clone()),
         Base::Home => ctx
@@ -119,13 +119,13 @@ fn base_dir(base: Base, ctx: &Ctx<'_>) -> Result<PathBuf, String> {
     }
 }
 
-fn has_glob(s: &str) -> bool {
+pub(super) fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
 
 /// Every regular file the `path` lines match, with its base and relative path, sorted.
 /// Symbolic links are not followed and not saved (counted in the second value).
-fn collect(lines: &[PathLine], ctx: &Ctx<'_>) -> Result<(Vec<(Base, String)>, usize), String> {
+pub(super) fn collect(lines: &[PathLine], ctx: &Ctx<'_>) -> Result<(Vec<(Base, String)>, usize), String> {
     let mut found: BTreeMap<(u8, String), Base> = BTreeMap::new();
     let mut links = 0;
     for base in [Base::Workspace, Base::Home] {

@@ -11,6 +11,7 @@
 //! --version`, `git ls-files`) through a [`Probe`], which the engine backs with the
 //! step's executor, so a probe in a container job asks the container.
 
+mod artifact;
 pub mod cache;
 mod checkout;
 mod toolchain;
@@ -32,6 +33,8 @@ pub enum Builtin {
     SetupJava,
     RustToolchain,
     Cache(cache::Variant),
+    UploadArtifact,
+    DownloadArtifact,
 }
 
 /// `(repository, kind, inputs)` of every GitHub action trun does itself.
@@ -168,6 +171,33 @@ const BUILTINS: &[(&str, Builtin, &[&str])] = &[
         &["key", "path", "upload-chunk-size", "enableCrossOsArchive"],
     ),
     (
+        "actions/upload-artifact",
+        Builtin::UploadArtifact,
+        &[
+            "name",
+            "path",
+            "if-no-files-found",
+            "retention-days",
+            "compression-level",
+            "overwrite",
+            "include-hidden-files",
+        ],
+    ),
+    (
+        "actions/download-artifact",
+        Builtin::DownloadArtifact,
+        &[
+            "name",
+            "path",
+            "pattern",
+            "merge-multiple",
+            "github-token",
+            "repository",
+            "run-id",
+            "artifact-ids",
+        ],
+    ),
+    (
         "dtolnay/rust-toolchain",
         Builtin::RustToolchain,
         &["toolchain", "targets", "target", "components"],
@@ -235,8 +265,13 @@ pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), super::With
             });
         }
     }
-    if let Builtin::Cache(_) = kind {
-        for required in ["key", "path"] {
+    let required: &[&str] = match kind {
+        Builtin::Cache(_) => &["key", "path"],
+        Builtin::UploadArtifact => &["path"],
+        _ => &[],
+    };
+    {
+        for required in required.iter().copied() {
             if !with.contains_key(required) {
                 return Err(super::WithError {
                     key: None,
@@ -291,6 +326,10 @@ pub struct Ctx<'a> {
     pub cas_dir: PathBuf,
     /// The state store's memory of actions (cache manifests).
     pub memory: &'a dyn crate::docker::actions::Memory,
+    /// The run, the job instance, and the store that records the run's artifacts.
+    pub run_id: i64,
+    pub job: String,
+    pub store: Option<&'a dyn crate::state::Store>,
     /// The step's `uses:` as written, for messages.
     pub uses: String,
 }
@@ -339,6 +378,8 @@ pub async fn run(
         Builtin::Checkout => checkout::run(&input, ctx, probe, out).await,
         Builtin::RustToolchain => toolchain::rust(&input, ctx, probe, out).await,
         Builtin::Cache(v) => cache::run(v, &input, ctx, out),
+        Builtin::UploadArtifact => artifact::upload(&input, ctx, out),
+        Builtin::DownloadArtifact => artifact::download(&input, ctx, out),
         _ => toolchain::setup(kind, &input, ctx, probe, out).await,
     }
 }

@@ -135,6 +135,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     DROP TABLE IF EXISTS grade_meta;
     "#,
+    // 5: artifacts a run's jobs uploaded (`actions/upload-artifact`): the files'
+    // bytes are CAS objects, `manifest` says which file is which.
+    r#"
+    CREATE TABLE IF NOT EXISTS artifacts (
+        run_id     INTEGER NOT NULL,
+        name       TEXT    NOT NULL,
+        job        TEXT    NOT NULL,
+        files      INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        digest     TEXT    NOT NULL,
+        manifest   TEXT    NOT NULL,             -- JSON: [{path, hash, mode, size}]
+        created_at INTEGER NOT NULL,             -- ms since the Unix epoch
+        PRIMARY KEY (run_id, name)
+    );
+    "#,
 ];
 
 /// Number of migrations this build knows; the `user_version` it leaves behind.
