@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod composite;
 pub mod diag;
 pub mod docker;
 pub mod duration;

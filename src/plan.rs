@@ -87,6 +87,20 @@ pub struct PlannedStep {
     /// Skipped whatever happens, and why: `--skip-action NAME` named its action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip: Option<String>,
+    /// The composite action this step was generated from (`uses: ./path`).
+    #[serde(skip)]
+    pub frame: Option<std::sync::Arc<crate::composite::Frame>>,
+}
+
+impl PlannedStep {
+    /// The id the step's own scope knows it by: `test` for `setup/test`, a step of
+    /// the composite action the caller `setup` uses.
+    pub fn local_id(&self) -> &str {
+        match &self.frame {
+            Some(f) => self.id.strip_prefix(&f.prefix).unwrap_or(&self.id),
+            None => &self.id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -289,6 +303,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 .push(key.clone());
             let planned = plan_job(
                 &wf.root,
+                &wf.skip_actions,
                 &id.value,
                 key,
                 &job.value,
@@ -301,10 +316,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                     mark_skipped_actions(&mut j, &wf.skip_actions);
                     jobs.push(j)
                 }
-                Err(m) => errs.push(Diagnostic::plain(m).with_help(format!(
-                    "while expanding the `rubric/grade` step of job `{}`",
-                    id.value
-                ))),
+                Err(d) => errs.push(d),
             }
         }
     }
@@ -719,15 +731,17 @@ pub fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
     format!("{id} ({})", vals.join(", "))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_job(
     root: &std::path::Path,
+    skip_actions: &[String],
     id: &str,
     key: String,
     job: &Job,
     matrix: Map<String, Value>,
     default_shell: Option<&str>,
     default_wd: Option<&str>,
-) -> Result<PlannedJob, String> {
+) -> Result<PlannedJob, Diagnostic> {
     let job_shell = job
         .defaults
         .as_ref()
@@ -754,7 +768,28 @@ fn plan_job(
         );
         match &step.action {
             Action::Uses { uses, with } if uses == crate::actions::GRADE => {
-                for mut g in expand_rubric(root, &step, with)? {
+                let generated = expand_rubric(root, &step, with).map_err(|m| {
+                    Diagnostic::plain(m).with_help(format!(
+                        "while expanding the `rubric/grade` step of job `{id}`"
+                    ))
+                })?;
+                for mut g in generated {
+                    g.index = steps.len();
+                    steps.push(g);
+                }
+            }
+            // A local composite action becomes its steps (see `crate::composite`).
+            Action::Uses { uses, with } if crate::actions::github::is_local(uses) => {
+                let x = crate::composite::Expansion {
+                    root,
+                    job_shell,
+                    job_wd,
+                    in_container: job.container.is_some(),
+                    skip_actions,
+                };
+                let generated =
+                    crate::composite::expand(&x, &step, uses, with, None, &mut Vec::new())?;
+                for mut g in generated {
                     g.index = steps.len();
                     steps.push(g);
                 }
@@ -919,6 +954,7 @@ pub fn rubric_steps(
         generates: Vec::new(),
         line,
         skip: None,
+        frame: None,
     };
     let mut out = Vec::new();
     if rubric.setup.is_some() {
@@ -945,7 +981,7 @@ pub fn rubric_steps(
     out
 }
 
-fn plan_step(
+pub(crate) fn plan_step(
     index: usize,
     s: &Step,
     line: u32,
@@ -1048,6 +1084,7 @@ fn plan_step(
         generates: list(&s.generates),
         line,
         skip: None,
+        frame: None,
     }
 }
 

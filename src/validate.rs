@@ -702,13 +702,15 @@ fn check_step(
             if actions::github::is_remote(&uses.value) {
                 // Refused all together, in one error, by `check_remote_actions`.
             } else if actions::github::is_local(&uses.value) {
-                errs.push(wf.error(
-                    uses.loc,
-                    format!(
-                        "local action `{}`: trun does not run local actions yet",
-                        uses.value
-                    ),
-                ));
+                // The action file is read and expanded as the plan will.
+                if let Err(d) = crate::composite::check(wf, st, uses.loc.line) {
+                    errs.push(d);
+                }
+                for (_, v) in st.with.iter() {
+                    for s in json_strings(&v.value) {
+                        expr(&Sp::new(s, v.loc), &scope, errs);
+                    }
+                }
             } else if !actions::is_builtin(&uses.value) {
                 let d = wf.error(uses.loc, format!("unknown action `{}`", uses.value));
                 let d = match did_you_mean(&uses.value, actions::known().iter().copied()) {

@@ -433,7 +433,7 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
 
 /// Reads at most [`MAX_FILE_BYTES`] of a regular file: a FIFO, a device
 /// (`/dev/zero`) or a directory is refused before anything is read.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
@@ -478,7 +478,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
 /// Explicit YAML tags other than the core scalar ones (`!!binary`, `!custom`)
 /// are refused: a `run: !!binary …` would run text nobody can read in review.
 /// Cheap when the file has no `!` at all, which is the common case.
-fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
+pub(crate) fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
     use serde_saphyr::granit_parser::{Event, Parser};
     if !text.contains('!') {
         return Ok(());

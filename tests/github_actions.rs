@@ -532,3 +532,149 @@ fn artifact_names_and_paths_are_hostile() {
     t.run(&["--progress", "plain"]).status(1).stderr_has("cannot download f");
     assert!(!victim.path().join("f").exists());
 }
+
+/// A copy of `examples/github/NAME` in a fresh workspace, committed to git, with its
+/// workflow `.github/workflows/FILE` also written as `trun.yaml`, without the `on:`
+/// and `runs-on:` keys, which this trun's parser does not take yet.
+fn github_example(name: &str, file: &str) -> Test {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+            }
+        }
+    }
+    let t = Test::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github").join(name);
+    copy(&dir, t.path());
+    let text = t.read(&format!(".github/workflows/{file}"));
+    let mut out = String::new();
+    let mut in_on = false;
+    for line in text.lines() {
+        if line.starts_with("on:") {
+            in_on = true;
+            continue;
+        }
+        if in_on && (line.starts_with(' ') || line.is_empty()) {
+            continue;
+        }
+        in_on = false;
+        if line.trim_start().starts_with("runs-on:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    t.write("trun.yaml", &out);
+    repo(&t);
+    t
+}
+
+#[test]
+fn example_composite_action_with_inputs_outputs_and_a_nested_composite() {
+    let t = github_example("composite-action", "ci.yml");
+    t.run(&["validate"]).success();
+    t.run(&["plan"])
+        .success()
+        .stdout_has("quiet/plain")
+        .stdout_has("loud/loud/up");
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has("quiet: hello, world")
+        .stderr_has("loud: HELLO, HELLO, WORLD")
+        .stderr_has("quiet / loud / up: `if` of the composite's step was false");
+    assert_eq!(t.read("loud.txt"), "HELLO, HELLO, WORLD\n");
+}
+
+#[test]
+fn composite_inputs_never_become_code() {
+    let t = Test::new()
+        .workflow(
+            r#"
+            jobs:
+              build:
+                steps:
+                  - id: e
+                    uses: ./act
+                    with: { value: "$(touch pwned)`touch pwned2`'\"" }
+                  - run: test '${{ steps.e.outputs.out }}' = ok
+            "#,
+        )
+        .file(
+            "act/action.yaml",
+            r#"
+            inputs:
+              value: { required: true }
+            outputs:
+              out: { value: "${{ steps.w.outputs.r }}" }
+            runs:
+              using: composite
+              steps:
+                - id: w
+                  shell: bash
+                  run: |
+                    printf '%s' "${{ inputs.value }}" > value.txt
+                    echo "r=ok" >> "$GITHUB_OUTPUT"
+            "#,
+        );
+    t.run(&["--progress", "plain", "-v"]).success();
+    assert_eq!(t.read("value.txt"), "$(touch pwned)`touch pwned2`'\"");
+    assert!(!t.exists("pwned") && !t.exists("pwned2"));
+}
+
+#[test]
+fn composite_errors_point_into_the_action_file() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "runs:\n  using: composite\n  steps:\n    - run: echo hi\n",
+            "{}",
+            "act/action.yml:4:7: error: a `run` step of a composite action needs `shell` (as on GitHub)",
+        ),
+        (
+            "runs:\n  using: node20\n  main: index.js\n",
+            "{}",
+            "act/action.yml:2:10: error: `runs.using: node20` is a JavaScript action",
+        ),
+        (
+            "inputs:\n  who: { required: true }\nruns:\n  using: composite\n  steps:\n    - { run: echo, shell: bash }\n",
+            "{}",
+            "act/action.yml:2:3: error: input `who` is required, and step `step-1` does not give it in `with`",
+        ),
+        (
+            "inputs:\n  who: {}\nruns:\n  using: composite\n  steps:\n    - { run: echo, shell: bash }\n",
+            "{ woh: x }",
+            "`./act` (step `step-1`) has no input `woh` (did you mean `who`?); its inputs: who",
+        ),
+        (
+            "runs:\n  using: composite\n  steps:\n    - uses: ./act\n",
+            "{}",
+            "composite actions use each other in a cycle: act/action.yml -> act/action.yml",
+        ),
+        (
+            "runs:\n  using: composite\n  steps:\n    - uses: someone/remote@v1\n",
+            "{}",
+            "act/action.yml:4:13: error: `someone/remote@v1` is a remote action",
+        ),
+        (
+            "runs:\n  using: composite\n  stesp: []\n",
+            "{}",
+            "act/action.yml",
+        ),
+    ];
+    for (action, with, expected) in cases {
+        let t = Test::new()
+            .workflow(&format!("jobs:\n  build:\n    steps:\n      - uses: ./act\n        with: {with}\n"))
+            .file("act/action.yml", action);
+        t.run(&["validate"]).status(2).stderr_has(expected);
+        t.run(&["--progress", "plain"]).status(2).stderr_has(expected);
+    }
+    let t = Test::new().workflow("jobs:\n  build:\n    steps:\n      - uses: ./nowhere\n");
+    t.run(&["validate"]).status(2).stderr_has("local action `./nowhere`: no action.yml or action.yaml in");
+    let t = Test::new().workflow("jobs:\n  build:\n    steps:\n      - uses: ./../x\n");
+    t.run(&["validate"]).status(2).stderr_has("local action `./../x` leaves the workspace");
+}

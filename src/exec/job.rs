@@ -142,6 +142,7 @@ impl JobRunner {
         let mut extra_path: Vec<String> = Vec::new();
         let mut grading: Option<super::grade_step::Grading> = None;
         let mut posts: Vec<super::actions::Post> = Vec::new();
+        let mut frames = super::composite::Frames::default();
         let mut job_failed = failure.is_some();
         let mut cancelled = *cancel.borrow();
 
@@ -154,6 +155,8 @@ impl JobRunner {
                 failure: job_failed,
                 cancelled,
             };
+            // A step of a composite action sees the composite's inputs and steps.
+            let entered = frames.enter(step.frame.as_ref(), &mut ctx, &self.templates);
             let end = if cancelled
                 && step
                     .condition
@@ -161,6 +164,10 @@ impl JobRunner {
                     .is_none_or(|c| !c.contains("always()"))
             {
                 StepEnd::skipped(Status::Cancelled, "cancelled")
+            } else if let Err(m) = &entered {
+                StepEnd::failed(m.clone())
+            } else if let Ok(Some(why)) = &entered {
+                StepEnd::skipped(Status::Skipped, why)
             } else {
                 let go = match &step.condition {
                     None => Ok(!job_failed),
@@ -248,8 +255,12 @@ impl JobRunner {
                 );
                 m.insert("outcome".into(), Value::String(outcome.into()));
                 m.insert("conclusion".into(), Value::String(conclusion.into()));
-                ctx.steps.insert(step.id.clone(), Value::Object(m));
+                ctx.steps.insert(step.local_id().to_string(), Value::Object(m));
             }
+            frames.leave(
+                &mut ctx,
+                end.status == Status::Failure && !step.continue_on_error,
+            );
             if end.status == Status::Failure && !step.continue_on_error {
                 job_failed = true;
                 if failure.is_none() {
@@ -274,6 +285,7 @@ impl JobRunner {
             });
         }
 
+        frames.close_all(&mut ctx, &self.templates);
         if let (Some((id, net)), Some(docker)) = (&container, &self.opts.docker) {
             let _ = docker.remove_job_container(id, net.as_deref()).await;
         }
@@ -871,7 +883,7 @@ impl StepEnd {
     }
 }
 
-fn render_json(
+pub(super) fn render_json(
     t: &Templates,
     v: &Value,
     ctx: &Context,

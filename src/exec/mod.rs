@@ -7,6 +7,7 @@
 //! are recorded as cancelled, and the run ends `cancelled`.
 
 pub mod actions;
+pub mod composite;
 pub mod executor;
 pub mod grade_step;
 pub mod job;

@@ -204,6 +204,11 @@ const BUILTINS: &[(&str, Builtin, &[&str])] = &[
     ),
 ];
 
+/// A path below the workspace (`None` for the workspace itself); `Err` says why not.
+pub fn checkout_relative(path: &str) -> Result<Option<PathBuf>, &'static str> {
+    checkout::relative(path)
+}
+
 /// `owner/repo[/path]` and the ref of `owner/repo[/path]@ref`.
 pub fn split_ref(uses: &str) -> (&str, Option<&str>) {
     match uses.rsplit_once('@') {
