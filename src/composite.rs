@@ -70,7 +70,6 @@ struct Runs {
     steps: Option<Sp<Vec<Sp<Step>>>>,
     /// The keys of `node*` and `docker` actions: read to refuse them clearly.
     #[serde(flatten)]
-    #[allow(dead_code)]
     other: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -182,6 +181,13 @@ pub fn expand(
         return Err(err(
             using.loc,
             format!("`runs.using: {}` is {what}; only `composite` local actions run", using.value),
+        ));
+    }
+    if let Some(k) = file.runs.value.other.keys().next() {
+        let hint = crate::diag::did_you_mean_suffix(k, ["using", "steps"]);
+        return Err(err(
+            file.runs.loc,
+            format!("unknown key `{k}` in `runs` of a composite action{hint}"),
         ));
     }
     let Some(steps) = &file.runs.value.steps else {

@@ -534,8 +534,8 @@ fn artifact_names_and_paths_are_hostile() {
 }
 
 /// A copy of `examples/github/NAME` in a fresh workspace, committed to git, with its
-/// workflow `.github/workflows/FILE` also written as `trun.yaml`, without the `on:`
-/// and `runs-on:` keys, which this trun's parser does not take yet.
+/// workflow `.github/workflows/FILE` also written as `trun.yaml`, without the `on:`,
+/// `permissions:` and `runs-on:` keys, which this trun's parser does not take yet.
 fn github_example(name: &str, file: &str) -> Test {
     fn copy(from: &std::path::Path, to: &std::path::Path) {
         std::fs::create_dir_all(to).unwrap();
@@ -556,7 +556,7 @@ fn github_example(name: &str, file: &str) -> Test {
     let mut out = String::new();
     let mut in_on = false;
     for line in text.lines() {
-        if line.starts_with("on:") {
+        if line.starts_with("on:") || line.starts_with("'on':") || line.starts_with("permissions:") {
             in_on = true;
             continue;
         }
@@ -663,7 +663,7 @@ fn composite_errors_point_into_the_action_file() {
         (
             "runs:\n  using: composite\n  stesp: []\n",
             "{}",
-            "act/action.yml",
+            "act/action.yml:2:3: error: unknown key `stesp` in `runs` of a composite action (did you mean `steps`?)",
         ),
     ];
     for (action, with, expected) in cases {
@@ -677,4 +677,72 @@ fn composite_errors_point_into_the_action_file() {
     t.run(&["validate"]).status(2).stderr_has("local action `./nowhere`: no action.yml or action.yaml in");
     let t = Test::new().workflow("jobs:\n  build:\n    steps:\n      - uses: ./../x\n");
     t.run(&["validate"]).status(2).stderr_has("local action `./../x` leaves the workspace");
+}
+
+#[test]
+fn example_classroom_workflow_runs_and_grades() {
+    let t = github_example("classroom", "classroom.yml");
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has("✓ square unit checks: pass (6/6 points)")
+        .stderr_has("✓ square of 7: pass (4/4 points)")
+        .stderr_has("Total points: 10/10");
+    // The same workflow as a rubric, through trun's grading.
+    t.run(&["grade", "--local", "--rubric", ".github/workflows/classroom.yml", "--json"])
+        .success()
+        .stdout_has("\"score\": 10");
+
+    // A wrong answer: the io grader fails it, the reporter says so and fails.
+    t.write(
+        "square.py",
+        "import sys\n\ndef square(n):\n    return n * n\n\nif __name__ == '__main__':\n    print(int(sys.stdin.readline()) * 2)\n",
+    );
+    t.run(&["--progress", "plain", "-v"])
+        .status(1)
+        .stderr_has("✗ square of 7: fail (0/4 points): output does not equal the expected output \"49\"")
+        .stderr_has("Total points: 6/10");
+    t.run(&["grade", "--local", "--force", "--rubric", ".github/workflows/classroom.yml", "--json"])
+        .stdout_has("\"score\": 6");
+}
+
+#[test]
+fn classroom_graders_keep_input_as_data_and_honour_timeouts() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          grade:
+            steps:
+              - id: io
+                uses: classroom-resources/autograding-io-grader@v1
+                with:
+                  command: cat
+                  input: "$(touch pwned)"
+                  expected-output: "$(touch pwned)"
+                  comparison-method: exact
+                  max-score: 1
+              - id: slow
+                uses: education/autograding-command-grader@v1
+                with: { command: sleep 30, timeout: 0.02, max-score: 2 }
+              - uses: classroom-resources/autograding-grading-reporter@v1
+                env:
+                  IO_RESULTS: ${{ steps.io.outputs.result }}
+                  SLOW_RESULTS: ${{ steps.slow.outputs.result }}
+                with: { runners: "io, slow" }
+        "#,
+    );
+    let started = std::time::Instant::now();
+    t.run(&["--progress", "plain", "-v"])
+        .status(1)
+        .stderr_has("✓ test: pass (1/1 points)")
+        .stderr_has("✗ test: fail (0/2 points)")
+        .stderr_has("Total points: 1/3");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the timeout stopped `sleep 30`");
+    assert!(!t.exists("pwned"));
+    t.write(
+        "trun.yaml",
+        "jobs:\n  g:\n    steps:\n      - uses: classroom-resources/autograding-io-grader@v1\n        with: { command: cat, expected-output: x, comparison-method: fuzzy }\n",
+    );
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("`comparison-method: fuzzy` is not one of exact, contains, regex");
 }

@@ -138,30 +138,54 @@ impl crate::actions::github::Probe for ExecProbe<'_> {
         &'b mut self,
         argv: &'b [&'b str],
     ) -> futures_util::future::BoxFuture<'b, Option<crate::actions::github::ProbeOutput>> {
-        Box::pin(async move {
-            let cmd = super::executor::Command {
-                argv: argv.iter().map(|s| s.to_string()).collect(),
-                env: self.at.env.to_vec(),
-                cwd: self.at.cwd.to_path_buf(),
-                stdin: None,
-                timeout: Some(PROBE_TIMEOUT),
-            };
-            // No log file, and events nobody receives: the action says what matters.
-            let (tx, _) = std::sync::mpsc::channel();
-            let mut sink = super::output::OutputSink::new(None, super::Events(tx), String::new(), 0);
-            sink.capture_stream(Stream::Stdout, PROBE_STDOUT_CAP);
-            sink.capture_stream(Stream::Stderr, PROBE_STDERR_CAP);
-            let exit = self.at.executor.run(&cmd, &mut sink, self.cancel.clone()).await;
-            if matches!(exit, Exit::SpawnFailed(_)) {
-                return None;
-            }
-            let (out, truncated) = sink.take_captured(Stream::Stdout);
-            let (err, _) = sink.take_captured(Stream::Stderr);
-            Some(crate::actions::github::ProbeOutput {
-                success: exit.success() && !truncated,
-                stdout: String::from_utf8_lossy(&out).into_owned(),
-                stderr: String::from_utf8_lossy(&err).into_owned(),
-            })
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        Box::pin(self.exec(argv, None, PROBE_TIMEOUT))
+    }
+
+    fn shell<'b>(
+        &'b mut self,
+        script: &'b str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> futures_util::future::BoxFuture<'b, Option<crate::actions::github::ProbeOutput>> {
+        let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        Box::pin(self.exec(argv, stdin, timeout))
+    }
+}
+
+impl ExecProbe<'_> {
+    async fn exec(
+        &mut self,
+        argv: Vec<String>,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Option<crate::actions::github::ProbeOutput> {
+        let cmd = super::executor::Command {
+            argv,
+            env: self.at.env.to_vec(),
+            cwd: self.at.cwd.to_path_buf(),
+            stdin,
+            timeout: Some(timeout),
+        };
+        // No log file, and events nobody receives: the action says what matters.
+        let (tx, _) = std::sync::mpsc::channel();
+        let mut sink = super::output::OutputSink::new(None, super::Events(tx), String::new(), 0);
+        sink.capture_stream(Stream::Stdout, PROBE_STDOUT_CAP);
+        sink.capture_stream(Stream::Stderr, PROBE_STDERR_CAP);
+        let exit = self.at.executor.run(&cmd, &mut sink, self.cancel.clone()).await;
+        if matches!(exit, Exit::SpawnFailed(_)) {
+            return None;
+        }
+        let (out, truncated) = sink.take_captured(Stream::Stdout);
+        let (err, _) = sink.take_captured(Stream::Stderr);
+        let mut stderr = String::from_utf8_lossy(&err).into_owned();
+        if let Exit::TimedOut(t) = exit {
+            stderr.push_str(&format!("\ntimed out after {}", crate::duration::format(t)));
+        }
+        Some(crate::actions::github::ProbeOutput {
+            success: exit.success() && !truncated,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr,
         })
     }
 }
@@ -186,9 +210,15 @@ pub struct Scope<'a> {
     pub job: &'a str,
 }
 
-fn github_ctx<'a>(uses: &str, s: Scope<'a>, in_container: bool) -> crate::actions::github::Ctx<'a> {
+fn github_ctx<'a>(
+    uses: &str,
+    s: Scope<'a>,
+    in_container: bool,
+    step_env: &[(String, String)],
+) -> crate::actions::github::Ctx<'a> {
     let (workspace, memory) = (s.workspace, s.memory);
     crate::actions::github::Ctx {
+        step_env: step_env.to_vec(),
         run_id: s.run_id,
         job: s.job.to_string(),
         store: s.store,
@@ -210,7 +240,7 @@ pub fn run_post(
     in_container: bool,
     on_line: &mut (dyn FnMut(Stream, String) + Send),
 ) -> Result<(), String> {
-    let ctx = github_ctx(&post.uses, scope, in_container);
+    let ctx = github_ctx(&post.uses, scope, in_container, &[]);
     crate::actions::github::post(post.kind, &post.data, &ctx, on_line)
 }
 
@@ -229,7 +259,7 @@ pub async fn execute_github(
     sink: &mut super::output::OutputSink,
 ) -> (Outcome, Option<Value>) {
     let in_container = at.executor.describe() != "local";
-    let ctx = github_ctx(uses, scope, in_container);
+    let ctx = github_ctx(uses, scope, in_container, at.env);
     let mut probe = ExecProbe {
         at,
         cancel: cancel.clone(),

@@ -12,6 +12,7 @@
 //! step's executor, so a probe in a container job asks the container.
 
 mod artifact;
+pub mod classroom;
 pub mod cache;
 mod checkout;
 mod toolchain;
@@ -35,7 +36,22 @@ pub enum Builtin {
     Cache(cache::Variant),
     UploadArtifact,
     DownloadArtifact,
+    Grader(classroom::Grader),
+    GradingReporter,
 }
+
+const COMMAND_GRADER: &[&str] = &["test-name", "setup-command", "command", "timeout", "max-score"];
+const IO_GRADER: &[&str] = &[
+    "test-name",
+    "setup-command",
+    "command",
+    "input",
+    "expected-output",
+    "comparison-method",
+    "timeout",
+    "max-score",
+];
+const PYTHON_GRADER: &[&str] = &["timeout", "max-score", "setup-command"];
 
 /// `(repository, kind, inputs)` of every GitHub action trun does itself.
 const BUILTINS: &[(&str, Builtin, &[&str])] = &[
@@ -197,6 +213,14 @@ const BUILTINS: &[(&str, Builtin, &[&str])] = &[
             "artifact-ids",
         ],
     ),
+    ("classroom-resources/autograding-command-grader", Builtin::Grader(classroom::Grader::Command), COMMAND_GRADER),
+    ("education/autograding-command-grader", Builtin::Grader(classroom::Grader::Command), COMMAND_GRADER),
+    ("classroom-resources/autograding-io-grader", Builtin::Grader(classroom::Grader::Io), IO_GRADER),
+    ("education/autograding-io-grader", Builtin::Grader(classroom::Grader::Io), IO_GRADER),
+    ("classroom-resources/autograding-python-grader", Builtin::Grader(classroom::Grader::Python), PYTHON_GRADER),
+    ("education/autograding-python-grader", Builtin::Grader(classroom::Grader::Python), PYTHON_GRADER),
+    ("classroom-resources/autograding-grading-reporter", Builtin::GradingReporter, &["runners"]),
+    ("education/autograding-grading-reporter", Builtin::GradingReporter, &["runners"]),
     (
         "dtolnay/rust-toolchain",
         Builtin::RustToolchain,
@@ -273,6 +297,9 @@ pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), super::With
     let required: &[&str] = match kind {
         Builtin::Cache(_) => &["key", "path"],
         Builtin::UploadArtifact => &["path"],
+        Builtin::Grader(classroom::Grader::Command) => &["command"],
+        Builtin::Grader(classroom::Grader::Io) => &["command", "expected-output"],
+        Builtin::GradingReporter => &["runners"],
         _ => &[],
     };
     {
@@ -317,6 +344,14 @@ impl ProbeOutput {
 pub trait Probe: Send {
     /// `None` when the program could not be started at all (not on PATH).
     fn run<'a>(&'a mut self, argv: &'a [&'a str]) -> BoxFuture<'a, Option<ProbeOutput>>;
+    /// A script run by `sh -c`, with `stdin` and a time limit (a grader's command);
+    /// a command that timed out is not `success`.
+    fn shell<'a>(
+        &'a mut self,
+        script: &'a str,
+        stdin: Option<Vec<u8>>,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Option<ProbeOutput>>;
 }
 
 /// What a GitHub action knows about where it runs.
@@ -331,6 +366,8 @@ pub struct Ctx<'a> {
     pub cas_dir: PathBuf,
     /// The state store's memory of actions (cache manifests).
     pub memory: &'a dyn crate::docker::actions::Memory,
+    /// The step's environment (what the reporter reads `<ID>_RESULTS` from).
+    pub step_env: Vec<(String, String)>,
     /// The run, the job instance, and the store that records the run's artifacts.
     pub run_id: i64,
     pub job: String,
@@ -385,6 +422,8 @@ pub async fn run(
         Builtin::Cache(v) => cache::run(v, &input, ctx, out),
         Builtin::UploadArtifact => artifact::upload(&input, ctx, out),
         Builtin::DownloadArtifact => artifact::download(&input, ctx, out),
+        Builtin::Grader(g) => classroom::grade(g, &input, ctx, probe, out).await,
+        Builtin::GradingReporter => classroom::report(&input, ctx, out),
         _ => toolchain::setup(kind, &input, ctx, probe, out).await,
     }
 }
