@@ -26,7 +26,12 @@ fn repo(t: &Test) {
 
 /// The host's version of a tool, as `--version` prints it (`3.11.7`).
 fn host_version(argv: &[&str]) -> String {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().expect("tool runs");
+    host_version_in(std::path::Path::new("."), argv)
+}
+
+/// The same, asked in `dir` (a version manager's shim reads `.python-version` there).
+fn host_version_in(dir: &std::path::Path, argv: &[&str]) -> String {
+    let out = Command::new(argv[0]).args(&argv[1..]).current_dir(dir).output().expect("tool runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
         .find(|w| w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit()))
@@ -745,4 +750,57 @@ fn classroom_graders_keep_input_as_data_and_honour_timeouts() {
     t.run(&["--progress", "plain"])
         .status(1)
         .stderr_has("`comparison-method: fuzzy` is not one of exact, contains, regex");
+}
+
+#[test]
+fn example_python_ci_with_setup_python_cache_and_artifacts_between_jobs() {
+    let t = github_example("python-ci", "ci.yml");
+    let host = host_version_in(t.path(), &["python3", "--version"]);
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has(&format!("using host python {host} for .python-version 3"))
+        .stderr_has("cache not found for key pip-")
+        .stderr_has("saved cache pip-")
+        .stderr_has("uploaded artifact dist: 2 files")
+        .stderr_has("downloaded artifact dist (2 files")
+        .stderr_has(&format!("built with python {host}"));
+    t.run(&["show"]).success().stdout_has("artifacts:\n  dist  2 files");
+    // Again: the cache is hit, and the install step is skipped by its `if`.
+    t.run(&["--progress", "plain", "-v"])
+        .success()
+        .stderr_has("restored cache pip-")
+        .stderr_has("Install dependencies: `if` was false");
+}
+
+#[test]
+fn this_projects_ci_workflow_gets_past_planning() {
+    // The project's own workflow, without the `on:`/`runs-on:` keys this parser does
+    // not take yet: checkout and rust-toolchain are built in, so it plans.
+    let t = Test::new();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/workflows/ci.yml"),
+    )
+    .unwrap();
+    let mut out = String::new();
+    let mut in_on = false;
+    for line in text.lines() {
+        if line.starts_with("on:") {
+            in_on = true;
+            continue;
+        }
+        if in_on && line.starts_with(' ') {
+            continue;
+        }
+        in_on = false;
+        if !line.trim_start().starts_with("runs-on:") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    t.write("trun.yaml", &out);
+    t.run(&["validate"]).success();
+    t.run(&["plan"])
+        .success()
+        .stdout_has("actions/checkout@v4")
+        .stdout_has("dtolnay/rust-toolchain@stable");
 }
