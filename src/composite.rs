@@ -122,9 +122,8 @@ fn load(root: &Path, uses: &str) -> Result<(PathBuf, String, ActionFile), Diagno
     let rel = crate::actions::github::checkout_relative(uses.trim_start_matches("./"))
         .map_err(|why| Diagnostic::plain(format!("local action `{uses}` {why}")))?;
     let dir = root.join(rel.unwrap_or_default());
-    crate::fsutil::no_symlink_below(root, &dir).map_err(|e| {
-        Diagnostic::plain(format!("local action `{uses}`: {e}"))
-    })?;
+    crate::fsutil::no_symlink_below(root, &dir)
+        .map_err(|e| Diagnostic::plain(format!("local action `{uses}`: {e}")))?;
     let Some(path) = FILE_NAMES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) else {
         return Err(Diagnostic::plain(format!(
             "local action `{uses}`: no action.yml or action.yaml in {}",
@@ -180,7 +179,10 @@ pub fn expand(
         };
         return Err(err(
             using.loc,
-            format!("`runs.using: {}` is {what}; only `composite` local actions run", using.value),
+            format!(
+                "`runs.using: {}` is {what}; only `composite` local actions run",
+                using.value
+            ),
         ));
     }
     if let Some(k) = file.runs.value.other.keys().next() {
@@ -191,7 +193,10 @@ pub fn expand(
         ));
     }
     let Some(steps) = &file.runs.value.steps else {
-        return Err(err(file.runs.loc, "a composite action needs `runs.steps`".into()));
+        return Err(err(
+            file.runs.loc,
+            "a composite action needs `runs.steps`".into(),
+        ));
     };
     // Inputs: what the caller may give, and what it must.
     let known: Vec<&str> = file.inputs.keys().collect();
@@ -201,7 +206,11 @@ pub fn expand(
             return Err(Diagnostic::plain(format!(
                 "`{uses}` (step `{}`) has no input `{k}`{hint}; its inputs: {}",
                 step.id,
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
     }
@@ -220,7 +229,10 @@ pub fn expand(
     let mut outputs = Vec::new();
     for (k, o) in file.outputs.iter() {
         let Some(v) = &o.value.value else {
-            return Err(err(k.loc, format!("output `{}` of a composite action needs `value`", k.value)));
+            return Err(err(
+                k.loc,
+                format!("output `{}` of a composite action needs `value`", k.value),
+            ));
         };
         outputs.push((k.value.clone(), v.value.clone()));
     }
@@ -234,7 +246,12 @@ pub fn expand(
         inputs: file
             .inputs
             .iter()
-            .map(|(k, i)| (k.value.clone(), i.value.default.as_ref().map(|d| d.value.0.clone())))
+            .map(|(k, i)| {
+                (
+                    k.value.clone(),
+                    i.value.default.as_ref().map(|d| d.value.0.clone()),
+                )
+            })
             .collect(),
         outputs,
         condition: step.condition.clone(),
@@ -246,21 +263,28 @@ pub fn expand(
         let st = &s.value;
         match (&st.run, &st.uses) {
             (Some(_), None) if st.shell.is_none() => {
-                return Err(err(s.loc, "a `run` step of a composite action needs `shell` (as on GitHub)".into()))
+                return Err(err(
+                    s.loc,
+                    "a `run` step of a composite action needs `shell` (as on GitHub)".into(),
+                ))
             }
             (None, None) | (Some(_), Some(_)) => {
-                return Err(err(s.loc, "a step needs either `run` (with `shell`) or `uses`".into()))
+                return Err(err(
+                    s.loc,
+                    "a step needs either `run` (with `shell`) or `uses`".into(),
+                ))
             }
             _ => {}
         }
-        let mut inner = crate::plan::plan_step(i, st, s.loc.line, x.job_shell, x.job_wd, x.in_container);
+        let mut inner =
+            crate::plan::plan_step(i, st, s.loc.line, x.job_shell, x.job_wd, x.in_container);
         inner.id = format!("{}{}", frame.prefix, inner.id);
         inner.name = format!("{} / {}", step.name, inner.name);
         inner.frame = Some(frame.clone());
         // The caller's env reaches the composite's steps, under their own.
         let mut env = step.env.clone();
         env.retain(|(k, _)| !inner.env.iter().any(|(ik, _)| ik == k));
-        env.extend(inner.env.drain(..));
+        env.append(&mut inner.env);
         let action_path = frame.action_path.display().to_string();
         if !action_path.contains("${{") {
             env.push(("GITHUB_ACTION_PATH".into(), action_path));
@@ -277,7 +301,11 @@ pub fn expand(
                 continue;
             }
             Action::Uses { uses: u, .. } if crate::actions::github::is_remote(u) => {
-                match x.skip_actions.iter().find(|n| crate::actions::github::skip_matches(n, u)) {
+                match x
+                    .skip_actions
+                    .iter()
+                    .find(|n| crate::actions::github::skip_matches(n, u))
+                {
                     Some(n) => inner.skip = Some(format!("--skip-action {n}")),
                     None => {
                         let loc = st.uses.as_ref().map(|u| u.loc).unwrap_or(s.loc);
@@ -302,7 +330,10 @@ pub fn expand(
     }
     stack.pop();
     if out.is_empty() {
-        return Err(err(steps.loc, "a composite action needs at least one step".into()));
+        return Err(err(
+            steps.loc,
+            "a composite action needs at least one step".into(),
+        ));
     }
     Ok(out)
 }

@@ -14,7 +14,11 @@ fn git(dir: &std::path::Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A workspace that is a git repository with everything committed.
@@ -31,8 +35,16 @@ fn host_version(argv: &[&str]) -> String {
 
 /// The same, asked in `dir` (a version manager's shim reads `.python-version` there).
 fn host_version_in(dir: &std::path::Path, argv: &[&str]) -> String {
-    let out = Command::new(argv[0]).args(&argv[1..]).current_dir(dir).output().expect("tool runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(dir)
+        .output()
+        .expect("tool runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
         .find(|w| w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit()))
         .expect("a version")
@@ -90,13 +102,21 @@ fn skip_action_runs_the_rest_and_shows_the_skipped_steps() {
     t.run(&["plan", "--skip-action", "codecov/codecov-action"])
         .success()
         .stdout_has("--skip-action codecov/codecov-action");
-    t.run(&["--progress", "plain", "--skip-action", "codecov/codecov-action@v4"])
-        .success();
+    t.run(&[
+        "--progress",
+        "plain",
+        "--skip-action",
+        "codecov/codecov-action@v4",
+    ])
+    .success();
     assert!(t.exists("before") && t.exists("after"));
     let show = t.show_json("");
     let steps = &show["jobs"][0]["steps"];
     assert_eq!(steps[1]["status"], "skipped", "{show}");
-    assert_eq!(steps[1]["reason"], "--skip-action codecov/codecov-action@v4", "{show}");
+    assert_eq!(
+        steps[1]["reason"], "--skip-action codecov/codecov-action@v4",
+        "{show}"
+    );
     // A name that matches nothing is a typo, not a silent no-op.
     t.run(&["--skip-action", "codecov/codecov"])
         .status(2)
@@ -121,14 +141,22 @@ fn checkout_is_the_workspace_and_says_so() {
         .file("src/a.txt", "a\n");
     repo(&t);
     let head = String::from_utf8(
-        Command::new("git").args(["rev-parse", "HEAD"]).current_dir(t.path()).output().unwrap().stdout,
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(t.path())
+            .output()
+            .unwrap()
+            .stdout,
     )
     .unwrap();
     t.run(&["--progress", "plain", "-v"])
         .success()
         .stderr_has("the workspace is the checkout")
         .stderr_has("not needed offline, ignored: fetch-depth, submodules");
-    assert_eq!(t.read("commit.txt").trim(), format!("commit={}", head.trim()));
+    assert_eq!(
+        t.read("commit.txt").trim(),
+        format!("commit={}", head.trim())
+    );
 }
 
 #[test]
@@ -173,12 +201,27 @@ fn checkout_path_copies_tracked_files_only_and_never_follows_links_out() {
 #[test]
 fn checkout_refuses_what_it_cannot_do_offline() {
     for (with, expected) in [
-        ("{ path: ../outside }", "`path: ../outside` leaves the workspace (`..`)"),
+        (
+            "{ path: ../outside }",
+            "`path: ../outside` leaves the workspace (`..`)",
+        ),
         ("{ path: /tmp/x }", "`path: /tmp/x` is absolute"),
-        ("{ path: src }", "`path: src` holds tracked files of the repository"),
-        ("{ repository: someone/else }", "`repository: someone/else` names another repository"),
-        ("{ ref: no-such-branch }", "`ref: no-such-branch` is not in the local repository"),
-        ("{ ref: \"$(touch pwned)\" }", "is not in the local repository"),
+        (
+            "{ path: src }",
+            "`path: src` holds tracked files of the repository",
+        ),
+        (
+            "{ repository: someone/else }",
+            "`repository: someone/else` names another repository",
+        ),
+        (
+            "{ ref: no-such-branch }",
+            "`ref: no-such-branch` is not in the local repository",
+        ),
+        (
+            "{ ref: \"$(touch pwned)\" }",
+            "is not in the local repository",
+        ),
     ] {
         let t = Test::new()
             .workflow(&format!(
@@ -186,7 +229,9 @@ fn checkout_refuses_what_it_cannot_do_offline() {
             ))
             .file("src/a.txt", "a\n");
         repo(&t);
-        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        t.run(&["--progress", "plain"])
+            .status(1)
+            .stderr_has(expected);
         assert!(!t.exists("pwned") && !t.path().parent().unwrap().join("outside").exists());
     }
     // Not a git repository: `path:` has nothing to copy.
@@ -217,7 +262,9 @@ fn setup_python_uses_the_host_python_when_it_satisfies_the_request() {
     ));
     t.run(&["--progress", "plain", "-v"])
         .success()
-        .stderr_has(&format!("using host python {host} for python-version {minor}"))
+        .stderr_has(&format!(
+            "using host python {host} for python-version {minor}"
+        ))
         .stderr_has("`cache: pip` is not done by trun");
     assert_eq!(t.read("version.txt").trim(), host);
 
@@ -226,9 +273,11 @@ fn setup_python_uses_the_host_python_when_it_satisfies_the_request() {
         "trun.yaml",
         "jobs:\n  build:\n    steps:\n      - uses: actions/setup-python@v5\n        with: { python-version: '2.7' }\n",
     );
-    t.run(&["--progress", "plain"]).status(1).stderr_has(&format!(
-        "python-version asks for python 2.7, but the host has python {host} (python3 on PATH)"
-    ));
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has(&format!(
+            "python-version asks for python 2.7, but the host has python {host} (python3 on PATH)"
+        ));
 }
 
 #[test]
@@ -239,19 +288,32 @@ fn setup_python_reads_the_version_file_and_refuses_hostile_requests() {
         .file(".python-version", &format!("{host}\n"));
     t.run(&["--progress", "plain", "-v"])
         .success()
-        .stderr_has(&format!("using host python {host} for .python-version {host}"));
+        .stderr_has(&format!(
+            "using host python {host} for .python-version {host}"
+        ));
 
     for (with, expected) in [
-        ("{ python-version: '$(touch pwned)' }", "is not a version request trun understands"),
-        ("{ python-version-file: ../../etc/passwd }", "leaves the workspace"),
+        (
+            "{ python-version: '$(touch pwned)' }",
+            "is not a version request trun understands",
+        ),
+        (
+            "{ python-version-file: ../../etc/passwd }",
+            "leaves the workspace",
+        ),
         ("{ python-version-file: link }", "is a symbolic link"),
-        ("{ python-version: pypy3.10 }", "is not a version request trun understands"),
+        (
+            "{ python-version: pypy3.10 }",
+            "is not a version request trun understands",
+        ),
     ] {
         let t = Test::new().workflow(&format!(
             "jobs:\n  build:\n    steps:\n      - uses: actions/setup-python@v5\n        with: {with}\n"
         ));
         std::os::unix::fs::symlink("/etc/hostname", t.join("link")).unwrap();
-        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        t.run(&["--progress", "plain"])
+            .status(1)
+            .stderr_has(expected);
         assert!(!t.exists("pwned"));
     }
 }
@@ -295,12 +357,19 @@ fn rust_toolchain_uses_the_host_rust_and_checks_components() {
     ));
     t.run(&["--progress", "plain", "-v"])
         .success()
-        .stderr_has(&format!("using host rust {host} (stable) for toolchain stable"))
+        .stderr_has(&format!(
+            "using host rust {host} (stable) for toolchain stable"
+        ))
         .stderr_has("component rustfmt: present")
         .stderr_has("component clippy: present")
-        .stderr_has(&format!("using host rust {host} (stable) for toolchain {minor}"));
+        .stderr_has(&format!(
+            "using host rust {host} (stable) for toolchain {minor}"
+        ));
     let out = t.read("out.txt");
-    assert!(out.starts_with("stable ") && out.trim().len() == "stable ".len() + 12, "{out}");
+    assert!(
+        out.starts_with("stable ") && out.trim().len() == "stable ".len() + 12,
+        "{out}"
+    );
 
     t.write(
         "trun.yaml",
@@ -308,7 +377,9 @@ fn rust_toolchain_uses_the_host_rust_and_checks_components() {
     );
     t.run(&["--progress", "plain"])
         .status(1)
-        .stderr_has(&format!("toolchain 1.2 asked, but the host has rustc {host}"));
+        .stderr_has(&format!(
+            "toolchain 1.2 asked, but the host has rustc {host}"
+        ));
     t.write(
         "trun.yaml",
         "jobs:\n  build:\n    steps:\n      - uses: dtolnay/rust-toolchain@stable\n        with: { targets: no-such-target }\n",
@@ -316,7 +387,10 @@ fn rust_toolchain_uses_the_host_rust_and_checks_components() {
     t.run(&["--progress", "plain"])
         .status(1)
         .stderr_has("target no-such-target asked, but the host's toolchain");
-    t.write("trun.yaml", "jobs:\n  build:\n    steps:\n      - uses: dtolnay/rust-toolchain@v1\n");
+    t.write(
+        "trun.yaml",
+        "jobs:\n  build:\n    steps:\n      - uses: dtolnay/rust-toolchain@v1\n",
+    );
     t.run(&["validate"])
         .status(2)
         .stderr_has("needs the input `toolchain`");
@@ -350,7 +424,9 @@ jobs:
 
 #[test]
 fn cache_saves_after_a_miss_and_restores_exact_and_prefix_matches() {
-    let t = Test::new().workflow(CACHE_WORKFLOW).file("lock.txt", "v1\n");
+    let t = Test::new()
+        .workflow(CACHE_WORKFLOW)
+        .file("lock.txt", "v1\n");
     let home = tempfile::tempdir().unwrap();
     let h = home.path().to_str().unwrap();
     t.args(&["--progress", "plain", "-v"])
@@ -365,20 +441,38 @@ fn cache_saves_after_a_miss_and_restores_exact_and_prefix_matches() {
     std::fs::remove_dir_all(t.join("deps")).unwrap();
     std::fs::remove_dir_all(home.path().join(".tool")).unwrap();
     std::fs::remove_file(t.join("log.txt")).unwrap();
-    t.args(&["--progress", "plain", "-v"]).env("HOME", h).run().success().stderr_has("restored cache deps-");
+    t.args(&["--progress", "plain", "-v"])
+        .env("HOME", h)
+        .run()
+        .success()
+        .stderr_has("restored cache deps-");
     let log = t.read("log.txt");
     assert!(log.starts_with("hit=true matched=deps-"), "{log}");
     assert_eq!(t.read("deps/sub/lib.txt"), "v1\n");
     assert!(!t.exists("deps/skip-me"), "an excluded path is not cached");
-    assert_eq!(std::fs::read_to_string(home.path().join(".tool/cache.bin")).unwrap(), "home\n");
+    assert_eq!(
+        std::fs::read_to_string(home.path().join(".tool/cache.bin")).unwrap(),
+        "home\n"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(t.join("deps/sub/lib.txt")).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(t.join("deps/sub/lib.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
 
     // A new lock file: no exact hit, the newest `deps-` entry is restored, not a hit,
     // so the build runs and a new entry is saved.
     t.write("lock.txt", "v2\n");
     std::fs::remove_file(t.join("log.txt")).unwrap();
-    t.args(&["--progress", "plain", "-v"]).env("HOME", h).run().success().stderr_has("saved cache deps-");
+    t.args(&["--progress", "plain", "-v"])
+        .env("HOME", h)
+        .run()
+        .success()
+        .stderr_has("saved cache deps-");
     let log = t.read("log.txt");
     assert!(log.starts_with("built\nhit=false matched=deps-"), "{log}");
 }
@@ -395,22 +489,34 @@ fn cache_is_not_saved_when_the_job_fails() {
               - run: mkdir -p out && echo x > out/f && exit 3
         "#,
     );
-    t.run(&["--progress", "plain", "-v"]).status(1).stderr_lacks("saved cache");
+    t.run(&["--progress", "plain", "-v"])
+        .status(1)
+        .stderr_lacks("saved cache");
     t.write("trun.yaml", "jobs:\n  build:\n    steps:\n      - id: c\n        uses: actions/cache/restore@v4\n        with: { key: k1, path: out, fail-on-cache-miss: true }\n");
-    t.run(&["--progress", "plain"]).status(1).stderr_has("cache miss for key k1 and `fail-on-cache-miss` is true");
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("cache miss for key k1 and `fail-on-cache-miss` is true");
 }
 
 #[test]
 fn cache_paths_are_hostile() {
     for (path, expected) in [
-        ("../outside", "path `../outside` leaves its directory (`..`)"),
-        ("/etc/passwd", "path `/etc/passwd` is outside the workspace and the home directory"),
+        (
+            "../outside",
+            "path `../outside` leaves its directory (`..`)",
+        ),
+        (
+            "/etc/passwd",
+            "path `/etc/passwd` is outside the workspace and the home directory",
+        ),
         ("deps/../../x", "leaves its directory"),
     ] {
         let t = Test::new().workflow(&format!(
             "jobs:\n  build:\n    steps:\n      - uses: actions/cache@v4\n        with: {{ key: k, path: '{path}' }}\n"
         ));
-        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        t.run(&["--progress", "plain"])
+            .status(1)
+            .stderr_has(expected);
     }
 
     // Save a real file, then plant a link where it would be restored: the restore
@@ -433,8 +539,13 @@ fn cache_paths_are_hostile() {
     std::fs::remove_dir_all(t.join("out")).unwrap();
     let victim = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(victim.path(), t.join("out")).unwrap();
-    t.run(&["--progress", "plain"]).status(1).stderr_has("cannot restore out/f");
-    assert!(!victim.path().join("f").exists(), "nothing written through the link");
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("cannot restore out/f");
+    assert!(
+        !victim.path().join("f").exists(),
+        "nothing written through the link"
+    );
 }
 
 #[test]
@@ -473,7 +584,9 @@ fn artifacts_pass_from_a_job_to_the_jobs_that_need_it_and_show_lists_them() {
         .stderr_has("no files were found with the provided path: report-*.txt, notes.md; no artifact uploaded")
         .stderr_has("downloaded artifact dist (2 files, 10 B) into got");
     assert_eq!(t.read("id.txt").trim(), "1");
-    t.run(&["show"]).success().stdout_has("artifacts:\n  dist  2 files, 10 B  (job build)");
+    t.run(&["show"])
+        .success()
+        .stdout_has("artifacts:\n  dist  2 files, 10 B  (job build)");
     let show = t.show_json("");
     assert_eq!(show["artifacts"][0]["name"], "dist");
     assert_eq!(show["artifacts"][0]["bytes"], 10);
@@ -482,15 +595,26 @@ fn artifacts_pass_from_a_job_to_the_jobs_that_need_it_and_show_lists_them() {
 #[test]
 fn artifact_names_and_paths_are_hostile() {
     for (with, expected) in [
-        ("{ name: ../../evil, path: f }", "artifact name `../../evil` contains '/'"),
+        (
+            "{ name: ../../evil, path: f }",
+            "artifact name `../../evil` contains '/'",
+        ),
         ("{ name: 'a\\b', path: f }", "contains '\\\\'"),
-        ("{ name: x, path: ../f }", "path `../f` leaves its directory"),
-        ("{ name: x, path: nothing-here, if-no-files-found: error }", "no files were found with the provided path: nothing-here"),
+        (
+            "{ name: x, path: ../f }",
+            "path `../f` leaves its directory",
+        ),
+        (
+            "{ name: x, path: nothing-here, if-no-files-found: error }",
+            "no files were found with the provided path: nothing-here",
+        ),
     ] {
         let t = Test::new()
             .workflow(&format!("jobs:\n  build:\n    steps:\n      - uses: actions/upload-artifact@v4\n        with: {with}\n"))
             .file("f", "x\n");
-        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        t.run(&["--progress", "plain"])
+            .status(1)
+            .stderr_has(expected);
     }
     let t = Test::new()
         .workflow(
@@ -509,14 +633,22 @@ fn artifact_names_and_paths_are_hostile() {
         .status(1)
         .stderr_has("an artifact named `x` was already uploaded in this run (by job `build`)");
     for (with, expected) in [
-        ("{ name: nope }", "no artifact named `nope` in this run; no job has uploaded one yet"),
+        (
+            "{ name: nope }",
+            "no artifact named `nope` in this run; no job has uploaded one yet",
+        ),
         ("{ path: ../out }", "`path: ../out` leaves the workspace"),
-        ("{ run-id: '123' }", "trun downloads the artifacts of this run only"),
+        (
+            "{ run-id: '123' }",
+            "trun downloads the artifacts of this run only",
+        ),
     ] {
         let t = Test::new().workflow(&format!(
             "jobs:\n  build:\n    steps:\n      - uses: actions/download-artifact@v4\n        with: {with}\n"
         ));
-        t.run(&["--progress", "plain"]).status(1).stderr_has(expected);
+        t.run(&["--progress", "plain"])
+            .status(1)
+            .stderr_has(expected);
     }
     // A link planted where the download goes is refused, its target untouched.
     let victim = tempfile::tempdir().unwrap();
@@ -534,7 +666,9 @@ fn artifact_names_and_paths_are_hostile() {
         )
         .file("f", "x\n");
     std::os::unix::fs::symlink(victim.path(), t.join("got")).unwrap();
-    t.run(&["--progress", "plain"]).status(1).stderr_has("cannot download f");
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("cannot download f");
     assert!(!victim.path().join("f").exists());
 }
 
@@ -555,13 +689,16 @@ fn github_example(name: &str, file: &str) -> Test {
         }
     }
     let t = Test::new();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github").join(name);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/github")
+        .join(name);
     copy(&dir, t.path());
     let text = t.read(&format!(".github/workflows/{file}"));
     let mut out = String::new();
     let mut in_on = false;
     for line in text.lines() {
-        if line.starts_with("on:") || line.starts_with("'on':") || line.starts_with("permissions:") {
+        if line.starts_with("on:") || line.starts_with("'on':") || line.starts_with("permissions:")
+        {
             in_on = true;
             continue;
         }
@@ -673,15 +810,23 @@ fn composite_errors_point_into_the_action_file() {
     ];
     for (action, with, expected) in cases {
         let t = Test::new()
-            .workflow(&format!("jobs:\n  build:\n    steps:\n      - uses: ./act\n        with: {with}\n"))
+            .workflow(&format!(
+                "jobs:\n  build:\n    steps:\n      - uses: ./act\n        with: {with}\n"
+            ))
             .file("act/action.yml", action);
         t.run(&["validate"]).status(2).stderr_has(expected);
-        t.run(&["--progress", "plain"]).status(2).stderr_has(expected);
+        t.run(&["--progress", "plain"])
+            .status(2)
+            .stderr_has(expected);
     }
     let t = Test::new().workflow("jobs:\n  build:\n    steps:\n      - uses: ./nowhere\n");
-    t.run(&["validate"]).status(2).stderr_has("local action `./nowhere`: no action.yml or action.yaml in");
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has("local action `./nowhere`: no action.yml or action.yaml in");
     let t = Test::new().workflow("jobs:\n  build:\n    steps:\n      - uses: ./../x\n");
-    t.run(&["validate"]).status(2).stderr_has("local action `./../x` leaves the workspace");
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has("local action `./../x` leaves the workspace");
 }
 
 #[test]
@@ -693,9 +838,15 @@ fn example_classroom_workflow_runs_and_grades() {
         .stderr_has("✓ square of 7: pass (4/4 points)")
         .stderr_has("Total points: 10/10");
     // The same workflow as a rubric, through trun's grading.
-    t.run(&["grade", "--local", "--rubric", ".github/workflows/classroom.yml", "--json"])
-        .success()
-        .stdout_has("\"score\": 10");
+    t.run(&[
+        "grade",
+        "--local",
+        "--rubric",
+        ".github/workflows/classroom.yml",
+        "--json",
+    ])
+    .success()
+    .stdout_has("\"score\": 10");
 
     // A wrong answer: the io grader fails it, the reporter says so and fails.
     t.write(
@@ -704,10 +855,19 @@ fn example_classroom_workflow_runs_and_grades() {
     );
     t.run(&["--progress", "plain", "-v"])
         .status(1)
-        .stderr_has("✗ square of 7: fail (0/4 points): output does not equal the expected output \"49\"")
+        .stderr_has(
+            "✗ square of 7: fail (0/4 points): output does not equal the expected output \"49\"",
+        )
         .stderr_has("Total points: 6/10");
-    t.run(&["grade", "--local", "--force", "--rubric", ".github/workflows/classroom.yml", "--json"])
-        .stdout_has("\"score\": 6");
+    t.run(&[
+        "grade",
+        "--local",
+        "--force",
+        "--rubric",
+        ".github/workflows/classroom.yml",
+        "--json",
+    ])
+    .stdout_has("\"score\": 6");
 }
 
 #[test]
@@ -741,7 +901,10 @@ fn classroom_graders_keep_input_as_data_and_honour_timeouts() {
         .stderr_has("✓ test: pass (1/1 points)")
         .stderr_has("✗ test: fail (0/2 points)")
         .stderr_has("Total points: 1/3");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the timeout stopped `sleep 30`");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the timeout stopped `sleep 30`"
+    );
     assert!(!t.exists("pwned"));
     t.write(
         "trun.yaml",
@@ -764,7 +927,9 @@ fn example_python_ci_with_setup_python_cache_and_artifacts_between_jobs() {
         .stderr_has("uploaded artifact dist: 2 files")
         .stderr_has("downloaded artifact dist (2 files")
         .stderr_has(&format!("built with python {host}"));
-    t.run(&["show"]).success().stdout_has("artifacts:\n  dist  2 files");
+    t.run(&["show"])
+        .success()
+        .stdout_has("artifacts:\n  dist  2 files");
     // Again: the cache is hit, and the install step is skipped by its `if`.
     t.run(&["--progress", "plain", "-v"])
         .success()

@@ -69,8 +69,8 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
         if artifacts.is_empty() {
             outln!("{text}");
         } else {
-            let mut v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+            let mut v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
             v["artifacts"] = serde_json::to_value(&artifacts).unwrap_or_default();
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }

@@ -109,7 +109,10 @@ impl Memory for StoreMemory {
     }
 
     fn newest_with_prefix(&self, prefix: &str) -> Option<(String, String)> {
-        self.0.kv_newest_with_prefix("actions", prefix).ok().flatten()
+        self.0
+            .kv_newest_with_prefix("actions", prefix)
+            .ok()
+            .flatten()
     }
 }
 
@@ -172,7 +175,11 @@ impl ExecProbe<'_> {
         let mut sink = super::output::OutputSink::new(None, super::Events(tx), String::new(), 0);
         sink.capture_stream(Stream::Stdout, PROBE_STDOUT_CAP);
         sink.capture_stream(Stream::Stderr, PROBE_STDERR_CAP);
-        let exit = self.at.executor.run(&cmd, &mut sink, self.cancel.clone()).await;
+        let exit = self
+            .at
+            .executor
+            .run(&cmd, &mut sink, self.cancel.clone())
+            .await;
         if matches!(exit, Exit::SpawnFailed(_)) {
             return None;
         }

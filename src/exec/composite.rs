@@ -66,7 +66,9 @@ impl Frames {
                 if let Some(c) = &f.condition {
                     match t.condition(c, &scope) {
                         Ok(true) => {}
-                        Ok(false) => open.skipped = Some("`if` of the composite's step was false".into()),
+                        Ok(false) => {
+                            open.skipped = Some("`if` of the composite's step was false".into())
+                        }
                         Err(e) => result = Err(format!("`if`: {}", e.message)),
                     }
                 }
@@ -83,10 +85,12 @@ impl Frames {
                         open.inputs.insert(name.clone(), Value::String(s));
                     }
                     Ok(Value::Null) => {
-                        open.inputs.insert(name.clone(), Value::String(String::new()));
+                        open.inputs
+                            .insert(name.clone(), Value::String(String::new()));
                     }
                     Ok(other) => {
-                        open.inputs.insert(name.clone(), Value::String(other.to_string()));
+                        open.inputs
+                            .insert(name.clone(), Value::String(other.to_string()));
                     }
                     Err(e) if result.is_ok() => {
                         result = Err(format!("with.{name}: {}", e.message));

@@ -255,7 +255,8 @@ impl JobRunner {
                 );
                 m.insert("outcome".into(), Value::String(outcome.into()));
                 m.insert("conclusion".into(), Value::String(conclusion.into()));
-                ctx.steps.insert(step.local_id().to_string(), Value::Object(m));
+                ctx.steps
+                    .insert(step.local_id().to_string(), Value::Object(m));
             }
             frames.leave(
                 &mut ctx,
@@ -303,12 +304,9 @@ impl JobRunner {
                     })
                 };
                 let in_container = container.is_some();
-                if let Err(e) = super::actions::run_post(
-                    &post,
-                    self.action_scope(),
-                    in_container,
-                    &mut on_line,
-                ) {
+                if let Err(e) =
+                    super::actions::run_post(&post, self.action_scope(), in_container, &mut on_line)
+                {
                     on_line(
                         Stream::Stderr,
                         format!("trun: warning: end of job, {}: {e}", post.uses),
@@ -626,24 +624,24 @@ impl JobRunner {
                         }
                         outcome
                     } else {
-                    let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
-                    crate::exec::actions::execute(
-                        uses,
-                        &with,
-                        &crate::exec::actions::Ctx {
-                            run_id: self.opts.run_id,
-                            job: job.key.clone(),
-                            step_key: format!("{}/{}", job.key, step.id),
-                            workspace: self.plan.root.clone(),
-                            docker: self.opts.docker.clone(),
-                            memory: self.opts.memory.clone(),
-                        },
-                        timeout,
-                        cancel,
-                        &mut std::io::sink(),
-                        &mut on_line,
-                    )
-                    .await
+                        let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
+                        crate::exec::actions::execute(
+                            uses,
+                            &with,
+                            &crate::exec::actions::Ctx {
+                                run_id: self.opts.run_id,
+                                job: job.key.clone(),
+                                step_key: format!("{}/{}", job.key, step.id),
+                                workspace: self.plan.root.clone(),
+                                docker: self.opts.docker.clone(),
+                                memory: self.opts.memory.clone(),
+                            },
+                            timeout,
+                            cancel,
+                            &mut std::io::sink(),
+                            &mut on_line,
+                        )
+                        .await
                     };
                     write_outputs(&output_file, &outcome.outputs);
                     skipped_by_action = outcome.skipped;

@@ -136,8 +136,7 @@ pub fn from_classroom_workflow(text: &str, origin: &str) -> Result<Rubric, Rubri
         pos: None,
         message,
     };
-    let doc: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| syntax(e.to_string()))?;
     let mut tests = Vec::new();
     for (_, job) in doc["jobs"].as_object().into_iter().flatten() {
         for step in job["steps"].as_array().into_iter().flatten() {
@@ -149,7 +148,9 @@ pub fn from_classroom_workflow(text: &str, origin: &str) -> Result<Rubric, Rubri
                 .unwrap_or("");
             if !matches!(
                 kind,
-                "autograding-command-grader" | "autograding-io-grader" | "autograding-python-grader"
+                "autograding-command-grader"
+                    | "autograding-io-grader"
+                    | "autograding-python-grader"
             ) {
                 continue;
             }

@@ -165,8 +165,11 @@ pub trait Store: Send + Sync {
 
     /// The most recently set `(key, value)` of `namespace` whose key starts with
     /// `prefix` (byte-wise, no pattern characters): `actions/cache`'s `restore-keys`.
-    fn kv_newest_with_prefix(&self, namespace: &str, prefix: &str)
-        -> Result<Option<(String, String)>>;
+    fn kv_newest_with_prefix(
+        &self,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Option<(String, String)>>;
 
     // ---- artifacts ------------------------------------------------------------
 

@@ -20,7 +20,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The characters GitHub refuses in artifact names, and what else would leave a directory.
-const BAD_NAME_CHARS: &[char] = &['"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/', '\0'];
+const BAD_NAME_CHARS: &[char] = &[
+    '"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/', '\0',
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct File {
@@ -55,7 +57,10 @@ fn root_of(lines: &[super::cache::PathLine], ctx: &Ctx<'_>) -> Result<(Base, Pat
     let include: Vec<&super::cache::PathLine> = lines.iter().filter(|l| !l.exclude).collect();
     let base = include[0].base;
     if include.iter().any(|l| l.base != base) {
-        return Err("`path` mixes the workspace and the home directory; upload them as two artifacts".into());
+        return Err(
+            "`path` mixes the workspace and the home directory; upload them as two artifacts"
+                .into(),
+        );
     }
     let dir = base_dir(base, ctx)?;
     let mut root: Option<PathBuf> = None;
@@ -122,10 +127,16 @@ pub(super) fn upload(
         );
         match missing {
             "error" => return Err(msg),
-            "warn" => out(Stream::Stderr, format!("warning: {msg}; no artifact uploaded")),
+            "warn" => out(
+                Stream::Stderr,
+                format!("warning: {msg}; no artifact uploaded"),
+            ),
             _ => out(Stream::Stdout, format!("{msg}; no artifact uploaded")),
         }
-        return Ok(Done { outputs, post: None });
+        return Ok(Done {
+            outputs,
+            post: None,
+        });
     }
     let store = store(ctx)?;
     let existing = store.artifacts(ctx.run_id).map_err(|e| e.to_string())?;
@@ -145,7 +156,9 @@ pub(super) fn upload(
     for rel in &files {
         let abs = dir.join(rel);
         let meta = std::fs::symlink_metadata(&abs).map_err(|e| format!("{rel}: {e}"))?;
-        let hash = cas.store(&abs, None).map_err(|e| format!("cannot upload {rel}: {e}"))?;
+        let hash = cas
+            .store(&abs, None)
+            .map_err(|e| format!("cannot upload {rel}: {e}"))?;
         let inside = Path::new(rel).strip_prefix(&root).unwrap_or(Path::new(rel));
         bytes += meta.len();
         manifest.push(File {
@@ -180,7 +193,11 @@ pub(super) fn upload(
             "uploaded artifact {name}: {} files, {}{}{}",
             manifest.len(),
             crate::size::format(bytes),
-            if links > 0 { format!("; {links} symbolic links not uploaded") } else { String::new() },
+            if links > 0 {
+                format!("; {links} symbolic links not uploaded")
+            } else {
+                String::new()
+            },
             if retention.is_empty() {
                 String::new()
             } else {
@@ -197,7 +214,10 @@ pub(super) fn upload(
     outputs.insert("artifact-id".into(), id.to_string());
     outputs.insert("artifact-digest".into(), digest);
     outputs.insert("artifact-url".into(), String::new());
-    Ok(Done { outputs, post: None })
+    Ok(Done {
+        outputs,
+        post: None,
+    })
 }
 
 pub(super) fn download(
@@ -229,7 +249,8 @@ pub(super) fn download(
             return Err(format!(
                 "no artifact named `{name}` in this run{hint}; {}",
                 if names.is_empty() {
-                    "no job has uploaded one yet (does this job `needs` the uploading job?)".to_string()
+                    "no job has uploaded one yet (does this job `needs` the uploading job?)"
+                        .to_string()
                 } else {
                     format!("uploaded so far: {}", names.join(", "))
                 }
@@ -252,7 +273,14 @@ pub(super) fn download(
             .filter(|a| matcher.as_ref().is_none_or(|m| m.is_match(&a.name)))
             .map(|a| {
                 check_name(&a.name)?;
-                Ok((a, if merge { dest.clone() } else { dest.join(&a.name) }))
+                Ok((
+                    a,
+                    if merge {
+                        dest.clone()
+                    } else {
+                        dest.join(&a.name)
+                    },
+                ))
             })
             .collect::<Result<_, String>>()?
     };
@@ -289,16 +317,24 @@ pub(super) fn download(
                 a.name,
                 a.files,
                 crate::size::format(a.bytes as u64),
-                into.strip_prefix(&ctx.workspace).map(|p| p.display().to_string()).unwrap_or_default()
+                into.strip_prefix(&ctx.workspace)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             ),
         );
     }
     if chosen.is_empty() {
-        out(Stream::Stdout, "no artifacts matched; nothing downloaded".into());
+        out(
+            Stream::Stdout,
+            "no artifacts matched; nothing downloaded".into(),
+        );
     }
     let mut outputs = BTreeMap::new();
     outputs.insert("download-path".into(), dest.display().to_string());
-    Ok(Done { outputs, post: None })
+    Ok(Done {
+        outputs,
+        post: None,
+    })
 }
 
 #[cfg(test)]

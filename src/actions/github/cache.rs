@@ -94,12 +94,18 @@ pub(super) fn parse_paths(paths: &str, ctx: &Ctx<'_>) -> Result<Vec<PathLine>, S
                 "path `{line}` is in the home directory, which in a job container is not this machine's; cache paths below the workspace"
             ));
         }
-        if Path::new(&rest).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if Path::new(&rest)
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(format!("path `{line}` leaves its directory (`..`)"));
         }
         out.push(PathLine {
             base,
-            pattern: rest.trim_start_matches("./").trim_end_matches('/').to_string(),
+            pattern: rest
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string(),
             exclude,
         });
     }
@@ -125,7 +131,10 @@ pub(super) fn has_glob(s: &str) -> bool {
 
 /// Every regular file the `path` lines match, with its base and relative path, sorted.
 /// Symbolic links are not followed and not saved (counted in the second value).
-pub(super) fn collect(lines: &[PathLine], ctx: &Ctx<'_>) -> Result<(Vec<(Base, String)>, usize), String> {
+pub(super) fn collect(
+    lines: &[PathLine],
+    ctx: &Ctx<'_>,
+) -> Result<(Vec<(Base, String)>, usize), String> {
     let mut found: BTreeMap<(u8, String), Base> = BTreeMap::new();
     let mut links = 0;
     for base in [Base::Workspace, Base::Home] {
@@ -135,7 +144,11 @@ pub(super) fn collect(lines: &[PathLine], ctx: &Ctx<'_>) -> Result<(Vec<(Base, S
         }
         let dir = base_dir(base, ctx)?;
         let glob = |l: &PathLine| {
-            let p = if l.pattern.is_empty() { "**".to_string() } else { l.pattern.clone() };
+            let p = if l.pattern.is_empty() {
+                "**".to_string()
+            } else {
+                l.pattern.clone()
+            };
             // A matched directory brings everything below it.
             globset::GlobBuilder::new(&p)
                 .literal_separator(true)
@@ -175,7 +188,11 @@ pub(super) fn collect(lines: &[PathLine], ctx: &Ctx<'_>) -> Result<(Vec<(Base, S
                 let Ok(meta) = std::fs::symlink_metadata(&p) else {
                     continue;
                 };
-                let r = p.strip_prefix(&dir).unwrap_or(&p).to_string_lossy().into_owned();
+                let r = p
+                    .strip_prefix(&dir)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
                 if meta.file_type().is_symlink() {
                     links += 1;
                 } else if meta.is_dir() {
@@ -212,7 +229,11 @@ pub(super) fn collect(lines: &[PathLine], ctx: &Ctx<'_>) -> Result<(Vec<(Base, S
 
 /// The key's scope: entries saved with other `path`s are other entries.
 fn scoped(paths: &str, key: &str) -> String {
-    let norm: Vec<&str> = paths.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let norm: Vec<&str> = paths
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let h = hex::encode(Sha256::digest(norm.join("\n").as_bytes()));
     format!("cache/{}/{key}", &h[..16])
 }
@@ -225,7 +246,9 @@ fn check_key(key: &str, what: &str) -> Result<(), String> {
         return Err(format!("`{what}` is longer than {MAX_KEY} characters"));
     }
     if key.contains(',') {
-        return Err(format!("`{what}` contains a comma, which GitHub does not allow in keys"));
+        return Err(format!(
+            "`{what}` contains a comma, which GitHub does not allow in keys"
+        ));
     }
     Ok(())
 }
@@ -251,7 +274,10 @@ pub(super) fn run(
     let mut outputs = BTreeMap::new();
     if variant == Variant::Save {
         save(&PendingSave { key, paths }, ctx, out)?;
-        return Ok(Done { outputs, post: None });
+        return Ok(Done {
+            outputs,
+            post: None,
+        });
     }
     let restore_keys: Vec<String> = input("restore-keys")
         .lines()
@@ -280,18 +306,36 @@ pub(super) fn run(
     let lookup_only = input("lookup-only") == "true";
     let restored = match &manifest {
         Some(m) if lookup_only => {
-            out(Stream::Stdout, format!("cache entry {} exists (lookup-only: not restored)", m.key));
+            out(
+                Stream::Stdout,
+                format!("cache entry {} exists (lookup-only: not restored)", m.key),
+            );
             true
         }
         Some(m) => restore(m, &lines, ctx, out)?,
         None => false,
     };
     let hit = hit && restored;
-    let matched = manifest.as_ref().filter(|_| restored).map(|m| m.key.clone());
+    let matched = manifest
+        .as_ref()
+        .filter(|_| restored)
+        .map(|m| m.key.clone());
     if matched.is_none() {
-        out(Stream::Stdout, format!("cache not found for key {key}{}", if restore_keys.is_empty() { String::new() } else { format!(" nor restore-keys {}", restore_keys.join(", ")) }));
+        out(
+            Stream::Stdout,
+            format!(
+                "cache not found for key {key}{}",
+                if restore_keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(" nor restore-keys {}", restore_keys.join(", "))
+                }
+            ),
+        );
         if input("fail-on-cache-miss") == "true" {
-            return Err(format!("cache miss for key {key} and `fail-on-cache-miss` is true"));
+            return Err(format!(
+                "cache miss for key {key} and `fail-on-cache-miss` is true"
+            ));
         }
     }
     outputs.insert("cache-hit".into(), hit.to_string());
@@ -313,7 +357,10 @@ fn restore(
             && hex::decode(&e.hash).is_ok_and(|h| h.len() == 32)
             && lines.iter().any(|l| l.base == e.base);
         if !ok {
-            return Err(format!("cache entry {} is damaged (bad path `{}`)", m.key, e.path));
+            return Err(format!(
+                "cache entry {} is damaged (bad path `{}`)",
+                m.key, e.path
+            ));
         }
     }
     let mut restored = 0;
@@ -335,7 +382,11 @@ fn restore(
     }
     out(
         Stream::Stdout,
-        format!("restored cache {} ({restored} files, {})", m.key, crate::size::format(m.bytes)),
+        format!(
+            "restored cache {} ({restored} files, {})",
+            m.key,
+            crate::size::format(m.bytes)
+        ),
     );
     Ok(true)
 }
@@ -348,24 +399,42 @@ pub fn save(
 ) -> Result<(), String> {
     let kv = scoped(&p.paths, &p.key);
     if ctx.memory.get(&kv).is_some() {
-        out(Stream::Stdout, format!("cache {} exists already; not saved again", p.key));
+        out(
+            Stream::Stdout,
+            format!("cache {} exists already; not saved again", p.key),
+        );
         return Ok(());
     }
     let lines = parse_paths(&p.paths, ctx)?;
     let (files, links) = collect(&lines, ctx)?;
     if files.is_empty() {
-        out(Stream::Stderr, format!("warning: `path` matched no files; cache {} not saved", p.key));
+        out(
+            Stream::Stderr,
+            format!(
+                "warning: `path` matched no files; cache {} not saved",
+                p.key
+            ),
+        );
         return Ok(());
     }
-    let mut m = Manifest { key: p.key.clone(), ..Default::default() };
+    let mut m = Manifest {
+        key: p.key.clone(),
+        ..Default::default()
+    };
     for (base, rel) in files {
         let abs = base_dir(base, ctx)?.join(&rel);
-        let meta = std::fs::symlink_metadata(&abs).map_err(|e| format!("{}: {e}", abs.display()))?;
+        let meta =
+            std::fs::symlink_metadata(&abs).map_err(|e| format!("{}: {e}", abs.display()))?;
         let hash = Cas::new(&ctx.cas_dir)
             .store(&abs, None)
             .map_err(|e| format!("cannot cache {rel}: {e}"))?;
         m.bytes += meta.len();
-        m.files.push(Entry { base, path: rel, hash: hex::encode(hash), mode: meta.permissions().mode() & 0o777 });
+        m.files.push(Entry {
+            base,
+            path: rel,
+            hash: hex::encode(hash),
+            mode: meta.permissions().mode() & 0o777,
+        });
     }
     let text = serde_json::to_string(&m).map_err(|e| e.to_string())?;
     ctx.memory.set(&kv, &text);
@@ -376,7 +445,11 @@ pub fn save(
             p.key,
             m.files.len(),
             crate::size::format(m.bytes),
-            if links > 0 { format!("; {links} symbolic links not saved") } else { String::new() }
+            if links > 0 {
+                format!("; {links} symbolic links not saved")
+            } else {
+                String::new()
+            }
         ),
     );
     Ok(())

@@ -30,7 +30,8 @@ async fn git(probe: &mut dyn Probe, ws: &str, args: &[&str]) -> Option<String> {
     let mut argv = vec!["git", "-C", ws];
     argv.extend_from_slice(args);
     let out = probe.run(&argv).await?;
-    out.success.then(|| out.stdout.trim_end_matches('\n').to_string())
+    out.success
+        .then(|| out.stdout.trim_end_matches('\n').to_string())
 }
 
 /// `owner/repo` of a GitHub remote URL (`https://github.com/o/r.git`, `git@github.com:o/r`).
@@ -74,7 +75,13 @@ pub(super) async fn run(
             ));
         };
         let spec = format!("{wanted}^{{commit}}");
-        match git(probe, &ws, &["rev-parse", "--verify", "-q", "--end-of-options", &spec]).await {
+        match git(
+            probe,
+            &ws,
+            &["rev-parse", "--verify", "-q", "--end-of-options", &spec],
+        )
+        .await
+        {
             Some(c) if c == head => {}
             Some(c) => {
                 return Err(format!(
@@ -127,7 +134,10 @@ pub(super) async fn run(
                     ),
                 },
             );
-            return Ok(Done { outputs, post: None });
+            return Ok(Done {
+                outputs,
+                post: None,
+            });
         }
         Ok(Some(d)) => d,
         Err(why) => return Err(format!("`path: {path}` {why}")),
@@ -142,7 +152,11 @@ pub(super) async fn run(
         .await
         .filter(|o| o.success)
         .ok_or("`git ls-files` failed in the workspace")?;
-    let files: Vec<&str> = listed.stdout.split('\0').filter(|f| !f.is_empty()).collect();
+    let files: Vec<&str> = listed
+        .stdout
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .collect();
     let dest_s = dest.to_string_lossy().into_owned();
     if files
         .iter()
@@ -157,12 +171,19 @@ pub(super) async fn run(
         Stream::Stdout,
         format!(
             "copied {copied} tracked files{} of {} into {}",
-            if links > 0 { format!(" and {links} links") } else { String::new() },
+            if links > 0 {
+                format!(" and {links} links")
+            } else {
+                String::new()
+            },
             ctx.workspace.display(),
             dest_s
         ),
     );
-    Ok(Done { outputs, post: None })
+    Ok(Done {
+        outputs,
+        post: None,
+    })
 }
 
 fn short(sha: &str) -> &str {
@@ -218,7 +239,8 @@ fn copy_tracked(ws: &Path, dest: &Path, files: &[&str]) -> Result<(usize, usize)
             if let Some(parent) = to.parent() {
                 crate::fsutil::create_dir_under(&root, parent).map_err(|e| e.to_string())?;
             }
-            std::os::unix::fs::symlink(&target, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+            std::os::unix::fs::symlink(&target, &to)
+                .map_err(|e| format!("{}: {e}", to.display()))?;
             links += 1;
         } else if meta.is_file() {
             let bytes = std::fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
@@ -256,9 +278,18 @@ mod tests {
 
     #[test]
     fn repository_names_from_remotes() {
-        assert_eq!(repo_of_url("https://github.com/o/r.git").as_deref(), Some("o/r"));
-        assert_eq!(repo_of_url("git@github.com:o/r.git").as_deref(), Some("o/r"));
-        assert_eq!(repo_of_url("ssh://git@github.com/o/r").as_deref(), Some("o/r"));
+        assert_eq!(
+            repo_of_url("https://github.com/o/r.git").as_deref(),
+            Some("o/r")
+        );
+        assert_eq!(
+            repo_of_url("git@github.com:o/r.git").as_deref(),
+            Some("o/r")
+        );
+        assert_eq!(
+            repo_of_url("ssh://git@github.com/o/r").as_deref(),
+            Some("o/r")
+        );
     }
 
     #[test]

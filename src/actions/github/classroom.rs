@@ -39,7 +39,11 @@ fn minutes(input: &(dyn Fn(&str) -> String + Sync)) -> Result<Duration, String> 
         t.parse::<f64>()
             .ok()
             .filter(|m| m.is_finite() && *m > 0.0 && *m <= MAX_TIMEOUT_MINUTES)
-            .ok_or_else(|| format!("`timeout: {t}` is not a number of minutes between 0 and {MAX_TIMEOUT_MINUTES}"))?
+            .ok_or_else(|| {
+                format!(
+                    "`timeout: {t}` is not a number of minutes between 0 and {MAX_TIMEOUT_MINUTES}"
+                )
+            })?
     };
     Ok(Duration::from_secs_f64(m * 60.0))
 }
@@ -61,7 +65,9 @@ pub fn comparison(method: &str) -> Result<Compare, String> {
         "" | "included" | "contains" => Ok(Compare::Contains),
         "exact" => Ok(Compare::Exact),
         "regex" => Ok(Compare::Regex),
-        other => Err(format!("`comparison-method: {other}` is not one of exact, contains, regex")),
+        other => Err(format!(
+            "`comparison-method: {other}` is not one of exact, contains, regex"
+        )),
     }
 }
 
@@ -159,7 +165,11 @@ pub(super) async fn grade(
             if status == "pass" { "✓" } else { "✗" },
             crate::grade::report::fmt_points(score),
             crate::grade::report::fmt_points(max),
-            if message.is_empty() { String::new() } else { format!(": {message}") }
+            if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            }
         ),
     );
     let result = json!({
@@ -179,7 +189,10 @@ pub(super) async fn grade(
     });
     let mut outputs = BTreeMap::new();
     outputs.insert("result".into(), encode(&result));
-    Ok(Done { outputs, post: None })
+    Ok(Done {
+        outputs,
+        post: None,
+    })
 }
 
 /// The reporter: every runner's result, a table, the total; a failure when points were lost.
@@ -207,7 +220,9 @@ pub(super) fn report(
             .decode(raw.trim())
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .ok_or_else(|| format!("runner `{r}`: `{var}` is not a grader's result (base64 JSON)"))?;
+            .ok_or_else(|| {
+                format!("runner `{r}`: `{var}` is not a grader's result (base64 JSON)")
+            })?;
         max_total += decoded["max_score"].as_f64().unwrap_or(0.0);
         for t in decoded["tests"].as_array().into_iter().flatten() {
             let score = t["score"].as_f64().unwrap_or(0.0);
@@ -239,5 +254,8 @@ pub(super) fn report(
             crate::grade::report::fmt_points(max_total)
         ));
     }
-    Ok(Done { outputs: BTreeMap::new(), post: None })
+    Ok(Done {
+        outputs: BTreeMap::new(),
+        post: None,
+    })
 }

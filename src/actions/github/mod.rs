@@ -12,9 +12,9 @@
 //! step's executor, so a probe in a container job asks the container.
 
 mod artifact;
-pub mod classroom;
 pub mod cache;
 mod checkout;
+pub mod classroom;
 mod toolchain;
 pub mod version;
 
@@ -40,7 +40,13 @@ pub enum Builtin {
     GradingReporter,
 }
 
-const COMMAND_GRADER: &[&str] = &["test-name", "setup-command", "command", "timeout", "max-score"];
+const COMMAND_GRADER: &[&str] = &[
+    "test-name",
+    "setup-command",
+    "command",
+    "timeout",
+    "max-score",
+];
 const IO_GRADER: &[&str] = &[
     "test-name",
     "setup-command",
@@ -213,14 +219,46 @@ const BUILTINS: &[(&str, Builtin, &[&str])] = &[
             "artifact-ids",
         ],
     ),
-    ("classroom-resources/autograding-command-grader", Builtin::Grader(classroom::Grader::Command), COMMAND_GRADER),
-    ("education/autograding-command-grader", Builtin::Grader(classroom::Grader::Command), COMMAND_GRADER),
-    ("classroom-resources/autograding-io-grader", Builtin::Grader(classroom::Grader::Io), IO_GRADER),
-    ("education/autograding-io-grader", Builtin::Grader(classroom::Grader::Io), IO_GRADER),
-    ("classroom-resources/autograding-python-grader", Builtin::Grader(classroom::Grader::Python), PYTHON_GRADER),
-    ("education/autograding-python-grader", Builtin::Grader(classroom::Grader::Python), PYTHON_GRADER),
-    ("classroom-resources/autograding-grading-reporter", Builtin::GradingReporter, &["runners"]),
-    ("education/autograding-grading-reporter", Builtin::GradingReporter, &["runners"]),
+    (
+        "classroom-resources/autograding-command-grader",
+        Builtin::Grader(classroom::Grader::Command),
+        COMMAND_GRADER,
+    ),
+    (
+        "education/autograding-command-grader",
+        Builtin::Grader(classroom::Grader::Command),
+        COMMAND_GRADER,
+    ),
+    (
+        "classroom-resources/autograding-io-grader",
+        Builtin::Grader(classroom::Grader::Io),
+        IO_GRADER,
+    ),
+    (
+        "education/autograding-io-grader",
+        Builtin::Grader(classroom::Grader::Io),
+        IO_GRADER,
+    ),
+    (
+        "classroom-resources/autograding-python-grader",
+        Builtin::Grader(classroom::Grader::Python),
+        PYTHON_GRADER,
+    ),
+    (
+        "education/autograding-python-grader",
+        Builtin::Grader(classroom::Grader::Python),
+        PYTHON_GRADER,
+    ),
+    (
+        "classroom-resources/autograding-grading-reporter",
+        Builtin::GradingReporter,
+        &["runners"],
+    ),
+    (
+        "education/autograding-grading-reporter",
+        Builtin::GradingReporter,
+        &["runners"],
+    ),
     (
         "dtolnay/rust-toolchain",
         Builtin::RustToolchain,
@@ -259,7 +297,9 @@ pub fn is_local(uses: &str) -> bool {
 /// An action trun would have to download: `owner/repo@ref` that is not a built-in, or
 /// `docker://image`.
 pub fn is_remote(uses: &str) -> bool {
-    !is_local(uses) && builtin(uses).is_none() && (uses.contains('@') || uses.starts_with("docker://"))
+    !is_local(uses)
+        && builtin(uses).is_none()
+        && (uses.contains('@') || uses.starts_with("docker://"))
 }
 
 /// Whether `--skip-action NAME` covers `uses`: the whole `owner/repo@ref`, or
@@ -437,7 +477,10 @@ mod tests {
         assert_eq!(builtin("actions/checkout@v4"), Some(Builtin::Checkout));
         assert_eq!(builtin("Actions/Checkout@main"), Some(Builtin::Checkout));
         assert_eq!(builtin("actions/checkout"), None);
-        assert_eq!(builtin("dtolnay/rust-toolchain@1.89"), Some(Builtin::RustToolchain));
+        assert_eq!(
+            builtin("dtolnay/rust-toolchain@1.89"),
+            Some(Builtin::RustToolchain)
+        );
         assert!(is_remote("docker/build-push-action@v5"));
         assert!(is_remote("docker://alpine:3"));
         assert!(!is_remote("docker/build"));
@@ -447,10 +490,22 @@ mod tests {
 
     #[test]
     fn skip_names_with_or_without_ref() {
-        assert!(skip_matches("actions/upload-pages-artifact", "actions/upload-pages-artifact@v3"));
-        assert!(skip_matches("Codecov/codecov-action@v4", "codecov/codecov-action@v4"));
-        assert!(!skip_matches("codecov/codecov-action@v3", "codecov/codecov-action@v4"));
-        assert!(!skip_matches("codecov/codecov", "codecov/codecov-action@v4"));
+        assert!(skip_matches(
+            "actions/upload-pages-artifact",
+            "actions/upload-pages-artifact@v3"
+        ));
+        assert!(skip_matches(
+            "Codecov/codecov-action@v4",
+            "codecov/codecov-action@v4"
+        ));
+        assert!(!skip_matches(
+            "codecov/codecov-action@v3",
+            "codecov/codecov-action@v4"
+        ));
+        assert!(!skip_matches(
+            "codecov/codecov",
+            "codecov/codecov-action@v4"
+        ));
     }
 
     #[test]

@@ -67,12 +67,14 @@ fn from_file(name: &str, file: &str, text: &str) -> Option<String> {
             .map(str::to_string)
     };
     match base {
-        "package.json" => serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
-            v.pointer("/volta/node")
-                .or_else(|| v.pointer("/engines/node"))
-                .and_then(|n| n.as_str())
-                .map(str::to_string)
-        }),
+        "package.json" => serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/volta/node")
+                    .or_else(|| v.pointer("/engines/node"))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string)
+            }),
         "go.mod" | "go.work" => {
             let word = |prefix: &str| {
                 text.lines()
@@ -82,13 +84,22 @@ fn from_file(name: &str, file: &str, text: &str) -> Option<String> {
         }
         "pyproject.toml" => text.lines().find_map(|l| {
             let l = l.trim();
-            let rest = l.strip_prefix("requires-python")?.trim().strip_prefix('=')?;
+            let rest = l
+                .strip_prefix("requires-python")?
+                .trim()
+                .strip_prefix('=')?;
             Some(rest.trim().trim_matches('"').trim_matches('\'').to_string())
         }),
         ".tool-versions" => text.lines().find_map(|l| {
             let mut w = l.split_whitespace();
             let tool = w.next()?;
-            let tool = if tool == "nodejs" { "node" } else if tool == "golang" { "go" } else { tool };
+            let tool = if tool == "nodejs" {
+                "node"
+            } else if tool == "golang" {
+                "go"
+            } else {
+                tool
+            };
             (tool == name).then(|| w.next()).flatten().map(|v| {
                 // `java temurin-17.0.2`: the version after the distribution.
                 v.rsplit('-').next().unwrap_or(v).to_string()
@@ -105,8 +116,7 @@ fn read_version_file(ctx: &Ctx<'_>, file: &str) -> Result<String, String> {
     crate::fsutil::no_symlink_below(&ctx.workspace, &ctx.workspace.join(&rel))
         .map_err(|e| e.to_string())?;
     let path = ctx.workspace.join(&rel);
-    let meta = std::fs::symlink_metadata(&path)
-        .map_err(|e| format!("cannot read {file}: {e}"))?;
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
     if !meta.is_file() || meta.len() > MAX_VERSION_FILE {
         return Err(format!("{file} is not a regular file of at most 1 MiB"));
     }
@@ -172,13 +182,20 @@ pub(super) async fn setup(
         return Err(format!(
             "{} is not on PATH{}; trun uses the host's toolchain and downloads nothing: install it",
             l.name,
-            if asked.is_empty() { String::new() } else { format!(" (asked for {asked})") }
+            if asked.is_empty() {
+                String::new()
+            } else {
+                format!(" (asked for {asked})")
+            }
         ));
     };
     if requests.is_empty() {
         out(
             Stream::Stdout,
-            format!("no {} asked: using host {} {host} ({program})", l.input, l.name),
+            format!(
+                "no {} asked: using host {} {host} ({program})",
+                l.input, l.name
+            ),
         );
     }
     for (text, from) in &requests {
@@ -204,7 +221,9 @@ pub(super) async fn setup(
     if !cache.is_empty() && cache != "false" {
         out(
             Stream::Stdout,
-            format!("`cache: {cache}` is not done by trun; use `actions/cache` for dependency caches"),
+            format!(
+                "`cache: {cache}` is not done by trun; use `actions/cache` for dependency caches"
+            ),
         );
     }
     let mut outputs = BTreeMap::new();
@@ -235,16 +254,19 @@ pub(super) async fn setup(
                 .run(&["java", "-XshowSettings:properties", "-version"])
                 .await
                 .and_then(|o| {
-                    o.text().lines().find_map(|l| {
-                        l.trim().strip_prefix("java.home = ").map(str::to_string)
-                    })
+                    o.text()
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("java.home = ").map(str::to_string))
                 })
                 .unwrap_or_default();
             outputs.insert("path".into(), home);
             outputs.insert("cache-hit".into(), "false".into());
         }
     }
-    Ok(Done { outputs, post: None })
+    Ok(Done {
+        outputs,
+        post: None,
+    })
 }
 
 /// Whether a `dtolnay/rust-toolchain@REF` names a branch or tag of the action rather than
@@ -276,7 +298,10 @@ pub(super) async fn rust(
 ) -> Result<Done, String> {
     let _ = ctx;
     let given = input("toolchain");
-    let r = super::split_ref(&ctx.uses).1.unwrap_or_default().to_string();
+    let r = super::split_ref(&ctx.uses)
+        .1
+        .unwrap_or_default()
+        .to_string();
     let toolchain = if given.is_empty() { r } else { given };
     let rustc = probe
         .run(&["rustc", "--version"])
@@ -286,7 +311,8 @@ pub(super) async fn rust(
             format!("rustc is not on PATH (asked for toolchain {toolchain}); trun uses the host's toolchain and downloads nothing: install it (rustup.rs)")
         })?;
     let line = rustc.stdout.trim().to_string();
-    let host = Version::find(&line).ok_or_else(|| format!("cannot read `rustc --version`: {line}"))?;
+    let host =
+        Version::find(&line).ok_or_else(|| format!("cannot read `rustc --version`: {line}"))?;
     let channel = rust_channel(&line);
     // `stable-x86_64-unknown-linux-gnu`, `nightly-2024-05-01`: the channel is the first word.
     let asked_channel = toolchain.split('-').next().unwrap_or("");
@@ -304,7 +330,8 @@ pub(super) async fn rust(
              `rustup override set {toolchain}`) or change the request"
         ));
     }
-    let note = if toolchain.contains('-') || matches!(asked_channel, "stable" | "beta" | "nightly") {
+    let note = if toolchain.contains('-') || matches!(asked_channel, "stable" | "beta" | "nightly")
+    {
         " (which release that is today cannot be checked offline)"
     } else {
         ""
@@ -327,13 +354,26 @@ pub(super) async fn rust(
         .map(|o| std::path::PathBuf::from(o.stdout.trim()));
     for component in list(input("components")) {
         let found = match component.as_str() {
-            "rustfmt" => probe.run(&["cargo", "fmt", "--version"]).await.is_some_and(|o| o.success),
-            "clippy" => probe.run(&["cargo", "clippy", "--version"]).await.is_some_and(|o| o.success),
-            "rust-src" => sysroot.as_ref().is_some_and(|s| s.join("lib/rustlib/src").is_dir()),
+            "rustfmt" => probe
+                .run(&["cargo", "fmt", "--version"])
+                .await
+                .is_some_and(|o| o.success),
+            "clippy" => probe
+                .run(&["cargo", "clippy", "--version"])
+                .await
+                .is_some_and(|o| o.success),
+            "rust-src" => sysroot
+                .as_ref()
+                .is_some_and(|s| s.join("lib/rustlib/src").is_dir()),
             other => probe
                 .run(&["rustup", "component", "list", "--installed"])
                 .await
-                .is_some_and(|o| o.success && o.stdout.lines().any(|l| l == other || l.starts_with(&format!("{other}-")))),
+                .is_some_and(|o| {
+                    o.success
+                        && o.stdout
+                            .lines()
+                            .any(|l| l == other || l.starts_with(&format!("{other}-")))
+                }),
         };
         if !found {
             return Err(format!(
@@ -366,7 +406,10 @@ pub(super) async fn rust(
     let mut outputs = BTreeMap::new();
     outputs.insert("cachekey".into(), hash[..12].to_string());
     outputs.insert("name".into(), toolchain);
-    Ok(Done { outputs, post: None })
+    Ok(Done {
+        outputs,
+        post: None,
+    })
 }
 
 #[cfg(test)]
@@ -375,23 +418,39 @@ mod tests {
 
     #[test]
     fn version_files() {
-        assert_eq!(from_file("python", ".python-version", "# pinned\n3.11.7\n").as_deref(), Some("3.11.7"));
+        assert_eq!(
+            from_file("python", ".python-version", "# pinned\n3.11.7\n").as_deref(),
+            Some("3.11.7")
+        );
         assert_eq!(from_file("node", ".nvmrc", "v20\n").as_deref(), Some("20"));
         assert_eq!(
             from_file("node", "package.json", r#"{"engines":{"node":">=18"}}"#).as_deref(),
             Some(">=18")
         );
-        assert_eq!(from_file("go", "go.mod", "module x\n\ngo 1.21\n").as_deref(), Some("1.21"));
+        assert_eq!(
+            from_file("go", "go.mod", "module x\n\ngo 1.21\n").as_deref(),
+            Some("1.21")
+        );
         assert_eq!(
             from_file("go", "go.mod", "module x\ngo 1.21\ntoolchain go1.22.3\n").as_deref(),
             Some("1.22.3")
         );
         assert_eq!(
-            from_file("python", "pyproject.toml", "[project]\nrequires-python = \">=3.9\"\n").as_deref(),
+            from_file(
+                "python",
+                "pyproject.toml",
+                "[project]\nrequires-python = \">=3.9\"\n"
+            )
+            .as_deref(),
             Some(">=3.9")
         );
         assert_eq!(
-            from_file("java", ".tool-versions", "nodejs 20.1.0\njava temurin-17.0.2\n").as_deref(),
+            from_file(
+                "java",
+                ".tool-versions",
+                "nodejs 20.1.0\njava temurin-17.0.2\n"
+            )
+            .as_deref(),
             Some("17.0.2")
         );
     }
@@ -402,8 +461,14 @@ mod tests {
         assert!(rust_ref_is_branch("v1"));
         assert!(!rust_ref_is_branch("stable"));
         assert!(!rust_ref_is_branch("1.89"));
-        assert_eq!(rust_channel("rustc 1.91.0 (f8297e351 2025-10-28)"), "stable");
-        assert_eq!(rust_channel("rustc 1.93.0-nightly (abc 2025-11-01)"), "nightly");
+        assert_eq!(
+            rust_channel("rustc 1.91.0 (f8297e351 2025-10-28)"),
+            "stable"
+        );
+        assert_eq!(
+            rust_channel("rustc 1.93.0-nightly (abc 2025-11-01)"),
+            "nightly"
+        );
         assert_eq!(rust_channel("rustc 1.92.0-beta.3 (abc 2025-11-01)"), "beta");
     }
 }

@@ -18,7 +18,11 @@ impl Version {
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'v' | b'o')) {
+            if bytes[i].is_ascii_digit()
+                && (i == 0
+                    || !bytes[i - 1].is_ascii_alphanumeric()
+                    || matches!(bytes[i - 1], b'v' | b'o'))
+            {
                 let end = text[i..]
                     .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                     .map_or(text.len(), |e| i + e);
@@ -196,7 +200,9 @@ mod tests {
     use super::*;
 
     fn ok(req: &str, v: &str) -> bool {
-        Request::parse(req).unwrap().matches(&Version::parse(v).unwrap())
+        Request::parse(req)
+            .unwrap()
+            .matches(&Version::parse(v).unwrap())
     }
 
     #[test]
@@ -204,9 +210,18 @@ mod tests {
         let f = |s: &str| Version::find(s).map(|v| v.to_string());
         assert_eq!(f("Python 3.11.7").as_deref(), Some("3.11.7"));
         assert_eq!(f("v20.11.0").as_deref(), Some("20.11.0"));
-        assert_eq!(f("go version go1.22.3 linux/amd64").as_deref(), Some("1.22.3"));
-        assert_eq!(f("openjdk version \"17.0.9\" 2023-10-17").as_deref(), Some("17.0.9"));
-        assert_eq!(f("rustc 1.91.0 (f8297e351 2025-10-28)").as_deref(), Some("1.91.0"));
+        assert_eq!(
+            f("go version go1.22.3 linux/amd64").as_deref(),
+            Some("1.22.3")
+        );
+        assert_eq!(
+            f("openjdk version \"17.0.9\" 2023-10-17").as_deref(),
+            Some("17.0.9")
+        );
+        assert_eq!(
+            f("rustc 1.91.0 (f8297e351 2025-10-28)").as_deref(),
+            Some("1.91.0")
+        );
         assert_eq!(f("no digits"), None);
     }
 
@@ -241,7 +256,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in ["pypy3.10", "3.13t", "$(rm -rf /)", ">=", "1.2.3.4.5", "graalpy-24"] {
+        for bad in [
+            "pypy3.10",
+            "3.13t",
+            "$(rm -rf /)",
+            ">=",
+            "1.2.3.4.5",
+            "graalpy-24",
+        ] {
             assert!(Request::parse(bad).is_err(), "{bad}");
         }
     }

@@ -237,7 +237,9 @@ impl Store for SqliteStore {
                 "SELECT key, value FROM kv WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2
                  ORDER BY updated_at DESC, rowid DESC LIMIT 1",
             )?
-            .query_row(params![namespace, prefix], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_row(params![namespace, prefix], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?)
     }
 
