@@ -270,18 +270,17 @@ impl Client {
     }
 }
 
-/// reqwest's error text, without the URL it repeats.
+/// What a person needs from reqwest's error: the innermost cause
+/// (`Connection refused`), or that it timed out.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut e2 = e.to_string();
-    if let Some(u) = e.url() {
-        e2 = e2.replace(&format!(" ({u})"), "");
+    if e.is_timeout() {
+        return "timed out".into();
     }
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        e2.push_str(&format!(": {s}"));
-        src = s.source();
+    let mut last: &dyn std::error::Error = e;
+    while let Some(s) = last.source() {
+        last = s;
     }
-    e2
+    last.to_string()
 }
 
 struct HashingWriter<'a> {
