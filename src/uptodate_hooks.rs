@@ -568,7 +568,14 @@ impl Hooks {
             return None;
         }
         let image = job.container.as_ref().map(|c| c.image.as_str());
-        let hit = cache.restore(&self.ut, self.store.as_ref(), spec, check, image, self.run_id)?;
+        let hit = cache.restore(
+            &self.ut,
+            self.store.as_ref(),
+            spec,
+            check,
+            image,
+            self.run_id,
+        )?;
         if let Some(log) = hit.log {
             lock(&self.remote.replays).insert(spec.key.clone(), log);
         }
@@ -591,6 +598,13 @@ impl Hooks {
             return;
         }
         let image = job.container.as_ref().map(|c| c.image.as_str());
-        cache.upload(self.store.as_ref(), spec, check, image, outputs, log.as_deref());
+        cache.upload(
+            self.store.as_ref(),
+            spec,
+            check,
+            image,
+            outputs,
+            log.as_deref(),
+        );
     }
 }

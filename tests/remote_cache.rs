@@ -108,7 +108,11 @@ fn second_machine_gets_a_hit(cache: &str, extra: &[&str]) {
         .stderr_has("use: restored from remote cache")
         // The log of the run on machine A, replayed.
         .stderr_has("compiled ok");
-    assert!(!b.exists("ran.log"), "a step ran on machine B:\n{}", out.all());
+    assert!(
+        !b.exists("ran.log"),
+        "a step ran on machine B:\n{}",
+        out.all()
+    );
     for f in ["out/data.bin", "out/bin/tool", "out/empty", "report.txt"] {
         assert_eq!(
             fs::read(a.join(f)).unwrap(),
@@ -150,15 +154,17 @@ impl Server {
             .args(&["serve", "--bind", "127.0.0.1:0", "--token", token])
             .spawn();
         let mut base = String::new();
-        wait_for("trun serve to listen", Duration::from_secs(30), || {
-            match running.stderr_so_far().split_once(" on http://") {
+        wait_for(
+            "trun serve to listen",
+            Duration::from_secs(30),
+            || match running.stderr_so_far().split_once(" on http://") {
                 Some((_, rest)) => {
                     base = format!("http://{}", rest.lines().next().unwrap_or("").trim());
                     true
                 }
                 None => false,
-            }
-        });
+            },
+        );
         Server {
             _dir: dir,
             running,
@@ -183,7 +189,12 @@ fn serve_second_machine_gets_a_hit_and_runs_nothing() {
     let c = machine();
     let out = run(&c, &url, &[]);
     out.success();
-    assert_eq!(out.all().matches("warning: remote cache").count(), 1, "{}", out.all());
+    assert_eq!(
+        out.all().matches("warning: remote cache").count(),
+        1,
+        "{}",
+        out.all()
+    );
     out.stderr_has("HTTP 401");
     assert_eq!(c.read("ran.log"), "compile\nuse\n");
     drop(server.running);
@@ -226,10 +237,18 @@ fn serve_cache_endpoints_check_digests_and_sizes() {
     assert_eq!(got.status().as_u16(), 200);
     assert_eq!(got.bytes().unwrap().to_vec(), body);
     assert_eq!(get(&format!("/cas/{hash}"), None).status().as_u16(), 401);
-    assert_eq!(get(&format!("/cas/{}", "0".repeat(64)), Some("tok")).status().as_u16(), 404);
+    assert_eq!(
+        get(&format!("/cas/{}", "0".repeat(64)), Some("tok"))
+            .status()
+            .as_u16(),
+        404
+    );
     // The empty blob is always there (as on bazel-remote).
     let empty = hex::encode(Sha256::digest(b""));
-    assert_eq!(get(&format!("/cas/{empty}"), Some("tok")).status().as_u16(), 200);
+    assert_eq!(
+        get(&format!("/cas/{empty}"), Some("tok")).status().as_u16(),
+        200
+    );
 }
 
 #[test]
@@ -263,7 +282,11 @@ fn webdav_read_only_never_writes() {
     let a = machine();
     run(&a, &url, &["--remote-cache-read-only"]).success();
     assert_eq!(a.read("ran.log"), "compile\nuse\n");
-    assert_eq!(files_under(&dir), before, "a read-only run wrote to the cache");
+    assert_eq!(
+        files_under(&dir),
+        before,
+        "a read-only run wrote to the cache"
+    );
     // And so a second machine finds nothing.
     let b = machine();
     run(&b, &url, &[]).success();
@@ -300,7 +323,11 @@ fn webdav_entry_signed_with_another_key_is_refused() {
     run(&a, &url, &["--remote-cache-key-file", &k1]).success();
 
     let b = machine();
-    let out = run(&b, &url, &["--remote-cache-key-file", &k2, "--remote-cache-read-only"]);
+    let out = run(
+        &b,
+        &url,
+        &["--remote-cache-key-file", &k2, "--remote-cache-read-only"],
+    );
     out.success().stderr_has("bad signature");
     assert_eq!(b.read("ran.log"), "compile\nuse\n");
 
@@ -368,10 +395,18 @@ fn bad_remote_cache_settings_are_usage_errors() {
 fn environment_variables_named_in_remote_cache_env_count() {
     let (url, _) = webdav_instance("env");
     let a = machine();
-    a.args(&["run", "--progress", "plain", "--remote-cache", &url, "--remote-cache-env", "CC"])
-        .env("CC", "gcc")
-        .run()
-        .success();
+    a.args(&[
+        "run",
+        "--progress",
+        "plain",
+        "--remote-cache",
+        &url,
+        "--remote-cache-env",
+        "CC",
+    ])
+    .env("CC", "gcc")
+    .run()
+    .success();
     // Another value of CC: another key, a miss.
     let b = machine();
     b.args(&["run", "--progress", "plain", "--remote-cache", &url])
@@ -382,11 +417,19 @@ fn environment_variables_named_in_remote_cache_env_count() {
     assert_eq!(b.read("ran.log"), "compile\nuse\n");
     // The same value: a hit.
     let c = machine();
-    c.args(&["run", "--progress", "plain", "--remote-cache", &url, "--remote-cache-env", "CC"])
-        .env("CC", "gcc")
-        .run()
-        .success()
-        .stderr_has("restored from remote cache");
+    c.args(&[
+        "run",
+        "--progress",
+        "plain",
+        "--remote-cache",
+        &url,
+        "--remote-cache-env",
+        "CC",
+    ])
+    .env("CC", "gcc")
+    .run()
+    .success()
+    .stderr_has("restored from remote cache");
     assert!(!c.exists("ran.log"));
 }
 
@@ -436,7 +479,9 @@ fn hostile_entries_never_write_outside_the_workspace() {
     let (url, dir) = webdav_instance("hostile");
     // A real run finds the key the step is stored under.
     let (_a_outer, a) = nested_machine();
-    invoke_in(&a, &["run", "--remote-cache", &url]).run().success();
+    invoke_in(&a, &["run", "--remote-cache", &url])
+        .run()
+        .success();
     let ac: Vec<PathBuf> = files_under(&dir.join("ac"));
     assert_eq!(ac.len(), 1, "one step, one entry: {ac:?}");
     let entry_url = format!("{url}/ac/{}", ac[0].file_name().unwrap().to_string_lossy());
@@ -448,9 +493,7 @@ fn hostile_entries_never_write_outside_the_workspace() {
         outputs["hash"].as_str().unwrap(),
         outputs["size_bytes"].as_str().unwrap()
     );
-    let file = |path: &str, digest: &serde_json::Value| {
-        serde_json::json!({ "path": path, "digest": digest, "is_executable": false })
-    };
+    let file = |path: &str, digest: &serde_json::Value| serde_json::json!({ "path": path, "digest": digest, "is_executable": false });
     let entry = |files: Vec<serde_json::Value>, extra: serde_json::Value| {
         let mut e = serde_json::json!({
             "output_files": files,
@@ -469,8 +512,19 @@ fn hostile_entries_never_write_outside_the_workspace() {
     let outside = outer.path().to_path_buf();
     let huge = serde_json::json!({ "hash": evil["hash"], "size_bytes": "999999999999999" });
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("dot-dot", entry(vec![file("out/../../escaped.txt", &evil)], serde_json::json!({})), "unsafe output path"),
-        ("parent", entry(vec![file("../escaped.txt", &evil)], serde_json::json!({})), "unsafe output path"),
+        (
+            "dot-dot",
+            entry(
+                vec![file("out/../../escaped.txt", &evil)],
+                serde_json::json!({}),
+            ),
+            "unsafe output path",
+        ),
+        (
+            "parent",
+            entry(vec![file("../escaped.txt", &evil)], serde_json::json!({})),
+            "unsafe output path",
+        ),
         (
             "absolute",
             entry(
@@ -479,10 +533,29 @@ fn hostile_entries_never_write_outside_the_workspace() {
             ),
             "unsafe output path",
         ),
-        ("through a symlink", entry(vec![file("out/link/escaped.txt", &evil)], serde_json::json!({})), "restore into"),
-        ("not generated", entry(vec![file("src/a.txt", &evil)], serde_json::json!({})), "not among the step's `generates`"),
-        ("into .trun", entry(vec![file(".trun/state.db", &evil)], serde_json::json!({})), "unsafe output path"),
-        ("huge", entry(vec![file("out/a.txt", &huge)], serde_json::json!({})), "larger than the limit"),
+        (
+            "through a symlink",
+            entry(
+                vec![file("out/link/escaped.txt", &evil)],
+                serde_json::json!({}),
+            ),
+            "restore into",
+        ),
+        (
+            "not generated",
+            entry(vec![file("src/a.txt", &evil)], serde_json::json!({})),
+            "not among the step's `generates`",
+        ),
+        (
+            "into .trun",
+            entry(vec![file(".trun/state.db", &evil)], serde_json::json!({})),
+            "unsafe output path",
+        ),
+        (
+            "huge",
+            entry(vec![file("out/a.txt", &huge)], serde_json::json!({})),
+            "larger than the limit",
+        ),
         (
             "symlink outputs",
             entry(
@@ -491,7 +564,11 @@ fn hostile_entries_never_write_outside_the_workspace() {
             ),
             "symbolic links",
         ),
-        ("not json", b"\x00\x01garbage".to_vec(), "not an ActionResult"),
+        (
+            "not json",
+            b"\x00\x01garbage".to_vec(),
+            "not an ActionResult",
+        ),
     ];
     for (name, body, expect) in cases {
         put(&entry_url, body);
@@ -502,15 +579,93 @@ fn hostile_entries_never_write_outside_the_workspace() {
         std::os::unix::fs::symlink(&target, b.join("out/link")).unwrap();
         let out = invoke_in(&b, &["run", "--progress", "plain", "--remote-cache", &url]).run();
         out.success();
-        assert!(out.all().contains(expect), "{name}: expected `{expect}` in:\n{}", out.all());
-        assert_eq!(fs::read_to_string(b.join("ran.log")).unwrap(), "gen\n", "{name}: the step ran");
-        assert_eq!(fs::read_to_string(b.join("src/a.txt")).unwrap(), "source\n", "{name}");
-        assert_eq!(fs::read_to_string(b.join("out/a.txt")).unwrap(), "source\n", "{name}");
+        assert!(
+            out.all().contains(expect),
+            "{name}: expected `{expect}` in:\n{}",
+            out.all()
+        );
+        assert_eq!(
+            fs::read_to_string(b.join("ran.log")).unwrap(),
+            "gen\n",
+            "{name}: the step ran"
+        );
+        assert_eq!(
+            fs::read_to_string(b.join("src/a.txt")).unwrap(),
+            "source\n",
+            "{name}"
+        );
+        assert_eq!(
+            fs::read_to_string(b.join("out/a.txt")).unwrap(),
+            "source\n",
+            "{name}"
+        );
         let escaped: Vec<PathBuf> = files_under(outer.path())
             .into_iter()
             .filter(|p| p.file_name().is_some_and(|n| n == "escaped.txt"))
             .collect();
         assert!(escaped.is_empty(), "{name}: wrote {escaped:?}");
-        assert!(files_under(&target).is_empty(), "{name}: wrote through the symlink");
+        assert!(
+            files_under(&target).is_empty(),
+            "{name}: wrote through the symlink"
+        );
     }
+}
+
+/// A real HTTP server on 127.0.0.1 that misbehaves: answers every request
+/// with `response`, or never answers when it is `None`. Returns its URL.
+fn bad_server(response: Option<&'static str>) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            match response {
+                Some(r) => {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(r.as_bytes());
+                }
+                // Accepted, never answered: only a timeout ends the wait.
+                None => held.push(c),
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn server_errors_and_timeouts_never_fail_the_run() {
+    let a = machine();
+    let url = bad_server(Some(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    ));
+    let out = run(&a, &url, &[]);
+    out.success().stderr_has("HTTP 500");
+    assert_eq!(
+        out.all().matches("warning: remote cache").count(),
+        1,
+        "{}",
+        out.all()
+    );
+    assert_eq!(a.read("ran.log"), "compile\nuse\n");
+
+    let b = machine();
+    let started = std::time::Instant::now();
+    let out = run(&b, &bad_server(None), &["--remote-cache-timeout", "1s"]);
+    out.success().stderr_has("timed out");
+    assert_eq!(
+        out.all().matches("warning: remote cache").count(),
+        1,
+        "{}",
+        out.all()
+    );
+    assert_eq!(b.read("ran.log"), "compile\nuse\n");
+    // One timeout, then the cache is left alone for the rest of the run.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }

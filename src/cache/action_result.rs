@@ -129,7 +129,11 @@ struct Wire {
     output_files: Vec<WireFile>,
     #[serde(default, alias = "exitCode")]
     exit_code: i64,
-    #[serde(default, alias = "stdoutDigest", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "stdoutDigest",
+        skip_serializing_if = "Option::is_none"
+    )]
     stdout_digest: Option<WireDigest>,
     #[serde(default, alias = "executionMetadata")]
     execution_metadata: WireMetadata,
@@ -206,7 +210,11 @@ impl ActionResult {
             Some(d) => t.push_str(&format!("log {} {}\n", d.hex(), d.size)),
             None => t.push_str("log -\n"),
         }
-        t.push_str(&format!("outputs {} {}\n", self.outputs.hex(), self.outputs.size));
+        t.push_str(&format!(
+            "outputs {} {}\n",
+            self.outputs.hex(),
+            self.outputs.size
+        ));
         for f in &self.files {
             t.push_str(&format!(
                 "file {}:{} {} {} {:o}\n",
@@ -421,7 +429,15 @@ mod tests {
                 serde_json::Value::String(path.into())
             )
         };
-        for bad in ["../x", "/etc/passwd", "a/../../x", "./a", "a//b", ".trun/state.db", ""] {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../x",
+            "./a",
+            "a//b",
+            ".trun/state.db",
+            "",
+        ] {
             assert!(
                 matches!(
                     ActionResult::parse(entry(bad, "1").as_bytes(), "k", 100, None, &any),
@@ -431,7 +447,13 @@ mod tests {
             );
         }
         assert_eq!(
-            ActionResult::parse(entry("a", "\"99999999999\"").as_bytes(), "k", 100, None, &any),
+            ActionResult::parse(
+                entry("a", "\"99999999999\"").as_bytes(),
+                "k",
+                100,
+                None,
+                &any
+            ),
             Err(EntryError::TooLarge {
                 size: 99999999999,
                 max: 100

@@ -15,14 +15,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const AC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// sha256 of nothing: the empty blob is never fetched nor stored (a WebDAV
 /// server may not have it; bazel-remote always does).
 pub const EMPTY_HASH: [u8; 32] = [
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9,
-    0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
-    0xb8, 0x55,
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
 /// What went wrong talking to the cache server: the run goes on without it.
@@ -53,7 +51,8 @@ pub enum Fetched {
 pub struct Client {
     base: String,
     token: Option<String>,
-    blob_timeout: Duration,
+    /// For each request, from connecting to the last byte.
+    timeout: Duration,
     http: OnceLock<Result<reqwest::blocking::Client, String>>,
 }
 
@@ -68,11 +67,11 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 impl Client {
     /// `base` without a trailing slash.
-    pub fn new(base: &str, token: Option<String>, blob_timeout: Duration) -> Client {
+    pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             token,
-            blob_timeout,
+            timeout,
             http: OnceLock::new(),
         }
     }
@@ -85,7 +84,7 @@ impl Client {
         self.http
             .get_or_init(|| {
                 reqwest::blocking::Client::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT.min(self.timeout))
                     .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|e| e.to_string())
@@ -102,9 +101,8 @@ impl Client {
         &self,
         method: reqwest::Method,
         url: &str,
-        timeout: Duration,
     ) -> Result<reqwest::blocking::RequestBuilder, HttpError> {
-        let mut r = self.http()?.request(method, url).timeout(timeout);
+        let mut r = self.http()?.request(method, url).timeout(self.timeout);
         if let Some(t) = &self.token {
             r = r.bearer_auth(t);
         }
@@ -136,7 +134,7 @@ impl Client {
         off_runtime(|| {
             let url = self.url("ac", key);
             let r = self
-                .request(reqwest::Method::GET, &url, AC_TIMEOUT)?
+                .request(reqwest::Method::GET, &url)?
                 .header(reqwest::header::ACCEPT, "application/json");
             let Some(resp) = self.send("GET", &url, r)? else {
                 return Ok(None);
@@ -152,7 +150,7 @@ impl Client {
         off_runtime(|| {
             let url = self.url("ac", key);
             let r = self
-                .request(reqwest::Method::PUT, &url, AC_TIMEOUT)?
+                .request(reqwest::Method::PUT, &url)?
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
             self.send("PUT", &url, r)?
@@ -172,7 +170,7 @@ impl Client {
         }
         off_runtime(|| {
             let url = self.url("cas", &d.hex());
-            let r = self.request(reqwest::Method::HEAD, &url, AC_TIMEOUT)?;
+            let r = self.request(reqwest::Method::HEAD, &url)?;
             Ok(self.send("HEAD", &url, r)?.is_some())
         })
     }
@@ -187,7 +185,7 @@ impl Client {
             let f = std::fs::File::open(file)
                 .map_err(|e| HttpError::Io(format!("read {}", file.display()), e))?;
             let r = self
-                .request(reqwest::Method::PUT, &url, self.blob_timeout)?
+                .request(reqwest::Method::PUT, &url)?
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_LENGTH, d.size)
                 .body(reqwest::blocking::Body::sized(f, d.size));
@@ -209,7 +207,7 @@ impl Client {
         off_runtime(|| {
             let url = self.url("cas", &d.hex());
             let r = self
-                .request(reqwest::Method::PUT, &url, self.blob_timeout)?
+                .request(reqwest::Method::PUT, &url)?
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(bytes);
             self.send("PUT", &url, r)?
@@ -230,7 +228,7 @@ impl Client {
         }
         off_runtime(|| {
             let url = self.url("cas", &d.hex());
-            let r = self.request(reqwest::Method::GET, &url, self.blob_timeout)?;
+            let r = self.request(reqwest::Method::GET, &url)?;
             let Some(resp) = self.send("GET", &url, r)? else {
                 return Ok(Fetched::Missing);
             };
@@ -255,8 +253,8 @@ impl Client {
 
     /// `GET /cas/<hash>` into memory (logs, outputs), bounded by `d.size`.
     pub fn get_blob_bytes(&self, d: &Digest) -> Result<Option<Vec<u8>>, HttpError> {
-        let mut tmp = tempfile::tempfile()
-            .map_err(|e| HttpError::Io("create a temporary file".into(), e))?;
+        let mut tmp =
+            tempfile::tempfile().map_err(|e| HttpError::Io("create a temporary file".into(), e))?;
         match self.get_blob(d, &mut tmp)? {
             Fetched::Ok => {}
             Fetched::Missing | Fetched::Corrupt => return Ok(None),
@@ -310,9 +308,8 @@ fn read_bounded(
         return Err(HttpError::TooLarge(url.to_string(), max));
     }
     let mut limited = resp.take(max + 1);
-    let n = std::io::copy(&mut limited, to).map_err(|e| {
-        HttpError::Transport(format!("GET {url}: reading the response: {e}"))
-    })?;
+    let n = std::io::copy(&mut limited, to)
+        .map_err(|e| HttpError::Transport(format!("GET {url}: reading the response: {e}")))?;
     if n > max {
         return Err(HttpError::TooLarge(url.to_string(), max));
     }

@@ -37,6 +37,8 @@ use std::time::Duration;
 
 /// Default `--remote-cache-max-blob`.
 pub const DEFAULT_MAX_BLOB: u64 = 1 << 30;
+/// Default `--remote-cache-timeout`: a 1 GiB blob at 20 MB/s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The remote-cache flags, shared by the commands that run steps.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -70,9 +72,12 @@ pub struct RemoteCacheArgs {
         value_delimiter = ','
     )]
     pub remote_cache_env: Vec<String>,
-    /// Largest blob fetched or sent (e.g. 512MiB).
+    /// Largest blob fetched or sent (e.g. 512MiB; default 1GiB).
     #[arg(long = "remote-cache-max-blob", value_name = "SIZE")]
     pub remote_cache_max_blob: Option<String>,
+    /// Longest one request to the cache may take, e.g. 30s (default 60s).
+    #[arg(long = "remote-cache-timeout", value_name = "DURATION")]
+    pub remote_cache_timeout: Option<String>,
 }
 
 /// What the OS and architecture are called in keys.
@@ -138,14 +143,19 @@ impl RemoteCache {
             return Ok(None);
         };
         let base = parse_url(url)?;
-        let secret = match (&a.remote_cache_key_file, std::env::var("TRUN_REMOTE_CACHE_KEY")) {
+        let secret = match (
+            &a.remote_cache_key_file,
+            std::env::var("TRUN_REMOTE_CACHE_KEY"),
+        ) {
             (Some(f), _) => {
-                let text = std::fs::read(f).map_err(|e| {
-                    format!("--remote-cache-key-file {}: {e}", f.display())
-                })?;
+                let text = std::fs::read(f)
+                    .map_err(|e| format!("--remote-cache-key-file {}: {e}", f.display()))?;
                 let key = text.trim_ascii().to_vec();
                 if key.is_empty() {
-                    return Err(format!("--remote-cache-key-file {}: the file is empty", f.display()));
+                    return Err(format!(
+                        "--remote-cache-key-file {}: the file is empty",
+                        f.display()
+                    ));
                 }
                 Some(key)
             }
@@ -154,9 +164,20 @@ impl RemoteCache {
             (None, Err(_)) => None,
         };
         let max_blob = match &a.remote_cache_max_blob {
-            Some(s) => crate::size::parse(s).map_err(|e| format!("--remote-cache-max-blob: {e}"))?,
+            Some(s) => {
+                crate::size::parse(s).map_err(|e| format!("--remote-cache-max-blob: {e}"))?
+            }
             None => DEFAULT_MAX_BLOB,
         };
+        let timeout = match &a.remote_cache_timeout {
+            Some(t) => {
+                crate::duration::parse(t).map_err(|e| format!("--remote-cache-timeout: {e}"))?
+            }
+            None => DEFAULT_TIMEOUT,
+        };
+        if timeout.is_zero() {
+            return Err("--remote-cache-timeout: must be more than 0s".into());
+        }
         let mut env = Vec::new();
         for name in &a.remote_cache_env {
             let name = name.trim();
@@ -164,17 +185,14 @@ impl RemoteCache {
                 continue;
             }
             if name.contains('=') || name.contains('\0') {
-                return Err(format!("--remote-cache-env: `{name}` is not a variable name"));
+                return Err(format!(
+                    "--remote-cache-env: `{name}` is not a variable name"
+                ));
             }
             env.push((name.to_string(), std::env::var(name).ok()));
         }
         Ok(Some(RemoteCache {
-            client: client::Client::new(
-                &base,
-                a.remote_cache_token.clone(),
-                // A 1 GiB blob at 10 MB/s, and then some.
-                Duration::from_secs(300),
-            ),
+            client: client::Client::new(&base, a.remote_cache_token.clone(), timeout),
             read_only: a.remote_cache_read_only,
             secret,
             env,
@@ -269,8 +287,14 @@ mod tests {
         assert_ne!(base, ac_key(&Fingerprint([8; 32]), None, &[]));
         assert_ne!(base, ac_key(&fp, Some("sha256:ab"), &[]));
         let cc = |v: Option<&str>| vec![("CC".to_string(), v.map(String::from))];
-        assert_ne!(ac_key(&fp, None, &cc(Some("gcc"))), ac_key(&fp, None, &cc(Some("clang"))));
-        assert_ne!(ac_key(&fp, None, &cc(Some(""))), ac_key(&fp, None, &cc(None)));
+        assert_ne!(
+            ac_key(&fp, None, &cc(Some("gcc"))),
+            ac_key(&fp, None, &cc(Some("clang")))
+        );
+        assert_ne!(
+            ac_key(&fp, None, &cc(Some(""))),
+            ac_key(&fp, None, &cc(None))
+        );
         // Order of the list does not matter.
         let ab = vec![
             ("A".to_string(), Some("1".to_string())),
@@ -284,7 +308,9 @@ mod tests {
     fn urls() {
         assert_eq!(parse_url("http://h:9090/").unwrap(), "http://h:9090");
         assert_eq!(parse_url("http://h/inst").unwrap(), "http://h/inst");
-        assert!(parse_url("https://h/").unwrap_err().contains("only http://"));
+        assert!(parse_url("https://h/")
+            .unwrap_err()
+            .contains("only http://"));
         assert!(parse_url("h:80").is_err());
         assert!(parse_url("http:///x").is_err());
     }

@@ -80,19 +80,16 @@ impl RemoteCache {
             }
         };
         let patterns = Patterns::parse(&spec.generates).ok()?;
-        let entry = match ActionResult::parse(
-            &bytes,
-            &key,
-            self.max_blob,
-            self.secret.as_deref(),
-            &|p| patterns.matches(p),
-        ) {
-            Ok(e) => e,
-            Err(e) => {
-                self.refuse(&spec.key, e);
-                return None;
-            }
-        };
+        let entry =
+            match ActionResult::parse(&bytes, &key, self.max_blob, self.secret.as_deref(), &|p| {
+                patterns.matches(p)
+            }) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.refuse(&spec.key, e);
+                    return None;
+                }
+            };
         let outputs: BTreeMap<String, String> = {
             let b = self.small_blob(&spec.key, &entry.outputs, "outputs")?;
             match serde_json::from_slice(&b) {
@@ -122,7 +119,10 @@ impl RemoteCache {
             {
                 Ok(t) => t,
                 Err(e) => {
-                    self.refuse(&spec.key, format_args!("cannot create a temporary file: {e}"));
+                    self.refuse(
+                        &spec.key,
+                        format_args!("cannot create a temporary file: {e}"),
+                    );
                     return None;
                 }
             };
@@ -154,7 +154,10 @@ impl RemoteCache {
             match cas.store(tmp.path(), None) {
                 Ok(h) if h == f.digest.hash => {}
                 Ok(_) => {
-                    self.refuse(&spec.key, format_args!("blob of {} changed while stored", f.path));
+                    self.refuse(
+                        &spec.key,
+                        format_args!("blob of {} changed while stored", f.path),
+                    );
                     return None;
                 }
                 Err(e) => {

@@ -58,7 +58,12 @@ pub(super) fn run_plan(
     if let (Some(cache), Some(d)) = (&remote, &docker) {
         // Shared keys name a container image by its id, never its tag.
         let mut ids = Vec::new();
-        for image in plan.jobs.iter().filter_map(|j| j.container.as_ref()).map(|c| &c.image) {
+        for image in plan
+            .jobs
+            .iter()
+            .filter_map(|j| j.container.as_ref())
+            .map(|c| &c.image)
+        {
             if let Ok(Some(id)) = runtime.block_on(d.image_id(image)) {
                 ids.push((image.clone(), id));
             }

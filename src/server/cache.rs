@@ -44,13 +44,17 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/{instance}/cas/{hash}",
             get(|s: St, Path((_, h)): Path<(String, String)>| get_blob(s, Path(h)))
                 .head(|s: St, Path((_, h)): Path<(String, String)>| head_blob(s, Path(h)))
-                .put(|s: St, Path((_, h)): Path<(String, String)>, b: Body| put_blob(s, Path(h), b)),
+                .put(|s: St, Path((_, h)): Path<(String, String)>, b: Body| {
+                    put_blob(s, Path(h), b)
+                }),
         )
         .route(
             "/{instance}/ac/{key}",
             get(|s: St, Path((_, k)): Path<(String, String)>| get_entry(s, Path(k)))
                 .head(|s: St, Path((_, k)): Path<(String, String)>| head_entry(s, Path(k)))
-                .put(|s: St, Path((_, k)): Path<(String, String)>, b: Body| put_entry(s, Path(k), b)),
+                .put(|s: St, Path((_, k)): Path<(String, String)>, b: Body| {
+                    put_entry(s, Path(k), b)
+                }),
         )
 }
 
@@ -94,7 +98,9 @@ async fn head_blob(State(s): St, Path(hash): Path<String>) -> Result<Response, A
     }
     let path = cas(&s).object_path(&h);
     match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => Ok(([(header::CONTENT_LENGTH, m.len())], StatusCode::OK).into_response()),
+        Ok(m) if m.is_file() => {
+            Ok(([(header::CONTENT_LENGTH, m.len())], StatusCode::OK).into_response())
+        }
         _ => Err(missing("blob")),
     }
 }
@@ -163,7 +169,11 @@ async fn receive(
     Ok((tmp, hasher.finalize().into()))
 }
 
-async fn put_blob(State(s): St, Path(hash): Path<String>, body: Body) -> Result<Response, ApiError> {
+async fn put_blob(
+    State(s): St,
+    Path(hash): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let h = parse_hash(&hash)?;
     let cas = cas(&s);
     let dir = s.runs.root.join(".trun").join("cas");
@@ -206,7 +216,11 @@ async fn get_entry(State(s): St, Path(key): Path<String>) -> Result<Response, Ap
     }
 }
 
-async fn put_entry(State(s): St, Path(key): Path<String>, body: Body) -> Result<Response, ApiError> {
+async fn put_entry(
+    State(s): St,
+    Path(key): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
     parse_hash(&key)?;
     let mut bytes = Vec::new();
     let mut stream = body.into_data_stream();
@@ -221,7 +235,9 @@ async fn put_entry(State(s): St, Path(key): Path<String>, body: Body) -> Result<
         .ok()
         .filter(|t| serde_json::from_str::<serde_json::Value>(t).is_ok_and(|v| v.is_object()))
         .ok_or_else(|| {
-            ApiError::bad_request("an entry must be a JSON ActionResult (Content-Type: application/json)")
+            ApiError::bad_request(
+                "an entry must be a JSON ActionResult (Content-Type: application/json)",
+            )
         })?;
     s.runs
         .store
