@@ -129,6 +129,18 @@ impl Client {
         }
     }
 
+    /// A PUT: a 404 (a read-only WebDAV location) is an error too.
+    fn send_put(&self, url: String, r: reqwest::blocking::RequestBuilder) -> Result<(), HttpError> {
+        match self.send("PUT", &url, r)? {
+            Some(_) => Ok(()),
+            None => Err(HttpError::Status {
+                method: "PUT",
+                url,
+                status: 404,
+            }),
+        }
+    }
+
     /// `GET /ac/<key>`: `None` on a miss.
     pub fn get_ac(&self, key: &str) -> Result<Option<Vec<u8>>, HttpError> {
         off_runtime(|| {
@@ -153,13 +165,7 @@ impl Client {
                 .request(reqwest::Method::PUT, &url)?
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
-            self.send("PUT", &url, r)?
-                .map(drop)
-                .ok_or_else(|| HttpError::Status {
-                    method: "PUT",
-                    url,
-                    status: 404,
-                })
+            self.send_put(url, r)
         })
     }
 
@@ -189,13 +195,7 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_LENGTH, d.size)
                 .body(reqwest::blocking::Body::sized(f, d.size));
-            self.send("PUT", &url, r)?
-                .map(drop)
-                .ok_or_else(|| HttpError::Status {
-                    method: "PUT",
-                    url,
-                    status: 404,
-                })
+            self.send_put(url, r)
         })
     }
 
@@ -210,13 +210,7 @@ impl Client {
                 .request(reqwest::Method::PUT, &url)?
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(bytes);
-            self.send("PUT", &url, r)?
-                .map(drop)
-                .ok_or_else(|| HttpError::Status {
-                    method: "PUT",
-                    url,
-                    status: 404,
-                })
+            self.send_put(url, r)
         })
     }
 
