@@ -422,7 +422,16 @@ impl StepHooks for Hooks {
                 _ => None,
             },
         };
-        let skip = skip.or_else(|| self.remote_restore(job, step, &spec, &check));
+        let skip = match skip {
+            // Over the network: other jobs' steps need not wait for it.
+            None if self.remote.cache.is_some() => {
+                drop(inner);
+                let hit = self.remote_restore(job, step, &spec, &check);
+                inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                hit
+            }
+            skip => skip,
+        };
         match skip {
             Some(reason) => {
                 let outputs = self.recorded_outputs(&spec.key, &check.fingerprint);

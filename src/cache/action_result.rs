@@ -27,6 +27,8 @@ pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
 /// More output files than this in one entry is not a step's result.
 pub const MAX_FILES: usize = 100_000;
 const MAX_PATH: usize = 4096;
+/// The files of one entry add up to at most this many times the blob limit.
+pub const MAX_TOTAL_BLOBS: u64 = 16;
 const WORKER_PREFIX: &str = "trun/1";
 
 /// A blob's name and size.
@@ -335,6 +337,15 @@ impl ActionResult {
                 mode,
             });
         }
+        // One entry may not fill a disk either.
+        let total: u64 = files.iter().map(|f: &OutputFile| f.digest.size).sum();
+        let max_total = max_blob.saturating_mul(MAX_TOTAL_BLOBS);
+        if total > max_total {
+            return Err(EntryError::TooLarge {
+                size: total,
+                max: max_total,
+            });
+        }
         let log = match &wire.stdout_digest {
             Some(d) => Some(digest(d, max_blob)?),
             None => None,
@@ -460,6 +471,21 @@ mod tests {
             })
         );
         assert!(ActionResult::parse(entry("a", "-1").as_bytes(), "k", 100, None, &any).is_err());
+        // Each file within the limit, but too many of them.
+        let many: Vec<String> = (0..20)
+            .map(|i| format!(r#"{{"path":"f{i}","digest":{{"hash":"{h}","size_bytes":100}}}}"#))
+            .collect();
+        let many = format!(
+            r#"{{"output_files":[{}],"execution_metadata":{{"worker":"trun/1 outputs={h}/1"}}}}"#,
+            many.join(",")
+        );
+        assert_eq!(
+            ActionResult::parse(many.as_bytes(), "k", 100, None, &any),
+            Err(EntryError::TooLarge {
+                size: 2000,
+                max: 1600
+            })
+        );
         assert_eq!(
             ActionResult::parse(entry("src/main.rs", "1").as_bytes(), "k", 100, None, &|p| p
                 .starts_with("out/")),

@@ -305,6 +305,25 @@ mod tests {
     }
 
     #[test]
+    fn a_container_step_is_keyed_by_image_id_and_unshared_without_one() {
+        let cache = RemoteCache::from_args(&RemoteCacheArgs {
+            remote_cache: Some("http://127.0.0.1:1/".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        let fp = Fingerprint([1; 32]);
+        assert_eq!(cache.key(&fp, Some("app:dev")), None);
+        cache.set_image_ids([("app:dev".to_string(), "sha256:aaaa".to_string())]);
+        let with_image = cache.key(&fp, Some("app:dev")).unwrap();
+        assert_eq!(with_image, ac_key(&fp, Some("sha256:aaaa"), &[]));
+        assert_ne!(with_image, cache.key(&fp, None).unwrap());
+        // The same tag naming other content is another key.
+        cache.set_image_ids([("app:dev".to_string(), "sha256:bbbb".to_string())]);
+        assert_ne!(cache.key(&fp, Some("app:dev")).unwrap(), with_image);
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(parse_url("http://h:9090/").unwrap(), "http://h:9090");
         assert_eq!(parse_url("http://h/inst").unwrap(), "http://h/inst");
