@@ -6,6 +6,7 @@
 //! [`report`] (renders events). [`state`] is the one place that persists.
 
 pub mod actions;
+pub mod cache;
 pub mod cli;
 pub mod composite;
 pub mod diag;

@@ -108,6 +108,8 @@ pub struct Session {
     db_identity: Option<(u64, u64)>,
     /// Recorded with each run.
     args: Vec<String>,
+    /// `--remote-cache`: where runs of this session share step results.
+    remote_cache: Option<Arc<crate::cache::RemoteCache>>,
 }
 
 impl Session {
@@ -161,7 +163,13 @@ impl Session {
             sqlite,
             db_identity,
             args: options.args.clone(),
+            remote_cache: None,
         })
+    }
+
+    /// Shares the step results of this session's runs through a remote cache.
+    pub fn set_remote_cache(&mut self, cache: Option<Arc<crate::cache::RemoteCache>>) {
+        self.remote_cache = cache;
     }
 
     /// The session's store: share it, never open a second one.
@@ -237,7 +245,8 @@ impl Session {
                         run_id,
                         &force,
                     )
-                    .map_err(SessionError::Hooks)?,
+                    .map_err(SessionError::Hooks)?
+                    .with_remote_cache(self.remote_cache.clone()),
                 );
                 (Some(h.clone()), Some(h))
             }

@@ -324,6 +324,8 @@ pub struct Hooks {
     store: Arc<dyn Store>,
     /// (job, step index, definition version), written by [`Hooks::flush`].
     versions: Mutex<Vec<(String, usize, u32)>>,
+    /// `--remote-cache`, and what it hands the engine (see [`Remote`]).
+    remote: Remote,
 }
 
 #[derive(Default)]
@@ -352,7 +354,14 @@ impl Hooks {
             inner: Mutex::new(Inner::default()),
             versions: Mutex::new(Vec::new()),
             store,
+            remote: Remote::default(),
         })
+    }
+
+    /// Shares the run's step results through a remote cache.
+    pub fn with_remote_cache(mut self, cache: Option<Arc<crate::cache::RemoteCache>>) -> Hooks {
+        self.remote.cache = cache;
+        self
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
@@ -412,6 +421,16 @@ impl StepHooks for Hooks {
                 Ok(Some(_)) => Some("restored from cache".to_string()),
                 _ => None,
             },
+        };
+        let skip = match skip {
+            // Over the network: other jobs' steps need not wait for it.
+            None if self.remote.cache.is_some() => {
+                drop(inner);
+                let hit = self.remote_restore(job, step, &spec, &check);
+                inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                hit
+            }
+            skip => skip,
         };
         match skip {
             Some(reason) => {
@@ -507,6 +526,94 @@ impl StepHooks for Hooks {
                 &format!("{key}@{}", check.fingerprint),
                 &serde_json::to_string(outputs).unwrap_or_default(),
             );
+            self.remote_upload(job, step, &spec, &check, outputs);
         }
+    }
+
+    fn replay_log(&self, job_key: &str, step: &PlannedStep) -> Option<Vec<u8>> {
+        let key = format!("{job_key}/{}", step.id);
+        lock(&self.remote.replays).remove(&key)
+    }
+
+    fn step_logged(&self, job_key: &str, step: &PlannedStep, log: &Path) {
+        if self.remote.cache.is_some() {
+            let key = format!("{job_key}/{}", step.id);
+            lock(&self.remote.logs).insert(key, log.to_path_buf());
+        }
+    }
+}
+
+/// The remote cache of a run, and what passes between the hooks and the
+/// engine for it: logs to replay for restored steps, logs written by steps
+/// that ran (to upload).
+#[derive(Default)]
+struct Remote {
+    cache: Option<Arc<crate::cache::RemoteCache>>,
+    replays: Mutex<HashMap<String, Vec<u8>>>,
+    logs: Mutex<HashMap<String, std::path::PathBuf>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which steps go to the remote cache: `run:` steps (an action's effects,
+/// such as a Docker image, are not files it could restore).
+fn shared(step: &PlannedStep) -> bool {
+    matches!(step.action, Action::Run { .. })
+}
+
+impl Hooks {
+    /// A local miss: the remote cache may hold the step's result.
+    fn remote_restore(
+        &self,
+        job: &PlannedJob,
+        step: &PlannedStep,
+        spec: &StepSpec,
+        check: &crate::uptodate::Check,
+    ) -> Option<String> {
+        let cache = self.remote.cache.as_ref()?;
+        if !shared(step) || matches!(check.decision, Decision::Run(RunReason::Forced)) {
+            return None;
+        }
+        let image = job.container.as_ref().map(|c| c.image.as_str());
+        let hit = cache.restore(
+            &self.ut,
+            self.store.as_ref(),
+            spec,
+            check,
+            image,
+            self.run_id,
+        )?;
+        if let Some(log) = hit.log {
+            lock(&self.remote.replays).insert(spec.key.clone(), log);
+        }
+        Some("restored from remote cache".to_string())
+    }
+
+    fn remote_upload(
+        &self,
+        job: &PlannedJob,
+        step: &PlannedStep,
+        spec: &StepSpec,
+        check: &crate::uptodate::Check,
+        outputs: &BTreeMap<String, String>,
+    ) {
+        let Some(cache) = &self.remote.cache else {
+            return;
+        };
+        let log = lock(&self.remote.logs).remove(&spec.key);
+        if !shared(step) {
+            return;
+        }
+        let image = job.container.as_ref().map(|c| c.image.as_str());
+        cache.upload(
+            self.store.as_ref(),
+            spec,
+            check,
+            image,
+            outputs,
+            log.as_deref(),
+        );
     }
 }

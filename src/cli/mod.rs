@@ -103,6 +103,8 @@ pub struct RunArgs {
     /// If another trun holds this workspace, fail instead of waiting.
     #[arg(long)]
     pub no_wait: bool,
+    #[command(flatten)]
+    pub remote: crate::cache::RemoteCacheArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]

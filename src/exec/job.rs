@@ -38,6 +38,13 @@ pub trait StepHooks: Send + Sync {
         success: bool,
         outputs: &BTreeMap<String, String>,
     );
+    /// For a step just skipped: the log of the run it was restored from
+    /// (the remote cache), replayed as its output.
+    fn replay_log(&self, _job: &str, _step: &PlannedStep) -> Option<Vec<u8>> {
+        None
+    }
+    /// Where a step that ran wrote its log; called just before `after_step`.
+    fn step_logged(&self, _job: &str, _step: &PlannedStep, _log: &Path) {}
 }
 
 pub struct JobRunner {
@@ -481,9 +488,22 @@ impl JobRunner {
 
         if let Some(hooks) = &self.opts.hooks {
             if let Some((reason, outs)) = hooks.before_step(&job.key, step) {
+                let replayed = hooks.replay_log(&job.key, step).map(|log| {
+                    let path =
+                        log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
+                    let mut sink = OutputSink::new(
+                        Some(path.clone()),
+                        self.events.clone(),
+                        job.key.clone(),
+                        step.index,
+                    );
+                    sink.write(Stream::Stdout, &log);
+                    sink.finish();
+                    path.display().to_string()
+                });
                 return StepEnd {
                     duration_ms: 0,
-                    log_path: None,
+                    log_path: replayed,
                     status: Status::Skipped,
                     exit_code: None,
                     reason: Some(reason),
@@ -738,6 +758,7 @@ impl JobRunner {
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());
         if let Some(hooks) = &self.opts.hooks {
+            hooks.step_logged(&job.key, step, &log_path);
             hooks.after_step(&job.key, step, end.status == Status::Success, &end.outputs);
         }
         end

@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/logs/{job}/{step}", get(step_log))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/metrics", get(metrics))
+        .merge(super::cache::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
