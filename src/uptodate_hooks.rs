@@ -581,11 +581,12 @@ impl StepHooks for Hooks {
         success: bool,
         outputs: &BTreeMap<String, String>,
     ) {
+        // Files may have changed under any step that ran (an instance of a
+        // fed job, not in the plan, included).
+        self.ut.invalidate();
         let Some(job) = self.plan.job(job_key) else {
             return;
         };
-        // Files may have changed under any step that ran.
-        self.ut.invalidate();
         if step.sources.is_empty() {
             return;
         }

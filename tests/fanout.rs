@@ -448,3 +448,49 @@ fn the_same_name_from_two_emitters_fails_the_fed_job() {
         .status(1)
         .stderr_has("sink[same] was emitted twice");
 }
+
+#[test]
+fn ctrl_c_stops_running_instances_and_exits_130() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          start:
+            steps:
+              - run: for i in 1 2; do true > "$TRUN_EMIT/wait/f$i"; done
+          wait:
+            fed-by: start
+            steps:
+              - run: |
+                  echo $$ > "pid-$TRUN_INPUT_NAME"
+                  sleep 60
+        "#,
+    );
+    let running = t.args(&["-j", "4", "--progress", "plain"]).spawn();
+    common::wait_for(
+        "both instances to start",
+        std::time::Duration::from_secs(30),
+        || t.exists("pid-f1") && t.exists("pid-f2"),
+    );
+    let procs: Vec<common::Process> = ["pid-f1", "pid-f2"]
+        .iter()
+        .filter_map(|f| t.read(f).trim().parse().ok())
+        .filter_map(common::Process::find)
+        .collect();
+    assert_eq!(procs.len(), 2, "both instance shells are running");
+    let reaper = common::Reaper(procs.clone());
+    running.signal(nix::sys::signal::Signal::SIGINT);
+    running.wait(std::time::Duration::from_secs(30)).status(130);
+    common::wait_for(
+        "every instance process to be killed",
+        std::time::Duration::from_secs(10),
+        || procs.iter().all(|p| !p.alive()),
+    );
+    drop(reaper);
+    let statuses = jobs(&t);
+    assert!(
+        statuses
+            .iter()
+            .any(|(k, s)| k == "wait[f1]" && s == "cancelled"),
+        "{statuses:?}"
+    );
+}

@@ -71,6 +71,13 @@ impl Feeds {
         &self.cas
     }
 
+    /// Whether the workflow has a job `fed-by` others. Only then do steps
+    /// get a `$TRUN_EMIT` (a directory made and read per step costs a few
+    /// system calls a thousand-step no-op need not pay).
+    pub fn active(&self) -> bool {
+        self.plan.fed_by.values().any(|f| !f.is_empty())
+    }
+
     /// A fresh, empty `$TRUN_EMIT` for a step of `job`, with a directory
     /// ready for each job fed by it (`$TRUN_EMIT/process/`).
     pub fn prepare(&self, tmp_dir: &Path, dir: &Path, job: &PlannedJob) -> std::io::Result<()> {

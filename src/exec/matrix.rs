@@ -25,7 +25,7 @@ pub struct FanOut {
     /// holding one.
     pub slots: Arc<Semaphore>,
     /// Where the legs' steps send the files they emit.
-    pub feeds: Arc<super::fanout::Feeds>,
+    pub feeds: Option<Arc<super::fanout::Feeds>>,
 }
 
 impl FanOut {
@@ -88,7 +88,7 @@ impl FanOut {
                 events: self.events.clone(),
                 templates: self.templates.clone(),
                 base_ctx: ctx,
-                feeds: Some(self.feeds.clone()),
+                feeds: self.feeds.clone(),
             };
             let width = width.clone();
             let slots = self.slots.clone();

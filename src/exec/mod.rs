@@ -161,6 +161,7 @@ pub async fn run(
     let mut spare: Option<OwnedSemaphorePermit> = None;
     // Files steps emit for jobs that are `fed-by` them.
     let feeds = Arc::new(fanout::Feeds::new(&plan));
+    let step_feeds = feeds.active().then(|| feeds.clone());
 
     // A job that reached a final state without running: its dependents may now be ready.
     fn settle(
@@ -282,7 +283,7 @@ pub async fn run(
                             templates: templates.clone(),
                             base_ctx: ctx,
                             slots: slots.clone(),
-                            feeds: feeds.clone(),
+                            feeds: step_feeds.clone(),
                         };
                         tokio::spawn(async move {
                             let key = fan.job.key.clone();
@@ -302,7 +303,7 @@ pub async fn run(
                             events: events.clone(),
                             templates: templates.clone(),
                             base_ctx: ctx,
-                            feeds: Some(feeds.clone()),
+                            feeds: step_feeds.clone(),
                         };
                         let permit = spare.take();
                         tokio::spawn(async move {
