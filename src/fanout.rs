@@ -104,10 +104,12 @@ pub fn check_fed_by(
             );
         } else if !ids.contains(&n.value.as_str()) {
             let d = wf.error(n.loc, format!("`fed-by` names unknown job `{}`", n.value));
-            errs.push(match crate::diag::did_you_mean(&n.value, ids.iter().copied()) {
-                Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help(format!("jobs in this file: {}", ids.join(", "))),
-            });
+            errs.push(
+                match crate::diag::did_you_mean(&n.value, ids.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("jobs in this file: {}", ids.join(", "))),
+                },
+            );
         }
     }
     if let Some(m) = job.value.strategy.as_ref().and_then(|s| s.matrix.as_ref()) {

@@ -349,11 +349,7 @@ pub fn instance_check(
     forced: bool,
 ) -> Result<InstanceCheck, String> {
     let input = job.input.as_ref().ok_or("not an instance")?;
-    let steps: Vec<Value> = job
-        .steps
-        .iter()
-        .map(|s| definition(plan, job, s))
-        .collect();
+    let steps: Vec<Value> = job.steps.iter().map(|s| definition(plan, job, s)).collect();
     let def = json!({ "steps": steps, "outputs": job.outputs });
     let def_hash = hex::encode(crate::uptodate::fingerprint::definition_hash(&def));
     let mut sources: Vec<String> = job.steps.iter().flat_map(|s| s.sources.clone()).collect();
@@ -385,8 +381,9 @@ pub fn instance_check(
     };
     let generates_missing = job.steps.iter().flat_map(|s| &s.generates).any(|g| {
         let rel = crate::uptodate::walk::normalize(g);
-        !(g.starts_with('!') || g.contains("${{") || rel.contains(['*', '?', '[', '{']))
-            && !plan.root.join(&rel).exists()
+        let literal =
+            !(g.starts_with('!') || g.contains("${{") || rel.contains(['*', '?', '[', '{']));
+        literal && !plan.root.join(&rel).exists()
     });
     let (up_to_date, reason) = match memo {
         _ if forced => (None, "forced".to_string()),
@@ -395,7 +392,10 @@ pub fn instance_check(
             if generates_missing {
                 (None, "a `generates` path is missing".to_string())
             } else if !m.emitted.iter().all(in_store) {
-                (None, "what it emitted is no longer in the store".to_string())
+                (
+                    None,
+                    "what it emitted is no longer in the store".to_string(),
+                )
             } else {
                 (Some(m.emitted), "up to date".to_string())
             }

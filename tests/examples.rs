@@ -176,7 +176,11 @@ fn fan_out_processes_every_emitted_file_then_nothing() {
     expect(
         &t.run(&["--progress", "plain"]),
         0,
-        &["process[hello.txt]", "transform[fruits.list]", "report[upper-notes.txt]"],
+        &[
+            "process[hello.txt]",
+            "transform[fruits.list]",
+            "report[upper-notes.txt]",
+        ],
     );
     assert_eq!(t.read("reports/upper-hello.txt"), "HELLO\nWORLD\n");
     assert_eq!(t.read("reports/sorted-fruits.list"), "apple\nfig\npear\n");

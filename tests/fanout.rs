@@ -169,7 +169,11 @@ fn an_edited_job_definition_is_tainted_and_reprocesses_its_inputs() {
         .stdout_has("skip  process[hello.txt]  up to date if start emits it unchanged");
     assert_eq!(
         ran(&t, &[]),
-        sorted(&["transform[fruits.list]", "report[sorted-fruits.list]", "summary"])
+        sorted(&[
+            "transform[fruits.list]",
+            "report[sorted-fruits.list]",
+            "summary"
+        ])
     );
     assert_eq!(t.read("reports/sorted-fruits.list"), "pear\nfig\napple\n");
 }
@@ -352,7 +356,10 @@ echo 4 > '-rf'
 echo 5 > ' ;touch pwned2;'"#,
     );
     t.run(&["--progress", "plain"]).success();
-    assert!(!t.exists("pwned") && !t.exists("pwned2"), "a name ran as code");
+    assert!(
+        !t.exists("pwned") && !t.exists("pwned2"),
+        "a name ran as code"
+    );
     let mut names: Vec<String> = t
         .read("names.log")
         .split('\n')
@@ -375,7 +382,10 @@ echo 5 > ' ;touch pwned2;'"#,
         );
     }
     let keys: Vec<String> = jobs(&t).into_iter().map(|(k, _)| k).collect();
-    assert!(keys.contains(&"process[line\\nbreak]".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"process[line\\nbreak]".to_string()),
+        "{keys:?}"
+    );
 }
 
 #[test]
@@ -419,9 +429,8 @@ fn counts_sizes_and_depths_are_bounded() {
         "emitted file process/\"big\" has 67108865 bytes; the limit is 67108864 bytes per file",
     );
 
-    let t = hostile(
-        r#"d="$TRUN_EMIT/process/1/2/3/4/5/6/7/8/9"; mkdir -p "$d" && echo x > "$d/deep""#,
-    );
+    let t =
+        hostile(r#"d="$TRUN_EMIT/process/1/2/3/4/5/6/7/8/9"; mkdir -p "$d" && echo x > "$d/deep""#);
     t.run(&["--progress", "plain"])
         .status(1)
         .stderr_has("is nested more than 8 levels deep");

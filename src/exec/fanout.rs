@@ -83,7 +83,7 @@ impl Feeds {
     pub fn prepare(&self, tmp_dir: &Path, dir: &Path, job: &PlannedJob) -> std::io::Result<()> {
         crate::fanout::fresh_dir(tmp_dir, dir)?;
         for (fed, by) in &self.plan.fed_by {
-            if by.iter().any(|b| *b == job.job_id) {
+            if by.contains(&job.job_id) {
                 crate::fsutil::create_dir_under(tmp_dir, &dir.join(fed))?;
             }
         }
@@ -373,7 +373,11 @@ impl Feed {
             path: self.feeds.cas.object_path(&hash),
             from,
         });
-        let check = self.opts.hooks.as_ref().and_then(|h| h.instance_check(&job));
+        let check = self
+            .opts
+            .hooks
+            .as_ref()
+            .and_then(|h| h.instance_check(&job));
         Ok((job, check))
     }
 

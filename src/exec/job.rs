@@ -41,7 +41,10 @@ pub trait StepHooks: Send + Sync {
 
     /// Fan-out: whether an instance of a fed job (`job.input` set) must run;
     /// `None` runs it.
-    fn instance_check(&self, _job: &crate::plan::PlannedJob) -> Option<crate::fanout::InstanceCheck> {
+    fn instance_check(
+        &self,
+        _job: &crate::plan::PlannedJob,
+    ) -> Option<crate::fanout::InstanceCheck> {
         None
     }
     /// An instance succeeded, having emitted these files.

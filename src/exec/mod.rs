@@ -367,9 +367,8 @@ pub async fn run(
             // limit admits at least one of them, so this makes progress.
             continue;
         }
-        let want_slot = !stop_new
-            && spare.is_none()
-            && ready.iter().any(|&i| !plan.jobs[i].fans_out());
+        let want_slot =
+            !stop_new && spare.is_none() && ready.iter().any(|&i| !plan.jobs[i].fans_out());
         tokio::select! {
             permit = slots.clone().acquire_owned(), if want_slot => {
                 spare = permit.ok();
