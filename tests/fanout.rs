@@ -77,8 +77,25 @@ fn first_run_processes_every_file_and_the_second_nothing() {
         );
     }
 
+    let reason_of = |show: &Value, key: &str| {
+        show["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .map(|j| j["reason"].clone())
+    };
+    assert_eq!(
+        reason_of(&t.show_json(""), "process"),
+        Some(Value::from("2 instances: 2 ran, 0 up to date"))
+    );
+
     assert_eq!(ran(&t, &[]), Vec::<String>::new());
     let show = t.show_json("");
+    assert_eq!(
+        reason_of(&show, "report"),
+        Some(Value::from("3 instances: 0 ran, 3 up to date"))
+    );
     let instance = show["jobs"]
         .as_array()
         .unwrap()

@@ -220,6 +220,7 @@ impl Feed {
         let mut failed: Vec<String> = Vec::new();
         let mut problems: Vec<String> = Vec::new();
         let mut cancelled = false;
+        let mut up_to_date = 0usize;
         let mut closed = false;
         let mut stopping = *cancel.borrow();
         loop {
@@ -246,9 +247,12 @@ impl Feed {
                             }
                             Ok((job, check)) => {
                                 if check.as_ref().is_some_and(|c| c.up_to_date.is_some()) {
-                                    if let Err(why) = self.report_up_to_date(&job, check) {
-                                        problems.push(why);
-                                        failed.push(job.key.clone());
+                                    match self.report_up_to_date(&job, check) {
+                                        Ok(()) => up_to_date += 1,
+                                        Err(why) => {
+                                            problems.push(why);
+                                            failed.push(job.key.clone());
+                                        }
                                     }
                                     continue;
                                 }
@@ -336,7 +340,16 @@ impl Feed {
         } else if cancelled {
             (Status::Cancelled, Some("cancelled".to_string()))
         } else {
-            (Status::Success, None)
+            // `trun show` says what the instances amounted to.
+            let n = seen.len();
+            (
+                Status::Success,
+                Some(format!(
+                    "{n} instance{}: {} ran, {up_to_date} up to date",
+                    if n == 1 { "" } else { "s" },
+                    n - up_to_date
+                )),
+            )
         };
         self.finish(status, reason, started)
     }
