@@ -132,7 +132,8 @@ pub fn fresh_dir(base: &Path, dir: &Path) -> std::io::Result<()> {
 pub fn collect(dir: &Path, cas: &Cas) -> Result<Vec<Emitted>, String> {
     let mut found: Vec<(String, String, PathBuf, u64)> = Vec::new();
     let mut total: u64 = 0;
-    let entries = read_sorted(dir)?;
+    let mut budget = MAX_ENTRIES;
+    let entries = read_sorted(dir, &mut budget)?;
     for (job, path, ft) in entries {
         if ft.is_symlink() {
             return Err(format!("$TRUN_EMIT/{} is a symbolic link; emit regular files into a directory named after the job", show(&job)));
@@ -144,7 +145,7 @@ pub fn collect(dir: &Path, cas: &Cas) -> Result<Vec<Emitted>, String> {
                 show(&job)
             ));
         }
-        walk(&path, &job, "", 0, &mut found, &mut total)?;
+        walk(&path, &job, "", 0, &mut budget, &mut found, &mut total)?;
     }
     let mut out = Vec::with_capacity(found.len());
     for (job, name, path, _) in found {
@@ -182,7 +183,11 @@ fn show(name: &str) -> String {
 
 type Listing = Vec<(String, PathBuf, std::fs::FileType)>;
 
-fn read_sorted(dir: &Path) -> Result<Listing, String> {
+/// Directory entries read in all (files and directories, empty ones too), so
+/// that a tree of empty directories cannot keep trun listing forever.
+const MAX_ENTRIES: usize = 4 * MAX_FILES_PER_STEP;
+
+fn read_sorted(dir: &Path, budget: &mut usize) -> Result<Listing, String> {
     let mut out = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     for entry in rd {
@@ -199,9 +204,12 @@ fn read_sorted(dir: &Path) -> Result<Listing, String> {
             .file_type()
             .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
         out.push((name.to_string(), entry.path(), ft));
-        if out.len() > MAX_FILES_PER_STEP * 2 {
-            break;
+        if *budget == 0 {
+            return Err(format!(
+                "the step emitted more than {MAX_ENTRIES} files and directories; the limit is {MAX_FILES_PER_STEP} files per step"
+            ));
         }
+        *budget -= 1;
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
@@ -212,10 +220,11 @@ fn walk(
     job: &str,
     prefix: &str,
     depth: usize,
+    budget: &mut usize,
     found: &mut Vec<(String, String, PathBuf, u64)>,
     total: &mut u64,
 ) -> Result<(), String> {
-    for (name, path, ft) in read_sorted(dir)? {
+    for (name, path, ft) in read_sorted(dir, budget)? {
         let rel = if prefix.is_empty() {
             name
         } else {
@@ -240,7 +249,7 @@ fn walk(
                     show(&rel)
                 ));
             }
-            walk(&path, job, &rel, depth + 1, found, total)?;
+            walk(&path, job, &rel, depth + 1, budget, found, total)?;
             continue;
         }
         if !ft.is_file() {
@@ -326,6 +335,47 @@ pub fn check_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_name_the_job_and_the_emitting_step() {
+        let fed_by: std::collections::BTreeMap<String, Vec<String>> = [
+            ("start", vec![]),
+            ("process", vec!["start".to_string()]),
+            ("report", vec!["process".to_string()]),
+            ("later", vec!["start".to_string()]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let file = |job: &str| Emitted {
+            job: job.into(),
+            name: "a\nb".into(),
+            sha256: String::new(),
+        };
+        let in_plan = |j: &str| j != "later";
+        let route = |job: &str| check_routes(&fed_by, &in_plan, "start", "go", vec![file(job)]);
+        assert_eq!(
+            route("proces").unwrap_err(),
+            "step `start.go` emitted \"a\\nb\" for job `proces`, which does not exist (did you mean `process`?)"
+        );
+        assert_eq!(
+            route("start").unwrap_err(),
+            "step `start.go` emitted \"a\\nb\" for job `start`, which does not take emitted files (give it `fed-by: start`)"
+        );
+        assert_eq!(
+            route("report").unwrap_err(),
+            "step `start.go` emitted \"a\\nb\" for job `report`, which is fed by process only (add `start` to its `fed-by`)"
+        );
+        let (keep, notes) = route("later").unwrap();
+        assert!(keep.is_empty());
+        assert_eq!(
+            notes,
+            ["trun: job `later` is not part of this run: its emitted files are not processed"]
+        );
+        let (keep, notes) = route("process").unwrap();
+        assert_eq!(keep, [file("process")]);
+        assert!(notes.is_empty());
+    }
 
     #[test]
     fn keys_escape_control_characters() {

@@ -441,6 +441,12 @@ fn counts_sizes_and_depths_are_bounded() {
         .stderr_has("the step emitted more than 1000 files; the limit is 1000 per step");
     assert!(!t.exists("names.log"));
 
+    // Empty directories count too: listing them is bounded.
+    let t = hostile(r#"cd "$TRUN_EMIT/process" && mkdir $(seq -f 'd%g' 1 4001)"#);
+    t.run(&["--progress", "plain"])
+        .status(1)
+        .stderr_has("the step emitted more than 4000 files and directories");
+
     let t = hostile(r#"head -c 67108865 /dev/zero > "$TRUN_EMIT/process/big""#);
     t.run(&["--progress", "plain"]).status(1).stderr_has(
         "emitted file process/\"big\" has 67108865 bytes; the limit is 67108864 bytes per file",
