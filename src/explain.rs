@@ -353,6 +353,25 @@ pub fn render(e: &Explained, color: bool) -> String {
         nrun - nmaybe,
         nsteps - nrun
     );
+    // Instances of fed jobs known from the last run, counted apart: whether
+    // they come again is decided when their emitters run.
+    let instances: Vec<&InstancePlan> = e
+        .jobs
+        .iter()
+        .filter_map(|j| j.fan_out.as_ref())
+        .flat_map(|f| &f.instances)
+        .collect();
+    if !instances.is_empty() {
+        let n = instances.len();
+        let run = instances.iter().filter(|i| i.action == "run").count();
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "; {n} instance{} known from the last run ({run} to run if emitted again)",
+                if n == 1 { "" } else { "s" }
+            ),
+        );
+    }
     let width = e
         .jobs
         .iter()

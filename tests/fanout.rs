@@ -203,6 +203,9 @@ fn plan_says_who_decides_the_instances_and_lists_the_last_ones() {
         .stdout_has("instances of process are decided when start emits; none known yet")
         .stdout_has("instances of report are decided when process and transform emit");
     ran(&t, &[]);
+    t.run(&["plan"])
+        .success()
+        .stdout_has("; 6 instances known from the last run (0 to run if emitted again)");
     let out = t.run(&["plan", "--json"]);
     out.success();
     let plan = out.json();
