@@ -325,6 +325,9 @@ pub struct Hooks {
     store: Arc<dyn Store>,
     /// (job, step index, definition version), written by [`Hooks::flush`].
     versions: Mutex<Vec<(String, usize, u32)>>,
+    /// The workflow has a job `fed-by` others: steps may have emitted files
+    /// to send on again when they are up to date.
+    fans_out: bool,
 }
 
 #[derive(Default)]
@@ -449,6 +452,7 @@ impl Hooks {
         force.check(&plan)?;
         let ut = open_prepared(&plan, store.clone(), stats)?;
         Ok(Hooks {
+            fans_out: plan.fed_by.values().any(|f| !f.is_empty()),
             plan,
             ut,
             run_id,
@@ -520,6 +524,9 @@ impl StepHooks for Hooks {
         // A step whose emitted files are gone from the store runs again to
         // emit them: its dependents' instances need them.
         let skip = skip.filter(|_| {
+            if !self.fans_out {
+                return true;
+            }
             let emitted: Option<Vec<Emitted>> = self
                 .store
                 .kv_get(STEP_EMITS, &format!("{}@{}", spec.key, check.fingerprint))
