@@ -222,7 +222,6 @@ fn fan_out_plan(
             name: name.clone(),
             sha256: sha,
             path: cas.object_path(&hash),
-            from: String::new(),
         });
         let check = uptodate_hooks::instance_check(plan, ut, store, &inst, forced)?;
         let (action, reason) = match check.up_to_date {

@@ -42,8 +42,6 @@ pub struct Input {
     pub sha256: String,
     /// The copy in the content-addressed store (`$TRUN_INPUT_FILE`).
     pub path: PathBuf,
-    /// The step that emitted it, `job.step`.
-    pub from: String,
 }
 
 /// One file a step emitted: for which job, under which name, what content.
@@ -118,11 +116,6 @@ pub fn check_fed_by(
                 .with_help("each emitted file makes one instance of the job; emit one file per combination instead"),
         );
     }
-}
-
-/// A fresh, private, empty `$TRUN_EMIT` directory (whatever was there is removed).
-pub fn fresh_dir(base: &Path, dir: &Path) -> std::io::Result<()> {
-    crate::fsutil::fresh_dir_under(base, dir)
 }
 
 /// Takes every file under the emit directory `dir` into the store, checking

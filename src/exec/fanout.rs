@@ -67,10 +67,6 @@ impl Feeds {
         }
     }
 
-    pub fn cas(&self) -> &Cas {
-        &self.cas
-    }
-
     /// Whether the workflow has a job `fed-by` others. Only then do steps
     /// get a `$TRUN_EMIT` (a directory made and read per step costs a few
     /// system calls a thousand-step no-op need not pay).
@@ -81,7 +77,7 @@ impl Feeds {
     /// A fresh, empty `$TRUN_EMIT` for a step of `job`, with a directory
     /// ready for each job fed by it (`$TRUN_EMIT/process/`).
     pub fn prepare(&self, tmp_dir: &Path, dir: &Path, job: &PlannedJob) -> std::io::Result<()> {
-        crate::fanout::fresh_dir(tmp_dir, dir)?;
+        crate::fsutil::fresh_dir_under(tmp_dir, dir)?;
         for (fed, by) in &self.plan.fed_by {
             if by.contains(&job.job_id) {
                 crate::fsutil::create_dir_under(tmp_dir, &dir.join(fed))?;
@@ -240,7 +236,7 @@ impl Feed {
                             continue;
                         }
                         seen.insert(emitted.name.clone(), (from.clone(), emitted.sha256.clone()));
-                        match self.instance(emitted, from) {
+                        match self.instance(emitted) {
                             Err((key, why)) => {
                                 problems.push(why);
                                 failed.push(key);
@@ -359,7 +355,6 @@ impl Feed {
     fn instance(
         &self,
         e: Emitted,
-        from: String,
     ) -> Result<(PlannedJob, Option<crate::fanout::InstanceCheck>), (String, String)> {
         let key = instance_key(&self.job.job_id, &e.name);
         let hash: Option<[u8; 32]> = hex::decode(&e.sha256)
@@ -384,7 +379,6 @@ impl Feed {
             name: e.name,
             sha256: e.sha256,
             path: self.feeds.cas.object_path(&hash),
-            from,
         });
         let check = self
             .opts
