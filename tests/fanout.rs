@@ -529,3 +529,28 @@ fn ctrl_c_stops_running_instances_and_exits_130() {
         "{statuses:?}"
     );
 }
+
+#[test]
+fn files_for_a_job_left_out_of_the_run_reach_it_in_a_later_run() {
+    let t = Test::example("fan-out");
+    // `trun process` runs start and process; report is not part of the run.
+    t.run(&["--progress", "plain", "process"])
+        .success()
+        .stderr_has("job `report` is not part of this run: its emitted files are not processed");
+    assert_eq!(
+        take_ran(&t),
+        sorted(&["start", "process[hello.txt]", "process[notes.txt]"])
+    );
+    // The full run: process is up to date and hands its files on again.
+    assert_eq!(
+        ran(&t, &[]),
+        sorted(&[
+            "transform[fruits.list]",
+            "report[upper-hello.txt]",
+            "report[upper-notes.txt]",
+            "report[sorted-fruits.list]",
+            "summary"
+        ])
+    );
+    assert_eq!(t.read("reports/upper-hello.txt"), "HELLO\nWORLD\n");
+}

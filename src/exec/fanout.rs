@@ -116,6 +116,9 @@ impl Feeds {
         emitted: Vec<Emitted>,
     ) -> Result<Vec<String>, String> {
         let in_plan = |id: &str| self.senders.contains_key(id);
+        // An instance remembers every file it emitted, also those for a job
+        // not in this run: a later run that has it replays them.
+        let all = from.input.is_some().then(|| emitted.clone());
         let (keep, mut notes) = crate::fanout::check_routes(
             &self.plan.fed_by,
             &in_plan,
@@ -123,11 +126,11 @@ impl Feeds {
             &step.id,
             emitted,
         )?;
-        if from.input.is_some() {
+        if let Some(all) = all {
             lock(&self.by_instance)
                 .entry(from.key.clone())
                 .or_default()
-                .extend(keep.iter().cloned());
+                .extend(all);
         }
         let mut per_job: BTreeMap<&str, usize> = BTreeMap::new();
         for e in &keep {

@@ -713,7 +713,8 @@ impl JobRunner {
         };
         if let (Some(feeds), Status::Success) = (&self.feeds, end.status) {
             match feeds.collect(&emit_dir, job, step, self.opts.hooks.as_deref()) {
-                Ok(notes) => notes.iter().for_each(|n| sink.note(n)),
+                // Shown with the step's output: where its files went.
+                Ok(notes) => notes.iter().for_each(|n| sink.line(Stream::Stderr, n)),
                 Err(e) => {
                     sink.note(&format!("trun: {e}"));
                     end.status = Status::Failure;
