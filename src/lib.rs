@@ -15,6 +15,7 @@ pub mod duration;
 pub mod event;
 pub mod exec;
 pub mod explain;
+pub mod fanout;
 pub mod fsutil;
 pub mod grade;
 pub mod graph;

@@ -27,6 +27,10 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// Job instances in an order where every job comes after its needs.
     pub jobs: Vec<PlannedJob>,
+    /// Every job of the workflow (selected or not) and the jobs whose emitted
+    /// files feed it (`fed-by`; empty for a job that takes none): where a
+    /// file a step writes into `$TRUN_EMIT/<job>/` may go.
+    pub fed_by: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +56,11 @@ pub struct PlannedJob {
     /// A matrix computed by the job's needs: the engine expands it into legs
     /// when the job is ready.
     pub dynamic_matrix: Option<DynamicMatrix>,
+    /// `fed-by`: the jobs whose emitted files make the instances of this one
+    /// (decided at run time, see `exec::fanout`).
+    pub fed_by: Vec<String>,
+    /// The file an instance of a fed job processes.
+    pub input: Option<crate::fanout::Input>,
     pub steps: Vec<PlannedStep>,
 }
 
@@ -216,7 +225,7 @@ impl Plan {
                 needs: j.needs.clone(),
                 matrix: j.matrix.clone().into_iter().collect(),
                 // A matrix computed at run time: its legs report their own steps.
-                steps: if j.dynamic_matrix.is_some() {
+                steps: if j.fans_out() {
                     Vec::new()
                 } else {
                     j.steps
@@ -230,6 +239,15 @@ impl Plan {
                 },
             })
             .collect()
+    }
+}
+
+impl PlannedJob {
+    /// A job whose instances are decided at run time (a computed matrix, or
+    /// `fed-by`): it runs no steps itself and holds no `-j` slot; its
+    /// instances do.
+    pub fn fans_out(&self) -> bool {
+        self.dynamic_matrix.is_some() || !self.fed_by.is_empty()
     }
 }
 
@@ -365,6 +383,12 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
+        fed_by: w
+            .jobs
+            .value
+            .iter()
+            .map(|(id, j)| (id.value.clone(), fed_by_of(&j.value)))
+            .collect(),
     })
 }
 
@@ -468,9 +492,20 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
             if let Some(n) = jobs.get(&id).and_then(|j| j.value.needs.as_ref()) {
                 stack.extend(n.value.iter().map(|s| s.value.clone()));
             }
+            // A fed job comes with the jobs that emit its files.
+            if let Some(j) = jobs.get(&id) {
+                stack.extend(fed_by_of(&j.value));
+            }
         }
     }
     Ok(sel)
+}
+
+fn fed_by_of(job: &Job) -> Vec<String> {
+    job.fed_by
+        .as_ref()
+        .map(|f| f.value.iter().map(|s| s.value.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// The directories a `sources`/`generates` entry names before its first glob
@@ -856,6 +891,8 @@ fn plan_job(
                 include: m.value.include.clone(),
                 exclude: m.value.exclude.clone(),
             }),
+        fed_by: fed_by_of(job),
+        input: None,
         steps,
     })
 }
@@ -1113,7 +1150,8 @@ fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
     let mut indeg = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, j) in jobs.iter().enumerate() {
-        for need in &j.needs {
+        // A fed job is listed after the jobs that emit its files.
+        for need in j.needs.iter().chain(&j.fed_by) {
             if let Some(&d) = index.get(need) {
                 indeg[i] += 1;
                 dependents[d].push(i);

@@ -68,6 +68,7 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
                 }
             }
         }
+        crate::fanout::check_fed_by(wf, id, job, &ids, &mut errs);
         check_job(wf, engine, &id.value, job, &outputs_of, &mut errs);
     }
     check_expansion(wf, &mut errs);
@@ -852,16 +853,13 @@ fn find_cycle(wf: &WorkflowFile) -> Option<Diagnostic> {
     let needs: Vec<Vec<(usize, Loc)>> = jobs
         .iter()
         .map(|(_, j)| {
-            j.value
-                .needs
-                .as_ref()
-                .map(|n| {
-                    n.located()
-                        .into_iter()
-                        .filter_map(|s| index.get(s.value.as_str()).map(|&i| (i, s.loc)))
-                        .collect()
-                })
-                .unwrap_or_default()
+            // `fed-by` orders jobs as `needs` does: a fed job ends after its emitters.
+            [&j.value.needs, &j.value.fed_by]
+                .into_iter()
+                .flatten()
+                .flat_map(|n| n.located())
+                .filter_map(|s| index.get(s.value.as_str()).map(|&i| (i, s.loc)))
+                .collect()
         })
         .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done. Iterative, so a long chain

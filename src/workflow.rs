@@ -77,6 +77,10 @@ pub struct Job {
     pub name: Option<Sp<String>>,
     /// Jobs that must finish before this one starts.
     pub needs: Option<Sp<StringList>>,
+    /// Fan-out: run one instance of this job per file that a step of one of
+    /// these jobs writes into `$TRUN_EMIT/<this job>/`; the instance reads it
+    /// as `$TRUN_INPUT_FILE` (its name is `$TRUN_INPUT_NAME`).
+    pub fed_by: Option<Sp<StringList>>,
     /// Run the job only when this expression is true.
     #[serde(rename = "if")]
     pub if_: Option<Sp<Scalar>>,

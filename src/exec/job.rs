@@ -45,6 +45,32 @@ pub trait StepHooks: Send + Sync {
     }
     /// Where a step that ran wrote its log; called just before `after_step`.
     fn step_logged(&self, _job: &str, _step: &PlannedStep, _log: &Path) {}
+
+    /// Fan-out: whether an instance of a fed job (`job.input` set) must run;
+    /// `None` runs it.
+    fn instance_check(
+        &self,
+        _job: &crate::plan::PlannedJob,
+    ) -> Option<crate::fanout::InstanceCheck> {
+        None
+    }
+    /// An instance succeeded, having emitted these files.
+    fn instance_done(
+        &self,
+        _job: &crate::plan::PlannedJob,
+        _check: &crate::fanout::InstanceCheck,
+        _emitted: &[crate::fanout::Emitted],
+    ) {
+    }
+    /// A step that is about to be recorded a success emitted these files.
+    fn step_emitted(&self, _job: &str, _step: &PlannedStep, _emitted: &[crate::fanout::Emitted]) {}
+    /// After [`before_step`](Self::before_step) skipped a step: the files it
+    /// emitted when it last ran with the same inputs, to send on again.
+    fn replay_emits(&self, _job: &str, _step: &PlannedStep) -> Option<Vec<crate::fanout::Emitted>> {
+        None
+    }
+    /// The inputs (name, sha256) a fed job's instances had in this run.
+    fn instances_seen(&self, _job_id: &str, _inputs: &[(String, String)]) {}
 }
 
 pub struct JobRunner {
@@ -56,6 +82,8 @@ pub struct JobRunner {
     pub events: Events,
     pub templates: Arc<Templates>,
     pub base_ctx: Context,
+    /// Where files a step writes into `$TRUN_EMIT` go; `None`: no `$TRUN_EMIT`.
+    pub feeds: Option<Arc<super::fanout::Feeds>>,
 }
 
 pub struct JobResult {
@@ -120,7 +148,15 @@ impl JobRunner {
                 env.insert(0, (k.clone(), v.clone()));
             }
         }
-        let job_dir_name = sanitize(&job.key);
+        let job_dir_name = match &job.input {
+            // Emitted names differ in what `sanitize` drops: keep them apart.
+            Some(_) => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(job.key.as_bytes());
+                format!("{}-{}", sanitize(&job.key), hex::encode(&h[..4]))
+            }
+            None => sanitize(&job.key),
+        };
         let log_dir = self.opts.log_dir.join(&job_dir_name);
         // Step talk-back files live flat in the run's tmp dir (created once
         // by the caller): a directory per job costs a mkdir and an rmdir on
@@ -427,6 +463,14 @@ impl JobRunner {
         ] {
             env.push((k.to_string(), v.to_string()));
         }
+        let emit_dir = tmp_file(tmp_prefix, step.index, "emit");
+        if self.feeds.is_some() {
+            env.push(("TRUN_EMIT".into(), emit_dir.display().to_string()));
+        }
+        if let Some(input) = &job.input {
+            env.push(("TRUN_INPUT_FILE".into(), input.path.display().to_string()));
+            env.push(("TRUN_INPUT_NAME".into(), input.name.clone()));
+        }
         if !extra_path.is_empty() && container.is_none() {
             let base = std::env::var("PATH").unwrap_or_default();
             let mut p: Vec<&str> = extra_path.iter().rev().map(String::as_str).collect();
@@ -501,6 +545,14 @@ impl JobRunner {
                     sink.finish();
                     path.display().to_string()
                 });
+                // Up to date: the files it emitted then are what it would emit now.
+                if let (Some(feeds), Some(emitted)) =
+                    (&self.feeds, hooks.replay_emits(&job.key, step))
+                {
+                    if let Err(e) = feeds.send(job, step, emitted) {
+                        return StepEnd::failed(e);
+                    }
+                }
                 return StepEnd {
                     duration_ms: 0,
                     log_path: replayed,
@@ -559,6 +611,12 @@ impl JobRunner {
                 at: now_ms(),
             });
             let _ = std::fs::remove_file(&output_file);
+            if let Some(feeds) = &self.feeds {
+                // Fresh per attempt: a failed attempt's files are not emitted.
+                if let Err(e) = feeds.prepare(&self.opts.tmp_dir, &emit_dir, job) {
+                    break StepEnd::failed(format!("cannot create $TRUN_EMIT: {e}"));
+                }
+            }
             let mut skipped_by_action: Option<String> = None;
             let exit = match &argv {
                 Some(argv) => {
@@ -754,6 +812,18 @@ impl JobRunner {
                 attempt,
             };
         };
+        if let (Some(feeds), Status::Success) = (&self.feeds, end.status) {
+            match feeds.collect(&emit_dir, job, step, self.opts.hooks.as_deref()) {
+                // Shown with the step's output: where its files went.
+                Ok(notes) => notes.iter().for_each(|n| sink.line(Stream::Stderr, n)),
+                Err(e) => {
+                    sink.note(&format!("trun: {e}"));
+                    end.status = Status::Failure;
+                    end.exit_code = None;
+                    end.reason = Some(e);
+                }
+            }
+        }
         sink.finish();
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());

@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod composite;
 pub mod executor;
+pub mod fanout;
 pub mod grade_step;
 pub mod job;
 pub mod matrix;
@@ -161,6 +162,9 @@ pub async fn run(
     // the job that fans out into legs holds none, each of its legs does.
     let slots = Arc::new(Semaphore::new(limit));
     let mut spare: Option<OwnedSemaphorePermit> = None;
+    // Files steps emit for jobs that are `fed-by` them.
+    let feeds = Arc::new(fanout::Feeds::new(&plan));
+    let step_feeds = feeds.active().then(|| feeds.clone());
 
     // A job that reached a final state without running: its dependents may now be ready.
     fn settle(
@@ -181,11 +185,17 @@ pub async fn run(
     }
 
     loop {
+        // A fed job's feed closes once every job it is fed by has ended.
+        feeds.close_finished(&|id| {
+            legs_by_id
+                .get(id)
+                .is_none_or(|ls| ls.iter().all(|&k| matches!(state[k], St::Done(_))))
+        });
         // Start or settle ready jobs, in plan order, up to the limit.
         let candidates: Vec<usize> = ready.iter().copied().collect();
         for i in candidates {
             let job = &plan.jobs[i];
-            if !stop_new && job.dynamic_matrix.is_none() && spare.is_none() {
+            if !stop_new && !job.fans_out() && spare.is_none() {
                 spare = slots.clone().try_acquire_owned().ok();
                 if spare.is_none() {
                     // Wait for a permit (below); a fan-out later in the
@@ -246,7 +256,28 @@ pub async fn run(
                     let (ctx_tx, ctx_rx) = watch::channel(false);
                     job_cancel.insert(i, ctx_tx);
                     let done = done_tx.clone();
-                    if job.dynamic_matrix.is_some() {
+                    if !job.fed_by.is_empty() {
+                        let feed = fanout::Feed {
+                            plan: plan.clone(),
+                            job: job.clone(),
+                            opts: opts.clone(),
+                            events: events.clone(),
+                            templates: templates.clone(),
+                            base_ctx: ctx,
+                            slots: slots.clone(),
+                            feeds: feeds.clone(),
+                        };
+                        tokio::spawn(async move {
+                            let key = feed.job.key.clone();
+                            let r = feed.run(ctx_rx).await;
+                            let _ = done.send(JobDone {
+                                key,
+                                status: r.status,
+                                outputs: r.outputs,
+                                forgiven: r.forgiven,
+                            });
+                        });
+                    } else if job.dynamic_matrix.is_some() {
                         let fan = matrix::FanOut {
                             plan: plan.clone(),
                             job: job.clone(),
@@ -255,6 +286,7 @@ pub async fn run(
                             templates: templates.clone(),
                             base_ctx: ctx,
                             slots: slots.clone(),
+                            feeds: step_feeds.clone(),
                         };
                         tokio::spawn(async move {
                             let key = fan.job.key.clone();
@@ -274,6 +306,7 @@ pub async fn run(
                             events: events.clone(),
                             templates: templates.clone(),
                             base_ctx: ctx,
+                            feeds: step_feeds.clone(),
                         };
                         let permit = spare.take();
                         tokio::spawn(async move {
@@ -337,9 +370,8 @@ pub async fn run(
             // limit admits at least one of them, so this makes progress.
             continue;
         }
-        let want_slot = !stop_new
-            && spare.is_none()
-            && ready.iter().any(|&i| plan.jobs[i].dynamic_matrix.is_none());
+        let want_slot =
+            !stop_new && spare.is_none() && ready.iter().any(|&i| !plan.jobs[i].fans_out());
         tokio::select! {
             permit = slots.clone().acquire_owned(), if want_slot => {
                 spare = permit.ok();

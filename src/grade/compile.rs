@@ -94,6 +94,8 @@ pub fn compile(
             fail_fast: false,
             max_parallel: None,
             dynamic_matrix: None,
+            fed_by: Vec::new(),
+            input: None,
             steps: crate::plan::rubric_steps(
                 &rubric,
                 &rubric_dir,
@@ -111,6 +113,7 @@ pub fn compile(
         inputs: Default::default(),
         env: Vec::new(),
         jobs,
+        fed_by: Default::default(),
     }
 }
 
