@@ -12,6 +12,9 @@ use serde::Serialize;
 pub struct Explained {
     pub workflow: String,
     pub jobs: Vec<JobPlan>,
+    /// About the workflow's GitHub Actions keys (triggers, permissions, run-name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -24,6 +27,9 @@ pub struct JobPlan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub steps: Vec<StepPlan>,
+    /// Where `runs-on` runs, keys accepted but not enforced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,11 +161,13 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
             condition: job.condition.clone(),
             container: job.container.as_ref().map(|c| c.image.clone()),
             steps,
+            notes: job.notes.clone(),
         });
     }
     Ok(Explained {
         workflow: plan.workflow.clone(),
         jobs,
+        notes: plan.notes.clone(),
     })
 }
 
@@ -259,6 +267,9 @@ pub fn render(e: &Explained, color: bool) -> String {
         nrun - nmaybe,
         nsteps - nrun
     );
+    for n in &e.notes {
+        out.push_str(&format!("{dim}{n}{reset}\n"));
+    }
     let width = e
         .jobs
         .iter()
@@ -284,6 +295,9 @@ pub fn render(e: &Explained, color: bool) -> String {
         }
         out.push_str(&head);
         out.push('\n');
+        for n in &j.notes {
+            out.push_str(&format!("   {dim}{n}{reset}\n"));
+        }
         for s in &j.steps {
             let (mark, col) = if s.action == "run" {
                 ("run ", green)

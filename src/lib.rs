@@ -14,6 +14,7 @@ pub mod event;
 pub mod exec;
 pub mod explain;
 pub mod fsutil;
+pub mod github;
 pub mod grade;
 pub mod graph;
 pub mod history;

@@ -27,6 +27,13 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// Job instances in an order where every job comes after its needs.
     pub jobs: Vec<PlannedJob>,
+    /// The `github`, `runner` and `vars` contexts and the `GITHUB_*` variables
+    /// (`None` for a grading plan).
+    #[serde(skip)]
+    pub github: Option<std::sync::Arc<crate::github::Contexts>>,
+    /// What `trun plan` should say about the workflow as a whole: triggers recorded
+    /// but not enforced, `permissions` not enforced, the run's name.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +60,9 @@ pub struct PlannedJob {
     /// when the job is ready.
     pub dynamic_matrix: Option<DynamicMatrix>,
     pub steps: Vec<PlannedStep>,
+    /// What `trun plan` should say about the job: where `runs-on` runs, keys
+    /// accepted but not enforced (`environment`, `permissions`).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,9 +228,20 @@ impl Plan {
 
 /// Build the plan. The workflow must already have passed [`crate::validate`].
 pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> {
+    build_with(wf, req, &crate::github::Options::default())
+}
+
+/// Build the plan with the GitHub side of the run: `--event`, `--event-path`,
+/// `--var`, `-P` (and `.trunrc`).
+pub fn build_with(
+    wf: &WorkflowFile,
+    req: &Request,
+    gh: &crate::github::Options,
+) -> Result<Plan, Vec<Diagnostic>> {
     let w = &wf.workflow;
     let inputs = resolve_inputs(wf, &req.inputs)?;
     let selected = select_jobs(wf, &req.jobs).map_err(|d| vec![d])?;
+    let contexts = std::sync::Arc::new(crate::github::contexts(wf, gh, &inputs)?);
 
     let default_shell = w
         .defaults
@@ -251,6 +272,8 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         let engine = crate::template::Engine::new(wf.root.clone());
         let ctx = crate::template::Context {
             inputs: inputs.clone(),
+            github: contexts.github_value(),
+            vars: contexts.vars.clone(),
             ..Default::default()
         };
         let eval = |s: &str| engine.eval_value(s, &ctx).map_err(|e| e.message);
@@ -284,6 +307,8 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 .entry(id.value.clone())
                 .or_default()
                 .push(key.clone());
+            let (runs_on, mapped) =
+                runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
             let planned = plan_job(
                 &wf.root,
                 &id.value,
@@ -292,7 +317,12 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 matrix,
                 default_shell.as_deref(),
                 default_wd.as_deref(),
-            );
+                mapped.as_ref().map(|(_, image)| image.as_str()),
+            )
+            .map(|mut j| {
+                j.notes = job_notes(&job.value, runs_on.as_deref(), mapped.as_ref());
+                j
+            });
             match planned {
                 Ok(j) => jobs.push(j),
                 Err(m) => errs.push(Diagnostic::plain(m).with_help(format!(
@@ -320,6 +350,8 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         let ctx = crate::template::Context {
             inputs: inputs.clone(),
             matrix: j.matrix.clone(),
+            github: contexts.github_value(),
+            vars: contexts.vars.clone(),
             ..Default::default()
         };
         let render = |s: &mut String| {
@@ -335,6 +367,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         }
     }
     let jobs = topo_order(jobs);
+    let notes = workflow_notes(wf, &templates, &inputs, &contexts);
     Ok(Plan {
         workflow: w.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| {
             wf.root
@@ -347,7 +380,120 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
+        github: Some(contexts),
+        notes,
     })
+}
+
+/// The job's `runs-on` as written (rendered with the matrix), and the `-P` mapping
+/// that applies to it, if any: `(label, image)`.
+fn runs_on_of(
+    job: &Job,
+    engine: &crate::template::Engine,
+    ctx: &crate::template::Context,
+    matrix: &Map<String, Value>,
+    contexts: &crate::github::Contexts,
+) -> (Option<String>, Option<(String, String)>) {
+    let Some(r) = &job.runs_on else {
+        return (None, None);
+    };
+    let mut ctx = ctx.clone();
+    ctx.matrix = matrix.clone();
+    let labels: Vec<String> = r
+        .value
+        .labels()
+        .into_iter()
+        .map(|l| {
+            if l.contains("${{") {
+                engine.render(&l, &ctx).unwrap_or(l)
+            } else {
+                l
+            }
+        })
+        .collect();
+    let shown = match &r.value {
+        crate::workflow::RunsOn::Labels(_) if labels.len() == 1 => labels[0].clone(),
+        crate::workflow::RunsOn::Labels(_) => format!("[{}]", labels.join(", ")),
+        other => other.describe(),
+    };
+    // A job's own `container:` wins over a runner image, as on GitHub.
+    let mapped = if job.container.is_some() {
+        None
+    } else {
+        contexts.image_for(&labels)
+    };
+    (Some(shown), mapped)
+}
+
+/// What `trun plan` says about a job's GitHub-only keys.
+fn job_notes(job: &Job, runs_on: Option<&str>, mapped: Option<&(String, String)>) -> Vec<String> {
+    let mut notes = Vec::new();
+    match (runs_on, mapped) {
+        (Some(r), Some((label, image))) => notes.push(format!(
+            "runs-on {r}: in container {image} (-P {label}={image})"
+        )),
+        (Some(r), None) if job.container.is_some() => {
+            notes.push(format!("runs-on {r}: on this host, steps in the job's container"))
+        }
+        (Some(r), None) => notes.push(format!("runs-on {r}: on this host")),
+        _ => {}
+    }
+    if let Some(e) = &job.environment {
+        notes.push(format!(
+            "environment {}: accepted, not enforced (no protection rules or environment secrets)",
+            e.value.name()
+        ));
+    }
+    if job.permissions.is_some() {
+        notes.push("permissions: not enforced (trun has no GITHUB_TOKEN)".into());
+    }
+    notes
+}
+
+/// What `trun plan` says about the workflow's GitHub-only keys.
+fn workflow_notes(
+    wf: &WorkflowFile,
+    templates: &crate::template::Engine,
+    inputs: &Map<String, Value>,
+    contexts: &crate::github::Contexts,
+) -> Vec<String> {
+    let w = &wf.workflow;
+    let mut notes = Vec::new();
+    if let Some(on) = &w.on {
+        let event = contexts
+            .github
+            .get("event_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        notes.push(format!(
+            "on: {} (recorded, not enforced: the workflow runs when you run it; this run is a `{event}` event)",
+            on.value.names().join(", ")
+        ));
+    }
+    if let Some(name) = run_name(wf, templates, inputs, contexts) {
+        notes.push(format!("run-name: {name}"));
+    }
+    if w.permissions.is_some() {
+        notes.push("permissions: not enforced (trun has no GITHUB_TOKEN)".into());
+    }
+    notes
+}
+
+/// The run's display name from `run-name`, rendered with `github`, `inputs` and `vars`.
+pub fn run_name(
+    wf: &WorkflowFile,
+    templates: &crate::template::Engine,
+    inputs: &Map<String, Value>,
+    contexts: &crate::github::Contexts,
+) -> Option<String> {
+    let r = wf.workflow.run_name.as_ref()?;
+    let ctx = crate::template::Context {
+        inputs: inputs.clone(),
+        github: contexts.github_value(),
+        vars: contexts.vars.clone(),
+        ..Default::default()
+    };
+    Some(templates.render(&r.value, &ctx).unwrap_or_else(|_| r.value.clone()))
 }
 
 fn resolve_inputs(
@@ -414,7 +560,7 @@ fn resolve_inputs(
 fn default_for(i: &crate::workflow::Input) -> Value {
     use crate::workflow::InputType::*;
     match i.kind.value {
-        String | Choice => Value::String(std::string::String::new()),
+        String | Choice | Environment => Value::String(std::string::String::new()),
         Number => Value::from(0),
         Boolean => Value::Bool(false),
     }
@@ -713,6 +859,7 @@ pub fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
     format!("{id} ({})", vals.join(", "))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_job(
     root: &std::path::Path,
     id: &str,
@@ -721,6 +868,7 @@ fn plan_job(
     matrix: Map<String, Value>,
     default_shell: Option<&str>,
     default_wd: Option<&str>,
+    runner_image: Option<&str>,
 ) -> Result<PlannedJob, String> {
     let job_shell = job
         .defaults
@@ -744,7 +892,7 @@ fn plan_job(
             s.loc.line,
             job_shell,
             job_wd,
-            job.container.is_some(),
+            job.container.is_some() || runner_image.is_some(),
         );
         match &step.action {
             Action::Uses { uses, with } if uses == crate::actions::GRADE => {
@@ -775,7 +923,13 @@ fn plan_job(
         matrix,
         condition: job.if_.as_ref().map(|c| c.value.0.clone()),
         env: env_pairs(&job.env),
-        container: job.container.as_ref().map(|c| c.value.spec()),
+        // `-P LABEL=IMAGE`: the job runs as if it said `container: IMAGE`.
+        container: job.container.as_ref().map(|c| c.value.spec()).or_else(|| {
+            runner_image.map(|i| ContainerSpec {
+                image: i.to_string(),
+                ..Default::default()
+            })
+        }),
         services: job
             .services
             .iter()
@@ -816,6 +970,7 @@ fn plan_job(
                 exclude: m.value.exclude.clone(),
             }),
         steps,
+        notes: Vec::new(),
     })
 }
 

@@ -266,7 +266,9 @@ pub fn coerce_input(
     raw: &str,
 ) -> Result<serde_json::Value, String> {
     match input.kind.value {
-        InputType::String => Ok(serde_json::Value::String(raw.to_string())),
+        InputType::String | InputType::Environment => {
+            Ok(serde_json::Value::String(raw.to_string()))
+        }
         InputType::Number => raw
             .trim()
             .parse::<f64>()

@@ -26,6 +26,7 @@ mod run;
 mod serve;
 mod validate;
 mod watch;
+mod workflows;
 
 pub use crate::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 
@@ -59,6 +60,46 @@ pub struct FileArgs {
     /// Never use colour (also: NO_COLOR=1).
     #[arg(long, global = true)]
     pub no_color: bool,
+    #[command(flatten)]
+    pub github: GithubArgs,
+}
+
+/// Options for GitHub Actions workflow files (`.github/workflows/*.yml`).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "GitHub Actions workflows")]
+pub struct GithubArgs {
+    /// Alone: list the repository's .github/workflows/*.yml with their jobs and triggers.
+    /// With a value: use that workflow, by path or by name (`-W ci` is .github/workflows/ci.yml).
+    #[arg(short = 'W', long = "workflows", global = true, value_name = "WORKFLOW", num_args = 0..=1, default_missing_value = "")]
+    pub workflows: Option<String>,
+    /// Run jobs whose `runs-on` has LABEL in a container of IMAGE instead of on this host
+    /// (repeatable; also remembered as `-P LABEL=IMAGE` lines in .trunrc or ~/.config/trun/trunrc).
+    #[arg(short = 'P', long = "platform", global = true, value_name = "LABEL=IMAGE", value_parser = crate::github::config::parse_platform)]
+    pub platforms: Vec<(String, String)>,
+    /// The event the run stands for (`github.event_name`; default: `push` if the workflow has it, else its first trigger).
+    #[arg(long = "event", global = true, value_name = "NAME")]
+    pub event: Option<String>,
+    /// A JSON event payload for `github.event` and $GITHUB_EVENT_PATH (default: a minimal one for the event).
+    #[arg(long = "event-path", global = true, value_name = "FILE")]
+    pub event_path: Option<PathBuf>,
+    /// Set a configuration variable: `vars.NAME` (repeatable).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = crate::github::config::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read configuration variables from a dotenv file (NAME=VALUE lines).
+    #[arg(long = "var-file", global = true, value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+impl GithubArgs {
+    pub fn options(&self) -> crate::github::Options {
+        crate::github::Options {
+            event_name: self.event.clone(),
+            event_path: self.event_path.clone(),
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
+            platforms: self.platforms.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -298,6 +339,10 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
+        // `trun -W`: list the repository's GitHub Actions workflows, as `act -l` does.
+        None if cli.run.file.github.workflows.as_deref() == Some("") => {
+            workflows::cmd_workflows(&cli.run.file, cli.run.json)
+        }
         None => run::cmd_run(cli.run),
         Some(Command::Run(a)) => run::cmd_run(a),
         Some(Command::Plan(a)) => plan::cmd_plan(a),
@@ -361,6 +406,14 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
         "-j",
         "--jobs",
         "--progress",
+        "-W",
+        "--workflows",
+        "-P",
+        "--platform",
+        "--event",
+        "--event-path",
+        "--var",
+        "--var-file",
     ];
     let names: Vec<String> = Cli::command()
         .get_subcommands()
@@ -421,6 +474,9 @@ fn workflow_path(file: &FileArgs) -> Result<Result<PathBuf, PathBuf>, Vec<Diagno
     if let Some(p) = &file.file {
         return Ok(Ok(p.clone()));
     }
+    if let Some(w) = &file.github.workflows {
+        return workflows::choose(w).map(Ok);
+    }
     let cwd = std::env::current_dir().map_err(|e| {
         vec![Diagnostic::plain(format!(
             "cannot read the current directory: {e}"
@@ -450,12 +506,13 @@ pub(crate) fn load_plan(
     for w in crate::plan::warnings(&wf) {
         eprint!("{}", w.render_warning(use_color(file.no_color)));
     }
-    let plan = crate::plan::build(
+    let plan = crate::plan::build_with(
         &wf,
         &crate::plan::Request {
             jobs: jobs.to_vec(),
             inputs: inputs.to_vec(),
         },
+        &file.github.options(),
     )?;
     Ok((wf, plan))
 }
@@ -464,7 +521,9 @@ pub(crate) fn load_plan(
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
     let path = match workflow_path(file)? {
         // Not `exists()`: a link that loops or dangles is there, and `load` says so.
-        Ok(p) if file.file.is_some() && std::fs::symlink_metadata(&p).is_err() => {
+        Ok(p) if (file.file.is_some() || file.github.workflows.is_some())
+            && std::fs::symlink_metadata(&p).is_err() =>
+        {
             return Err(vec![Diagnostic::plain(format!(
                 "workflow file {} does not exist",
                 p.display()

@@ -367,6 +367,40 @@ impl JobRunner {
         ] {
             env.push((k.to_string(), v.to_string()));
         }
+        if let Some(gh) = self.plan.github.as_ref().filter(|g| !g.env.is_empty()) {
+            // GitHub Actions' default variables come first: the workflow's own `env`
+            // may override them, as on GitHub.
+            let tmp = self.opts.tmp_dir.display().to_string();
+            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
+            let run_id = self.opts.run_id.to_string();
+            let mut defaults = gh.env.clone();
+            for (k, v) in [
+                ("GITHUB_RUN_ID", run_id.as_str()),
+                ("GITHUB_RUN_NUMBER", run_id.as_str()),
+                ("GITHUB_RUN_ATTEMPT", "1"),
+                ("GITHUB_JOB", job.job_id.as_str()),
+                ("GITHUB_ACTION", step.id.as_str()),
+                ("GITHUB_EVENT_PATH", &event_path.display().to_string()),
+                ("RUNNER_TEMP", tmp.as_str()),
+            ] {
+                defaults.push((k.to_string(), v.to_string()));
+            }
+            env.splice(0..0, defaults);
+        }
+        if !step_ctx.github.is_empty() {
+            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
+            for (k, v) in [
+                ("action", step.id.clone()),
+                ("event_path", event_path.display().to_string()),
+                ("workspace", self.plan.root.display().to_string()),
+            ] {
+                step_ctx.github.insert(k.into(), Value::String(v));
+            }
+            step_ctx.runner.insert(
+                "temp".into(),
+                Value::String(self.opts.tmp_dir.display().to_string()),
+            );
+        }
         if !extra_path.is_empty() && container.is_none() {
             let base = std::env::var("PATH").unwrap_or_default();
             let mut p: Vec<&str> = extra_path.iter().rev().map(String::as_str).collect();

@@ -105,6 +105,15 @@ pub async fn run(
 ) -> RunResult {
     let started = Instant::now();
     let templates = Arc::new(Templates::new(plan.root.clone()));
+    // `$GITHUB_EVENT_PATH`: the payload, written fresh (never through a link) into the
+    // run's private tmp dir.
+    if let Some(gh) = plan.github.as_ref().filter(|g| !g.env.is_empty()) {
+        let file = opts.tmp_dir.join(crate::github::EVENT_FILE);
+        let text = serde_json::to_vec(&*gh.event).unwrap_or_default();
+        if let Err(e) = outputs::write_fresh(&file, &text) {
+            eprintln!("trun: warning: cannot write {}: {e}", file.display());
+        }
+    }
     events.send(Event::RunStarted {
         run_id: opts.run_id,
         workflow: plan.workflow.clone(),
@@ -435,6 +444,56 @@ fn finish_unstarted(events: &Events, key: &str, status: Status, reason: &str) {
     });
 }
 
+/// The GitHub Actions contexts of a job: `github` (with the run and job ids), `runner`,
+/// `vars`, `strategy`, and `job.container` / `job.services`.
+fn github_contexts(
+    plan: &Plan,
+    job: &crate::plan::PlannedJob,
+    legs_by_id: &BTreeMap<&str, Vec<usize>>,
+    run_id: i64,
+    ctx: &mut Context,
+) {
+    if let Some(gh) = &plan.github {
+        ctx.github = gh.github_value();
+        for k in ["run_id", "run_number"] {
+            ctx.github.insert(k.into(), Value::String(run_id.to_string()));
+        }
+        ctx.github
+            .insert("job".into(), Value::String(job.job_id.clone()));
+        ctx.runner = gh.runner.clone();
+        ctx.vars = gh.vars.clone();
+    }
+    let legs = legs_by_id
+        .get(job.job_id.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let total = legs.len().max(1);
+    let index = legs
+        .iter()
+        .position(|&l| plan.jobs[l].key == job.key)
+        .unwrap_or(0);
+    ctx.strategy.insert("fail-fast".into(), Value::Bool(job.fail_fast));
+    ctx.strategy.insert("job-index".into(), Value::from(index));
+    ctx.strategy.insert("job-total".into(), Value::from(total));
+    ctx.strategy.insert(
+        "max-parallel".into(),
+        Value::from(job.max_parallel.map_or(total, |m| m as usize)),
+    );
+    ctx.job.insert(
+        "container".into(),
+        serde_json::json!({ "id": "", "network": "" }),
+    );
+    ctx.job.insert(
+        "services".into(),
+        Value::Object(
+            job.services
+                .iter()
+                .map(|(k, _)| (k.clone(), serde_json::json!({ "id": "", "network": "", "ports": {} })))
+                .collect(),
+        ),
+    );
+}
+
 /// The expression context a job starts with: inputs, env, matrix, needs.
 #[allow(clippy::too_many_arguments)]
 fn job_context(
@@ -510,7 +569,9 @@ fn job_context(
         job: jobm,
         trun,
         status,
+        ..Context::default()
     };
+    github_contexts(plan, job, legs_by_id, run_id, &mut ctx);
     // Workflow env is rendered per job so it can use inputs.
     for (k, v) in &plan.env {
         let val = templates.render(v, &ctx).unwrap_or_else(|_| v.clone());

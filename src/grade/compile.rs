@@ -102,6 +102,7 @@ pub fn compile(
                 None,
                 0,
             ),
+            notes: Vec::new(),
         })
         .collect();
     Plan {
@@ -111,6 +112,8 @@ pub fn compile(
         inputs: Default::default(),
         env: Vec::new(),
         jobs,
+        github: None,
+        notes: Vec::new(),
     }
 }
 

@@ -26,6 +26,7 @@ fn ctx() -> Context {
         job: obj(json!({"id": "build", "name": "Build", "status": "success"})),
         trun: obj(json!({"workspace": "/w", "run_id": 7, "os": "linux"})),
         status: StatusFlags::default(),
+        ..Context::default()
     }
 }
 
