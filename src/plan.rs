@@ -1109,7 +1109,12 @@ fn plan_step(
         (Some(run), _) => {
             // bash like GitHub Actions; `sh` inside containers, where bash
             // is often missing (busybox, alpine).
-            let default = if in_container { "sh" } else { "bash" };
+            // On this host: `bash` when it is on PATH, else `sh`, as on GitHub.
+            let default = if in_container {
+                "sh"
+            } else {
+                Shell::host_default()
+            };
             let shell_src = s
                 .shell
                 .as_ref()
