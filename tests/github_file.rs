@@ -486,3 +486,56 @@ fn docker_platform_image_runs_the_job_in_a_container() {
     let left = String::from_utf8_lossy(&ps.stdout).trim().to_string();
     assert!(left.is_empty(), "containers left behind: {left}");
 }
+
+/// A fresh copy of `examples/github/NAME` in a temporary workspace.
+fn github_example(name: &str) -> Test {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name();
+            if [".trun", "target", "Cargo.lock"].iter().any(|n| name == *n) {
+                continue;
+            }
+            let target = to.join(&name);
+            if entry.file_type().expect("file type").is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+    let t = Test::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github");
+    copy_tree(&dir.join(name), t.path());
+    std::fs::create_dir_all(t.join("xdg")).unwrap();
+    t
+}
+
+#[test]
+fn example_rust_ci_runs_its_matrix_offline() {
+    let t = github_example("rust-ci");
+    t.args(&["-W", "ci", "plan"])
+        .env("XDG_CONFIG_HOME", &t.join("xdg").display().to_string())
+        .run()
+        .success()
+        .stdout_has("runs-on ubuntu-latest: on this host")
+        .stdout_has("test (ubuntu-latest, dev, strict)")
+        .stdout_has("test (ubuntu-latest, release)");
+    let out = trun(&t, &["-W", "ci", "-j", "2"]).run();
+    out.success();
+    let all = out.all();
+    for want in [
+        "testing tinyparse (MSRV 1.70) on Linux, leg 0 of 2",
+        "testing tinyparse (MSRV 1.70) on Linux, leg 1 of 2",
+        "test result: ok. 2 passed",
+        ">= MSRV 1.70",
+        "5 jobs succeeded",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+    // The `strict` feature is what the dispatch input adds to every leg.
+    let out = trun(&t, &["-W", "ci", "-i", "features=strict", "test"]).run();
+    out.success();
+    assert!(out.all().contains("test result: ok. 2 passed"), "{}", out.all());
+}
