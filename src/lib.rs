@@ -20,6 +20,7 @@ pub mod graph;
 pub mod history;
 pub mod lock;
 pub mod plan;
+pub mod reusable;
 pub mod report;
 pub mod rubric;
 pub mod server;

@@ -63,6 +63,19 @@ pub struct PlannedJob {
     /// What `trun plan` should say about the job: where `runs-on` runs, keys
     /// accepted but not enforced (`environment`, `permissions`).
     pub notes: Vec<String>,
+    /// A job of a reusable workflow (or the job calling one): its own inputs and
+    /// the names its `needs` go by (see [`crate::reusable`]).
+    #[serde(skip)]
+    pub call: Option<std::sync::Arc<CallScope>>,
+}
+
+/// What a job of a called workflow sees differently from the caller's jobs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallScope {
+    /// `inputs`: the call's `with:`, typed and defaulted by `on.workflow_call.inputs`.
+    pub inputs: Map<String, Value>,
+    /// Job ids in `needs_ids` → the name `needs.<name>` uses for them.
+    pub needs_alias: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +255,7 @@ pub fn build_with(
     let inputs = resolve_inputs(wf, &req.inputs)?;
     let selected = select_jobs(wf, &req.jobs).map_err(|d| vec![d])?;
     let contexts = std::sync::Arc::new(crate::github::contexts(wf, gh, &inputs)?);
+    let calls = crate::reusable::load_tree(wf, 0)?;
 
     let default_shell = w
         .defaults
@@ -307,6 +321,29 @@ pub fn build_with(
                 .entry(id.value.clone())
                 .or_default()
                 .push(key.clone());
+            if let Some(called) = calls.get(&id.value) {
+                let site = crate::reusable::CallSite {
+                    key: &key,
+                    job_id: &id.value,
+                    job: &job.value,
+                    matrix: &matrix,
+                    inputs: &inputs,
+                    call_inputs: None,
+                    needs_ids: job
+                        .value
+                        .needs
+                        .as_ref()
+                        .map(|n| n.value.iter().map(|s| s.value.clone()).collect())
+                        .unwrap_or_default(),
+                    alias: Vec::new(),
+                    condition: job.value.if_.as_ref().map(|c| c.value.0.clone()),
+                };
+                match crate::reusable::expand(&site, called, &contexts, &mut legs_of) {
+                    Ok(expanded) => jobs.extend(expanded),
+                    Err(e) => errs.extend(e),
+                }
+                continue;
+            }
             let (runs_on, mapped) =
                 runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
             let planned = plan_job(
@@ -387,7 +424,7 @@ pub fn build_with(
 
 /// The job's `runs-on` as written (rendered with the matrix), and the `-P` mapping
 /// that applies to it, if any: `(label, image)`.
-fn runs_on_of(
+pub(crate) fn runs_on_of(
     job: &Job,
     engine: &crate::template::Engine,
     ctx: &crate::template::Context,
@@ -426,7 +463,7 @@ fn runs_on_of(
 }
 
 /// What `trun plan` says about a job's GitHub-only keys.
-fn job_notes(job: &Job, runs_on: Option<&str>, mapped: Option<&(String, String)>) -> Vec<String> {
+pub(crate) fn job_notes(job: &Job, runs_on: Option<&str>, mapped: Option<&(String, String)>) -> Vec<String> {
     let mut notes = Vec::new();
     match (runs_on, mapped) {
         (Some(r), Some((label, image))) => notes.push(format!(
@@ -496,7 +533,7 @@ pub fn run_name(
     Some(templates.render(&r.value, &ctx).unwrap_or_else(|_| r.value.clone()))
 }
 
-fn resolve_inputs(
+pub(crate) fn resolve_inputs(
     wf: &WorkflowFile,
     given: &[(String, String)],
 ) -> Result<Map<String, Value>, Vec<Diagnostic>> {
@@ -860,7 +897,7 @@ pub fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plan_job(
+pub(crate) fn plan_job(
     root: &std::path::Path,
     id: &str,
     key: String,
@@ -971,6 +1008,7 @@ fn plan_job(
             }),
         steps,
         notes: Vec::new(),
+        call: None,
     })
 }
 

@@ -42,6 +42,8 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
     }
 
     let ids: Vec<&str> = w.jobs.value.keys().collect();
+    // A job calling a reusable workflow has the outputs that workflow declares.
+    let call_outputs = crate::reusable::check_calls(wf, engine, &mut errs);
     let outputs_of: BTreeMap<&str, BTreeSet<String>> = w
         .jobs
         .value
@@ -49,7 +51,9 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         .map(|(k, v)| {
             (
                 k.value.as_str(),
-                v.value.outputs.keys().map(str::to_string).collect(),
+                call_outputs.get(&k.value).cloned().unwrap_or_else(|| {
+                    v.value.outputs.keys().map(str::to_string).collect()
+                }),
             )
         })
         .collect();
@@ -463,8 +467,51 @@ fn check_job(
         }
     }
 
-    if job.steps.value.is_empty() {
-        errs.push(wf.error(job.steps.loc, format!("job `{id}` has no steps")));
+    match &job.uses {
+        Some(u) => {
+            if let Some(first) = job.steps.value.first() {
+                errs.push(wf.error(
+                    first.loc,
+                    format!("job `{id}` runs the reusable workflow {}: it has no `steps` of its own", u.value),
+                ));
+            }
+            for (_, v) in job.with.iter() {
+                for s in json_strings(&v.value) {
+                    expr(&Sp::new(s, v.loc), &scope, errs);
+                }
+            }
+        }
+        None => {
+            if job.steps.value.is_empty() {
+                let loc = if job.steps.loc.is_known() {
+                    job.steps.loc
+                } else {
+                    wf.workflow
+                        .jobs
+                        .value
+                        .0
+                        .iter()
+                        .find(|(k, _)| k.value == id)
+                        .map_or(job.steps.loc, |(k, _)| k.loc)
+                };
+                errs.push(
+                    wf.error(loc, format!("job `{id}` has no steps"))
+                        .with_help("give it `steps:`, or `uses: ./.github/workflows/NAME.yml` to run a reusable workflow"),
+                );
+            }
+            if let Some((k, _)) = job.with.0.first() {
+                errs.push(wf.error(
+                    k.loc,
+                    "`with` on a job belongs to `uses: ./.github/workflows/NAME.yml`",
+                ));
+            }
+            if let Some(s) = &job.secrets {
+                errs.push(wf.error(
+                    s.loc,
+                    "`secrets` on a job belongs to `uses: ./.github/workflows/NAME.yml`",
+                ));
+            }
+        }
     }
     let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
     for step in &job.steps.value {

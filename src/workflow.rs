@@ -105,6 +105,8 @@ pub struct Job {
     pub outputs: Entries<Sp<String>>,
     pub timeout_minutes: Option<Sp<f64>>,
     pub continue_on_error: Option<Sp<bool>>,
+    /// The steps, run in order (none for a job that `uses` a reusable workflow).
+    #[serde(default = "no_steps")]
     pub steps: Sp<Vec<Sp<Step>>>,
     /// GitHub Actions: the runner labels. The job runs on this host unless `-P LABEL=IMAGE`
     /// maps a label to a container image.
@@ -113,6 +115,53 @@ pub struct Job {
     pub environment: Option<Sp<Environment>>,
     /// GitHub Actions: the `GITHUB_TOKEN` permissions of the job. Accepted, not enforced.
     pub permissions: Option<Sp<serde_json::Value>>,
+    /// A reusable workflow of this repository to run as this job:
+    /// `./.github/workflows/build.yml`. Its jobs appear as `<job>/<its job>`.
+    pub uses: Option<Sp<String>>,
+    /// The inputs of the reusable workflow named by `uses`.
+    #[serde(rename = "with", default)]
+    pub with: Entries<Sp<serde_json::Value>>,
+    /// The secrets passed to the reusable workflow: a mapping, or `inherit`.
+    pub secrets: Option<Sp<JobSecrets>>,
+}
+
+fn no_steps() -> Sp<Vec<Sp<Step>>> {
+    Sp::synthetic(Vec::new())
+}
+
+/// `secrets:` of a job calling a reusable workflow.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum JobSecrets {
+    /// `inherit`: every secret of the caller.
+    Inherit(String),
+    Map(Entries<Sp<String>>),
+}
+
+impl<'de> Deserialize<'de> for JobSecrets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SV;
+        impl<'de> serde::de::Visitor<'de> for SV {
+            type Value = JobSecrets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`inherit` or a mapping of secret names to values")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<JobSecrets, E> {
+                if v == "inherit" {
+                    Ok(JobSecrets::Inherit(v.to_string()))
+                } else {
+                    Err(E::custom(format!(
+                        "`secrets: {v}`: write `inherit` or a mapping of secret names to values"
+                    )))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<JobSecrets, A::Error> {
+                Entries::<Sp<String>>::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(JobSecrets::Map)
+            }
+        }
+        d.deserialize_any(SV)
+    }
 }
 
 /// `container: image` or the long form.

@@ -531,7 +531,13 @@ fn job_context(
         let mut m = Map::new();
         m.insert("outputs".into(), Value::Object(outs));
         m.insert("result".into(), Value::String(result.into()));
-        needs.insert(id.clone(), Value::Object(m));
+        // A job of a called workflow knows its needs by their names in that workflow.
+        let name = job
+            .call
+            .as_ref()
+            .and_then(|c| c.needs_alias.iter().find(|(g, _)| g == id))
+            .map_or(id, |(_, local)| local);
+        needs.insert(name.clone(), Value::Object(m));
     }
     let mut trun = Map::new();
     trun.insert(
@@ -559,7 +565,10 @@ fn job_context(
         }
     }
     let mut ctx = Context {
-        inputs: plan.inputs.clone(),
+        inputs: job
+            .call
+            .as_ref()
+            .map_or_else(|| plan.inputs.clone(), |c| c.inputs.clone()),
         // As on GitHub, `env` holds what the workflow, job and step set, not trun's
         // own environment (which `toJSON(env)` would otherwise print whole).
         env: Map::new(),

@@ -103,6 +103,7 @@ pub fn compile(
                 0,
             ),
             notes: Vec::new(),
+            call: None,
         })
         .collect();
     Plan {
