@@ -21,6 +21,7 @@ pub mod lock;
 pub mod plan;
 pub mod report;
 pub mod rubric;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shell;

@@ -27,6 +27,9 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// Job instances in an order where every job comes after its needs.
     pub jobs: Vec<PlannedJob>,
+    /// `--secret` / `--secret-file`: the `secrets` context (never serialized).
+    #[serde(skip)]
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -347,6 +350,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
+        secrets: Default::default(),
     })
 }
 

@@ -509,6 +509,7 @@ fn job_context(
         steps: Map::new(),
         job: jobm,
         trun,
+        secrets: plan.secrets.context(),
         status,
     };
     // Workflow env is rendered per job so it can use inputs.

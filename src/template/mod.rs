@@ -198,12 +198,14 @@ pub struct Context {
     pub job: Map<String, Json>,
     /// `{"workspace", "run_id", "os"}`.
     pub trun: Map<String, Json>,
+    /// `--secret` values by name; a name not given reads as null.
+    pub secrets: Map<String, Json>,
     pub status: StatusFlags,
 }
 
 impl Context {
     /// The contexts by name, as expressions see them.
-    fn roots(&self) -> [(&str, Val<'_>); 7] {
+    fn roots(&self) -> [(&str, Val<'_>); 8] {
         let obj = |m| Val::Obj(Cow::Borrowed(m));
         [
             ("inputs", obj(&self.inputs)),
@@ -213,6 +215,7 @@ impl Context {
             ("steps", obj(&self.steps)),
             ("job", obj(&self.job)),
             ("trun", obj(&self.trun)),
+            ("secrets", obj(&self.secrets)),
         ]
     }
 }

@@ -14,7 +14,9 @@ use super::value::eq_ignore_case;
 use super::{ExprError, Scope};
 
 /// The context roots an expression may start with.
-pub(crate) const ROOTS: [&str; 7] = ["inputs", "env", "matrix", "needs", "steps", "job", "trun"];
+pub(crate) const ROOTS: [&str; 8] = [
+    "inputs", "env", "matrix", "needs", "steps", "job", "trun", "secrets",
+];
 /// Properties of the `job` context.
 pub(crate) const JOB_KEYS: [&str; 3] = ["id", "name", "status"];
 /// Properties of the `trun` context.
