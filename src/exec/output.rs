@@ -694,4 +694,74 @@ mod tests {
         let log = std::fs::metadata(dir.path().join("x.log")).unwrap().len();
         assert_eq!(log, 10_000_000);
     }
+
+    fn masked_sink(dir: &Path, secret: &str) -> (OutputSink, std::sync::mpsc::Receiver<Event>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let masker = crate::secrets::Masker::default();
+        masker.add(secret);
+        let s = OutputSink::new(
+            Some(dir.join("x.log")),
+            Events::masked(tx, masker),
+            "j".into(),
+            0,
+        );
+        (s, rx)
+    }
+
+    #[test]
+    fn a_secret_split_across_reads_or_a_long_line_cut_is_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, rx) = masked_sink(dir.path(), "hunter2-secret");
+        s.write(Stream::Stdout, b"token: hunter2-");
+        s.write(Stream::Stdout, b"secret!\n");
+        // A line longer than MAX_LINE with the secret right across the cut.
+        let mut long = vec![b'x'; MAX_LINE - 5];
+        long.extend_from_slice(b"hunter2-secret");
+        long.extend_from_slice(&[b'y'; 10]);
+        long.push(b'\n');
+        for chunk in long.chunks(1000) {
+            s.write(Stream::Stderr, chunk);
+        }
+        s.finish();
+        let got = lines(&rx);
+        assert_eq!(got[0], (Stream::Stdout, "token: ***!".to_string()));
+        let joined: String = got[1..].iter().map(|(_, l)| l.as_str()).collect();
+        assert!(!joined.contains("hunter2"), "a piece shows the secret");
+        assert!(joined.contains("***"));
+        let log = std::fs::read_to_string(dir.path().join("x.log")).unwrap();
+        assert!(!log.contains("hunter2"), "the log shows the secret");
+        assert_eq!(log.matches("***").count(), 2);
+    }
+
+    #[test]
+    fn add_mask_masks_its_own_line_and_what_follows() {
+        use crate::exec::commands::Commands;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, rx) = sink(dir.path());
+        s.enable_commands(Commands::new(false, false));
+        s.write(
+            Stream::Stdout,
+            b"::add-mask::s3cr3t-value\nnow s3cr3t-value\n",
+        );
+        s.write(Stream::Stdout, b"::group::Build\nin\n::endgroup::\n");
+        s.write(
+            Stream::Stdout,
+            b"::error file=a.c,line=2::s3cr3t-value broke\n",
+        );
+        s.finish();
+        let events: Vec<Event> = rx.try_iter().collect();
+        let text = format!("{events:?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(matches!(&events[0], Event::StepOutput { line, .. } if line == "now ***"));
+        assert!(matches!(&events[1], Event::StepGroup { title: Some(t), .. } if t == "Build"));
+        assert!(matches!(&events[3], Event::StepGroup { title: None, .. }));
+        assert!(
+            matches!(&events[4], Event::Annotation { annotation, .. } if annotation.render() == "a.c:2: error: *** broke")
+        );
+        let log = std::fs::read_to_string(dir.path().join("x.log")).unwrap();
+        assert!(log.starts_with("::add-mask::***\nnow ***\n"), "{log}");
+        let kept = std::fs::read_to_string(dir.path().join("x.annotations.jsonl"));
+        // The sink's log is not under a run directory here: nothing kept.
+        assert!(kept.is_err() || !kept.unwrap().contains("s3cr3t"));
+    }
 }

@@ -143,11 +143,13 @@ pub const MAX_STEP_SUMMARY: u64 = 1024 * 1024;
 /// than [`MAX_STEP_SUMMARY`] bytes with GitHub's message.
 pub fn read_step_summary(path: &Path) -> Result<Option<String>, String> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.len() > MAX_STEP_SUMMARY => return Err(format!(
+        Ok(m) if m.is_file() && m.len() > MAX_STEP_SUMMARY => {
+            return Err(format!(
             "$GITHUB_STEP_SUMMARY upload aborted, supports content up to a size of {}k, got {}k",
             MAX_STEP_SUMMARY / 1024,
             m.len() / 1024
-        )),
+        ))
+        }
         _ => {}
     }
     read_talk_back(path)
