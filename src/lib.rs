@@ -23,6 +23,7 @@ pub mod plan;
 pub mod reusable;
 pub mod report;
 pub mod rubric;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shell;

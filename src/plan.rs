@@ -34,6 +34,9 @@ pub struct Plan {
     /// What `trun plan` should say about the workflow as a whole: triggers recorded
     /// but not enforced, `permissions` not enforced, the run's name.
     pub notes: Vec<String>,
+    /// `--secret` / `--secret-file`: the `secrets` context (never serialized).
+    #[serde(skip)]
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -419,6 +422,7 @@ pub fn build_with(
         jobs,
         github: Some(contexts),
         notes,
+        secrets: Default::default(),
     })
 }
 

@@ -71,6 +71,7 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
             &detail,
             use_color(a.file.no_color),
         ));
+        out(&crate::report::summary::stored_notes(&detail));
     }
     Ok(EXIT_OK)
 }

@@ -112,6 +112,8 @@ pub struct RunArgs {
     /// Set an input: -i name=value (repeatable).
     #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
     /// Jobs to run at once (default: number of CPU cores).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub parallel: Option<usize>,
@@ -139,6 +141,45 @@ pub struct RunArgs {
     /// If another trun holds this workspace, fail instead of waiting.
     #[arg(long)]
     pub no_wait: bool,
+}
+
+/// `--secret` and `--secret-file`: the `secrets` context.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecretArgs {
+    /// A secret for `${{ secrets.NAME }}`: NAME to take the value of NAME from trun's
+    /// environment (preferred), or NAME=VALUE (visible to other users in `ps`). Repeatable.
+    /// Values are shown as *** in all output, logs, events and the state store.
+    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
+    pub secrets: Vec<String>,
+    /// Secrets from a dotenv file: NAME=VALUE lines, `export ` prefixes, quotes and
+    /// `#` comments allowed. Repeatable; `--secret` wins over a file.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+}
+
+impl SecretArgs {
+    /// Reads the secrets into `plan` (its `secrets` context and fingerprints).
+    pub fn apply(&self, plan: &mut crate::plan::Plan) -> Result<(), Vec<Diagnostic>> {
+        let env = |name: &str| std::env::var(name).ok();
+        let s = crate::secrets::Secrets::from_args(&self.secret_files, &self.secrets, &env)
+            .map_err(|e| match e {
+                // file:line:col without the source line, which holds values.
+                crate::secrets::SecretError::File {
+                    path,
+                    line,
+                    col,
+                    message,
+                } => vec![Diagnostic {
+                    path: Some(path),
+                    line: line as u32,
+                    col: col as u32,
+                    ..Diagnostic::plain(message)
+                }],
+                e => vec![Diagnostic::plain(e.to_string())],
+            })?;
+        plan.secrets = std::sync::Arc::new(s);
+        Ok(())
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -205,6 +246,8 @@ pub struct PlanArgs {
     pub file: FileArgs,
     #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
     #[arg(long, value_name = "STEP_OR_JOB", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
     pub force: Vec<String>,
     /// The plan as JSON.

@@ -7,6 +7,7 @@
 //! are recorded as cancelled, and the run ends `cancelled`.
 
 pub mod actions;
+pub mod commands;
 pub mod executor;
 pub mod grade_step;
 pub mod job;
@@ -40,12 +41,41 @@ pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
 }
 
 /// Where the engine sends events. Cloneable; sending never blocks.
+///
+/// Every event leaves the engine here, so this is where secrets are masked:
+/// whatever text an event carries (a step's name, a failure's reason that
+/// quotes a command, outputs) reaches no reporter, `--json` line or store
+/// with a registered value in it.
 #[derive(Clone)]
-pub struct Events(pub std::sync::mpsc::Sender<Event>);
+pub struct Events {
+    tx: std::sync::mpsc::Sender<Event>,
+    masker: crate::secrets::Masker,
+}
 
 impl Events {
-    pub fn send(&self, ev: Event) {
-        let _ = self.0.send(ev);
+    /// Events that mask nothing (no secrets in the run).
+    pub fn new(tx: std::sync::mpsc::Sender<Event>) -> Events {
+        Events::masked(tx, crate::secrets::Masker::default())
+    }
+
+    /// Events that mask every value `masker` holds, now or later.
+    pub fn masked(tx: std::sync::mpsc::Sender<Event>, masker: crate::secrets::Masker) -> Events {
+        Events { tx, masker }
+    }
+
+    /// The run's masker (step output sinks mask with it and add to it).
+    pub fn masker(&self) -> &crate::secrets::Masker {
+        &self.masker
+    }
+
+    pub fn send(&self, mut ev: Event) {
+        ev.mask(&self.masker);
+        let _ = self.tx.send(ev);
+    }
+
+    /// Sends an event whose text the caller has masked already.
+    pub(crate) fn send_masked(&self, ev: Event) {
+        let _ = self.tx.send(ev);
     }
 }
 
@@ -577,6 +607,7 @@ fn job_context(
         steps: Map::new(),
         job: jobm,
         trun,
+        secrets: plan.secrets.context(),
         status,
         ..Context::default()
     };

@@ -115,6 +115,7 @@ pub fn compile(
         jobs,
         github: None,
         notes: Vec::new(),
+        secrets: Default::default(),
     }
 }
 

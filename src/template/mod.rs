@@ -198,6 +198,8 @@ pub struct Context {
     pub job: Map<String, Json>,
     /// `{"workspace", "run_id", "os"}`.
     pub trun: Map<String, Json>,
+    /// `--secret` values by name; a name not given reads as null.
+    pub secrets: Map<String, Json>,
     pub status: StatusFlags,
     /// GitHub Actions' `github` context (see `crate::github`).
     pub github: Map<String, Json>,
@@ -211,7 +213,7 @@ pub struct Context {
 
 impl Context {
     /// The contexts by name, as expressions see them.
-    fn roots(&self) -> [(&str, Val<'_>); 11] {
+    fn roots(&self) -> [(&str, Val<'_>); 12] {
         let obj = |m| Val::Obj(Cow::Borrowed(m));
         [
             ("inputs", obj(&self.inputs)),
@@ -225,6 +227,7 @@ impl Context {
             ("runner", obj(&self.runner)),
             ("vars", obj(&self.vars)),
             ("strategy", obj(&self.strategy)),
+            ("secrets", obj(&self.secrets)),
         ]
     }
 }

@@ -14,9 +14,9 @@ use super::value::eq_ignore_case;
 use super::{ExprError, Scope};
 
 /// The context roots an expression may start with.
-pub(crate) const ROOTS: [&str; 11] = [
+pub(crate) const ROOTS: [&str; 12] = [
     "inputs", "env", "matrix", "needs", "steps", "job", "trun", "github", "runner", "vars",
-    "strategy",
+    "strategy", "secrets",
 ];
 /// Properties of the `job` context.
 pub(crate) const JOB_KEYS: [&str; 5] = ["id", "name", "status", "container", "services"];
