@@ -73,12 +73,28 @@ pub struct PlannedJob {
 }
 
 /// What a job of a called workflow sees differently from the caller's jobs.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct CallScope {
     /// `inputs`: the call's `with:`, typed and defaulted by `on.workflow_call.inputs`.
     pub inputs: Map<String, Value>,
     /// Job ids in `needs_ids` → the name `needs.<name>` uses for them.
     pub needs_alias: Vec<(String, String)>,
+    /// The `secrets:` of the call, read against the caller's secrets.
+    pub secrets: SecretPass,
+    /// The caller's own scope, when it is itself in a called workflow.
+    pub parent: Option<std::sync::Arc<CallScope>>,
+}
+
+/// `secrets:` of a job calling a reusable workflow.
+#[derive(Debug, Clone, Default)]
+pub enum SecretPass {
+    /// None given: the called workflow sees no secrets.
+    #[default]
+    None,
+    /// `secrets: inherit`: the caller's.
+    Inherit,
+    /// `secrets: { NAME: template }`, each rendered with the caller's `secrets`.
+    Map(Vec<(String, String)>),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -331,7 +347,7 @@ pub fn build_with(
                     job: &job.value,
                     matrix: &matrix,
                     inputs: &inputs,
-                    call_inputs: None,
+                    parent: None,
                     needs_ids: job
                         .value
                         .needs

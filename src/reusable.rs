@@ -299,6 +299,37 @@ pub fn job_ids(prefix: &str, called: &Called) -> Vec<String> {
     out
 }
 
+/// The `secrets` context of a job in `scope`, from the run's secrets (`root`): each call
+/// on the way passes none, all (`inherit`) or the mapping it names.
+pub fn secrets_context(
+    scope: Option<&crate::plan::CallScope>,
+    root: serde_json::Map<String, serde_json::Value>,
+    templates: &Engine,
+) -> serde_json::Map<String, serde_json::Value> {
+    use crate::plan::SecretPass;
+    let Some(s) = scope else { return root };
+    let base = secrets_context(s.parent.as_deref(), root, templates);
+    let mut out = serde_json::Map::new();
+    match &s.secrets {
+        SecretPass::Inherit => return base,
+        SecretPass::None => {}
+        SecretPass::Map(list) => {
+            let ctx = crate::template::Context {
+                secrets: base,
+                ..Default::default()
+            };
+            for (k, v) in list {
+                let val = templates.render(v, &ctx).unwrap_or_default();
+                out.insert(k.clone(), serde_json::Value::String(val));
+            }
+        }
+    }
+    // As on GitHub, `secrets.GITHUB_TOKEN` always exists (empty here: trun has none).
+    out.entry("GITHUB_TOKEN")
+        .or_insert(serde_json::Value::String(String::new()));
+    out
+}
+
 /// `jobs.<id>.outputs.<name>` of `on.workflow_call.outputs`, read as `needs.<id>…` by
 /// the calling job (which needs every called job). Only the `jobs.` that starts a
 /// name outside a string literal is replaced.
@@ -385,7 +416,7 @@ pub struct CallSite<'a> {
     /// The inputs the calling job sees.
     pub inputs: &'a serde_json::Map<String, serde_json::Value>,
     /// The calling job's own call scope, when it is itself in a called workflow.
-    pub call_inputs: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub parent: Option<std::sync::Arc<crate::plan::CallScope>>,
     /// The calling job's needs, as plan job ids, and the names they go by there.
     pub needs_ids: Vec<String>,
     pub alias: Vec<(String, String)>,
@@ -459,6 +490,18 @@ pub(crate) fn expand(
         ..Default::default()
     };
     let eval = |s: &str| engine.eval_value(s, &eval_ctx).map_err(|e| e.message);
+    let level = Arc::new(CallScope {
+        inputs: inputs.clone(),
+        needs_alias: Vec::new(),
+        secrets: match site.job.secrets.as_ref().map(|s| &s.value) {
+            None => crate::plan::SecretPass::None,
+            Some(JobSecrets::Inherit(_)) => crate::plan::SecretPass::Inherit,
+            Some(JobSecrets::Map(m)) => crate::plan::SecretPass::Map(
+                m.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+            ),
+        },
+        parent: site.parent.clone(),
+    });
     let mut out = Vec::new();
     let mut errs = Vec::new();
     let mut called_ids = Vec::new();
@@ -516,7 +559,7 @@ pub(crate) fn expand(
                     job: cjob,
                     matrix: &matrix,
                     inputs: &inputs,
-                    call_inputs: Some(&inputs),
+                    parent: Some(level.clone()),
                     needs_ids: needs_ids.clone(),
                     alias: alias.clone(),
                     condition: condition.clone(),
@@ -545,8 +588,8 @@ pub(crate) fn expand(
                     j.needs_ids = needs_ids.clone();
                     j.condition = condition.clone();
                     j.call = Some(Arc::new(CallScope {
-                        inputs: inputs.clone(),
                         needs_alias: alias.clone(),
+                        ..(*level).clone()
                     }));
                     out.push(j);
                 }
@@ -599,8 +642,10 @@ pub(crate) fn expand(
             if called_ids.len() == 1 { "" } else { "s" }
         )],
         call: Some(Arc::new(CallScope {
-            inputs: site.call_inputs.cloned().unwrap_or_else(|| site.inputs.clone()),
+            inputs: site.inputs.clone(),
             needs_alias: called_ids,
+            secrets: crate::plan::SecretPass::Inherit,
+            parent: site.parent.clone(),
         })),
     };
     out.push(caller);

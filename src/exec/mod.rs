@@ -607,7 +607,11 @@ fn job_context(
         steps: Map::new(),
         job: jobm,
         trun,
-        secrets: plan.secrets.context(),
+        secrets: crate::reusable::secrets_context(
+            job.call.as_deref(),
+            plan.secrets.context(),
+            templates,
+        ),
         status,
         ..Context::default()
     };
