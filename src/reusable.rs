@@ -89,6 +89,11 @@ fn remote_calls(wf: &WorkflowFile) -> Option<Diagnostic> {
 /// Loads the workflow a local `uses` names; the caller's file is used for errors.
 fn load_called(wf: &WorkflowFile, uses: &Sp<String>) -> Result<WorkflowFile, Diagnostic> {
     let path = resolve(&wf.root, &uses.value).map_err(|m| wf.error(uses.loc, m))?;
+    // Shown as the user would write it: relative to where trun was started.
+    let path = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or(path);
     let called = WorkflowFile::load(&path)?;
     let is_callable = called
         .workflow

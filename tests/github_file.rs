@@ -539,3 +539,135 @@ fn example_rust_ci_runs_its_matrix_offline() {
     out.success();
     assert!(out.all().contains("test result: ok. 2 passed"), "{}", out.all());
 }
+
+#[test]
+fn example_reusable_passes_inputs_outputs_and_secrets_through_nested_calls() {
+    let t = github_example("reusable");
+    let list = t.run(&["-W", "release", "list"]);
+    list.success()
+        .stdout_has("build  (needs: version)  (uses: ./.github/workflows/build.yml)\n  build/compile\n  build/package\n")
+        .stdout_has("  deploy/notify/send\n  deploy/notify\n");
+    let secret = "s3cr3t-deploy-value";
+    let out = trun(&t, &["-W", "release", "--secret", &format!("DEPLOY_KEY={secret}"), "-j", "2"]).run();
+    out.success();
+    let all = out.all();
+    for want in [
+        "uploading with token ***",
+        format!("notify: deployed to production (token length {})", secret.len()).as_str(),
+        "released 1.4.0: dist/app-linux-",
+        "deployed to https://production.example/app",
+        "12 jobs succeeded",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+    assert!(!all.contains(secret), "the secret leaked:\n{all}");
+    assert!(t.exists("dist/app-linux-x64.tar") && t.exists("dist/app-linux-arm64.tar"));
+    // The beta channel goes to staging: `with:` is evaluated with the caller's inputs.
+    let out = trun(
+        &t,
+        &["-W", "release", "--secret", "DEPLOY_KEY=x", "-i", "channel=beta", "deploy"],
+    )
+    .run();
+    out.success();
+    assert!(out.all().contains("deployed to staging"), "{}", out.all());
+    // Without the secret the called workflow's required `token` arrives empty.
+    let out = trun(&t, &["-W", "release", "deploy"]).run();
+    out.status(1);
+    assert!(out.all().contains("no deployment token"), "{}", out.all());
+}
+
+/// A repository with a caller (`ci.yml`) and the files named in `files`.
+fn calls(caller: &str, files: &[(&str, &str)]) -> Test {
+    let mut t = Test::new().file(".github/workflows/ci.yml", caller);
+    for (name, text) in files {
+        t = t.file(&format!(".github/workflows/{name}"), text);
+    }
+    t
+}
+
+#[test]
+fn remote_reusable_workflows_are_listed_in_one_error() {
+    let t = calls(
+        "on: push\njobs:\n  a:\n    uses: octo/one/.github/workflows/x.yml@v1\n  b:\n    uses: octo/two/.github/workflows/y.yml@main\n  c:\n    runs-on: ubuntu-latest\n    steps: [ { run: touch ran } ]\n",
+        &[],
+    );
+    t.run(&["-W", "ci"])
+        .status(2)
+        .stderr_has(".github/workflows/ci.yml:4:11: error: 2 reusable workflows from another repository cannot run offline: `octo/one/.github/workflows/x.yml@v1` (job `a`, line 4), `octo/two/.github/workflows/y.yml@main` (job `b`, line 6)");
+    assert!(!t.exists("ran"));
+}
+
+#[test]
+fn reusable_workflow_mistakes_point_at_the_caller() {
+    let called = "on:\n  workflow_call:\n    inputs:\n      target: { type: string, required: true }\n    secrets:\n      token: { required: true }\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [ { run: \"true\" } ]\n";
+    let t = calls(
+        "on: push\njobs:\n  a:\n    uses: ./.github/workflows/b.yml\n    with: { targte: linux }\n",
+        &[("b.yml", called)],
+    );
+    t.run(&["-W", "ci", "validate"])
+        .status(2)
+        .stderr_has("ci.yml:5:13: error: ./.github/workflows/b.yml has no input `targte`")
+        .stderr_has("did you mean `target`?")
+        .stderr_has("job `a` does not give the required input `target`")
+        .stderr_has("job `a` does not pass the required secret `token`");
+    // Not a reusable workflow; a path out of the workflows directory; a missing file.
+    for (uses, msg) in [
+        ("./.github/workflows/plain.yml", "is not a reusable workflow: its `on` has no `workflow_call`"),
+        ("./.github/workflows/../../etc/x.yml", "leaves the repository"),
+        ("./scripts/b.yml", "a reusable workflow lives in .github/workflows/"),
+        ("./.github/workflows/nope.yml", "does not exist"),
+    ] {
+        t.write(
+            ".github/workflows/ci.yml",
+            &format!("on: push\njobs:\n  a:\n    uses: {uses}\n"),
+        );
+        t.write(
+            ".github/workflows/plain.yml",
+            "on: push\njobs:\n  x:\n    steps: [ { run: \"true\" } ]\n",
+        );
+        t.run(&["-W", "ci", "validate"])
+            .status(2)
+            .stderr_has(msg);
+    }
+    // An error inside the called file points into that file.
+    t.write(
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    uses: ./.github/workflows/c.yml\n",
+    );
+    t.write(
+        ".github/workflows/c.yml",
+        "on: workflow_call\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [ { run: \"echo ${{ inputs.nope }}\" } ]\n",
+    );
+    t.run(&["-W", "ci", "validate"])
+        .status(2)
+        .stderr_has(".github/workflows/c.yml:5:38: error: unknown input `nope`");
+}
+
+#[test]
+fn reusable_workflow_cycles_and_depth_are_refused() {
+    let call = |next: &str| {
+        format!("on: workflow_call\njobs:\n  n:\n    uses: ./.github/workflows/{next}\n")
+    };
+    let t = calls(
+        "on: push\njobs:\n  a:\n    uses: ./.github/workflows/b.yml\n",
+        &[("b.yml", &call("c.yml")), ("c.yml", &call("b.yml"))],
+    );
+    t.run(&["-W", "ci", "validate"])
+        .status(2)
+        .stderr_has("reusable workflows call each other in a cycle: ci.yml -> b.yml -> c.yml -> b.yml");
+    let leaf = "on: workflow_call\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [ { run: echo deepest } ]\n";
+    // ci -> b -> c -> d: four levels, as GitHub allows.
+    let t = calls(
+        "on: push\njobs:\n  a:\n    uses: ./.github/workflows/b.yml\n",
+        &[("b.yml", &call("c.yml")), ("c.yml", &call("d.yml")), ("d.yml", leaf)],
+    );
+    let out = t.run(&["-W", "ci"]);
+    out.success();
+    assert!(out.all().contains("[a/n/n/x] deepest"), "{}", out.all());
+    // One more is refused.
+    t.write(".github/workflows/d.yml", &call("e.yml"));
+    t.write(".github/workflows/e.yml", leaf);
+    t.run(&["-W", "ci", "validate"])
+        .status(2)
+        .stderr_has("reusable workflows are nested more than 4 levels deep");
+}
