@@ -363,8 +363,7 @@ pub fn build_with(
                 }
                 continue;
             }
-            let (runs_on, mapped) =
-                runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
+            let (runs_on, mapped) = runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
             let planned = plan_job(
                 &wf.root,
                 &id.value,
@@ -483,15 +482,19 @@ pub(crate) fn runs_on_of(
 }
 
 /// What `trun plan` says about a job's GitHub-only keys.
-pub(crate) fn job_notes(job: &Job, runs_on: Option<&str>, mapped: Option<&(String, String)>) -> Vec<String> {
+pub(crate) fn job_notes(
+    job: &Job,
+    runs_on: Option<&str>,
+    mapped: Option<&(String, String)>,
+) -> Vec<String> {
     let mut notes = Vec::new();
     match (runs_on, mapped) {
         (Some(r), Some((label, image))) => notes.push(format!(
             "runs-on {r}: in container {image} (-P {label}={image})"
         )),
-        (Some(r), None) if job.container.is_some() => {
-            notes.push(format!("runs-on {r}: on this host, steps in the job's container"))
-        }
+        (Some(r), None) if job.container.is_some() => notes.push(format!(
+            "runs-on {r}: on this host, steps in the job's container"
+        )),
         (Some(r), None) => notes.push(format!("runs-on {r}: on this host")),
         _ => {}
     }
@@ -550,7 +553,11 @@ pub fn run_name(
         vars: contexts.vars.clone(),
         ..Default::default()
     };
-    Some(templates.render(&r.value, &ctx).unwrap_or_else(|_| r.value.clone()))
+    Some(
+        templates
+            .render(&r.value, &ctx)
+            .unwrap_or_else(|_| r.value.clone()),
+    )
 }
 
 pub(crate) fn resolve_inputs(

@@ -140,7 +140,11 @@ pub fn check_calls(
         let canonical = std::fs::canonicalize(&called.path).unwrap_or(called.path.clone());
         let me = std::fs::canonicalize(&wf.path).unwrap_or(wf.path.clone());
         let stack: Vec<PathBuf> = STACK.with(|s| s.borrow().clone());
-        let chain: Vec<PathBuf> = if stack.is_empty() { vec![me] } else { stack.clone() };
+        let chain: Vec<PathBuf> = if stack.is_empty() {
+            vec![me]
+        } else {
+            stack.clone()
+        };
         if chain.contains(&canonical) {
             let names: Vec<String> = chain
                 .iter()
@@ -153,7 +157,10 @@ pub fn check_calls(
                 .collect();
             errs.push(wf.error(
                 uses.loc,
-                format!("reusable workflows call each other in a cycle: {}", names.join(" -> ")),
+                format!(
+                    "reusable workflows call each other in a cycle: {}",
+                    names.join(" -> ")
+                ),
             ));
             continue;
         }
@@ -167,7 +174,8 @@ pub fn check_calls(
             continue;
         }
         check_with(wf, &id.value, &job.value, &called, errs);
-        STACK.with(|s| *s.borrow_mut() = chain.iter().cloned().chain([canonical.clone()]).collect());
+        STACK
+            .with(|s| *s.borrow_mut() = chain.iter().cloned().chain([canonical.clone()]).collect());
         let r = crate::validate::validate(&called, engine);
         STACK.with(|s| *s.borrow_mut() = stack);
         if let Err(e) = r {
@@ -187,11 +195,26 @@ pub fn check_calls(
 
 /// `with:` names declared inputs and gives every required one; `secrets:` names
 /// declared secrets and gives every required one (unless `inherit`).
-fn check_with(wf: &WorkflowFile, id: &str, job: &Job, called: &WorkflowFile, errs: &mut Vec<Diagnostic>) {
-    let Some(call) = called.workflow.on.as_ref().and_then(|o| o.value.get("workflow_call")) else {
+fn check_with(
+    wf: &WorkflowFile,
+    id: &str,
+    job: &Job,
+    called: &WorkflowFile,
+    errs: &mut Vec<Diagnostic>,
+) {
+    let Some(call) = called
+        .workflow
+        .on
+        .as_ref()
+        .and_then(|o| o.value.get("workflow_call"))
+    else {
         return;
     };
-    let uses = job.uses.as_ref().map(|u| u.value.as_str()).unwrap_or_default();
+    let uses = job
+        .uses
+        .as_ref()
+        .map(|u| u.value.as_str())
+        .unwrap_or_default();
     for (k, v) in job.with.iter() {
         if call.inputs.get(&k.value).is_none() {
             let d = wf.error(k.loc, format!("{uses} has no input `{}`", k.value));
@@ -218,11 +241,17 @@ fn check_with(wf: &WorkflowFile, id: &str, job: &Job, called: &WorkflowFile, err
         }
     }
     for (name, input) in call.inputs.iter() {
-        if input.value.required && input.value.default.is_none() && job.with.get(&name.value).is_none() {
+        if input.value.required
+            && input.value.default.is_none()
+            && job.with.get(&name.value).is_none()
+        {
             errs.push(
                 wf.error(
                     job.uses.as_ref().map(|u| u.loc).unwrap_or(name.loc),
-                    format!("job `{id}` does not give the required input `{}` of {uses}", name.value),
+                    format!(
+                        "job `{id}` does not give the required input `{}` of {uses}",
+                        name.value
+                    ),
                 )
                 .with_help(format!("add `with: {{ {}: … }}`", name.value)),
             );
@@ -235,7 +264,9 @@ fn check_with(wf: &WorkflowFile, id: &str, job: &Job, called: &WorkflowFile, err
                     let d = wf.error(k.loc, format!("{uses} declares no secret `{}`", k.value));
                     errs.push(match did_you_mean(&k.value, call.secrets.keys()) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help("declare it under `on.workflow_call.secrets` of the called file"),
+                        None => d.with_help(
+                            "declare it under `on.workflow_call.secrets` of the called file",
+                        ),
                     });
                 }
             }
@@ -243,7 +274,10 @@ fn check_with(wf: &WorkflowFile, id: &str, job: &Job, called: &WorkflowFile, err
                 if s.value.required && m.get(&name.value).is_none() {
                     errs.push(wf.error(
                         job.secrets.as_ref().map(|s| s.loc).unwrap_or(name.loc),
-                        format!("job `{id}` does not pass the required secret `{}` of {uses}", name.value),
+                        format!(
+                            "job `{id}` does not pass the required secret `{}` of {uses}",
+                            name.value
+                        ),
                     ));
                 }
             }
@@ -255,9 +289,14 @@ fn check_with(wf: &WorkflowFile, id: &str, job: &Job, called: &WorkflowFile, err
                     errs.push(
                         wf.error(
                             job.uses.as_ref().map(|u| u.loc).unwrap_or(name.loc),
-                            format!("job `{id}` does not pass the required secret `{}` of {uses}", name.value),
+                            format!(
+                                "job `{id}` does not pass the required secret `{}` of {uses}",
+                                name.value
+                            ),
                         )
-                        .with_help("add `secrets: inherit` or `secrets: { NAME: ${{ secrets.NAME }} }`"),
+                        .with_help(
+                            "add `secrets: inherit` or `secrets: { NAME: ${{ secrets.NAME }} }`",
+                        ),
                     );
                 }
             }
@@ -275,7 +314,10 @@ pub struct Called {
 
 /// The called workflows of `wf`'s jobs, recursively (already validated; a file that
 /// cannot be read here is an error all the same).
-pub fn load_tree(wf: &WorkflowFile, depth: usize) -> Result<BTreeMap<String, Called>, Vec<Diagnostic>> {
+pub fn load_tree(
+    wf: &WorkflowFile,
+    depth: usize,
+) -> Result<BTreeMap<String, Called>, Vec<Diagnostic>> {
     let mut out = BTreeMap::new();
     if depth >= MAX_DEPTH {
         return Ok(out);
@@ -355,7 +397,8 @@ pub fn jobs_to_needs(template: &str) -> String {
             if c == '\'' {
                 in_str = !in_str;
             }
-            let starts_name = !prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '.' || p == '-');
+            let starts_name =
+                !prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '.' || p == '-');
             if !in_str && starts_name && expr[at..].starts_with("jobs.") {
                 out.push_str("needs.");
                 i += 5;
@@ -370,43 +413,6 @@ pub fn jobs_to_needs(template: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outputs_read_the_called_jobs_as_needs() {
-        assert_eq!(
-            jobs_to_needs("${{ jobs.build.outputs.v }}-x"),
-            "${{ needs.build.outputs.v }}-x"
-        );
-        assert_eq!(
-            jobs_to_needs("${{ format('jobs.{0}', jobs.a.outputs.b) }} jobs.c"),
-            "${{ format('jobs.{0}', needs.a.outputs.b) }} jobs.c"
-        );
-        assert_eq!(jobs_to_needs("${{ myjobs.a }}"), "${{ myjobs.a }}");
-    }
-
-    #[test]
-    fn local_paths_stay_in_the_workflows_directory() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join(".github/workflows")).unwrap();
-        std::fs::write(d.path().join(".github/workflows/b.yml"), "on: workflow_call\n").unwrap();
-        assert!(resolve(d.path(), "./.github/workflows/b.yml").is_ok());
-        for bad in [
-            "./.github/workflows/../../etc/passwd.yml",
-            "./scripts/b.yml",
-            "./.github/workflows/b.yml@main",
-            "./.github/workflows/b.txt",
-            "./.github/workflows/missing.yml",
-        ] {
-            assert!(resolve(d.path(), bad).is_err(), "{bad}");
-        }
-        std::os::unix::fs::symlink("/etc", d.path().join(".github/workflows/l")).unwrap();
-        assert!(resolve(d.path(), "./.github/workflows/l/x.yml").is_err());
-    }
 }
 
 /// Where a reusable workflow is called from, for [`expand`].
@@ -468,9 +474,14 @@ pub(crate) fn expand(
     let mut given = Vec::new();
     for (k, v) in site.job.with.iter() {
         let v = match &v.value {
-            Value::String(s) if s.contains("${{") => engine
-                .render(s, &caller_ctx)
-                .map_err(|e| vec![Diagnostic::plain(format!("with.{}: {}", k.value, e.message))])?,
+            Value::String(s) if s.contains("${{") => {
+                engine.render(s, &caller_ctx).map_err(|e| {
+                    vec![Diagnostic::plain(format!(
+                        "with.{}: {}",
+                        k.value, e.message
+                    ))]
+                })?
+            }
             Value::String(s) => s.clone(),
             Value::Null => String::new(),
             other => other.to_string(),
@@ -502,7 +513,9 @@ pub(crate) fn expand(
             None => crate::plan::SecretPass::None,
             Some(JobSecrets::Inherit(_)) => crate::plan::SecretPass::Inherit,
             Some(JobSecrets::Map(m)) => crate::plan::SecretPass::Map(
-                m.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+                m.iter()
+                    .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                    .collect(),
             ),
         },
         parent: site.parent.clone(),
@@ -535,7 +548,11 @@ pub(crate) fn expand(
                 .iter()
                 .map(|n| format!("{}/{n}", site.key))
                 .collect();
-            let alias = ids.iter().cloned().zip(local_needs.iter().cloned()).collect();
+            let alias = ids
+                .iter()
+                .cloned()
+                .zip(local_needs.iter().cloned())
+                .collect();
             (ids, alias, cjob.if_.as_ref().map(|c| c.value.0.clone()))
         };
         let legs = match crate::plan::expand_matrix(cjob, &eval) {
@@ -589,7 +606,17 @@ pub(crate) fn expand(
             ) {
                 Ok(mut j) => {
                     j.notes = crate::plan::job_notes(cjob, runs_on.as_deref(), mapped.as_ref());
-                    j.notes.insert(0, format!("from {}", site.job.uses.as_ref().map(|u| u.value.as_str()).unwrap_or_default()));
+                    j.notes.insert(
+                        0,
+                        format!(
+                            "from {}",
+                            site.job
+                                .uses
+                                .as_ref()
+                                .map(|u| u.value.as_str())
+                                .unwrap_or_default()
+                        ),
+                    );
                     j.needs_ids = needs_ids.clone();
                     j.condition = condition.clone();
                     j.call = Some(Arc::new(CallScope {
@@ -606,17 +633,16 @@ pub(crate) fn expand(
         return Err(errs);
     }
     // The caller: needs every called job, and reads `jobs.<id>` as `needs.<id>`.
-    let outputs: Vec<(String, String)> = w
-        .on
-        .as_ref()
-        .and_then(|o| o.value.get("workflow_call"))
-        .map(|e| {
-            e.outputs
-                .iter()
-                .map(|(k, v)| (k.value.clone(), jobs_to_needs(&v.value.value.value)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let outputs: Vec<(String, String)> =
+        w.on.as_ref()
+            .and_then(|o| o.value.get("workflow_call"))
+            .map(|e| {
+                e.outputs
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), jobs_to_needs(&v.value.value.value)))
+                    .collect()
+            })
+            .unwrap_or_default();
     let caller = PlannedJob {
         key: site.key.to_string(),
         job_id: site.job_id.to_string(),
@@ -642,7 +668,11 @@ pub(crate) fn expand(
         steps: Vec::new(),
         notes: vec![format!(
             "calls {} ({} job{}), then collects its outputs",
-            site.job.uses.as_ref().map(|u| u.value.as_str()).unwrap_or_default(),
+            site.job
+                .uses
+                .as_ref()
+                .map(|u| u.value.as_str())
+                .unwrap_or_default(),
             called_ids.len(),
             if called_ids.len() == 1 { "" } else { "s" }
         )],
@@ -655,4 +685,45 @@ pub(crate) fn expand(
     };
     out.push(caller);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_read_the_called_jobs_as_needs() {
+        assert_eq!(
+            jobs_to_needs("${{ jobs.build.outputs.v }}-x"),
+            "${{ needs.build.outputs.v }}-x"
+        );
+        assert_eq!(
+            jobs_to_needs("${{ format('jobs.{0}', jobs.a.outputs.b) }} jobs.c"),
+            "${{ format('jobs.{0}', needs.a.outputs.b) }} jobs.c"
+        );
+        assert_eq!(jobs_to_needs("${{ myjobs.a }}"), "${{ myjobs.a }}");
+    }
+
+    #[test]
+    fn local_paths_stay_in_the_workflows_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(".github/workflows")).unwrap();
+        std::fs::write(
+            d.path().join(".github/workflows/b.yml"),
+            "on: workflow_call\n",
+        )
+        .unwrap();
+        assert!(resolve(d.path(), "./.github/workflows/b.yml").is_ok());
+        for bad in [
+            "./.github/workflows/../../etc/passwd.yml",
+            "./scripts/b.yml",
+            "./.github/workflows/b.yml@main",
+            "./.github/workflows/b.txt",
+            "./.github/workflows/missing.yml",
+        ] {
+            assert!(resolve(d.path(), bad).is_err(), "{bad}");
+        }
+        std::os::unix::fs::symlink("/etc", d.path().join(".github/workflows/l")).unwrap();
+        assert!(resolve(d.path(), "./.github/workflows/l/x.yml").is_err());
+    }
 }

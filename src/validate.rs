@@ -51,9 +51,10 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         .map(|(k, v)| {
             (
                 k.value.as_str(),
-                call_outputs.get(&k.value).cloned().unwrap_or_else(|| {
-                    v.value.outputs.keys().map(str::to_string).collect()
-                }),
+                call_outputs
+                    .get(&k.value)
+                    .cloned()
+                    .unwrap_or_else(|| v.value.outputs.keys().map(str::to_string).collect()),
             )
         })
         .collect();
@@ -472,7 +473,10 @@ fn check_job(
             if let Some(first) = job.steps.value.first() {
                 errs.push(wf.error(
                     first.loc,
-                    format!("job `{id}` runs the reusable workflow {}: it has no `steps` of its own", u.value),
+                    format!(
+                        "job `{id}` runs the reusable workflow {}: it has no `steps` of its own",
+                        u.value
+                    ),
                 ));
             }
             for (_, v) in job.with.iter() {
@@ -566,12 +570,18 @@ fn check_github(wf: &WorkflowFile, engine: &Engine, top: &Scope, errs: &mut Vec<
     if let Some(on) = &w.on {
         for (name, _) in &on.value.events {
             if !crate::workflow::EVENTS.contains(&name.value.as_str()) {
-                let loc = if name.loc.is_known() { name.loc } else { on.loc };
+                let loc = if name.loc.is_known() {
+                    name.loc
+                } else {
+                    on.loc
+                };
                 let d = wf.error(loc, format!("unknown event `{}`", name.value));
-                errs.push(match did_you_mean(&name.value, crate::workflow::EVENTS.iter().copied()) {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help("see GitHub's list of events that trigger workflows"),
-                });
+                errs.push(
+                    match did_you_mean(&name.value, crate::workflow::EVENTS.iter().copied()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help("see GitHub's list of events that trigger workflows"),
+                    },
+                );
             }
         }
         if on.value.events.is_empty() {

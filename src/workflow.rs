@@ -536,7 +536,10 @@ impl<'de> Deserialize<'de> for EventValue {
             fn visit_unit<E: serde::de::Error>(self) -> Result<EventValue, E> {
                 Ok(EventValue(Event::default()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<EventValue, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<EventValue, A::Error> {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
                 struct Cron {
@@ -632,7 +635,9 @@ impl<'de> Deserialize<'de> for RunsOn {
         impl<'de> serde::de::Visitor<'de> for RV {
             type Value = RunsOn;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a runner label, a list of labels, or a mapping with `group` and `labels`")
+                f.write_str(
+                    "a runner label, a list of labels, or a mapping with `group` and `labels`",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RunsOn, E> {
                 Ok(RunsOn::Labels(vec![v.to_string()]))
@@ -645,7 +650,8 @@ impl<'de> Deserialize<'de> for RunsOn {
                 Ok(RunsOn::Labels(out))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RunsOn, A::Error> {
-                RunsOnSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(RunsOn::Group)
+                RunsOnSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(RunsOn::Group)
             }
         }
         d.deserialize_any(RV)
@@ -701,7 +707,10 @@ impl<'de> Deserialize<'de> for Environment {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Environment, E> {
                 Ok(Environment::Name(v.to_string()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Environment, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Environment, A::Error> {
                 EnvironmentSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
                     .map(Environment::Full)
             }

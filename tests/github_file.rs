@@ -69,7 +69,7 @@ fn repo(workflow: &str) -> Test {
     t
 }
 
-fn trun<'a>(t: &'a Test, args: &[&str]) -> common::Invocation {
+fn trun(t: &Test, args: &[&str]) -> common::Invocation {
     t.args(args)
         .env("XDG_CONFIG_HOME", &t.join("xdg").display().to_string())
 }
@@ -95,7 +95,8 @@ fn a_github_workflow_plans_with_what_is_not_enforced() {
     t.run(&["-f", ".github/workflows/ci.yml", "graph"])
         .success()
         .stdout_has("test");
-    t.run(&["-f", ".github/workflows/ci.yml", "validate"]).success();
+    t.run(&["-f", ".github/workflows/ci.yml", "validate"])
+        .success();
 }
 
 #[test]
@@ -104,20 +105,38 @@ fn a_github_workflow_runs_in_the_repository_root() {
     let out = trun(&t, &["-f", ".github/workflows/ci.yml", "-i", "level=high"]).run();
     out.success();
     let all = out.all();
-    assert!(all.contains("leg 0/2 on ubuntu-latest level=high verbose=false"), "{all}");
-    assert!(all.contains("leg 1/2 on ubuntu-22.04 level=high verbose=false"), "{all}");
+    assert!(
+        all.contains("leg 0/2 on ubuntu-latest level=high verbose=false"),
+        "{all}"
+    );
+    assert!(
+        all.contains("leg 1/2 on ubuntu-22.04 level=high verbose=false"),
+        "{all}"
+    );
     // The workspace is the repository, not .github/workflows.
     assert!(t.exists(".trun/state.db"));
     assert!(!t.exists(".github/workflows/.trun"));
     // Dispatch inputs are typed like trun inputs.
-    trun(&t, &["-f", ".github/workflows/ci.yml", "-i", "level=hihg", "plan"])
-        .run()
-        .status(2)
-        .stderr_has("input `level` must be one of low, high, got `hihg`");
-    trun(&t, &["-f", ".github/workflows/ci.yml", "-i", "verbose=yes", "plan"])
-        .run()
-        .status(2)
-        .stderr_has("input `verbose` must be `true` or `false`");
+    trun(
+        &t,
+        &["-f", ".github/workflows/ci.yml", "-i", "level=hihg", "plan"],
+    )
+    .run()
+    .status(2)
+    .stderr_has("input `level` must be one of low, high, got `hihg`");
+    trun(
+        &t,
+        &[
+            "-f",
+            ".github/workflows/ci.yml",
+            "-i",
+            "verbose=yes",
+            "plan",
+        ],
+    )
+    .run()
+    .status(2)
+    .stderr_has("input `verbose` must be `true` or `false`");
 }
 
 #[test]
@@ -148,7 +167,10 @@ fn workflows_flag_lists_and_chooses() {
     let out = trun(&t, &["-W", "release"]).current_dir(".github").run();
     out.success();
     assert!(out.all().contains("publishing"), "{}", out.all());
-    trun(&t, &["-W", "ci", "plan"]).run().success().stdout_has("plan for CI");
+    trun(&t, &["-W", "ci", "plan"])
+        .run()
+        .success()
+        .stdout_has("plan for CI");
     trun(&t, &["-W", "relase"])
         .run()
         .status(2)
@@ -178,8 +200,9 @@ fn unknown_keys_and_events_are_errors_at_their_place() {
         "#,
     );
     let out = t.run(&["-f", ".github/workflows/ci.yml", "validate"]);
-    out.status(2)
-        .stderr_has(".github/workflows/ci.yml:5:5: error: unknown key `runs-onn` (did you mean `runs-on`?)");
+    out.status(2).stderr_has(
+        ".github/workflows/ci.yml:5:5: error: unknown key `runs-onn` (did you mean `runs-on`?)",
+    );
     t.write(
         ".github/workflows/ci.yml",
         "on: [push, pull_reqest]\npermissions: { contents: read, pul-requests: write }\njobs:\n  test:\n    runs-on: ubuntu-latest\n    environment: { name: prod, ulr: x }\n    steps: [ { run: \"true\" } ]\n",
@@ -230,7 +253,14 @@ fn contexts_and_variables_come_from_the_local_repository() {
     .file(".trunrc", "# remembered\n--var FROM_RC=rc\n");
     let out = trun(
         &t,
-        &["-W", "ci", "--var-file", "vars.env", "--var", "GREETING=hello"],
+        &[
+            "-W",
+            "ci",
+            "--var-file",
+            "vars.env",
+            "--var",
+            "GREETING=hello",
+        ],
     )
     .env("SHELL", "/bin/false")
     .run();
@@ -270,7 +300,11 @@ fn a_trun_yaml_gets_the_contexts_but_not_the_ci_variables() {
     );
     let out = t.args(&[]).env_remove_ci().run();
     out.success();
-    assert!(out.all().contains("os=Linux ci=[unset] ga=[unset]"), "{}", out.all());
+    assert!(
+        out.all().contains("os=Linux ci=[unset] ga=[unset]"),
+        "{}",
+        out.all()
+    );
 }
 
 /// `CI` may be set by the machine running the tests; a trun.yaml must not get one from trun.
@@ -313,7 +347,18 @@ fn an_event_payload_is_data_never_code() {
         "repository": { "full_name": "other/proj" }
     });
     t.write("event.json", &payload.to_string());
-    let out = trun(&t, &["-W", "ci", "--event", "pull_request", "--event-path", "event.json"]).run();
+    let out = trun(
+        &t,
+        &[
+            "-W",
+            "ci",
+            "--event",
+            "pull_request",
+            "--event-path",
+            "event.json",
+        ],
+    )
+    .run();
     out.success();
     let all = out.all();
     assert!(all.contains(&format!("msg={evil}")), "{all}");
@@ -334,7 +379,9 @@ fn an_event_payload_is_data_never_code() {
 
 #[test]
 fn a_bad_event_payload_is_refused_before_anything_runs() {
-    let t = repo("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [ { run: touch ran } ]\n");
+    let t = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [ { run: touch ran } ]\n",
+    );
     // Huge: over the 8 MiB limit, refused from its size.
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(9 * 1024 * 1024));
     t.write("big.json", &big);
@@ -353,7 +400,10 @@ fn a_bad_event_payload_is_refused_before_anything_runs() {
         .status(2)
         .stderr_has("is not valid JSON");
     // Deep nesting is an error, not a stack overflow.
-    t.write("deep.json", &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
+    t.write(
+        "deep.json",
+        &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    );
     trun(&t, &["-W", "ci", "--event-path", "deep.json"])
         .run()
         .status(2)
@@ -392,7 +442,10 @@ fn the_default_shell_is_bash_as_on_github_whatever_shell_the_user_has() {
     let all = out.all();
     assert!(all.contains("bash=yes"), "{all}");
     assert!(all.contains("errexit on"), "{all}");
-    assert!(all.contains("pipefail       \ton") || all.contains("pipefail\ton"), "{all}");
+    assert!(
+        all.contains("pipefail       \ton") || all.contains("pipefail\ton"),
+        "{all}"
+    );
     assert!(all.contains("python 3"), "{all}");
 }
 
@@ -425,8 +478,10 @@ fn on_path(name: &str) -> bool {
 
 #[test]
 fn config_file_errors_name_the_line() {
-    let t = repo("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [ { run: \"true\" } ]\n")
-        .file(".trunrc", "-P ubuntu-latest=img\n--plaform x=y\n");
+    let t = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [ { run: \"true\" } ]\n",
+    )
+    .file(".trunrc", "-P ubuntu-latest=img\n--plaform x=y\n");
     trun(&t, &["-W", "ci", "plan"])
         .run()
         .status(2)
@@ -537,7 +592,11 @@ fn example_rust_ci_runs_its_matrix_offline() {
     // The `strict` feature is what the dispatch input adds to every leg.
     let out = trun(&t, &["-W", "ci", "-i", "features=strict", "test"]).run();
     out.success();
-    assert!(out.all().contains("test result: ok. 2 passed"), "{}", out.all());
+    assert!(
+        out.all().contains("test result: ok. 2 passed"),
+        "{}",
+        out.all()
+    );
 }
 
 #[test]
@@ -548,12 +607,27 @@ fn example_reusable_passes_inputs_outputs_and_secrets_through_nested_calls() {
         .stdout_has("build  (needs: version)  (uses: ./.github/workflows/build.yml)\n  build/compile\n  build/package\n")
         .stdout_has("  deploy/notify/send\n  deploy/notify\n");
     let secret = "s3cr3t-deploy-value";
-    let out = trun(&t, &["-W", "release", "--secret", &format!("DEPLOY_KEY={secret}"), "-j", "2"]).run();
+    let out = trun(
+        &t,
+        &[
+            "-W",
+            "release",
+            "--secret",
+            &format!("DEPLOY_KEY={secret}"),
+            "-j",
+            "2",
+        ],
+    )
+    .run();
     out.success();
     let all = out.all();
     for want in [
         "uploading with token ***",
-        format!("notify: deployed to production (token length {})", secret.len()).as_str(),
+        format!(
+            "notify: deployed to production (token length {})",
+            secret.len()
+        )
+        .as_str(),
         "released 1.4.0: dist/app-linux-",
         "deployed to https://production.example/app",
         "12 jobs succeeded",
@@ -565,7 +639,15 @@ fn example_reusable_passes_inputs_outputs_and_secrets_through_nested_calls() {
     // The beta channel goes to staging: `with:` is evaluated with the caller's inputs.
     let out = trun(
         &t,
-        &["-W", "release", "--secret", "DEPLOY_KEY=x", "-i", "channel=beta", "deploy"],
+        &[
+            "-W",
+            "release",
+            "--secret",
+            "DEPLOY_KEY=x",
+            "-i",
+            "channel=beta",
+            "deploy",
+        ],
     )
     .run();
     out.success();
@@ -612,9 +694,18 @@ fn reusable_workflow_mistakes_point_at_the_caller() {
         .stderr_has("job `a` does not pass the required secret `token`");
     // Not a reusable workflow; a path out of the workflows directory; a missing file.
     for (uses, msg) in [
-        ("./.github/workflows/plain.yml", "is not a reusable workflow: its `on` has no `workflow_call`"),
-        ("./.github/workflows/../../etc/x.yml", "leaves the repository"),
-        ("./scripts/b.yml", "a reusable workflow lives in .github/workflows/"),
+        (
+            "./.github/workflows/plain.yml",
+            "is not a reusable workflow: its `on` has no `workflow_call`",
+        ),
+        (
+            "./.github/workflows/../../etc/x.yml",
+            "leaves the repository",
+        ),
+        (
+            "./scripts/b.yml",
+            "a reusable workflow lives in .github/workflows/",
+        ),
         ("./.github/workflows/nope.yml", "does not exist"),
     ] {
         t.write(
@@ -625,9 +716,7 @@ fn reusable_workflow_mistakes_point_at_the_caller() {
             ".github/workflows/plain.yml",
             "on: push\njobs:\n  x:\n    steps: [ { run: \"true\" } ]\n",
         );
-        t.run(&["-W", "ci", "validate"])
-            .status(2)
-            .stderr_has(msg);
+        t.run(&["-W", "ci", "validate"]).status(2).stderr_has(msg);
     }
     // An error inside the called file points into that file.
     t.write(
@@ -652,14 +741,18 @@ fn reusable_workflow_cycles_and_depth_are_refused() {
         "on: push\njobs:\n  a:\n    uses: ./.github/workflows/b.yml\n",
         &[("b.yml", &call("c.yml")), ("c.yml", &call("b.yml"))],
     );
-    t.run(&["-W", "ci", "validate"])
-        .status(2)
-        .stderr_has("reusable workflows call each other in a cycle: ci.yml -> b.yml -> c.yml -> b.yml");
+    t.run(&["-W", "ci", "validate"]).status(2).stderr_has(
+        "reusable workflows call each other in a cycle: ci.yml -> b.yml -> c.yml -> b.yml",
+    );
     let leaf = "on: workflow_call\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [ { run: echo deepest } ]\n";
     // ci -> b -> c -> d: four levels, as GitHub allows.
     let t = calls(
         "on: push\njobs:\n  a:\n    uses: ./.github/workflows/b.yml\n",
-        &[("b.yml", &call("c.yml")), ("c.yml", &call("d.yml")), ("d.yml", leaf)],
+        &[
+            ("b.yml", &call("c.yml")),
+            ("c.yml", &call("d.yml")),
+            ("d.yml", leaf),
+        ],
     );
     let out = t.run(&["-W", "ci"]);
     out.success();
@@ -670,4 +763,30 @@ fn reusable_workflow_cycles_and_depth_are_refused() {
     t.run(&["-W", "ci", "validate"])
         .status(2)
         .stderr_has("reusable workflows are nested more than 4 levels deep");
+}
+
+#[test]
+fn the_event_file_is_never_written_through_a_planted_link() {
+    let t = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: grep -c '\"after\"' \"$GITHUB_EVENT_PATH\" && test ! -L \"$GITHUB_EVENT_PATH\" && echo fresh file\n",
+    );
+    t.write("victim.txt", "keep me\n");
+    // The next run is run 1: plant its event file as a link to the victim.
+    std::fs::create_dir_all(t.join(".trun/tmp/1")).unwrap();
+    std::os::unix::fs::symlink(t.join("victim.txt"), t.join(".trun/tmp/1/event.json")).unwrap();
+    let out = trun(&t, &["-W", "ci"]).run();
+    out.success();
+    assert!(out.all().contains("fresh file"), "{}", out.all());
+    assert_eq!(t.read("victim.txt"), "keep me\n");
+}
+
+#[test]
+fn without_a_trun_yaml_the_error_points_at_the_github_workflows() {
+    let t = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [ { run: \"true\" } ]\n",
+    );
+    t.run(&[])
+        .status(2)
+        .stderr_has("no trun.yaml found")
+        .stderr_has("this repository has GitHub Actions workflows: `trun -W` lists them, `trun -W NAME` runs one");
 }

@@ -40,7 +40,7 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Run a trun.yaml workflow like make: content-hashed up-to-date checks, parallel jobs, containers, recorded state.",
     long_about = None,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed (or the output could not be written), 2 usage or workflow error, 130 interrupted."
+    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n  trun -W               list the repository's .github/workflows/*.yml\n  trun -W ci plan       plan .github/workflows/ci.yml (-P ubuntu-latest=IMAGE to run its jobs in a container)\n\nExit codes: 0 success, 1 a step failed (or the output could not be written), 2 usage or workflow error, 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -564,8 +564,9 @@ pub(crate) fn load_plan(
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
     let path = match workflow_path(file)? {
         // Not `exists()`: a link that loops or dangles is there, and `load` says so.
-        Ok(p) if (file.file.is_some() || file.github.workflows.is_some())
-            && std::fs::symlink_metadata(&p).is_err() =>
+        Ok(p)
+            if (file.file.is_some() || file.github.workflows.is_some())
+                && std::fs::symlink_metadata(&p).is_err() =>
         {
             return Err(vec![Diagnostic::plain(format!(
                 "workflow file {} does not exist",
@@ -574,9 +575,12 @@ pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic
         }
         Ok(p) => p,
         Err(cwd) => {
-            return Err(vec![
-                no_workflow(&cwd).with_help("create a trun.yaml, or name a file with -f FILE")
-            ])
+            let help = if crate::github::workflow_files(&cwd).is_some_and(|(_, f)| !f.is_empty()) {
+                "this repository has GitHub Actions workflows: `trun -W` lists them, `trun -W NAME` runs one"
+            } else {
+                "create a trun.yaml, or name a file with -f FILE"
+            };
+            return Err(vec![no_workflow(&cwd).with_help(help)]);
         }
     };
     let wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;

@@ -13,14 +13,19 @@ pub(super) fn choose(name: &str) -> Result<PathBuf, Vec<Diagnostic>> {
         return Err(vec![Diagnostic::plain(
             "`-W` without a workflow lists the workflows; it cannot be combined with a command",
         )
-        .with_help("run `trun -W` alone to list them, or `trun -W NAME COMMAND` to use one")]);
+        .with_help(
+            "run `trun -W` alone to list them, or `trun -W NAME COMMAND` to use one",
+        )]);
     }
     let given = PathBuf::from(name);
     if name.contains('/') || std::fs::symlink_metadata(&given).is_ok() {
         return Ok(given);
     }
-    let cwd = std::env::current_dir()
-        .map_err(|e| vec![Diagnostic::plain(format!("cannot read the current directory: {e}"))])?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot read the current directory: {e}"
+        ))]
+    })?;
     let Some((_, files)) = crate::github::workflow_files(&cwd) else {
         return Err(vec![Diagnostic::plain(format!(
             "no .github/workflows directory in {} or any parent directory",
@@ -32,18 +37,21 @@ pub(super) fn choose(name: &str) -> Result<PathBuf, Vec<Diagnostic>> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    if let Some(f) = files.iter().find(|p| {
-        p.file_name().is_some_and(|f| f == name) || stem(p) == name
-    }) {
+    if let Some(f) = files
+        .iter()
+        .find(|p| p.file_name().is_some_and(|f| f == name) || stem(p) == name)
+    {
         return Ok(super::pathdiff(f, &cwd));
     }
     let names: Vec<String> = files.iter().map(stem).collect();
     let d = Diagnostic::plain(format!("no workflow `{name}` in .github/workflows"));
-    Err(vec![match crate::diag::did_you_mean(name, names.iter().map(String::as_str)) {
-        Some(s) => d.with_help(format!("did you mean `{s}`?")),
-        None if names.is_empty() => d.with_help("the directory holds no .yml or .yaml file"),
-        None => d.with_help(format!("workflows: {}", names.join(", "))),
-    }])
+    Err(vec![
+        match crate::diag::did_you_mean(name, names.iter().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None if names.is_empty() => d.with_help("the directory holds no .yml or .yaml file"),
+            None => d.with_help(format!("workflows: {}", names.join(", "))),
+        },
+    ])
 }
 
 pub(super) fn cmd_workflows(file: &FileArgs, json: bool) -> CmdResult {
@@ -55,8 +63,11 @@ pub(super) fn cmd_workflows(file: &FileArgs, json: bool) -> CmdResult {
             ))]
         })?;
     }
-    let cwd = std::env::current_dir()
-        .map_err(|e| vec![Diagnostic::plain(format!("cannot read the current directory: {e}"))])?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        vec![Diagnostic::plain(format!(
+            "cannot read the current directory: {e}"
+        ))]
+    })?;
     let Some((_, files)) = crate::github::workflow_files(&cwd) else {
         return Err(vec![Diagnostic::plain(format!(
             "no .github/workflows directory in {} or any parent directory",
@@ -86,7 +97,7 @@ pub(super) fn cmd_workflows(file: &FileArgs, json: bool) -> CmdResult {
                         })
                     })
                     .collect();
-                text.push_str(&format!("{shown}"));
+                text.push_str(&shown);
                 if !name.is_empty() {
                     text.push_str(&format!("  {name}"));
                 }

@@ -486,7 +486,8 @@ fn github_contexts(
     if let Some(gh) = &plan.github {
         ctx.github = gh.github_value();
         for k in ["run_id", "run_number"] {
-            ctx.github.insert(k.into(), Value::String(run_id.to_string()));
+            ctx.github
+                .insert(k.into(), Value::String(run_id.to_string()));
         }
         ctx.github
             .insert("job".into(), Value::String(job.job_id.clone()));
@@ -502,7 +503,8 @@ fn github_contexts(
         .iter()
         .position(|&l| plan.jobs[l].key == job.key)
         .unwrap_or(0);
-    ctx.strategy.insert("fail-fast".into(), Value::Bool(job.fail_fast));
+    ctx.strategy
+        .insert("fail-fast".into(), Value::Bool(job.fail_fast));
     ctx.strategy.insert("job-index".into(), Value::from(index));
     ctx.strategy.insert("job-total".into(), Value::from(total));
     ctx.strategy.insert(
@@ -518,7 +520,12 @@ fn github_contexts(
         Value::Object(
             job.services
                 .iter()
-                .map(|(k, _)| (k.clone(), serde_json::json!({ "id": "", "network": "", "ports": {} })))
+                .map(|(k, _)| {
+                    (
+                        k.clone(),
+                        serde_json::json!({ "id": "", "network": "", "ports": {} }),
+                    )
+                })
                 .collect(),
         ),
     );

@@ -56,9 +56,9 @@ fn read_bounded(path: &Path, what: &str) -> Result<Option<String>, Diagnostic> {
             )))
         }
     };
-    let meta = f.metadata().map_err(|e| {
-        Diagnostic::plain(format!("cannot read {what} {}: {e}", path.display()))
-    })?;
+    let meta = f
+        .metadata()
+        .map_err(|e| Diagnostic::plain(format!("cannot read {what} {}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(Diagnostic::plain(format!(
             "{what} {} is not a regular file",
@@ -72,9 +72,9 @@ fn read_bounded(path: &Path, what: &str) -> Result<Option<String>, Diagnostic> {
         )));
     }
     let mut s = String::new();
-    f.take(MAX_BYTES).read_to_string(&mut s).map_err(|e| {
-        Diagnostic::plain(format!("cannot read {what} {}: {e}", path.display()))
-    })?;
+    f.take(MAX_BYTES)
+        .read_to_string(&mut s)
+        .map_err(|e| Diagnostic::plain(format!("cannot read {what} {}: {e}", path.display())))?;
     Ok(Some(s))
 }
 
@@ -131,7 +131,7 @@ pub fn parse_into(path: &Path, text: &str, cfg: &mut Config) -> Result<(), Diagn
                 "a config line is `-P LABEL=IMAGE`, `--var NAME=VALUE` or `--var-file FILE`",
             )
         };
-        let (flag, value) = match line.split_once(|c: char| c == ' ' || c == '=' || c == '\t') {
+        let (flag, value) = match line.split_once([' ', '=', '\t']) {
             Some((f, v)) if f.starts_with('-') => (f, v.trim()),
             _ => return Err(err(format!("`{line}` is not an option"))),
         };
@@ -189,7 +189,8 @@ pub fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, Di
         }
         let v = v.trim();
         let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
         {
             &v[1..v.len() - 1]
         } else {
@@ -215,13 +216,24 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.platforms,
-            vec![("ubuntu-latest".into(), "img:1".into()), ("x".into(), "y".into())]
+            vec![
+                ("ubuntu-latest".into(), "img:1".into()),
+                ("x".into(), "y".into())
+            ]
         );
         assert_eq!(c.vars, vec![("A".into(), "b c".into())]);
         assert_eq!(c.var_files, vec![PathBuf::from("/r/v.env")]);
         let e = parse_into(Path::new(".trunrc"), "--plaform a=b\n", &mut c).unwrap_err();
-        assert!(e.message.contains(".trunrc:1: unknown option `--plaform`"), "{}", e.message);
-        assert!(e.message.contains("did you mean `--platform`"), "{}", e.message);
+        assert!(
+            e.message.contains(".trunrc:1: unknown option `--plaform`"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("did you mean `--platform`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn origin_is_found_among_remotes() {
         let cfg = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://x/a/b\n[remote \"origin\"]\n\turl = git@github.com:me/proj.git\n";
-        assert_eq!(origin_url(cfg).as_deref(), Some("git@github.com:me/proj.git"));
+        assert_eq!(
+            origin_url(cfg).as_deref(),
+            Some("git@github.com:me/proj.git")
+        );
     }
 
     #[test]
@@ -187,8 +190,16 @@ mod tests {
         std::fs::create_dir_all(g.join("refs/heads")).unwrap();
         std::fs::write(g.join("HEAD"), "ref: refs/heads/topic\n").unwrap();
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        std::fs::write(g.join("packed-refs"), format!("# pack-refs\n{sha} refs/heads/topic\n")).unwrap();
-        std::fs::write(g.join("config"), "[remote \"origin\"]\n url = https://github.com/o/r.git\n").unwrap();
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("# pack-refs\n{sha} refs/heads/topic\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            g.join("config"),
+            "[remote \"origin\"]\n url = https://github.com/o/r.git\n",
+        )
+        .unwrap();
         let sub = d.path().join("a/b");
         std::fs::create_dir_all(&sub).unwrap();
         let info = read(&sub);

@@ -166,9 +166,7 @@ pub fn read_event(path: &Path) -> Result<Value, Diagnostic> {
         return Err(too_big());
     }
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Diagnostic::plain(format!(
-            "the event payload {shown} is not valid JSON: {e}"
-        ))
+        Diagnostic::plain(format!("the event payload {shown} is not valid JSON: {e}"))
     })?;
     if !v.is_object() {
         return Err(Diagnostic::plain(format!(
@@ -266,7 +264,10 @@ pub fn contexts(
         .unwrap_or_default();
     let pr_number = given_event
         .as_ref()
-        .and_then(|e| e.get("number").or_else(|| e.pointer("/pull_request/number")))
+        .and_then(|e| {
+            e.get("number")
+                .or_else(|| e.pointer("/pull_request/number"))
+        })
         .and_then(Value::as_u64);
     let is_pr = event_name.starts_with("pull_request");
     let reference = match (is_pr, pr_number) {
@@ -308,7 +309,16 @@ pub fn contexts(
     let full_name = format!("{owner}/{repo}");
     let event = match given_event {
         Some(e) => e,
-        None => minimal_event(&event_name, &full_name, &owner, &repo, &reference, &sha, &actor, inputs),
+        None => minimal_event(
+            &event_name,
+            &full_name,
+            &owner,
+            &repo,
+            &reference,
+            &sha,
+            &actor,
+            inputs,
+        ),
     };
     let workspace = wf.root.display().to_string();
     let workflow_name = w
@@ -336,10 +346,16 @@ pub fn contexts(
     put("base_ref", json!(base_ref));
     put("repository", json!(full_name));
     put("repository_owner", json!(owner));
-    put("repositoryUrl", json!(format!("git://github.com/{full_name}.git")));
+    put(
+        "repositoryUrl",
+        json!(format!("git://github.com/{full_name}.git")),
+    );
     put("workspace", json!(workspace));
     put("workflow", json!(workflow_name));
-    put("workflow_ref", json!(format!("{full_name}/{rel_path}@{reference}")));
+    put(
+        "workflow_ref",
+        json!(format!("{full_name}/{rel_path}@{reference}")),
+    );
     put("workflow_sha", json!(sha));
     // Set per run and per job by the engine.
     put("run_id", json!("0"));
@@ -376,7 +392,11 @@ pub fn contexts(
     );
     runner.insert(
         "debug".into(),
-        json!(if std::env::var_os("RUNNER_DEBUG").is_some() { "1" } else { "" }),
+        json!(if std::env::var_os("RUNNER_DEBUG").is_some() {
+            "1"
+        } else {
+            ""
+        }),
     );
 
     let mut env = Vec::new();
@@ -490,9 +510,7 @@ pub fn workflow_files(dir: &Path) -> Option<(PathBuf, Vec<PathBuf>)> {
                 .ok()?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| {
-                    matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
-                })
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
                 .collect();
             files.sort();
             return Some((cur.to_path_buf(), files));

@@ -22,17 +22,59 @@ pub(crate) const ROOTS: [&str; 12] = [
 pub(crate) const JOB_KEYS: [&str; 5] = ["id", "name", "status", "container", "services"];
 /// Properties of the `github` context (GitHub's documented list).
 pub(crate) const GITHUB_KEYS: &[&str] = &[
-    "action", "action_path", "action_ref", "action_repository", "action_status", "actor",
-    "actor_id", "api_url", "base_ref", "env", "event", "event_name", "event_path",
-    "graphql_url", "head_ref", "job", "path", "ref", "ref_name", "ref_protected", "ref_type",
-    "repository", "repository_id", "repository_owner", "repository_owner_id", "repositoryUrl",
-    "retention_days", "run_attempt", "run_id", "run_number", "secret_source", "server_url",
-    "sha", "state", "step_summary", "token", "triggering_actor", "workflow", "workflow_ref",
-    "workflow_sha", "workspace", "output",
+    "action",
+    "action_path",
+    "action_ref",
+    "action_repository",
+    "action_status",
+    "actor",
+    "actor_id",
+    "api_url",
+    "base_ref",
+    "env",
+    "event",
+    "event_name",
+    "event_path",
+    "graphql_url",
+    "head_ref",
+    "job",
+    "path",
+    "ref",
+    "ref_name",
+    "ref_protected",
+    "ref_type",
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "repositoryUrl",
+    "retention_days",
+    "run_attempt",
+    "run_id",
+    "run_number",
+    "secret_source",
+    "server_url",
+    "sha",
+    "state",
+    "step_summary",
+    "token",
+    "triggering_actor",
+    "workflow",
+    "workflow_ref",
+    "workflow_sha",
+    "workspace",
+    "output",
 ];
 /// Properties of the `runner` context.
-pub(crate) const RUNNER_KEYS: [&str; 7] =
-    ["arch", "debug", "environment", "name", "os", "temp", "tool_cache"];
+pub(crate) const RUNNER_KEYS: [&str; 7] = [
+    "arch",
+    "debug",
+    "environment",
+    "name",
+    "os",
+    "temp",
+    "tool_cache",
+];
 /// Properties of the `strategy` context.
 pub(crate) const STRATEGY_KEYS: [&str; 4] = ["fail-fast", "job-index", "job-total", "max-parallel"];
 /// Properties of the `trun` context.
