@@ -790,3 +790,36 @@ fn without_a_trun_yaml_the_error_points_at_the_github_workflows() {
         .stderr_has("no trun.yaml found")
         .stderr_has("this repository has GitHub Actions workflows: `trun -W` lists them, `trun -W NAME` runs one");
 }
+
+#[test]
+fn variables_are_data_and_their_files_are_bounded() {
+    let t = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"v=${{ vars.EVIL }}\"\n",
+    );
+    let evil = "$(touch pwned) `touch pwned2` \"; touch pwned3; \"";
+    t.write("vars.env", &format!("EVIL='{evil}'\n"));
+    let out = trun(&t, &["-W", "ci", "--var-file", "vars.env"]).run();
+    out.success();
+    assert!(out.all().contains(&format!("v={evil}")), "{}", out.all());
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!t.exists(f), "{f}: a variable ran as code");
+    }
+    t.write("big.env", &format!("A={}\n", "x".repeat(2 * 1024 * 1024)));
+    trun(&t, &["-W", "ci", "--var-file", "big.env", "plan"])
+        .run()
+        .status(2)
+        .stderr_has("variables file big.env is larger than 1 MiB");
+    trun(&t, &["-W", "ci", "--var-file", "missing.env", "plan"])
+        .run()
+        .status(2)
+        .stderr_has("variables file missing.env does not exist");
+    t.write("bad.env", "OK=1\n1BAD=2\n");
+    trun(&t, &["-W", "ci", "--var-file", "bad.env", "plan"])
+        .run()
+        .status(2)
+        .stderr_has("bad.env:2: invalid name `1BAD`");
+    trun(&t, &["-W", "ci", "--var", "no-equals", "plan"])
+        .run()
+        .status(2)
+        .stderr_has("is not NAME=VALUE");
+}
