@@ -823,3 +823,22 @@ fn variables_are_data_and_their_files_are_bounded() {
         .status(2)
         .stderr_has("is not NAME=VALUE");
 }
+
+#[test]
+fn up_to_date_steps_stay_skipped_although_the_run_id_changes() {
+    let t = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cp in.txt out.txt && echo \"copied in run $GITHUB_RUN_ID\"\n        sources: [in.txt]\n        generates: [out.txt]\n",
+    )
+    .file("in.txt", "hi\n");
+    let first = trun(&t, &["-W", "ci"]).run();
+    first.success();
+    assert!(first.all().contains("copied in run 1"), "{}", first.all());
+    let second = trun(&t, &["-W", "ci"]).run();
+    second.success();
+    assert!(second.all().contains("up to date"), "{}", second.all());
+    assert!(
+        !second.all().contains("copied in run 2"),
+        "{}",
+        second.all()
+    );
+}
