@@ -184,6 +184,51 @@ impl Secrets {
     }
 }
 
+/// Each `secrets.NAME` (or `secrets['NAME']`) in a workflow's text: byte
+/// offset of the name and the name, first use of each name only.
+pub fn names_used(text: &str) -> Vec<(usize, &str)> {
+    let mut seen: Vec<(usize, &str)> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = find_ignore_case(&text[from..], "secrets") {
+        let at = from + i;
+        from = at + "secrets".len();
+        let before_ok = at == 0
+            || !(bytes[at - 1].is_ascii_alphanumeric()
+                || bytes[at - 1] == b'_'
+                || bytes[at - 1] == b'.');
+        if !before_ok {
+            continue;
+        }
+        let rest = &text[from..];
+        let (start, quoted) = if rest.starts_with('.') {
+            (from + 1, None)
+        } else if rest.starts_with("['") || rest.starts_with("[\"") {
+            (from + 2, Some(rest.as_bytes()[1]))
+        } else {
+            continue;
+        };
+        let len = text[start..]
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        if len == 0 || quoted.is_some_and(|q| bytes.get(start + len) != Some(&q)) {
+            continue;
+        }
+        let name = &text[start..start + len];
+        if !seen.iter().any(|(_, n)| n.eq_ignore_ascii_case(name)) {
+            seen.push((start, name));
+        }
+    }
+    seen
+}
+
+fn find_ignore_case(hay: &str, needle: &str) -> Option<usize> {
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 /// Parses a dotenv file: `KEY=VALUE` lines, blank lines and `#` comments
 /// ignored, an optional `export ` prefix, values unquoted (trimmed, a ` #`
 /// starts a comment), in single quotes (literal) or in double quotes
@@ -495,6 +540,14 @@ mod tests {
         let e = parse_dotenv("A='x' hunter2").unwrap_err();
         assert_eq!((e.0, e.1), (1, 7));
         assert!(!e.2.contains("hunter2"));
+    }
+
+    #[test]
+    fn names_used_in_a_workflow() {
+        let text = "run: ${{ secrets.A }} ${{ Secrets['B_2'] }} ${{ secrets.a }} mysecrets.X ${{ toJSON(secrets) }}";
+        let got: Vec<&str> = names_used(text).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(got, vec!["A", "B_2"]);
+        assert_eq!(names_used(text)[0].0, text.find(".A").unwrap() + 1);
     }
 
     #[test]

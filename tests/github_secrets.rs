@@ -146,7 +146,11 @@ fn a_secret_never_reaches_the_terminal_events_logs_state_or_cas() {
     }
 
     // The same under --json and the GitHub reporter, with the step re-running.
-    for mode in [&["--json"][..], &["--progress", "github"][..]] {
+    for mode in [
+        &["--json"][..],
+        &["--progress", "github"][..],
+        &["--progress", "tty", "--verbose"][..],
+    ] {
         let mut args = mode.to_vec();
         let token = format!("TOKEN={TOKEN}");
         args.extend(["--force", "--secret", &token, "--secret", "FROM_ENV"]);
@@ -154,7 +158,7 @@ fn a_secret_never_reaches_the_terminal_events_logs_state_or_cas() {
         let out = t.args(&args).env("FROM_ENV", FROM_ENV).run();
         out.status(1);
         assert_hidden(&format!("the output of {mode:?}"), out.all().as_bytes());
-        assert!(out.stdout.contains("***"), "{}", out.stdout);
+        assert!(out.all().contains("***"), "{}", out.all());
         if mode == ["--json"] {
             let events = out.json_lines();
             assert!(events.iter().any(|e| e["event"] == "annotation"
@@ -247,7 +251,10 @@ fn secrets_in_if_and_env_and_a_missing_one_is_empty() {
     out.success()
         .stderr_has("[a] direct-if-ran")
         .stderr_has("[a] env-if-ran")
-        .stderr_has("[a] missing=[] token=[]");
+        .stderr_has("[a] missing=[] token=[]")
+        .stderr_has("trun.yaml:10:41: warning: secret `NOT_GIVEN` is not given, so it reads as empty (`--secret NOT_GIVEN` or `--secret-file FILE`)")
+        .stderr_lacks("secret `DEPLOY_KEY` is not given")
+        .stderr_lacks("secret `GITHUB_TOKEN` is not given");
     let out = t.run(&["--progress", "plain"]);
     out.success()
         .stderr_lacks("[a] direct-if-ran\n")

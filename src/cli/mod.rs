@@ -177,6 +177,22 @@ impl SecretArgs {
                 }],
                 e => vec![Diagnostic::plain(e.to_string())],
             })?;
+        // As on GitHub a secret that was not given reads as empty; say so
+        // before the run rather than let a deploy step log in with nothing.
+        if let Ok(text) = std::fs::read_to_string(&plan.path) {
+            for (offset, name) in crate::secrets::names_used(&text) {
+                if s.get(name).is_none() && !name.eq_ignore_ascii_case("GITHUB_TOKEN") {
+                    let d = Diagnostic::at_offset(
+                        &plan.path,
+                        &text,
+                        offset,
+                        name.len(),
+                        format!("secret `{name}` is not given, so it reads as empty (`--secret {name}` or `--secret-file FILE`)"),
+                    );
+                    eprint!("{}", d.render_warning(use_color(false)));
+                }
+            }
+        }
         plan.secrets = std::sync::Arc::new(s);
         Ok(())
     }
