@@ -533,9 +533,25 @@ fn docker_platform_image_runs_the_job_in_a_container() {
     assert!(all.contains("in a container"), "{all}");
     assert!(all.contains("ev=push os=Linux"), "{all}");
     assert_eq!(t.read("made.txt").trim(), "made-inside");
-    // No container of the run is left behind.
+    // No container of this workspace is left behind (trun labels each with a digest
+    // of the workspace path).
+    let ws = {
+        use sha2::Digest;
+        let root = t.path().canonicalize().expect("canonical workspace");
+        let h = sha2::Sha256::digest(root.to_string_lossy().as_bytes());
+        h[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     let ps = std::process::Command::new("docker")
-        .args(["ps", "-a", "--filter", &format!("ancestor={image}"), "-q"])
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=trun.workspace={ws}"),
+            "-q",
+        ])
         .output()
         .expect("docker ps");
     let left = String::from_utf8_lossy(&ps.stdout).trim().to_string();
