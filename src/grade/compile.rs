@@ -104,6 +104,8 @@ pub fn compile(
                 None,
                 0,
             ),
+            notes: Vec::new(),
+            call: None,
         })
         .collect();
     Plan {
@@ -114,6 +116,9 @@ pub fn compile(
         env: Vec::new(),
         jobs,
         fed_by: Default::default(),
+        github: None,
+        notes: Vec::new(),
+        secrets: Default::default(),
     }
 }
 

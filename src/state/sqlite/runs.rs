@@ -194,6 +194,8 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
     match event {
         // The run and its plan were written by begin_run; output goes to files.
         Event::RunStarted { .. } | Event::StepOutput { .. } => {}
+        // Annotations and step summaries are kept beside the step's log.
+        Event::StepGroup { .. } | Event::Annotation { .. } | Event::StepSummary { .. } => {}
         Event::JobStarted { job, at } => {
             let changed = tx
                 .prepare_cached(
