@@ -92,6 +92,7 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                 condition: job.condition.clone(),
                 container: job.container.as_ref().map(|c| c.image.clone()),
                 steps: Vec::new(),
+                notes: job.notes.clone(),
                 fan_out: Some(fan_out_plan(plan, &ut, store.as_ref(), job, &force)?),
             });
             continue;

@@ -1350,7 +1350,7 @@ pub(crate) fn plan_step(
 }
 
 /// Steps whose action `--skip-action` names are skipped, saying so.
-fn mark_skipped_actions(job: &mut PlannedJob, names: &[String]) {
+pub(crate) fn mark_skipped_actions(job: &mut PlannedJob, names: &[String]) {
     for step in &mut job.steps {
         if let Action::Uses { uses, .. } = &step.action {
             if let Some(n) = names

@@ -94,7 +94,9 @@ fn load_called(wf: &WorkflowFile, uses: &Sp<String>) -> Result<WorkflowFile, Dia
         .ok()
         .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
         .unwrap_or(path);
-    let called = WorkflowFile::load(&path)?;
+    let mut called = WorkflowFile::load(&path)?;
+    // `--skip-action` applies to the steps of called workflows too.
+    called.skip_actions = wf.skip_actions.clone();
     let is_callable = called
         .workflow
         .on
@@ -596,6 +598,7 @@ pub(crate) fn expand(
                 crate::plan::runs_on_of(cjob, &engine, &eval_ctx, &matrix, contexts);
             match crate::plan::plan_job(
                 &wf.root,
+                &wf.skip_actions,
                 &global,
                 key,
                 cjob,
@@ -617,6 +620,7 @@ pub(crate) fn expand(
                                 .unwrap_or_default()
                         ),
                     );
+                    crate::plan::mark_skipped_actions(&mut j, &wf.skip_actions);
                     j.needs_ids = needs_ids.clone();
                     j.condition = condition.clone();
                     j.call = Some(Arc::new(CallScope {
@@ -625,7 +629,7 @@ pub(crate) fn expand(
                     }));
                     out.push(j);
                 }
-                Err(m) => errs.push(wf.error(cid.loc, m)),
+                Err(d) => errs.push(d),
             }
         }
     }
@@ -665,6 +669,8 @@ pub(crate) fn expand(
         fail_fast: true,
         max_parallel: None,
         dynamic_matrix: None,
+        fed_by: Vec::new(),
+        input: None,
         steps: Vec::new(),
         notes: vec![format!(
             "calls {} ({} job{}), then collects its outputs",

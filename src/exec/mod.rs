@@ -7,8 +7,8 @@
 //! are recorded as cancelled, and the run ends `cancelled`.
 
 pub mod actions;
-pub mod composite;
 pub mod commands;
+pub mod composite;
 pub mod executor;
 pub mod fanout;
 pub mod grade_step;
