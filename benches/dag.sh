@@ -61,37 +61,43 @@ deps() {
   done
 } >"$WORK/Taskfile.yml"
 
-# Every run's wall time in ms; $EPOCHREALTIME costs no fork.
-now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
-MAKE_MEDIAN=
+# Every run's wall time and CPU time (user + sys of the tool and its children, what
+# to compare on a loaded machine where wall time also measures the other processes),
+# in ms, through GNU time.
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 2; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2==1) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
+MAKE_MEDIAN= MAKE_CPU=
 time_it() { # label, command...
-  local label=$1 times=() t0 med range ratio
+  local label=$1 walls=() cpus=() med range cpu ratio cpu_ratio w u s
   shift
   for _ in $(seq 1 "$RUNS"); do
-    t0=$(now_us)
-    "$@" >/dev/null 2>&1 || { echo "$label failed" >&2; exit 1; }
-    times+=($((($(now_us) - t0) / 1000)))
+    "$TIME" -o "$WORK/time" -f '%e %U %S' "$@" >/dev/null 2>&1 || { echo "$label failed" >&2; exit 1; }
+    read -r w u s <"$WORK/time"
+    walls+=("$(awk -v w="$w" 'BEGIN {printf "%d", w * 1000}')")
+    cpus+=("$(awk -v u="$u" -v s="$s" 'BEGIN {printf "%d", (u + s) * 1000}')")
   done
-  med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2==1) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}')
-  range=$(printf '%s\n' "${times[@]}" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {print lo "–" hi}')
-  [ "$label" = "make -r -j2" ] && MAKE_MEDIAN=$med
-  ratio=-
-  [ -n "$MAKE_MEDIAN" ] && ratio=$(awk -v a="$med" -v b="$MAKE_MEDIAN" 'BEGIN {printf "%.2f×", a / b}')
-  printf '| %s | %s | %s | %s |\n' "$label" "$med" "$range" "$ratio"
+  med=$(printf '%s\n' "${walls[@]}" | median)
+  range=$(printf '%s\n' "${walls[@]}" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {print lo "–" hi}')
+  cpu=$(printf '%s\n' "${cpus[@]}" | median)
+  [ "$label" = "make -r -j2" ] && MAKE_MEDIAN=$med MAKE_CPU=$cpu
+  ratio=$(awk -v a="$med" -v b="$MAKE_MEDIAN" 'BEGIN {printf "%.2f×", a / b}')
+  cpu_ratio=$(awk -v a="$cpu" -v b="$MAKE_CPU" 'BEGIN {printf "%.2f×", a / b}')
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$med" "$range" "$ratio" "$cpu" "$cpu_ratio"
 }
 
 cd "$WORK"
 echo "machine: $(nproc) cores; uptime at start: $(uptime)"
 echo
-echo "| $N jobs of \`true\`, -j 2 | median ms ($RUNS runs) | min–max | ÷ make |"
-echo "|---|---:|---:|---:|"
+echo "| $N jobs of \`true\`, -j 2 | wall ms, median ($RUNS runs) | min–max | ÷ make | CPU ms (user + sys), median | ÷ make |"
+echo "|---|---:|---:|---:|---:|---:|"
 # make first, so the others' ratio to it can be printed.
 time_it "make -r -j2" make -r -j2 -s
 time_it "trun -j 2 (records every step)" "$TRUN" -j 2 --progress plain -q
 if command -v task >/dev/null; then
   time_it "go-task --concurrency 2" task --concurrency 2 --silent
 else
-  echo "| go-task | not run: not installed (pip install go-task-bin) | | |"
+  echo "| go-task | not run: not installed (pip install go-task-bin) | | | | |"
 fi
 time_it "shell loop (sh -c true, sequential)" sh -c "for i in \$(seq 1 $N); do sh -c true; done"
 runs=$(sqlite3 .trun/state.db 'select count(*) from steps where status="success"' 2>/dev/null || echo "?")
