@@ -96,7 +96,10 @@ pub(super) fn store_stats(conn: &mut Connection, rows: &[(&Path, StatRecord)]) -
 /// this trun cannot trust is as good as no row).
 fn record_of(r: &Row<'_>) -> rusqlite::Result<Option<StatRecord>> {
     // Raw column refs rather than `get::<T>`: a no-op reads one row per source file.
-    let int = |i: usize| r.get_ref(i).and_then(|v| v.as_i64().map_err(rusqlite::Error::from));
+    let int = |i: usize| {
+        r.get_ref(i)
+            .and_then(|v| v.as_i64().map_err(rusqlite::Error::from))
+    };
     let Ok(hash) = <Hash>::try_from(r.get_ref(5)?.as_blob()?) else {
         return Ok(None);
     };
