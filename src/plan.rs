@@ -775,21 +775,27 @@ fn check_paths(wf: &WorkflowFile, step: &Step, errs: &mut Vec<Diagnostic>) {
 pub fn warnings(wf: &WorkflowFile) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     // A source another step generates is expected to be missing until then.
-    let generated: Vec<(String, Option<globset::GlobMatcher>)> = wf
-        .workflow
-        .jobs
-        .value
-        .iter()
-        .flat_map(|(_, j)| j.value.steps.value.iter())
-        .filter_map(|s| s.value.generates.as_ref())
-        .flat_map(|g| g.value.iter().map(|p| p.value.clone()).collect::<Vec<_>>())
-        .map(|p| {
-            let m = globset::Glob::new(&p).ok().map(|g| g.compile_matcher());
-            (p.trim_end_matches('/').to_string(), m)
+    // Compiled only when a literal source is missing: one glob per `generates`
+    // entry was 4% of a no-op's instructions in a workflow of 100 steps.
+    let generated = std::cell::OnceCell::new();
+    let generated = || {
+        generated.get_or_init(|| -> Vec<(String, Option<globset::GlobMatcher>)> {
+            wf.workflow
+                .jobs
+                .value
+                .iter()
+                .flat_map(|(_, j)| j.value.steps.value.iter())
+                .filter_map(|s| s.value.generates.as_ref())
+                .flat_map(|g| g.value.iter().map(|p| p.value.clone()).collect::<Vec<_>>())
+                .map(|p| {
+                    let m = globset::Glob::new(&p).ok().map(|g| g.compile_matcher());
+                    (p.trim_end_matches('/').to_string(), m)
+                })
+                .collect()
         })
-        .collect();
+    };
     let is_generated = |src: &str| {
-        generated.iter().any(|(p, m)| {
+        generated().iter().any(|(p, m)| {
             src == p
                 || src.starts_with(&format!("{p}/"))
                 || m.as_ref().is_some_and(|m| m.is_match(src))
@@ -803,8 +809,8 @@ pub fn warnings(wf: &WorkflowFile) -> Vec<Diagnostic> {
             for s in sources.located() {
                 if is_literal(&s.value)
                     && !s.value.starts_with('/')
-                    && !is_generated(&s.value)
                     && std::fs::symlink_metadata(wf.root.join(&s.value)).is_err()
+                    && !is_generated(&s.value)
                 {
                     out.push(
                         wf.error(s.loc, format!("source `{}` does not exist", s.value))
