@@ -27,6 +27,9 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// Job instances in an order where every job comes after its needs.
     pub jobs: Vec<PlannedJob>,
+    /// The workflow's and its jobs' `webhooks:` (delivered by `trun serve` only).
+    #[serde(skip)]
+    pub webhooks: Vec<crate::server::webhooks::Hook>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -347,6 +350,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
+        webhooks: crate::server::webhooks::hooks(wf),
     })
 }
 

@@ -28,6 +28,31 @@ pub struct Workflow {
     pub defaults: Option<Defaults>,
     /// The jobs, by id.
     pub jobs: Sp<Entries<Sp<Job>>>,
+    /// HTTP endpoints `trun serve` tells about this workflow's runs and jobs.
+    #[serde(default)]
+    pub webhooks: Vec<Sp<Webhook>>,
+}
+
+/// A webhook: `trun serve` POSTs a signed JSON body to `url` on each of
+/// `events` (`run.started`, `run.succeeded`, `job.*` …). `trun run` does not
+/// deliver webhooks.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Webhook {
+    /// `http://host:port/path`.
+    pub url: Sp<String>,
+    /// Which events to send (default: every event of the webhook's level):
+    /// `run.started`, `run.succeeded`, `run.failed`, `run.cancelled`,
+    /// `job.started`, `job.succeeded`, `job.failed`, `job.cancelled`,
+    /// `job.skipped`, or `run.*`, `job.*`, `*`.
+    #[serde(default)]
+    pub events: Vec<Sp<String>>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: Entries<Sp<Scalar>>,
+    /// Key of the `X-Trun-Signature-256` HMAC: a literal, or
+    /// `${{ secrets.NAME }}` / `${{ env.NAME }}` (the server's environment variable NAME).
+    pub secret: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -95,6 +120,9 @@ pub struct Job {
     pub timeout_minutes: Option<Sp<f64>>,
     pub continue_on_error: Option<Sp<bool>>,
     pub steps: Sp<Vec<Sp<Step>>>,
+    /// HTTP endpoints `trun serve` tells about this job (`job.*` events).
+    #[serde(default)]
+    pub webhooks: Vec<Sp<Webhook>>,
 }
 
 /// `container: image` or the long form.

@@ -111,6 +111,7 @@ pub fn compile(
         inputs: Default::default(),
         env: Vec::new(),
         jobs,
+        webhooks: Vec::new(),
     }
 }
 

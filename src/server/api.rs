@@ -240,6 +240,13 @@ async fn get_run(
     };
     let mut body = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?;
     body["run"] = serde_json::to_value(&detail).map_err(|e| ApiError::internal(e.to_string()))?;
+    let store = s.runs.store.clone();
+    let deliveries = tokio::task::spawn_blocking(move || store.webhook_deliveries(&id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    body["webhooks"] =
+        serde_json::to_value(&deliveries).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(body))
 }
 
