@@ -223,6 +223,13 @@ fn check_hook(wf: &WorkflowFile, h: &Sp<Webhook>, job_level: bool, errs: &mut Ve
             ));
         }
     }
+    if let Some(s) = &hook.secret {
+        if let Err(why) = SecretSource::parse(&s.value) {
+            errs.push(wf.error(s.loc, why));
+        } else if s.value.is_empty() {
+            errs.push(wf.error(s.loc, "the webhook secret is empty; leave `secret` out to send unsigned"));
+        }
+    }
     for (name, value) in hook.headers.iter() {
         let lower = name.value.to_ascii_lowercase();
         if reqwest::header::HeaderName::from_bytes(name.value.as_bytes()).is_err() {
@@ -238,13 +245,6 @@ fn check_hook(wf: &WorkflowFile, h: &Sp<Webhook>, job_level: bool, errs: &mut Ve
                 value.loc,
                 "a header value must be printable text on one line (no newline, no control character)",
             ));
-        }
-    }
-    if let Some(s) = &hook.secret {
-        if let Err(why) = SecretSource::parse(&s.value) {
-            errs.push(wf.error(s.loc, why));
-        } else if s.value.is_empty() {
-            errs.push(wf.error(s.loc, "the webhook secret is empty; leave `secret` out to send unsigned"));
         }
     }
 }

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod server;
+
 /// The binary under test, built by cargo for this integration test crate.
 pub const TRUN: &str = env!("CARGO_BIN_EXE_trun");
 
@@ -47,6 +49,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "CLICOLOR_FORCE",
     "TRUN_BLESS",
     "TRUN_TOKEN",
+    "TRUN_SERVER",
+    "TRUN_WEBHOOK_SECRET",
 ];
 
 /// Strips the common leading indentation of every non-blank line, one leading newline
