@@ -611,6 +611,79 @@ impl WorkflowFile {
     }
 }
 
+/// A job as `trun list --json` and `GET /api/v1/workflows` show it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: Option<String>,
+    pub needs: Vec<String>,
+    /// How many steps it has.
+    pub steps: usize,
+}
+
+/// An input as `GET /api/v1/workflows` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct InputSummary {
+    pub name: String,
+    /// `string`, `number`, `boolean` or `choice`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: Option<String>,
+    pub required: bool,
+    pub default: Option<String>,
+    /// The allowed values of a `choice` input.
+    pub options: Vec<String>,
+}
+
+impl WorkflowFile {
+    /// Its jobs, in file order.
+    pub fn job_summaries(&self) -> Vec<JobSummary> {
+        self.workflow
+            .jobs
+            .value
+            .iter()
+            .map(|(id, j)| JobSummary {
+                id: id.value.clone(),
+                name: j.value.name.as_ref().map(|n| n.value.clone()),
+                needs: j
+                    .value
+                    .needs
+                    .as_ref()
+                    .map(|n| n.value.iter().map(|s| s.value.clone()).collect())
+                    .unwrap_or_default(),
+                steps: j.value.steps.value.len(),
+            })
+            .collect()
+    }
+
+    /// Its inputs, in file order.
+    pub fn input_summaries(&self) -> Vec<InputSummary> {
+        self.workflow
+            .inputs
+            .iter()
+            .map(|(name, i)| InputSummary {
+                name: name.value.clone(),
+                kind: match i.value.kind.value {
+                    InputType::String => "string",
+                    InputType::Number => "number",
+                    InputType::Boolean => "boolean",
+                    InputType::Choice => "choice",
+                }
+                .to_string(),
+                description: i.value.description.clone(),
+                required: i.value.required,
+                default: i.value.default.as_ref().map(|d| d.value.0.clone()),
+                options: i
+                    .value
+                    .options
+                    .as_ref()
+                    .map(|o| o.value.iter().map(|v| v.value.0.clone()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
 /// The JSON Schema of the workflow file, generated from these types.
 pub fn schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Workflow);

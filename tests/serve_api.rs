@@ -397,3 +397,81 @@ jobs:
         ]
     );
 }
+
+#[test]
+fn workflows_lists_the_roots_files_with_jobs_inputs_and_errors() {
+    let t = Test::new()
+        .workflow(
+            r#"
+name: main
+inputs:
+  env: { type: choice, options: [dev, prod], default: dev, description: where }
+  n: { type: number, required: true }
+jobs:
+  build:
+    steps:
+      - run: echo build
+  test:
+    name: Tests
+    needs: build
+    steps:
+      - run: echo test
+      - run: echo more
+"#,
+        )
+        .file(
+            ".github/workflows/ci.yml",
+            "jobs:\n  lint:\n    steps:\n      - run: echo lint\n",
+        )
+        .file(
+            ".github/workflows/broken.yaml",
+            "jobs:\n  a:\n    needs: bild\n    steps:\n      - run: echo a\n",
+        )
+        .file(".github/workflows/notes.txt", "not a workflow");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yml"), "jobs: {}").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.yml"),
+        t.join(".github/workflows/escape.yml"),
+    )
+    .unwrap();
+    let mut s = Server::start(&t, &[]);
+    let r = s.get("/api/v1/workflows");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().unwrap();
+    let list = v["workflows"].as_array().unwrap();
+    let paths: Vec<&str> = list.iter().map(|w| w["path"].as_str().unwrap()).collect();
+    // The symlink out of the root is not listed, nor is a non-YAML file.
+    assert_eq!(
+        paths,
+        [
+            "trun.yaml",
+            ".github/workflows/broken.yaml",
+            ".github/workflows/ci.yml"
+        ]
+    );
+    let main = &list[0];
+    assert_eq!(main["name"], "main");
+    assert_eq!(main["errors"], json!([]));
+    // Jobs exactly as `trun list --json` prints them.
+    let listed: Value = serde_json::from_str(&t.run(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(main["jobs"], listed);
+    assert_eq!(main["jobs"][1]["needs"], json!(["build"]));
+    assert_eq!(
+        main["inputs"],
+        json!([
+            {"name": "env", "type": "choice", "description": "where", "required": false, "default": "dev", "options": ["dev", "prod"]},
+            {"name": "n", "type": "number", "description": null, "required": true, "default": null, "options": []},
+        ])
+    );
+    let broken = &list[1];
+    assert_eq!(broken["jobs"][0]["id"], "a");
+    let errors = broken["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = errors[0].as_str().unwrap();
+    assert!(
+        e.starts_with(".github/workflows/broken.yaml:3:12: ") && e.contains("did you mean"),
+        "{e}"
+    );
+    s.stop().success();
+}

@@ -6,17 +6,7 @@ pub(super) fn cmd_list(a: ListArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
     let jobs = &wf.workflow.jobs.value;
     if a.json {
-        let list: Vec<serde_json::Value> = jobs
-            .iter()
-            .map(|(id, j)| {
-                serde_json::json!({
-                    "id": id.value,
-                    "name": j.value.name.as_ref().map(|n| n.value.clone()),
-                    "needs": j.value.needs.as_ref().map(|n| n.value.iter().map(|s| s.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),
-                    "steps": j.value.steps.value.len(),
-                })
-            })
-            .collect();
+        let list = wf.job_summaries();
         outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()

@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/events", get(run_events))
         .route("/api/v1/runs/{id}/logs/{job}/{step}", get(step_log))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/workflows", get(list_workflows))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -344,6 +345,14 @@ async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<Response, Ap
         Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
     )
         .into_response())
+}
+
+async fn list_workflows(State(s): St) -> Result<Json<super::workflows::WorkflowList>, ApiError> {
+    let root = s.runs.root.clone();
+    let list = tokio::task::spawn_blocking(move || super::workflows::list(&root))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(list))
 }
 
 async fn metrics(State(s): St) -> Response {

@@ -22,6 +22,7 @@ mod load;
 mod metrics;
 mod runs;
 pub mod webhooks;
+mod workflows;
 
 pub use error::ApiError;
 
