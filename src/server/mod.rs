@@ -20,6 +20,7 @@ mod error;
 mod events;
 mod load;
 mod metrics;
+mod openapi;
 mod runs;
 pub mod webhooks;
 mod workflows;

@@ -57,7 +57,7 @@ impl Serialize for RunState {
 }
 
 /// What a client sees of a run besides its store record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
     pub status: RunState,

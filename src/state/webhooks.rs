@@ -41,7 +41,7 @@ pub struct WebhookDelivery {
 }
 
 /// One attempt to send a delivery.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookAttempt {
     pub attempt: u32,
     pub at: i64,
@@ -65,7 +65,7 @@ pub enum WebhookNext {
 }
 
 /// A delivery as `GET /api/v1/runs/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookDeliveryRecord {
     pub delivery: String,
     pub event: String,
