@@ -475,3 +475,39 @@ jobs:
     );
     s.stop().success();
 }
+
+#[test]
+fn openapi_describes_the_api_and_its_auth() {
+    let t = Test::new().workflow("jobs:\n  a:\n    steps:\n      - run: echo a\n");
+    let mut s = Server::start(&t, &["--token", "t0ken"]);
+    let r = s.get("/openapi.json");
+    assert_eq!(r.status().as_u16(), 200);
+    let doc: Value = r.json().unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/v1/runs", "post"),
+        ("/api/v1/runs", "get"),
+        ("/api/v1/runs/{id}", "get"),
+        ("/api/v1/runs/{id}/events", "get"),
+        ("/api/v1/runs/{id}/logs/{job}/{step}", "get"),
+        ("/api/v1/runs/{id}/cancel", "post"),
+        ("/api/v1/workflows", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+    // Without the token the document is not served either.
+    let anonymous = reqwest::blocking::get(s.url("/openapi.json")).unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    s.stop().success();
+
+    // A server without a token asks for none.
+    let mut open = Server::start(&t, &[]);
+    let doc: Value = open.get("/openapi.json").json().unwrap();
+    assert!(doc.get("security").is_none_or(Value::is_null), "{}", doc["security"]);
+    open.stop().success();
+}

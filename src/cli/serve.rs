@@ -18,9 +18,6 @@ pub struct ServeArgs {
     /// Jobs at once within a run (default: number of CPU cores).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub parallel: Option<usize>,
-    /// Every request but /healthz must carry `Authorization: Bearer TOKEN`.
-    #[arg(long, value_name = "TOKEN", env = "TRUN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// POST every run's run.* events (started, succeeded, failed, cancelled) to URL
     /// (plain http://); repeat for several. Workflows add their own with `webhooks:`.
     #[arg(long = "webhook", value_name = "URL", value_parser = parse_webhook_url)]
@@ -43,7 +40,9 @@ fn parse_webhook_url(s: &str) -> Result<String, String> {
     crate::server::webhooks::check_url(s).map(|()| s.to_string())
 }
 
-pub(super) fn cmd_serve(a: ServeArgs) -> CmdResult {
+/// `token`: the global `--token` (TRUN_TOKEN): every request but /healthz must
+/// carry `Authorization: Bearer TOKEN`.
+pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>) -> CmdResult {
     let options = ServeOptions {
         bind: a.bind,
         root: a.root.unwrap_or_else(|| PathBuf::from(".")),
@@ -52,7 +51,7 @@ pub(super) fn cmd_serve(a: ServeArgs) -> CmdResult {
                 .map(|n| n.get())
                 .unwrap_or(2)
         }),
-        token: a.token,
+        token,
         webhooks: a.webhooks,
         webhook_secret: a.webhook_secret,
         webhook_policy: crate::server::webhooks::DeliveryPolicy {
