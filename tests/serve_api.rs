@@ -511,3 +511,92 @@ fn openapi_describes_the_api_and_its_auth() {
     assert!(doc.get("security").is_none_or(Value::is_null), "{}", doc["security"]);
     open.stop().success();
 }
+
+#[test]
+fn the_cli_as_a_client_prints_what_it_prints_locally() {
+    let t = Test::new().workflow(
+        r#"
+inputs:
+  who: { default: nobody }
+jobs:
+  build:
+    steps:
+      - id: hi
+        run: echo "hello ${{ inputs.who }}"
+  test:
+    needs: build
+    steps:
+      - run: echo testing; exit 3
+"#,
+    );
+    let mut s = Server::start(&t, &["--token", "t0ken"]);
+    let client = |args: &[&str]| {
+        t.args(args)
+            .env("TRUN_SERVER", &s.base)
+            .env("TRUN_TOKEN", "t0ken")
+            .run()
+    };
+    // `run` streams the server's events to the same reporter and exits as a
+    // local failing run does.
+    let ran = client(&["run", "--progress", "plain", "-i", "who=$(id)"]);
+    ran.status(1);
+    assert!(ran.stderr.contains("[build] hello $(id)"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("run 1: 1 job succeeded, 1 failed"), "{}", ran.stderr);
+    client(&["run", "build", "--progress", "plain"]).success();
+    // history and show: the same text and JSON as from the workspace itself.
+    for args in [
+        &["history"][..],
+        &["history", "--json"],
+        &["show", "1"],
+        &["show", "last", "--json"],
+        &["logs", "1"],
+        &["logs", "1", "build.hi"],
+    ] {
+        let remote = client(args);
+        remote.success();
+        let local = t.run(args);
+        local.success();
+        assert_eq!(remote.stdout, local.stdout, "trun {args:?}");
+        assert!(!remote.stdout.is_empty());
+    }
+    // Errors of the server come back as errors, with its message.
+    let missing = client(&["show", "99"]);
+    missing.status(2);
+    assert!(missing.stderr.contains("the server knows no run 99"), "{}", missing.stderr);
+    let denied = t
+        .args(&["--server", &s.base, "--token", "wrong", "history"])
+        .run();
+    denied.status(2);
+    assert!(denied.stderr.contains("401"), "{}", denied.stderr);
+    let invalid = client(&["run", "-f", "nope.yaml"]);
+    invalid.status(2);
+    assert!(
+        invalid.stderr.contains("there is no workflow file `nope.yaml` under the server's root"),
+        "{}",
+        invalid.stderr
+    );
+    s.stop().success();
+}
+
+#[test]
+fn the_client_cancels_a_run_on_the_server() {
+    let marker = common::marker();
+    let t = Test::new().workflow(&format!(
+        "jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"
+    ));
+    let mut s = Server::start(&t, &[]);
+    let id = s.create(&json!({"workflow": "trun.yaml"}));
+    wait_for("the step's sleep", Duration::from_secs(30), || {
+        !common::processes_running(&["sleep", &marker]).is_empty()
+    });
+    let _reaper = common::Reaper(common::processes_running(&["sleep", &marker]));
+    let out = t.args(&["cancel", &id, "--server", &s.base]).run();
+    out.success();
+    assert_eq!(out.stdout, format!("run {id}: running\n"));
+    assert_eq!(s.wait_done(&id)["status"], "cancelled");
+    // Once finished, a second cancel is refused with the server's reason.
+    let again = t.args(&["cancel", "last", "--server", &s.base]).run();
+    again.status(2);
+    assert!(again.stderr.contains("has already finished (cancelled)"), "{}", again.stderr);
+    s.stop().success();
+}
