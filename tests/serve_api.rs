@@ -121,7 +121,11 @@ fn serve_one(
         *n
     };
     let mut conn = conn;
-    match answers.get(&path).cloned().unwrap_or(Answer::Statuses(vec![200])) {
+    match answers
+        .get(&path)
+        .cloned()
+        .unwrap_or(Answer::Statuses(vec![200]))
+    {
         Answer::Statuses(list) => {
             let status = list[(n - 1).min(list.len() - 1)];
             let _ = write!(
@@ -251,7 +255,9 @@ jobs:
     assert_eq!(body["run"]["status"], "success");
     assert_eq!(body["run"]["workflow"], "hooked.yaml");
     assert_eq!(body["run"]["url"], format!("{}/api/v1/runs/{id}", s.base));
-    assert!(body["run"]["started_at"].as_i64().unwrap() <= body["run"]["finished_at"].as_i64().unwrap());
+    assert!(
+        body["run"]["started_at"].as_i64().unwrap() <= body["run"]["finished_at"].as_i64().unwrap()
+    );
 
     // The job's hook hears its own job only; it is unsigned (no secret).
     let job = wait_deliveries(&s, &id, &rx.url("/job"), 1);
@@ -265,10 +271,16 @@ jobs:
 
     // The server's own hook hears every run event, signed with its key.
     let server = wait_deliveries(&s, &id, &server_hook, 2);
-    let events: Vec<&str> = server.iter().map(|d| d["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = server
+        .iter()
+        .map(|d| d["event"].as_str().unwrap())
+        .collect();
     assert_eq!(events, ["run.started", "run.succeeded"]);
     for r in rx.requests("/server") {
-        assert_eq!(r.headers["x-trun-signature-256"], hmac_hex(b"server-key", &r.body));
+        assert_eq!(
+            r.headers["x-trun-signature-256"],
+            hmac_hex(b"server-key", &r.body)
+        );
     }
 
     assert_eq!(
@@ -334,7 +346,10 @@ fn a_hanging_or_flooding_receiver_never_holds_a_run_up() {
     }
     let out = s.stop();
     out.success();
-    assert!(!out.stderr.contains("AAAA"), "a receiver's answer is never printed");
+    assert!(
+        !out.stderr.contains("AAAA"),
+        "a receiver's answer is never printed"
+    );
 }
 
 #[test]
@@ -498,7 +513,10 @@ fn openapi_describes_the_api_and_its_auth() {
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
     // Without the token the document is not served either.
     let anonymous = reqwest::blocking::get(s.url("/openapi.json")).unwrap();
@@ -508,7 +526,11 @@ fn openapi_describes_the_api_and_its_auth() {
     // A server without a token asks for none.
     let mut open = Server::start(&t, &[]);
     let doc: Value = open.get("/openapi.json").json().unwrap();
-    assert!(doc.get("security").is_none_or(Value::is_null), "{}", doc["security"]);
+    assert!(
+        doc.get("security").is_none_or(Value::is_null),
+        "{}",
+        doc["security"]
+    );
     open.stop().success();
 }
 
@@ -541,7 +563,11 @@ jobs:
     let ran = client(&["run", "--progress", "plain", "-i", "who=$(id)"]);
     ran.status(1);
     assert!(ran.stderr.contains("[build] hello $(id)"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("run 1: 1 job succeeded, 1 failed"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("run 1: 1 job succeeded, 1 failed"),
+        "{}",
+        ran.stderr
+    );
     client(&["run", "build", "--progress", "plain"]).success();
     // history and show: the same text and JSON as from the workspace itself.
     for args in [
@@ -562,7 +588,11 @@ jobs:
     // Errors of the server come back as errors, with its message.
     let missing = client(&["show", "99"]);
     missing.status(2);
-    assert!(missing.stderr.contains("the server knows no run 99"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("the server knows no run 99"),
+        "{}",
+        missing.stderr
+    );
     let denied = t
         .args(&["--server", &s.base, "--token", "wrong", "history"])
         .run();
@@ -571,7 +601,9 @@ jobs:
     let invalid = client(&["run", "-f", "nope.yaml"]);
     invalid.status(2);
     assert!(
-        invalid.stderr.contains("there is no workflow file `nope.yaml` under the server's root"),
+        invalid
+            .stderr
+            .contains("there is no workflow file `nope.yaml` under the server's root"),
         "{}",
         invalid.stderr
     );
@@ -597,6 +629,10 @@ fn the_client_cancels_a_run_on_the_server() {
     // Once finished, a second cancel is refused with the server's reason.
     let again = t.args(&["cancel", "last", "--server", &s.base]).run();
     again.status(2);
-    assert!(again.stderr.contains("has already finished (cancelled)"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("has already finished (cancelled)"),
+        "{}",
+        again.stderr
+    );
     s.stop().success();
 }

@@ -89,7 +89,11 @@ impl Api {
         let base = reqwest::Url::parse(raw)
             .ok()
             .filter(|u| u.scheme() == "http" && u.host_str().is_some())
-            .ok_or_else(|| plain(format!("`--server {raw}` is not an http:// URL of a `trun serve`")))?;
+            .ok_or_else(|| {
+                plain(format!(
+                    "`--server {raw}` is not an http:// URL of a `trun serve`"
+                ))
+            })?;
         let build = |timeout: Option<Duration>| {
             Client::builder()
                 .connect_timeout(Duration::from_secs(10))
@@ -133,12 +137,20 @@ impl Api {
         Err(plain(format!("the server answered {status}: {message}")))
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, segments: &[&str], query: &[(&str, String)]) -> Result<T, Diags> {
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, Diags> {
         let response = self.send(self.http.get(self.url(segments)).query(query))?;
         decode(response)
     }
 
-    fn post<T: serde::de::DeserializeOwned>(&self, segments: &[&str], body: &Value) -> Result<T, Diags> {
+    fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<T, Diags> {
         let response = self.send(self.http.post(self.url(segments)).json(body))?;
         decode(response)
     }
@@ -156,7 +168,10 @@ impl Api {
         loop {
             let listed: Page = self.get(
                 &["api", "v1", "runs"],
-                &[("page", page.to_string()), ("per_page", MAX_PER_PAGE.to_string())],
+                &[
+                    ("page", page.to_string()),
+                    ("per_page", MAX_PER_PAGE.to_string()),
+                ],
             )?;
             let found = listed.runs.iter().find(|r| match wanted {
                 None => r.store_run_id.is_some(),
@@ -193,13 +208,17 @@ fn read_bounded(response: Response) -> Result<String, Diags> {
 
 fn decode<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, Diags> {
     let text = read_bounded(response)?;
-    serde_json::from_str(&text).map_err(|e| plain(format!("the server's answer is not what trun expects: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| plain(format!("the server's answer is not what trun expects: {e}")))
 }
 
 fn recorded(fetched: Fetched) -> Result<RunDetail, Diags> {
     fetched.run.ok_or_else(|| {
         let why = fetched.error.map(|e| format!(": {e}")).unwrap_or_default();
-        plain(format!("run {} has not started ({}{why})", fetched.id, fetched.status))
+        plain(format!(
+            "run {} has not started ({}{why})",
+            fetched.id, fetched.status
+        ))
     })
 }
 
@@ -210,7 +229,10 @@ pub(super) fn history(a: &HistoryArgs) -> CmdResult {
     while runs.len() < a.limit {
         let listed: Page = api.get(
             &["api", "v1", "runs"],
-            &[("page", page.to_string()), ("per_page", MAX_PER_PAGE.to_string())],
+            &[
+                ("page", page.to_string()),
+                ("per_page", MAX_PER_PAGE.to_string()),
+            ],
         )?;
         for r in listed.runs.iter().filter(|r| r.store_run_id.is_some()) {
             if runs.len() == a.limit {
@@ -235,7 +257,10 @@ pub(super) fn history(a: &HistoryArgs) -> CmdResult {
             crate::history::history_json(&runs).map_err(|e| plain(e.to_string()))?
         );
     } else {
-        out(&crate::history::render_history(&runs, use_color(a.file.no_color)));
+        out(&crate::history::render_history(
+            &runs,
+            use_color(a.file.no_color),
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -250,7 +275,10 @@ pub(super) fn show(a: &ShowArgs) -> CmdResult {
             crate::history::run_json(&detail).map_err(|e| plain(e.to_string()))?
         );
     } else {
-        out(&crate::history::render_run(&detail, use_color(a.file.no_color)));
+        out(&crate::history::render_run(
+            &detail,
+            use_color(a.file.no_color),
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -270,7 +298,12 @@ pub(super) fn logs(a: &LogsArgs) -> CmdResult {
         let position = (log.position + 1).to_string();
         let url = api.url(&["api", "v1", "runs", &id, "logs", &log.job_key, &position]);
         let mut response = api.send(api.http.get(url))?;
-        crate::report::ignore_io(response.copy_to(&mut stdout).map(|_| ()).map_err(std::io::Error::other));
+        crate::report::ignore_io(
+            response
+                .copy_to(&mut stdout)
+                .map(|_| ())
+                .map_err(std::io::Error::other),
+        );
     }
     Ok(EXIT_OK)
 }
@@ -331,7 +364,11 @@ pub(super) fn run(a: &RunArgs) -> CmdResult {
     )?;
     let mut reporter = terminal_reporter(&super::run::report_options(a));
     let mut finished = None;
-    let events = api.send(api.streaming.get(api.url(&["api", "v1", "runs", &created.id, "events"])))?;
+    let events =
+        api.send(
+            api.streaming
+                .get(api.url(&["api", "v1", "runs", &created.id, "events"])),
+        )?;
     let mut data = String::new();
     for line in BufReader::new(events).lines() {
         let line = line.map_err(|e| plain(format!("the event stream broke: {e}")))?;

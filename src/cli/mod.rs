@@ -65,7 +65,13 @@ pub struct FileArgs {
     #[arg(long, global = true, value_name = "URL", env = "TRUN_SERVER")]
     pub server: Option<String>,
     /// Bearer token: the one `trun serve` requires, and the one `--server` sends.
-    #[arg(long, global = true, value_name = "TOKEN", env = "TRUN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "TRUN_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 

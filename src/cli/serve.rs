@@ -23,7 +23,12 @@ pub struct ServeArgs {
     #[arg(long = "webhook", value_name = "URL", value_parser = parse_webhook_url)]
     pub webhooks: Vec<String>,
     /// Sign the `--webhook` deliveries: `X-Trun-Signature-256: sha256=HMAC-SHA256(SECRET, body)`.
-    #[arg(long, value_name = "SECRET", env = "TRUN_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TRUN_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     pub webhook_secret: Option<String>,
     /// Attempts per webhook delivery before it is recorded `failed`.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]

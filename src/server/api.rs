@@ -5,6 +5,7 @@
 //! prints it.
 
 use super::error::ApiError;
+use super::error::ErrorBody;
 use super::events::Next;
 use super::load::Source;
 use super::runs::{body_hash, NewRun, Runs};
@@ -18,7 +19,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use super::error::ErrorBody;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -269,9 +269,15 @@ pub(super) async fn list_runs(
         match q.get(name) {
             None => Ok(default),
             // i64 as /openapi.json says: a larger number is refused, not clamped.
-            Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 1).map(|n| n as usize).ok_or_else(|| {
-                ApiError::bad_request(format!("`{name}` must be a whole number from 1")).field(name)
-            }),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`{name}` must be a whole number from 1"))
+                        .field(name)
+                }),
         }
     };
     let page = number("page", 1)?;
@@ -473,7 +479,9 @@ pub(super) async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<R
         (status = 200, description = "The workflows", body = super::workflows::WorkflowList),
         (status = 401, description = "No or wrong token", body = ErrorBody),
     ))]
-pub(super) async fn list_workflows(State(s): St) -> Result<Json<super::workflows::WorkflowList>, ApiError> {
+pub(super) async fn list_workflows(
+    State(s): St,
+) -> Result<Json<super::workflows::WorkflowList>, ApiError> {
     let root = s.runs.root.clone();
     let list = tokio::task::spawn_blocking(move || super::workflows::list(&root))
         .await

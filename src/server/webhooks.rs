@@ -91,7 +91,10 @@ impl SecretSource {
             .and_then(|t| t.strip_suffix("}}"))
             .map(str::trim);
         match inner.and_then(|i| i.strip_prefix("secrets.")) {
-            Some(name) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Some(name)
+                if !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
                 Ok(SecretSource::Env(name.to_string()))
             }
             _ => Err(format!(
@@ -142,7 +145,8 @@ impl Hook {
         self.events.iter().any(|p| {
             p == "*"
                 || p == event
-                || p.strip_suffix('*').is_some_and(|prefix| prefix.ends_with('.') && event.starts_with(prefix))
+                || p.strip_suffix('*')
+                    .is_some_and(|prefix| prefix.ends_with('.') && event.starts_with(prefix))
         })
     }
 }
@@ -167,7 +171,11 @@ fn from_workflow(h: &Webhook, job: Option<&str>) -> Hook {
 /// The webhooks a validated workflow declares, the workflow's first.
 pub fn hooks(wf: &WorkflowFile) -> Vec<Hook> {
     let w = &wf.workflow;
-    let mut out: Vec<Hook> = w.webhooks.iter().map(|h| from_workflow(&h.value, None)).collect();
+    let mut out: Vec<Hook> = w
+        .webhooks
+        .iter()
+        .map(|h| from_workflow(&h.value, None))
+        .collect();
     for (id, job) in w.jobs.value.iter() {
         out.extend(
             job.value
@@ -214,7 +222,10 @@ fn check_hook(wf: &WorkflowFile, h: &Sp<Webhook>, job_level: bool, errs: &mut Ve
             let suffix = did_you_mean_suffix(name, EVENTS.iter().chain(WILDCARDS.iter()).copied());
             errs.push(wf.error(
                 e.loc,
-                format!("unknown webhook event `{name}`{suffix}; events are {}, or run.*, job.*, *", EVENTS.join(", ")),
+                format!(
+                    "unknown webhook event `{name}`{suffix}; events are {}, or run.*, job.*, *",
+                    EVENTS.join(", ")
+                ),
             ));
         } else if job_level && name.starts_with("run.") {
             errs.push(wf.error(
@@ -227,13 +238,19 @@ fn check_hook(wf: &WorkflowFile, h: &Sp<Webhook>, job_level: bool, errs: &mut Ve
         if let Err(why) = SecretSource::parse(&s.value) {
             errs.push(wf.error(s.loc, why));
         } else if s.value.is_empty() {
-            errs.push(wf.error(s.loc, "the webhook secret is empty; leave `secret` out to send unsigned"));
+            errs.push(wf.error(
+                s.loc,
+                "the webhook secret is empty; leave `secret` out to send unsigned",
+            ));
         }
     }
     for (name, value) in hook.headers.iter() {
         let lower = name.value.to_ascii_lowercase();
         if reqwest::header::HeaderName::from_bytes(name.value.as_bytes()).is_err() {
-            errs.push(wf.error(name.loc, format!("`{}` is not a valid HTTP header name", name.value)));
+            errs.push(wf.error(
+                name.loc,
+                format!("`{}` is not a valid HTTP header name", name.value),
+            ));
         } else if RESERVED.contains(&lower.as_str()) {
             errs.push(wf.error(
                 name.loc,
@@ -251,7 +268,8 @@ fn check_hook(wf: &WorkflowFile, h: &Sp<Webhook>, job_level: bool, errs: &mut Ve
 
 /// Why a webhook URL cannot be used, if it cannot.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid webhook URL `{url}`: {e}"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("invalid webhook URL `{url}`: {e}"))?;
     match parsed.scheme() {
         "http" => {}
         "https" => {
@@ -274,7 +292,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, as in `X-Trun-Signature-256`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -305,7 +324,9 @@ impl DeliveryPolicy {
         if attempt >= self.max_attempts {
             return WebhookNext::Failed;
         }
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         let wait = self.backoff.saturating_mul(factor).min(MAX_BACKOFF);
         WebhookNext::RetryAt(now + wait.as_millis() as i64)
     }
@@ -345,7 +366,11 @@ impl Webhooks {
 
     /// The reporter that turns `entry`'s events into deliveries to `plan_hooks`
     /// and the server's own hooks.
-    pub fn reporter(self: &Arc<Self>, entry: Arc<RunEntry>, plan_hooks: &[Hook]) -> WebhookReporter {
+    pub fn reporter(
+        self: &Arc<Self>,
+        entry: Arc<RunEntry>,
+        plan_hooks: &[Hook],
+    ) -> WebhookReporter {
         let mut hooks = self.server_hooks.clone();
         hooks.extend(plan_hooks.iter().cloned());
         WebhookReporter {
@@ -370,7 +395,10 @@ impl Webhooks {
                 self.wake.notify_one();
             }
             // Not a reason to stop the run; the server's log says it.
-            Err(e) => eprintln!("trun: warning: cannot queue {} webhook deliveries: {e}", rows.len()),
+            Err(e) => eprintln!(
+                "trun: warning: cannot queue {} webhook deliveries: {e}",
+                rows.len()
+            ),
         }
     }
 
@@ -413,7 +441,9 @@ impl Webhooks {
                 let store = self.store.clone();
                 let now = now_ms();
                 let until = now + lease.as_millis() as i64;
-                match tokio::task::spawn_blocking(move || store.claim_webhooks(now, until, free)).await {
+                match tokio::task::spawn_blocking(move || store.claim_webhooks(now, until, free))
+                    .await
+                {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => {
                         eprintln!("trun: warning: cannot read the webhook outbox: {e}");
@@ -500,7 +530,8 @@ impl Webhooks {
         let store = self.store.clone();
         let id = d.id;
         let recorded =
-            tokio::task::spawn_blocking(move || store.record_webhook_attempt(id, &attempt, next)).await;
+            tokio::task::spawn_blocking(move || store.record_webhook_attempt(id, &attempt, next))
+                .await;
         if let Ok(Err(e)) = recorded {
             eprintln!(
                 "trun: warning: cannot record webhook delivery {}: {e}",
@@ -539,7 +570,13 @@ fn describe(e: &reqwest::Error) -> String {
 fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_RESPONSE_BYTES)])
         .chars()
-        .map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -578,7 +615,12 @@ pub struct WebhookReporter {
 impl WebhookReporter {
     fn run_json(&self, status: &str, finished_at: Option<Millis>) -> Value {
         let view = self.entry.view();
-        let base = self.webhooks.base_url.get().map(String::as_str).unwrap_or("");
+        let base = self
+            .webhooks
+            .base_url
+            .get()
+            .map(String::as_str)
+            .unwrap_or("");
         json!({
             "id": view.id,
             "status": status,
@@ -603,7 +645,11 @@ impl WebhookReporter {
     }
 
     fn send(&self, event: &str, job_id: Option<&str>, body: Value) {
-        let wanted: Vec<&Hook> = self.hooks.iter().filter(|h| h.wants(event, job_id)).collect();
+        let wanted: Vec<&Hook> = self
+            .hooks
+            .iter()
+            .filter(|h| h.wants(event, job_id))
+            .collect();
         if wanted.is_empty() {
             return;
         }
@@ -738,7 +784,10 @@ mod tests {
 
     #[test]
     fn secrets_are_literal_or_a_secrets_reference() {
-        assert_eq!(SecretSource::parse("abc"), Ok(SecretSource::Literal("abc".into())));
+        assert_eq!(
+            SecretSource::parse("abc"),
+            Ok(SecretSource::Literal("abc".into()))
+        );
         assert_eq!(
             SecretSource::parse("${{ secrets.HOOK_KEY }}"),
             Ok(SecretSource::Env("HOOK_KEY".into()))
@@ -759,7 +808,10 @@ mod tests {
         assert_eq!(p.after_failure(2, 1000), WebhookNext::RetryAt(1200));
         assert_eq!(p.after_failure(3, 1000), WebhookNext::RetryAt(1400));
         assert_eq!(p.after_failure(4, 1000), WebhookNext::Failed);
-        let huge = DeliveryPolicy { max_attempts: 100, ..p };
+        let huge = DeliveryPolicy {
+            max_attempts: 100,
+            ..p
+        };
         assert_eq!(huge.after_failure(60, 0), WebhookNext::RetryAt(3_600_000));
     }
 
@@ -785,9 +837,13 @@ mod tests {
     #[test]
     fn urls_are_plain_http_with_a_host() {
         assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_url("https://example.com/").unwrap_err().contains("without TLS"));
+        assert!(check_url("https://example.com/")
+            .unwrap_err()
+            .contains("without TLS"));
         assert!(check_url("ftp://x/").is_err());
-        assert!(check_url("http://user:pw@host/").unwrap_err().contains("credentials"));
+        assert!(check_url("http://user:pw@host/")
+            .unwrap_err()
+            .contains("credentials"));
         assert!(check_url("not a url").is_err());
     }
 }

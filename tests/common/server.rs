@@ -154,4 +154,3 @@ impl Server {
         running.wait(Duration::from_secs(30))
     }
 }
-
