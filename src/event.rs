@@ -15,19 +15,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 
 /// Lifecycle state of a run, a job or a step. One vocabulary for all three, the
 /// same words in the state store, in `--json` output and on the terminal.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    PartialOrd,
-    Ord,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,

@@ -31,7 +31,7 @@ use utoipa::{Modify, OpenApi};
         api::metrics,
         document,
     ),
-    components(schemas(RunState)),
+    components(schemas(RunState, crate::event::Status)),
     modifiers(&BearerToken),
     security(("bearer" = [])),
     tags(
@@ -119,6 +119,34 @@ pub const RUN_STATUSES: [&str; 9] = [
     "skipped",
     "interrupted",
 ];
+
+/// A run's, job's, step's or attempt's status, as the store records it.
+impl utoipa::PartialSchema for crate::event::Status {
+    fn schema() -> RefOr<Schema> {
+        use crate::event::Status::*;
+        let all = [
+            Pending,
+            Waiting,
+            Running,
+            Success,
+            Failure,
+            Skipped,
+            Cancelled,
+            Paused,
+            Interrupted,
+        ];
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(all.iter().map(|s| s.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for crate::event::Status {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Status")
+    }
+}
 
 impl utoipa::PartialSchema for RunState {
     fn schema() -> RefOr<Schema> {
