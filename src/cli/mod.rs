@@ -342,6 +342,9 @@ pub fn main() -> i32 {
             Ok(grade::grade(&a))
         }
         Some(Command::Rubric(c)) => Ok(grade::rubric(&c)),
+        Some(Command::Serve(_)) if cli.run.file.server.is_some() => Err(vec![Diagnostic::plain(
+            "`--server` (or TRUN_SERVER) names a server to talk to, and `trun serve` is one: leave it out",
+        )]),
         Some(Command::Serve(a)) => serve::cmd_serve(a, token),
         Some(Command::Gc(a)) => gc::cmd_gc(a),
         Some(Command::Cache(c)) => cache::cmd_cache(c),

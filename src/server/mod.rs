@@ -11,6 +11,11 @@
 //! prints it; the server only keeps what the store cannot (API ids, the queue,
 //! idempotency keys, the live event log for SSE).
 //!
+//! Around the runs: [`webhooks`] tells HTTP endpoints when runs and jobs
+//! start and end (a signed, durable outbox in the store); `workflows` lists
+//! the workflow files under the root; `openapi` describes the API at
+//! `/openapi.json`.
+//!
 //! Trust: it binds 127.0.0.1 unless told otherwise, and refuses to bind any
 //! other address without a bearer token, because a client can run any command
 //! the workflows under `--root` (or its inline YAML) say.
