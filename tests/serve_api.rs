@@ -636,3 +636,30 @@ fn the_client_cancels_a_run_on_the_server() {
     );
     s.stop().success();
 }
+
+#[test]
+fn ctrl_c_in_the_client_cancels_the_run_on_the_server() {
+    let marker = common::marker();
+    let t = Test::new().workflow(&format!(
+        "jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"
+    ));
+    let mut s = Server::start(&t, &[]);
+    let client = t
+        .args(&["run", "--progress", "plain"])
+        .env("TRUN_SERVER", &s.base)
+        .spawn();
+    wait_for("the step's sleep", Duration::from_secs(30), || {
+        !common::processes_running(&["sleep", &marker]).is_empty()
+    });
+    let _reaper = common::Reaper(common::processes_running(&["sleep", &marker]));
+    client.signal(nix::sys::signal::Signal::SIGINT);
+    let out = client.wait(Duration::from_secs(30));
+    out.status(130);
+    assert!(out.stderr.contains("cancelling run"), "{}", out.stderr);
+    wait_for("the sleep to be killed", Duration::from_secs(30), || {
+        common::processes_running(&["sleep", &marker]).is_empty()
+    });
+    let v: Value = s.get("/api/v1/runs").json().unwrap();
+    assert_eq!(v["runs"][0]["status"], "cancelled");
+    s.stop().success();
+}

@@ -328,6 +328,53 @@ pub(super) fn act(a: &RunRef, verb: &str) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// Ctrl-C (or SIGTERM) cancels the run on the server, whose events then end
+/// it here as a local run ends (130); a second one exits at once.
+fn cancel_on_signal(api: &Api, id: &str) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let url = api.url(&["api", "v1", "runs", id, "cancel"]);
+    let (http, token, id) = (api.http.clone(), api.token.clone(), id.to_string());
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    // Installed before the run's events are read, so no Ctrl-C falls between.
+    let signals = runtime.block_on(async {
+        Some((
+            signal(SignalKind::interrupt()).ok()?,
+            signal(SignalKind::terminate()).ok()?,
+        ))
+    });
+    let Some((mut int, mut term)) = signals else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let next = |int: &mut tokio::signal::unix::Signal,
+                    term: &mut tokio::signal::unix::Signal| {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            })
+        };
+        next(&mut int, &mut term);
+        eprintln!("\ntrun: interrupted; cancelling run {id} on the server (press Ctrl-C again to leave it)");
+        let request = match &token {
+            Some(t) => http.post(url).bearer_auth(t),
+            None => http.post(url),
+        };
+        if let Err(e) = request.send() {
+            eprintln!("trun: cannot cancel run {id}: {e}");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        next(&mut int, &mut term);
+        std::process::exit(EXIT_INTERRUPTED);
+    });
+}
+
 /// `trun --server URL run [JOB…] [-f FILE] [-i NAME=VALUE…]`: creates the run of
 /// FILE (a path under the server's root; default `trun.yaml`), shows its
 /// events as they come, and exits as a local run would.
@@ -362,6 +409,7 @@ pub(super) fn run(a: &RunArgs) -> CmdResult {
         &["api", "v1", "runs"],
         &json!({"workflow": workflow, "jobs": a.jobs, "inputs": inputs}),
     )?;
+    cancel_on_signal(&api, &created.id);
     let mut reporter = terminal_reporter(&super::run::report_options(a));
     let mut finished = None;
     let events =
