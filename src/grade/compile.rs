@@ -119,6 +119,7 @@ pub fn compile(
         github: None,
         notes: Vec::new(),
         secrets: Default::default(),
+        webhooks: Vec::new(),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub running_steps: IntGauge,
     pub queue_depth: IntGauge,
     pub step_duration: Histogram,
+    /// Webhook delivery attempts by result: `delivered`, `retried`, `failed`.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -52,6 +54,14 @@ impl Metrics {
         registry.register(Box::new(running_steps.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(step_duration.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "trun_webhook_deliveries_total",
+                "Webhook delivery attempts, by result (delivered, retried, failed)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
         Ok(Metrics {
             registry,
             runs_created,
@@ -60,6 +70,7 @@ impl Metrics {
             running_steps,
             queue_depth,
             step_duration,
+            webhook_deliveries,
         })
     }
 

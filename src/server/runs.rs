@@ -57,7 +57,7 @@ impl Serialize for RunState {
 }
 
 /// What a client sees of a run besides its store record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
     pub status: RunState,
@@ -142,6 +142,8 @@ pub struct Runs {
     pub root: PathBuf,
     /// Jobs at once within a run (`-j`).
     parallel: usize,
+    /// Where runs' webhook deliveries go (set once when the server starts).
+    pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
 }
 
 impl Runs {
@@ -158,6 +160,7 @@ impl Runs {
             store,
             root,
             parallel,
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 
@@ -407,7 +410,11 @@ impl Runs {
             None
         };
         let started = Arc::downgrade(entry);
-        let config = RunConfig {
+        let webhooks = self
+            .webhooks
+            .get()
+            .map(|w| w.reporter(entry.clone(), &plan.webhooks));
+        let mut config = RunConfig {
             workflow_path: entry.workflow.clone(),
             jobs: self.parallel,
             fail_fast: false,
@@ -426,6 +433,9 @@ impl Runs {
             docker,
             grades: None,
         };
+        if let Some(w) = webhooks {
+            config.reporters.push(Box::new(w));
+        }
         let outcome = session
             .run_cancellable(plan, runtime, config, cancel)
             .map_err(|e| e.to_string())?;

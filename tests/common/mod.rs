@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod server;
+
 /// The binary under test, built by cargo for this integration test crate.
 pub const TRUN: &str = env!("CARGO_BIN_EXE_trun");
 
@@ -51,6 +53,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "TRUN_REMOTE_CACHE_KEY",
     "TRUN_REMOTE_CACHE_TOKEN",
     "TRUN_REMOTE_CACHE_ENV",
+    "TRUN_SERVER",
+    "TRUN_WEBHOOK_SECRET",
 ];
 
 /// Strips the common leading indentation of every non-blank line, one leading newline
