@@ -22,6 +22,7 @@
 //! that its process is gone and marks it `interrupted`, so a killed run never
 //! blocks or confuses the next.
 
+mod postgres;
 mod process;
 mod recorder;
 mod records;
@@ -34,6 +35,7 @@ pub use records::{
     OutputRecord, PrunedSuccesses, RunDetail, RunSummary, StatRecord, StepDetail, StepState,
     SuccessRef,
 };
+pub use postgres::{is_postgres_url, redact_url, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use webhooks::{
     NewWebhookDelivery, WebhookAttempt, WebhookDelivery, WebhookDeliveryRecord, WebhookNext,
@@ -41,6 +43,23 @@ pub use webhooks::{
 
 use crate::event::{Event, JobInfo, Status};
 use std::path::{Path, PathBuf};
+
+/// The environment variable that names a shared database (PostgreSQL) when
+/// `--db` is not given.
+pub const DATABASE_URL_ENV: &str = "TRUN_DATABASE_URL";
+
+/// Opens the shared store `url` names (`postgres://…` or `postgresql://…`).
+/// Without a URL a workspace uses its SQLite file ([`db_path`]); the stat
+/// cache, the workspace lock and the CAS stay in the workspace either way.
+pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if !is_postgres_url(url) {
+        return Err(StateError::Corrupt(format!(
+            "--db takes a postgres://user@host:port/database URL, not {:?}",
+            if url.contains('@') { "(a URL with credentials)".to_string() } else { url.to_string() }
+        )));
+    }
+    Ok(std::sync::Arc::new(PostgresStore::open(url)?))
+}
 
 /// Where the state database of a workspace lives.
 pub fn db_path(workspace: &Path) -> PathBuf {
