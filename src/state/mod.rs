@@ -304,3 +304,6 @@ fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| StateError::Corrupt(format!("cannot encode JSON: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,980 @@
+//! The store's test suite, run against both backends: every function below
+//! takes a [`Fixture`] and [`store_tests!`] runs it once on a SQLite file in a
+//! temporary directory and once on PostgreSQL, in a schema of its own in the
+//! database `TRUN_TEST_DATABASE_URL` names (`.ci/postgres start` starts a
+//! throwaway server). Without that variable the PostgreSQL tests fail: they
+//! never skip.
+
+use super::*;
+use crate::event::{Millis, StepInfo, Stream};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One backend's database for one test; [`Fixture::open`] opens it again
+/// (another connection, as another process would).
+pub(crate) struct Fixture {
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String, schema: String },
+}
+
+pub(crate) fn sqlite() -> Fixture {
+    Fixture {
+        backend: Backend::Sqlite(tempfile::tempdir().expect("tempdir")),
+    }
+}
+
+/// The PostgreSQL server the tests use, or a panic saying how to get one.
+pub(crate) fn test_database_url() -> String {
+    std::env::var("TRUN_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "TRUN_TEST_DATABASE_URL is not set: the PostgreSQL store tests need a server. \
+             Start a throwaway one with `eval \"$(.ci/postgres start)\"` (bash .ci/run does), \
+             or point it at postgres://user@host:port/db"
+        )
+    })
+}
+
+pub(crate) fn postgres() -> Fixture {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Fixture {
+        backend: Backend::Postgres {
+            url: test_database_url(),
+            schema: format!(
+                "trun_test_{}_{}_{nanos}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+        },
+    }
+}
+
+impl Fixture {
+    pub(crate) fn open(&self) -> Box<dyn Store> {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                Box::new(SqliteStore::open(&db_path(dir.path())).expect("open SQLite store"))
+            }
+            Backend::Postgres { url, schema } => Box::new(
+                PostgresStore::open_in_schema(url, schema).expect("open PostgreSQL store"),
+            ),
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Backend::Postgres { url, schema } = &self.backend {
+            if let Ok(mut c) = ::postgres::Client::connect(url, ::postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+            }
+        }
+    }
+}
+
+/// Runs each named test function on SQLite (`sqlite::NAME`) and on
+/// PostgreSQL (`postgres::NAME`).
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::sqlite()); } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::postgres()); } )*
+        }
+    };
+}
+
+store_tests!(
+    a_realistic_run_reads_back_in_full,
+    events_for_steps_generated_after_the_plan_are_recorded,
+    record_for_a_run_never_begun_is_an_error,
+    kv_values_are_remembered_and_overwritten,
+    mark_run_cancels_a_run_and_its_unfinished_work,
+    runs_lists_newest_first_up_to_the_limit,
+    kv_newest_with_prefix_takes_the_latest_match_and_no_pattern_characters,
+    a_run_of_a_dead_process_is_interrupted_on_the_next_open,
+    definition_versions_are_recorded_per_step,
+    successes_are_versioned_found_and_pruned,
+    artifacts_are_replaced_by_name,
+    grade_results_are_kept_per_repo_and_rubric,
+    webhooks_are_claimed_once_retried_and_listed,
+    a_second_connection_sees_the_first_ones_runs,
+    hostile_text_is_stored_as_text,
+    the_store_works_from_inside_a_tokio_runtime,
+);
+
+
+pub(crate) fn job(key: &str, needs: &[&str], steps: &[&str]) -> JobInfo {
+    JobInfo {
+        key: key.to_string(),
+        job_id: key.split(' ').next().unwrap_or(key).to_string(),
+        name: key.to_string(),
+        needs: needs.iter().map(|s| s.to_string()).collect(),
+        matrix: BTreeMap::new(),
+        steps: steps
+            .iter()
+            .enumerate()
+            .map(|(index, id)| StepInfo {
+                index,
+                id: id.to_string(),
+                name: format!("run {id}"),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|s| s.to_string()).collect()
+}
+
+pub(crate) fn started(job: &str, step: usize, attempt: u32, at: Millis) -> Event {
+    Event::StepStarted {
+        job: job.into(),
+        step,
+        name: format!("step {step}"),
+        attempt,
+        at,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finished(
+    job: &str,
+    step: usize,
+    status: Status,
+    exit_code: Option<i32>,
+    reason: Option<&str>,
+    attempt: u32,
+    at: Millis,
+    duration_ms: u64,
+) -> Event {
+    Event::StepFinished {
+        job: job.into(),
+        step,
+        status,
+        exit_code,
+        reason: reason.map(str::to_string),
+        attempt,
+        at,
+        duration_ms,
+        outputs: BTreeMap::new(),
+        continue_on_error: false,
+        log_path: (status != Status::Skipped).then(|| format!(".trun/logs/1/{job}/{step}.log")),
+    }
+}
+
+pub(crate) fn job_finished(job: &str, status: Status, reason: Option<&str>, at: Millis) -> Event {
+    Event::JobFinished {
+        job: job.into(),
+        status,
+        reason: reason.map(str::to_string),
+        at,
+        duration_ms: 10,
+        outputs: BTreeMap::new(),
+    }
+}
+
+fn a_realistic_run_reads_back_in_full(fx: &Fixture) {
+    let store = fx.open();
+    let mut matrix_job = job("test (1)", &["build"], &["unit"]);
+    matrix_job
+        .matrix
+        .insert("shard".into(), serde_json::json!(1));
+    let jobs = [
+        job("build", &[], &["fetch", "compile", "lint"]),
+        matrix_job,
+        job("deploy", &["build", "test (1)"], &["push"]),
+    ];
+    let run_id = store
+        .begin_run("app", "/ws/trun.yaml", &args(&["trun", "deploy"]), &jobs)
+        .expect("begin");
+
+    // Pending before anything happens.
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.status, Status::Running);
+    assert!(detail.jobs.iter().all(|j| j.status == Status::Pending));
+    assert_eq!(detail.jobs[0].steps.len(), 3);
+
+    let mut outputs = BTreeMap::new();
+    outputs.insert("version".to_string(), "1.2.3".to_string());
+    let t = 1_700_000_000_000;
+    store
+        .record(
+            run_id,
+            &[
+                Event::JobStarted {
+                    job: "build".into(),
+                    at: t,
+                },
+                finished(
+                    "build",
+                    0,
+                    Status::Skipped,
+                    None,
+                    Some("up to date"),
+                    0,
+                    t + 1,
+                    0,
+                ),
+                started("build", 1, 1, t + 2),
+                Event::StepOutput {
+                    job: "build".into(),
+                    step: 1,
+                    stream: Stream::Stdout,
+                    line: "compiling".into(),
+                },
+                Event::StepRetrying {
+                    job: "build".into(),
+                    step: 1,
+                    attempt: 1,
+                    delay_ms: 100,
+                    reason: "exit code 101".into(),
+                    exit_code: Some(101),
+                },
+                started("build", 1, 2, t + 200),
+            ],
+        )
+        .expect("first batch");
+    store
+        .record(
+            run_id,
+            &[
+                Event::StepFinished {
+                    job: "build".into(),
+                    step: 1,
+                    status: Status::Success,
+                    exit_code: Some(0),
+                    reason: None,
+                    attempt: 2,
+                    at: t + 300,
+                    duration_ms: 100,
+                    outputs: outputs.clone(),
+                    continue_on_error: false,
+                    log_path: Some(".trun/logs/1/build/2.log".into()),
+                },
+                started("build", 2, 1, t + 301),
+                Event::StepFinished {
+                    job: "build".into(),
+                    step: 2,
+                    status: Status::Failure,
+                    exit_code: Some(1),
+                    reason: Some("exit code 1".into()),
+                    attempt: 1,
+                    at: t + 310,
+                    duration_ms: 9,
+                    outputs: BTreeMap::new(),
+                    continue_on_error: true,
+                    log_path: Some(".trun/logs/1/build/3.log".into()),
+                },
+                Event::JobFinished {
+                    job: "build".into(),
+                    status: Status::Success,
+                    reason: None,
+                    at: t + 311,
+                    duration_ms: 311,
+                    outputs: outputs.clone(),
+                },
+                Event::JobStarted {
+                    job: "test (1)".into(),
+                    at: t + 312,
+                },
+                started("test (1)", 0, 1, t + 313),
+                finished(
+                    "test (1)",
+                    0,
+                    Status::Failure,
+                    Some(2),
+                    Some("exit code 2"),
+                    1,
+                    t + 400,
+                    87,
+                ),
+                job_finished(
+                    "test (1)",
+                    Status::Failure,
+                    Some("step unit failed"),
+                    t + 401,
+                ),
+                // deploy never starts: its need failed.
+                job_finished(
+                    "deploy",
+                    Status::Skipped,
+                    Some("needs failed: test (1)"),
+                    t + 402,
+                ),
+                Event::RunFinished {
+                    run_id,
+                    status: Status::Failure,
+                    at: t + 403,
+                    duration_ms: 403,
+                },
+            ],
+        )
+        .expect("second batch");
+
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.status, Status::Failure);
+    assert_eq!(detail.run.duration_ms, Some(403));
+    assert_eq!(detail.run.workflow_path, "/ws/trun.yaml");
+    let keys: Vec<_> = detail.jobs.iter().map(|j| j.key.as_str()).collect();
+    assert_eq!(keys, ["build", "test (1)", "deploy"], "plan order");
+
+    let build = &detail.jobs[0];
+    assert_eq!(build.status, Status::Success);
+    assert_eq!(build.outputs, outputs);
+    assert_eq!(build.started_at, Some(t));
+    let fetch = &build.steps[0];
+    assert_eq!(
+        (fetch.status, fetch.reason.as_deref()),
+        (Status::Skipped, Some("up to date"))
+    );
+    assert!(fetch.attempts.is_empty());
+    assert_eq!(fetch.log_path, None);
+    let compile = &build.steps[1];
+    assert_eq!(compile.status, Status::Success);
+    assert_eq!(compile.name, "step 1", "the name from StepStarted wins");
+    assert_eq!(compile.exit_code, Some(0));
+    assert_eq!(compile.outputs, outputs);
+    assert_eq!(compile.started_at, Some(t + 2), "first attempt's start");
+    assert_eq!(
+        compile.log_path.as_deref(),
+        Some(".trun/logs/1/build/2.log")
+    );
+    let attempts: Vec<_> = compile
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status, a.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, Status::Failure, Some("exit code 101")),
+            (2, Status::Success, None)
+        ]
+    );
+    let lint = &build.steps[2];
+    assert_eq!((lint.status, lint.exit_code), (Status::Failure, Some(1)));
+    assert!(lint.continue_on_error);
+
+    let test = &detail.jobs[1];
+    assert_eq!(test.matrix.get("shard"), Some(&serde_json::json!(1)));
+    assert_eq!(test.needs, ["build"]);
+    assert_eq!(test.steps[0].attempts.len(), 1);
+    assert_eq!(test.steps[0].attempts[0].exit_code, Some(2));
+
+    let deploy = &detail.jobs[2];
+    assert_eq!(deploy.status, Status::Skipped);
+    assert_eq!(deploy.reason.as_deref(), Some("needs failed: test (1)"));
+    assert_eq!(deploy.started_at, None);
+    assert_eq!(
+        deploy.steps[0].status,
+        Status::Skipped,
+        "closed with its job"
+    );
+}
+
+
+fn events_for_steps_generated_after_the_plan_are_recorded(fx: &Fixture) {
+    let store = fx.open();
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("grade", &[], &["setup"])])
+        .expect("begin");
+    store
+        .record(
+            run_id,
+            &[
+                started("grade", 1, 1, 10),
+                finished("grade", 1, Status::Success, Some(0), None, 1, 20, 10),
+                started("surprise", 0, 1, 30),
+            ],
+        )
+        .expect("record");
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.jobs[0].steps.len(), 2);
+    assert_eq!(detail.jobs[0].steps[1].status, Status::Success);
+    assert_eq!(detail.jobs[1].key, "surprise");
+    assert_eq!(detail.jobs[1].steps[0].status, Status::Running);
+}
+
+
+fn record_for_a_run_never_begun_is_an_error(fx: &Fixture) {
+    let store = fx.open();
+    let err = store
+        .record(
+            42,
+            &[Event::JobStarted {
+                job: "x".into(),
+                at: 0,
+            }],
+        )
+        .expect_err("no run");
+    assert!(matches!(err, StateError::NoSuchRun(42)), "{err}");
+}
+
+
+fn kv_values_are_remembered_and_overwritten(fx: &Fixture) {
+    let store = fx.open();
+    assert_eq!(store.kv_get("docker/pull", "alpine").expect("get"), None);
+    store.kv_set("docker/pull", "alpine", "100").expect("set");
+    store
+        .kv_set("docker/pull", "alpine", "200")
+        .expect("set again");
+    store.kv_set("other", "alpine", "x").expect("set other ns");
+    drop(store);
+    let store = fx.open();
+    assert_eq!(
+        store
+            .kv_get("docker/pull", "alpine")
+            .expect("get")
+            .as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        store.kv_get("other", "alpine").expect("get").as_deref(),
+        Some("x")
+    );
+}
+
+
+fn mark_run_cancels_a_run_and_its_unfinished_work(fx: &Fixture) {
+    let store = fx.open();
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("a", &[], &["one", "two"])])
+        .expect("begin");
+    store
+        .record(
+            run_id,
+            &[
+                Event::JobStarted {
+                    job: "a".into(),
+                    at: 1,
+                },
+                started("a", 0, 1, 2),
+            ],
+        )
+        .expect("record");
+    assert!(store.mark_run(run_id, Status::Cancelled).expect("mark"));
+    assert!(!store
+        .mark_run(run_id + 100, Status::Cancelled)
+        .expect("mark missing"));
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.status, Status::Cancelled);
+    assert!(detail.run.finished_at.is_some());
+    assert_eq!(detail.jobs[0].status, Status::Cancelled);
+    let steps: Vec<_> = detail.jobs[0].steps.iter().map(|s| s.status).collect();
+    assert_eq!(steps, [Status::Cancelled, Status::Cancelled]);
+}
+
+
+fn runs_lists_newest_first_up_to_the_limit(fx: &Fixture) {
+    let store = fx.open();
+    let ids: Vec<i64> = (0..5)
+        .map(|i| {
+            store
+                .begin_run(&format!("wf{i}"), "trun.yaml", &[], &[])
+                .expect("begin")
+        })
+        .collect();
+    let listed: Vec<i64> = store.runs(3).expect("runs").iter().map(|r| r.id).collect();
+    assert_eq!(listed, [ids[4], ids[3], ids[2]]);
+    assert_eq!(store.latest_run_id().expect("latest"), Some(ids[4]));
+    assert_eq!(store.run(9999).expect("query"), None);
+}
+
+
+fn kv_newest_with_prefix_takes_the_latest_match_and_no_pattern_characters(fx: &Fixture) {
+    let store = fx.open();
+    store.kv_set("actions", "cache/deps-1", "one").expect("set");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    store.kv_set("actions", "cache/deps-2", "two").expect("set");
+    store.kv_set("actions", "cache/other", "x").expect("set");
+    store
+        .kv_set("elsewhere", "cache/deps-3", "not this namespace")
+        .expect("set");
+    assert_eq!(
+        store
+            .kv_newest_with_prefix("actions", "cache/deps-")
+            .expect("query"),
+        Some(("cache/deps-2".to_string(), "two".to_string()))
+    );
+    // `%` and `_` are characters, not patterns.
+    assert_eq!(
+        store
+            .kv_newest_with_prefix("actions", "cache/%")
+            .expect("query"),
+        None
+    );
+    assert_eq!(
+        store
+            .kv_newest_with_prefix("actions", "cache_deps")
+            .expect("query"),
+        None
+    );
+}
+
+impl Fixture {
+    /// Points a run at another process, as if that process had recorded it:
+    /// under the interface, in each backend's own SQL.
+    fn pretend_owner(&self, run_id: i64, pid: i64) {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(db_path(dir.path())).expect("open");
+                c.execute(
+                    "UPDATE runs SET pid = ?2, pid_start = NULL WHERE id = ?1",
+                    rusqlite::params![run_id, pid],
+                )
+                .expect("update owner");
+            }
+            Backend::Postgres { url, schema } => {
+                let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect");
+                c.execute(
+                    &format!("UPDATE \"{schema}\".runs SET pid = $2, pid_start = NULL WHERE id = $1"),
+                    &[&run_id, &pid],
+                )
+                .expect("update owner");
+            }
+        }
+    }
+}
+
+fn a_run_of_a_dead_process_is_interrupted_on_the_next_open(fx: &Fixture) {
+    let store = fx.open();
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("a", &[], &["one", "two"])])
+        .expect("begin");
+    store
+        .record(
+            run_id,
+            &[
+                Event::JobStarted {
+                    job: "a".into(),
+                    at: 1,
+                },
+                started("a", 0, 1, 2),
+            ],
+        )
+        .expect("record");
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = i64::from(child.id());
+    child.wait().expect("wait");
+    fx.pretend_owner(run_id, dead_pid);
+    drop(store);
+    let store = fx.open();
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.status, Status::Interrupted);
+    assert_eq!(detail.jobs[0].status, Status::Interrupted);
+    let steps: Vec<_> = detail.jobs[0].steps.iter().map(|s| s.status).collect();
+    assert_eq!(steps, [Status::Interrupted, Status::Interrupted]);
+    assert_eq!(
+        detail.jobs[0].steps[0].attempts[0].status,
+        Status::Interrupted
+    );
+    // A run of this (living) process is left alone.
+    let live = store.begin_run("app", "trun.yaml", &[], &[]).expect("begin");
+    assert_eq!(store.mark_interrupted().expect("mark"), 0);
+    assert_eq!(
+        store.run(live).expect("run").expect("exists").run.status,
+        Status::Running
+    );
+}
+
+fn definition_versions_are_recorded_per_step(fx: &Fixture) {
+    let store = fx.open();
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[job("a", &[], &["one", "two"])])
+        .expect("begin");
+    store
+        .set_definition_versions(run_id, &[("a".to_string(), 1, 7)])
+        .expect("versions");
+    let detail = store.run(run_id).expect("run").expect("exists");
+    let versions: Vec<_> = detail.jobs[0]
+        .steps
+        .iter()
+        .map(|s| s.definition_version)
+        .collect();
+    assert_eq!(versions, [None, Some(7)]);
+}
+
+fn success<'a>(
+    key: &'a str,
+    fingerprint: u8,
+    def: u8,
+    sources: &'a [u8],
+    outputs: &'a [OutputRecord],
+) -> NewSuccess<'a> {
+    NewSuccess {
+        step_key: key,
+        run_id: 1,
+        fingerprint: [fingerprint; 32],
+        def_hash: [def; 32],
+        definition: "{\"run\":\"make\"}",
+        created_ns: i64::from(fingerprint) * 1000,
+        sources,
+        outputs,
+    }
+}
+
+fn successes_are_versioned_found_and_pruned(fx: &Fixture) {
+    let store = fx.open();
+    assert_eq!(store.step_state("build").expect("state"), StepState::default());
+    let outputs = [
+        OutputRecord {
+            path: "out/z.bin".into(),
+            hash: [9; 32],
+            mode: 0o755,
+            size: 3,
+        },
+        OutputRecord {
+            path: "out/a.txt".into(),
+            hash: [8; 32],
+            mode: 0o644,
+            size: u64::from(u32::MAX) + 1,
+        },
+    ];
+    let v1 = store
+        .record_success(&success("build", 1, 1, b"src-a", &outputs))
+        .expect("first");
+    let v1_again = store
+        .record_success(&success("build", 2, 1, b"src-b", &[]))
+        .expect("same definition");
+    let v2 = store
+        .record_success(&success("build", 3, 2, b"src-c", &[]))
+        .expect("new definition");
+    assert_eq!((v1, v1_again, v2), (1, 1, 2));
+    store
+        .record_success(&success("test", 1, 5, b"", &[]))
+        .expect("other step");
+
+    let state = store.step_state("build").expect("state");
+    assert_eq!(
+        state.definition,
+        Some(DefinitionRef {
+            version: 2,
+            hash: [2; 32]
+        })
+    );
+    let last = state.last_success.expect("a last success");
+    assert_eq!((last.fingerprint, last.def_version), ([3; 32], 2));
+    assert_eq!(
+        store.latest_definition("build").expect("latest"),
+        state.definition
+    );
+    let history = store.definition_history("build").expect("history");
+    assert_eq!(
+        history.iter().map(|d| d.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(history[0].definition, "{\"run\":\"make\"}");
+
+    let first = store
+        .successes_with_fingerprint("build", &[1; 32])
+        .expect("by fingerprint");
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        store.success_sources(first[0]).expect("sources").as_deref(),
+        Some(&b"src-a"[..])
+    );
+    assert_eq!(store.success_sources(999_999).expect("sources"), None);
+    let read = store.success_outputs(first[0]).expect("outputs");
+    assert_eq!(
+        read.iter().map(|o| o.path.as_str()).collect::<Vec<_>>(),
+        ["out/a.txt", "out/z.bin"],
+        "sorted by path"
+    );
+    assert_eq!(read[0].size, u64::from(u32::MAX) + 1);
+    assert_eq!(read[1].mode, 0o755);
+
+    // Restoring an older success makes it the latest.
+    store.set_latest_success("build", first[0]).expect("restore");
+    assert_eq!(
+        store
+            .step_state("build")
+            .expect("state")
+            .last_success
+            .map(|s| s.id),
+        Some(first[0])
+    );
+    assert_eq!(store.success_counts().expect("counts"), (4, 2));
+
+    // Keep one per step: the latest (the restored first one) stays, and so does
+    // the newest; the middle one goes.
+    let pruned = store.prune_successes(Some(1), None).expect("prune");
+    assert_eq!(pruned.removed, 1);
+    assert_eq!(store.success_counts().expect("counts"), (3, 2));
+    assert!(pruned.referenced.contains(&[9; 32]) && pruned.referenced.contains(&[8; 32]));
+    // By age: everything before the cutoff except each step's latest.
+    let pruned = store.prune_successes(None, Some(i64::MAX)).expect("prune");
+    assert_eq!(pruned.removed, 1);
+    assert_eq!(store.success_counts().expect("counts"), (2, 2));
+}
+
+fn artifacts_are_replaced_by_name(fx: &Fixture) {
+    let store = fx.open();
+    let run_id = store.begin_run("app", "trun.yaml", &[], &[]).expect("begin");
+    let artifact = |name: &str, files: i64| Artifact {
+        run_id,
+        name: name.into(),
+        job: "build".into(),
+        files,
+        bytes: files * 10,
+        digest: format!("sha-{name}-{files}"),
+        manifest: "[]".into(),
+        created_at: 5,
+    };
+    store.artifact_put(&artifact("dist", 1)).expect("put");
+    store.artifact_put(&artifact("coverage", 2)).expect("put");
+    store.artifact_put(&artifact("dist", 3)).expect("replace");
+    let listed = store.artifacts(run_id).expect("list");
+    assert_eq!(listed, [artifact("coverage", 2), artifact("dist", 3)]);
+    assert!(store.artifacts(run_id + 1).expect("list").is_empty());
+}
+
+fn grade_results_are_kept_per_repo_and_rubric(fx: &Fixture) {
+    let store = fx.open();
+    assert_eq!(store.grade_result("r1", "rubric").expect("get"), None);
+    let record = |f: &str| GradeRecord {
+        fingerprint: f.into(),
+        result: format!("{{\"score\":\"{f}\"}}"),
+        graded_at: 42,
+    };
+    store
+        .set_grade_result("r1", "rubric", &record("a"))
+        .expect("set");
+    store
+        .set_grade_result("r1", "rubric", &record("b"))
+        .expect("overwrite");
+    store
+        .set_grade_result("r2", "rubric", &record("c"))
+        .expect("set");
+    assert_eq!(
+        store.grade_result("r1", "rubric").expect("get"),
+        Some(record("b"))
+    );
+    assert_eq!(
+        store.grade_result("r2", "rubric").expect("get"),
+        Some(record("c"))
+    );
+    assert_eq!(store.grade_result("r1", "other").expect("get"), None);
+}
+
+fn delivery(id: &str, due_at: i64, refused: Option<&str>) -> NewWebhookDelivery {
+    NewWebhookDelivery {
+        delivery: id.into(),
+        run_ref: "run-1".into(),
+        event: "run.finished".into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        headers: vec![("X-Trun-Signature-256".into(), "sha256=00".into())],
+        body: "{}".into(),
+        max_attempts: 3,
+        due_at,
+        refused: refused.map(str::to_string),
+    }
+}
+
+fn webhooks_are_claimed_once_retried_and_listed(fx: &Fixture) {
+    let store = fx.open();
+    store
+        .enqueue_webhooks(&[
+            delivery("d2", 200, None),
+            delivery("d1", 100, None),
+            delivery("d3", 100, Some("secret WEBHOOK_KEY is missing")),
+            delivery("later", 10_000, None),
+        ])
+        .expect("enqueue");
+    let claimed = store.claim_webhooks(1000, 5000, 10).expect("claim");
+    assert_eq!(
+        claimed.iter().map(|d| d.delivery.as_str()).collect::<Vec<_>>(),
+        ["d1", "d2"],
+        "due ones only, in due order; the refused one is already failed"
+    );
+    assert_eq!(claimed[0].headers[0].0, "X-Trun-Signature-256");
+    assert_eq!((claimed[0].attempts, claimed[0].max_attempts), (0, 3));
+    // Claimed until 5000: nobody else gets them before then.
+    assert!(store.claim_webhooks(2000, 6000, 10).expect("claim").is_empty());
+    // d1 is delivered; d2's claimer dies, and after the lease anyone may claim it.
+    store
+        .record_webhook_attempt(
+            claimed[0].id,
+            &WebhookAttempt {
+                attempt: 1,
+                at: 1000,
+                duration_ms: 12,
+                status_code: Some(200),
+                error: None,
+                response: Some("ok".into()),
+            },
+            WebhookNext::Delivered,
+        )
+        .expect("attempt");
+    let again = store.claim_webhooks(5001, 9000, 10).expect("claim");
+    assert_eq!(
+        again.iter().map(|d| d.delivery.as_str()).collect::<Vec<_>>(),
+        ["d2"]
+    );
+    store
+        .record_webhook_attempt(
+            again[0].id,
+            &WebhookAttempt {
+                attempt: 1,
+                at: 5001,
+                duration_ms: 3,
+                status_code: None,
+                error: Some("connection refused".into()),
+                response: None,
+            },
+            WebhookNext::RetryAt(7000),
+        )
+        .expect("attempt");
+    let listed = store.webhook_deliveries("run-1").expect("list");
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|d| {
+            (
+                d.delivery.as_str(),
+                d.status.as_str(),
+                d.next_attempt_at,
+                d.attempts.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("d2", "pending", Some(7000), 1),
+            ("d1", "delivered", None, 1),
+            ("d3", "failed", None, 1),
+            ("later", "pending", Some(10_000), 0),
+        ]
+    );
+    assert_eq!(listed[1].attempts[0].status_code, Some(200));
+    assert_eq!(
+        listed[2].attempts[0].error.as_deref(),
+        Some("secret WEBHOOK_KEY is missing")
+    );
+    assert!(store.webhook_deliveries("run-2").expect("list").is_empty());
+}
+
+fn a_second_connection_sees_the_first_ones_runs(fx: &Fixture) {
+    let first = fx.open();
+    let second = fx.open();
+    let run_id = first
+        .begin_run("app", "trun.yaml", &args(&["trun", "run"]), &[job("a", &[], &["one"])])
+        .expect("begin");
+    second
+        .record(
+            run_id,
+            &[
+                started("a", 0, 1, 10),
+                finished("a", 0, Status::Success, Some(0), None, 1, 20, 10),
+            ],
+        )
+        .expect("record through the second");
+    let seen = first.run(run_id).expect("run").expect("exists");
+    assert_eq!(seen.jobs[0].steps[0].status, Status::Success);
+    assert_eq!(second.latest_run_id().expect("latest"), Some(run_id));
+    if fx.is_postgres() {
+        assert!(
+            first.location().starts_with("postgres://"),
+            "{}",
+            first.location()
+        );
+    } else {
+        assert!(first.location().ends_with("state.db"));
+    }
+}
+
+fn hostile_text_is_stored_as_text(fx: &Fixture) {
+    let store = fx.open();
+    let nasty = "x'); DROP TABLE runs; -- $(touch /tmp/pwned) `id` \"quoted\" ../../etc/passwd %_ é漢";
+    let huge = "y".repeat(2 << 20);
+    let run_id = store
+        .begin_run(nasty, nasty, &args(&[nasty, &huge]), &[job(nasty, &[nasty], &[nasty])])
+        .expect("begin");
+    let mut outputs = BTreeMap::new();
+    outputs.insert(nasty.to_string(), huge.clone());
+    store
+        .record(
+            run_id,
+            &[Event::JobFinished {
+                job: nasty.into(),
+                status: Status::Failure,
+                reason: Some(nasty.into()),
+                at: 5,
+                duration_ms: 1,
+                outputs,
+            }],
+        )
+        .expect("record");
+    store.kv_set(nasty, nasty, &huge).expect("kv");
+    let detail = store.run(run_id).expect("run").expect("exists");
+    assert_eq!(detail.run.workflow, nasty);
+    assert_eq!(detail.run.args[1].len(), huge.len());
+    assert_eq!(detail.jobs[0].key, nasty);
+    assert_eq!(detail.jobs[0].reason.as_deref(), Some(nasty));
+    assert_eq!(detail.jobs[0].outputs[nasty], huge);
+    assert_eq!(store.kv_get(nasty, nasty).expect("kv"), Some(huge));
+    assert_eq!(store.runs(10).expect("runs").len(), 1, "the table is still there");
+}
+
+/// trun calls the store from async tasks in places (the server, the engine's
+/// hooks): a backend that blocks on a runtime of its own must still work there,
+/// on a multi-thread and on a current-thread runtime.
+fn the_store_works_from_inside_a_tokio_runtime(fx: &Fixture) {
+    let store: std::sync::Arc<dyn Store> = fx.open().into();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = store.clone();
+    let run_id = multi.block_on(async move {
+        tokio::spawn(async move { s.begin_run("app", "trun.yaml", &[], &[]).expect("begin") })
+            .await
+            .expect("task")
+    });
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = store.clone();
+    let latest = current.block_on(async move { s.latest_run_id().expect("latest") });
+    assert_eq!(latest, Some(run_id));
+    assert_eq!(store.runs(5).expect("runs")[0].id, run_id);
+}
+
+#[test]
+fn a_postgres_location_never_shows_the_password() {
+    for (url, shown) in [
+        (
+            "postgres://ci:s3cret@db.example:5433/trun",
+            "postgres://ci@db.example:5433/trun",
+        ),
+        (
+            "postgresql://ci@127.0.0.1/trun?password=s3cret&sslmode=disable",
+            "postgres://ci@127.0.0.1:5432/trun",
+        ),
+        ("postgres://ci:s3cret@[bad", "postgres://(unparseable URL)"),
+    ] {
+        let redacted = redact_url(url);
+        assert_eq!(redacted, shown);
+        assert!(!redacted.contains("s3cret"));
+    }
+    // A refused connection names the server, not the password.
+    let err = PostgresStore::open("postgres://ci:s3cret@127.0.0.1:1/trun?connect_timeout=2")
+        .expect_err("nothing listens on port 1");
+    let message = err.to_string();
+    assert!(!message.contains("s3cret"), "{message}");
+    assert!(message.contains("postgres://ci@127.0.0.1:1/trun"), "{message}");
+}
