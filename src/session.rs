@@ -103,6 +103,9 @@ pub struct Session {
     trun_dir: PathBuf,
     lock: WorkspaceLock,
     sqlite: Arc<SqliteStore>,
+    /// Where runs are recorded: the SQLite file above, or a shared database
+    /// (`--db postgres://…`); the stat cache stays in the SQLite file.
+    store: Arc<dyn Store>,
     /// Device and inode of `state.db` when it was opened: a run whose database was
     /// deleted or replaced meanwhile recorded nothing anyone will read.
     db_identity: Option<(u64, u64)>,
@@ -116,6 +119,17 @@ impl Session {
     /// Takes the lock of the workspace at `root` (waiting for another trun,
     /// with a note on stderr, unless `no_wait`) and opens its state store.
     pub fn open(root: &Path, options: &SessionOptions) -> Result<Session, SessionError> {
+        Session::open_with_db(root, options, None)
+    }
+
+    /// [`Session::open`], recording runs in the shared database `db`
+    /// (`postgres://…`) when given; the workspace lock, the stat cache and the
+    /// CAS stay in the workspace.
+    pub fn open_with_db(
+        root: &Path,
+        options: &SessionOptions,
+        db: Option<&str>,
+    ) -> Result<Session, SessionError> {
         let trun_dir = root.join(".trun");
         std::fs::create_dir_all(&trun_dir).map_err(|source| SessionError::CreateDir {
             path: trun_dir.clone(),
@@ -156,7 +170,12 @@ impl Session {
         }
         let sqlite = Arc::new(SqliteStore::open(&state::db_path(root))?);
         let db_identity = file_identity(&state::db_path(root));
+        let store: Arc<dyn Store> = match db {
+            Some(url) => state::open_store(url)?.into(),
+            None => sqlite.clone(),
+        };
         Ok(Session {
+            store,
             root: root.to_path_buf(),
             trun_dir,
             lock,
@@ -174,7 +193,7 @@ impl Session {
 
     /// The session's store: share it, never open a second one.
     pub fn store(&self) -> Arc<dyn Store> {
-        self.sqlite.clone()
+        self.store.clone()
     }
 
     /// The session's machine-local stat cache (the same connection).

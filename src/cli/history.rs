@@ -52,7 +52,7 @@ fn resolve_run(store: &dyn Store, run: Option<&str>) -> Result<i64, Vec<Diagnost
 
 pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
     let (store, _) = open_store(&a.file)?.ok_or_else(no_runs)?;
-    let id = resolve_run(&store, a.run.as_deref())?;
+    let id = resolve_run(&*store, a.run.as_deref())?;
     let detail = store
         .run(id)
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
@@ -61,7 +61,7 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
                 .with_help("`trun history` lists the runs")]
         })?;
     // Uploaded artifacts (`actions/upload-artifact`), with their sizes.
-    let artifacts = crate::state::Store::artifacts(&store, id)
+    let artifacts = store.artifacts(id)
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     if a.json {
         let text = crate::history::run_json(&detail)
@@ -99,8 +99,8 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
 
 pub(super) fn cmd_logs(a: LogsArgs) -> CmdResult {
     let (store, root) = open_store(&a.file)?.ok_or_else(no_runs)?;
-    let id = resolve_run(&store, Some(&a.run))?;
-    let files = crate::history::logs(&store, &root, id, a.selector.as_deref())
+    let id = resolve_run(&*store, Some(&a.run))?;
+    let files = crate::history::logs(&*store, &root, id, a.selector.as_deref())
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     let many = files.len() > 1;
     let mut out = std::io::stdout().lock();

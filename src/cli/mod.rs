@@ -72,6 +72,12 @@ pub struct FileArgs {
     /// cancel, pause and resume go through its API, with the same output.
     #[arg(long, global = true, value_name = "URL", env = "TRUN_SERVER")]
     pub server: Option<String>,
+    /// Record runs in a shared PostgreSQL database instead of this workspace's
+    /// .trun/state.db: postgres://user[:password]@host[:port]/database. run, history,
+    /// show and logs use it; several machines or workspaces pointed at one database
+    /// see each other's runs. The lock, the stat cache and the CAS stay local.
+    #[arg(long, global = true, value_name = "URL", env = "TRUN_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
     /// Bearer token: the one `trun serve` requires, and the one `--server` sends.
     #[arg(
         long,
@@ -682,7 +688,20 @@ fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
 
 /// The state store with the workspace root, or `None` when nothing was ever
 /// recorded here.
-fn open_store(file: &FileArgs) -> Result<Option<(SqliteStore, PathBuf)>, Vec<Diagnostic>> {
+fn open_store(
+    file: &FileArgs,
+) -> Result<Option<(Box<dyn crate::state::Store>, PathBuf)>, Vec<Diagnostic>> {
+    if let Some(url) = &file.db {
+        // A shared database holds runs of other workspaces too; log files
+        // are read from this workspace when they are here.
+        let root = match workspace_root(file) {
+            Ok(root) => root,
+            Err(_) => std::env::current_dir().map_err(|e| vec![Diagnostic::plain(e.to_string())])?,
+        };
+        let store = crate::state::open_store(url)
+            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+        return Ok(Some((store, root)));
+    }
     let root = workspace_root(file)?;
     crate::fsutil::refuse_symlink(&root.join(".trun"))
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
@@ -691,11 +710,11 @@ fn open_store(file: &FileArgs) -> Result<Option<(SqliteStore, PathBuf)>, Vec<Dia
         return Ok(None);
     }
     match SqliteStore::open(&db) {
-        Ok(s) => Ok(Some((s, root))),
+        Ok(s) => Ok(Some((Box::new(s), root))),
         // Looking back needs no writing: a read-only `.trun` (a mount, another
         // user's workspace) is read as it is.
         Err(e) if !dir_writable(&root.join(".trun")) => SqliteStore::open_read_only(&db)
-            .map(|s| Some((s, root)))
+            .map(|s| Some((Box::new(s) as Box<dyn crate::state::Store>, root)))
             .map_err(|_| vec![Diagnostic::plain(e.to_string())]),
         Err(e) => Err(vec![Diagnostic::plain(e.to_string())]),
     }

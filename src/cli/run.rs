@@ -75,15 +75,16 @@ pub(super) fn run_plan(
     // the run and shown to a trun waiting for the lock: masked there too.
     let masker = plan.secrets.masker();
     let words: Vec<String> = std::env::args()
-        .map(|w| masker.mask(&w).into_owned())
+        .map(|w| crate::state::redact_arg(&masker.mask(&w)))
         .collect();
-    let mut session = Session::open(
+    let mut session = Session::open_with_db(
         &wf.root,
         &SessionOptions {
             command_line: words.join(" "),
             args: words[1.min(words.len())..].to_vec(),
             no_wait: a.no_wait,
         },
+        a.file.db.as_deref(),
     )
     .map_err(plain)?;
     session.set_remote_cache(remote);

@@ -51,14 +51,27 @@ pub const DATABASE_URL_ENV: &str = "TRUN_DATABASE_URL";
 /// Opens the shared store `url` names (`postgres://…` or `postgresql://…`).
 /// Without a URL a workspace uses its SQLite file ([`db_path`]); the stat
 /// cache, the workspace lock and the CAS stay in the workspace either way.
-pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+pub fn open_store(url: &str) -> Result<Box<dyn Store>> {
     if !is_postgres_url(url) {
         return Err(StateError::Corrupt(format!(
             "--db takes a postgres://user@host:port/database URL, not {:?}",
             if url.contains('@') { "(a URL with credentials)".to_string() } else { url.to_string() }
         )));
     }
-    Ok(std::sync::Arc::new(PostgresStore::open(url)?))
+    Ok(Box::new(PostgresStore::open(url)?))
+}
+
+/// A command-line word with any PostgreSQL URL in it stripped of its
+/// password (`--db=postgres://u:p@h/db`, or the URL alone), so the command line
+/// recorded with a run and shown to a waiting trun never holds it.
+pub fn redact_arg(word: &str) -> String {
+    match word.split_once('=') {
+        Some((flag, url)) if flag.starts_with("--") && is_postgres_url(url) => {
+            format!("{flag}={}", redact_url(url))
+        }
+        _ if is_postgres_url(word) => redact_url(word),
+        _ => word.to_string(),
+    }
 }
 
 /// Where the state database of a workspace lives.
