@@ -72,7 +72,12 @@ fn two_workspaces_share_their_runs_through_one_database() {
         .as_array()
         .expect("jobs")
         .iter()
-        .map(|j| (j["key"].as_str().unwrap_or(""), j["status"].as_str().unwrap_or("")))
+        .map(|j| {
+            (
+                j["key"].as_str().unwrap_or(""),
+                j["status"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(jobs, [("build", "success"), ("test", "success")]);
     // The workspace's own file recorded nothing: the run is in PostgreSQL.

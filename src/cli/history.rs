@@ -61,7 +61,8 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
                 .with_help("`trun history` lists the runs")]
         })?;
     // Uploaded artifacts (`actions/upload-artifact`), with their sizes.
-    let artifacts = store.artifacts(id)
+    let artifacts = store
+        .artifacts(id)
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     if a.json {
         let text = crate::history::run_json(&detail)

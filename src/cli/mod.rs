@@ -76,7 +76,13 @@ pub struct FileArgs {
     /// .trun/state.db: postgres://user[:password]@host[:port]/database. run, history,
     /// show and logs use it; several machines or workspaces pointed at one database
     /// see each other's runs. The lock, the stat cache and the CAS stay local.
-    #[arg(long, global = true, value_name = "URL", env = "TRUN_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "TRUN_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub db: Option<String>,
     /// Bearer token: the one `trun serve` requires, and the one `--server` sends.
     #[arg(
@@ -688,18 +694,21 @@ fn workspace_root(file: &FileArgs) -> Result<PathBuf, Vec<Diagnostic>> {
 
 /// The state store with the workspace root, or `None` when nothing was ever
 /// recorded here.
-fn open_store(
-    file: &FileArgs,
-) -> Result<Option<(Box<dyn crate::state::Store>, PathBuf)>, Vec<Diagnostic>> {
+/// A store opened for looking back, with the workspace root.
+type OpenedStore = (Box<dyn crate::state::Store>, PathBuf);
+
+fn open_store(file: &FileArgs) -> Result<Option<OpenedStore>, Vec<Diagnostic>> {
     if let Some(url) = &file.db {
         // A shared database holds runs of other workspaces too; log files
         // are read from this workspace when they are here.
         let root = match workspace_root(file) {
             Ok(root) => root,
-            Err(_) => std::env::current_dir().map_err(|e| vec![Diagnostic::plain(e.to_string())])?,
+            Err(_) => {
+                std::env::current_dir().map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+            }
         };
-        let store = crate::state::open_store(url)
-            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+        let store =
+            crate::state::open_store(url).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
         return Ok(Some((store, root)));
     }
     let root = workspace_root(file)?;

@@ -29,13 +29,13 @@ mod records;
 mod sqlite;
 mod webhooks;
 
+pub use postgres::{is_postgres_url, redact_url, PostgresStore};
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
     AttemptDetail, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail, NewSuccess,
     OutputRecord, PrunedSuccesses, RunDetail, RunSummary, StatRecord, StepDetail, StepState,
     SuccessRef,
 };
-pub use postgres::{is_postgres_url, redact_url, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use webhooks::{
     NewWebhookDelivery, WebhookAttempt, WebhookDelivery, WebhookDeliveryRecord, WebhookNext,
@@ -55,7 +55,11 @@ pub fn open_store(url: &str) -> Result<Box<dyn Store>> {
     if !is_postgres_url(url) {
         return Err(StateError::Corrupt(format!(
             "--db takes a postgres://user@host:port/database URL, not {:?}",
-            if url.contains('@') { "(a URL with credentials)".to_string() } else { url.to_string() }
+            if url.contains('@') {
+                "(a URL with credentials)".to_string()
+            } else {
+                url.to_string()
+            }
         )));
     }
     Ok(Box::new(PostgresStore::open(url)?))

@@ -62,9 +62,9 @@ impl Fixture {
             Backend::Sqlite(dir) => {
                 Box::new(SqliteStore::open(&db_path(dir.path())).expect("open SQLite store"))
             }
-            Backend::Postgres { url, schema } => Box::new(
-                PostgresStore::open_in_schema(url, schema).expect("open PostgreSQL store"),
-            ),
+            Backend::Postgres { url, schema } => {
+                Box::new(PostgresStore::open_in_schema(url, schema).expect("open PostgreSQL store"))
+            }
         }
     }
 
@@ -114,7 +114,6 @@ store_tests!(
     hostile_text_is_stored_as_text,
     the_store_works_from_inside_a_tokio_runtime,
 );
-
 
 pub(crate) fn job(key: &str, needs: &[&str], steps: &[&str]) -> JobInfo {
     JobInfo {
@@ -385,7 +384,6 @@ fn a_realistic_run_reads_back_in_full(fx: &Fixture) {
     );
 }
 
-
 fn events_for_steps_generated_after_the_plan_are_recorded(fx: &Fixture) {
     let store = fx.open();
     let run_id = store
@@ -408,7 +406,6 @@ fn events_for_steps_generated_after_the_plan_are_recorded(fx: &Fixture) {
     assert_eq!(detail.jobs[1].steps[0].status, Status::Running);
 }
 
-
 fn record_for_a_run_never_begun_is_an_error(fx: &Fixture) {
     let store = fx.open();
     let err = store
@@ -422,7 +419,6 @@ fn record_for_a_run_never_begun_is_an_error(fx: &Fixture) {
         .expect_err("no run");
     assert!(matches!(err, StateError::NoSuchRun(42)), "{err}");
 }
-
 
 fn kv_values_are_remembered_and_overwritten(fx: &Fixture) {
     let store = fx.open();
@@ -446,7 +442,6 @@ fn kv_values_are_remembered_and_overwritten(fx: &Fixture) {
         Some("x")
     );
 }
-
 
 fn mark_run_cancels_a_run_and_its_unfinished_work(fx: &Fixture) {
     let store = fx.open();
@@ -477,7 +472,6 @@ fn mark_run_cancels_a_run_and_its_unfinished_work(fx: &Fixture) {
     assert_eq!(steps, [Status::Cancelled, Status::Cancelled]);
 }
 
-
 fn runs_lists_newest_first_up_to_the_limit(fx: &Fixture) {
     let store = fx.open();
     let ids: Vec<i64> = (0..5)
@@ -492,7 +486,6 @@ fn runs_lists_newest_first_up_to_the_limit(fx: &Fixture) {
     assert_eq!(store.latest_run_id().expect("latest"), Some(ids[4]));
     assert_eq!(store.run(9999).expect("query"), None);
 }
-
 
 fn kv_newest_with_prefix_takes_the_latest_match_and_no_pattern_characters(fx: &Fixture) {
     let store = fx.open();
@@ -540,7 +533,9 @@ impl Fixture {
             Backend::Postgres { url, schema } => {
                 let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect");
                 c.execute(
-                    &format!("UPDATE \"{schema}\".runs SET pid = $2, pid_start = NULL WHERE id = $1"),
+                    &format!(
+                        "UPDATE \"{schema}\".runs SET pid = $2, pid_start = NULL WHERE id = $1"
+                    ),
                     &[&run_id, &pid],
                 )
                 .expect("update owner");
@@ -582,7 +577,9 @@ fn a_run_of_a_dead_process_is_interrupted_on_the_next_open(fx: &Fixture) {
         Status::Interrupted
     );
     // A run of this (living) process is left alone.
-    let live = store.begin_run("app", "trun.yaml", &[], &[]).expect("begin");
+    let live = store
+        .begin_run("app", "trun.yaml", &[], &[])
+        .expect("begin");
     assert_eq!(store.mark_interrupted().expect("mark"), 0);
     assert_eq!(
         store.run(live).expect("run").expect("exists").run.status,
@@ -628,7 +625,10 @@ fn success<'a>(
 
 fn successes_are_versioned_found_and_pruned(fx: &Fixture) {
     let store = fx.open();
-    assert_eq!(store.step_state("build").expect("state"), StepState::default());
+    assert_eq!(
+        store.step_state("build").expect("state"),
+        StepState::default()
+    );
     let outputs = [
         OutputRecord {
             path: "out/z.bin".into(),
@@ -697,7 +697,9 @@ fn successes_are_versioned_found_and_pruned(fx: &Fixture) {
     assert_eq!(read[1].mode, 0o755);
 
     // Restoring an older success makes it the latest.
-    store.set_latest_success("build", first[0]).expect("restore");
+    store
+        .set_latest_success("build", first[0])
+        .expect("restore");
     assert_eq!(
         store
             .step_state("build")
@@ -722,7 +724,9 @@ fn successes_are_versioned_found_and_pruned(fx: &Fixture) {
 
 fn artifacts_are_replaced_by_name(fx: &Fixture) {
     let store = fx.open();
-    let run_id = store.begin_run("app", "trun.yaml", &[], &[]).expect("begin");
+    let run_id = store
+        .begin_run("app", "trun.yaml", &[], &[])
+        .expect("begin");
     let artifact = |name: &str, files: i64| Artifact {
         run_id,
         name: name.into(),
@@ -795,14 +799,20 @@ fn webhooks_are_claimed_once_retried_and_listed(fx: &Fixture) {
         .expect("enqueue");
     let claimed = store.claim_webhooks(1000, 5000, 10).expect("claim");
     assert_eq!(
-        claimed.iter().map(|d| d.delivery.as_str()).collect::<Vec<_>>(),
+        claimed
+            .iter()
+            .map(|d| d.delivery.as_str())
+            .collect::<Vec<_>>(),
         ["d1", "d2"],
         "due ones only, in due order; the refused one is already failed"
     );
     assert_eq!(claimed[0].headers[0].0, "X-Trun-Signature-256");
     assert_eq!((claimed[0].attempts, claimed[0].max_attempts), (0, 3));
     // Claimed until 5000: nobody else gets them before then.
-    assert!(store.claim_webhooks(2000, 6000, 10).expect("claim").is_empty());
+    assert!(store
+        .claim_webhooks(2000, 6000, 10)
+        .expect("claim")
+        .is_empty());
     // d1 is delivered; d2's claimer dies, and after the lease anyone may claim it.
     store
         .record_webhook_attempt(
@@ -820,7 +830,10 @@ fn webhooks_are_claimed_once_retried_and_listed(fx: &Fixture) {
         .expect("attempt");
     let again = store.claim_webhooks(5001, 9000, 10).expect("claim");
     assert_eq!(
-        again.iter().map(|d| d.delivery.as_str()).collect::<Vec<_>>(),
+        again
+            .iter()
+            .map(|d| d.delivery.as_str())
+            .collect::<Vec<_>>(),
         ["d2"]
     );
     store
@@ -870,7 +883,12 @@ fn a_second_connection_sees_the_first_ones_runs(fx: &Fixture) {
     let first = fx.open();
     let second = fx.open();
     let run_id = first
-        .begin_run("app", "trun.yaml", &args(&["trun", "run"]), &[job("a", &[], &["one"])])
+        .begin_run(
+            "app",
+            "trun.yaml",
+            &args(&["trun", "run"]),
+            &[job("a", &[], &["one"])],
+        )
         .expect("begin");
     second
         .record(
@@ -897,10 +915,16 @@ fn a_second_connection_sees_the_first_ones_runs(fx: &Fixture) {
 
 fn hostile_text_is_stored_as_text(fx: &Fixture) {
     let store = fx.open();
-    let nasty = "x'); DROP TABLE runs; -- $(touch /tmp/pwned) `id` \"quoted\" ../../etc/passwd %_ é漢";
+    let nasty =
+        "x'); DROP TABLE runs; -- $(touch /tmp/pwned) `id` \"quoted\" ../../etc/passwd %_ é漢";
     let huge = "y".repeat(2 << 20);
     let run_id = store
-        .begin_run(nasty, nasty, &args(&[nasty, &huge]), &[job(nasty, &[nasty], &[nasty])])
+        .begin_run(
+            nasty,
+            nasty,
+            &args(&[nasty, &huge]),
+            &[job(nasty, &[nasty], &[nasty])],
+        )
         .expect("begin");
     let mut outputs = BTreeMap::new();
     outputs.insert(nasty.to_string(), huge.clone());
@@ -925,7 +949,11 @@ fn hostile_text_is_stored_as_text(fx: &Fixture) {
     assert_eq!(detail.jobs[0].reason.as_deref(), Some(nasty));
     assert_eq!(detail.jobs[0].outputs[nasty], huge);
     assert_eq!(store.kv_get(nasty, nasty).expect("kv"), Some(huge));
-    assert_eq!(store.runs(10).expect("runs").len(), 1, "the table is still there");
+    assert_eq!(
+        store.runs(10).expect("runs").len(),
+        1,
+        "the table is still there"
+    );
 }
 
 /// trun calls the store from async tasks in places (the server, the engine's
@@ -976,5 +1004,8 @@ fn a_postgres_location_never_shows_the_password() {
         .expect_err("nothing listens on port 1");
     let message = err.to_string();
     assert!(!message.contains("s3cret"), "{message}");
-    assert!(message.contains("postgres://ci@127.0.0.1:1/trun"), "{message}");
+    assert!(
+        message.contains("postgres://ci@127.0.0.1:1/trun"),
+        "{message}"
+    );
 }

@@ -78,7 +78,10 @@ pub fn redact_url(url: &str) -> String {
         // Not parseable: say which scheme, never the rest (it may hold a password).
         return "postgres://(unparseable URL)".to_string();
     };
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -152,8 +155,11 @@ fn hash_from(bytes: &[u8]) -> Hash {
     <Hash>::try_from(bytes).unwrap_or([0; 32])
 }
 
-fn latest_definition(client: &mut impl postgres::GenericClient, key: &str) -> Result<Option<DefinitionRef>> {
-    Ok(client
+fn latest_definition(
+    client: &mut impl postgres::GenericClient,
+    key: &str,
+) -> Result<Option<DefinitionRef>> {
+    client
         .query_opt(
             "SELECT version, def_hash FROM uptodate_definition WHERE step_key = $1
              ORDER BY version DESC LIMIT 1",
@@ -165,7 +171,7 @@ fn latest_definition(client: &mut impl postgres::GenericClient, key: &str) -> Re
                 hash: hash_from(r.get(1)),
             })
         })
-        .transpose()?)
+        .transpose()
 }
 
 fn set_latest_success(

@@ -56,7 +56,13 @@ pub(super) fn begin_run(
         for step in &job.steps {
             tx.execute(
                 &step_stmt,
-                &[&run_id, &job.key, &(step.index as i64), &step.id, &step.name],
+                &[
+                    &run_id,
+                    &job.key,
+                    &(step.index as i64),
+                    &step.id,
+                    &step.name,
+                ],
             )?;
         }
     }
@@ -200,7 +206,8 @@ fn apply(tx: &mut Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
         } => {
             let idx = *step as i64;
             let attempt = i64::from(*attempt);
-            let sql = "UPDATE steps SET status = 'running', name = $4, attempts = GREATEST(attempts, $5),
+            let sql =
+                "UPDATE steps SET status = 'running', name = $4, attempts = GREATEST(attempts, $5),
                               started_at = COALESCE(started_at, $6)
                        WHERE run_id = $1 AND job_key = $2 AND idx = $3";
             if tx.execute(sql, &[&run_id, job, &idx, name, &attempt, at])? == 0 {

@@ -635,4 +635,3 @@ fn a_store_is_usable_as_arc_dyn_store() {
     assert_eq!(store.kv_get("ns", "k").expect("kv").as_deref(), Some("v"));
     assert!(store.location().ends_with("state.db"));
 }
-
