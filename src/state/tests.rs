@@ -113,6 +113,7 @@ store_tests!(
     a_second_connection_sees_the_first_ones_runs,
     hostile_text_is_stored_as_text,
     the_store_works_from_inside_a_tokio_runtime,
+    concurrent_writers_number_definitions_once_and_claim_each_delivery_once,
 );
 
 pub(crate) fn job(key: &str, needs: &[&str], steps: &[&str]) -> JobInfo {
@@ -1008,4 +1009,95 @@ fn a_postgres_location_never_shows_the_password() {
         message.contains("postgres://ci@127.0.0.1:1/trun"),
         "{message}"
     );
+}
+
+/// Several processes (here: connections on threads) write one database at
+/// once: a step's definition versions stay 1, 2, 3… with no duplicate, and
+/// each webhook delivery is claimed by exactly one of them.
+fn concurrent_writers_number_definitions_once_and_claim_each_delivery_once(fx: &Fixture) {
+    const WRITERS: u8 = 4;
+    let stores: Vec<Box<dyn Store>> = (0..WRITERS).map(|_| fx.open()).collect();
+    let versions: Vec<u32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                scope.spawn(move || {
+                    let def = i as u8 + 1;
+                    store
+                        .record_success(&success("shared", def, def, b"", &[]))
+                        .expect("record a success")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let mut sorted = versions.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=u32::from(WRITERS)).collect::<Vec<_>>(), "{versions:?}");
+
+    let deliveries: Vec<_> = (0..40)
+        .map(|i| delivery(&format!("d{i}"), i64::from(i), None))
+        .collect();
+    stores[0].enqueue_webhooks(&deliveries).expect("enqueue");
+    let claimed: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let batch = store.claim_webhooks(1000, 99_000, 3).expect("claim");
+                        if batch.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(batch.into_iter().map(|d| d.delivery));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("claimer"))
+            .collect()
+    });
+    let unique: std::collections::HashSet<_> = claimed.iter().collect();
+    assert_eq!(claimed.len(), 40, "every delivery claimed");
+    assert_eq!(unique.len(), 40, "none claimed twice: {claimed:?}");
+}
+
+#[test]
+fn a_postgres_database_from_a_newer_trun_is_refused() {
+    let fx = postgres();
+    drop(fx.open());
+    let Backend::Postgres { url, schema } = &fx.backend else {
+        unreachable!()
+    };
+    let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect");
+    let current: i64 = c
+        .query_one(
+            &format!("SELECT version FROM \"{schema}\".trun_schema_version"),
+            &[],
+        )
+        .expect("version")
+        .get(0);
+    assert!(current >= 1);
+    c.batch_execute(&format!(
+        "UPDATE \"{schema}\".trun_schema_version SET version = 999"
+    ))
+    .expect("pretend a newer trun");
+    let err = PostgresStore::open_in_schema(url, schema).expect_err("newer schema");
+    assert!(matches!(err, StateError::TooNew { found: 999, .. }), "{err}");
+    // Opening again with the same schema version is a no-op that keeps the data.
+    c.batch_execute(&format!(
+        "UPDATE \"{schema}\".trun_schema_version SET version = {current}"
+    ))
+    .expect("back");
+    let store = fx.open();
+    store.kv_set("ns", "k", "v").expect("kv");
+    drop(store);
+    assert_eq!(fx.open().kv_get("ns", "k").expect("kv").as_deref(), Some("v"));
 }
