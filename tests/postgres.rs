@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::Test;
+use common::{wait_for, Test};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const WORKFLOW: &str = "
     name: shared
@@ -160,4 +161,50 @@ fn a_db_that_is_not_a_postgres_url_is_a_usage_error() {
     assert_ne!(out.code, Some(0));
     out.stderr_has("postgres://");
     assert!(!out.all().contains(":pw@"), "{}", out.all());
+}
+
+#[test]
+fn trun_serve_records_its_runs_in_the_database() {
+    let url = fresh_database(None);
+    let t = Test::new().workflow(WORKFLOW);
+    let server = t
+        .args(&["serve", "--bind", "127.0.0.1:0", "--db", &url])
+        .spawn();
+    let mut base = String::new();
+    wait_for(
+        "the server to listen",
+        Duration::from_secs(30),
+        || match server.stderr_so_far().split_once(" on http://") {
+            Some((_, rest)) => {
+                base = format!("http://{}", rest.lines().next().unwrap_or("").trim());
+                true
+            }
+            None => false,
+        },
+    );
+    let client = reqwest::blocking::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/v1/runs"))
+        .json(&serde_json::json!({"workflow": "trun.yaml"}))
+        .send()
+        .expect("POST /api/v1/runs")
+        .json()
+        .expect("JSON");
+    let id = created["id"].as_str().expect("a run id").to_string();
+    wait_for("the run to finish", Duration::from_secs(60), || {
+        let run: serde_json::Value = client
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        !matches!(run["status"].as_str(), Some("queued" | "running") | None)
+    });
+    // Another workspace reads the server's run from the database.
+    let other = Test::new();
+    let runs = other
+        .run(&["history", "--db", &url, "--json"])
+        .success()
+        .json();
+    assert_eq!(runs[0]["workflow"], "shared", "{runs}");
+    assert_eq!(runs[0]["status"], "success", "{runs}");
 }

@@ -438,6 +438,12 @@ pub fn main() -> i32 {
     };
     let token = cli.run.file.token.clone();
     let result = match cli.command {
+        // A server records runs in its own store: a database named here would
+        // be ignored, so it is refused.
+        _ if cli.run.file.server.is_some() && cli.run.file.db.is_some() => Err(vec![Diagnostic::plain(
+            "`--server` (TRUN_SERVER) and `--db` (TRUN_DATABASE_URL) both say where runs are \
+             recorded: the server keeps its own; give one of them",
+        )]),
         // `trun -W`: list the repository's GitHub Actions workflows, as `act -l` does.
         None if cli.run.file.github.workflows.as_deref() == Some("") => {
             workflows::cmd_workflows(&cli.run.file, cli.run.json)
@@ -468,7 +474,7 @@ pub fn main() -> i32 {
         Some(Command::Serve(_)) if cli.run.file.server.is_some() => Err(vec![Diagnostic::plain(
             "`--server` (or TRUN_SERVER) names a server to talk to, and `trun serve` is one: leave it out",
         )]),
-        Some(Command::Serve(a)) => serve::cmd_serve(a, token),
+        Some(Command::Serve(a)) => serve::cmd_serve(a, token, cli.run.file.db.clone()),
         Some(Command::Gc(a)) => gc::cmd_gc(a),
         Some(Command::Cache(c)) => cache::cmd_cache(c),
         Some(Command::Schema) => {

@@ -47,7 +47,7 @@ fn parse_webhook_url(s: &str) -> Result<String, String> {
 
 /// `token`: the global `--token` (TRUN_TOKEN): every request but /healthz must
 /// carry `Authorization: Bearer TOKEN`.
-pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>) -> CmdResult {
+pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>, db: Option<String>) -> CmdResult {
     let options = ServeOptions {
         bind: a.bind,
         root: a.root.unwrap_or_else(|| PathBuf::from(".")),
@@ -64,7 +64,11 @@ pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>) -> CmdResult {
             backoff: a.webhook_backoff,
             timeout: a.webhook_timeout.max(std::time::Duration::from_millis(1)),
         },
-        args: std::env::args().skip(1).collect(),
+        args: std::env::args()
+            .skip(1)
+            .map(|w| crate::state::redact_arg(&w))
+            .collect(),
+        db,
     };
     serve(options).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     Ok(super::EXIT_OK)

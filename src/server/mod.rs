@@ -56,6 +56,9 @@ pub struct ServeOptions {
     pub webhook_policy: webhooks::DeliveryPolicy,
     /// The command line, recorded with each run.
     pub args: Vec<String>,
+    /// `--db postgres://…`: record runs in a shared database instead of the
+    /// root's `.trun/state.db`.
+    pub db: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +104,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             path: opts.root.clone(),
             source,
         })?;
-    let session = Session::open(
+    let session = Session::open_with_db(
         &root,
         &SessionOptions {
             command_line: opts.args.join(" "),
             args: opts.args.clone(),
             no_wait: true,
         },
+        opts.db.as_deref(),
     )?;
     let metrics = Arc::new(metrics::Metrics::new().map_err(|e| ServeError::Start(e.to_string()))?);
     let runs = Arc::new(runs::Runs::new(

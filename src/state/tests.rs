@@ -1037,7 +1037,11 @@ fn concurrent_writers_number_definitions_once_and_claim_each_delivery_once(fx: &
     });
     let mut sorted = versions.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, (1..=u32::from(WRITERS)).collect::<Vec<_>>(), "{versions:?}");
+    assert_eq!(
+        sorted,
+        (1..=u32::from(WRITERS)).collect::<Vec<_>>(),
+        "{versions:?}"
+    );
 
     let deliveries: Vec<_> = (0..40)
         .map(|i| delivery(&format!("d{i}"), i64::from(i), None))
@@ -1090,7 +1094,10 @@ fn a_postgres_database_from_a_newer_trun_is_refused() {
     ))
     .expect("pretend a newer trun");
     let err = PostgresStore::open_in_schema(url, schema).expect_err("newer schema");
-    assert!(matches!(err, StateError::TooNew { found: 999, .. }), "{err}");
+    assert!(
+        matches!(err, StateError::TooNew { found: 999, .. }),
+        "{err}"
+    );
     // Opening again with the same schema version is a no-op that keeps the data.
     c.batch_execute(&format!(
         "UPDATE \"{schema}\".trun_schema_version SET version = {current}"
@@ -1099,5 +1106,8 @@ fn a_postgres_database_from_a_newer_trun_is_refused() {
     let store = fx.open();
     store.kv_set("ns", "k", "v").expect("kv");
     drop(store);
-    assert_eq!(fx.open().kv_get("ns", "k").expect("kv").as_deref(), Some("v"));
+    assert_eq!(
+        fx.open().kv_get("ns", "k").expect("kv").as_deref(),
+        Some("v")
+    );
 }

@@ -117,9 +117,15 @@ impl PostgresStore {
 
     fn open_with(url: &str, schema: Option<&str>) -> Result<PostgresStore> {
         let location = redact_url(url);
-        let open_err = |source: postgres::Error| StateError::Open {
-            path: location.clone().into(),
-            source: Box::new(source),
+        // The driver's "error connecting to server" says why only in its source.
+        let open_err = |e: postgres::Error| {
+            let why = std::error::Error::source(&e)
+                .map(|s| format!("{e}: {s}"))
+                .unwrap_or_else(|| e.to_string());
+            StateError::Open {
+                path: location.clone().into(),
+                source: why.into(),
+            }
         };
         let mut client = off_runtime(|| -> Result<Client> {
             let mut client = Client::connect(url, NoTls).map_err(open_err)?;
