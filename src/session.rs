@@ -346,7 +346,10 @@ impl Session {
         };
         let mut record_error = finished.error;
         let db = state::db_path(&self.root);
-        if file_identity(&db) != self.db_identity {
+        // Only a run recorded in that file is lost with it; a shared database
+        // (`--db`) keeps its runs whatever happens to the workspace's file.
+        let recorded_in_file = self.store.location() == self.sqlite.location();
+        if recorded_in_file && file_identity(&db) != self.db_identity {
             // Writes went to a file that is no longer there: say so, and do not
             // call the run a success nobody can look up.
             record_error = Some(StateError::Lost { path: db, run_id });

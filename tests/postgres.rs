@@ -81,6 +81,10 @@ fn two_workspaces_share_their_runs_through_one_database() {
         })
         .collect();
     assert_eq!(jobs, [("build", "success"), ("test", "success")]);
+    // The logs are files in this workspace; the database says where.
+    a.run(&["logs", "--db", &url, "last", "test"])
+        .success()
+        .stdout_has("building");
     // The workspace's own file recorded nothing: the run is in PostgreSQL.
     a.run(&["history"])
         .success()
