@@ -9,7 +9,17 @@ pub(super) fn cmd_gc(a: GcArgs) -> CmdResult {
     // No need to parse the workflow: a broken file must not keep leftovers.
     let root = workspace_root(&a.file)?;
     crate::docker::set_workspace(&root);
-    let live: Vec<i64> = match SqliteStore::open(&crate::state::db_path(&root)) {
+    // Runs recorded in a shared database (`--db`) are the ones whose ids the
+    // containers carry.
+    let opened: Result<Box<dyn Store>, _> = match &a.file.db {
+        // Unreachable, it cannot say which runs are live: stop rather than
+        // remove a running run's containers.
+        Some(url) => Ok(
+            crate::state::open_store(url).map_err(|e| vec![Diagnostic::plain(e.to_string())])?
+        ),
+        None => SqliteStore::open(&crate::state::db_path(&root)).map(|s| Box::new(s) as _),
+    };
+    let live: Vec<i64> = match opened {
         // Opening the store marks runs whose process died as interrupted,
         // so what is still `running` here really is running.
         Ok(store) => store
