@@ -114,6 +114,7 @@ store_tests!(
     hostile_text_is_stored_as_text,
     the_store_works_from_inside_a_tokio_runtime,
     concurrent_writers_number_definitions_once_and_claim_each_delivery_once,
+    a_nul_in_names_and_keys_is_recorded,
 );
 
 pub(crate) fn job(key: &str, needs: &[&str], steps: &[&str]) -> JobInfo {
@@ -1109,5 +1110,55 @@ fn a_postgres_database_from_a_newer_trun_is_refused() {
     assert_eq!(
         fx.open().kv_get("ns", "k").expect("kv").as_deref(),
         Some("v")
+    );
+}
+
+/// A workflow may put a NUL in a name (`"a\0b"` in YAML). SQLite keeps it;
+/// PostgreSQL's text cannot, and stores U+FFFD instead: either way the run is
+/// recorded, and a key finds what was stored under it.
+fn a_nul_in_names_and_keys_is_recorded(fx: &Fixture) {
+    let store = fx.open();
+    let key = "a\0b";
+    let run_id = store
+        .begin_run("wf\0", "trun.yaml", &[], &[job(key, &[], &["s\0"])])
+        .expect("begin");
+    store
+        .record(
+            run_id,
+            &[
+                Event::JobStarted {
+                    job: key.into(),
+                    at: 1,
+                },
+                started(key, 0, 1, 2),
+                finished(key, 0, Status::Failure, Some(1), Some("bad\0"), 1, 3, 1),
+                job_finished(key, Status::Failure, Some("why\0"), 4),
+            ],
+        )
+        .expect("record");
+    store
+        .set_definition_versions(run_id, &[(key.to_string(), 0, 2)])
+        .expect("versions");
+    let detail = store.run(run_id).expect("run").expect("exists");
+    let same = |s: &str| s.replace('\0', "\u{FFFD}");
+    assert_eq!(
+        detail.jobs.len(),
+        1,
+        "events found the job begin_run recorded"
+    );
+    assert_eq!(same(&detail.jobs[0].key), "a\u{FFFD}b");
+    assert_eq!(detail.jobs[0].status, Status::Failure);
+    let step = &detail.jobs[0].steps[0];
+    assert_eq!(step.status, Status::Failure);
+    assert_eq!(step.definition_version, Some(2));
+    assert_eq!(same(step.reason.as_deref().unwrap_or("")), "bad\u{FFFD}");
+    store.kv_set("ns\0", "k\0", "v\0").expect("kv");
+    assert_eq!(
+        store
+            .kv_get("ns\0", "k\0")
+            .expect("kv")
+            .as_deref()
+            .map(same),
+        Some("v\u{FFFD}".to_string())
     );
 }

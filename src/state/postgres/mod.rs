@@ -54,7 +54,38 @@ impl std::fmt::Debug for PostgresStore {
 
 impl From<postgres::Error> for StateError {
     fn from(e: postgres::Error) -> StateError {
-        StateError::Backend(Box::new(e))
+        StateError::Backend(Box::new(PgError(e)))
+    }
+}
+
+/// The driver's error, shown with its cause: by itself `postgres::Error`
+/// says only "db error" and keeps the server's message in its source.
+#[derive(Debug)]
+struct PgError(postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::error::Error::source(&self.0) {
+            Some(cause) => write!(f, "{}: {cause}", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// PostgreSQL's `text` cannot hold a NUL character, which SQLite stores: a
+/// NUL in a name, a reason or a key (a workflow may write `"a\0b"`) is stored
+/// as U+FFFD, the same way wherever it is written and looked up.
+pub(super) fn nul_free(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 
@@ -249,7 +280,7 @@ impl Store for PostgresStore {
         self.with(|c| {
             Ok(c.query_opt(
                 "SELECT value FROM kv WHERE namespace = $1 AND key = $2",
-                &[&namespace, &key],
+                &[&nul_free(namespace), &nul_free(key)],
             )?
             .map(|r| r.get(0)))
         })
@@ -260,7 +291,12 @@ impl Store for PostgresStore {
             c.execute(
                 "INSERT INTO kv (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                &[&namespace, &key, &value, &now_ms()],
+                &[
+                    &nul_free(namespace),
+                    &nul_free(key),
+                    &nul_free(value),
+                    &now_ms(),
+                ],
             )?;
             Ok(())
         })
@@ -276,7 +312,7 @@ impl Store for PostgresStore {
             Ok(c.query_opt(
                 "SELECT key, value FROM kv WHERE namespace = $1 AND starts_with(key, $2)
                  ORDER BY updated_at DESC, seq DESC LIMIT 1",
-                &[&namespace, &prefix],
+                &[&nul_free(namespace), &nul_free(prefix)],
             )?
             .map(|r| (r.get(0), r.get(1))))
         })

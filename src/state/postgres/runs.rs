@@ -4,8 +4,10 @@
 use super::super::process;
 use super::super::records::{AttemptDetail, JobDetail, RunDetail, RunSummary, StepDetail};
 use super::super::{outputs_from_json, to_json, Result, StateError};
+use super::nul_free;
 use crate::event::{now_ms, Event, JobInfo, Millis, Status};
 use postgres::{Client, Row, Transaction};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub(super) fn begin_run(
@@ -16,6 +18,8 @@ pub(super) fn begin_run(
     jobs: &[JobInfo],
 ) -> Result<i64> {
     let me = process::ProcessId::current();
+    let (workflow_name, workflow_path) = (nul_free(workflow_name), nul_free(workflow_path));
+    let jobs = nul_free_jobs(jobs);
     let mut tx = client.transaction()?;
     let run_id: i64 = tx
         .query_one(
@@ -79,7 +83,7 @@ pub(super) fn record(client: &mut Client, run_id: i64, events: &[Event]) -> Resu
         return Err(StateError::NoSuchRun(run_id));
     }
     for event in events {
-        apply(&mut tx, run_id, event)?;
+        apply(&mut tx, run_id, &nul_free_event(event))?;
     }
     tx.commit()?;
     Ok(())
@@ -117,7 +121,10 @@ pub(super) fn set_definition_versions(
         "UPDATE steps SET definition_version = $4 WHERE run_id = $1 AND job_key = $2 AND idx = $3",
     )?;
     for (job, idx, v) in versions {
-        tx.execute(&stmt, &[&run_id, job, &(*idx as i64), &i64::from(*v)])?;
+        tx.execute(
+            &stmt,
+            &[&run_id, &nul_free(job), &(*idx as i64), &i64::from(*v)],
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -366,6 +373,86 @@ fn apply(tx: &mut Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The plan with every NUL replaced (see [`nul_free`]); borrowed when there is none.
+fn nul_free_jobs(jobs: &[JobInfo]) -> Cow<'_, [JobInfo]> {
+    let has = |s: &String| s.contains('\0');
+    let any = jobs.iter().any(|j| {
+        has(&j.key)
+            || has(&j.job_id)
+            || has(&j.name)
+            || j.needs.iter().any(has)
+            || j.steps.iter().any(|s| has(&s.id) || has(&s.name))
+    });
+    if !any {
+        return Cow::Borrowed(jobs);
+    }
+    let clean = |s: &mut String| *s = nul_free(s).into_owned();
+    let mut jobs = jobs.to_vec();
+    for j in &mut jobs {
+        clean(&mut j.key);
+        clean(&mut j.job_id);
+        clean(&mut j.name);
+        j.needs.iter_mut().for_each(clean);
+        for s in &mut j.steps {
+            clean(&mut s.id);
+            clean(&mut s.name);
+        }
+    }
+    Cow::Owned(jobs)
+}
+
+/// An event with every NUL in its recorded text replaced; borrowed when there is none.
+fn nul_free_event(event: &Event) -> Cow<'_, Event> {
+    let has = |s: &String| s.contains('\0');
+    let has_opt = |s: &Option<String>| s.as_ref().is_some_and(has);
+    let needed = match event {
+        Event::JobStarted { job, .. } => has(job),
+        Event::StepStarted { job, name, .. } => has(job) || has(name),
+        Event::StepRetrying { job, reason, .. } => has(job) || has(reason),
+        Event::StepFinished {
+            job,
+            reason,
+            log_path,
+            ..
+        } => has(job) || has_opt(reason) || has_opt(log_path),
+        Event::JobFinished { job, reason, .. } => has(job) || has_opt(reason),
+        _ => false,
+    };
+    if !needed {
+        return Cow::Borrowed(event);
+    }
+    let clean = |s: &mut String| *s = nul_free(s).into_owned();
+    let clean_opt = |s: &mut Option<String>| s.iter_mut().for_each(clean);
+    let mut event = event.clone();
+    match &mut event {
+        Event::JobStarted { job, .. } => clean(job),
+        Event::StepStarted { job, name, .. } => {
+            clean(job);
+            clean(name);
+        }
+        Event::StepRetrying { job, reason, .. } => {
+            clean(job);
+            clean(reason);
+        }
+        Event::StepFinished {
+            job,
+            reason,
+            log_path,
+            ..
+        } => {
+            clean(job);
+            clean_opt(reason);
+            clean_opt(log_path);
+        }
+        Event::JobFinished { job, reason, .. } => {
+            clean(job);
+            clean_opt(reason);
+        }
+        _ => {}
+    }
+    Cow::Owned(event)
 }
 
 fn ensure_job(tx: &mut Transaction<'_>, run_id: i64, job: &str) -> Result<()> {
