@@ -212,3 +212,28 @@ fn trun_serve_records_its_runs_in_the_database() {
     assert_eq!(runs[0]["workflow"], "shared", "{runs}");
     assert_eq!(runs[0]["status"], "success", "{runs}");
 }
+
+#[test]
+fn up_to_date_records_live_in_the_database() {
+    let url = fresh_database(None);
+    let t = Test::new()
+        .workflow(
+            "
+            jobs:
+              build:
+                steps:
+                  - run: cp in.txt out.txt
+                    sources: [in.txt]
+                    generates: [out.txt]
+            ",
+        )
+        .file("in.txt", "hello\n");
+    t.run(&["run", "--db", &url])
+        .success()
+        .stderr_lacks("up to date");
+    t.run(&["run", "--db", &url])
+        .success()
+        .stderr_has("up to date");
+    // The workspace's own file knows nothing of that success.
+    t.run(&["run"]).success().stderr_lacks("up to date");
+}
