@@ -27,6 +27,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+/// Secrets that are switches, not secrets: never masked.
+const SWITCHES: [&str; 2] = ["ACTIONS_STEP_DEBUG", "ACTIONS_RUNNER_DEBUG"];
+
 /// What a masked value is replaced by.
 pub const MASK: &str = "***";
 
@@ -174,11 +177,15 @@ impl Secrets {
         hex::encode(h.finalize())
     }
 
-    /// A masker holding every secret value.
+    /// A masker holding every secret value, except the debug switches
+    /// GitHub reads from secrets (`ACTIONS_STEP_DEBUG=true` would otherwise
+    /// mask every `true` in the output).
     pub fn masker(&self) -> Masker {
         let m = Masker::default();
-        for v in self.values.values() {
-            m.add(v);
+        for (k, v) in &self.values {
+            if !SWITCHES.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                m.add(v);
+            }
         }
         m
     }

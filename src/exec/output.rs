@@ -129,11 +129,6 @@ impl OutputSink {
         self.commands.as_ref()
     }
 
-    /// The annotations the step made (`::error::` …), masked.
-    pub fn annotations(&self) -> &[Annotation] {
-        &self.annotations
-    }
-
     /// Use `cap` bytes instead of [`log_cap`] for the log file.
     pub fn with_log_cap(mut self, cap: u64) -> OutputSink {
         if let Some(l) = &mut self.log {
