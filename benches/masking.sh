@@ -7,7 +7,8 @@
 #         TRUN_BASE (a build from before masking, if given) with no secrets;
 #         TRUN with no secrets; with 10 secrets that never match; with those
 #         and one that matches every 100th line.
-# Prints a Markdown table of the median, min and max wall time over RUNS runs,
+# Prints a Markdown table of the median, min and max wall time and CPU time
+# (user + sys of trun and the step, from /usr/bin/time) over RUNS runs,
 # and `uptime` before and after.
 #
 #   benches/masking.sh                                   # N=200000, RUNS=5
@@ -35,25 +36,26 @@ EOF
 for i in $(seq 1 10); do echo "UNUSED_$i=never-printed-value-$i-$RANDOM$RANDOM"; done > "$WORK/unused.env"
 { cat "$WORK/unused.env"; echo "MATCHING=hunter2-secret-value"; } > "$WORK/matching.env"
 
-now_ms() { date +%s%N | cut -c1-13; }
 stats() { sort -n | awk '{a[NR]=$1} END {m = (NR%2==1) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2); printf "%s | %s–%s", m, a[1], a[NR]}'; }
-time_it() { # label, command...
+time_it() { # label, command...   wall ms and CPU ms (user + sys, the command included)
   local label=$1; shift
-  local times=()
+  local walls=() cpus=()
   for _ in $(seq 1 "$RUNS"); do
     rm -rf "$WORK/.trun"
-    local t0; t0=$(now_ms)
-    "$@" >/dev/null 2>&1 || { echo "$label failed" >&2; exit 1; }
-    times+=($(( $(now_ms) - t0 )))
+    /usr/bin/time -f '%e %U %S' -o "$WORK/time" "$@" >/dev/null 2>&1 || { echo "$label failed" >&2; exit 1; }
+    read -r e u s < "$WORK/time"
+    walls+=("$(awk -v e="$e" 'BEGIN { printf "%d", e * 1000 }')")
+    cpus+=("$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%d", (u + s) * 1000 }')")
   done
-  printf '| %s | %s |\n' "$label" "$(printf '%s\n' "${times[@]}" | stats)"
+  printf '| %s | %s | %s |\n' "$label" \
+    "$(printf '%s\n' "${walls[@]}" | stats)" "$(printf '%s\n' "${cpus[@]}" | stats)"
 }
 
 cd "$WORK"
 echo "uptime before: $(uptime)"
 echo
-echo "| $N lines (~$(( N * 100 / 1000000 )) MB) through one step | median ms | min–max ($RUNS runs) |"
-echo "|---|---:|---|"
+echo "| $N lines (~$(( N * 100 / 1000000 )) MB) through one step | wall ms median | min–max | CPU ms median | min–max ($RUNS runs) |"
+echo "|---|---:|---|---:|---|"
 time_it "the command alone, to /dev/null" sh -c "$PRINT"
 if [ -n "$TRUN_BASE" ]; then
   time_it "trun before masking, no secrets" "$TRUN_BASE" --progress plain
