@@ -330,8 +330,9 @@ impl OutputSink {
             _ => Seen::Output,
         };
         // `::add-mask::` masks its own line too.
+        let mut full = false;
         if let Seen::Mask(value) = &seen {
-            self.masker.add(value);
+            full = !self.masker.add(value);
         }
         let line = self.masker.mask_bytes(line);
         if let Some(l) = &mut self.log {
@@ -339,6 +340,15 @@ impl OutputSink {
         }
         let event = match seen {
             Seen::Output => None,
+            Seen::Mask(_) if full => Some(Event::StepOutput {
+                job: self.job.clone(),
+                step: self.step,
+                stream: Stream::Stderr,
+                line: format!(
+                    "trun: warning: `::add-mask::` ignored: the run masks {} values at most",
+                    crate::secrets::MAX_MASKS
+                ),
+            }),
             Seen::Done | Seen::Mask(_) => return,
             Seen::Group(title) => Some(Event::StepGroup {
                 job: self.job.clone(),
