@@ -19,6 +19,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
+    /// A run waiting for its turn (`trun serve`'s queue).
+    Queued,
     Waiting,
     Running,
     Success,
@@ -34,6 +36,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
+            Status::Queued => "queued",
             Status::Waiting => "waiting",
             Status::Running => "running",
             Status::Success => "success",
@@ -48,6 +51,7 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         Some(match s {
             "pending" => Status::Pending,
+            "queued" => Status::Queued,
             "waiting" => Status::Waiting,
             "running" => Status::Running,
             "success" => Status::Success,

@@ -47,6 +47,9 @@ pub enum SessionError {
     Hooks(String),
     #[error("the reporter thread panicked")]
     ReporterPanicked,
+    /// A queued run could not start (it was cancelled meanwhile, say).
+    #[error("the run cannot start: {0}")]
+    Transition(crate::state::Illegal),
 }
 
 /// How to take the workspace and what to record about who ran.
@@ -84,6 +87,11 @@ pub struct RunConfig {
     pub docker: Option<Arc<crate::docker::Docker>>,
     /// Where graded repositories' results go (`trun grade`).
     pub grades: Option<Arc<dyn crate::exec::grade_step::GradeSink>>,
+    /// Run control (`trun serve`): the gate every step passes before it starts.
+    pub gate: Option<Arc<crate::exec::gate::Gate>>,
+    /// A run already recorded `queued` ([`Store::queue_run`]): the session
+    /// starts that one instead of beginning a new one.
+    pub queued_run: Option<i64>,
 }
 
 /// How a run ended.
@@ -218,12 +226,20 @@ impl Session {
                 .map_err(SessionError::Hooks)?;
         }
         let store = self.store();
-        let run_id = store.begin_run(
-            &plan.workflow,
-            &config.workflow_path,
-            &self.args,
-            &plan.job_infos(),
-        )?;
+        let run_id = match config.queued_run {
+            Some(run_id) => {
+                store
+                    .transition_run(run_id, Status::Running, "started")?
+                    .map_err(SessionError::Transition)?;
+                run_id
+            }
+            None => store.begin_run(
+                &plan.workflow,
+                &config.workflow_path,
+                &self.args,
+                &plan.job_infos(),
+            )?,
+        };
         let _ = self.lock.set_run_id(run_id);
 
         let plan = Arc::new(plan);
@@ -268,6 +284,7 @@ impl Session {
             hooks,
             grades: config.grades,
             proc_records: Some(self.trun_dir.join("procs")),
+            gate: config.gate,
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

@@ -93,6 +93,8 @@ pub(super) fn run_plan(
         reporters: vec![terminal_reporter(&opts)],
         docker,
         grades: None,
+        gate: None,
+        queued_run: None,
     };
     session.run(plan, runtime, config).map_err(plain)
 }

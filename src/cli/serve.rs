@@ -21,6 +21,11 @@ pub struct ServeArgs {
     /// Every request but /healthz must carry `Authorization: Bearer TOKEN`.
     #[arg(long, value_name = "TOKEN", env = "TRUN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// After SIGTERM, how long the running run's steps may take to finish
+    /// before they are cancelled and the run is recorded `interrupted`
+    /// (queued runs stay queued for the next server): `30s`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse)]
+    pub grace: std::time::Duration,
 }
 
 pub(super) fn cmd_serve(a: ServeArgs) -> CmdResult {
@@ -33,6 +38,7 @@ pub(super) fn cmd_serve(a: ServeArgs) -> CmdResult {
                 .unwrap_or(2)
         }),
         token: a.token,
+        grace: a.grace,
         args: std::env::args().skip(1).collect(),
     };
     serve(options).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;

@@ -160,6 +160,9 @@ impl JobRunner {
                     }
                     Ok(false) => StepEnd::skipped(Status::Skipped, "`if` was false"),
                     Err(e) => StepEnd::failed(format!("`if`: {}", e.message)),
+                    Ok(true) if !self.pass_gate(&mut cancel).await => {
+                        StepEnd::skipped(Status::Cancelled, "cancelled")
+                    }
                     Ok(true) => {
                         let remaining =
                             deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -310,6 +313,15 @@ impl JobRunner {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Waits at the run's gate (`trun serve`'s pause and step budgets); false
+    /// when the run was cancelled meanwhile.
+    async fn pass_gate(&self, cancel: &mut watch::Receiver<bool>) -> bool {
+        match &self.opts.gate {
+            Some(gate) => gate.pass(cancel).await,
+            None => true,
+        }
+    }
+
     async fn run_step(
         &self,
         step: &PlannedStep,

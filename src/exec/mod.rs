@@ -5,9 +5,14 @@
 //! Cancellation has one entry point, the `cancel` watch channel (Ctrl-C,
 //! SIGTERM): every running step's process group is killed, jobs not started
 //! are recorded as cancelled, and the run ends `cancelled`.
+//!
+//! Run control has one entry point too, the [`gate::Gate`] in [`RunOptions`]:
+//! a step waits at it before it starts, so a paused run lets its running steps
+//! finish and starts nothing new.
 
 pub mod actions;
 pub mod executor;
+pub mod gate;
 pub mod grade_step;
 pub mod job;
 pub mod matrix;
@@ -72,6 +77,9 @@ pub struct RunOptions {
     /// next trun can stop them if this one is killed
     /// ([`executor::reap_orphans`]); `None` records nothing.
     pub proc_records: Option<PathBuf>,
+    /// Run control (`trun serve`'s pause, advance, `max_steps`): every step
+    /// passes it before it starts; `None` lets every step through.
+    pub gate: Option<Arc<gate::Gate>>,
 }
 
 /// How the run ended.

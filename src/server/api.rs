@@ -7,7 +7,7 @@
 use super::error::ApiError;
 use super::events::Next;
 use super::load::Source;
-use super::runs::{body_hash, NewRun, Runs};
+use super::runs::{body_hash, Control, NewRun, Runs};
 use crate::plan::Request;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -46,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/events", get(run_events))
         .route("/api/v1/runs/{id}/logs/{job}/{step}", get(step_log))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/pause", post(pause_run))
+        .route("/api/v1/runs/{id}/resume", post(resume_run))
+        .route("/api/v1/runs/{id}/advance", post(advance_run))
+        .route("/api/v1/runs/{id}/run", post(run_steps))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -150,7 +154,7 @@ async fn create_run(
         inputs,
     };
     let runs = s.runs.clone();
-    let (entry, created) = tokio::task::spawn_blocking(move || {
+    let (view, created) = tokio::task::spawn_blocking(move || {
         let source = match (&parsed.workflow, &parsed.yaml) {
             (Some(p), None) => Source::Path(p),
             (None, Some(y)) => Source::Inline(y),
@@ -169,7 +173,6 @@ async fn create_run(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
-    let view = entry.view();
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -196,9 +199,11 @@ async fn list_runs(
     let per_page = number("per_page", 20)?.min(MAX_PER_PAGE);
     let status = q.get("status").map(String::as_str);
     if let Some(st) = status {
-        const KNOWN: [&str; 6] = [
+        const KNOWN: [&str; 8] = [
             "queued",
             "running",
+            "paused",
+            "waiting",
             "success",
             "failure",
             "cancelled",
@@ -228,18 +233,22 @@ async fn get_run(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let entry = s.runs.get(&id)?;
     let view = entry.view();
-    let detail = match view.store_run_id {
+    let (detail, transitions) = match view.store_run_id {
         Some(run_id) => {
             let store = s.runs.store.clone();
-            tokio::task::spawn_blocking(move || store.run(run_id))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(|e| ApiError::internal(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, crate::state::StateError>((store.run(run_id)?, store.transitions(run_id)?))
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))?
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let mut body = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?;
     body["run"] = serde_json::to_value(&detail).map_err(|e| ApiError::internal(e.to_string()))?;
+    body["transitions"] =
+        serde_json::to_value(&transitions).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(body))
 }
 
@@ -337,6 +346,57 @@ async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<Response, Ap
         Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
     )
         .into_response())
+}
+
+/// Pause, resume, advance, run N steps: 202 with the run's status after it.
+async fn control(s: &AppState, id: String, control: Control) -> Result<Response, ApiError> {
+    let runs = s.runs.clone();
+    let entry = tokio::task::spawn_blocking(move || runs.control(&id, control))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let view = entry.view();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
+    )
+        .into_response())
+}
+
+async fn pause_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    control(&s, id, Control::Pause).await
+}
+
+async fn resume_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    control(&s, id, Control::Resume).await
+}
+
+async fn advance_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    control(&s, id, Control::Steps(1)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunStepsBody {
+    max_steps: u64,
+}
+
+async fn run_steps(
+    State(s): St,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()))?;
+    let parsed: RunStepsBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body must be {{\"max_steps\": N}}: {e}"))
+            .field("max_steps")
+    })?;
+    if parsed.max_steps == 0 {
+        return Err(
+            ApiError::bad_request("`max_steps` must be at least 1 (to pause, POST .../pause)")
+                .field("max_steps"),
+        );
+    }
+    control(&s, id, Control::Steps(parsed.max_steps)).await
 }
 
 async fn metrics(State(s): St) -> Response {

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub running_steps: IntGauge,
     pub queue_depth: IntGauge,
     pub step_duration: Histogram,
+    pub transitions: IntCounterVec,
 }
 
 impl Metrics {
@@ -46,6 +47,14 @@ impl Metrics {
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
             ]),
         )?;
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "trun_status_transitions_total",
+                "Status changes of runs and jobs, as recorded in the store",
+            ),
+            &["from", "to"],
+        )?;
+        registry.register(Box::new(transitions.clone()))?;
         registry.register(Box::new(runs_created.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(steps_finished.clone()))?;
@@ -60,6 +69,7 @@ impl Metrics {
             running_steps,
             queue_depth,
             step_duration,
+            transitions,
         })
     }
 
@@ -67,6 +77,11 @@ impl Metrics {
         self.runs_finished
             .with_label_values(&[status.as_str()])
             .inc();
+    }
+
+    /// Counts one recorded transition (`from` is `none` for a creation).
+    pub fn transition(&self, from: &str, to: &str) {
+        self.transitions.with_label_values(&[from, to]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,0 +1,158 @@
+//! Run control in SQLite (`trun serve`): runs queued over the API, status
+//! changes checked by [`transition::check`] and recorded, and reading both back.
+
+use super::super::records::{Queued, ServerRun};
+use super::super::transition::{self, Illegal, Transition};
+use super::super::{process, Result, StateError};
+use super::runs::{insert_run, log_transition, status_of};
+use crate::event::{now_ms, JobInfo, Status};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+const SERVER_RUN_COLUMNS: &str =
+    "s.id, s.run_id, s.request, s.idempotency_key, s.body_hash, s.created_at, r.status";
+
+fn server_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ServerRun, String)> {
+    Ok((
+        ServerRun {
+            id: row.get(0)?,
+            run_id: row.get(1)?,
+            request: row.get(2)?,
+            idempotency_key: row.get(3)?,
+            body_hash: row.get(4)?,
+            created_at: row.get(5)?,
+            status: Status::Queued,
+        },
+        row.get(6)?,
+    ))
+}
+
+fn decode((mut run, status): (ServerRun, String)) -> Result<ServerRun> {
+    run.status =
+        Status::parse(&status).ok_or_else(|| StateError::Corrupt(format!("status {status:?}")))?;
+    Ok(run)
+}
+
+pub(super) fn queue_run(
+    conn: &mut Connection,
+    workflow_name: &str,
+    workflow_path: &str,
+    args: &[String],
+    jobs: &[JobInfo],
+    server: &ServerRun,
+) -> Result<Queued> {
+    // IMMEDIATE: the key is looked up and claimed under one write lock, so
+    // two processes creating with one key make one run.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(key) = &server.idempotency_key {
+        let found = tx
+            .query_row(
+                &format!(
+                    "SELECT {SERVER_RUN_COLUMNS} FROM server_runs s JOIN runs r ON r.id = s.run_id
+                     WHERE s.idempotency_key = ?1"
+                ),
+                [key],
+                server_run,
+            )
+            .optional()?;
+        if let Some(found) = found {
+            return Ok(Queued::Existing(decode(found)?));
+        }
+    }
+    let run_id = insert_run(
+        &tx,
+        workflow_name,
+        workflow_path,
+        args,
+        jobs,
+        Status::Queued,
+    )?;
+    tx.execute(
+        "INSERT INTO server_runs (id, run_id, request, idempotency_key, body_hash, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            server.id,
+            run_id,
+            server.request,
+            server.idempotency_key,
+            server.body_hash,
+            server.created_at
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Queued::New(ServerRun {
+        run_id,
+        status: Status::Queued,
+        ..server.clone()
+    }))
+}
+
+pub(super) fn server_runs(conn: &Connection) -> Result<Vec<ServerRun>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SERVER_RUN_COLUMNS} FROM server_runs s JOIN runs r ON r.id = s.run_id
+         ORDER BY s.created_at, s.run_id"
+    ))?;
+    let rows = stmt.query_map([], server_run)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+pub(super) fn transition_run(
+    conn: &mut Connection,
+    run_id: i64,
+    to: Status,
+    reason: &str,
+) -> Result<std::result::Result<Status, Illegal>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let from = status_of(&tx, run_id, None)?.ok_or(StateError::NoSuchRun(run_id))?;
+    if let Err(illegal) = transition::check(from, to) {
+        return Ok(Err(illegal));
+    }
+    let now = now_ms();
+    if from == Status::Queued && to == Status::Running {
+        // The run starts now, in this process: `mark_interrupted` of a later
+        // trun finds it by this pid if the process dies.
+        let me = process::ProcessId::current();
+        tx.execute(
+            "UPDATE runs SET status = ?2, started_at = ?3, pid = ?4, pid_start = ?5, host = ?6
+             WHERE id = ?1",
+            params![run_id, to.as_str(), now, me.pid, me.start, me.host],
+        )?;
+    } else if to.is_final() {
+        tx.execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3,
+                    duration_ms = MAX(?3 - started_at, 0)
+             WHERE id = ?1",
+            params![run_id, to.as_str(), now],
+        )?;
+        super::runs::close_unfinished(&tx, run_id, to, to, now)?;
+    } else {
+        tx.execute(
+            "UPDATE runs SET status = ?2 WHERE id = ?1",
+            params![run_id, to.as_str()],
+        )?;
+    }
+    log_transition(&tx, run_id, None, Some(from), to, now, Some(reason))?;
+    tx.commit()?;
+    Ok(Ok(from))
+}
+
+pub(super) fn transitions(conn: &Connection, run_id: i64) -> Result<Vec<Transition>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT job, from_status, to_status, at, reason FROM transitions
+         WHERE run_id = ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([run_id])?;
+    let mut out = Vec::new();
+    let parse = |s: String| {
+        Status::parse(&s).ok_or_else(|| StateError::Corrupt(format!("status {s:?}")))
+    };
+    while let Some(row) = rows.next()? {
+        out.push(Transition {
+            job: row.get(0)?,
+            from: row.get::<_, Option<String>>(1)?.map(parse).transpose()?,
+            to: parse(row.get(2)?)?,
+            at: row.get(3)?,
+            reason: row.get(4)?,
+        });
+    }
+    Ok(out)
+}
