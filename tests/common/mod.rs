@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod server;
+
 /// The binary under test, built by cargo for this integration test crate.
 pub const TRUN: &str = env!("CARGO_BIN_EXE_trun");
 

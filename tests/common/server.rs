@@ -1,0 +1,126 @@
+//! A running `trun serve` on 127.0.0.1 (a port the kernel picks) and a blocking
+//! HTTP client for it: what the server tests drive.
+
+use super::{wait_for, Running, Test};
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+use std::time::Duration;
+
+pub struct Server {
+    pub running: Option<Running>,
+    pub base: String,
+    pub token: Option<String>,
+    pub client: Client,
+}
+
+impl Server {
+    /// Starts `trun serve --bind 127.0.0.1:0 -j 2 EXTRA…` in the test's
+    /// workspace and waits until it listens.
+    pub fn start(t: &Test, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0", "-j", "2"];
+        args.extend_from_slice(extra);
+        let running = t.args(&args).spawn();
+        let mut base = String::new();
+        wait_for("the server to listen", Duration::from_secs(30), || {
+            let err = running.stderr_so_far();
+            match err.split_once(" on http://") {
+                Some((_, rest)) => {
+                    base = format!("http://{}", rest.lines().next().unwrap_or("").trim());
+                    true
+                }
+                None => false,
+            }
+        });
+        let token = extra
+            .iter()
+            .position(|a| *a == "--token")
+            .map(|i| extra[i + 1].to_string());
+        Server {
+            running: Some(running),
+            base,
+            token,
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn auth(&self, rb: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.auth(self.client.get(self.url(path))).send().unwrap()
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Response {
+        self.auth(self.client.post(self.url(path)).json(body))
+            .send()
+            .unwrap()
+    }
+
+    /// Creates a run and returns its id (expects 201).
+    pub fn create(&self, body: &Value) -> String {
+        let r = self.post("/api/v1/runs", body);
+        let status = r.status().as_u16();
+        let v: Value = r.json().unwrap();
+        assert_eq!(status, 201, "create: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// `GET /api/v1/runs/{id}` (expects 200).
+    pub fn run(&self, id: &str) -> Value {
+        let r = self.get(&format!("/api/v1/runs/{id}"));
+        assert_eq!(r.status().as_u16(), 200);
+        r.json().unwrap()
+    }
+
+    /// Polls a run until `cond` holds of it; returns its last state.
+    pub fn wait_run(&self, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        wait_for(what, Duration::from_secs(60), || {
+            last = self.run(id);
+            cond(&last)
+        });
+        last
+    }
+
+    /// Polls a run until it has ended; returns its last state.
+    pub fn wait_done(&self, id: &str) -> Value {
+        self.wait_run(id, "the run to finish", |r| {
+            !matches!(
+                r["status"].as_str(),
+                Some("queued" | "running" | "paused" | "waiting")
+            )
+        })
+    }
+
+    /// The value of the metric line starting with `line_prefix` (name and labels).
+    pub fn metric(&self, line_prefix: &str) -> f64 {
+        self.metric_or(line_prefix)
+            .unwrap_or_else(|| panic!("no metric `{line_prefix}`"))
+    }
+
+    /// The value of a metric line, if the server exports it.
+    pub fn metric_or(&self, line_prefix: &str) -> Option<f64> {
+        let text = self.get("/metrics").text().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_prefix)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+    }
+
+    /// SIGTERM, then waits for the server to exit.
+    pub fn stop(&mut self) -> super::Output {
+        let running = self.running.take().unwrap();
+        running.signal(nix::sys::signal::Signal::SIGTERM);
+        running.wait(Duration::from_secs(30))
+    }
+}
