@@ -331,3 +331,77 @@ fn sigterm_keeps_queued_runs_for_the_restarted_server_and_marks_the_running_one_
         "the server stopped while the run was running"
     );
 }
+
+#[test]
+fn retry_runs_the_failed_jobs_again_as_a_new_attempt_of_the_same_run_and_keeps_the_rest() {
+    let t = Test::new().file(
+        "flaky.yaml",
+        &common::unindent(
+            r#"
+            jobs:
+              a:
+                outputs: { v: "${{ steps.s.outputs.v }}" }
+                steps:
+                  - { id: s, run: 'echo ran >> a.count; echo v=from-a >> "$TRUN_OUTPUT"' }
+              b:
+                needs: a
+                steps:
+                  - run: test -f fixed
+              c:
+                needs: [a, b]
+                steps:
+                  - run: echo "${{ needs.a.outputs.v }}" > c.txt
+              d:
+                needs: a
+                steps:
+                  - run: echo ran >> d.count
+            "#,
+        ),
+    );
+    let s = Server::start(&t, &[]);
+    let id = s.create(&json!({"workflow": "flaky.yaml"}));
+    let run = s.wait_done(&id);
+    assert_eq!(run["status"], "failure");
+    let store_id = run["store_run_id"].clone();
+    assert!(!t.exists("c.txt"));
+
+    t.write("fixed", "");
+    let r = s.post(&format!("/api/v1/runs/{id}/retry"), &json!({}));
+    assert_eq!(r.status().as_u16(), 202);
+    let run = s.wait_done(&id);
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(run["attempt"], 2);
+    assert_eq!(run["store_run_id"], store_id);
+    // a and d succeeded the first time and did not run again; c had a's output.
+    assert_eq!(t.read("a.count"), "ran\n");
+    assert_eq!(t.read("d.count"), "ran\n");
+    assert_eq!(t.read("c.txt"), "from-a\n");
+    let jobs: Vec<(&str, &str)> = run["run"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["key"].as_str().unwrap(), j["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        jobs,
+        [("a", "success"), ("b", "success"), ("c", "success"), ("d", "success")]
+    );
+    let moves: Vec<String> = run["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["reason"] == "retried over the API")
+        .map(|t| {
+            format!(
+                "{} {}->{}",
+                t["job"].as_str().unwrap_or("run"),
+                t["from"].as_str().unwrap(),
+                t["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(moves, ["b failure->pending", "c skipped->pending", "run failure->queued"]);
+
+    let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/retry"), &json!({})));
+    assert_eq!((code, err["code"].as_str()), (409, Some("run_finished")), "{err}");
+}

@@ -80,6 +80,9 @@ pub struct RunOptions {
     /// Run control (`trun serve`'s pause, advance, `max_steps`): every step
     /// passes it before it starts; `None` lets every step through.
     pub gate: Option<Arc<gate::Gate>>,
+    /// Jobs that succeeded in an earlier attempt of this run (a retry), with
+    /// their outputs: they count as done and do not run again.
+    pub kept: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How the run ended.
@@ -184,6 +187,22 @@ pub async fn run(
             }
         }
     }
+
+    // A retry keeps the jobs that succeeded before: done, with their outputs.
+    for i in 0..n {
+        if let Some(outs) = opts.kept.get(&plan.jobs[i].key) {
+            outputs[i] = outs.clone();
+            settle(
+                i,
+                Status::Success,
+                &mut state,
+                &mut unfinished_needs,
+                &dependents,
+                &mut ready,
+            );
+        }
+    }
+    ready.retain(|&i| !opts.kept.contains_key(&plan.jobs[i].key));
 
     loop {
         // Start or settle ready jobs, in plan order, up to the limit.

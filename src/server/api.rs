@@ -50,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/resume", post(resume_run))
         .route("/api/v1/runs/{id}/advance", post(advance_run))
         .route("/api/v1/runs/{id}/run", post(run_steps))
+        .route("/api/v1/runs/{id}/retry", post(retry_run))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -352,6 +353,19 @@ async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<Response, Ap
 async fn control(s: &AppState, id: String, control: Control) -> Result<Response, ApiError> {
     let runs = s.runs.clone();
     let entry = tokio::task::spawn_blocking(move || runs.control(&id, control))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let view = entry.view();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
+    )
+        .into_response())
+}
+
+async fn retry_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let runs = s.runs.clone();
+    let entry = tokio::task::spawn_blocking(move || runs.retry(&id))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     let view = entry.view();

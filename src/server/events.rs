@@ -93,6 +93,15 @@ impl EventLog {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// More events will come after all (a retried run): streams opened from
+    /// now on wait for them.
+    pub fn reopen(&self) {
+        let mut inner = self.lock();
+        if !inner.expired {
+            inner.closed = false;
+        }
+    }
+
     /// Forgets a closed log's entries (the run's record stays in the store).
     pub fn expire(&self) {
         let mut inner = self.lock();

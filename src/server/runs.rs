@@ -20,7 +20,7 @@ use super::metrics::{Metrics, MetricsReporter};
 use crate::event::{now_ms, Millis, Status};
 use crate::exec::gate::{Budget, Gate};
 use crate::plan::{Plan, Request};
-use crate::session::{RunConfig, Session, StepHooksChoice};
+use crate::session::{QueuedRun, RunConfig, Session, StepHooksChoice};
 use crate::state::{transition, Illegal, Queued, ServerRun, Store};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,8 @@ pub struct RunView {
     pub finished_at: Option<Millis>,
     /// The run's id in the store (`trun show ID`).
     pub store_run_id: Option<i64>,
+    /// 1, and one more for each retry.
+    pub attempt: u32,
     /// Why the run could not run at all (the session refused it).
     pub error: Option<String>,
 }
@@ -76,6 +78,10 @@ pub struct RunEntry {
     plan: Mutex<Option<Plan>>,
     /// Pause, resume, advance, `max_steps`: consulted by the engine before each step.
     gate: Arc<Gate>,
+    /// The create request as stored, to plan the run again for a retry.
+    request: String,
+    /// The attempt the worker starts next, and the jobs it keeps.
+    next: Mutex<QueuedRun>,
 }
 
 impl RunEntry {
@@ -94,6 +100,7 @@ impl RunEntry {
             started_at: s.started_at,
             finished_at: s.finished_at,
             store_run_id: Some(self.run_id),
+            attempt: self.next.lock().unwrap_or_else(|p| p.into_inner()).attempt,
             error: s.error.clone(),
         }
     }
@@ -239,6 +246,7 @@ impl Runs {
                 stored.created_at,
                 status,
                 plan,
+                stored.request.clone(),
             );
             entry.state().error = error;
             let mut t = self.table();
@@ -264,6 +272,7 @@ impl Runs {
         created_at: Millis,
         status: Status,
         plan: Option<Plan>,
+        request: String,
     ) -> Arc<RunEntry> {
         let (cancel, _) = watch::channel(false);
         let entry = Arc::new(RunEntry {
@@ -282,6 +291,12 @@ impl Runs {
             cancel,
             plan: Mutex::new(plan),
             gate: Arc::new(Gate::default()),
+            request,
+            next: Mutex::new(QueuedRun {
+                run_id,
+                attempt: 1,
+                kept: Default::default(),
+            }),
         });
         // The gate closes by itself when a step budget (advance, max_steps)
         // is spent: the run is paused from then on.
@@ -360,10 +375,12 @@ impl Runs {
         };
         let loaded = load::load(&self.root, &id, new.source, &new.request)?;
         let created_at = now_ms();
+        let request =
+            serde_json::to_string(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
         let server = ServerRun {
             id: id.clone(),
             run_id: 0,
-            request: serde_json::to_string(&stored).map_err(|e| ApiError::internal(e.to_string()))?,
+            request: request.clone(),
             idempotency_key: new.idempotency.as_ref().map(|(k, _)| k.clone()),
             body_hash: new.idempotency.as_ref().map(|(_, h)| h.to_vec()),
             created_at,
@@ -411,6 +428,7 @@ impl Runs {
                         started_at: None,
                         finished_at: None,
                         store_run_id: Some(found.run_id),
+                        attempt: 1,
                         error: None,
                     },
                 };
@@ -425,6 +443,7 @@ impl Runs {
             created_at,
             Status::Queued,
             Some(loaded.plan),
+            request,
         );
         t.by_id.insert(id.clone(), entry.clone());
         t.order.push(id.clone());
@@ -523,6 +542,58 @@ impl Runs {
             entry.gate.set(budget);
         }
         self.count_transitions(&entry);
+        Ok(entry)
+    }
+
+    /// Runs a finished run's jobs that did not succeed again, as a new
+    /// attempt of the same run (the jobs that succeeded are kept, with their
+    /// outputs); a 409 for a run that succeeded or has not finished.
+    pub fn retry(&self, id: &str) -> Result<Arc<RunEntry>, ApiError> {
+        let entry = self.get(id)?;
+        let from = entry.status();
+        transition::check(from, Status::Queued).map_err(|e| conflict(id, &e))?;
+        let stored: StoredRequest = serde_json::from_str(&entry.request)
+            .map_err(|e| ApiError::internal(format!("run {id}'s stored request: {e}")))?;
+        let source = match (&stored.workflow, &stored.yaml) {
+            (Some(p), _) => Source::Path(p),
+            (None, Some(y)) => Source::Inline(y),
+            (None, None) => return Err(ApiError::internal(format!("run {id} has no workflow"))),
+        };
+        let request = Request {
+            jobs: stored.jobs.clone(),
+            inputs: stored.inputs.clone(),
+        };
+        // The workflow as it is now: a retry after a fix runs the fix.
+        let loaded = load::load(&self.root, id, source, &request)?;
+        let mut t = self.table();
+        if t.shutting_down {
+            return Err(shutting_down());
+        }
+        let mut s = entry.state();
+        let retry = self
+            .store
+            .retry_run(entry.run_id, "retried over the API")
+            .map_err(store_error)?
+            .map_err(|e| conflict(id, &e))?;
+        *entry.next.lock().unwrap_or_else(|p| p.into_inner()) = QueuedRun {
+            run_id: entry.run_id,
+            attempt: retry.attempt,
+            kept: retry.kept,
+        };
+        *entry.plan.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded.plan);
+        s.status = Status::Queued;
+        s.started_at = None;
+        s.finished_at = None;
+        s.error = None;
+        drop(s);
+        entry.cancel.send_replace(false);
+        entry.gate.set(Budget::Open);
+        entry.log.reopen();
+        t.queue.push_back(id.to_string());
+        self.metrics.queue_depth.set(t.queue.len() as i64);
+        drop(t);
+        self.count_transitions(&entry);
+        self.wake.notify_all();
         Ok(entry)
     }
 
@@ -665,7 +736,7 @@ impl Runs {
             docker,
             grades: None,
             gate: Some(entry.gate.clone()),
-            queued_run: Some(entry.run_id),
+            queued_run: Some(entry.next.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         };
         let outcome = session
             .run_cancellable(plan, runtime, config, cancel)

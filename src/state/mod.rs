@@ -31,7 +31,7 @@ pub mod transition;
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
     AttemptDetail, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail, NewSuccess,
-    OutputRecord, PrunedSuccesses, Queued, RunDetail, RunSummary, ServerRun, StatRecord, StepDetail,
+    OutputRecord, PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepDetail,
     StepState, SuccessRef,
 };
 pub use transition::{Illegal, Transition};
@@ -170,6 +170,13 @@ pub trait Store: Send + Sync {
         to: Status,
         reason: &str,
     ) -> Result<std::result::Result<Status, Illegal>>;
+
+    /// Queues a finished run that did not succeed again, as a new attempt of
+    /// the same run (checked by [`transition::check`], recorded with
+    /// `reason`): its jobs that did not succeed, and their steps, go back to
+    /// `pending`; the jobs that succeeded are kept. One transaction.
+    fn retry_run(&self, run_id: i64, reason: &str)
+        -> Result<std::result::Result<Retry, Illegal>>;
 
     /// Every recorded status change of a run and its jobs, in order.
     fn transitions(&self, run_id: i64) -> Result<Vec<Transition>>;

@@ -198,3 +198,12 @@ pub enum Queued {
     New(ServerRun),
     Existing(ServerRun),
 }
+
+/// What [`Store::retry_run`](super::Store::retry_run) made of a finished run:
+/// its new attempt number and the jobs it keeps (those that succeeded), with
+/// their outputs, which the jobs that run again may need.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Retry {
+    pub attempt: u32,
+    pub kept: BTreeMap<String, BTreeMap<String, String>>,
+}

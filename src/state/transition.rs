@@ -41,7 +41,8 @@ fn why(from: Status, to: Status) -> &'static str {
 ///   a paused run whose running steps were its last ends like a running one.
 /// - A final status is final, except that `retry` queues a run (or a job)
 ///   that did not succeed again: `failure`, `cancelled`, `interrupted` and,
-///   for jobs behind a failed need, `skipped` go back to `queued`.
+///   for jobs behind a failed need, `skipped` go back to `queued` (a run) or
+///   `pending` (a job).
 pub fn check(from: Status, to: Status) -> Result<(), Illegal> {
     use Status::*;
     let ok = match (from, to) {
@@ -51,7 +52,7 @@ pub fn check(from: Status, to: Status) -> Result<(), Illegal> {
         (Waiting, Running | Queued | Cancelled | Skipped | Interrupted) => true,
         (Running, Paused | Waiting) | (Paused, Running) => true,
         (Running | Paused, Success | Failure | Cancelled | Interrupted | Skipped) => true,
-        (Failure | Cancelled | Interrupted | Skipped, Queued) => true,
+        (Failure | Cancelled | Interrupted | Skipped, Queued | Pending) => true,
         _ => false,
     };
     if ok {

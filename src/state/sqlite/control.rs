@@ -1,9 +1,9 @@
 //! Run control in SQLite (`trun serve`): runs queued over the API, status
 //! changes checked by [`transition::check`] and recorded, and reading both back.
 
-use super::super::records::{Queued, ServerRun};
+use super::super::records::{Queued, Retry, ServerRun};
 use super::super::transition::{self, Illegal, Transition};
-use super::super::{process, Result, StateError};
+use super::super::{outputs_from_json, process, Result, StateError};
 use super::runs::{insert_run, log_transition, status_of};
 use crate::event::{now_ms, JobInfo, Status};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -133,6 +133,79 @@ pub(super) fn transition_run(
     log_transition(&tx, run_id, None, Some(from), to, now, Some(reason))?;
     tx.commit()?;
     Ok(Ok(from))
+}
+
+pub(super) fn retry_run(
+    conn: &mut Connection,
+    run_id: i64,
+    reason: &str,
+) -> Result<std::result::Result<Retry, Illegal>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let from = status_of(&tx, run_id, None)?.ok_or(StateError::NoSuchRun(run_id))?;
+    if let Err(illegal) = transition::check(from, Status::Queued) {
+        return Ok(Err(illegal));
+    }
+    let now = now_ms();
+    let mut kept = std::collections::BTreeMap::new();
+    let mut again: Vec<(String, Status)> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT key, status, outputs FROM jobs WHERE run_id = ?1")?;
+        let mut rows = stmt.query([run_id])?;
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            let status: String = row.get(1)?;
+            match Status::parse(&status) {
+                Some(Status::Success) => {
+                    kept.insert(key, outputs_from_json(&row.get::<_, String>(2)?)?);
+                }
+                Some(s) => again.push((key, s)),
+                None => return Err(StateError::Corrupt(format!("status {status:?}"))),
+            }
+        }
+    }
+    for (job, status) in &again {
+        tx.execute(
+            "UPDATE jobs SET status = 'pending', reason = NULL, started_at = NULL,
+                    finished_at = NULL, duration_ms = NULL, outputs = '{}'
+             WHERE run_id = ?1 AND key = ?2",
+            params![run_id, job],
+        )?;
+        tx.execute(
+            "UPDATE steps SET status = 'pending', reason = NULL, exit_code = NULL,
+                    started_at = NULL, finished_at = NULL, duration_ms = NULL,
+                    outputs = '{}', log_path = NULL, attempts = 0
+             WHERE run_id = ?1 AND job_key = ?2",
+            params![run_id, job],
+        )?;
+        // The step attempts of the earlier run attempt go: the engine numbers
+        // the new ones from 1 (the transitions keep what happened before).
+        tx.execute(
+            "DELETE FROM attempts WHERE run_id = ?1 AND job_key = ?2",
+            params![run_id, job],
+        )?;
+        if *status != Status::Pending {
+            log_transition(&tx, run_id, Some(job), Some(*status), Status::Pending, now, Some(reason))?;
+        }
+    }
+    tx.execute(
+        "UPDATE runs SET status = 'queued', finished_at = NULL, duration_ms = NULL WHERE id = ?1",
+        [run_id],
+    )?;
+    log_transition(&tx, run_id, None, Some(from), Status::Queued, now, Some(reason))?;
+    let attempt = attempt_of(&tx, run_id)?;
+    tx.commit()?;
+    Ok(Ok(Retry { attempt, kept }))
+}
+
+/// A run's attempt: 1, and one more for each time it was queued again.
+pub(super) fn attempt_of(conn: &Connection, run_id: i64) -> Result<u32> {
+    let queued: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM transitions
+         WHERE run_id = ?1 AND job IS NULL AND to_status = 'queued' AND from_status IS NOT NULL",
+        [run_id],
+        |r| r.get(0),
+    )?;
+    Ok(1 + queued as u32)
 }
 
 pub(super) fn transitions(conn: &Connection, run_id: i64) -> Result<Vec<Transition>> {

@@ -20,7 +20,7 @@ pub(crate) use migrations::latest_version;
 
 use super::records::{
     DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
-    Queued, RunDetail, RunSummary, ServerRun, StatRecord, StepState,
+    Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepState,
 };
 use super::transition::{Illegal, Transition};
 use super::{Result, StatCache, StateError, Store};
@@ -226,6 +226,14 @@ impl Store for SqliteStore {
         reason: &str,
     ) -> Result<std::result::Result<Status, Illegal>> {
         control::transition_run(&mut self.conn(), run_id, to, reason)
+    }
+
+    fn retry_run(
+        &self,
+        run_id: i64,
+        reason: &str,
+    ) -> Result<std::result::Result<Retry, Illegal>> {
+        control::retry_run(&mut self.conn(), run_id, reason)
     }
 
     fn transitions(&self, run_id: i64) -> Result<Vec<Transition>> {
