@@ -138,6 +138,13 @@ pub enum Event {
         job: String,
         at: Millis,
     },
+    /// A ready job waits for a slot of its concurrency group (`reason` names
+    /// the group and who holds it); it starts (`JobStarted`) once it has one.
+    JobWaiting {
+        job: String,
+        reason: String,
+        at: Millis,
+    },
     StepStarted {
         job: String,
         step: usize,

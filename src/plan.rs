@@ -27,6 +27,26 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// Job instances in an order where every job comes after its needs.
     pub jobs: Vec<PlannedJob>,
+    /// The workflow's `concurrency` (its group unrendered).
+    pub concurrency: Option<ConcurrencyPlan>,
+}
+
+/// A `concurrency` setting, its group still an expression.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConcurrencyPlan {
+    pub group: String,
+    pub max: u32,
+    pub cancel_in_progress: bool,
+}
+
+impl ConcurrencyPlan {
+    fn of(c: &crate::workflow::Concurrency) -> ConcurrencyPlan {
+        ConcurrencyPlan {
+            group: c.group().to_string(),
+            max: c.max(),
+            cancel_in_progress: c.cancel_in_progress(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +69,8 @@ pub struct PlannedJob {
     pub continue_on_error: bool,
     pub fail_fast: bool,
     pub max_parallel: Option<u32>,
+    /// The job's `concurrency` (its group unrendered).
+    pub concurrency: Option<ConcurrencyPlan>,
     /// A matrix computed by the job's needs: the engine expands it into legs
     /// when the job is ready.
     pub dynamic_matrix: Option<DynamicMatrix>,
@@ -347,6 +369,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
+        concurrency: w.concurrency.as_ref().map(|c| ConcurrencyPlan::of(&c.value)),
     })
 }
 
@@ -795,6 +818,7 @@ fn plan_job(
         max_parallel: strategy
             .and_then(|s| s.max_parallel.as_ref())
             .map(|m| m.value),
+        concurrency: job.concurrency.as_ref().map(|c| ConcurrencyPlan::of(&c.value)),
         dynamic_matrix: strategy
             .and_then(|s| s.matrix.as_ref())
             .filter(|m| m.value.is_dynamic())

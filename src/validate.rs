@@ -40,6 +40,10 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         }
     }
 
+    if let Some(c) = &w.concurrency {
+        check_concurrency(wf, engine, c, &top, &mut errs);
+    }
+
     let ids: Vec<&str> = w.jobs.value.keys().collect();
     let outputs_of: BTreeMap<&str, BTreeSet<String>> = w
         .jobs
@@ -80,6 +84,32 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         Ok(())
     } else {
         Err(errs)
+    }
+}
+
+/// `concurrency`: a group that is a valid expression over `scope` and not
+/// empty, and a `max` of at least 1.
+fn check_concurrency(
+    wf: &WorkflowFile,
+    engine: &Engine,
+    c: &Sp<crate::workflow::Concurrency>,
+    scope: &Scope,
+    errs: &mut Vec<Diagnostic>,
+) {
+    use crate::workflow::{Concurrency, ConcurrencySpec};
+    let group = match &c.value {
+        Concurrency::Group(g) => Sp::new(g.clone(), c.loc),
+        Concurrency::Full(f) => f.group.clone(),
+    };
+    if group.value.trim().is_empty() {
+        errs.push(wf.error(group.loc, "the concurrency `group` is empty"));
+    } else if let Err(e) = engine.check(&group.value, scope) {
+        errs.push(expr_diag(wf, &group, &e));
+    }
+    if let Concurrency::Full(ConcurrencySpec { max: Some(m), .. }) = &c.value {
+        if m.value == 0 {
+            errs.push(wf.error(m.loc, "concurrency `max` must be at least 1"));
+        }
     }
 }
 
@@ -418,6 +448,9 @@ fn check_job(
         let mut s = scope.clone();
         s.allow_status_functions = true;
         expr(&scalar_sp(cond), &s, errs);
+    }
+    if let Some(c) = &job.concurrency {
+        check_concurrency(wf, engine, c, &scope, errs);
     }
     if let Some(t) = &job.timeout_minutes {
         if let Err(m) = crate::duration::from_minutes(t.value) {

@@ -11,6 +11,7 @@
 //! finish and starts nothing new.
 
 pub mod actions;
+pub mod concurrency;
 pub mod executor;
 pub mod gate;
 pub mod grade_step;
@@ -23,6 +24,7 @@ pub mod sandbox;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;
+use crate::state::Claim;
 use crate::template::{Context, Engine as Templates, StatusFlags};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +85,9 @@ pub struct RunOptions {
     /// Jobs that succeeded in an earlier attempt of this run (a retry), with
     /// their outputs: they count as done and do not run again.
     pub kept: BTreeMap<String, BTreeMap<String, String>>,
+    /// The slots of concurrency groups (the state store's); `None` ignores
+    /// `concurrency`.
+    pub slots: Option<Arc<dyn concurrency::Slots>>,
 }
 
 /// How the run ended.
@@ -169,6 +174,12 @@ pub async fn run(
     // the job that fans out into legs holds none, each of its legs does.
     let slots = Arc::new(Semaphore::new(limit));
     let mut spare: Option<OwnedSemaphorePermit> = None;
+    // Concurrency groups: jobs waiting for a slot (with their group), the
+    // ones whose wait was announced, and the slots jobs of this run hold.
+    let mut waiting: BTreeMap<usize, String> = BTreeMap::new();
+    let mut announced: BTreeSet<usize> = BTreeSet::new();
+    let mut held: BTreeSet<usize> = BTreeSet::new();
+    let uses_slots = opts.slots.is_some() && plan.jobs.iter().any(|j| j.concurrency.is_some());
 
     // A job that reached a final state without running: its dependents may now be ready.
     fn settle(
@@ -264,6 +275,62 @@ pub async fn run(
             };
             match go {
                 Ok(true) => {
+                    if let (Some(c), Some(slots)) = (&job.concurrency, &opts.slots) {
+                        let claimed = templates
+                            .render(&c.group, &ctx)
+                            .map_err(|e| format!("concurrency group: {}", e.message))
+                            .and_then(|group| {
+                                let claim = slots.claim(&group, c.max, opts.run_id, &job.key);
+                                claim.map(|cl| (group, cl))
+                            });
+                        match claimed {
+                            Ok((_, Claim::Claimed)) => {
+                                held.insert(i);
+                            }
+                            Ok((group, Claim::Full(holders))) => {
+                                if c.cancel_in_progress {
+                                    // The running members of this run stop; one
+                                    // that waits is replaced by this one.
+                                    for (r, h) in &holders {
+                                        let mine = index.get(h.as_str()).filter(|_| *r == opts.run_id);
+                                        if let Some(tx) = mine.and_then(|hi| job_cancel.get(hi)) {
+                                            let _ = tx.send(true);
+                                        }
+                                    }
+                                    let replaced: Vec<usize> = waiting
+                                        .iter()
+                                        .filter(|(_, g)| **g == group)
+                                        .map(|(w, _)| *w)
+                                        .collect();
+                                    for w in replaced {
+                                        waiting.remove(&w);
+                                        settle(w, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                                        finish_unstarted(
+                                            &events,
+                                            &plan.jobs[w].key,
+                                            Status::Cancelled,
+                                            &format!("replaced by {} (cancel-in-progress)", job.key),
+                                        );
+                                    }
+                                }
+                                if announced.insert(i) {
+                                    events.send(Event::JobWaiting {
+                                        job: job.key.clone(),
+                                        reason: concurrency::waiting_reason(&group, c.max, opts.run_id, &holders),
+                                        at: now_ms(),
+                                    });
+                                }
+                                waiting.insert(i, group);
+                                continue;
+                            }
+                            Err(e) => {
+                                failed = true;
+                                settle(i, Status::Failure, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                                finish_unstarted(&events, &job.key, Status::Failure, &e);
+                                continue;
+                            }
+                        }
+                    }
                     state[i] = St::Running;
                     running += 1;
                     *running_per_job.entry(job.job_id.clone()).or_default() += 1;
@@ -354,8 +421,21 @@ pub async fn run(
             }
         }
         if running == 0 {
-            if ready.is_empty() {
+            if ready.is_empty() && waiting.is_empty() {
                 break;
+            }
+            if ready.is_empty() {
+                // Only jobs waiting for slots that other runs hold: ask again soon.
+                tokio::select! {
+                    _ = tokio::time::sleep(concurrency::POLL) => {}
+                    r = cancel.changed(), if !cancelled => {
+                        if r.is_err() || *cancel.borrow() {
+                            cancelled = true;
+                            stop_new = true;
+                        }
+                    }
+                }
+                ready.extend(std::mem::take(&mut waiting).into_keys());
             }
             // Settled jobs made others ready; with nothing running, every
             // limit admits at least one of them, so this makes progress.
@@ -368,9 +448,19 @@ pub async fn run(
             permit = slots.clone().acquire_owned(), if want_slot => {
                 spare = permit.ok();
             }
+            _ = tokio::time::sleep(concurrency::POLL), if !waiting.is_empty() => {
+                ready.extend(std::mem::take(&mut waiting).into_keys());
+            }
             Some(done) = done_rx.recv() => {
                 let i = index[done.key.as_str()];
                 running -= 1;
+                if held.remove(&i) {
+                    if let Some(slots) = &opts.slots {
+                        slots.release(opts.run_id, Some(&done.key));
+                    }
+                    // A slot is free: the jobs waiting for one ask again.
+                    ready.extend(std::mem::take(&mut waiting).into_keys());
+                }
                 job_cancel.remove(&i);
                 if let Some(c) = running_per_job.get_mut(&plan.jobs[i].job_id) { *c -= 1; }
                 forgiven[i] = done.forgiven;
@@ -394,6 +484,7 @@ pub async fn run(
                             .collect();
                         for j in pending_legs {
                             ready.remove(&j);
+                            waiting.remove(&j);
                             settle(j, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
                             finish_unstarted(&events, &plan.jobs[j].key, Status::Cancelled, "another leg of the matrix failed (fail-fast)");
                         }
@@ -405,11 +496,17 @@ pub async fn run(
                     cancelled = true;
                     stop_new = true;
                     for tx in job_cancel.values() { let _ = tx.send(true); }
+                    ready.extend(std::mem::take(&mut waiting).into_keys());
                 }
             }
         }
     }
 
+    if uses_slots {
+        if let Some(slots) = &opts.slots {
+            slots.release(opts.run_id, None);
+        }
+    }
     // Jobs that never became ready (a need was cancelled mid-way) end cancelled.
     for (st, job) in state.iter_mut().zip(&plan.jobs) {
         if *st == St::Pending {

@@ -93,6 +93,7 @@ pub fn compile(
             continue_on_error: false,
             fail_fast: false,
             max_parallel: None,
+            concurrency: None,
             dynamic_matrix: None,
             steps: crate::plan::rubric_steps(
                 &rubric,
@@ -111,6 +112,7 @@ pub fn compile(
         inputs: Default::default(),
         env: Vec::new(),
         jobs,
+        concurrency: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub step_duration: Histogram,
     pub transitions: IntCounterVec,
+    pub jobs_blocked: IntCounter,
 }
 
 impl Metrics {
@@ -55,6 +56,11 @@ impl Metrics {
             &["from", "to"],
         )?;
         registry.register(Box::new(transitions.clone()))?;
+        let jobs_blocked = IntCounter::new(
+            "trun_jobs_blocked_by_concurrency_total",
+            "Jobs that had to wait for a slot of their concurrency group",
+        )?;
+        registry.register(Box::new(jobs_blocked.clone()))?;
         registry.register(Box::new(runs_created.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(steps_finished.clone()))?;
@@ -70,6 +76,7 @@ impl Metrics {
             queue_depth,
             step_duration,
             transitions,
+            jobs_blocked,
         })
     }
 
@@ -112,6 +119,7 @@ impl MetricsReporter {
 impl Reporter for MetricsReporter {
     fn event(&mut self, ev: &Event) {
         match ev {
+            Event::JobWaiting { .. } => self.metrics.jobs_blocked.inc(),
             Event::StepStarted { job, step, .. } if self.running.insert((job.clone(), *step)) => {
                 self.metrics.running_steps.inc();
             }

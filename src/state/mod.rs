@@ -30,7 +30,7 @@ pub mod transition;
 
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
-    AttemptDetail, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail, NewSuccess,
+    AttemptDetail, Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail, NewSuccess,
     OutputRecord, PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepDetail,
     StepState, SuccessRef,
 };
@@ -177,6 +177,16 @@ pub trait Store: Send + Sync {
     /// `pending`; the jobs that succeeded are kept. One transaction.
     fn retry_run(&self, run_id: i64, reason: &str)
         -> Result<std::result::Result<Retry, Illegal>>;
+
+    /// Takes one of the `max` slots of concurrency group `group` for
+    /// `holder` (a job key) of run `run_id`, in one write transaction, so the
+    /// limit holds across processes sharing the store. Slots of runs that
+    /// have finished are free. Holding a slot already is a claim.
+    fn claim_slot(&self, group: &str, max: u32, run_id: i64, holder: &str) -> Result<Claim>;
+
+    /// Gives back `holder`'s slots of run `run_id` (every slot of the run
+    /// when `holder` is `None`).
+    fn release_slots(&self, run_id: i64, holder: Option<&str>) -> Result<()>;
 
     /// Every recorded status change of a run and its jobs, in order.
     fn transitions(&self, run_id: i64) -> Result<Vec<Transition>>;

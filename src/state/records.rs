@@ -207,3 +207,12 @@ pub struct Retry {
     pub attempt: u32,
     pub kept: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// What [`Store::claim_slot`](super::Store::claim_slot) found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller holds a slot of the group now (or already did).
+    Claimed,
+    /// The group is full: these (run id, holder) hold its slots, oldest first.
+    Full(Vec<(i64, String)>),
+}

@@ -14,10 +14,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `trun serve --bind 127.0.0.1:0 -j 2 EXTRA…` in the test's
-    /// workspace and waits until it listens.
+    /// Starts `trun serve --bind 127.0.0.1:0 -j 2 EXTRA…` (`-j 2` unless
+    /// EXTRA has a `-j`) in the test's workspace and waits until it listens.
     pub fn start(t: &Test, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--bind", "127.0.0.1:0", "-j", "2"];
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        if !extra.contains(&"-j") {
+            args.extend(["-j", "2"]);
+        }
         args.extend_from_slice(extra);
         let running = t.args(&args).spawn();
         let mut base = String::new();

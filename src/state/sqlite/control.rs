@@ -1,7 +1,7 @@
 //! Run control in SQLite (`trun serve`): runs queued over the API, status
 //! changes checked by [`transition::check`] and recorded, and reading both back.
 
-use super::super::records::{Queued, Retry, ServerRun};
+use super::super::records::{Claim, Queued, Retry, ServerRun};
 use super::super::transition::{self, Illegal, Transition};
 use super::super::{outputs_from_json, process, Result, StateError};
 use super::runs::{insert_run, log_transition, status_of};
@@ -195,6 +195,57 @@ pub(super) fn retry_run(
     let attempt = attempt_of(&tx, run_id)?;
     tx.commit()?;
     Ok(Ok(Retry { attempt, kept }))
+}
+
+pub(super) fn claim_slot(
+    conn: &mut Connection,
+    group: &str,
+    max: u32,
+    run_id: i64,
+    holder: &str,
+) -> Result<Claim> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Slots of runs that ended (or whose process died and was marked) are free.
+    tx.execute(
+        "DELETE FROM concurrency_slots WHERE group_name = ?1 AND run_id NOT IN
+            (SELECT id FROM runs WHERE status IN ('queued', 'waiting', 'running', 'paused'))",
+        [group],
+    )?;
+    let mut holders: Vec<(i64, String)> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT run_id, holder FROM concurrency_slots WHERE group_name = ?1
+             ORDER BY claimed_at, run_id, holder",
+        )?;
+        let mut rows = stmt.query([group])?;
+        while let Some(row) = rows.next()? {
+            holders.push((row.get(0)?, row.get(1)?));
+        }
+    }
+    if holders.iter().any(|(r, h)| *r == run_id && h == holder) {
+        return Ok(Claim::Claimed);
+    }
+    if holders.len() >= max as usize {
+        return Ok(Claim::Full(holders));
+    }
+    tx.execute(
+        "INSERT INTO concurrency_slots (group_name, run_id, holder, claimed_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![group, run_id, holder, now_ms()],
+    )?;
+    tx.commit()?;
+    Ok(Claim::Claimed)
+}
+
+pub(super) fn release_slots(conn: &Connection, run_id: i64, holder: Option<&str>) -> Result<()> {
+    match holder {
+        Some(h) => conn.execute(
+            "DELETE FROM concurrency_slots WHERE run_id = ?1 AND holder = ?2",
+            params![run_id, h],
+        )?,
+        None => conn.execute("DELETE FROM concurrency_slots WHERE run_id = ?1", [run_id])?,
+    };
+    Ok(())
 }
 
 /// A run's attempt: 1, and one more for each time it was queued again.

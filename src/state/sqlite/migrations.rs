@@ -138,7 +138,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 5: run control (`trun serve`): every status change of a run or a job
     // with its time and reason, and the runs created over the API (their
     // request, so a restarted server can plan a queued run again, and their
-    // idempotency key, unique so that one key makes one run across processes).
+    // idempotency key, unique so that one key makes one run across processes),
+    // and the slots of concurrency groups.
     r#"
     CREATE TABLE transitions (
         seq         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -157,6 +158,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         idempotency_key TEXT    UNIQUE,
         body_hash       BLOB,
         created_at      INTEGER NOT NULL
+    );
+    -- Concurrency groups: a member holds a slot while it runs; a slot whose
+    -- run has finished (or was marked interrupted) is free again.
+    CREATE TABLE concurrency_slots (
+        group_name TEXT    NOT NULL,
+        run_id     INTEGER NOT NULL,
+        holder     TEXT    NOT NULL,             -- a job key
+        claimed_at INTEGER NOT NULL,
+        PRIMARY KEY (group_name, run_id, holder)
     );
     "#,
 ];

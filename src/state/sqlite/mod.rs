@@ -19,7 +19,7 @@ mod uptodate;
 pub(crate) use migrations::latest_version;
 
 use super::records::{
-    DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
+    Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
     Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepState,
 };
 use super::transition::{Illegal, Transition};
@@ -234,6 +234,14 @@ impl Store for SqliteStore {
         reason: &str,
     ) -> Result<std::result::Result<Retry, Illegal>> {
         control::retry_run(&mut self.conn(), run_id, reason)
+    }
+
+    fn claim_slot(&self, group: &str, max: u32, run_id: i64, holder: &str) -> Result<Claim> {
+        control::claim_slot(&mut self.conn(), group, max, run_id, holder)
+    }
+
+    fn release_slots(&self, run_id: i64, holder: Option<&str>) -> Result<()> {
+        control::release_slots(&self.conn(), run_id, holder)
     }
 
     fn transitions(&self, run_id: i64) -> Result<Vec<Transition>> {

@@ -288,6 +288,17 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
                 )?;
             }
         }
+        Event::JobWaiting { job, reason, at } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            if from != Some(Status::Waiting) {
+                log_transition(tx, run_id, Some(job), from, Status::Waiting, *at, Some(reason))?;
+            }
+            ensure_job(tx, run_id, job)?;
+            tx.prepare_cached(
+                "UPDATE jobs SET status = 'waiting', reason = ?3 WHERE run_id = ?1 AND key = ?2",
+            )?
+            .execute(params![run_id, job, reason])?;
+        }
         Event::StepStarted {
             job,
             step,
