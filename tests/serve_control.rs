@@ -405,3 +405,170 @@ fn retry_runs_the_failed_jobs_again_as_a_new_attempt_of_the_same_run_and_keeps_t
     let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/retry"), &json!({})));
     assert_eq!((code, err["code"].as_str()), (409, Some("run_finished")), "{err}");
 }
+
+/// Intervals `[start, end)` in ns from the `t-N` files the legs wrote; the
+/// most that overlapped at any instant.
+fn most_at_once(t: &Test, legs: usize) -> usize {
+    let spans: Vec<(u128, u128)> = (1..=legs)
+        .map(|n| {
+            let text = t.read(&format!("t-{n}"));
+            let mut words = text.split_whitespace();
+            let start = words.next().unwrap().parse().unwrap();
+            let end = words.next().unwrap().parse().unwrap();
+            (start, end)
+        })
+        .collect();
+    spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn a_concurrency_group_with_max_2_never_runs_more_than_2_of_6_and_says_why_the_rest_wait() {
+    let t = Test::new().file(
+        "deploy.yaml",
+        &common::unindent(
+            r#"
+            inputs:
+              env: { type: string, default: prod }
+            jobs:
+              deploy:
+                strategy: { matrix: { n: [1, 2, 3, 4, 5, 6] } }
+                concurrency: { group: "deploy-${{ inputs.env }}", max: 2 }
+                steps:
+                  - run: |
+                      start=$(date +%s%N)
+                      sleep 0.4
+                      echo "$start $(date +%s%N)" > "t-${{ matrix.n }}"
+            "#,
+        ),
+    );
+    let s = Server::start(&t, &["-j", "6"]);
+    let id = s.create(&json!({"workflow": "deploy.yaml"}));
+    let run = s.wait_done(&id);
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(most_at_once(&t, 6), 2, "the group's limit did not hold, or nothing ran at once");
+
+    // The same from the recorded transitions (ms): never more than 2 running.
+    let transitions = run["transitions"].as_array().unwrap();
+    let mut edges: Vec<(u64, i32)> = transitions
+        .iter()
+        .filter(|t| t.get("job").is_some())
+        .filter_map(|t| match (t["from"].as_str(), t["to"].as_str()) {
+            (_, Some("running")) => Some((t["at"].as_u64().unwrap(), 1)),
+            (Some("running"), _) => Some((t["at"].as_u64().unwrap(), -1)),
+            _ => None,
+        })
+        .collect();
+    edges.sort_by_key(|&(at, d)| (at, d));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert_eq!(most, 2);
+
+    let waits: Vec<&Value> = transitions.iter().filter(|t| t["to"] == "waiting").collect();
+    assert!(waits.len() >= 4, "{}", run["transitions"]);
+    for w in &waits {
+        assert!(
+            w["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("concurrency group `deploy-prod` is full (2 running: deploy ("),
+            "{w}"
+        );
+    }
+    assert_eq!(
+        s.metric("trun_jobs_blocked_by_concurrency_total"),
+        waits.len() as f64
+    );
+}
+
+#[test]
+fn cancel_in_progress_cancels_the_groups_running_run_and_replaces_its_queued_one() {
+    let t = Test::new().file(
+        "deploy.yaml",
+        &common::unindent(
+            r#"
+            inputs:
+              env: { type: string }
+              secs: { type: string, default: "0" }
+            concurrency:
+              group: deploy-${{ inputs.env }}
+              cancel-in-progress: true
+            jobs:
+              go:
+                steps:
+                  - run: echo "${{ inputs.env }}" >> ran.txt; sleep ${{ inputs.secs }}
+            "#,
+        ),
+    );
+    let s = Server::start(&t, &[]);
+    let marker = common::marker();
+    let first = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod", "secs": marker}}));
+    wait_for("the first run's sleep", Duration::from_secs(30), || {
+        !processes_running(&["sleep", &marker]).is_empty()
+    });
+    let _reaper = Reaper(processes_running(&["sleep", &marker]));
+    let other = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "staging"}}));
+    let second = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod"}}));
+    let third = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod"}}));
+
+    let run = s.wait_done(&first);
+    assert_eq!(run["status"], "cancelled");
+    assert!(processes_running(&["sleep", &marker]).is_empty());
+    let last = |run: &Value| {
+        run["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|t| t.get("job").is_none())
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        last(&run),
+        format!("replaced by run {second} (concurrency group `deploy-prod`, cancel-in-progress)")
+    );
+    let run = s.wait_done(&second);
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(
+        last(&run),
+        format!("replaced by run {third} (concurrency group `deploy-prod`, cancel-in-progress)")
+    );
+    assert_eq!(s.wait_done(&other)["status"], "success");
+    assert_eq!(s.wait_done(&third)["status"], "success");
+    // The first ran and was cancelled; the second never started.
+    assert_eq!(t.read("ran.txt"), "prod\nstaging\nprod\n");
+}
+
+#[test]
+fn a_bad_concurrency_setting_is_an_error_at_its_line_and_column() {
+    let t = Test::new().workflow(&common::unindent(
+        r#"
+        jobs:
+          a:
+            concurrency: { group: "x-${{ inputs.nope }}", max: 0 }
+            steps: [ { run: "true" } ]
+        "#,
+    ));
+    t.run(&["validate"])
+        .status(2)
+        .stderr_has(
+            "trun.yaml:3:41: error: unknown input `nope` (the workflow declares no inputs)",
+        )
+        .stderr_has("trun.yaml:3:56: error: concurrency `max` must be at least 1");
+    let t = Test::new().workflow(&common::unindent(
+        r#"
+        concurrency: { grup: x }
+        jobs: { a: { steps: [ { run: "true" } ] } }
+        "#,
+    ));
+    t.run(&["validate"]).status(2).stderr_has("trun.yaml:1:");
+    t.run(&["validate"]).stderr_has("grup");
+}

@@ -82,6 +82,8 @@ pub struct RunEntry {
     request: String,
     /// The attempt the worker starts next, and the jobs it keeps.
     next: Mutex<QueuedRun>,
+    /// The workflow's concurrency group, rendered with the run's inputs.
+    group: Option<String>,
 }
 
 impl RunEntry {
@@ -274,6 +276,7 @@ impl Runs {
         plan: Option<Plan>,
         request: String,
     ) -> Arc<RunEntry> {
+        let group = plan.as_ref().and_then(|p| self.group_of(p).ok()).flatten();
         let (cancel, _) = watch::channel(false);
         let entry = Arc::new(RunEntry {
             id,
@@ -297,6 +300,7 @@ impl Runs {
                 attempt: 1,
                 kept: Default::default(),
             }),
+            group,
         });
         // The gate closes by itself when a step budget (advance, max_steps)
         // is spent: the run is paused from then on.
@@ -311,6 +315,49 @@ impl Runs {
             }
         }));
         entry
+    }
+
+    /// The plan's workflow-level concurrency group, rendered with its inputs.
+    fn group_of(&self, plan: &Plan) -> Result<Option<String>, ApiError> {
+        let Some(c) = &plan.concurrency else {
+            return Ok(None);
+        };
+        let ctx = crate::template::Context {
+            inputs: plan.inputs.clone(),
+            ..Default::default()
+        };
+        crate::template::Engine::new(self.root.clone())
+            .render(&c.group, &ctx)
+            .map(Some)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_workflow",
+                    format!("concurrency group `{}`: {}", c.group, e.message),
+                )
+                .field("workflow")
+            })
+    }
+
+    /// `cancel-in-progress` of a workflow-level group: a new run cancels the
+    /// group's running run and replaces its queued ones (GitHub's semantics).
+    fn cancel_in_progress(&self, new: &RunEntry) {
+        let Some(group) = &new.group else { return };
+        let victims: Vec<Arc<RunEntry>> = self
+            .table()
+            .by_id
+            .values()
+            .filter(|e| e.id != new.id && e.group.as_deref() == Some(group.as_str()))
+            .filter(|e| !e.status().is_final())
+            .cloned()
+            .collect();
+        let reason = format!(
+            "replaced by run {} (concurrency group `{group}`, cancel-in-progress)",
+            new.id
+        );
+        for e in victims {
+            let _ = self.cancel_for(&e.id, &reason);
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<RunEntry>, ApiError> {
@@ -374,6 +421,15 @@ impl Runs {
             inputs: new.request.inputs.clone(),
         };
         let loaded = load::load(&self.root, &id, new.source, &new.request)?;
+        if let Err(e) = self.group_of(&loaded.plan) {
+            load::discard(&self.root, &id);
+            return Err(e);
+        }
+        let cancels_others = loaded
+            .plan
+            .concurrency
+            .as_ref()
+            .is_some_and(|c| c.cancel_in_progress);
         let created_at = now_ms();
         let request =
             serde_json::to_string(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -452,6 +508,9 @@ impl Runs {
         self.metrics.queue_depth.set(t.queue.len() as i64);
         drop(t);
         self.count_transitions(&entry);
+        if cancels_others {
+            self.cancel_in_progress(&entry);
+        }
         self.wake.notify_all();
         Ok((entry.view(), true))
     }
@@ -474,6 +533,10 @@ impl Runs {
     /// has its processes killed by the engine and ends `cancelled` when they
     /// are gone.
     pub fn cancel(&self, id: &str) -> Result<Arc<RunEntry>, ApiError> {
+        self.cancel_for(id, "cancelled over the API")
+    }
+
+    fn cancel_for(&self, id: &str, reason: &str) -> Result<Arc<RunEntry>, ApiError> {
         let mut t = self.table();
         let entry = t
             .by_id
@@ -484,7 +547,7 @@ impl Runs {
         match s.status {
             Status::Queued => {
                 self.store
-                    .transition_run(entry.run_id, Status::Cancelled, "cancelled over the API")
+                    .transition_run(entry.run_id, Status::Cancelled, reason)
                     .map_err(store_error)?
                     .map_err(|e| conflict(id, &e))?;
                 s.status = Status::Cancelled;
@@ -499,6 +562,12 @@ impl Runs {
             }
             Status::Running | Status::Paused | Status::Waiting => {
                 drop(s);
+                drop(t);
+                // Recorded with its reason now; the engine's own end keeps it
+                // (a final status is final).
+                let _ = self
+                    .store
+                    .transition_run(entry.run_id, Status::Cancelled, reason);
                 let _ = entry.cancel.send(true);
             }
             status => {
