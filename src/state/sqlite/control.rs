@@ -280,3 +280,122 @@ pub(super) fn transitions(conn: &Connection, run_id: i64) -> Result<Vec<Transiti
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use crate::event::{JobInfo, Status};
+    use crate::state::{Claim, Queued, ServerRun, Store};
+
+    fn job(key: &str) -> JobInfo {
+        JobInfo {
+            key: key.into(),
+            job_id: key.into(),
+            name: key.into(),
+            needs: Vec::new(),
+            matrix: Default::default(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn server_run(id: &str, key: Option<&str>) -> ServerRun {
+        ServerRun {
+            id: id.into(),
+            run_id: 0,
+            request: "{}".into(),
+            idempotency_key: key.map(str::to_string),
+            body_hash: key.map(|_| vec![1, 2, 3]),
+            created_at: 1,
+            status: Status::Queued,
+        }
+    }
+
+    fn queue(store: &SqliteStore, id: &str, key: Option<&str>) -> Queued {
+        store
+            .queue_run("wf", "wf.yaml", &[], &[job("a")], &server_run(id, key))
+            .unwrap()
+    }
+
+    #[test]
+    fn one_idempotency_key_makes_one_run_across_two_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (one, two) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let Queued::New(first) = queue(&one, "r1", Some("k")) else {
+            panic!("the first use of a key makes a run")
+        };
+        let Queued::Existing(again) = queue(&two, "r2", Some("k")) else {
+            panic!("the second use of a key finds the run")
+        };
+        assert_eq!(again.id, "r1");
+        assert_eq!(again.run_id, first.run_id);
+        assert_eq!(two.server_runs().unwrap().len(), 1);
+        assert_eq!(one.server_runs().unwrap()[0].status, Status::Queued);
+    }
+
+    #[test]
+    fn transitions_are_checked_recorded_and_a_retry_keeps_what_succeeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let Queued::New(run) = queue(&store, "r", None) else {
+            panic!()
+        };
+        let id = run.run_id;
+        let illegal = store.transition_run(id, Status::Paused, "x").unwrap();
+        assert_eq!(illegal.unwrap_err().to_string(), "cannot go from `queued` to `paused`");
+        assert_eq!(
+            store.transition_run(id, Status::Running, "started").unwrap(),
+            Ok(Status::Queued)
+        );
+        store.transition_run(id, Status::Failure, "it failed").unwrap().unwrap();
+        assert!(store.transition_run(id, Status::Running, "x").unwrap().is_err());
+        let retry = store.retry_run(id, "again").unwrap().unwrap();
+        assert_eq!(retry.attempt, 2);
+        assert!(retry.kept.is_empty(), "job a did not succeed");
+        let moves: Vec<(Option<String>, Option<Status>, Status)> = store
+            .transitions(id)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.job, t.from, t.to))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (None, None, Status::Queued),
+                (None, Some(Status::Queued), Status::Running),
+                (Some("a".into()), Some(Status::Pending), Status::Failure),
+                (None, Some(Status::Running), Status::Failure),
+                (Some("a".into()), Some(Status::Failure), Status::Pending),
+                (None, Some(Status::Failure), Status::Queued),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_holds_at_most_max_across_connections_and_frees_a_finished_runs_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (one, two) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let run = |s: &SqliteStore| s.begin_run("wf", "wf.yaml", &[], &[job("a")]).unwrap();
+        let (r1, r2) = (run(&one), run(&two));
+        assert_eq!(one.claim_slot("g", 2, r1, "a").unwrap(), Claim::Claimed);
+        assert_eq!(one.claim_slot("g", 2, r1, "a").unwrap(), Claim::Claimed);
+        assert_eq!(two.claim_slot("g", 2, r2, "a").unwrap(), Claim::Claimed);
+        assert_eq!(
+            two.claim_slot("g", 2, r2, "b").unwrap(),
+            Claim::Full(vec![(r1, "a".into()), (r2, "a".into())])
+        );
+        one.release_slots(r1, Some("a")).unwrap();
+        assert_eq!(two.claim_slot("g", 2, r2, "b").unwrap(), Claim::Claimed);
+        // A run that ended holds nothing, even if it never gave its slots back.
+        assert!(matches!(one.claim_slot("g", 2, r1, "c").unwrap(), Claim::Full(_)));
+        one.mark_run(r2, Status::Cancelled).unwrap();
+        assert_eq!(one.claim_slot("g", 2, r1, "c").unwrap(), Claim::Claimed);
+    }
+}

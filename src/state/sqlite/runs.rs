@@ -249,6 +249,24 @@ pub(super) fn close_unfinished(
     pending_to: Status,
     now: Millis,
 ) -> Result<()> {
+    // The jobs' transitions first, while their statuses are still there.
+    let open: Vec<(String, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT key, status FROM jobs
+             WHERE run_id = ?1 AND status IN ('pending', 'waiting', 'running', 'paused')",
+        )?;
+        let rows = stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (job, status) in open {
+        let from = Status::parse(&status);
+        let to = if from == Some(Status::Running) {
+            running_to
+        } else {
+            pending_to
+        };
+        log_transition(tx, run_id, Some(&job), from, to, now, Some("the run ended"))?;
+    }
     for table in ["jobs", "steps"] {
         tx.execute(
             &format!(
