@@ -572,3 +572,47 @@ fn a_bad_concurrency_setting_is_an_error_at_its_line_and_column() {
     t.run(&["validate"]).status(2).stderr_has("trun.yaml:1:");
     t.run(&["validate"]).stderr_has("grup");
 }
+
+#[test]
+fn follow_streams_a_steps_log_while_it_runs_and_ends_with_the_step() {
+    use std::io::{BufRead, BufReader, Read};
+    let t = Test::new().file(
+        "talk.yaml",
+        &common::unindent(
+            r#"
+            jobs:
+              a:
+                steps:
+                  - id: talk
+                    run: |
+                      echo "first line"
+                      while [ ! -f go ]; do sleep 0.05; done
+                      echo "second line"
+            "#,
+        ),
+    );
+    let s = Server::start(&t, &[]);
+    let id = s.create(&json!({"workflow": "talk.yaml"}));
+    s.wait_run(&id, "the step to run", |r| step_status(r, 0) == "running");
+    let r = s.get(&format!("/api/v1/runs/{id}/logs/a/talk?follow=true"));
+    assert_eq!(r.status().as_u16(), 200);
+    let mut reader = BufReader::new(r);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("first line"), "{line:?}");
+    // The step is still running: the stream has sent what was written so far.
+    assert_eq!(step_status(&s.run(&id), 0), "running");
+    t.write("go", "");
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("second line"), "{rest:?}");
+    assert_eq!(s.wait_done(&id)["status"], "success");
+
+    // By position too, and `follow` is true or false.
+    let r = s.get(&format!("/api/v1/runs/{id}/logs/a/1?follow=true"));
+    assert!(r.text().unwrap().contains("second line"));
+    let (code, err) = error_of(s.get(&format!("/api/v1/runs/{id}/logs/a/talk?follow=yes")));
+    assert_eq!((code, err["field"].as_str()), (400, Some("follow")));
+    let (code, _) = error_of(s.get(&format!("/api/v1/runs/{id}/logs/a/..%2F..%2Fetc?follow=true")));
+    assert_eq!(code, 404);
+}

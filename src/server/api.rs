@@ -312,8 +312,24 @@ async fn run_events(
 async fn step_log(
     State(s): St,
     Path((id, job, step)): Path<(String, String, String)>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let entry = s.runs.get(&id)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match q.get("follow").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true") => {
+            let body =
+                super::follow::step_log(s.runs.clone(), entry, job, step, MAX_LOG_BYTES).await?;
+            return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`follow` is `true` or `false`, not `{other}`"
+            ))
+            .field("follow"))
+        }
+    }
     let run_id = entry.store_run_id().ok_or_else(|| {
         ApiError::not_found(format!("run {id} has not started, so it has no logs yet"))
     })?;

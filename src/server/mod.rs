@@ -20,6 +20,7 @@
 mod api;
 mod error;
 mod events;
+mod follow;
 mod load;
 mod metrics;
 mod runs;
