@@ -369,7 +369,10 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
-        concurrency: w.concurrency.as_ref().map(|c| ConcurrencyPlan::of(&c.value)),
+        concurrency: w
+            .concurrency
+            .as_ref()
+            .map(|c| ConcurrencyPlan::of(&c.value)),
     })
 }
 
@@ -818,7 +821,10 @@ fn plan_job(
         max_parallel: strategy
             .and_then(|s| s.max_parallel.as_ref())
             .map(|m| m.value),
-        concurrency: job.concurrency.as_ref().map(|c| ConcurrencyPlan::of(&c.value)),
+        concurrency: job
+            .concurrency
+            .as_ref()
+            .map(|c| ConcurrencyPlan::of(&c.value)),
         dynamic_matrix: strategy
             .and_then(|s| s.matrix.as_ref())
             .filter(|m| m.value.is_dynamic())

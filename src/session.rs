@@ -302,7 +302,9 @@ impl Session {
             proc_records: Some(self.trun_dir.join("procs")),
             gate: config.gate,
             kept: queued.kept,
-            slots: Some(Arc::new(crate::exec::concurrency::StoreSlots(store.clone()))),
+            slots: Some(Arc::new(crate::exec::concurrency::StoreSlots(
+                store.clone(),
+            ))),
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

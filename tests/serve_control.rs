@@ -49,13 +49,17 @@ fn started(t: &Test) -> Vec<usize> {
 fn paused_after_first_step(t: &Test, s: &Server) -> String {
     t.write("steps.yaml", &common::unindent(STEPS));
     let id = s.create(&json!({"workflow": "steps.yaml"}));
-    wait_for("the first step", Duration::from_secs(30), || t.exists("s1.t"));
+    wait_for("the first step", Duration::from_secs(30), || {
+        t.exists("s1.t")
+    });
     let r = s.post(&format!("/api/v1/runs/{id}/pause"), &json!({}));
     assert_eq!(r.status().as_u16(), 202);
     let v: Value = r.json().unwrap();
     assert_eq!(v["status"], "paused");
     t.write("go", "");
-    s.wait_run(&id, "the first step to finish", |r| step_status(r, 0) == "success");
+    s.wait_run(&id, "the first step to finish", |r| {
+        step_status(r, 0) == "success"
+    });
     id
 }
 
@@ -149,8 +153,14 @@ fn a_paused_run_lets_its_running_step_finish_starts_nothing_then_resumes_to_the_
         counted += got;
     }
     assert_eq!(counted, transitions.len() as f64);
-    assert_eq!(s.metric("trun_steps_finished_total{status=\"success\"}"), 5.0);
-    assert_eq!(s.metric("trun_runs_finished_total{status=\"success\"}"), 1.0);
+    assert_eq!(
+        s.metric("trun_steps_finished_total{status=\"success\"}"),
+        5.0
+    );
+    assert_eq!(
+        s.metric("trun_runs_finished_total{status=\"success\"}"),
+        1.0
+    );
     assert_eq!(s.metric("trun_step_duration_seconds_count"), 5.0);
 }
 
@@ -179,7 +189,11 @@ fn advance_runs_exactly_one_step_and_max_steps_runs_that_many() {
     assert_eq!(r.status().as_u16(), 202);
     s.wait_run(&id, "step 4 to run", |r| step_status(r, 3) == "success");
     settle();
-    assert_eq!(started(&t), [1, 2, 3, 4], "max_steps 2 ran another number of steps");
+    assert_eq!(
+        started(&t),
+        [1, 2, 3, 4],
+        "max_steps 2 ran another number of steps"
+    );
     let run = s.run(&id);
     assert_eq!(run["status"], "paused");
     let budget_spent = run["transitions"]
@@ -209,10 +223,7 @@ fn illegal_transitions_are_409_and_bad_requests_400() {
         assert_eq!(code, 409, "{action}: {err}");
         assert_eq!(err["code"], "run_finished");
     }
-    let (code, err) = error_of(s.post(
-        &format!("/api/v1/runs/{id}/run"),
-        &json!({"max_steps": 3}),
-    ));
+    let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/run"), &json!({"max_steps": 3})));
     assert_eq!((code, err["code"].as_str()), (409, Some("run_finished")));
     let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/pause"), &json!({})));
     assert_eq!(code, 409);
@@ -224,15 +235,15 @@ fn illegal_transitions_are_409_and_bad_requests_400() {
     // A running run cannot be resumed, a paused one cannot be paused again.
     let id = paused_after_first_step(&t, &s);
     let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/pause"), &json!({})));
-    assert_eq!((code, err["code"].as_str()), (409, Some("illegal_transition")));
+    assert_eq!(
+        (code, err["code"].as_str()),
+        (409, Some("illegal_transition"))
+    );
     s.post(&format!("/api/v1/runs/{id}/resume"), &json!({}));
     let run = s.wait_done(&id);
     assert_eq!(run["status"], "success");
 
-    let (code, err) = error_of(s.post(
-        &format!("/api/v1/runs/{id}/run"),
-        &json!({"max_steps": 0}),
-    ));
+    let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/run"), &json!({"max_steps": 0})));
     assert_eq!((code, err["field"].as_str()), (400, Some("max_steps")));
     let (code, _) = error_of(s.post(
         &format!("/api/v1/runs/{id}/run"),
@@ -384,7 +395,12 @@ fn retry_runs_the_failed_jobs_again_as_a_new_attempt_of_the_same_run_and_keeps_t
         .collect();
     assert_eq!(
         jobs,
-        [("a", "success"), ("b", "success"), ("c", "success"), ("d", "success")]
+        [
+            ("a", "success"),
+            ("b", "success"),
+            ("c", "success"),
+            ("d", "success")
+        ]
     );
     let moves: Vec<String> = run["transitions"]
         .as_array()
@@ -400,10 +416,21 @@ fn retry_runs_the_failed_jobs_again_as_a_new_attempt_of_the_same_run_and_keeps_t
             )
         })
         .collect();
-    assert_eq!(moves, ["b failure->pending", "c skipped->pending", "run failure->queued"]);
+    assert_eq!(
+        moves,
+        [
+            "b failure->pending",
+            "c skipped->pending",
+            "run failure->queued"
+        ]
+    );
 
     let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/retry"), &json!({})));
-    assert_eq!((code, err["code"].as_str()), (409, Some("run_finished")), "{err}");
+    assert_eq!(
+        (code, err["code"].as_str()),
+        (409, Some("run_finished")),
+        "{err}"
+    );
 }
 
 /// Intervals `[start, end)` in ns from the `t-N` files the legs wrote; the
@@ -449,7 +476,11 @@ fn a_concurrency_group_with_max_2_never_runs_more_than_2_of_6_and_says_why_the_r
     let id = s.create(&json!({"workflow": "deploy.yaml"}));
     let run = s.wait_done(&id);
     assert_eq!(run["status"], "success", "{run}");
-    assert_eq!(most_at_once(&t, 6), 2, "the group's limit did not hold, or nothing ran at once");
+    assert_eq!(
+        most_at_once(&t, 6),
+        2,
+        "the group's limit did not hold, or nothing ran at once"
+    );
 
     // The same from the recorded transitions (ms): never more than 2 running.
     let transitions = run["transitions"].as_array().unwrap();
@@ -470,7 +501,10 @@ fn a_concurrency_group_with_max_2_never_runs_more_than_2_of_6_and_says_why_the_r
     }
     assert_eq!(most, 2);
 
-    let waits: Vec<&Value> = transitions.iter().filter(|t| t["to"] == "waiting").collect();
+    let waits: Vec<&Value> = transitions
+        .iter()
+        .filter(|t| t["to"] == "waiting")
+        .collect();
     assert!(waits.len() >= 4, "{}", run["transitions"]);
     for w in &waits {
         assert!(
@@ -508,7 +542,8 @@ fn cancel_in_progress_cancels_the_groups_running_run_and_replaces_its_queued_one
     );
     let s = Server::start(&t, &[]);
     let marker = common::marker();
-    let first = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod", "secs": marker}}));
+    let first =
+        s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod", "secs": marker}}));
     wait_for("the first run's sleep", Duration::from_secs(30), || {
         !processes_running(&["sleep", &marker]).is_empty()
     });
@@ -559,9 +594,7 @@ fn a_bad_concurrency_setting_is_an_error_at_its_line_and_column() {
     ));
     t.run(&["validate"])
         .status(2)
-        .stderr_has(
-            "trun.yaml:3:41: error: unknown input `nope` (the workflow declares no inputs)",
-        )
+        .stderr_has("trun.yaml:3:41: error: unknown input `nope` (the workflow declares no inputs)")
         .stderr_has("trun.yaml:3:56: error: concurrency `max` must be at least 1");
     let t = Test::new().workflow(&common::unindent(
         r#"
@@ -613,6 +646,8 @@ fn follow_streams_a_steps_log_while_it_runs_and_ends_with_the_step() {
     assert!(r.text().unwrap().contains("second line"));
     let (code, err) = error_of(s.get(&format!("/api/v1/runs/{id}/logs/a/talk?follow=yes")));
     assert_eq!((code, err["field"].as_str()), (400, Some("follow")));
-    let (code, _) = error_of(s.get(&format!("/api/v1/runs/{id}/logs/a/..%2F..%2Fetc?follow=true")));
+    let (code, _) = error_of(s.get(&format!(
+        "/api/v1/runs/{id}/logs/a/..%2F..%2Fetc?follow=true"
+    )));
     assert_eq!(code, 404);
 }

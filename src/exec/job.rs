@@ -312,7 +312,6 @@ impl JobRunner {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Waits at the run's gate (`trun serve`'s pause and step budgets); false
     /// when the run was cancelled meanwhile.
     async fn pass_gate(&self, cancel: &mut watch::Receiver<bool>) -> bool {
@@ -322,6 +321,7 @@ impl JobRunner {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
         step: &PlannedStep,

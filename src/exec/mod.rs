@@ -200,8 +200,8 @@ pub async fn run(
     }
 
     // A retry keeps the jobs that succeeded before: done, with their outputs.
-    for i in 0..n {
-        if let Some(outs) = opts.kept.get(&plan.jobs[i].key) {
+    for (i, job) in plan.jobs.iter().enumerate() {
+        if let Some(outs) = opts.kept.get(&job.key) {
             outputs[i] = outs.clone();
             settle(
                 i,
@@ -292,7 +292,8 @@ pub async fn run(
                                     // The running members of this run stop; one
                                     // that waits is replaced by this one.
                                     for (r, h) in &holders {
-                                        let mine = index.get(h.as_str()).filter(|_| *r == opts.run_id);
+                                        let mine =
+                                            index.get(h.as_str()).filter(|_| *r == opts.run_id);
                                         if let Some(tx) = mine.and_then(|hi| job_cancel.get(hi)) {
                                             let _ = tx.send(true);
                                         }
@@ -304,19 +305,34 @@ pub async fn run(
                                         .collect();
                                     for w in replaced {
                                         waiting.remove(&w);
-                                        settle(w, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                                        settle(
+                                            w,
+                                            Status::Cancelled,
+                                            &mut state,
+                                            &mut unfinished_needs,
+                                            &dependents,
+                                            &mut ready,
+                                        );
                                         finish_unstarted(
                                             &events,
                                             &plan.jobs[w].key,
                                             Status::Cancelled,
-                                            &format!("replaced by {} (cancel-in-progress)", job.key),
+                                            &format!(
+                                                "replaced by {} (cancel-in-progress)",
+                                                job.key
+                                            ),
                                         );
                                     }
                                 }
                                 if announced.insert(i) {
                                     events.send(Event::JobWaiting {
                                         job: job.key.clone(),
-                                        reason: concurrency::waiting_reason(&group, c.max, opts.run_id, &holders),
+                                        reason: concurrency::waiting_reason(
+                                            &group,
+                                            c.max,
+                                            opts.run_id,
+                                            &holders,
+                                        ),
                                         at: now_ms(),
                                     });
                                 }
@@ -325,7 +341,14 @@ pub async fn run(
                             }
                             Err(e) => {
                                 failed = true;
-                                settle(i, Status::Failure, &mut state, &mut unfinished_needs, &dependents, &mut ready);
+                                settle(
+                                    i,
+                                    Status::Failure,
+                                    &mut state,
+                                    &mut unfinished_needs,
+                                    &dependents,
+                                    &mut ready,
+                                );
                                 finish_unstarted(&events, &job.key, Status::Failure, &e);
                                 continue;
                             }

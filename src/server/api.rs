@@ -321,7 +321,9 @@ async fn step_log(
         Some("true") => {
             let body =
                 super::follow::step_log(s.runs.clone(), entry, job, step, MAX_LOG_BYTES).await?;
-            return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
+            return Ok(
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response(),
+            );
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -421,10 +423,10 @@ async fn run_steps(
             .field("max_steps")
     })?;
     if parsed.max_steps == 0 {
-        return Err(
-            ApiError::bad_request("`max_steps` must be at least 1 (to pause, POST .../pause)")
-                .field("max_steps"),
-        );
+        return Err(ApiError::bad_request(
+            "`max_steps` must be at least 1 (to pause, POST .../pause)",
+        )
+        .field("max_steps"));
     }
     control(&s, id, Control::Steps(parsed.max_steps)).await
 }

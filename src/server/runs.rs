@@ -235,9 +235,13 @@ impl Runs {
             }
             let mut status = stored.status;
             if status == Status::Queued && plan.is_none() {
-                let why = error.clone().unwrap_or_else(|| "its request is unreadable".into());
+                let why = error
+                    .clone()
+                    .unwrap_or_else(|| "its request is unreadable".into());
                 let why = format!("cannot plan it again after a restart: {why}");
-                let _ = self.store.transition_run(stored.run_id, Status::Failure, &why);
+                let _ = self
+                    .store
+                    .transition_run(stored.run_id, Status::Failure, &why);
                 error = Some(why);
                 status = Status::Failure;
             }
@@ -266,6 +270,7 @@ impl Runs {
         Ok(queued)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         self: &Arc<Self>,
         id: String,
@@ -588,11 +593,22 @@ impl Runs {
         {
             let mut s = entry.state();
             let (to, reason, budget) = match control {
-                Control::Pause => (Status::Paused, "paused over the API".to_string(), Budget::Steps(0)),
-                Control::Resume => (Status::Running, "resumed over the API".to_string(), Budget::Open),
+                Control::Pause => (
+                    Status::Paused,
+                    "paused over the API".to_string(),
+                    Budget::Steps(0),
+                ),
+                Control::Resume => (
+                    Status::Running,
+                    "resumed over the API".to_string(),
+                    Budget::Open,
+                ),
                 Control::Steps(n) => (
                     Status::Running,
-                    format!("{n} more step{} over the API", if n == 1 { "" } else { "s" }),
+                    format!(
+                        "{n} more step{} over the API",
+                        if n == 1 { "" } else { "s" }
+                    ),
                     Budget::Steps(n),
                 ),
             };

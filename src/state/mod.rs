@@ -30,12 +30,12 @@ pub mod transition;
 
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
-    AttemptDetail, Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail, NewSuccess,
-    OutputRecord, PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepDetail,
-    StepState, SuccessRef,
+    AttemptDetail, Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail,
+    NewSuccess, OutputRecord, PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun,
+    StatRecord, StepDetail, StepState, SuccessRef,
 };
-pub use transition::{Illegal, Transition};
 pub use sqlite::SqliteStore;
+pub use transition::{Illegal, Transition};
 
 use crate::event::{Event, JobInfo, Status};
 use std::path::{Path, PathBuf};
@@ -175,8 +175,7 @@ pub trait Store: Send + Sync {
     /// the same run (checked by [`transition::check`], recorded with
     /// `reason`): its jobs that did not succeed, and their steps, go back to
     /// `pending`; the jobs that succeeded are kept. One transaction.
-    fn retry_run(&self, run_id: i64, reason: &str)
-        -> Result<std::result::Result<Retry, Illegal>>;
+    fn retry_run(&self, run_id: i64, reason: &str) -> Result<std::result::Result<Retry, Illegal>>;
 
     /// Takes one of the `max` slots of concurrency group `group` for
     /// `holder` (a job key) of run `run_id`, in one write transaction, so the

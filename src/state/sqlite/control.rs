@@ -149,7 +149,8 @@ pub(super) fn retry_run(
     let mut kept = std::collections::BTreeMap::new();
     let mut again: Vec<(String, Status)> = Vec::new();
     {
-        let mut stmt = tx.prepare_cached("SELECT key, status, outputs FROM jobs WHERE run_id = ?1")?;
+        let mut stmt =
+            tx.prepare_cached("SELECT key, status, outputs FROM jobs WHERE run_id = ?1")?;
         let mut rows = stmt.query([run_id])?;
         while let Some(row) = rows.next()? {
             let key: String = row.get(0)?;
@@ -184,14 +185,30 @@ pub(super) fn retry_run(
             params![run_id, job],
         )?;
         if *status != Status::Pending {
-            log_transition(&tx, run_id, Some(job), Some(*status), Status::Pending, now, Some(reason))?;
+            log_transition(
+                &tx,
+                run_id,
+                Some(job),
+                Some(*status),
+                Status::Pending,
+                now,
+                Some(reason),
+            )?;
         }
     }
     tx.execute(
         "UPDATE runs SET status = 'queued', finished_at = NULL, duration_ms = NULL WHERE id = ?1",
         [run_id],
     )?;
-    log_transition(&tx, run_id, None, Some(from), Status::Queued, now, Some(reason))?;
+    log_transition(
+        &tx,
+        run_id,
+        None,
+        Some(from),
+        Status::Queued,
+        now,
+        Some(reason),
+    )?;
     let attempt = attempt_of(&tx, run_id)?;
     tx.commit()?;
     Ok(Ok(Retry { attempt, kept }))
@@ -266,9 +283,8 @@ pub(super) fn transitions(conn: &Connection, run_id: i64) -> Result<Vec<Transiti
     )?;
     let mut rows = stmt.query([run_id])?;
     let mut out = Vec::new();
-    let parse = |s: String| {
-        Status::parse(&s).ok_or_else(|| StateError::Corrupt(format!("status {s:?}")))
-    };
+    let parse =
+        |s: String| Status::parse(&s).ok_or_else(|| StateError::Corrupt(format!("status {s:?}")));
     while let Some(row) = rows.next()? {
         out.push(Transition {
             job: row.get(0)?,
@@ -345,13 +361,24 @@ mod tests {
         };
         let id = run.run_id;
         let illegal = store.transition_run(id, Status::Paused, "x").unwrap();
-        assert_eq!(illegal.unwrap_err().to_string(), "cannot go from `queued` to `paused`");
         assert_eq!(
-            store.transition_run(id, Status::Running, "started").unwrap(),
+            illegal.unwrap_err().to_string(),
+            "cannot go from `queued` to `paused`"
+        );
+        assert_eq!(
+            store
+                .transition_run(id, Status::Running, "started")
+                .unwrap(),
             Ok(Status::Queued)
         );
-        store.transition_run(id, Status::Failure, "it failed").unwrap().unwrap();
-        assert!(store.transition_run(id, Status::Running, "x").unwrap().is_err());
+        store
+            .transition_run(id, Status::Failure, "it failed")
+            .unwrap()
+            .unwrap();
+        assert!(store
+            .transition_run(id, Status::Running, "x")
+            .unwrap()
+            .is_err());
         let retry = store.retry_run(id, "again").unwrap().unwrap();
         assert_eq!(retry.attempt, 2);
         assert!(retry.kept.is_empty(), "job a did not succeed");
@@ -394,7 +421,10 @@ mod tests {
         one.release_slots(r1, Some("a")).unwrap();
         assert_eq!(two.claim_slot("g", 2, r2, "b").unwrap(), Claim::Claimed);
         // A run that ended holds nothing, even if it never gave its slots back.
-        assert!(matches!(one.claim_slot("g", 2, r1, "c").unwrap(), Claim::Full(_)));
+        assert!(matches!(
+            one.claim_slot("g", 2, r1, "c").unwrap(),
+            Claim::Full(_)
+        ));
         one.mark_run(r2, Status::Cancelled).unwrap();
         assert_eq!(one.claim_slot("g", 2, r1, "c").unwrap(), Claim::Claimed);
     }

@@ -19,8 +19,8 @@ mod uptodate;
 pub(crate) use migrations::latest_version;
 
 use super::records::{
-    Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
-    Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepState,
+    Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord,
+    PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepState,
 };
 use super::transition::{Illegal, Transition};
 use super::{Result, StatCache, StateError, Store};
@@ -228,11 +228,7 @@ impl Store for SqliteStore {
         control::transition_run(&mut self.conn(), run_id, to, reason)
     }
 
-    fn retry_run(
-        &self,
-        run_id: i64,
-        reason: &str,
-    ) -> Result<std::result::Result<Retry, Illegal>> {
+    fn retry_run(&self, run_id: i64, reason: &str) -> Result<std::result::Result<Retry, Illegal>> {
         control::retry_run(&mut self.conn(), run_id, reason)
     }
 

@@ -113,7 +113,11 @@ pub(super) fn log_transition(
 }
 
 /// The status of a run (`job` is `None`) or of one of its jobs.
-pub(super) fn status_of(tx: &Transaction<'_>, run_id: i64, job: Option<&str>) -> Result<Option<Status>> {
+pub(super) fn status_of(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    job: Option<&str>,
+) -> Result<Option<Status>> {
     let text: Option<String> = match job {
         None => tx
             .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
@@ -309,7 +313,15 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
         Event::JobWaiting { job, reason, at } => {
             let from = status_of(tx, run_id, Some(job))?;
             if from != Some(Status::Waiting) {
-                log_transition(tx, run_id, Some(job), from, Status::Waiting, *at, Some(reason))?;
+                log_transition(
+                    tx,
+                    run_id,
+                    Some(job),
+                    from,
+                    Status::Waiting,
+                    *at,
+                    Some(reason),
+                )?;
             }
             ensure_job(tx, run_id, job)?;
             tx.prepare_cached(
