@@ -651,3 +651,43 @@ fn follow_streams_a_steps_log_while_it_runs_and_ends_with_the_step() {
     )));
     assert_eq!(code, 404);
 }
+
+#[test]
+fn trun_run_holds_a_jobs_concurrency_group_too_and_a_hostile_group_stays_a_name() {
+    let t = Test::new().workflow(&common::unindent(
+        r#"
+        inputs:
+          env: { type: string }
+        jobs:
+          one: &job
+            concurrency: "lock-${{ inputs.env }}"
+            steps:
+              - run: |
+                  start=$(date +%s%N); sleep 0.3
+                  echo "$start $(date +%s%N)" > "t-$TRUN_JOB"
+          two: *job
+          three: *job
+        "#,
+    ));
+    let hostile = "$(touch pwned)'; DROP TABLE runs; --";
+    t.run(&["run", "-j", "3", "-i", &format!("env={hostile}")])
+        .success();
+    assert!(!t.exists("pwned"));
+    let spans: Vec<(u128, u128)> = ["one", "two", "three"]
+        .iter()
+        .map(|j| {
+            let text = t.read(&format!("t-{j}"));
+            let (a, b) = text.trim().split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    for (i, (a, b)) in spans.iter().enumerate() {
+        for (c, d) in spans.iter().skip(i + 1) {
+            assert!(b <= c || d <= a, "two jobs of one group ran at once: {spans:?}");
+        }
+    }
+    let show = t.show_json("");
+    assert_eq!(show["status"], "success");
+    // The history still works: the hostile group did not reach SQL as code.
+    t.run(&["history"]).success();
+}
