@@ -24,6 +24,27 @@ pub struct JobPlan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub steps: Vec<StepPlan>,
+    /// A job `fed-by` emitted files: its instances, as far as known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<FanOutPlan>,
+}
+
+/// The instances of a fed job are decided when its emitters run; the plan
+/// lists those of the last run, each as it would be judged if its file came
+/// again unchanged.
+#[derive(Debug, Serialize)]
+pub struct FanOutPlan {
+    pub fed_by: Vec<String>,
+    pub instances: Vec<InstancePlan>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstancePlan {
+    pub key: String,
+    pub input: String,
+    /// `run` or `skip`.
+    pub action: &'static str,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +78,18 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
     let actions = ActionProbe::new(plan, store.clone());
     let mut jobs = Vec::new();
     for job in &plan.jobs {
+        if !job.fed_by.is_empty() {
+            jobs.push(JobPlan {
+                key: job.key.clone(),
+                name: job.name.clone(),
+                needs: job.needs.clone(),
+                condition: job.condition.clone(),
+                container: job.container.as_ref().map(|c| c.image.clone()),
+                steps: Vec::new(),
+                fan_out: Some(fan_out_plan(plan, &ut, store.as_ref(), job, &force)?),
+            });
+            continue;
+        }
         let mut steps = Vec::new();
         for step in &job.steps {
             let spec = uptodate_hooks::spec(plan, job, step, &chain);
@@ -155,11 +188,62 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
             condition: job.condition.clone(),
             container: job.container.as_ref().map(|c| c.image.clone()),
             steps,
+            fan_out: None,
         });
     }
     Ok(Explained {
         workflow: plan.workflow.clone(),
         jobs,
+    })
+}
+
+/// The instances a fed job had in its last run, each judged as it would be
+/// if its file were emitted again unchanged.
+fn fan_out_plan(
+    plan: &Plan,
+    ut: &crate::uptodate::UpToDate,
+    store: &dyn crate::state::Store,
+    job: &crate::plan::PlannedJob,
+    force: &Force,
+) -> Result<FanOutPlan, String> {
+    let cas = crate::uptodate::cas::Cas::new(&plan.root.join(".trun").join("cas"));
+    let forced = job.steps.iter().any(|s| force.forces(job, s));
+    let mut instances = Vec::new();
+    for (name, sha) in uptodate_hooks::last_inputs(store, &job.job_id) {
+        let key = crate::fanout::instance_key(&job.job_id, &name);
+        let hash: [u8; 32] = hex::decode(&sha)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 32]);
+        let mut inst = job.clone();
+        inst.key = key.clone();
+        inst.fed_by = Vec::new();
+        inst.input = Some(crate::fanout::Input {
+            name: name.clone(),
+            sha256: sha,
+            path: cas.object_path(&hash),
+        });
+        let check = uptodate_hooks::instance_check(plan, ut, store, &inst, forced)?;
+        let (action, reason) = match check.up_to_date {
+            Some(_) => (
+                "skip",
+                format!(
+                    "up to date if {} emits it unchanged",
+                    job.fed_by.join(" or ")
+                ),
+            ),
+            None => ("run", check.reason),
+        };
+        instances.push(InstancePlan {
+            key,
+            input: name,
+            action,
+            reason,
+        });
+    }
+    Ok(FanOutPlan {
+        fed_by: job.fed_by.clone(),
+        instances,
     })
 }
 
@@ -223,6 +307,15 @@ fn predict(
     Ok((fp, check.decision))
 }
 
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 pub fn render(e: &Explained, color: bool) -> String {
     let (green, dim, bold, reset) = if color {
         ("\x1b[32m", "\x1b[2m", "\x1b[1m", "\x1b[0m")
@@ -259,6 +352,25 @@ pub fn render(e: &Explained, color: bool) -> String {
         nrun - nmaybe,
         nsteps - nrun
     );
+    // Instances of fed jobs known from the last run, counted apart: whether
+    // they come again is decided when their emitters run.
+    let instances: Vec<&InstancePlan> = e
+        .jobs
+        .iter()
+        .filter_map(|j| j.fan_out.as_ref())
+        .flat_map(|f| &f.instances)
+        .collect();
+    if !instances.is_empty() {
+        let n = instances.len();
+        let run = instances.iter().filter(|i| i.action == "run").count();
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "; {n} instance{} known from the last run ({run} to run if emitted again)",
+                if n == 1 { "" } else { "s" }
+            ),
+        );
+    }
     let width = e
         .jobs
         .iter()
@@ -284,6 +396,38 @@ pub fn render(e: &Explained, color: bool) -> String {
         }
         out.push_str(&head);
         out.push('\n');
+        if let Some(f) = &j.fan_out {
+            let by = match f.fed_by.as_slice() {
+                [one] => format!("{one} emits"),
+                many => format!("{} emit", and_list(many)),
+            };
+            let known = if f.instances.is_empty() {
+                "; none known yet"
+            } else {
+                "; from the last run:"
+            };
+            out.push_str(&format!(
+                "   {dim}instances of {} are decided when {by}{known}{reset}\n",
+                j.key
+            ));
+            let kw = f
+                .instances
+                .iter()
+                .map(|i| i.key.chars().count())
+                .max()
+                .unwrap_or(0);
+            for i in &f.instances {
+                let (mark, col) = if i.action == "run" {
+                    ("run ", green)
+                } else {
+                    ("skip", dim)
+                };
+                out.push_str(&format!(
+                    "   {col}{mark}{reset}  {:kw$}  {}\n",
+                    i.key, i.reason
+                ));
+            }
+        }
         for s in &j.steps {
             let (mark, col) = if s.action == "run" {
                 ("run ", green)
@@ -347,6 +491,9 @@ impl ActionProbe {
         job: &crate::plan::PlannedJob,
         step: &crate::plan::PlannedStep,
     ) -> Option<String> {
+        if let Some(why) = &step.skip {
+            return Some(why.clone());
+        }
         let crate::plan::Action::Uses { uses, with } = &step.action else {
             return None;
         };

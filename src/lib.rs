@@ -6,13 +6,16 @@
 //! [`report`] (renders events). [`state`] is the one place that persists.
 
 pub mod actions;
+pub mod cache;
 pub mod cli;
+pub mod composite;
 pub mod diag;
 pub mod docker;
 pub mod duration;
 pub mod event;
 pub mod exec;
 pub mod explain;
+pub mod fanout;
 pub mod fsutil;
 pub mod grade;
 pub mod graph;

@@ -27,6 +27,10 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// Job instances in an order where every job comes after its needs.
     pub jobs: Vec<PlannedJob>,
+    /// Every job of the workflow (selected or not) and the jobs whose emitted
+    /// files feed it (`fed-by`; empty for a job that takes none): where a
+    /// file a step writes into `$TRUN_EMIT/<job>/` may go.
+    pub fed_by: BTreeMap<String, Vec<String>>,
     /// The workflow's `concurrency` (its group unrendered).
     pub concurrency: Option<ConcurrencyPlan>,
 }
@@ -74,6 +78,11 @@ pub struct PlannedJob {
     /// A matrix computed by the job's needs: the engine expands it into legs
     /// when the job is ready.
     pub dynamic_matrix: Option<DynamicMatrix>,
+    /// `fed-by`: the jobs whose emitted files make the instances of this one
+    /// (decided at run time, see `exec::fanout`).
+    pub fed_by: Vec<String>,
+    /// The file an instance of a fed job processes.
+    pub input: Option<crate::fanout::Input>,
     pub steps: Vec<PlannedStep>,
 }
 
@@ -106,6 +115,23 @@ pub struct PlannedStep {
     pub generates: Vec<String>,
     /// 1-based line of the step in the workflow file, for messages.
     pub line: u32,
+    /// Skipped whatever happens, and why: `--skip-action NAME` named its action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<String>,
+    /// The composite action this step was generated from (`uses: ./path`).
+    #[serde(skip)]
+    pub frame: Option<std::sync::Arc<crate::composite::Frame>>,
+}
+
+impl PlannedStep {
+    /// The id the step's own scope knows it by: `test` for `setup/test`, a step of
+    /// the composite action the caller `setup` uses.
+    pub fn local_id(&self) -> &str {
+        match &self.frame {
+            Some(f) => self.id.strip_prefix(&f.prefix).unwrap_or(&self.id),
+            None => &self.id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,7 +247,7 @@ impl Plan {
                 needs: j.needs.clone(),
                 matrix: j.matrix.clone().into_iter().collect(),
                 // A matrix computed at run time: its legs report their own steps.
-                steps: if j.dynamic_matrix.is_some() {
+                steps: if j.fans_out() {
                     Vec::new()
                 } else {
                     j.steps
@@ -235,6 +261,15 @@ impl Plan {
                 },
             })
             .collect()
+    }
+}
+
+impl PlannedJob {
+    /// A job whose instances are decided at run time (a computed matrix, or
+    /// `fed-by`): it runs no steps itself and holds no `-j` slot; its
+    /// instances do.
+    pub fn fans_out(&self) -> bool {
+        self.dynamic_matrix.is_some() || !self.fed_by.is_empty()
     }
 }
 
@@ -308,6 +343,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 .push(key.clone());
             let planned = plan_job(
                 &wf.root,
+                &wf.skip_actions,
                 &id.value,
                 key,
                 &job.value,
@@ -316,11 +352,11 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 default_wd.as_deref(),
             );
             match planned {
-                Ok(j) => jobs.push(j),
-                Err(m) => errs.push(Diagnostic::plain(m).with_help(format!(
-                    "while expanding the `rubric/grade` step of job `{}`",
-                    id.value
-                ))),
+                Ok(mut j) => {
+                    mark_skipped_actions(&mut j, &wf.skip_actions);
+                    jobs.push(j)
+                }
+                Err(d) => errs.push(d),
             }
         }
     }
@@ -369,6 +405,12 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         inputs,
         env: env_pairs(&w.env),
         jobs,
+        fed_by: w
+            .jobs
+            .value
+            .iter()
+            .map(|(id, j)| (id.value.clone(), fed_by_of(&j.value)))
+            .collect(),
         concurrency: w
             .concurrency
             .as_ref()
@@ -476,9 +518,20 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
             if let Some(n) = jobs.get(&id).and_then(|j| j.value.needs.as_ref()) {
                 stack.extend(n.value.iter().map(|s| s.value.clone()));
             }
+            // A fed job comes with the jobs that emit its files.
+            if let Some(j) = jobs.get(&id) {
+                stack.extend(fed_by_of(&j.value));
+            }
         }
     }
     Ok(sel)
+}
+
+fn fed_by_of(job: &Job) -> Vec<String> {
+    job.fed_by
+        .as_ref()
+        .map(|f| f.value.iter().map(|s| s.value.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// The directories a `sources`/`generates` entry names before its first glob
@@ -739,15 +792,17 @@ pub fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
     format!("{id} ({})", vals.join(", "))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_job(
     root: &std::path::Path,
+    skip_actions: &[String],
     id: &str,
     key: String,
     job: &Job,
     matrix: Map<String, Value>,
     default_shell: Option<&str>,
     default_wd: Option<&str>,
-) -> Result<PlannedJob, String> {
+) -> Result<PlannedJob, Diagnostic> {
     let job_shell = job
         .defaults
         .as_ref()
@@ -774,7 +829,28 @@ fn plan_job(
         );
         match &step.action {
             Action::Uses { uses, with } if uses == crate::actions::GRADE => {
-                for mut g in expand_rubric(root, &step, with)? {
+                let generated = expand_rubric(root, &step, with).map_err(|m| {
+                    Diagnostic::plain(m).with_help(format!(
+                        "while expanding the `rubric/grade` step of job `{id}`"
+                    ))
+                })?;
+                for mut g in generated {
+                    g.index = steps.len();
+                    steps.push(g);
+                }
+            }
+            // A local composite action becomes its steps (see `crate::composite`).
+            Action::Uses { uses, with } if crate::actions::github::is_local(uses) => {
+                let x = crate::composite::Expansion {
+                    root,
+                    job_shell,
+                    job_wd,
+                    in_container: job.container.is_some(),
+                    skip_actions,
+                };
+                let generated =
+                    crate::composite::expand(&x, &step, uses, with, None, &mut Vec::new())?;
+                for mut g in generated {
                     g.index = steps.len();
                     steps.push(g);
                 }
@@ -845,6 +921,8 @@ fn plan_job(
                 include: m.value.include.clone(),
                 exclude: m.value.exclude.clone(),
             }),
+        fed_by: fed_by_of(job),
+        input: None,
         steps,
     })
 }
@@ -942,6 +1020,8 @@ pub fn rubric_steps(
         sources: Vec::new(),
         generates: Vec::new(),
         line,
+        skip: None,
+        frame: None,
     };
     let mut out = Vec::new();
     if rubric.setup.is_some() {
@@ -968,7 +1048,7 @@ pub fn rubric_steps(
     out
 }
 
-fn plan_step(
+pub(crate) fn plan_step(
     index: usize,
     s: &Step,
     line: u32,
@@ -1070,6 +1150,22 @@ fn plan_step(
         sources: list(&s.sources),
         generates: list(&s.generates),
         line,
+        skip: None,
+        frame: None,
+    }
+}
+
+/// Steps whose action `--skip-action` names are skipped, saying so.
+fn mark_skipped_actions(job: &mut PlannedJob, names: &[String]) {
+    for step in &mut job.steps {
+        if let Action::Uses { uses, .. } = &step.action {
+            if let Some(n) = names
+                .iter()
+                .find(|n| crate::actions::github::skip_matches(n, uses))
+            {
+                step.skip = Some(format!("--skip-action {n}"));
+            }
+        }
     }
 }
 
@@ -1084,7 +1180,8 @@ fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
     let mut indeg = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, j) in jobs.iter().enumerate() {
-        for need in &j.needs {
+        // A fed job is listed after the jobs that emit its files.
+        for need in j.needs.iter().chain(&j.fed_by) {
             if let Some(&d) = index.get(need) {
                 indeg[i] += 1;
                 dependents[d].push(i);

@@ -128,6 +128,8 @@ pub struct Session {
     db_identity: Option<(u64, u64)>,
     /// Recorded with each run.
     args: Vec<String>,
+    /// `--remote-cache`: where runs of this session share step results.
+    remote_cache: Option<Arc<crate::cache::RemoteCache>>,
 }
 
 impl Session {
@@ -181,7 +183,13 @@ impl Session {
             sqlite,
             db_identity,
             args: options.args.clone(),
+            remote_cache: None,
         })
+    }
+
+    /// Shares the step results of this session's runs through a remote cache.
+    pub fn set_remote_cache(&mut self, cache: Option<Arc<crate::cache::RemoteCache>>) {
+        self.remote_cache = cache;
     }
 
     /// The session's store: share it, never open a second one.
@@ -266,7 +274,8 @@ impl Session {
                         run_id,
                         &force,
                     )
-                    .map_err(SessionError::Hooks)?,
+                    .map_err(SessionError::Hooks)?
+                    .with_remote_cache(self.remote_cache.clone()),
                 );
                 (Some(h.clone()), Some(h))
             }
@@ -292,6 +301,7 @@ impl Session {
         let run_opts = RunOptions {
             docker: docker.clone(),
             memory: Arc::new(crate::exec::actions::StoreMemory(store.clone())),
+            store: Some(store.clone()),
             run_id,
             jobs: config.jobs,
             fail_fast: config.fail_fast,

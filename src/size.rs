@@ -19,6 +19,23 @@ pub struct SizeError {
     pub text: String,
 }
 
+/// A byte count as people read it: `512 B`, `1.5 KiB`, `3.2 GiB` (binary units, as
+/// [`parse`] reads them).
+pub fn format(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// Parses a size in bytes (see the module docs for the units). Negative,
 /// not-a-number and values of 2⁶³ bytes or more are errors.
 pub fn parse(text: &str) -> Result<u64, SizeError> {

@@ -12,6 +12,7 @@
 //! `trun plan` computes exactly the fingerprint the run will.
 
 use crate::exec::job::StepHooks;
+use crate::fanout::{Emitted, InstanceCheck};
 use crate::plan::{Action, Plan, PlannedJob, PlannedStep};
 use crate::state::{SqliteStore, StatCache, Store};
 use crate::uptodate::{Decision, Fingerprint, RunReason, StepSpec, UpToDate};
@@ -324,12 +325,120 @@ pub struct Hooks {
     store: Arc<dyn Store>,
     /// (job, step index, definition version), written by [`Hooks::flush`].
     versions: Mutex<Vec<(String, usize, u32)>>,
+    /// `--remote-cache`, and what it hands the engine (see [`Remote`]).
+    remote: Remote,
+    /// The workflow has a job `fed-by` others: steps may have emitted files
+    /// to send on again when they are up to date.
+    fans_out: bool,
 }
 
 #[derive(Default)]
 struct Inner {
     chain: Chain,
     pending: HashMap<String, (StepSpec, crate::uptodate::Check)>,
+    /// Files skipped steps emitted when they last ran, to send on again.
+    replay: HashMap<String, Vec<Emitted>>,
+}
+
+/// Fan-out: the instance `job` (a fed job with `input` set) is up to date
+/// when its fingerprint — the job's definition (every step's, as for a step),
+/// the content of its steps' `sources`, and the input's name and content —
+/// equals the one of its last success, its literal `generates` exist, and
+/// the files it emitted then are still in the store. Shared by the run and
+/// `trun plan`.
+pub fn instance_check(
+    plan: &Plan,
+    ut: &UpToDate,
+    store: &dyn Store,
+    job: &PlannedJob,
+    forced: bool,
+) -> Result<InstanceCheck, String> {
+    let input = job.input.as_ref().ok_or("not an instance")?;
+    let steps: Vec<Value> = job.steps.iter().map(|s| definition(plan, job, s)).collect();
+    let def = json!({ "steps": steps, "outputs": job.outputs });
+    let def_hash = hex::encode(crate::uptodate::fingerprint::definition_hash(&def));
+    let mut sources: Vec<String> = job.steps.iter().flat_map(|s| s.sources.clone()).collect();
+    sources.dedup();
+    let spec = StepSpec {
+        key: format!("{}#instance", job.key),
+        definition: json!({ "job": def, "input": { "name": input.name, "sha256": input.sha256 } }),
+        sources,
+        generates: Vec::new(),
+        base: plan.root.clone(),
+        upstream: Vec::new(),
+    };
+    let fingerprint = ut
+        .check(&spec, false)
+        .map_err(|e| e.to_string())?
+        .fingerprint
+        .to_hex();
+    let memo: Option<InstanceMemo> = store
+        .kv_get(INSTANCES, &job.key)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let cas = crate::uptodate::cas::Cas::new(&plan.root.join(".trun").join("cas"));
+    let in_store = |e: &Emitted| {
+        hex::decode(&e.sha256)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .is_some_and(|h| cas.contains(&h))
+    };
+    let generates_missing = job.steps.iter().flat_map(|s| &s.generates).any(|g| {
+        let rel = crate::uptodate::walk::normalize(g);
+        let literal =
+            !(g.starts_with('!') || g.contains("${{") || rel.contains(['*', '?', '[', '{']));
+        literal && !plan.root.join(&rel).exists()
+    });
+    let (up_to_date, reason) = match memo {
+        _ if forced => (None, "forced".to_string()),
+        None => (None, "new input".to_string()),
+        Some(m) if m.fingerprint == fingerprint => {
+            if generates_missing {
+                (None, "a `generates` path is missing".to_string())
+            } else if !m.emitted.iter().all(in_store) {
+                (
+                    None,
+                    "what it emitted is no longer in the store".to_string(),
+                )
+            } else {
+                (Some(m.emitted), "up to date".to_string())
+            }
+        }
+        Some(m) if m.definition != def_hash => (None, "definition changed (tainted)".to_string()),
+        Some(m) if m.sha256 != input.sha256 => (None, "input changed".to_string()),
+        Some(_) => (None, "sources changed".to_string()),
+    };
+    Ok(InstanceCheck {
+        fingerprint,
+        definition: def_hash,
+        up_to_date,
+        reason,
+    })
+}
+
+/// Key-value namespaces: an instance's last success, the inputs of a fed
+/// job's last run (for `trun plan`), a step's emitted files by fingerprint.
+const INSTANCES: &str = "fan-out";
+pub const FED_INPUTS: &str = "fan-out-inputs";
+const STEP_EMITS: &str = "step-emits";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InstanceMemo {
+    fingerprint: String,
+    definition: String,
+    sha256: String,
+    emitted: Vec<Emitted>,
+}
+
+/// The inputs (name, sha256) a fed job's instances had in its last run.
+pub fn last_inputs(store: &dyn Store, job_id: &str) -> Vec<(String, String)> {
+    store
+        .kv_get(FED_INPUTS, job_id)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
 }
 
 impl Hooks {
@@ -345,6 +454,7 @@ impl Hooks {
         force.check(&plan)?;
         let ut = open_prepared(&plan, store.clone(), stats)?;
         Ok(Hooks {
+            fans_out: plan.fed_by.values().any(|f| !f.is_empty()),
             plan,
             ut,
             run_id,
@@ -352,7 +462,14 @@ impl Hooks {
             inner: Mutex::new(Inner::default()),
             versions: Mutex::new(Vec::new()),
             store,
+            remote: Remote::default(),
         })
+    }
+
+    /// Shares the run's step results through a remote cache.
+    pub fn with_remote_cache(mut self, cache: Option<Arc<crate::cache::RemoteCache>>) -> Hooks {
+        self.remote.cache = cache;
+        self
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
@@ -413,6 +530,41 @@ impl StepHooks for Hooks {
                 _ => None,
             },
         };
+        let skip = match skip {
+            // Over the network: other jobs' steps need not wait for it.
+            None if self.remote.cache.is_some() => {
+                drop(inner);
+                let hit = self.remote_restore(job, step, &spec, &check);
+                inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                hit
+            }
+            skip => skip,
+        };
+        // A step whose emitted files are gone from the store runs again to
+        // emit them: its dependents' instances need them.
+        let skip = skip.filter(|_| {
+            if !self.fans_out {
+                return true;
+            }
+            let emitted: Option<Vec<Emitted>> = self
+                .store
+                .kv_get(STEP_EMITS, &format!("{}@{}", spec.key, check.fingerprint))
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str(&s).ok());
+            let Some(emitted) = emitted else { return true };
+            let cas = crate::uptodate::cas::Cas::new(&self.plan.root.join(".trun").join("cas"));
+            let all_there = emitted.iter().all(|e| {
+                hex::decode(&e.sha256)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                    .is_some_and(|h| cas.contains(&h))
+            });
+            if all_there {
+                inner.replay.insert(spec.key.clone(), emitted);
+            }
+            all_there
+        });
         match skip {
             Some(reason) => {
                 let outputs = self.recorded_outputs(&spec.key, &check.fingerprint);
@@ -455,11 +607,12 @@ impl StepHooks for Hooks {
         success: bool,
         outputs: &BTreeMap<String, String>,
     ) {
+        // Files may have changed under any step that ran (an instance of a
+        // fed job, not in the plan, included).
+        self.ut.invalidate();
         let Some(job) = self.plan.job(job_key) else {
             return;
         };
-        // Files may have changed under any step that ran.
-        self.ut.invalidate();
         if step.sources.is_empty() {
             return;
         }
@@ -507,6 +660,145 @@ impl StepHooks for Hooks {
                 &format!("{key}@{}", check.fingerprint),
                 &serde_json::to_string(outputs).unwrap_or_default(),
             );
+            self.remote_upload(job, step, &spec, &check, outputs);
         }
+    }
+
+    fn replay_log(&self, job_key: &str, step: &PlannedStep) -> Option<Vec<u8>> {
+        let key = format!("{job_key}/{}", step.id);
+        lock(&self.remote.replays).remove(&key)
+    }
+
+    fn step_logged(&self, job_key: &str, step: &PlannedStep, log: &Path) {
+        if self.remote.cache.is_some() {
+            let key = format!("{job_key}/{}", step.id);
+            lock(&self.remote.logs).insert(key, log.to_path_buf());
+        }
+    }
+
+    fn instance_check(&self, job: &PlannedJob) -> Option<InstanceCheck> {
+        let forced = job.steps.iter().any(|s| self.force.forces(job, s));
+        instance_check(&self.plan, &self.ut, self.store.as_ref(), job, forced).ok()
+    }
+
+    fn instance_done(&self, job: &PlannedJob, check: &InstanceCheck, emitted: &[Emitted]) {
+        // Files may have changed under the instance's steps.
+        self.ut.invalidate();
+        let Some(input) = &job.input else { return };
+        let memo = InstanceMemo {
+            fingerprint: check.fingerprint.clone(),
+            definition: check.definition.clone(),
+            sha256: input.sha256.clone(),
+            emitted: emitted.to_vec(),
+        };
+        let _ = self.store.kv_set(
+            INSTANCES,
+            &job.key,
+            &serde_json::to_string(&memo).unwrap_or_default(),
+        );
+    }
+
+    fn step_emitted(&self, job_key: &str, step: &PlannedStep, emitted: &[Emitted]) {
+        let key = format!("{job_key}/{}", step.id);
+        let fingerprint = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            match inner.pending.get(&key) {
+                Some((_, check)) => check.fingerprint,
+                None => return,
+            }
+        };
+        let _ = self.store.kv_set(
+            STEP_EMITS,
+            &format!("{key}@{fingerprint}"),
+            &serde_json::to_string(emitted).unwrap_or_default(),
+        );
+    }
+
+    fn replay_emits(&self, job_key: &str, step: &PlannedStep) -> Option<Vec<Emitted>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.replay.remove(&format!("{job_key}/{}", step.id))
+    }
+
+    fn instances_seen(&self, job_id: &str, inputs: &[(String, String)]) {
+        let _ = self.store.kv_set(
+            FED_INPUTS,
+            job_id,
+            &serde_json::to_string(inputs).unwrap_or_default(),
+        );
+    }
+}
+
+/// The remote cache of a run, and what passes between the hooks and the
+/// engine for it: logs to replay for restored steps, logs written by steps
+/// that ran (to upload).
+#[derive(Default)]
+struct Remote {
+    cache: Option<Arc<crate::cache::RemoteCache>>,
+    replays: Mutex<HashMap<String, Vec<u8>>>,
+    logs: Mutex<HashMap<String, std::path::PathBuf>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which steps go to the remote cache: `run:` steps (an action's effects,
+/// such as a Docker image, are not files it could restore).
+fn shared(step: &PlannedStep) -> bool {
+    matches!(step.action, Action::Run { .. })
+}
+
+impl Hooks {
+    /// A local miss: the remote cache may hold the step's result.
+    fn remote_restore(
+        &self,
+        job: &PlannedJob,
+        step: &PlannedStep,
+        spec: &StepSpec,
+        check: &crate::uptodate::Check,
+    ) -> Option<String> {
+        let cache = self.remote.cache.as_ref()?;
+        if !shared(step) || matches!(check.decision, Decision::Run(RunReason::Forced)) {
+            return None;
+        }
+        let image = job.container.as_ref().map(|c| c.image.as_str());
+        let hit = cache.restore(
+            &self.ut,
+            self.store.as_ref(),
+            spec,
+            check,
+            image,
+            self.run_id,
+        )?;
+        if let Some(log) = hit.log {
+            lock(&self.remote.replays).insert(spec.key.clone(), log);
+        }
+        Some("restored from remote cache".to_string())
+    }
+
+    fn remote_upload(
+        &self,
+        job: &PlannedJob,
+        step: &PlannedStep,
+        spec: &StepSpec,
+        check: &crate::uptodate::Check,
+        outputs: &BTreeMap<String, String>,
+    ) {
+        let Some(cache) = &self.remote.cache else {
+            return;
+        };
+        let log = lock(&self.remote.logs).remove(&spec.key);
+        if !shared(step) {
+            return;
+        }
+        let image = job.container.as_ref().map(|c| c.image.as_str());
+        cache.upload(
+            self.store.as_ref(),
+            spec,
+            check,
+            image,
+            outputs,
+            log.as_deref(),
+        );
     }
 }

@@ -72,9 +72,11 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
                 }
             }
         }
+        crate::fanout::check_fed_by(wf, id, job, &ids, &mut errs);
         check_job(wf, engine, &id.value, job, &outputs_of, &mut errs);
     }
     check_expansion(wf, &mut errs);
+    check_remote_actions(wf, &mut errs);
     if errs.is_empty() {
         if let Some(d) = find_cycle(wf) {
             errs.push(d);
@@ -731,7 +733,19 @@ fn check_step(
             expr(run, &scope, errs);
         }
         (None, Some(uses)) => {
-            if !actions::is_builtin(&uses.value) {
+            if actions::github::is_remote(&uses.value) {
+                // Refused all together, in one error, by `check_remote_actions`.
+            } else if actions::github::is_local(&uses.value) {
+                // The action file is read and expanded as the plan will.
+                if let Err(d) = crate::composite::check(wf, st, uses.loc.line) {
+                    errs.push(d);
+                }
+                for (_, v) in st.with.iter() {
+                    for s in json_strings(&v.value) {
+                        expr(&Sp::new(s, v.loc), &scope, errs);
+                    }
+                }
+            } else if !actions::is_builtin(&uses.value) {
                 let d = wf.error(uses.loc, format!("unknown action `{}`", uses.value));
                 let d = match did_you_mean(&uses.value, actions::known().iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
@@ -872,16 +886,13 @@ fn find_cycle(wf: &WorkflowFile) -> Option<Diagnostic> {
     let needs: Vec<Vec<(usize, Loc)>> = jobs
         .iter()
         .map(|(_, j)| {
-            j.value
-                .needs
-                .as_ref()
-                .map(|n| {
-                    n.located()
-                        .into_iter()
-                        .filter_map(|s| index.get(s.value.as_str()).map(|&i| (i, s.loc)))
-                        .collect()
-                })
-                .unwrap_or_default()
+            // `fed-by` orders jobs as `needs` does: a fed job ends after its emitters.
+            [&j.value.needs, &j.value.fed_by]
+                .into_iter()
+                .flatten()
+                .flat_map(|n| n.located())
+                .filter_map(|s| index.get(s.value.as_str()).map(|&i| (i, s.loc)))
+                .collect()
         })
         .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done. Iterative, so a long chain
@@ -926,4 +937,74 @@ pub fn env_pairs(e: &Entries<Sp<Scalar>>) -> Vec<(String, String)> {
     e.iter()
         .map(|(k, v)| (k.value.clone(), v.value.0.clone()))
         .collect()
+}
+
+/// Every `uses:` of an action trun would have to download, in one error listing each with
+/// its file:line:col, unless `--skip-action` names it; and every `--skip-action` that
+/// matches no step (a typo would otherwise silently skip nothing).
+fn check_remote_actions(wf: &WorkflowFile, errs: &mut Vec<Diagnostic>) {
+    let mut remote: Vec<&Sp<String>> = Vec::new();
+    let mut used = vec![false; wf.skip_actions.len()];
+    for (_, job) in wf.workflow.jobs.value.iter() {
+        for step in &job.value.steps.value {
+            let Some(uses) = &step.value.uses else {
+                continue;
+            };
+            let mut skipped = false;
+            for (i, name) in wf.skip_actions.iter().enumerate() {
+                if actions::github::skip_matches(name, &uses.value) {
+                    used[i] = true;
+                    skipped = true;
+                }
+            }
+            if !skipped && actions::github::is_remote(&uses.value) {
+                remote.push(uses);
+            }
+        }
+    }
+    for (name, used) in wf.skip_actions.iter().zip(used) {
+        if !used {
+            errs.push(Diagnostic::plain(format!(
+                "--skip-action {name}: no step uses `{name}`"
+            )));
+        }
+    }
+    let Some(first) = remote.first() else {
+        return;
+    };
+    let list: Vec<String> = remote
+        .iter()
+        .map(|u| {
+            format!(
+                "  {}:{}:{}: {}",
+                wf.path.display(),
+                u.loc.line,
+                u.loc.col,
+                u.value
+            )
+        })
+        .collect();
+    let mut names: Vec<&str> = remote
+        .iter()
+        .map(|u| actions::github::split_ref(&u.value).0)
+        .collect();
+    let mut seen = BTreeSet::new();
+    names.retain(|n| seen.insert(n.to_ascii_lowercase()));
+    let flags: Vec<String> = names.iter().map(|n| format!("--skip-action {n}")).collect();
+    let message = if remote.len() == 1 {
+        format!(
+            "`{}` is a remote action; trun runs without a network and does not download actions",
+            first.value
+        )
+    } else {
+        format!(
+            "{} steps use remote actions; trun runs without a network and does not download actions:\n{}",
+            remote.len(),
+            list.join("\n")
+        )
+    };
+    errs.push(wf.error(first.loc, message).with_help(format!(
+        "to run the rest of the workflow with those steps skipped: {}",
+        flags.join(" ")
+    )));
 }

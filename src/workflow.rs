@@ -79,6 +79,10 @@ pub struct Job {
     pub name: Option<Sp<String>>,
     /// Jobs that must finish before this one starts.
     pub needs: Option<Sp<StringList>>,
+    /// Fan-out: run one instance of this job per file that a step of one of
+    /// these jobs writes into `$TRUN_EMIT/<this job>/`; the instance reads it
+    /// as `$TRUN_INPUT_FILE` (its name is `$TRUN_INPUT_NAME`).
+    pub fed_by: Option<Sp<StringList>>,
     /// Run the job only when this expression is true.
     #[serde(rename = "if")]
     pub if_: Option<Sp<Scalar>>,
@@ -394,6 +398,9 @@ pub struct WorkflowFile {
     pub root: PathBuf,
     pub text: String,
     pub workflow: Workflow,
+    /// `--skip-action NAME`: remote actions (or built-in GitHub ones) whose steps are
+    /// skipped instead of refused.
+    pub skip_actions: Vec<String>,
 }
 
 /// File names searched for, in order, in the current directory and its parents.
@@ -501,7 +508,7 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
 
 /// Reads at most [`MAX_FILE_BYTES`] of a regular file: a FIFO, a device
 /// (`/dev/zero`) or a directory is refused before anything is read.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
@@ -546,7 +553,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
 /// Explicit YAML tags other than the core scalar ones (`!!binary`, `!custom`)
 /// are refused: a `run: !!binary …` would run text nobody can read in review.
 /// Cheap when the file has no `!` at all, which is the common case.
-fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
+pub(crate) fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
     use serde_saphyr::granit_parser::{Event, Parser};
     if !text.contains('!') {
         return Ok(());
@@ -645,6 +652,7 @@ impl WorkflowFile {
             root,
             text,
             workflow,
+            skip_actions: Vec::new(),
         })
     }
 

@@ -19,6 +19,7 @@ const EXAMPLES: &[&str] = &[
     "c-library",
     "continue-on-error",
     "docker-image",
+    "fan-out",
     "job-outputs",
     "matrix-shards",
     "services",
@@ -167,6 +168,26 @@ fn c_library_builds_tests_and_is_up_to_date_the_second_time() {
         .find(|(_, id, _)| id == "lib")
         .expect("lib step");
     assert_eq!(lib.2, "success");
+}
+
+#[test]
+fn fan_out_processes_every_emitted_file_then_nothing() {
+    let t = example("fan-out");
+    expect(
+        &t.run(&["--progress", "plain"]),
+        0,
+        &[
+            "process[hello.txt]",
+            "transform[fruits.list]",
+            "report[upper-notes.txt]",
+        ],
+    );
+    assert_eq!(t.read("reports/upper-hello.txt"), "HELLO\nWORLD\n");
+    assert_eq!(t.read("reports/sorted-fruits.list"), "apple\nfig\npear\n");
+    assert!(t.read("summary.txt").contains("reports/upper-notes.txt"));
+    std::fs::remove_file(t.join("ran.log")).expect("ran.log");
+    expect(&t.run(&["--progress", "plain"]), 0, &["up to date"]);
+    assert!(!t.exists("ran.log"), "the second run ran something");
 }
 
 #[test]

@@ -683,7 +683,10 @@ fn trun_run_holds_a_jobs_concurrency_group_too_and_a_hostile_group_stays_a_name(
         .collect();
     for (i, (a, b)) in spans.iter().enumerate() {
         for (c, d) in spans.iter().skip(i + 1) {
-            assert!(b <= c || d <= a, "two jobs of one group ran at once: {spans:?}");
+            assert!(
+                b <= c || d <= a,
+                "two jobs of one group ran at once: {spans:?}"
+            );
         }
     }
     let show = t.show_json("");

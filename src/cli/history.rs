@@ -60,17 +60,38 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
             vec![Diagnostic::plain(format!("no run {id}"))
                 .with_help("`trun history` lists the runs")]
         })?;
+    // Uploaded artifacts (`actions/upload-artifact`), with their sizes.
+    let artifacts = crate::state::Store::artifacts(&store, id)
+        .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     if a.json {
-        outln!(
-            "{}",
-            crate::history::run_json(&detail)
-                .map_err(|e| vec![Diagnostic::plain(e.to_string())])?
-        );
+        let text = crate::history::run_json(&detail)
+            .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+        if artifacts.is_empty() {
+            outln!("{text}");
+        } else {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+            v["artifacts"] = serde_json::to_value(&artifacts).unwrap_or_default();
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
     } else {
         out(&crate::history::render_run(
             &detail,
             use_color(a.file.no_color),
         ));
+        if !artifacts.is_empty() {
+            outln!("\nartifacts:");
+            for art in &artifacts {
+                outln!(
+                    "  {}  {} file{}, {}  (job {})",
+                    art.name,
+                    art.files,
+                    if art.files == 1 { "" } else { "s" },
+                    crate::size::format(art.bytes.max(0) as u64),
+                    art.job
+                );
+            }
+        }
     }
     Ok(EXIT_OK)
 }

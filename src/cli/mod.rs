@@ -59,6 +59,11 @@ pub struct FileArgs {
     /// Never use colour (also: NO_COLOR=1).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Skip the steps that use this action instead of refusing the workflow: a remote
+    /// action trun cannot fetch (`codecov/codecov-action`, with or without `@ref`).
+    /// Repeatable.
+    #[arg(long = "skip-action", global = true, value_name = "NAME")]
+    pub skip_actions: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -98,6 +103,8 @@ pub struct RunArgs {
     /// If another trun holds this workspace, fail instead of waiting.
     #[arg(long)]
     pub no_wait: bool,
+    #[command(flatten)]
+    pub remote: crate::cache::RemoteCacheArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -361,6 +368,7 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
         "-j",
         "--jobs",
         "--progress",
+        "--skip-action",
     ];
     let names: Vec<String> = Cli::command()
         .get_subcommands()
@@ -477,7 +485,8 @@ pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic
             ])
         }
     };
-    let wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
+    let mut wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;
+    wf.skip_actions = file.skip_actions.clone();
     let templates = Templates::new(wf.root.clone());
     crate::validate::validate(&wf, &templates)?;
     Ok((wf, templates))

@@ -52,7 +52,25 @@ pub(super) fn run_plan(
     } else {
         None
     };
-    let session = Session::open(
+    let remote = crate::cache::RemoteCache::from_args(&a.remote)
+        .map_err(|e| vec![Diagnostic::plain(e)])?
+        .map(Arc::new);
+    if let (Some(cache), Some(d)) = (&remote, &docker) {
+        // Shared keys name a container image by its id, never its tag.
+        let mut ids = Vec::new();
+        for image in plan
+            .jobs
+            .iter()
+            .filter_map(|j| j.container.as_ref())
+            .map(|c| &c.image)
+        {
+            if let Ok(Some(id)) = runtime.block_on(d.image_id(image)) {
+                ids.push((image.clone(), id));
+            }
+        }
+        cache.set_image_ids(ids);
+    }
+    let mut session = Session::open(
         &wf.root,
         &SessionOptions {
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
@@ -61,6 +79,7 @@ pub(super) fn run_plan(
         },
     )
     .map_err(plain)?;
+    session.set_remote_cache(remote);
     let opts = ReportOptions::resolve(
         if a.json {
             ProgressMode::Json

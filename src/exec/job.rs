@@ -38,6 +38,39 @@ pub trait StepHooks: Send + Sync {
         success: bool,
         outputs: &BTreeMap<String, String>,
     );
+    /// For a step just skipped: the log of the run it was restored from
+    /// (the remote cache), replayed as its output.
+    fn replay_log(&self, _job: &str, _step: &PlannedStep) -> Option<Vec<u8>> {
+        None
+    }
+    /// Where a step that ran wrote its log; called just before `after_step`.
+    fn step_logged(&self, _job: &str, _step: &PlannedStep, _log: &Path) {}
+
+    /// Fan-out: whether an instance of a fed job (`job.input` set) must run;
+    /// `None` runs it.
+    fn instance_check(
+        &self,
+        _job: &crate::plan::PlannedJob,
+    ) -> Option<crate::fanout::InstanceCheck> {
+        None
+    }
+    /// An instance succeeded, having emitted these files.
+    fn instance_done(
+        &self,
+        _job: &crate::plan::PlannedJob,
+        _check: &crate::fanout::InstanceCheck,
+        _emitted: &[crate::fanout::Emitted],
+    ) {
+    }
+    /// A step that is about to be recorded a success emitted these files.
+    fn step_emitted(&self, _job: &str, _step: &PlannedStep, _emitted: &[crate::fanout::Emitted]) {}
+    /// After [`before_step`](Self::before_step) skipped a step: the files it
+    /// emitted when it last ran with the same inputs, to send on again.
+    fn replay_emits(&self, _job: &str, _step: &PlannedStep) -> Option<Vec<crate::fanout::Emitted>> {
+        None
+    }
+    /// The inputs (name, sha256) a fed job's instances had in this run.
+    fn instances_seen(&self, _job_id: &str, _inputs: &[(String, String)]) {}
 }
 
 pub struct JobRunner {
@@ -49,6 +82,8 @@ pub struct JobRunner {
     pub events: Events,
     pub templates: Arc<Templates>,
     pub base_ctx: Context,
+    /// Where files a step writes into `$TRUN_EMIT` go; `None`: no `$TRUN_EMIT`.
+    pub feeds: Option<Arc<super::fanout::Feeds>>,
 }
 
 pub struct JobResult {
@@ -69,6 +104,17 @@ struct StepEnd {
 }
 
 impl JobRunner {
+    /// What a GitHub action sees of the run ([`super::actions::Scope`]).
+    fn action_scope(&self) -> super::actions::Scope<'_> {
+        super::actions::Scope {
+            workspace: &self.plan.root,
+            memory: self.opts.memory.as_ref(),
+            store: self.opts.store.as_deref(),
+            run_id: self.opts.run_id,
+            job: &self.job.key,
+        }
+    }
+
     pub async fn run(self, mut cancel: watch::Receiver<bool>) -> JobResult {
         let job = &self.job;
         let started = Instant::now();
@@ -102,7 +148,15 @@ impl JobRunner {
                 env.insert(0, (k.clone(), v.clone()));
             }
         }
-        let job_dir_name = sanitize(&job.key);
+        let job_dir_name = match &job.input {
+            // Emitted names differ in what `sanitize` drops: keep them apart.
+            Some(_) => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(job.key.as_bytes());
+                format!("{}-{}", sanitize(&job.key), hex::encode(&h[..4]))
+            }
+            None => sanitize(&job.key),
+        };
         let log_dir = self.opts.log_dir.join(&job_dir_name);
         // Step talk-back files live flat in the run's tmp dir (created once
         // by the caller): a directory per job costs a mkdir and an rmdir on
@@ -130,6 +184,8 @@ impl JobRunner {
         let deadline = job.timeout.map(|t| Instant::now() + t);
         let mut extra_path: Vec<String> = Vec::new();
         let mut grading: Option<super::grade_step::Grading> = None;
+        let mut posts: Vec<super::actions::Post> = Vec::new();
+        let mut frames = super::composite::Frames::default();
         let mut job_failed = failure.is_some();
         let mut cancelled = *cancel.borrow();
 
@@ -142,6 +198,8 @@ impl JobRunner {
                 failure: job_failed,
                 cancelled,
             };
+            // A step of a composite action sees the composite's inputs and steps.
+            let entered = frames.enter(step.frame.as_ref(), &mut ctx, &self.templates);
             let end = if cancelled
                 && step
                     .condition
@@ -149,6 +207,10 @@ impl JobRunner {
                     .is_none_or(|c| !c.contains("always()"))
             {
                 StepEnd::skipped(Status::Cancelled, "cancelled")
+            } else if let Err(m) = &entered {
+                StepEnd::failed(m.clone())
+            } else if let Ok(Some(why)) = &entered {
+                StepEnd::skipped(Status::Skipped, why)
             } else {
                 let go = match &step.condition {
                     None => Ok(!job_failed),
@@ -160,6 +222,9 @@ impl JobRunner {
                     }
                     Ok(false) => StepEnd::skipped(Status::Skipped, "`if` was false"),
                     Err(e) => StepEnd::failed(format!("`if`: {}", e.message)),
+                    Ok(true) if step.skip.is_some() => {
+                        StepEnd::skipped(Status::Skipped, step.skip.as_deref().unwrap_or_default())
+                    }
                     Ok(true) if !self.pass_gate(&mut cancel).await => {
                         StepEnd::skipped(Status::Cancelled, "cancelled")
                     }
@@ -176,6 +241,7 @@ impl JobRunner {
                             remaining,
                             container.as_ref().map(|c| c.0.as_str()),
                             &mut grading,
+                            &mut posts,
                             &mut cancel,
                         )
                         .await
@@ -235,8 +301,13 @@ impl JobRunner {
                 );
                 m.insert("outcome".into(), Value::String(outcome.into()));
                 m.insert("conclusion".into(), Value::String(conclusion.into()));
-                ctx.steps.insert(step.id.clone(), Value::Object(m));
+                ctx.steps
+                    .insert(step.local_id().to_string(), Value::Object(m));
             }
+            frames.leave(
+                &mut ctx,
+                end.status == Status::Failure && !step.continue_on_error,
+            );
             if end.status == Status::Failure && !step.continue_on_error {
                 job_failed = true;
                 if failure.is_none() {
@@ -261,10 +332,34 @@ impl JobRunner {
             });
         }
 
+        frames.close_all(&mut ctx, &self.templates);
         if let (Some((id, net)), Some(docker)) = (&container, &self.opts.docker) {
             let _ = docker.remove_job_container(id, net.as_deref()).await;
         }
         super::grade_step::close(grading.take()).await;
+        // End-of-job hooks of actions (saving a cache after a miss), only after success,
+        // as GitHub's post steps; a failed hook is a warning, as there.
+        if !job_failed && !cancelled {
+            for post in posts.drain(..) {
+                let mut on_line = |stream: Stream, line: String| {
+                    self.events.send(Event::StepOutput {
+                        job: job.key.clone(),
+                        step: post.step,
+                        stream,
+                        line,
+                    })
+                };
+                let in_container = container.is_some();
+                if let Err(e) =
+                    super::actions::run_post(&post, self.action_scope(), in_container, &mut on_line)
+                {
+                    on_line(
+                        Stream::Stderr,
+                        format!("trun: warning: end of job, {}: {e}", post.uses),
+                    );
+                }
+            }
+        }
 
         // Job outputs see every step.
         let mut outputs_map = BTreeMap::new();
@@ -333,6 +428,7 @@ impl JobRunner {
         job_remaining: Option<Duration>,
         container: Option<&str>,
         grading: &mut Option<super::grade_step::Grading>,
+        posts: &mut Vec<super::actions::Post>,
         cancel: &mut watch::Receiver<bool>,
     ) -> StepEnd {
         let job = &self.job;
@@ -378,6 +474,14 @@ impl JobRunner {
             ("TRUN_STEP", &step.id),
         ] {
             env.push((k.to_string(), v.to_string()));
+        }
+        let emit_dir = tmp_file(tmp_prefix, step.index, "emit");
+        if self.feeds.is_some() {
+            env.push(("TRUN_EMIT".into(), emit_dir.display().to_string()));
+        }
+        if let Some(input) = &job.input {
+            env.push(("TRUN_INPUT_FILE".into(), input.path.display().to_string()));
+            env.push(("TRUN_INPUT_NAME".into(), input.name.clone()));
         }
         if !extra_path.is_empty() && container.is_none() {
             let base = std::env::var("PATH").unwrap_or_default();
@@ -440,9 +544,30 @@ impl JobRunner {
 
         if let Some(hooks) = &self.opts.hooks {
             if let Some((reason, outs)) = hooks.before_step(&job.key, step) {
+                let replayed = hooks.replay_log(&job.key, step).map(|log| {
+                    let path =
+                        log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
+                    let mut sink = OutputSink::new(
+                        Some(path.clone()),
+                        self.events.clone(),
+                        job.key.clone(),
+                        step.index,
+                    );
+                    sink.write(Stream::Stdout, &log);
+                    sink.finish();
+                    path.display().to_string()
+                });
+                // Up to date: the files it emitted then are what it would emit now.
+                if let (Some(feeds), Some(emitted)) =
+                    (&self.feeds, hooks.replay_emits(&job.key, step))
+                {
+                    if let Err(e) = feeds.send(job, step, emitted) {
+                        return StepEnd::failed(e);
+                    }
+                }
                 return StepEnd {
                     duration_ms: 0,
-                    log_path: None,
+                    log_path: replayed,
                     status: Status::Skipped,
                     exit_code: None,
                     reason: Some(reason),
@@ -498,6 +623,12 @@ impl JobRunner {
                 at: now_ms(),
             });
             let _ = std::fs::remove_file(&output_file);
+            if let Some(feeds) = &self.feeds {
+                // Fresh per attempt: a failed attempt's files are not emitted.
+                if let Err(e) = feeds.prepare(&self.opts.tmp_dir, &emit_dir, job) {
+                    break StepEnd::failed(format!("cannot create $TRUN_EMIT: {e}"));
+                }
+            }
             let mut skipped_by_action: Option<String> = None;
             let exit = match &argv {
                 Some(argv) => {
@@ -556,24 +687,52 @@ impl JobRunner {
                     };
                     let with = definition["with"].as_object().cloned().unwrap_or_default();
                     // The action's lines reach the log through the sink.
-                    let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
-                    let outcome = crate::exec::actions::execute(
-                        uses,
-                        &with,
-                        &crate::exec::actions::Ctx {
-                            run_id: self.opts.run_id,
-                            job: job.key.clone(),
-                            step_key: format!("{}/{}", job.key, step.id),
-                            workspace: self.plan.root.clone(),
-                            docker: self.opts.docker.clone(),
-                            memory: self.opts.memory.clone(),
-                        },
-                        timeout,
-                        cancel,
-                        &mut std::io::sink(),
-                        &mut on_line,
-                    )
-                    .await;
+                    let github = crate::actions::github::builtin(uses);
+                    let outcome = if let Some(kind) = github {
+                        let (outcome, post) = crate::exec::actions::execute_github(
+                            kind,
+                            uses,
+                            &with,
+                            self.action_scope(),
+                            crate::exec::actions::Where {
+                                executor: executor.as_ref(),
+                                env: &env,
+                                cwd: &cwd,
+                            },
+                            timeout,
+                            cancel,
+                            &mut sink,
+                        )
+                        .await;
+                        if let Some(data) = post {
+                            posts.push(crate::exec::actions::Post {
+                                kind,
+                                uses: uses.clone(),
+                                data,
+                                step: step.index,
+                            });
+                        }
+                        outcome
+                    } else {
+                        let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
+                        crate::exec::actions::execute(
+                            uses,
+                            &with,
+                            &crate::exec::actions::Ctx {
+                                run_id: self.opts.run_id,
+                                job: job.key.clone(),
+                                step_key: format!("{}/{}", job.key, step.id),
+                                workspace: self.plan.root.clone(),
+                                docker: self.opts.docker.clone(),
+                                memory: self.opts.memory.clone(),
+                            },
+                            timeout,
+                            cancel,
+                            &mut std::io::sink(),
+                            &mut on_line,
+                        )
+                        .await
+                    };
                     write_outputs(&output_file, &outcome.outputs);
                     skipped_by_action = outcome.skipped;
                     outcome.exit
@@ -665,10 +824,23 @@ impl JobRunner {
                 attempt,
             };
         };
+        if let (Some(feeds), Status::Success) = (&self.feeds, end.status) {
+            match feeds.collect(&emit_dir, job, step, self.opts.hooks.as_deref()) {
+                // Shown with the step's output: where its files went.
+                Ok(notes) => notes.iter().for_each(|n| sink.line(Stream::Stderr, n)),
+                Err(e) => {
+                    sink.note(&format!("trun: {e}"));
+                    end.status = Status::Failure;
+                    end.exit_code = None;
+                    end.reason = Some(e);
+                }
+            }
+        }
         sink.finish();
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());
         if let Some(hooks) = &self.opts.hooks {
+            hooks.step_logged(&job.key, step, &log_path);
             hooks.after_step(&job.key, step, end.status == Status::Success, &end.outputs);
         }
         end
@@ -812,7 +984,7 @@ impl StepEnd {
     }
 }
 
-fn render_json(
+pub(super) fn render_json(
     t: &Templates,
     v: &Value,
     ctx: &Context,

@@ -24,6 +24,8 @@ pub struct FanOut {
     /// The run's `-j` slots, shared with every other job: a leg runs only
     /// holding one.
     pub slots: Arc<Semaphore>,
+    /// Where the legs' steps send the files they emit.
+    pub feeds: Option<Arc<super::fanout::Feeds>>,
 }
 
 impl FanOut {
@@ -86,6 +88,7 @@ impl FanOut {
                 events: self.events.clone(),
                 templates: self.templates.clone(),
                 base_ctx: ctx,
+                feeds: self.feeds.clone(),
             };
             let width = width.clone();
             let slots = self.slots.clone();

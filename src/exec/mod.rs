@@ -11,8 +11,10 @@
 //! finish and starts nothing new.
 
 pub mod actions;
+pub mod composite;
 pub mod concurrency;
 pub mod executor;
+pub mod fanout;
 pub mod gate;
 pub mod grade_step;
 pub mod job;
@@ -73,6 +75,8 @@ pub struct RunOptions {
     pub docker: Option<Arc<crate::docker::Docker>>,
     /// Memory of the built-in actions between runs.
     pub memory: Arc<dyn crate::docker::actions::Memory>,
+    /// The run's store, for what actions record with the run (uploaded artifacts).
+    pub store: Option<Arc<dyn crate::state::Store>>,
     /// Where the closing step of a graded repository hands its result (`trun grade`).
     pub grades: Option<Arc<dyn grade_step::GradeSink>>,
     /// `.trun/procs`: running step processes are recorded here so that the
@@ -174,6 +178,9 @@ pub async fn run(
     // the job that fans out into legs holds none, each of its legs does.
     let slots = Arc::new(Semaphore::new(limit));
     let mut spare: Option<OwnedSemaphorePermit> = None;
+    // Files steps emit for jobs that are `fed-by` them.
+    let feeds = Arc::new(fanout::Feeds::new(&plan));
+    let step_feeds = feeds.active().then(|| feeds.clone());
     // Concurrency groups: jobs waiting for a slot (with their group), the
     // ones whose wait was announced, and the slots jobs of this run hold.
     let mut waiting: BTreeMap<usize, String> = BTreeMap::new();
@@ -216,11 +223,17 @@ pub async fn run(
     ready.retain(|&i| !opts.kept.contains_key(&plan.jobs[i].key));
 
     loop {
+        // A fed job's feed closes once every job it is fed by has ended.
+        feeds.close_finished(&|id| {
+            legs_by_id
+                .get(id)
+                .is_none_or(|ls| ls.iter().all(|&k| matches!(state[k], St::Done(_))))
+        });
         // Start or settle ready jobs, in plan order, up to the limit.
         let candidates: Vec<usize> = ready.iter().copied().collect();
         for i in candidates {
             let job = &plan.jobs[i];
-            if !stop_new && job.dynamic_matrix.is_none() && spare.is_none() {
+            if !stop_new && !job.fans_out() && spare.is_none() {
                 spare = slots.clone().try_acquire_owned().ok();
                 if spare.is_none() {
                     // Wait for a permit (below); a fan-out later in the
@@ -360,7 +373,28 @@ pub async fn run(
                     let (ctx_tx, ctx_rx) = watch::channel(false);
                     job_cancel.insert(i, ctx_tx);
                     let done = done_tx.clone();
-                    if job.dynamic_matrix.is_some() {
+                    if !job.fed_by.is_empty() {
+                        let feed = fanout::Feed {
+                            plan: plan.clone(),
+                            job: job.clone(),
+                            opts: opts.clone(),
+                            events: events.clone(),
+                            templates: templates.clone(),
+                            base_ctx: ctx,
+                            slots: slots.clone(),
+                            feeds: feeds.clone(),
+                        };
+                        tokio::spawn(async move {
+                            let key = feed.job.key.clone();
+                            let r = feed.run(ctx_rx).await;
+                            let _ = done.send(JobDone {
+                                key,
+                                status: r.status,
+                                outputs: r.outputs,
+                                forgiven: r.forgiven,
+                            });
+                        });
+                    } else if job.dynamic_matrix.is_some() {
                         let fan = matrix::FanOut {
                             plan: plan.clone(),
                             job: job.clone(),
@@ -369,6 +403,7 @@ pub async fn run(
                             templates: templates.clone(),
                             base_ctx: ctx,
                             slots: slots.clone(),
+                            feeds: step_feeds.clone(),
                         };
                         tokio::spawn(async move {
                             let key = fan.job.key.clone();
@@ -388,6 +423,7 @@ pub async fn run(
                             events: events.clone(),
                             templates: templates.clone(),
                             base_ctx: ctx,
+                            feeds: step_feeds.clone(),
                         };
                         let permit = spare.take();
                         tokio::spawn(async move {
@@ -464,9 +500,8 @@ pub async fn run(
             // limit admits at least one of them, so this makes progress.
             continue;
         }
-        let want_slot = !stop_new
-            && spare.is_none()
-            && ready.iter().any(|&i| plan.jobs[i].dynamic_matrix.is_none());
+        let want_slot =
+            !stop_new && spare.is_none() && ready.iter().any(|&i| !plan.jobs[i].fans_out());
         tokio::select! {
             permit = slots.clone().acquire_owned(), if want_slot => {
                 spare = permit.ok();

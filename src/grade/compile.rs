@@ -95,6 +95,8 @@ pub fn compile(
             max_parallel: None,
             concurrency: None,
             dynamic_matrix: None,
+            fed_by: Vec::new(),
+            input: None,
             steps: crate::plan::rubric_steps(
                 &rubric,
                 &rubric_dir,
@@ -112,6 +114,7 @@ pub fn compile(
         inputs: Default::default(),
         env: Vec::new(),
         jobs,
+        fed_by: Default::default(),
         concurrency: None,
     }
 }

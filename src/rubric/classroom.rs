@@ -121,6 +121,79 @@ pub fn from_autograding_json(text: &str, origin: &str) -> Result<Rubric, RubricE
     Ok(rubric)
 }
 
+/// Whether YAML text is a GitHub Actions workflow (a top-level `jobs:`) rather than a rubric.
+pub fn is_workflow(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("jobs:"))
+}
+
+/// A Classroom workflow (`.github/workflows/classroom.yml`) read as a rubric: each step
+/// that uses `autograding-command-grader`, `-io-grader` or `-python-grader` (of
+/// `classroom-resources/` or `education/`) becomes one criterion, as the entries of
+/// `autograding.json` do; other steps (checkout, the reporter) are not graded.
+pub fn from_classroom_workflow(text: &str, origin: &str) -> Result<Rubric, RubricError> {
+    let syntax = |message: String| RubricError::Syntax {
+        origin: origin.to_string(),
+        pos: None,
+        message,
+    };
+    let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    let mut tests = Vec::new();
+    for (_, job) in doc["jobs"].as_object().into_iter().flatten() {
+        for step in job["steps"].as_array().into_iter().flatten() {
+            let uses = step["uses"].as_str().unwrap_or("");
+            let repo = uses.split('@').next().unwrap_or("").to_ascii_lowercase();
+            let kind = ["classroom-resources/", "education/"]
+                .iter()
+                .find_map(|o| repo.strip_prefix(o))
+                .unwrap_or("");
+            if !matches!(
+                kind,
+                "autograding-command-grader"
+                    | "autograding-io-grader"
+                    | "autograding-python-grader"
+            ) {
+                continue;
+            }
+            let with = &step["with"];
+            let text_of = |k: &str| match &with[k] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                v => Some(v.to_string()),
+            };
+            let num = |k: &str| text_of(k).and_then(|s| s.trim().parse::<f64>().ok());
+            let name = text_of("test-name")
+                .or_else(|| step["name"].as_str().map(str::to_string))
+                .or_else(|| step["id"].as_str().map(str::to_string))
+                .unwrap_or_else(|| kind.to_string());
+            let run = match kind {
+                "autograding-python-grader" => "python3 -m pytest".to_string(),
+                _ => text_of("command").unwrap_or_default(),
+            };
+            if run.contains("${{") {
+                return Err(syntax(format!(
+                    "the command of grader `{name}` uses an expression; a rubric needs literal commands"
+                )));
+            }
+            tests.push(serde_json::json!({
+                "name": name,
+                "setup": text_of("setup-command"),
+                "run": run,
+                "input": text_of("input"),
+                "output": text_of("expected-output"),
+                "comparison": text_of("comparison-method"),
+                "timeout": num("timeout"),
+                "points": num("max-score"),
+            }));
+        }
+    }
+    if tests.is_empty() {
+        return Err(syntax(
+            "the workflow has no Classroom grader steps (autograding-command-grader, -io-grader, -python-grader)".into(),
+        ));
+    }
+    from_autograding_json(&serde_json::json!({ "tests": tests }).to_string(), origin)
+}
+
 /// The rubric as `rubric.yaml` text, which parses back to the same rubric.
 pub fn to_yaml(rubric: &Rubric) -> String {
     let body = serde_saphyr::to_string(rubric).unwrap_or_default();

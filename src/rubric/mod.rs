@@ -53,6 +53,10 @@ impl RubricFormat {
 /// Parses rubric text of a known format; `origin` names it in error messages.
 pub fn parse_rubric(text: &str, format: RubricFormat, origin: &str) -> Result<Rubric, RubricError> {
     match format {
+        // A GitHub Actions workflow (`jobs:`) grades with Classroom's grader steps.
+        RubricFormat::Yaml if classroom::is_workflow(text) => {
+            classroom::from_classroom_workflow(text, origin)
+        }
         RubricFormat::Yaml => Rubric::from_yaml(text, origin),
         RubricFormat::Markdown => markdown::from_markdown(text, origin),
         RubricFormat::Classroom => classroom::from_autograding_json(text, origin),

@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/run", post(run_steps))
         .route("/api/v1/runs/{id}/retry", post(retry_run))
         .route("/metrics", get(metrics))
+        .merge(super::cache::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

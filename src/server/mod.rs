@@ -18,6 +18,7 @@
 //! the workflows under `--root` (or its inline YAML) say.
 
 mod api;
+mod cache;
 mod error;
 mod events;
 mod follow;

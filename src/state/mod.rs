@@ -90,6 +90,23 @@ pub enum StateError {
 
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
+/// An artifact a job of a run uploaded (`actions/upload-artifact`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Artifact {
+    pub run_id: i64,
+    pub name: String,
+    /// The job (instance key) that uploaded it.
+    pub job: String,
+    pub files: i64,
+    pub bytes: i64,
+    /// sha256 of the manifest: what the artifact holds, as one value.
+    pub digest: String,
+    /// JSON list of `{path, hash, mode, size}`; the bytes are CAS objects.
+    #[serde(skip)]
+    pub manifest: String,
+    pub created_at: i64,
+}
+
 /// An error of the database library behind a [`Store`]; the backend converts
 /// its errors into [`StateError::Backend`] so no caller depends on it.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
@@ -197,6 +214,23 @@ pub trait Store: Send + Sync {
     fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>>;
 
     fn kv_set(&self, namespace: &str, key: &str, value: &str) -> Result<()>;
+
+    /// The most recently set `(key, value)` of `namespace` whose key starts with
+    /// `prefix` (byte-wise, no pattern characters): `actions/cache`'s `restore-keys`.
+    fn kv_newest_with_prefix(
+        &self,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Option<(String, String)>>;
+
+    // ---- artifacts ------------------------------------------------------------
+
+    /// Records an artifact of a run, replacing one of the same name (the uploader
+    /// decides whether that is allowed).
+    fn artifact_put(&self, artifact: &Artifact) -> Result<()>;
+
+    /// A run's artifacts, by name.
+    fn artifacts(&self, run_id: i64) -> Result<Vec<Artifact>>;
 
     // ---- up to date -----------------------------------------------------------
 

@@ -49,6 +49,10 @@ const SCRUBBED_ENV: &[&str] = &[
     "CLICOLOR_FORCE",
     "TRUN_BLESS",
     "TRUN_TOKEN",
+    "TRUN_REMOTE_CACHE",
+    "TRUN_REMOTE_CACHE_KEY",
+    "TRUN_REMOTE_CACHE_TOKEN",
+    "TRUN_REMOTE_CACHE_ENV",
 ];
 
 /// Strips the common leading indentation of every non-blank line, one leading newline

@@ -64,6 +64,12 @@ pub use crate::diag::did_you_mean;
 pub trait Memory: Send + Sync {
     fn get(&self, key: &str) -> Option<String>;
     fn set(&self, key: &str, value: &str);
+    /// The most recently set `(key, value)` whose key starts with `prefix` (the
+    /// `restore-keys` of `actions/cache`); a memory that cannot list says `None`.
+    fn newest_with_prefix(&self, prefix: &str) -> Option<(String, String)> {
+        let _ = prefix;
+        None
+    }
 }
 
 /// Everything an action may know about where it runs.

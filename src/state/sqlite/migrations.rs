@@ -135,7 +135,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     DROP TABLE IF EXISTS grade_meta;
     "#,
-    // 5: run control (`trun serve`): every status change of a run or a job
+    // 5: artifacts a run's jobs uploaded (`actions/upload-artifact`): the files'
+    // bytes are CAS objects, `manifest` says which file is which.
+    r#"
+    CREATE TABLE IF NOT EXISTS artifacts (
+        run_id     INTEGER NOT NULL,
+        name       TEXT    NOT NULL,
+        job        TEXT    NOT NULL,
+        files      INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        digest     TEXT    NOT NULL,
+        manifest   TEXT    NOT NULL,             -- JSON: [{path, hash, mode, size}]
+        created_at INTEGER NOT NULL,             -- ms since the Unix epoch
+        PRIMARY KEY (run_id, name)
+    );
+    "#,
+    // 6: run control (`trun serve`): every status change of a run or a job
     // with its time and reason, and the runs created over the API (their
     // request, so a restarted server can plan a queued run again, and their
     // idempotency key, unique so that one key makes one run across processes),

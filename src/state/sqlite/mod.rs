@@ -274,6 +274,64 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn kv_newest_with_prefix(
+        &self,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Option<(String, String)>> {
+        // `substr` rather than LIKE: a key may hold `%` and `_`.
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT key, value FROM kv WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2
+                 ORDER BY updated_at DESC, rowid DESC LIMIT 1",
+            )?
+            .query_row(params![namespace, prefix], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?)
+    }
+
+    fn artifact_put(&self, a: &crate::state::Artifact) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO artifacts (run_id, name, job, files, bytes, digest, manifest, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                a.run_id,
+                a.name,
+                a.job,
+                a.files,
+                a.bytes,
+                a.digest,
+                a.manifest,
+                a.created_at
+            ])?;
+        Ok(())
+    }
+
+    fn artifacts(&self, run_id: i64) -> Result<Vec<crate::state::Artifact>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT run_id, name, job, files, bytes, digest, manifest, created_at
+             FROM artifacts WHERE run_id = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok(crate::state::Artifact {
+                run_id: r.get(0)?,
+                name: r.get(1)?,
+                job: r.get(2)?,
+                files: r.get(3)?,
+                bytes: r.get(4)?,
+                digest: r.get(5)?,
+                manifest: r.get(6)?,
+                created_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     fn step_state(&self, step_key: &str) -> Result<StepState> {
         uptodate::step_state(&self.conn(), step_key)
     }

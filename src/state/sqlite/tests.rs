@@ -1021,3 +1021,35 @@ fn a_store_is_usable_as_arc_dyn_store() {
     assert_eq!(store.kv_get("ns", "k").expect("kv").as_deref(), Some("v"));
     assert!(store.location().ends_with("state.db"));
 }
+
+#[test]
+fn kv_newest_with_prefix_takes_the_latest_match_and_no_pattern_characters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_in(&dir);
+    store.kv_set("actions", "cache/deps-1", "one").expect("set");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    store.kv_set("actions", "cache/deps-2", "two").expect("set");
+    store.kv_set("actions", "cache/other", "x").expect("set");
+    store
+        .kv_set("elsewhere", "cache/deps-3", "not this namespace")
+        .expect("set");
+    assert_eq!(
+        store
+            .kv_newest_with_prefix("actions", "cache/deps-")
+            .expect("query"),
+        Some(("cache/deps-2".to_string(), "two".to_string()))
+    );
+    // `%` and `_` are characters, not patterns.
+    assert_eq!(
+        store
+            .kv_newest_with_prefix("actions", "cache/%")
+            .expect("query"),
+        None
+    );
+    assert_eq!(
+        store
+            .kv_newest_with_prefix("actions", "cache_deps")
+            .expect("query"),
+        None
+    );
+}

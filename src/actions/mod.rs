@@ -3,6 +3,11 @@
 //! (`exec::actions`); the actions themselves live with what they drive
 //! ([`crate::docker::actions`]). This module sits below the planner and the
 //! validator, so it must not depend on the engine.
+//!
+//! The GitHub actions trun does itself (`actions/checkout@v4`, `actions/setup-python@v5`,
+//! `dtolnay/rust-toolchain@stable`, …) are in [`github`].
+
+pub mod github;
 
 use crate::docker::actions as builtin;
 use serde_json::{Map, Value};
@@ -23,7 +28,7 @@ pub const KNOWN: &[&str] = &[
 ];
 
 pub fn is_builtin(uses: &str) -> bool {
-    uses == GRADE || builtin::is_builtin(uses)
+    uses == GRADE || builtin::is_builtin(uses) || github::builtin(uses).is_some()
 }
 
 pub fn known() -> &'static [&'static str] {
@@ -35,6 +40,9 @@ pub fn needs_docker(uses: &str) -> bool {
 }
 
 pub fn validate(uses: &str, with: &Map<String, Value>) -> Result<(), WithError> {
+    if github::builtin(uses).is_some() {
+        return github::validate(uses, with);
+    }
     if uses != GRADE {
         return builtin::validate(uses, with);
     }

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Upper-cases standard input.
+tr a-z A-Z
