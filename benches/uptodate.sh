@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # Up-to-date check benchmark: trun vs make -r vs go-task (checksum), as whole processes.
 #
-# Builds a synthetic project of 10 000 source files (src/dNNN/sM/fK.txt: 100 dirs x
-# 10 sub-dirs x 10 files) with 100 jobs, each with `sources` over its own dir and one
-# `generates` stamp, then times four cases per tool:
+# Builds a synthetic project of DIRS x 100 source files (src/dNNN/sM/fK.txt: DIRS dirs x
+# 10 sub-dirs x 10 files; DIRS=100 gives 10 000 files and 100 jobs, DIRS=1000 gives
+# 100 000 files and 1 000 jobs) with one job per dir, each with `sources` over its own
+# dir and one `generates` stamp, then times up to four cases per tool (CASES):
 #   (a) cold      first run, no state
 #   (b) no-op     everything up to date
 #   (c) touch     one source file's mtime bumped, content unchanged
 #   (d) change    one source file's content changed
-# and prints a Markdown table of median wall-clock milliseconds (plus the CPU time of
-# (b), steadier on a loaded machine), with how many jobs each of (b), (c), (d) re-ran
+# and prints a Markdown table of median wall-clock milliseconds with the min–max range
+# (plus the CPU time of (b), steadier on a loaded machine), with how many jobs each of
+# (b), (c), (d) re-ran
 # (stamps rewritten; 0 / 0 / 1 is right for a content-hash tool). The generated
 # trun.yaml is checked with `trun validate` first.
 #
 # Usage: benches/uptodate.sh            (from the repository root)
-# Env:   TRUN=path/to/trun (default target/release/trun), RUNS=10, JOBS=2, KEEP=1 keeps
-#        the temporary directory. Uses hyperfine when installed, else a bash loop.
+# Env:   TRUN=path/to/trun (default target/release/trun), RUNS=10, JOBS=2, DIRS=100,
+#        CASES="cold noop touch change" (a subset skips the others: CASES=noop),
+#        KEEP=1 keeps the temporary directory. Uses hyperfine when installed, else a
+#        bash loop. Every tool gets a copy of the same generated tree.
 # make is run as `make -r -j $JOBS` (mtime-based, no built-in rules); go-task as
 # `task --concurrency $JOBS` with `method: checksum` (`pip install go-task-bin`).
 set -euo pipefail
 
 RUNS=${RUNS:-10}
 JOBS=${JOBS:-2}
+DIRS=${DIRS:-100}
+CASES=${CASES:-cold noop touch change}
 TRUN=${TRUN:-target/release/trun}
 if [[ -x $TRUN ]]; then TRUN=$(cd "$(dirname "$TRUN")" && pwd)/$(basename "$TRUN"); fi
 
@@ -29,7 +35,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/trun-bench.XXXXXX")
 cleanup() { if [[ -z ${KEEP:-} ]]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi; }
 trap cleanup EXIT
 
-DIRS=100 SUBS=10 FILES=10
+SUBS=10 FILES=10
 TOUCHED=src/d042/s3/f7.txt
 
 # --- the synthetic project -------------------------------------------------------
@@ -106,7 +112,7 @@ median_ms() {
   if command -v hyperfine >/dev/null; then
     local json="$WORK/hf.json"
     (cd "$dir" && hyperfine --style none --runs "$RUNS" --prepare "$prep" --export-json "$json" "$*" >/dev/null 2>&1)
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.1f %.1f" % (r["median"]*1000, (r["user"]+r["system"])*1000))' "$json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.1f %.1f %.0f–%.0f" % (r["median"]*1000, (r["user"]+r["system"])*1000/len(r["times"]), r["min"]*1000, r["max"]*1000))' "$json"
     return
   fi
   local walls=() cpus=() i t0 t1 c0 c1
@@ -117,14 +123,19 @@ median_ms() {
     children_cpu_us
     c0=$CPU_US
     t0=${EPOCHREALTIME/[.,]/}
-    (cd "$dir" && exec "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail fail"; return; }
+    (cd "$dir" && exec "$@" >/dev/null 2>&1) || { echo "FAILED: $* in $dir" >&2; echo "fail fail fail"; return; }
     t1=${EPOCHREALTIME/[.,]/}
     children_cpu_us
     c1=$CPU_US
     walls+=($((t1 - t0)))
     cpus+=($((c1 - c0)))
   done
-  echo "$(median "${walls[@]}") $(median "${cpus[@]}")"
+  echo "$(median "${walls[@]}") $(median "${cpus[@]}") $(range "${walls[@]}")"
+}
+
+# range US...: "min–max" of microsecond values, in whole ms.
+range() {
+  printf '%s\n' "$@" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.0f–%.0f", lo / 1000, hi / 1000}'
 }
 
 # median US...: the median of microsecond values, in ms.
@@ -162,29 +173,42 @@ bench() {
   if [[ $tool == trun ]]; then
     (cd "$dir" && "$1" validate >/dev/null) || { echo "generated trun.yaml does not validate" >&2; exit 1; }
   fi
-  local cold noop noop_cpu touch change s0 ran_noop ran_touch ran_change t
-  t=$(median_ms "$dir" "$reset" "$@")
-  cold=${t%% *}
-  (cd "$dir" && "$@" >/dev/null 2>&1)
+  local cold=- noop=- noop_cpu=- touch=- change=- s0 ran_noop=- ran_touch=- ran_change=- t
+  # fmt "WALL CPU RANGE": "WALL (RANGE)".
+  fmt() { local w=${1%% *} r=${1##* }; echo "$w ($r)"; }
+  if has_case cold; then
+    t=$(median_ms "$dir" "$reset" "$@")
+    cold=$(fmt "$t")
+  fi
+  (cd "$dir" && bash -c "$reset" && "$@" >/dev/null 2>&1)
   # Which stamps each case rewrote (over all its runs): proves (b) ran nothing, and
   # shows who re-runs a job for a touch.
-  s0=$(stamps "$dir")
-  t=$(median_ms "$dir" "true" "$@")
-  noop=${t%% *} noop_cpu=${t##* }
-  ran_noop=$(rewritten "$dir" "$s0")
-  s0=$(stamps "$dir")
-  t=$(median_ms "$dir" "touch $TOUCHED" "$@")
-  touch=${t%% *}
-  ran_touch=$(rewritten "$dir" "$s0")
-  s0=$(stamps "$dir")
-  t=$(median_ms "$dir" "date +%s%N > $TOUCHED" "$@")
-  change=${t%% *}
-  ran_change=$(rewritten "$dir" "$s0")
+  if has_case noop; then
+    s0=$(stamps "$dir")
+    t=$(median_ms "$dir" "true" "$@")
+    noop=$(fmt "$t") noop_cpu=${t#* }
+    noop_cpu=${noop_cpu%% *}
+    ran_noop=$(rewritten "$dir" "$s0")
+  fi
+  if has_case touch; then
+    s0=$(stamps "$dir")
+    t=$(median_ms "$dir" "touch $TOUCHED" "$@")
+    touch=$(fmt "$t")
+    ran_touch=$(rewritten "$dir" "$s0")
+  fi
+  if has_case change; then
+    s0=$(stamps "$dir")
+    t=$(median_ms "$dir" "date +%s%N > $TOUCHED" "$@")
+    change=$(fmt "$t")
+    ran_change=$(rewritten "$dir" "$s0")
+  fi
   if [[ $(stamp_count "$dir") != "$DIRS" ]]; then
     echo "$tool: expected $DIRS stamps in out/, found $(stamp_count "$dir")" >&2
   fi
   echo "| $tool | $cold | $noop | $noop_cpu | $touch | $change | $ran_noop / $ran_touch / $ran_change |"
 }
+
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
 
 # stamps DIR: every stamp with its mtime (ns), one per line, sorted.
 stamps() { (cd "$1" && find out -name '*.stamp' -printf '%p %T@\n' | sort); }
@@ -198,8 +222,8 @@ make_tree "$WORK/tree"
 timer="bash loop, $RUNS runs"
 command -v hyperfine >/dev/null && timer="hyperfine, $RUNS runs"
 echo
-echo "$((DIRS * SUBS * FILES)) source files, $DIRS jobs, -j $JOBS; median ms ($timer); wall time unless CPU (user + sys)"
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "$((DIRS * SUBS * FILES)) source files, $DIRS jobs, -j $JOBS; median ms (min–max) ($timer); wall time unless CPU (user + sys)"
+echo "machine: $(nproc) cores; uptime at start: $(uptime)"
 echo
 echo "| tool | (a) cold | (b) no-op | (b) no-op CPU | (c) touch | (d) change | jobs re-run b / c / d |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -220,3 +244,5 @@ else
   missing+=("go-task (not installed: pip install go-task-bin)")
 fi
 for m in "${missing[@]}"; do echo "| ${m%% *} | not run: ${m#* } | | | | | |"; done
+echo
+echo "uptime at end: $(uptime)"

@@ -198,4 +198,149 @@ pub enum Event {
         at: Millis,
         duration_ms: u64,
     },
+    /// A step printed `::group::TITLE` (`title` is `Some`) or `::endgroup::`.
+    StepGroup {
+        job: String,
+        step: usize,
+        title: Option<String>,
+    },
+    /// A step printed `::error`, `::warning` or `::notice`, or trun warns
+    /// about a workflow command (a deprecated one, one refused).
+    Annotation {
+        job: String,
+        step: usize,
+        #[serde(flatten)]
+        annotation: Annotation,
+    },
+    /// What a step wrote to `$GITHUB_STEP_SUMMARY` (Markdown), once it ended.
+    StepSummary {
+        job: String,
+        step: usize,
+        markdown: String,
+    },
+}
+
+/// How serious an [`Annotation`] is: GitHub's three levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotationLevel {
+    Error,
+    Warning,
+    Notice,
+}
+
+impl AnnotationLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationLevel::Error => "error",
+            AnnotationLevel::Warning => "warning",
+            AnnotationLevel::Notice => "notice",
+        }
+    }
+}
+
+/// A message about a place in a file, as `::error file=a.rs,line=3::msg` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub level: AnnotationLevel,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub col: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_line: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_column: Option<u64>,
+}
+
+impl Annotation {
+    /// `file:line:col: error: title: message`, with what is known of the place.
+    pub fn render(&self) -> String {
+        let mut place = String::new();
+        if let Some(f) = &self.file {
+            place.push_str(f);
+            if let Some(l) = self.line {
+                place.push_str(&format!(":{l}"));
+                if let Some(c) = self.col {
+                    place.push_str(&format!(":{c}"));
+                }
+            }
+            place.push_str(": ");
+        }
+        let title = self
+            .title
+            .as_deref()
+            .map(|t| format!("{t}: "))
+            .unwrap_or_default();
+        format!("{place}{}: {title}{}", self.level.as_str(), self.message)
+    }
+}
+
+impl Event {
+    /// Replaces every value `masker` holds in the event's text (output
+    /// lines, names, reasons, outputs) with `***`.
+    pub fn mask(&mut self, masker: &crate::secrets::Masker) {
+        if masker.is_empty() {
+            return;
+        }
+        let m = |s: &mut String| masker.mask_in_place(s);
+        let map = |o: &mut BTreeMap<String, String>| {
+            if o.iter()
+                .any(|(k, v)| masker.reveals(k) || masker.reveals(v))
+            {
+                *o = std::mem::take(o)
+                    .into_iter()
+                    .map(|(k, v)| (masker.mask(&k).into_owned(), masker.mask(&v).into_owned()))
+                    .collect();
+            }
+        };
+        match self {
+            Event::RunStarted { workflow, jobs, .. } => {
+                m(workflow);
+                for j in jobs {
+                    m(&mut j.name);
+                    for s in &mut j.steps {
+                        m(&mut s.name);
+                    }
+                }
+            }
+            Event::JobStarted { .. } | Event::RunFinished { .. } => {}
+            Event::StepStarted { name, .. } => m(name),
+            Event::StepOutput { line, .. } => m(line),
+            Event::StepRetrying { reason, .. } | Event::JobWaiting { reason, .. } => m(reason),
+            Event::StepFinished {
+                reason, outputs, ..
+            } => {
+                if let Some(r) = reason {
+                    m(r);
+                }
+                map(outputs);
+            }
+            Event::JobFinished {
+                reason, outputs, ..
+            } => {
+                if let Some(r) = reason {
+                    m(r);
+                }
+                map(outputs);
+            }
+            Event::StepGroup { title, .. } => {
+                if let Some(t) = title {
+                    m(t);
+                }
+            }
+            Event::Annotation { annotation: a, .. } => {
+                m(&mut a.message);
+                for s in [&mut a.title, &mut a.file].into_iter().flatten() {
+                    m(s);
+                }
+            }
+            Event::StepSummary { markdown, .. } => m(markdown),
+        }
+    }
 }

@@ -12,6 +12,9 @@ use serde::Serialize;
 pub struct Explained {
     pub workflow: String,
     pub jobs: Vec<JobPlan>,
+    /// About the workflow's GitHub Actions keys (triggers, permissions, run-name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -24,6 +27,9 @@ pub struct JobPlan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub steps: Vec<StepPlan>,
+    /// Where `runs-on` runs, keys accepted but not enforced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// A job `fed-by` emitted files: its instances, as far as known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fan_out: Option<FanOutPlan>,
@@ -86,6 +92,7 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
                 condition: job.condition.clone(),
                 container: job.container.as_ref().map(|c| c.image.clone()),
                 steps: Vec::new(),
+                notes: job.notes.clone(),
                 fan_out: Some(fan_out_plan(plan, &ut, store.as_ref(), job, &force)?),
             });
             continue;
@@ -189,11 +196,13 @@ pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
             container: job.container.as_ref().map(|c| c.image.clone()),
             steps,
             fan_out: None,
+            notes: job.notes.clone(),
         });
     }
     Ok(Explained {
         workflow: plan.workflow.clone(),
         jobs,
+        notes: plan.notes.clone(),
     })
 }
 
@@ -371,6 +380,9 @@ pub fn render(e: &Explained, color: bool) -> String {
             ),
         );
     }
+    for n in &e.notes {
+        out.push_str(&format!("{dim}{n}{reset}\n"));
+    }
     let width = e
         .jobs
         .iter()
@@ -427,6 +439,9 @@ pub fn render(e: &Explained, color: bool) -> String {
                     i.key, i.reason
                 ));
             }
+        }
+        for n in &j.notes {
+            out.push_str(&format!("   {dim}{n}{reset}\n"));
         }
         for s in &j.steps {
             let (mark, col) = if s.action == "run" {

@@ -31,6 +31,16 @@ pub struct Plan {
     /// files feed it (`fed-by`; empty for a job that takes none): where a
     /// file a step writes into `$TRUN_EMIT/<job>/` may go.
     pub fed_by: BTreeMap<String, Vec<String>>,
+    /// The `github`, `runner` and `vars` contexts and the `GITHUB_*` variables
+    /// (`None` for a grading plan).
+    #[serde(skip)]
+    pub github: Option<std::sync::Arc<crate::github::Contexts>>,
+    /// What `trun plan` should say about the workflow as a whole: triggers recorded
+    /// but not enforced, `permissions` not enforced, the run's name.
+    pub notes: Vec<String>,
+    /// `--secret` / `--secret-file`: the `secrets` context (never serialized).
+    #[serde(skip)]
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
     /// The workflow's `concurrency` (its group unrendered).
     pub concurrency: Option<ConcurrencyPlan>,
 }
@@ -84,6 +94,38 @@ pub struct PlannedJob {
     /// The file an instance of a fed job processes.
     pub input: Option<crate::fanout::Input>,
     pub steps: Vec<PlannedStep>,
+    /// What `trun plan` should say about the job: where `runs-on` runs, keys
+    /// accepted but not enforced (`environment`, `permissions`).
+    pub notes: Vec<String>,
+    /// A job of a reusable workflow (or the job calling one): its own inputs and
+    /// the names its `needs` go by (see [`crate::reusable`]).
+    #[serde(skip)]
+    pub call: Option<std::sync::Arc<CallScope>>,
+}
+
+/// What a job of a called workflow sees differently from the caller's jobs.
+#[derive(Debug, Clone, Default)]
+pub struct CallScope {
+    /// `inputs`: the call's `with:`, typed and defaulted by `on.workflow_call.inputs`.
+    pub inputs: Map<String, Value>,
+    /// Job ids in `needs_ids` → the name `needs.<name>` uses for them.
+    pub needs_alias: Vec<(String, String)>,
+    /// The `secrets:` of the call, read against the caller's secrets.
+    pub secrets: SecretPass,
+    /// The caller's own scope, when it is itself in a called workflow.
+    pub parent: Option<std::sync::Arc<CallScope>>,
+}
+
+/// `secrets:` of a job calling a reusable workflow.
+#[derive(Debug, Clone, Default)]
+pub enum SecretPass {
+    /// None given: the called workflow sees no secrets.
+    #[default]
+    None,
+    /// `secrets: inherit`: the caller's.
+    Inherit,
+    /// `secrets: { NAME: template }`, each rendered with the caller's `secrets`.
+    Map(Vec<(String, String)>),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,9 +317,21 @@ impl PlannedJob {
 
 /// Build the plan. The workflow must already have passed [`crate::validate`].
 pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> {
+    build_with(wf, req, &crate::github::Options::default())
+}
+
+/// Build the plan with the GitHub side of the run: `--event`, `--event-path`,
+/// `--var`, `-P` (and `.trunrc`).
+pub fn build_with(
+    wf: &WorkflowFile,
+    req: &Request,
+    gh: &crate::github::Options,
+) -> Result<Plan, Vec<Diagnostic>> {
     let w = &wf.workflow;
     let inputs = resolve_inputs(wf, &req.inputs)?;
     let selected = select_jobs(wf, &req.jobs).map_err(|d| vec![d])?;
+    let contexts = std::sync::Arc::new(crate::github::contexts(wf, gh, &inputs)?);
+    let calls = crate::reusable::load_tree(wf, 0)?;
 
     let default_shell = w
         .defaults
@@ -308,6 +362,8 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         let engine = crate::template::Engine::new(wf.root.clone());
         let ctx = crate::template::Context {
             inputs: inputs.clone(),
+            github: contexts.github_value(),
+            vars: contexts.vars.clone(),
             ..Default::default()
         };
         let eval = |s: &str| engine.eval_value(s, &ctx).map_err(|e| e.message);
@@ -341,6 +397,30 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 .entry(id.value.clone())
                 .or_default()
                 .push(key.clone());
+            if let Some(called) = calls.get(&id.value) {
+                let site = crate::reusable::CallSite {
+                    key: &key,
+                    job_id: &id.value,
+                    job: &job.value,
+                    matrix: &matrix,
+                    inputs: &inputs,
+                    parent: None,
+                    needs_ids: job
+                        .value
+                        .needs
+                        .as_ref()
+                        .map(|n| n.value.iter().map(|s| s.value.clone()).collect())
+                        .unwrap_or_default(),
+                    alias: Vec::new(),
+                    condition: job.value.if_.as_ref().map(|c| c.value.0.clone()),
+                };
+                match crate::reusable::expand(&site, called, &contexts, &mut legs_of) {
+                    Ok(expanded) => jobs.extend(expanded),
+                    Err(e) => errs.extend(e),
+                }
+                continue;
+            }
+            let (runs_on, mapped) = runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
             let planned = plan_job(
                 &wf.root,
                 &wf.skip_actions,
@@ -350,7 +430,12 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
                 matrix,
                 default_shell.as_deref(),
                 default_wd.as_deref(),
-            );
+                mapped.as_ref().map(|(_, image)| image.as_str()),
+            )
+            .map(|mut j| {
+                j.notes = job_notes(&job.value, runs_on.as_deref(), mapped.as_ref());
+                j
+            });
             match planned {
                 Ok(mut j) => {
                     mark_skipped_actions(&mut j, &wf.skip_actions);
@@ -378,6 +463,8 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         let ctx = crate::template::Context {
             inputs: inputs.clone(),
             matrix: j.matrix.clone(),
+            github: contexts.github_value(),
+            vars: contexts.vars.clone(),
             ..Default::default()
         };
         let render = |s: &mut String| {
@@ -393,6 +480,7 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
         }
     }
     let jobs = topo_order(jobs);
+    let notes = workflow_notes(wf, &templates, &inputs, &contexts);
     Ok(Plan {
         workflow: w.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| {
             wf.root
@@ -411,6 +499,9 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
             .iter()
             .map(|(id, j)| (id.value.clone(), fed_by_of(&j.value)))
             .collect(),
+        github: Some(contexts),
+        notes,
+        secrets: Default::default(),
         concurrency: w
             .concurrency
             .as_ref()
@@ -418,7 +509,126 @@ pub fn build(wf: &WorkflowFile, req: &Request) -> Result<Plan, Vec<Diagnostic>> 
     })
 }
 
-fn resolve_inputs(
+/// The job's `runs-on` as written (rendered with the matrix), and the `-P` mapping
+/// that applies to it, if any: `(label, image)`.
+pub(crate) fn runs_on_of(
+    job: &Job,
+    engine: &crate::template::Engine,
+    ctx: &crate::template::Context,
+    matrix: &Map<String, Value>,
+    contexts: &crate::github::Contexts,
+) -> (Option<String>, Option<(String, String)>) {
+    let Some(r) = &job.runs_on else {
+        return (None, None);
+    };
+    let mut ctx = ctx.clone();
+    ctx.matrix = matrix.clone();
+    let labels: Vec<String> = r
+        .value
+        .labels()
+        .into_iter()
+        .map(|l| {
+            if l.contains("${{") {
+                engine.render(&l, &ctx).unwrap_or(l)
+            } else {
+                l
+            }
+        })
+        .collect();
+    let shown = match &r.value {
+        crate::workflow::RunsOn::Labels(_) if labels.len() == 1 => labels[0].clone(),
+        crate::workflow::RunsOn::Labels(_) => format!("[{}]", labels.join(", ")),
+        other => other.describe(),
+    };
+    // A job's own `container:` wins over a runner image, as on GitHub.
+    let mapped = if job.container.is_some() {
+        None
+    } else {
+        contexts.image_for(&labels)
+    };
+    (Some(shown), mapped)
+}
+
+/// What `trun plan` says about a job's GitHub-only keys.
+pub(crate) fn job_notes(
+    job: &Job,
+    runs_on: Option<&str>,
+    mapped: Option<&(String, String)>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    match (runs_on, mapped) {
+        (Some(r), Some((label, image))) => notes.push(format!(
+            "runs-on {r}: in container {image} (-P {label}={image})"
+        )),
+        (Some(r), None) if job.container.is_some() => notes.push(format!(
+            "runs-on {r}: on this host, steps in the job's container"
+        )),
+        (Some(r), None) => notes.push(format!("runs-on {r}: on this host")),
+        _ => {}
+    }
+    if let Some(e) = &job.environment {
+        notes.push(format!(
+            "environment {}: accepted, not enforced (no protection rules or environment secrets)",
+            e.value.name()
+        ));
+    }
+    if job.permissions.is_some() {
+        notes.push("permissions: not enforced (trun has no GITHUB_TOKEN)".into());
+    }
+    notes
+}
+
+/// What `trun plan` says about the workflow's GitHub-only keys.
+fn workflow_notes(
+    wf: &WorkflowFile,
+    templates: &crate::template::Engine,
+    inputs: &Map<String, Value>,
+    contexts: &crate::github::Contexts,
+) -> Vec<String> {
+    let w = &wf.workflow;
+    let mut notes = Vec::new();
+    if let Some(on) = &w.on {
+        let event = contexts
+            .github
+            .get("event_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        notes.push(format!(
+            "on: {} (recorded, not enforced: the workflow runs when you run it; this run is a `{event}` event)",
+            on.value.names().join(", ")
+        ));
+    }
+    if let Some(name) = run_name(wf, templates, inputs, contexts) {
+        notes.push(format!("run-name: {name}"));
+    }
+    if w.permissions.is_some() {
+        notes.push("permissions: not enforced (trun has no GITHUB_TOKEN)".into());
+    }
+    notes
+}
+
+/// The run's display name from `run-name`, rendered with `github`, `inputs` and `vars`.
+pub fn run_name(
+    wf: &WorkflowFile,
+    templates: &crate::template::Engine,
+    inputs: &Map<String, Value>,
+    contexts: &crate::github::Contexts,
+) -> Option<String> {
+    let r = wf.workflow.run_name.as_ref()?;
+    let ctx = crate::template::Context {
+        inputs: inputs.clone(),
+        github: contexts.github_value(),
+        vars: contexts.vars.clone(),
+        ..Default::default()
+    };
+    Some(
+        templates
+            .render(&r.value, &ctx)
+            .unwrap_or_else(|_| r.value.clone()),
+    )
+}
+
+pub(crate) fn resolve_inputs(
     wf: &WorkflowFile,
     given: &[(String, String)],
 ) -> Result<Map<String, Value>, Vec<Diagnostic>> {
@@ -482,7 +692,7 @@ fn resolve_inputs(
 fn default_for(i: &crate::workflow::Input) -> Value {
     use crate::workflow::InputType::*;
     match i.kind.value {
-        String | Choice => Value::String(std::string::String::new()),
+        String | Choice | Environment => Value::String(std::string::String::new()),
         Number => Value::from(0),
         Boolean => Value::Bool(false),
     }
@@ -591,21 +801,27 @@ fn check_paths(wf: &WorkflowFile, step: &Step, errs: &mut Vec<Diagnostic>) {
 pub fn warnings(wf: &WorkflowFile) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     // A source another step generates is expected to be missing until then.
-    let generated: Vec<(String, Option<globset::GlobMatcher>)> = wf
-        .workflow
-        .jobs
-        .value
-        .iter()
-        .flat_map(|(_, j)| j.value.steps.value.iter())
-        .filter_map(|s| s.value.generates.as_ref())
-        .flat_map(|g| g.value.iter().map(|p| p.value.clone()).collect::<Vec<_>>())
-        .map(|p| {
-            let m = globset::Glob::new(&p).ok().map(|g| g.compile_matcher());
-            (p.trim_end_matches('/').to_string(), m)
+    // Compiled only when a literal source is missing: one glob per `generates`
+    // entry was 4% of a no-op's instructions in a workflow of 100 steps.
+    let generated = std::cell::OnceCell::new();
+    let generated = || {
+        generated.get_or_init(|| -> Vec<(String, Option<globset::GlobMatcher>)> {
+            wf.workflow
+                .jobs
+                .value
+                .iter()
+                .flat_map(|(_, j)| j.value.steps.value.iter())
+                .filter_map(|s| s.value.generates.as_ref())
+                .flat_map(|g| g.value.iter().map(|p| p.value.clone()).collect::<Vec<_>>())
+                .map(|p| {
+                    let m = globset::Glob::new(&p).ok().map(|g| g.compile_matcher());
+                    (p.trim_end_matches('/').to_string(), m)
+                })
+                .collect()
         })
-        .collect();
+    };
     let is_generated = |src: &str| {
-        generated.iter().any(|(p, m)| {
+        generated().iter().any(|(p, m)| {
             src == p
                 || src.starts_with(&format!("{p}/"))
                 || m.as_ref().is_some_and(|m| m.is_match(src))
@@ -619,8 +835,8 @@ pub fn warnings(wf: &WorkflowFile) -> Vec<Diagnostic> {
             for s in sources.located() {
                 if is_literal(&s.value)
                     && !s.value.starts_with('/')
-                    && !is_generated(&s.value)
                     && std::fs::symlink_metadata(wf.root.join(&s.value)).is_err()
+                    && !is_generated(&s.value)
                 {
                     out.push(
                         wf.error(s.loc, format!("source `{}` does not exist", s.value))
@@ -793,7 +1009,7 @@ pub fn leg_key(id: &str, matrix: &Map<String, Value>) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plan_job(
+pub(crate) fn plan_job(
     root: &std::path::Path,
     skip_actions: &[String],
     id: &str,
@@ -802,6 +1018,7 @@ fn plan_job(
     matrix: Map<String, Value>,
     default_shell: Option<&str>,
     default_wd: Option<&str>,
+    runner_image: Option<&str>,
 ) -> Result<PlannedJob, Diagnostic> {
     let job_shell = job
         .defaults
@@ -825,7 +1042,7 @@ fn plan_job(
             s.loc.line,
             job_shell,
             job_wd,
-            job.container.is_some(),
+            job.container.is_some() || runner_image.is_some(),
         );
         match &step.action {
             Action::Uses { uses, with } if uses == crate::actions::GRADE => {
@@ -877,7 +1094,13 @@ fn plan_job(
         matrix,
         condition: job.if_.as_ref().map(|c| c.value.0.clone()),
         env: env_pairs(&job.env),
-        container: job.container.as_ref().map(|c| c.value.spec()),
+        // `-P LABEL=IMAGE`: the job runs as if it said `container: IMAGE`.
+        container: job.container.as_ref().map(|c| c.value.spec()).or_else(|| {
+            runner_image.map(|i| ContainerSpec {
+                image: i.to_string(),
+                ..Default::default()
+            })
+        }),
         services: job
             .services
             .iter()
@@ -924,6 +1147,8 @@ fn plan_job(
         fed_by: fed_by_of(job),
         input: None,
         steps,
+        notes: Vec::new(),
+        call: None,
     })
 }
 
@@ -1064,7 +1289,12 @@ pub(crate) fn plan_step(
         (Some(run), _) => {
             // bash like GitHub Actions; `sh` inside containers, where bash
             // is often missing (busybox, alpine).
-            let default = if in_container { "sh" } else { "bash" };
+            // On this host: `bash` when it is on PATH, else `sh`, as on GitHub.
+            let default = if in_container {
+                "sh"
+            } else {
+                Shell::host_default()
+            };
             let shell_src = s
                 .shell
                 .as_ref()
@@ -1156,7 +1386,7 @@ pub(crate) fn plan_step(
 }
 
 /// Steps whose action `--skip-action` names are skipped, saying so.
-fn mark_skipped_actions(job: &mut PlannedJob, names: &[String]) {
+pub(crate) fn mark_skipped_actions(job: &mut PlannedJob, names: &[String]) {
     for step in &mut job.steps {
         if let Action::Uses { uses, .. } = &step.action {
             if let Some(n) = names

@@ -264,6 +264,9 @@ impl Session {
         let _ = self.lock.set_run_id(run_id);
 
         let plan = Arc::new(plan);
+        // Secrets, and what steps register with `::add-mask::`, are masked in
+        // every event the engine sends.
+        let masker = plan.secrets.masker();
         let (hooks, up_to_date): (Option<Arc<dyn StepHooks>>, _) = match config.hooks {
             StepHooksChoice::UpToDate { force } => {
                 let h = Arc::new(
@@ -327,7 +330,8 @@ impl Session {
                 tokio::spawn(crate::signals::forward(cancel_tx));
                 cancel_rx
             });
-            let result = crate::exec::run(plan, run_opts, Events(tx), cancel_rx).await;
+            let events = Events::masked(tx, masker);
+            let result = crate::exec::run(plan, run_opts, events, cancel_rx).await;
             // Whatever the run started in Docker goes, however the run ended
             // (containers marked `keep: true` stay until `trun gc --all`).
             if let Some(d) = &docker {

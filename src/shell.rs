@@ -29,6 +29,26 @@ impl Shell {
         match s.trim() {
             "bash" => Ok(Shell::Bash),
             "sh" => Ok(Shell::Sh),
+            // As GitHub Actions runs them: `python {0}` (python3 where `python` is missing).
+            "python" => {
+                let py = if on_path("python") { "python" } else { "python3" };
+                Ok(Shell::Template(vec![py.into(), "{0}".into()]))
+            }
+            "pwsh" if on_path("pwsh") => Ok(Shell::Template(vec![
+                "pwsh".into(),
+                "-NoProfile".into(),
+                "-NonInteractive".into(),
+                "-Command".into(),
+                ". '{0}'".into(),
+            ])),
+            "pwsh" => Err(
+                "`shell: pwsh` needs PowerShell (`pwsh`), which is not on PATH: install it, or write the step for `bash`".into(),
+            ),
+            "powershell" | "cmd" => Err(format!(
+                "`shell: {}` is Windows-only and trun runs on this host ({}): write the step for `bash` (or `pwsh`, if installed)",
+                s.trim(),
+                std::env::consts::OS
+            )),
             other if other.contains("{0}") => {
                 let argv: Vec<String> = other.split_whitespace().map(str::to_string).collect();
                 Ok(Shell::Template(argv))
@@ -132,9 +152,31 @@ impl Shell {
         Some(argv)
     }
 
+    /// The shell of a `run:` step that names none, on this host, as on GitHub:
+    /// `bash` when it is on PATH, else `sh`. The user's `$SHELL` plays no part.
+    pub fn host_default() -> &'static str {
+        static BASH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *BASH.get_or_init(|| on_path("bash")) {
+            "bash"
+        } else {
+            "sh"
+        }
+    }
+
     pub fn needs_script_file(&self) -> bool {
         matches!(self, Shell::Template(_))
     }
+}
+
+/// Whether an executable named `name` is on PATH.
+pub fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 #[cfg(test)]

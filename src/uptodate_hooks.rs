@@ -106,7 +106,7 @@ pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
             json!({ "rubric": **rubric, "repo": repo, "part": part, "sandbox": sandbox })
         }
     };
-    json!({
+    let mut def = json!({
         "action": action,
         "env": { "workflow": plan.env, "job": job.env, "step": step.env },
         "working-directory": step.working_directory,
@@ -115,7 +115,13 @@ pub fn definition(plan: &Plan, job: &PlannedJob, step: &PlannedStep) -> Value {
         "inputs": plan.inputs,
         "sources": step.sources,
         "generates": step.generates,
-    })
+    });
+    // A step that reads `secrets` re-runs when a value changes; the
+    // definition holds a digest of the values, never one in clear.
+    if !plan.secrets.is_empty() && def.to_string().to_ascii_lowercase().contains("secrets") {
+        def["secrets"] = Value::String(plan.secrets.digest());
+    }
+    def
 }
 
 /// A step as its dependents see it: a digest of what it produced (the

@@ -33,6 +33,7 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         env: w.env.keys().map(str::to_string).collect(),
         ..Scope::default()
     };
+    check_github(wf, engine, &top, &mut errs);
     check_env(wf, &w.env, &mut errs);
     for (_, v) in w.env.iter() {
         if let Err(e) = engine.check(&v.value.0, &top) {
@@ -45,6 +46,8 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
     }
 
     let ids: Vec<&str> = w.jobs.value.keys().collect();
+    // A job calling a reusable workflow has the outputs that workflow declares.
+    let call_outputs = crate::reusable::check_calls(wf, engine, &mut errs);
     let outputs_of: BTreeMap<&str, BTreeSet<String>> = w
         .jobs
         .value
@@ -52,7 +55,10 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         .map(|(k, v)| {
             (
                 k.value.as_str(),
-                v.value.outputs.keys().map(str::to_string).collect(),
+                call_outputs
+                    .get(&k.value)
+                    .cloned()
+                    .unwrap_or_else(|| v.value.outputs.keys().map(str::to_string).collect()),
             )
         })
         .collect();
@@ -298,7 +304,9 @@ pub fn coerce_input(
     raw: &str,
 ) -> Result<serde_json::Value, String> {
     match input.kind.value {
-        InputType::String => Ok(serde_json::Value::String(raw.to_string())),
+        InputType::String | InputType::Environment => {
+            Ok(serde_json::Value::String(raw.to_string()))
+        }
         InputType::Number => raw
             .trim()
             .parse::<f64>()
@@ -451,6 +459,14 @@ fn check_job(
         s.allow_status_functions = true;
         expr(&scalar_sp(cond), &s, errs);
     }
+    if let Some(r) = &job.runs_on {
+        for l in r.value.labels() {
+            expr(&Sp::new(l, r.loc), &scope, errs);
+        }
+    }
+    if let Some(p) = &job.permissions {
+        check_permissions(wf, p, errs);
+    }
     if let Some(c) = &job.concurrency {
         check_concurrency(wf, engine, c, &scope, errs);
     }
@@ -487,8 +503,54 @@ fn check_job(
         }
     }
 
-    if job.steps.value.is_empty() {
-        errs.push(wf.error(job.steps.loc, format!("job `{id}` has no steps")));
+    match &job.uses {
+        Some(u) => {
+            if let Some(first) = job.steps.value.first() {
+                errs.push(wf.error(
+                    first.loc,
+                    format!(
+                        "job `{id}` runs the reusable workflow {}: it has no `steps` of its own",
+                        u.value
+                    ),
+                ));
+            }
+            for (_, v) in job.with.iter() {
+                for s in json_strings(&v.value) {
+                    expr(&Sp::new(s, v.loc), &scope, errs);
+                }
+            }
+        }
+        None => {
+            if job.steps.value.is_empty() {
+                let loc = if job.steps.loc.is_known() {
+                    job.steps.loc
+                } else {
+                    wf.workflow
+                        .jobs
+                        .value
+                        .0
+                        .iter()
+                        .find(|(k, _)| k.value == id)
+                        .map_or(job.steps.loc, |(k, _)| k.loc)
+                };
+                errs.push(
+                    wf.error(loc, format!("job `{id}` has no steps"))
+                        .with_help("give it `steps:`, or `uses: ./.github/workflows/NAME.yml` to run a reusable workflow"),
+                );
+            }
+            if let Some((k, _)) = job.with.0.first() {
+                errs.push(wf.error(
+                    k.loc,
+                    "`with` on a job belongs to `uses: ./.github/workflows/NAME.yml`",
+                ));
+            }
+            if let Some(s) = &job.secrets {
+                errs.push(wf.error(
+                    s.loc,
+                    "`secrets` on a job belongs to `uses: ./.github/workflows/NAME.yml`",
+                ));
+            }
+        }
     }
     let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
     for step in &job.steps.value {
@@ -533,6 +595,93 @@ fn check_job(
     // Job outputs see every step of the job.
     for (_, v) in job.outputs.iter() {
         expr(v, &scope, errs);
+    }
+}
+
+/// The GitHub Actions keys of the workflow: `on` names known events, `run-name` names
+/// known things, `permissions` is GitHub's shape.
+fn check_github(wf: &WorkflowFile, engine: &Engine, top: &Scope, errs: &mut Vec<Diagnostic>) {
+    let w = &wf.workflow;
+    if let Some(on) = &w.on {
+        for (name, _) in &on.value.events {
+            if !crate::workflow::EVENTS.contains(&name.value.as_str()) {
+                let loc = if name.loc.is_known() {
+                    name.loc
+                } else {
+                    on.loc
+                };
+                let d = wf.error(loc, format!("unknown event `{}`", name.value));
+                errs.push(
+                    match did_you_mean(&name.value, crate::workflow::EVENTS.iter().copied()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help("see GitHub's list of events that trigger workflows"),
+                    },
+                );
+            }
+        }
+        if on.value.events.is_empty() {
+            errs.push(wf.error(on.loc, "`on` names no event"));
+        }
+    }
+    if let Some(r) = &w.run_name {
+        if let Err(e) = engine.check(&r.value, top) {
+            errs.push(expr_diag(wf, r, &e));
+        }
+    }
+    if let Some(p) = &w.permissions {
+        check_permissions(wf, p, errs);
+    }
+}
+
+/// Scopes of `permissions:` and the levels each may take.
+const PERMISSION_SCOPES: &[&str] = &[
+    "actions",
+    "attestations",
+    "checks",
+    "contents",
+    "deployments",
+    "discussions",
+    "id-token",
+    "issues",
+    "models",
+    "packages",
+    "pages",
+    "pull-requests",
+    "repository-projects",
+    "security-events",
+    "statuses",
+];
+
+fn check_permissions(wf: &WorkflowFile, p: &Sp<serde_json::Value>, errs: &mut Vec<Diagnostic>) {
+    use serde_json::Value;
+    match &p.value {
+        Value::String(s) if s == "read-all" || s == "write-all" => {}
+        Value::Object(m) if m.is_empty() => {}
+        Value::Object(m) => {
+            for (k, v) in m {
+                if !PERMISSION_SCOPES.contains(&k.as_str()) {
+                    let d = wf.error(p.loc, format!("unknown permission `{k}`"));
+                    errs.push(
+                        match did_you_mean(k, PERMISSION_SCOPES.iter().copied()) {
+                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                            None => d.with_help(format!(
+                                "permissions: {}",
+                                PERMISSION_SCOPES.join(", ")
+                            )),
+                        },
+                    );
+                } else if !matches!(v.as_str(), Some("read" | "write" | "none")) {
+                    errs.push(wf.error(
+                        p.loc,
+                        format!("permission `{k}` must be `read`, `write` or `none`"),
+                    ));
+                }
+            }
+        }
+        _ => errs.push(wf.error(
+            p.loc,
+            "`permissions` is `read-all`, `write-all`, `{}` or a mapping of scopes to `read`, `write` or `none`",
+        )),
     }
 }
 

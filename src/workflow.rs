@@ -30,6 +30,15 @@ pub struct Workflow {
     pub concurrency: Option<Sp<Concurrency>>,
     /// The jobs, by id.
     pub jobs: Sp<Entries<Sp<Job>>>,
+    /// GitHub Actions: the events that start the workflow on GitHub. Recorded and
+    /// shown by `trun plan`, not enforced; `workflow_dispatch` and `workflow_call`
+    /// `inputs` become the workflow's inputs.
+    #[serde(rename = "on")]
+    pub on: Option<Sp<On>>,
+    /// GitHub Actions: the run's display name, an expression over `github` and `inputs`.
+    pub run_name: Option<Sp<String>>,
+    /// GitHub Actions: the `GITHUB_TOKEN` permissions. Accepted, not enforced (there is no token).
+    pub permissions: Option<Sp<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -53,6 +62,8 @@ pub enum InputType {
     Number,
     Boolean,
     Choice,
+    /// GitHub Actions' `environment` input: the name of an environment (a string).
+    Environment,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -102,7 +113,63 @@ pub struct Job {
     pub continue_on_error: Option<Sp<bool>>,
     /// At most `max` jobs in one group at once, across runs and processes.
     pub concurrency: Option<Sp<Concurrency>>,
+    /// The steps, run in order (none for a job that `uses` a reusable workflow).
+    #[serde(default = "no_steps")]
     pub steps: Sp<Vec<Sp<Step>>>,
+    /// GitHub Actions: the runner labels. The job runs on this host unless `-P LABEL=IMAGE`
+    /// maps a label to a container image.
+    pub runs_on: Option<Sp<RunsOn>>,
+    /// GitHub Actions: the deployment environment. Accepted, not enforced.
+    pub environment: Option<Sp<Environment>>,
+    /// GitHub Actions: the `GITHUB_TOKEN` permissions of the job. Accepted, not enforced.
+    pub permissions: Option<Sp<serde_json::Value>>,
+    /// A reusable workflow of this repository to run as this job:
+    /// `./.github/workflows/build.yml`. Its jobs appear as `<job>/<its job>`.
+    pub uses: Option<Sp<String>>,
+    /// The inputs of the reusable workflow named by `uses`.
+    #[serde(rename = "with", default)]
+    pub with: Entries<Sp<serde_json::Value>>,
+    /// The secrets passed to the reusable workflow: a mapping, or `inherit`.
+    pub secrets: Option<Sp<JobSecrets>>,
+}
+
+fn no_steps() -> Sp<Vec<Sp<Step>>> {
+    Sp::synthetic(Vec::new())
+}
+
+/// `secrets:` of a job calling a reusable workflow.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum JobSecrets {
+    /// `inherit`: every secret of the caller.
+    Inherit(String),
+    Map(Entries<Sp<String>>),
+}
+
+impl<'de> Deserialize<'de> for JobSecrets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SV;
+        impl<'de> serde::de::Visitor<'de> for SV {
+            type Value = JobSecrets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`inherit` or a mapping of secret names to values")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<JobSecrets, E> {
+                if v == "inherit" {
+                    Ok(JobSecrets::Inherit(v.to_string()))
+                } else {
+                    Err(E::custom(format!(
+                        "`secrets: {v}`: write `inherit` or a mapping of secret names to values"
+                    )))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<JobSecrets, A::Error> {
+                Entries::<Sp<String>>::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(JobSecrets::Map)
+            }
+        }
+        d.deserialize_any(SV)
+    }
 }
 
 /// `concurrency: GROUP` or `{group, cancel-in-progress, max}`. The group is
@@ -390,6 +457,343 @@ pub enum Backoff {
     Exponential,
 }
 
+/// `on:` of a GitHub Actions workflow: one event, a list of events, or a mapping of
+/// events to their filters. trun records the triggers (and `trun plan` shows them) but
+/// does not enforce them: a workflow runs when you run it.
+#[derive(Debug, Clone, Default)]
+pub struct On {
+    pub events: Vec<(Sp<String>, Event)>,
+}
+
+impl On {
+    pub fn get(&self, name: &str) -> Option<&Event> {
+        self.events
+            .iter()
+            .find(|(k, _)| k.value == name)
+            .map(|(_, e)| e)
+    }
+
+    /// The event names, in file order.
+    pub fn names(&self) -> Vec<String> {
+        self.events.iter().map(|(k, _)| k.value.clone()).collect()
+    }
+}
+
+/// One event of `on:` and its settings. Filters (`branches`, `paths`, `types`, …) are
+/// kept and shown, not applied.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Event {
+    pub branches: Option<Sp<StringList>>,
+    pub branches_ignore: Option<Sp<StringList>>,
+    pub tags: Option<Sp<StringList>>,
+    pub tags_ignore: Option<Sp<StringList>>,
+    pub paths: Option<Sp<StringList>>,
+    pub paths_ignore: Option<Sp<StringList>>,
+    pub types: Option<Sp<StringList>>,
+    /// `workflow_run`: the workflows it follows.
+    pub workflows: Option<Sp<StringList>>,
+    /// `workflow_dispatch` and `workflow_call`: typed inputs, merged into the workflow's inputs.
+    #[serde(default)]
+    pub inputs: Entries<Sp<Input>>,
+    /// `workflow_call`: what the called workflow gives back to its caller.
+    #[serde(default)]
+    pub outputs: Entries<Sp<CallOutput>>,
+    /// `workflow_call`: the secrets the caller passes.
+    #[serde(default)]
+    pub secrets: Entries<Sp<CallSecret>>,
+    /// `schedule`: the `cron` lines.
+    #[serde(skip)]
+    pub schedule: Vec<String>,
+}
+
+/// An output of a reusable workflow (`on.workflow_call.outputs.<name>`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CallOutput {
+    pub description: Option<String>,
+    /// Usually `${{ jobs.<job>.outputs.<name> }}`.
+    pub value: Sp<String>,
+}
+
+/// A secret a reusable workflow expects (`on.workflow_call.secrets.<name>`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CallSecret {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The events GitHub Actions knows: an `on:` key outside this list is a typo.
+pub const EVENTS: &[&str] = &[
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "create",
+    "delete",
+    "deployment",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "gollum",
+    "issue_comment",
+    "issues",
+    "label",
+    "merge_group",
+    "milestone",
+    "page_build",
+    "project",
+    "project_card",
+    "project_column",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_target",
+    "push",
+    "registry_package",
+    "release",
+    "repository_dispatch",
+    "schedule",
+    "status",
+    "watch",
+    "workflow_call",
+    "workflow_dispatch",
+    "workflow_run",
+];
+
+impl<'de> Deserialize<'de> for On {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OV;
+        impl<'de> serde::de::Visitor<'de> for OV {
+            type Value = On;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event name, a list of event names, or a mapping of events")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<On, E> {
+                Ok(On {
+                    events: vec![(Sp::synthetic(v.to_string()), Event::default())],
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<On, A::Error> {
+                let mut events = Vec::new();
+                while let Some(v) = s.next_element::<Sp<String>>()? {
+                    events.push((v, Event::default()));
+                }
+                Ok(On { events })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<On, A::Error> {
+                let entries = Entries::<EventValue>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                Ok(On {
+                    events: entries.0.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                })
+            }
+        }
+        d.deserialize_any(OV)
+    }
+}
+
+/// An event's value: nothing (`push:`), its settings, or `schedule`'s list of `cron`s.
+struct EventValue(Event);
+
+impl<'de> Deserialize<'de> for EventValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EV;
+        impl<'de> serde::de::Visitor<'de> for EV {
+            type Value = EventValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("nothing, a mapping of event settings, or (for `schedule`) a list of `cron` entries")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<EventValue, E> {
+                Ok(EventValue(Event::default()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<EventValue, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Cron {
+                    cron: String,
+                }
+                let mut e = Event::default();
+                while let Some(c) = s.next_element::<Cron>()? {
+                    e.schedule.push(c.cron);
+                }
+                Ok(EventValue(e))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<EventValue, A::Error> {
+                Event::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(EventValue)
+            }
+        }
+        d.deserialize_any(EV)
+    }
+}
+
+impl JsonSchema for On {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "On".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let event = g.subschema_for::<Event>();
+        let names: Vec<serde_json::Value> = EVENTS.iter().map(|e| serde_json::json!(e)).collect();
+        let schedule = serde_json::json!({
+            "type": "array",
+            "items": { "type": "object", "properties": { "cron": { "type": "string" } }, "required": ["cron"] }
+        });
+        schemars::json_schema!({
+            "description": "GitHub Actions: the events that start the workflow on GitHub (recorded, not enforced by trun).",
+            "anyOf": [
+                { "type": "string", "enum": names },
+                { "type": "array", "items": { "type": "string", "enum": names } },
+                {
+                    "type": "object",
+                    "properties": { "schedule": schedule },
+                    "additionalProperties": { "anyOf": [ { "type": "null" }, event ] }
+                }
+            ]
+        })
+    }
+}
+
+/// `runs-on:` a label, a list of labels, or `{group, labels}`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunsOnSpec {
+    pub group: Option<String>,
+    pub labels: Option<StringList>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RunsOn {
+    Labels(Vec<String>),
+    Group(RunsOnSpec),
+}
+
+impl RunsOn {
+    /// The labels, in file order (a group's labels, if it names any).
+    pub fn labels(&self) -> Vec<String> {
+        match self {
+            RunsOn::Labels(l) => l.clone(),
+            RunsOn::Group(g) => g
+                .labels
+                .as_ref()
+                .map(|l| l.iter().map(|s| s.value.clone()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// As written, for messages: `ubuntu-latest`, `[self-hosted, linux]`, `group: big`.
+    pub fn describe(&self) -> String {
+        match self {
+            RunsOn::Labels(l) if l.len() == 1 => l[0].clone(),
+            RunsOn::Labels(l) => format!("[{}]", l.join(", ")),
+            RunsOn::Group(g) => {
+                let mut s = format!("group {}", g.group.as_deref().unwrap_or("?"));
+                let l = self.labels();
+                if !l.is_empty() {
+                    s.push_str(&format!(" [{}]", l.join(", ")));
+                }
+                s
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RunsOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RV;
+        impl<'de> serde::de::Visitor<'de> for RV {
+            type Value = RunsOn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a runner label, a list of labels, or a mapping with `group` and `labels`",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RunsOn, E> {
+                Ok(RunsOn::Labels(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<RunsOn, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = s.next_element::<String>()? {
+                    out.push(v);
+                }
+                Ok(RunsOn::Labels(out))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RunsOn, A::Error> {
+                RunsOnSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(RunsOn::Group)
+            }
+        }
+        d.deserialize_any(RV)
+    }
+}
+
+impl JsonSchema for RunsOn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RunsOn".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let spec = g.subschema_for::<RunsOnSpec>();
+        schemars::json_schema!({
+            "description": "GitHub Actions: runner labels. trun runs the job on this host, or in a container when `-P LABEL=IMAGE` maps a label.",
+            "anyOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } }, spec ]
+        })
+    }
+}
+
+/// `environment:` a name, or `{name, url}`. Accepted and shown; trun has no
+/// deployment environments, so protection rules and environment secrets do not apply.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    pub name: String,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum Environment {
+    Name(String),
+    Full(EnvironmentSpec),
+}
+
+impl Environment {
+    pub fn name(&self) -> &str {
+        match self {
+            Environment::Name(n) => n,
+            Environment::Full(s) => &s.name,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Environment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EV;
+        impl<'de> serde::de::Visitor<'de> for EV {
+            type Value = Environment;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an environment name or a mapping with `name` and `url`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Environment, E> {
+                Ok(Environment::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Environment, A::Error> {
+                EnvironmentSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(Environment::Full)
+            }
+        }
+        d.deserialize_any(EV)
+    }
+}
+
 /// The parsed file together with its text, so errors can quote it.
 #[derive(Debug, Clone)]
 pub struct WorkflowFile {
@@ -595,6 +999,38 @@ pub(crate) fn check_tags(path: &Path, text: &str) -> Result<(), Diagnostic> {
     Ok(())
 }
 
+/// The repository holding a `.github/workflows` directory, if `dir` is one.
+pub fn github_repo_root(dir: &Path) -> Option<PathBuf> {
+    let workflows = dir.file_name()?;
+    let github = dir.parent()?;
+    (workflows == "workflows" && github.file_name()? == ".github")
+        .then(|| github.parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+impl Workflow {
+    /// `on.workflow_dispatch.inputs` and `on.workflow_call.inputs` become inputs of
+    /// the workflow (`-i name=value`, `inputs.name`), unless `inputs:` names them too.
+    fn merge_event_inputs(&mut self) {
+        let Some(on) = &self.on else { return };
+        for event in ["workflow_dispatch", "workflow_call"] {
+            let Some(e) = on.value.get(event) else {
+                continue;
+            };
+            for (k, v) in e.inputs.iter() {
+                if self.inputs.get(&k.value).is_none() {
+                    self.inputs.0.push((k.clone(), v.clone()));
+                }
+            }
+        }
+    }
+
+    /// Whether this is a GitHub Actions workflow (it says `on:`).
+    pub fn is_github(&self) -> bool {
+        self.on.is_some()
+    }
+}
+
 impl WorkflowFile {
     /// Reads and parses a workflow file, refusing what is not a regular file
     /// of at most [`MAX_FILE_BYTES`] of UTF-8.
@@ -618,8 +1054,9 @@ impl WorkflowFile {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
         options.with_snippet = false;
-        let workflow: Workflow = serde_saphyr::from_str_with_options(&text, options)
+        let mut workflow: Workflow = serde_saphyr::from_str_with_options(&text, options)
             .map_err(|e| Diagnostic::from_yaml(path, &text, &e))?;
+        workflow.merge_event_inputs();
         let too_many = |loc: Loc, what: String| Diagnostic::at(path, &text, loc, what);
         if workflow.jobs.value.len() > MAX_JOBS {
             return Err(too_many(
@@ -647,6 +1084,8 @@ impl WorkflowFile {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        // A GitHub Actions workflow's workspace is the repository, not `.github/workflows`.
+        let root = github_repo_root(&root).unwrap_or(root);
         Ok(WorkflowFile {
             path: path.to_path_buf(),
             root,

@@ -500,7 +500,7 @@ fn the_job_container_executor_feeds_stdin_captures_and_kills_on_timeout() {
         let docker = std::sync::Arc::new(trun::docker::Docker::connect().await.unwrap());
         let exec = JobContainer::new(docker, id.clone());
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut sink = OutputSink::new(None, Events(tx), "j".into(), 0);
+        let mut sink = OutputSink::new(None, Events::new(tx), "j".into(), 0);
         sink.capture_stdout(3);
         let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
         let cmd = Command {

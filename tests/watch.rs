@@ -256,10 +256,26 @@ fn a_restart_step_is_stopped_with_its_process_group_and_its_port_freed_before_it
     );
     assert_eq!(t.read("ran.txt"), "start\nstart\n", "{}", w.stderr_so_far());
     assert!(w.stderr_so_far().contains("stopped to restart serve.web"));
+    let second = processes_with(&server);
+    let new_group = pgid(&second[0]).expect("the new server's process group");
+    assert!(in_group(&new_group).len() >= 2, "new server and its sleep");
 
+    // Ctrl-C with the server up: the whole new group goes (its background
+    // `sleep` too), and the port is free again.
     w.signal(Signal::SIGINT);
     w.wait(Duration::from_secs(15)).status(130);
     assert!(processes_with(&server).is_empty());
+    // A killed orphan may stay a zombie for a moment, until init reaps it.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !in_group(&new_group).is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        in_group(&new_group).is_empty(),
+        "left in the server's group after Ctrl-C: {:?}",
+        in_group(&new_group)
+    );
+    assert!(!listening(port), "port {port} still taken after Ctrl-C");
 }
 
 #[test]

@@ -92,6 +92,7 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
                 );
             }
         }
+        out(&crate::report::summary::stored_notes(&detail));
     }
     Ok(EXIT_OK)
 }

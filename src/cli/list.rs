@@ -5,6 +5,14 @@ use super::{load, CmdResult, ListArgs, EXIT_OK};
 pub(super) fn cmd_list(a: ListArgs) -> CmdResult {
     let (wf, _) = load(&a.file)?;
     let jobs = &wf.workflow.jobs.value;
+    // The jobs a reusable workflow call runs: `caller/called`.
+    let calls = crate::reusable::load_tree(&wf, 0)?;
+    let called_ids = |id: &str| -> Vec<String> {
+        calls
+            .get(id)
+            .map(|c| crate::reusable::job_ids(id, c))
+            .unwrap_or_default()
+    };
     if a.json {
         let list: Vec<serde_json::Value> = jobs
             .iter()
@@ -14,6 +22,8 @@ pub(super) fn cmd_list(a: ListArgs) -> CmdResult {
                     "name": j.value.name.as_ref().map(|n| n.value.clone()),
                     "needs": j.value.needs.as_ref().map(|n| n.value.iter().map(|s| s.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),
                     "steps": j.value.steps.value.len(),
+                    "uses": j.value.uses.as_ref().map(|u| u.value.clone()),
+                    "calls": called_ids(&id.value),
                 })
             })
             .collect();
@@ -41,7 +51,13 @@ pub(super) fn cmd_list(a: ListArgs) -> CmdResult {
         if !needs.is_empty() {
             line = format!("{}  (needs: {})", line.trim_end(), needs.join(", "));
         }
+        if let Some(u) = &j.value.uses {
+            line = format!("{}  (uses: {})", line.trim_end(), u.value);
+        }
         outln!("{}", line.trim_end());
+        for c in called_ids(&id.value) {
+            outln!("  {c}");
+        }
     }
     Ok(EXIT_OK)
 }

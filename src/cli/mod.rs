@@ -26,6 +26,7 @@ mod run;
 mod serve;
 mod validate;
 mod watch;
+mod workflows;
 
 pub use crate::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 
@@ -39,7 +40,7 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Run a trun.yaml workflow like make: content-hashed up-to-date checks, parallel jobs, containers, recorded state.",
     long_about = None,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n\nExit codes: 0 success, 1 a step failed (or the output could not be written), 2 usage or workflow error, 130 interrupted."
+    after_help = "Examples:\n  trun                 run the `default` job, or every job\n  trun build test      run `build` and `test` and what they need\n  trun plan            show what would run and why\n  trun -i profile=debug build\n  trun -W               list the repository's .github/workflows/*.yml\n  trun -W ci plan       plan .github/workflows/ci.yml (-P ubuntu-latest=IMAGE to run its jobs in a container)\n\nExit codes: 0 success, 1 a step failed (or the output could not be written), 2 usage or workflow error, 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -64,6 +65,46 @@ pub struct FileArgs {
     /// Repeatable.
     #[arg(long = "skip-action", global = true, value_name = "NAME")]
     pub skip_actions: Vec<String>,
+    #[command(flatten)]
+    pub github: GithubArgs,
+}
+
+/// Options for GitHub Actions workflow files (`.github/workflows/*.yml`).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "GitHub Actions workflows")]
+pub struct GithubArgs {
+    /// Alone: list the repository's .github/workflows/*.yml with their jobs and triggers.
+    /// With a value: use that workflow, by path or by name (`-W ci` is .github/workflows/ci.yml).
+    #[arg(short = 'W', long = "workflows", global = true, value_name = "WORKFLOW", num_args = 0..=1, default_missing_value = "")]
+    pub workflows: Option<String>,
+    /// Run jobs whose `runs-on` has LABEL in a container of IMAGE instead of on this host
+    /// (repeatable; also remembered as `-P LABEL=IMAGE` lines in .trunrc or ~/.config/trun/trunrc).
+    #[arg(short = 'P', long = "platform", global = true, value_name = "LABEL=IMAGE", value_parser = crate::github::config::parse_platform)]
+    pub platforms: Vec<(String, String)>,
+    /// The event the run stands for (`github.event_name`; default: `push` if the workflow has it, else its first trigger).
+    #[arg(long = "event", global = true, value_name = "NAME")]
+    pub event: Option<String>,
+    /// A JSON event payload for `github.event` and $GITHUB_EVENT_PATH (default: a minimal one for the event).
+    #[arg(long = "event-path", global = true, value_name = "FILE")]
+    pub event_path: Option<PathBuf>,
+    /// Set a configuration variable: `vars.NAME` (repeatable).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = crate::github::config::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read configuration variables from a dotenv file (NAME=VALUE lines).
+    #[arg(long = "var-file", global = true, value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+impl GithubArgs {
+    pub fn options(&self) -> crate::github::Options {
+        crate::github::Options {
+            event_name: self.event.clone(),
+            event_path: self.event_path.clone(),
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
+            platforms: self.platforms.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -76,6 +117,8 @@ pub struct RunArgs {
     /// Set an input: -i name=value (repeatable).
     #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
     /// Jobs to run at once (default: number of CPU cores).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub parallel: Option<usize>,
@@ -105,6 +148,61 @@ pub struct RunArgs {
     pub no_wait: bool,
     #[command(flatten)]
     pub remote: crate::cache::RemoteCacheArgs,
+}
+
+/// `--secret` and `--secret-file`: the `secrets` context.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecretArgs {
+    /// A secret for `${{ secrets.NAME }}`: NAME to take the value of NAME from trun's
+    /// environment (preferred), or NAME=VALUE (visible to other users in `ps`). Repeatable.
+    /// Values are shown as *** in all output, logs, events and the state store.
+    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
+    pub secrets: Vec<String>,
+    /// Secrets from a dotenv file: NAME=VALUE lines, `export ` prefixes, quotes and
+    /// `#` comments allowed. Repeatable; `--secret` wins over a file.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+}
+
+impl SecretArgs {
+    /// Reads the secrets into `plan` (its `secrets` context and fingerprints).
+    pub fn apply(&self, plan: &mut crate::plan::Plan) -> Result<(), Vec<Diagnostic>> {
+        let env = |name: &str| std::env::var(name).ok();
+        let s = crate::secrets::Secrets::from_args(&self.secret_files, &self.secrets, &env)
+            .map_err(|e| match e {
+                // file:line:col without the source line, which holds values.
+                crate::secrets::SecretError::File {
+                    path,
+                    line,
+                    col,
+                    message,
+                } => vec![Diagnostic {
+                    path: Some(path),
+                    line: line as u32,
+                    col: col as u32,
+                    ..Diagnostic::plain(message)
+                }],
+                e => vec![Diagnostic::plain(e.to_string())],
+            })?;
+        // As on GitHub a secret that was not given reads as empty; say so
+        // before the run rather than let a deploy step log in with nothing.
+        if let Ok(text) = std::fs::read_to_string(&plan.path) {
+            for (offset, name) in crate::secrets::names_used(&text) {
+                if s.get(name).is_none() && !name.eq_ignore_ascii_case("GITHUB_TOKEN") {
+                    let d = Diagnostic::at_offset(
+                        &plan.path,
+                        &text,
+                        offset,
+                        name.len(),
+                        format!("secret `{name}` is not given, so it reads as empty (`--secret {name}` or `--secret-file FILE`)"),
+                    );
+                    eprint!("{}", d.render_warning(use_color(false)));
+                }
+            }
+        }
+        plan.secrets = std::sync::Arc::new(s);
+        Ok(())
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -171,6 +269,8 @@ pub struct PlanArgs {
     pub file: FileArgs,
     #[arg(short = 'i', long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
     #[arg(long, value_name = "STEP_OR_JOB", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
     pub force: Vec<String>,
     /// The plan as JSON.
@@ -305,6 +405,10 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
+        // `trun -W`: list the repository's GitHub Actions workflows, as `act -l` does.
+        None if cli.run.file.github.workflows.as_deref() == Some("") => {
+            workflows::cmd_workflows(&cli.run.file, cli.run.json)
+        }
         None => run::cmd_run(cli.run),
         Some(Command::Run(a)) => run::cmd_run(a),
         Some(Command::Plan(a)) => plan::cmd_plan(a),
@@ -369,6 +473,14 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
         "--jobs",
         "--progress",
         "--skip-action",
+        "-W",
+        "--workflows",
+        "-P",
+        "--platform",
+        "--event",
+        "--event-path",
+        "--var",
+        "--var-file",
     ];
     let names: Vec<String> = Cli::command()
         .get_subcommands()
@@ -429,6 +541,9 @@ fn workflow_path(file: &FileArgs) -> Result<Result<PathBuf, PathBuf>, Vec<Diagno
     if let Some(p) = &file.file {
         return Ok(Ok(p.clone()));
     }
+    if let Some(w) = &file.github.workflows {
+        return workflows::choose(w).map(Ok);
+    }
     let cwd = std::env::current_dir().map_err(|e| {
         vec![Diagnostic::plain(format!(
             "cannot read the current directory: {e}"
@@ -458,12 +573,13 @@ pub(crate) fn load_plan(
     for w in crate::plan::warnings(&wf) {
         eprint!("{}", w.render_warning(use_color(file.no_color)));
     }
-    let plan = crate::plan::build(
+    let plan = crate::plan::build_with(
         &wf,
         &crate::plan::Request {
             jobs: jobs.to_vec(),
             inputs: inputs.to_vec(),
         },
+        &file.github.options(),
     )?;
     Ok((wf, plan))
 }
@@ -472,7 +588,10 @@ pub(crate) fn load_plan(
 pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic>> {
     let path = match workflow_path(file)? {
         // Not `exists()`: a link that loops or dangles is there, and `load` says so.
-        Ok(p) if file.file.is_some() && std::fs::symlink_metadata(&p).is_err() => {
+        Ok(p)
+            if (file.file.is_some() || file.github.workflows.is_some())
+                && std::fs::symlink_metadata(&p).is_err() =>
+        {
             return Err(vec![Diagnostic::plain(format!(
                 "workflow file {} does not exist",
                 p.display()
@@ -480,9 +599,12 @@ pub fn load(file: &FileArgs) -> Result<(WorkflowFile, Templates), Vec<Diagnostic
         }
         Ok(p) => p,
         Err(cwd) => {
-            return Err(vec![
-                no_workflow(&cwd).with_help("create a trun.yaml, or name a file with -f FILE")
-            ])
+            let help = if crate::github::workflow_files(&cwd).is_some_and(|(_, f)| !f.is_empty()) {
+                "this repository has GitHub Actions workflows: `trun -W` lists them, `trun -W NAME` runs one"
+            } else {
+                "create a trun.yaml, or name a file with -f FILE"
+            };
+            return Err(vec![no_workflow(&cwd).with_help(help)]);
         }
     };
     let mut wf = WorkflowFile::load(&path).map_err(|d| vec![d])?;

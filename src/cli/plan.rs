@@ -6,7 +6,8 @@ use crate::diag::Diagnostic;
 use crate::plan::Plan;
 
 pub(super) fn cmd_plan(a: PlanArgs) -> CmdResult {
-    let (_, plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
+    let (_, mut plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
+    a.secrets.apply(&mut plan)?;
     print_plan(&plan, &a.force, a.json, a.file.no_color)
 }
 

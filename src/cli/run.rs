@@ -10,7 +10,8 @@ use crate::session::{
 use std::sync::Arc;
 
 pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
-    let (wf, plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
+    let (wf, mut plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
+    a.secrets.apply(&mut plan)?;
     if a.dry_run {
         return super::plan::print_plan(&plan, &a.force, a.json, a.file.no_color);
     }
@@ -70,11 +71,17 @@ pub(super) fn run_plan(
         }
         cache.set_image_ids(ids);
     }
+    // `--secret NAME=VALUE` is on the command line, which is recorded with
+    // the run and shown to a trun waiting for the lock: masked there too.
+    let masker = plan.secrets.masker();
+    let words: Vec<String> = std::env::args()
+        .map(|w| masker.mask(&w).into_owned())
+        .collect();
     let mut session = Session::open(
         &wf.root,
         &SessionOptions {
-            command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            args: std::env::args().skip(1).collect(),
+            command_line: words.join(" "),
+            args: words[1.min(words.len())..].to_vec(),
             no_wait: a.no_wait,
         },
     )

@@ -131,7 +131,10 @@ pub(super) fn cmd_watch(a: WatchArgs) -> CmdResult {
         waiting.drain();
         queued = false;
         let started = Instant::now();
-        let planned = super::load_plan(&a.file, &a.jobs, &a.inputs);
+        let planned = super::load_plan(&a.file, &a.jobs, &a.inputs).and_then(|(wf, mut plan)| {
+            a.secrets.apply(&mut plan)?;
+            Ok((wf, plan))
+        });
         let (wf, plan) = match planned {
             Ok(p) => p,
             // Nothing watched yet: a usage or workflow error, as with `trun run`.

@@ -172,7 +172,8 @@ impl ExecProbe<'_> {
         };
         // No log file, and events nobody receives: the action says what matters.
         let (tx, _) = std::sync::mpsc::channel();
-        let mut sink = super::output::OutputSink::new(None, super::Events(tx), String::new(), 0);
+        let mut sink =
+            super::output::OutputSink::new(None, super::Events::new(tx), String::new(), 0);
         sink.capture_stream(Stream::Stdout, PROBE_STDOUT_CAP);
         sink.capture_stream(Stream::Stderr, PROBE_STDERR_CAP);
         let exit = self

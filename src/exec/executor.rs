@@ -153,7 +153,7 @@ mod tests {
     fn sink() -> (OutputSink, std::sync::mpsc::Receiver<Event>) {
         let (tx, rx) = std::sync::mpsc::channel();
         (
-            OutputSink::new(None, super::super::Events(tx), "j".into(), 0),
+            OutputSink::new(None, super::super::Events::new(tx), "j".into(), 0),
             rx,
         )
     }

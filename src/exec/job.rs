@@ -9,7 +9,7 @@
 use super::executor::{Command, Executor, JobContainer, Local};
 use super::output::OutputSink;
 use super::process::Exit;
-use super::{outputs, Events, RunOptions};
+use super::{commands, outputs, Events, RunOptions};
 use crate::event::{now_ms, Event, Status, Stream};
 use crate::plan::{Action, Plan, PlannedStep};
 use crate::template::{Context, Engine as Templates, StatusFlags};
@@ -461,12 +461,16 @@ impl JobRunner {
         let output_file = tmp_file(tmp_prefix, step.index, "out");
         let env_file = tmp_file(tmp_prefix, step.index, "env");
         let path_file = tmp_file(tmp_prefix, step.index, "path");
+        let summary_file = tmp_file(tmp_prefix, step.index, "summary");
+        let state_file = tmp_file(tmp_prefix, step.index, "state");
         let out_s = output_file.display().to_string();
         for (k, v) in [
             ("TRUN_OUTPUT", out_s.as_str()),
             ("GITHUB_OUTPUT", out_s.as_str()),
             ("GITHUB_ENV", &env_file.display().to_string()),
             ("GITHUB_PATH", &path_file.display().to_string()),
+            ("GITHUB_STEP_SUMMARY", &summary_file.display().to_string()),
+            ("GITHUB_STATE", &state_file.display().to_string()),
             ("TRUN_WORKSPACE", &self.plan.root.display().to_string()),
             ("GITHUB_WORKSPACE", &self.plan.root.display().to_string()),
             ("TRUN_RUN_ID", &self.opts.run_id.to_string()),
@@ -482,6 +486,40 @@ impl JobRunner {
         if let Some(input) = &job.input {
             env.push(("TRUN_INPUT_FILE".into(), input.path.display().to_string()));
             env.push(("TRUN_INPUT_NAME".into(), input.name.clone()));
+        }
+        if let Some(gh) = self.plan.github.as_ref().filter(|g| !g.env.is_empty()) {
+            // GitHub Actions' default variables come first: the workflow's own `env`
+            // may override them, as on GitHub.
+            let tmp = self.opts.tmp_dir.display().to_string();
+            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
+            let run_id = self.opts.run_id.to_string();
+            let mut defaults = gh.env.clone();
+            for (k, v) in [
+                ("GITHUB_RUN_ID", run_id.as_str()),
+                ("GITHUB_RUN_NUMBER", run_id.as_str()),
+                ("GITHUB_RUN_ATTEMPT", "1"),
+                ("GITHUB_JOB", job.job_id.as_str()),
+                ("GITHUB_ACTION", step.id.as_str()),
+                ("GITHUB_EVENT_PATH", &event_path.display().to_string()),
+                ("RUNNER_TEMP", tmp.as_str()),
+            ] {
+                defaults.push((k.to_string(), v.to_string()));
+            }
+            env.splice(0..0, defaults);
+        }
+        if !step_ctx.github.is_empty() {
+            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
+            for (k, v) in [
+                ("action", step.id.clone()),
+                ("event_path", event_path.display().to_string()),
+                ("workspace", self.plan.root.display().to_string()),
+            ] {
+                step_ctx.github.insert(k.into(), Value::String(v));
+            }
+            step_ctx.runner.insert(
+                "temp".into(),
+                Value::String(self.opts.tmp_dir.display().to_string()),
+            );
         }
         if !extra_path.is_empty() && container.is_none() {
             let base = std::env::var("PATH").unwrap_or_default();
@@ -584,6 +622,23 @@ impl JobRunner {
             job.key.clone(),
             step.index,
         );
+        // A `run:` step talks back with workflow commands too (`::set-output`,
+        // `::add-mask::`, `::error::` …); an action's or a grader's lines are
+        // trun's own and are not read as commands.
+        if argv.is_some() {
+            let var = |name: &str| {
+                env.iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| self.plan.secrets.get(name).map(str::to_string))
+                    .or_else(|| std::env::var(name).ok())
+            };
+            let debug = commands::truthy(var("ACTIONS_STEP_DEBUG").as_deref())
+                || commands::truthy(var("RUNNER_DEBUG").as_deref());
+            let unsecure = commands::truthy(var("ACTIONS_ALLOW_UNSECURE_COMMANDS").as_deref());
+            sink.enable_commands(commands::Commands::new(debug, unsecure));
+        }
         // Every `run:` step runs through an executor: the job's container or
         // a host process (recorded, so a later trun can stop it if this one
         // is killed).
@@ -738,6 +793,11 @@ impl JobRunner {
                     outcome.exit
                 }
             };
+            // A refused workflow command (`::set-env`) fails the step, as on GitHub.
+            let exit = match sink.commands().and_then(|c| c.failure.clone()) {
+                Some(why) if exit.success() => Exit::Failed(why),
+                _ => exit,
+            };
             // A step that declares `generates` succeeds only if it produced them.
             let exit = match self.missing_generates(step, &step_ctx) {
                 Some(why) if exit.success() && skipped_by_action.is_none() => {
@@ -747,7 +807,15 @@ impl JobRunner {
                 _ => exit,
             };
             let outs = match outputs::read_kv(&output_file) {
-                Ok(o) => o,
+                // `::set-output` values, unless the file set the same name.
+                Ok(mut o) => {
+                    if let Some(c) = sink.commands() {
+                        for (k, v) in &c.outputs {
+                            o.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                    o
+                }
                 Err(e) => {
                     break StepEnd {
                         duration_ms: 0,
@@ -836,18 +904,80 @@ impl JobRunner {
                 }
             }
         }
+        if let Some(c) = sink.commands() {
+            // `::set-env` / `::add-path` (when allowed) reach later steps the
+            // way `$GITHUB_ENV` / `$GITHUB_PATH` do.
+            if let Err(e) = append_talk_back(&env_file, &path_file, &c.env, &c.path) {
+                sink.line(Stream::Stderr, &format!("trun: warning: {e}"));
+            }
+        }
+        self.step_summary(step, &summary_file, &log_path, &mut sink);
+        // `$GITHUB_STATE` is for the `post:` of the same action on GitHub; a
+        // `run:` step has none, so it is checked and dropped.
+        if let Err(e) = outputs::read_kv(&state_file) {
+            sink.line(
+                Stream::Stderr,
+                &format!("trun: warning: $GITHUB_STATE ignored: {e}"),
+            );
+        }
+        let _ = std::fs::remove_file(&state_file);
         sink.finish();
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());
         if let Some(hooks) = &self.opts.hooks {
             hooks.step_logged(&job.key, step, &log_path);
-            hooks.after_step(&job.key, step, end.status == Status::Success, &end.outputs);
+            // Outputs holding a secret are not remembered in the store: the
+            // step runs again next time rather than replaying them.
+            let secret_outputs = end
+                .outputs
+                .iter()
+                .any(|(k, v)| self.events.masker().reveals(k) || self.events.masker().reveals(v));
+            let success = end.status == Status::Success && !secret_outputs;
+            hooks.after_step(&job.key, step, success, &end.outputs);
         }
         end
     }
 }
 
 impl JobRunner {
+    /// What the step wrote to `$GITHUB_STEP_SUMMARY`, masked: kept beside its
+    /// log (`NN-step.summary.md`) and sent to the reporters. Over
+    /// [`outputs::MAX_STEP_SUMMARY`] it is dropped with an error, as on GitHub.
+    fn step_summary(
+        &self,
+        step: &PlannedStep,
+        file: &Path,
+        log_path: &Path,
+        sink: &mut OutputSink,
+    ) {
+        let text = match outputs::read_step_summary(file) {
+            Ok(Some(t)) if !t.trim().is_empty() => t,
+            Ok(_) => return,
+            Err(e) => {
+                sink.line(Stream::Stderr, &format!("trun: error: {e}"));
+                let _ = std::fs::remove_file(file);
+                return;
+            }
+        };
+        let _ = std::fs::remove_file(file);
+        let markdown = self.events.masker().mask(&text).into_owned();
+        let path = log_path.with_extension("summary.md");
+        if let Err(e) = super::output::write_beside_log(&path, markdown.as_bytes()) {
+            sink.line(
+                Stream::Stderr,
+                &format!(
+                    "trun: warning: cannot keep the step summary in {}: {e}",
+                    path.display()
+                ),
+            );
+        }
+        self.events.send_masked(Event::StepSummary {
+            job: self.job.key.clone(),
+            step: step.index,
+            markdown,
+        });
+    }
+
     /// Why the step's literal `generates` paths (no glob, no `!`) are not
     /// all there after it ran, naming the missing ones; `None` if they are.
     fn missing_generates(&self, step: &PlannedStep, ctx: &Context) -> Option<String> {
@@ -1023,6 +1153,48 @@ fn tmp_file(prefix: &Path, step: usize, kind: &str) -> PathBuf {
         .unwrap_or_default();
     name.push(format!(".{step}.{kind}"));
     prefix.with_file_name(name)
+}
+
+/// Appends what `::set-env` and `::add-path` set to the step's `$GITHUB_ENV`
+/// and `$GITHUB_PATH` files, never through a link the step planted there.
+fn append_talk_back(
+    env_file: &Path,
+    path_file: &Path,
+    env: &[(String, String)],
+    path: &[String],
+) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let append = |file: &Path, text: String| -> Result<(), String> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(file)
+            .and_then(|mut f| {
+                if !f.metadata()?.is_file() {
+                    return Err(std::io::Error::other("not a regular file"));
+                }
+                f.write_all(text.as_bytes())
+            })
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))
+    };
+    let mut text = String::new();
+    for (k, v) in env {
+        // A heredoc, so a value with newlines stays one value.
+        let mut delim = "TRUN_SET_ENV".to_string();
+        while v.lines().any(|l| l == delim) {
+            delim.push('_');
+        }
+        text.push_str(&format!("{k}<<{delim}\n{v}\n{delim}\n"));
+    }
+    append(env_file, text)?;
+    let text: String = path.iter().map(|p| format!("{p}\n")).collect();
+    append(path_file, text)
 }
 
 /// Outputs of a built-in travel the way a script's do: through its output file.

@@ -11,6 +11,7 @@
 //! finish and starts nothing new.
 
 pub mod actions;
+pub mod commands;
 pub mod composite;
 pub mod concurrency;
 pub mod executor;
@@ -49,12 +50,41 @@ pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
 }
 
 /// Where the engine sends events. Cloneable; sending never blocks.
+///
+/// Every event leaves the engine here, so this is where secrets are masked:
+/// whatever text an event carries (a step's name, a failure's reason that
+/// quotes a command, outputs) reaches no reporter, `--json` line or store
+/// with a registered value in it.
 #[derive(Clone)]
-pub struct Events(pub std::sync::mpsc::Sender<Event>);
+pub struct Events {
+    tx: std::sync::mpsc::Sender<Event>,
+    masker: crate::secrets::Masker,
+}
 
 impl Events {
-    pub fn send(&self, ev: Event) {
-        let _ = self.0.send(ev);
+    /// Events that mask nothing (no secrets in the run).
+    pub fn new(tx: std::sync::mpsc::Sender<Event>) -> Events {
+        Events::masked(tx, crate::secrets::Masker::default())
+    }
+
+    /// Events that mask every value `masker` holds, now or later.
+    pub fn masked(tx: std::sync::mpsc::Sender<Event>, masker: crate::secrets::Masker) -> Events {
+        Events { tx, masker }
+    }
+
+    /// The run's masker (step output sinks mask with it and add to it).
+    pub fn masker(&self) -> &crate::secrets::Masker {
+        &self.masker
+    }
+
+    pub fn send(&self, mut ev: Event) {
+        ev.mask(&self.masker);
+        let _ = self.tx.send(ev);
+    }
+
+    /// Sends an event whose text the caller has masked already.
+    pub(crate) fn send_masked(&self, ev: Event) {
+        let _ = self.tx.send(ev);
     }
 }
 
@@ -125,6 +155,15 @@ pub async fn run(
 ) -> RunResult {
     let started = Instant::now();
     let templates = Arc::new(Templates::new(plan.root.clone()));
+    // `$GITHUB_EVENT_PATH`: the payload, written fresh (never through a link) into the
+    // run's private tmp dir.
+    if let Some(gh) = plan.github.as_ref().filter(|g| !g.env.is_empty()) {
+        let file = opts.tmp_dir.join(crate::github::EVENT_FILE);
+        let text = serde_json::to_vec(&*gh.event).unwrap_or_default();
+        if let Err(e) = outputs::write_fresh(&file, &text) {
+            eprintln!("trun: warning: cannot write {}: {e}", file.display());
+        }
+    }
     events.send(Event::RunStarted {
         run_id: opts.run_id,
         workflow: plan.workflow.clone(),
@@ -617,6 +656,63 @@ fn finish_unstarted(events: &Events, key: &str, status: Status, reason: &str) {
     });
 }
 
+/// The GitHub Actions contexts of a job: `github` (with the run and job ids), `runner`,
+/// `vars`, `strategy`, and `job.container` / `job.services`.
+fn github_contexts(
+    plan: &Plan,
+    job: &crate::plan::PlannedJob,
+    legs_by_id: &BTreeMap<&str, Vec<usize>>,
+    run_id: i64,
+    ctx: &mut Context,
+) {
+    if let Some(gh) = &plan.github {
+        ctx.github = gh.github_value();
+        for k in ["run_id", "run_number"] {
+            ctx.github
+                .insert(k.into(), Value::String(run_id.to_string()));
+        }
+        ctx.github
+            .insert("job".into(), Value::String(job.job_id.clone()));
+        ctx.runner = gh.runner.clone();
+        ctx.vars = gh.vars.clone();
+    }
+    let legs = legs_by_id
+        .get(job.job_id.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let total = legs.len().max(1);
+    let index = legs
+        .iter()
+        .position(|&l| plan.jobs[l].key == job.key)
+        .unwrap_or(0);
+    ctx.strategy
+        .insert("fail-fast".into(), Value::Bool(job.fail_fast));
+    ctx.strategy.insert("job-index".into(), Value::from(index));
+    ctx.strategy.insert("job-total".into(), Value::from(total));
+    ctx.strategy.insert(
+        "max-parallel".into(),
+        Value::from(job.max_parallel.map_or(total, |m| m as usize)),
+    );
+    ctx.job.insert(
+        "container".into(),
+        serde_json::json!({ "id": "", "network": "" }),
+    );
+    ctx.job.insert(
+        "services".into(),
+        Value::Object(
+            job.services
+                .iter()
+                .map(|(k, _)| {
+                    (
+                        k.clone(),
+                        serde_json::json!({ "id": "", "network": "", "ports": {} }),
+                    )
+                })
+                .collect(),
+        ),
+    );
+}
+
 /// The expression context a job starts with: inputs, env, matrix, needs.
 #[allow(clippy::too_many_arguments)]
 fn job_context(
@@ -654,7 +750,13 @@ fn job_context(
         let mut m = Map::new();
         m.insert("outputs".into(), Value::Object(outs));
         m.insert("result".into(), Value::String(result.into()));
-        needs.insert(id.clone(), Value::Object(m));
+        // A job of a called workflow knows its needs by their names in that workflow.
+        let name = job
+            .call
+            .as_ref()
+            .and_then(|c| c.needs_alias.iter().find(|(g, _)| g == id))
+            .map_or(id, |(_, local)| local);
+        needs.insert(name.clone(), Value::Object(m));
     }
     let mut trun = Map::new();
     trun.insert(
@@ -682,7 +784,10 @@ fn job_context(
         }
     }
     let mut ctx = Context {
-        inputs: plan.inputs.clone(),
+        inputs: job
+            .call
+            .as_ref()
+            .map_or_else(|| plan.inputs.clone(), |c| c.inputs.clone()),
         // As on GitHub, `env` holds what the workflow, job and step set, not trun's
         // own environment (which `toJSON(env)` would otherwise print whole).
         env: Map::new(),
@@ -691,8 +796,15 @@ fn job_context(
         steps: Map::new(),
         job: jobm,
         trun,
+        secrets: crate::reusable::secrets_context(
+            job.call.as_deref(),
+            plan.secrets.context(),
+            templates,
+        ),
         status,
+        ..Context::default()
     };
+    github_contexts(plan, job, legs_by_id, run_id, &mut ctx);
     // Workflow env is rendered per job so it can use inputs.
     for (k, v) in &plan.env {
         let val = templates.render(v, &ctx).unwrap_or_else(|_| v.clone());

@@ -15,13 +15,23 @@
 //!   channel faster than a reporter drains it. Lines held back are counted and
 //!   a `[trun: … not shown here …]` line says so; the log has them;
 //! - an optional capture keeps the first bytes of each stream for a caller that
-//!   needs them (the grading scorer compares a criterion's output).
+//!   needs them (the grading scorer compares a criterion's output);
+//! - every line is masked (registered secrets become `***`) before it reaches
+//!   the log or an event. A value split across two reads is whole by then,
+//!   since a line is only passed on once complete; a line cut at [`MAX_LINE`]
+//!   keeps back the last bytes that could begin a secret, so a value across
+//!   the cut is masked too (values up to half of [`MAX_LINE`]);
+//! - for a `run:` step, workflow commands ([`super::commands`]) are acted on:
+//!   `::add-mask::` registers a value before its own line is logged (as
+//!   `::add-mask::***`), `::group::`, `::error::` and friends become events.
 //!
 //! This module does not spawn or read processes (the executors do) and does
 //! not decide what a step's result is.
 
+use super::commands::{Commands, Seen};
 use super::Events;
-use crate::event::{Event, Stream};
+use crate::event::{Annotation, Event, Stream};
+use crate::secrets::Masker;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -39,6 +49,10 @@ pub const EVENT_BURST: u64 = 4 * 1024 * 1024;
 
 /// Bytes of output per second a step may send as events after its burst.
 pub const EVENT_RATE: u64 = 1024 * 1024;
+
+/// Annotations of one step kept for its record (GitHub keeps 10 errors and
+/// 10 warnings a step; trun keeps more, but not without bound). All are shown.
+pub const MAX_ANNOTATIONS: usize = 1000;
 
 /// The log cap in force: `TRUN_LOG_CAP` (bytes) or [`DEFAULT_LOG_CAP`].
 pub fn log_cap() -> u64 {
@@ -63,6 +77,11 @@ pub struct OutputSink {
     capture: [Option<Capture>; 2],
     /// Bytes seen on each stream, kept or not.
     totals: [u64; 2],
+    masker: Masker,
+    /// Workflow commands, for a step that may give them.
+    commands: Option<Commands>,
+    /// Annotations the step made, written beside its log.
+    annotations: Vec<Annotation>,
 }
 
 struct Capture {
@@ -86,7 +105,6 @@ impl OutputSink {
         OutputSink {
             job,
             step,
-            events,
             log: log_path.map(|p| LogFile::new(p, log_cap())),
             partial: [Vec::new(), Vec::new()],
             bucket: Bucket::new(),
@@ -94,7 +112,26 @@ impl OutputSink {
             hidden_bytes: 0,
             capture: [None, None],
             totals: [0, 0],
+            masker: events.masker().clone(),
+            commands: None,
+            annotations: Vec::new(),
+            events,
         }
+    }
+
+    /// Act on the workflow commands the step prints (see [`super::commands`]).
+    pub fn enable_commands(&mut self, commands: Commands) {
+        self.commands = Some(commands);
+    }
+
+    /// What the step's workflow commands set, if they are enabled.
+    pub fn commands(&self) -> Option<&Commands> {
+        self.commands.as_ref()
+    }
+
+    /// The annotations the step made (`::error::` …), masked.
+    pub fn annotations(&self) -> &[Annotation] {
+        &self.annotations
     }
 
     /// Use `cap` bytes instead of [`log_cap`] for the log file.
@@ -164,6 +201,7 @@ impl OutputSink {
         if self.log.as_ref().is_none_or(LogFile::full)
             && self.partial[slot(stream)].is_empty()
             && !self.bucket.is_open()
+            && (self.commands.is_none() || memchr::memmem::find(bytes, b"::").is_none())
         {
             if let Some(l) = &mut self.log {
                 l.dropped += bytes.len() as u64;
@@ -206,7 +244,7 @@ impl OutputSink {
     /// against the cap, so it is there even after a cut.
     pub fn note(&mut self, text: &str) {
         if let Some(l) = &mut self.log {
-            l.write_note(text);
+            l.write_note(&self.masker.mask(text));
         }
     }
 
@@ -228,26 +266,59 @@ impl OutputSink {
         if let Some(l) = &mut self.log {
             l.finish();
         }
+        self.write_annotations();
+    }
+
+    /// The step's annotations, one JSON object a line, beside its log
+    /// (`NN-step.annotations.jsonl`), for `trun show`.
+    fn write_annotations(&mut self) {
+        let Some(path) = self
+            .log_path()
+            .map(|p| p.with_extension("annotations.jsonl"))
+        else {
+            return;
+        };
+        let annotations = std::mem::take(&mut self.annotations);
+        if annotations.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        for a in &annotations {
+            text.push_str(&serde_json::to_string(a).unwrap_or_default());
+            text.push('\n');
+        }
+        if let Err(e) = write_beside_log(&path, text.as_bytes()) {
+            eprintln!("trun: warning: cannot write {}: {e}", path.display());
+        }
+        self.annotations = annotations;
     }
 
     /// Completes the current line of `stream` with `tail` (which ends in a
     /// newline when `complete`, or fills the line to MAX_LINE).
     fn finish_line(&mut self, stream: Stream, tail: &[u8], complete: bool) {
         let s = slot(stream);
-        if self.partial[s].is_empty() {
+        // A piece cut from an over-long line keeps back its last bytes, which
+        // may begin a secret that the next piece ends.
+        let keep = if complete || self.masker.is_empty() {
+            0
+        } else {
+            self.masker.longest().saturating_sub(1).min(MAX_LINE / 2)
+        };
+        if self.partial[s].is_empty() && keep == 0 {
             self.emit(stream, tail, complete);
         } else {
             let mut line = std::mem::take(&mut self.partial[s]);
             line.extend_from_slice(tail);
-            self.emit(stream, &line, complete);
-            line.clear();
+            let cut = line.len() - keep.min(line.len());
+            self.emit(stream, &line[..cut], complete);
+            line.drain(..cut);
             self.partial[s] = line;
         }
     }
 
     fn emit(&mut self, stream: Stream, line: &[u8], complete: bool) {
-        if let Some(l) = &mut self.log {
-            l.write_line(stream, line, complete);
+        if line.is_empty() {
+            return;
         }
         let body = if complete {
             &line[..line.len() - 1]
@@ -255,13 +326,74 @@ impl OutputSink {
             line
         };
         let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(body.len());
+        let seen = match &mut self.commands {
+            Some(c) if body[start..].starts_with(b"::") => c.line(&String::from_utf8_lossy(body)),
+            _ => Seen::Output,
+        };
+        // `::add-mask::` masks its own line too.
+        if let Seen::Mask(value) = &seen {
+            self.masker.add(value);
+        }
+        let line = self.masker.mask_bytes(line);
+        if let Some(l) = &mut self.log {
+            l.write_line(stream, &line, complete);
+        }
+        let event = match seen {
+            Seen::Output => None,
+            Seen::Done | Seen::Mask(_) => return,
+            Seen::Group(title) => Some(Event::StepGroup {
+                job: self.job.clone(),
+                step: self.step,
+                title: Some(title),
+            }),
+            Seen::EndGroup => Some(Event::StepGroup {
+                job: self.job.clone(),
+                step: self.step,
+                title: None,
+            }),
+            Seen::Annotate(mut a) => {
+                for s in [&mut a.title, &mut a.file].into_iter().flatten() {
+                    self.masker.mask_in_place(s);
+                }
+                self.masker.mask_in_place(&mut a.message);
+                if self.annotations.len() < MAX_ANNOTATIONS {
+                    self.annotations.push(a.clone());
+                }
+                Some(Event::Annotation {
+                    job: self.job.clone(),
+                    step: self.step,
+                    annotation: a,
+                })
+            }
+            Seen::Debug(m) => Some(Event::StepOutput {
+                job: self.job.clone(),
+                step: self.step,
+                stream,
+                line: format!("debug: {m}"),
+            }),
+        };
         if !self.bucket.take(line.len() as u64) {
             self.hidden_lines += 1;
             self.hidden_bytes += line.len() as u64;
             return;
         }
         self.flush_hidden();
-        self.send(stream, String::from_utf8_lossy(body).into_owned());
+        match event {
+            Some(ev) => self.events.send(ev),
+            None => {
+                let body = if complete {
+                    &line[..line.len() - 1]
+                } else {
+                    &line[..]
+                };
+                let body = body.strip_suffix(b"\r").unwrap_or(body);
+                self.send(stream, String::from_utf8_lossy(body).into_owned());
+            }
+        }
     }
 
     fn flush_hidden(&mut self) {
@@ -278,7 +410,7 @@ impl OutputSink {
     }
 
     fn send(&self, stream: Stream, line: String) {
-        self.events.send(Event::StepOutput {
+        self.events.send_masked(Event::StepOutput {
             job: self.job.clone(),
             step: self.step,
             stream,
@@ -293,6 +425,17 @@ impl Drop for OutputSink {
             l.flush();
         }
     }
+}
+
+/// Writes a file beside a step's log (`.trun/logs/<run>/<job>/…`), never
+/// through a link a step planted.
+pub fn write_beside_log(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let run_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| std::io::Error::other("a log path needs a run directory"))?;
+    let mut f = crate::fsutil::safe_create(run_dir, path)?;
+    f.write_all(bytes)
 }
 
 /// A token bucket over bytes of event lines. Once empty it stays shut until
@@ -468,7 +611,7 @@ mod tests {
 
     fn sink(dir: &Path) -> (OutputSink, std::sync::mpsc::Receiver<Event>) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let s = OutputSink::new(Some(dir.join("x.log")), Events(tx), "j".into(), 0);
+        let s = OutputSink::new(Some(dir.join("x.log")), Events::new(tx), "j".into(), 0);
         (s, rx)
     }
 
@@ -550,5 +693,75 @@ mod tests {
         assert!(notice.contains("not shown here"), "{notice}");
         let log = std::fs::metadata(dir.path().join("x.log")).unwrap().len();
         assert_eq!(log, 10_000_000);
+    }
+
+    fn masked_sink(dir: &Path, secret: &str) -> (OutputSink, std::sync::mpsc::Receiver<Event>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let masker = crate::secrets::Masker::default();
+        masker.add(secret);
+        let s = OutputSink::new(
+            Some(dir.join("x.log")),
+            Events::masked(tx, masker),
+            "j".into(),
+            0,
+        );
+        (s, rx)
+    }
+
+    #[test]
+    fn a_secret_split_across_reads_or_a_long_line_cut_is_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, rx) = masked_sink(dir.path(), "hunter2-secret");
+        s.write(Stream::Stdout, b"token: hunter2-");
+        s.write(Stream::Stdout, b"secret!\n");
+        // A line longer than MAX_LINE with the secret right across the cut.
+        let mut long = vec![b'x'; MAX_LINE - 5];
+        long.extend_from_slice(b"hunter2-secret");
+        long.extend_from_slice(&[b'y'; 10]);
+        long.push(b'\n');
+        for chunk in long.chunks(1000) {
+            s.write(Stream::Stderr, chunk);
+        }
+        s.finish();
+        let got = lines(&rx);
+        assert_eq!(got[0], (Stream::Stdout, "token: ***!".to_string()));
+        let joined: String = got[1..].iter().map(|(_, l)| l.as_str()).collect();
+        assert!(!joined.contains("hunter2"), "a piece shows the secret");
+        assert!(joined.contains("***"));
+        let log = std::fs::read_to_string(dir.path().join("x.log")).unwrap();
+        assert!(!log.contains("hunter2"), "the log shows the secret");
+        assert_eq!(log.matches("***").count(), 2);
+    }
+
+    #[test]
+    fn add_mask_masks_its_own_line_and_what_follows() {
+        use crate::exec::commands::Commands;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, rx) = sink(dir.path());
+        s.enable_commands(Commands::new(false, false));
+        s.write(
+            Stream::Stdout,
+            b"::add-mask::s3cr3t-value\nnow s3cr3t-value\n",
+        );
+        s.write(Stream::Stdout, b"::group::Build\nin\n::endgroup::\n");
+        s.write(
+            Stream::Stdout,
+            b"::error file=a.c,line=2::s3cr3t-value broke\n",
+        );
+        s.finish();
+        let events: Vec<Event> = rx.try_iter().collect();
+        let text = format!("{events:?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(matches!(&events[0], Event::StepOutput { line, .. } if line == "now ***"));
+        assert!(matches!(&events[1], Event::StepGroup { title: Some(t), .. } if t == "Build"));
+        assert!(matches!(&events[3], Event::StepGroup { title: None, .. }));
+        assert!(
+            matches!(&events[4], Event::Annotation { annotation, .. } if annotation.render() == "a.c:2: error: *** broke")
+        );
+        let log = std::fs::read_to_string(dir.path().join("x.log")).unwrap();
+        assert!(log.starts_with("::add-mask::***\nnow ***\n"), "{log}");
+        let kept = std::fs::read_to_string(dir.path().join("x.annotations.jsonl"));
+        // The sink's log is not under a run directory here: nothing kept.
+        assert!(kept.is_err() || !kept.unwrap().contains("s3cr3t"));
     }
 }

@@ -136,6 +136,25 @@ pub fn write_fresh(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
+/// The most a step may write to `$GITHUB_STEP_SUMMARY` (GitHub's limit).
+pub const MAX_STEP_SUMMARY: u64 = 1024 * 1024;
+
+/// Reads `$GITHUB_STEP_SUMMARY` as [`read_talk_back`] does, refusing more
+/// than [`MAX_STEP_SUMMARY`] bytes with GitHub's message.
+pub fn read_step_summary(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() > MAX_STEP_SUMMARY => {
+            return Err(format!(
+            "$GITHUB_STEP_SUMMARY upload aborted, supports content up to a size of {}k, got {}k",
+            MAX_STEP_SUMMARY / 1024,
+            m.len() / 1024
+        ))
+        }
+        _ => {}
+    }
+    read_talk_back(path)
+}
+
 /// Read and parse a file the step may or may not have written.
 pub fn read_kv(path: &Path) -> Result<BTreeMap<String, String>, String> {
     match read_talk_back(path)? {

@@ -344,8 +344,11 @@ impl Pipes {
         Pipes {
             out: receiver(out),
             err: receiver(err),
-            out_buf: vec![0u8; 64 * 1024],
-            err_buf: vec![0u8; 64 * 1024],
+            // Capacity, not zeroed length: `read_buf` fills the spare capacity, so a
+            // step no longer pays for clearing 128 KiB it mostly never uses (15% of
+            // trun's own instructions per trivial step).
+            out_buf: Vec::with_capacity(64 * 1024),
+            err_buf: Vec::with_capacity(64 * 1024),
         }
     }
 
@@ -358,10 +361,11 @@ impl Pipes {
     async fn pump(&mut self, sink: &mut OutputSink) {
         async fn read(
             pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
-            buf: &mut [u8],
+            buf: &mut Vec<u8>,
         ) -> usize {
+            buf.clear();
             match pipe {
-                Some(p) => p.read(buf).await.unwrap_or(0),
+                Some(p) => p.read_buf(buf).await.unwrap_or(0),
                 None => std::future::pending().await,
             }
         }
@@ -513,7 +517,9 @@ impl Record {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        let started = start_time(me).unwrap_or(0);
+        // trun's own start time never changes: read /proc/self/stat once, not per step.
+        static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let started = *STARTED.get_or_init(|| start_time(me).unwrap_or(0));
         let label = label.replace('\n', " ");
         writeln!(f, "{me} {started} {token} {label}")?;
         Ok(path)

@@ -105,6 +105,8 @@ pub fn compile(
                 None,
                 0,
             ),
+            notes: Vec::new(),
+            call: None,
         })
         .collect();
     Plan {
@@ -115,6 +117,9 @@ pub fn compile(
         env: Vec::new(),
         jobs,
         fed_by: Default::default(),
+        github: None,
+        notes: Vec::new(),
+        secrets: Default::default(),
         concurrency: None,
     }
 }

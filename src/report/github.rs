@@ -23,6 +23,21 @@ pub struct GithubReporter {
     /// Lines of each running step, keyed by (job, step index), in arrival order.
     held: HashMap<(String, usize), Vec<String>>,
     finished: bool,
+    /// The `::stop-commands::` token that keeps a step's command-like output
+    /// from being acted on; a step cannot guess it to end the stop early.
+    token: String,
+}
+
+/// A token no step output can predict: a hash of the time, the process and
+/// a stack address.
+fn stop_token() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", std::time::SystemTime::now()));
+    h.update(std::process::id().to_le_bytes());
+    let here = 0u8;
+    h.update((&here as *const u8 as usize).to_le_bytes());
+    format!("trun-{}", &hex::encode(h.finalize())[..24])
 }
 
 impl GithubReporter {
@@ -33,6 +48,7 @@ impl GithubReporter {
             summary: RunSummary::new(),
             held: HashMap::new(),
             finished: false,
+            token: stop_token(),
         }
     }
 
@@ -66,11 +82,42 @@ impl GithubReporter {
             Event::StepOutput {
                 job, step, line, ..
             } => {
+                let held = self.held.entry((job.clone(), *step)).or_default();
+                // A line that reads as a command but was output (inside the
+                // step's `::stop-commands::`, or one trun does not act on) must
+                // stay output for the GitHub runner reading trun's output too.
+                if crate::exec::commands::parse(line).is_some() {
+                    held.push(format!("::stop-commands::{}", self.token));
+                    held.push(line.clone());
+                    held.push(format!("::{}::", self.token));
+                } else {
+                    held.push(line.clone());
+                }
+            }
+            // A step's own workflow commands, re-emitted in its output for the
+            // GitHub runner around trun to act on.
+            Event::StepGroup { job, step, title } => {
+                let line = match title {
+                    Some(t) => format!("::group::{}", escape_data(t)),
+                    None => "::endgroup::".to_string(),
+                };
                 self.held
                     .entry((job.clone(), *step))
                     .or_default()
-                    .push(line.clone());
+                    .push(line);
             }
+            Event::Annotation {
+                job,
+                step,
+                annotation,
+            } => {
+                let line = annotation_command(annotation);
+                self.held
+                    .entry((job.clone(), *step))
+                    .or_default()
+                    .push(line);
+            }
+            Event::StepSummary { .. } => {}
             Event::StepRetrying {
                 job,
                 step,
@@ -180,6 +227,33 @@ impl Reporter for GithubReporter {
         ignore_io(write!(self.out, "\n{table}"));
         ignore_io(self.out.flush());
     }
+}
+
+/// `::error file=…,line=…::message`: an annotation as a workflow command.
+pub fn annotation_command(a: &crate::event::Annotation) -> String {
+    let mut props = Vec::new();
+    if let Some(f) = &a.file {
+        props.push(format!("file={}", escape_property(f)));
+    }
+    for (k, v) in [
+        ("line", a.line),
+        ("col", a.col),
+        ("endLine", a.end_line),
+        ("endColumn", a.end_column),
+    ] {
+        if let Some(v) = v {
+            props.push(format!("{k}={v}"));
+        }
+    }
+    if let Some(t) = &a.title {
+        props.push(format!("title={}", escape_property(t)));
+    }
+    let props = if props.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", props.join(","))
+    };
+    format!("::{}{props}::{}", a.level.as_str(), escape_data(&a.message))
 }
 
 /// The message part of a workflow command: GitHub reads `%`, CR and LF as

@@ -21,8 +21,14 @@ pub struct PlainReporter {
     /// With `quiet`, output is held back per job and shown only when a step
     /// fails.
     tails: HashMap<String, OutputTail>,
+    /// How deep in `::group::`s each job's current step is: its output is
+    /// indented that many steps.
+    groups: HashMap<String, usize>,
     finished: bool,
 }
+
+/// Groups deeper than this are not indented further.
+pub(super) const MAX_GROUP_INDENT: usize = 8;
 
 impl PlainReporter {
     pub fn new(opts: ReportOptions, out: Box<dyn Write + Send>) -> PlainReporter {
@@ -31,6 +37,7 @@ impl PlainReporter {
             out: BufWriter::new(out),
             summary: RunSummary::new(),
             tails: HashMap::new(),
+            groups: HashMap::new(),
             finished: false,
         }
     }
@@ -63,12 +70,44 @@ impl PlainReporter {
                 }
             }
             Event::StepOutput { job, line, .. } => {
+                let depth = self.groups.get(job).copied().unwrap_or(0);
+                let indented;
+                let line = if depth == 0 {
+                    line
+                } else {
+                    indented = format!("{}{line}", "  ".repeat(depth.min(MAX_GROUP_INDENT)));
+                    &indented
+                };
                 if quiet {
                     self.tails.entry(job.clone()).or_default().push(line);
                 } else {
                     self.line(job, line);
                 }
             }
+            Event::StepGroup { job, title, .. } => {
+                let depth = self.groups.entry(job.clone()).or_default();
+                match title {
+                    Some(t) => {
+                        let text = format!("{}▸ {t}", "  ".repeat((*depth).min(MAX_GROUP_INDENT)));
+                        *depth += 1;
+                        if quiet {
+                            self.tails.entry(job.clone()).or_default().push(&text);
+                        } else {
+                            self.line(job, &text);
+                        }
+                    }
+                    None => *depth = depth.saturating_sub(1),
+                }
+            }
+            Event::Annotation {
+                job, annotation, ..
+            } => {
+                if !quiet {
+                    self.line(job, &annotation.render());
+                }
+            }
+            // Shown after the closing table.
+            Event::StepSummary { .. } => {}
             Event::StepRetrying {
                 job,
                 step,
@@ -97,6 +136,7 @@ impl PlainReporter {
                 ..
             } => {
                 let failed = *status == Status::Failure;
+                self.groups.remove(job);
                 if quiet && !failed {
                     return;
                 }

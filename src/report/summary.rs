@@ -7,7 +7,7 @@
 //! run.
 
 use super::{format_duration, outcome_reason, paint};
-use crate::event::{Event, Status};
+use crate::event::{Annotation, Event, Status};
 use console::measure_text_width;
 use std::collections::HashMap;
 
@@ -46,7 +46,14 @@ pub struct RunSummary {
     by_key: HashMap<String, usize>,
     status: Option<Status>,
     duration_ms: Option<u64>,
+    /// `::error::` and friends, in arrival order, with (job, step).
+    annotations: Vec<(String, usize, Annotation)>,
+    /// `$GITHUB_STEP_SUMMARY` of each step that wrote one, with (job, step).
+    step_summaries: Vec<(String, usize, String)>,
 }
+
+/// How many annotations the closing summary lists; the rest are counted.
+const MAX_LISTED: usize = 50;
 
 impl RunSummary {
     pub fn new() -> RunSummary {
@@ -114,7 +121,21 @@ impl RunSummary {
                 record.status = Status::Running;
                 record.attempt = *attempt;
             }
-            Event::StepOutput { .. } | Event::StepRetrying { .. } => {}
+            Event::StepOutput { .. } | Event::StepRetrying { .. } | Event::StepGroup { .. } => {}
+            Event::Annotation {
+                job,
+                step,
+                annotation,
+            } => self
+                .annotations
+                .push((job.clone(), *step, annotation.clone())),
+            Event::StepSummary {
+                job,
+                step,
+                markdown,
+            } => self
+                .step_summaries
+                .push((job.clone(), *step, markdown.clone())),
             Event::StepFinished {
                 job,
                 step,
@@ -257,9 +278,97 @@ impl RunSummary {
         }
         out.push_str(&self.count_line(color));
         out.push('\n');
+        out.push_str(&self.render_notes());
         out
     }
 
+    /// Annotations the steps made, as `file:line:col: error: message`.
+    pub fn annotations(&self) -> &[(String, usize, Annotation)] {
+        &self.annotations
+    }
+
+    /// After the table: the annotations (`file:line:col: error: message
+    /// (job / step)`) and each step summary's Markdown under its step's name.
+    /// Empty when the steps made neither.
+    pub fn render_notes(&self) -> String {
+        let label = |job: &str, step: usize| format!("{job} / {}", self.step_name(job, step));
+        let annotations: Vec<(String, &Annotation)> = self
+            .annotations
+            .iter()
+            .map(|(j, s, a)| (label(j, *s), a))
+            .collect();
+        let summaries: Vec<(String, &str)> = self
+            .step_summaries
+            .iter()
+            .map(|(j, s, m)| (label(j, *s), m.as_str()))
+            .collect();
+        notes(&annotations, &summaries, MAX_LISTED)
+    }
+}
+
+/// Annotations (`file:line:col: error: message (job / step)`), at most
+/// `max` of them, then each step summary under its step's label.
+fn notes(
+    annotations: &[(String, &Annotation)],
+    summaries: &[(String, &str)],
+    max: usize,
+) -> String {
+    let mut out = String::new();
+    if !annotations.is_empty() {
+        out.push_str("\nannotations:\n");
+        for (label, a) in annotations.iter().take(max) {
+            let text = a.render().replace('\n', "\n    ");
+            out.push_str(&format!("  {text} ({label})\n"));
+        }
+        if annotations.len() > max {
+            out.push_str(&format!(
+                "  … and {} more (trun show lists them all)\n",
+                annotations.len() - max
+            ));
+        }
+    }
+    for (label, markdown) in summaries {
+        out.push_str(&format!("\n── summary of {label} ──\n{markdown}"));
+        if !markdown.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// For `trun show`: the annotations and step summaries a recorded run's
+/// steps left beside their logs (`NN-step.annotations.jsonl`,
+/// `NN-step.summary.md`), as the closing summary showed them.
+pub fn stored_notes(detail: &crate::state::RunDetail) -> String {
+    let mut annotations = Vec::new();
+    let mut summaries = Vec::new();
+    for job in &detail.jobs {
+        for step in &job.steps {
+            let Some(log) = &step.log_path else { continue };
+            let log = std::path::Path::new(log);
+            let label = format!("{} / {}", job.key, step.name);
+            if let Ok(text) = std::fs::read_to_string(log.with_extension("annotations.jsonl")) {
+                for line in text.lines() {
+                    if let Ok(a) = serde_json::from_str::<Annotation>(line) {
+                        annotations.push((label.clone(), a));
+                    }
+                }
+            }
+            if let Ok(md) = std::fs::read_to_string(log.with_extension("summary.md")) {
+                summaries.push((label, md));
+            }
+        }
+    }
+    let annotations: Vec<(String, &Annotation)> =
+        annotations.iter().map(|(l, a)| (l.clone(), a)).collect();
+    let summaries: Vec<(String, &str)> = summaries
+        .iter()
+        .map(|(l, m)| (l.clone(), m.as_str()))
+        .collect();
+    notes(&annotations, &summaries, usize::MAX)
+}
+
+impl RunSummary {
     /// `run 17: 1 job succeeded, 1 failed, 1 skipped in 3.2s`.
     fn count_line(&self, color: bool) -> String {
         let count = |pred: fn(Status) -> bool| self.jobs.iter().filter(|j| pred(j.status)).count();

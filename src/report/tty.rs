@@ -8,6 +8,7 @@
 //! writer while the bars are suspended, so the two never tear each other. Not
 //! for logs or pipes: see [`super::plain`].
 
+use super::plain::MAX_GROUP_INDENT;
 use super::{
     format_duration, ignore_io, job_outcome_line, step_outcome_line, OutputTail, ReportOptions,
     Reporter, RunSummary,
@@ -28,6 +29,8 @@ pub struct TtyReporter {
     bars: HashMap<String, ProgressBar>,
     /// Output of each job's current step, for the failure tail.
     tails: HashMap<String, OutputTail>,
+    /// `::group::` depth of each job's current step (see the plain reporter).
+    groups: HashMap<String, usize>,
     summary: RunSummary,
     finished: bool,
 }
@@ -51,6 +54,7 @@ impl TtyReporter {
             multi: MultiProgress::with_draw_target(target),
             bars: HashMap::new(),
             tails: HashMap::new(),
+            groups: HashMap::new(),
             summary: RunSummary::new(),
             finished: false,
         }
@@ -99,11 +103,37 @@ impl TtyReporter {
                 }
             }
             Event::StepOutput { job, line, .. } => {
-                self.tails.entry(job.clone()).or_default().push(line);
+                let depth = self.groups.get(job).copied().unwrap_or(0);
+                let line = format!("{}{line}", "  ".repeat(depth.min(MAX_GROUP_INDENT)));
+                self.tails.entry(job.clone()).or_default().push(&line);
                 if self.opts.verbose && !quiet {
                     self.print(&[format!("[{job}] {line}")]);
                 }
             }
+            Event::StepGroup { job, title, .. } => {
+                let depth = self.groups.entry(job.clone()).or_default();
+                match title {
+                    Some(t) => {
+                        let line = format!("{}▸ {t}", "  ".repeat((*depth).min(MAX_GROUP_INDENT)));
+                        *depth += 1;
+                        self.tails.entry(job.clone()).or_default().push(&line);
+                        if self.opts.verbose && !quiet {
+                            self.print(&[format!("[{job}] {line}")]);
+                        }
+                    }
+                    None => *depth = depth.saturating_sub(1),
+                }
+            }
+            // An annotation is news whatever the mode: it goes above the bars.
+            Event::Annotation {
+                job, annotation, ..
+            } => {
+                if !quiet {
+                    self.print(&[format!("[{job}] {}", annotation.render())]);
+                }
+            }
+            // Shown after the closing table.
+            Event::StepSummary { .. } => {}
             Event::StepRetrying {
                 job,
                 step,
@@ -131,6 +161,7 @@ impl TtyReporter {
                 ..
             } => {
                 let tail = self.tails.remove(job).unwrap_or_default();
+                self.groups.remove(job);
                 if *status != Status::Failure {
                     return;
                 }

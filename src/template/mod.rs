@@ -198,12 +198,22 @@ pub struct Context {
     pub job: Map<String, Json>,
     /// `{"workspace", "run_id", "os"}`.
     pub trun: Map<String, Json>,
+    /// `--secret` values by name; a name not given reads as null.
+    pub secrets: Map<String, Json>,
     pub status: StatusFlags,
+    /// GitHub Actions' `github` context (see `crate::github`).
+    pub github: Map<String, Json>,
+    /// `{"os", "arch", "name", "temp", "tool_cache", "debug"}`.
+    pub runner: Map<String, Json>,
+    /// `--var NAME=VALUE` and `--var-file`; a missing variable reads as null.
+    pub vars: Map<String, Json>,
+    /// `{"fail-fast", "job-index", "job-total", "max-parallel"}`.
+    pub strategy: Map<String, Json>,
 }
 
 impl Context {
     /// The contexts by name, as expressions see them.
-    fn roots(&self) -> [(&str, Val<'_>); 7] {
+    fn roots(&self) -> [(&str, Val<'_>); 12] {
         let obj = |m| Val::Obj(Cow::Borrowed(m));
         [
             ("inputs", obj(&self.inputs)),
@@ -213,6 +223,11 @@ impl Context {
             ("steps", obj(&self.steps)),
             ("job", obj(&self.job)),
             ("trun", obj(&self.trun)),
+            ("github", obj(&self.github)),
+            ("runner", obj(&self.runner)),
+            ("vars", obj(&self.vars)),
+            ("strategy", obj(&self.strategy)),
+            ("secrets", obj(&self.secrets)),
         ]
     }
 }

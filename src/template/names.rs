@@ -14,9 +14,69 @@ use super::value::eq_ignore_case;
 use super::{ExprError, Scope};
 
 /// The context roots an expression may start with.
-pub(crate) const ROOTS: [&str; 7] = ["inputs", "env", "matrix", "needs", "steps", "job", "trun"];
+pub(crate) const ROOTS: [&str; 12] = [
+    "inputs", "env", "matrix", "needs", "steps", "job", "trun", "github", "runner", "vars",
+    "strategy", "secrets",
+];
 /// Properties of the `job` context.
-pub(crate) const JOB_KEYS: [&str; 3] = ["id", "name", "status"];
+pub(crate) const JOB_KEYS: [&str; 5] = ["id", "name", "status", "container", "services"];
+/// Properties of the `github` context (GitHub's documented list).
+pub(crate) const GITHUB_KEYS: &[&str] = &[
+    "action",
+    "action_path",
+    "action_ref",
+    "action_repository",
+    "action_status",
+    "actor",
+    "actor_id",
+    "api_url",
+    "base_ref",
+    "env",
+    "event",
+    "event_name",
+    "event_path",
+    "graphql_url",
+    "head_ref",
+    "job",
+    "path",
+    "ref",
+    "ref_name",
+    "ref_protected",
+    "ref_type",
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "repositoryUrl",
+    "retention_days",
+    "run_attempt",
+    "run_id",
+    "run_number",
+    "secret_source",
+    "server_url",
+    "sha",
+    "state",
+    "step_summary",
+    "token",
+    "triggering_actor",
+    "workflow",
+    "workflow_ref",
+    "workflow_sha",
+    "workspace",
+    "output",
+];
+/// Properties of the `runner` context.
+pub(crate) const RUNNER_KEYS: [&str; 7] = [
+    "arch",
+    "debug",
+    "environment",
+    "name",
+    "os",
+    "temp",
+    "tool_cache",
+];
+/// Properties of the `strategy` context.
+pub(crate) const STRATEGY_KEYS: [&str; 4] = ["fail-fast", "job-index", "job-total", "max-parallel"];
 /// Properties of the `trun` context.
 pub(crate) const TRUN_KEYS: [&str; 3] = ["workspace", "run_id", "os"];
 const NEEDS_KEYS: [&str; 2] = ["outputs", "result"];
@@ -312,8 +372,14 @@ fn check_path(path: &Path, scope: &Scope) -> Result<(), ExprError> {
         }
         // `env` is not checked: a step may add any variable through
         // `$GITHUB_ENV` for the steps after it, and a missing one reads as null.
-        "job" | "trun" => {
-            let keys: &[&str] = if root == "job" { &JOB_KEYS } else { &TRUN_KEYS };
+        "job" | "trun" | "github" | "runner" | "strategy" => {
+            let keys: &[&str] = match root {
+                "job" => &JOB_KEYS,
+                "github" => GITHUB_KEYS,
+                "runner" => &RUNNER_KEYS,
+                "strategy" => &STRATEGY_KEYS,
+                _ => &TRUN_KEYS,
+            };
             if let Some((prop, span)) = first {
                 if !keys.iter().any(|k| eq_ignore_case(k, prop)) {
                     return Err(unknown_property(root, prop, keys, span));

@@ -25,7 +25,9 @@ fn ctx() -> Context {
         ),
         job: obj(json!({"id": "build", "name": "Build", "status": "success"})),
         trun: obj(json!({"workspace": "/w", "run_id": 7, "os": "linux"})),
+        secrets: obj(json!({"TOKEN": "hunter2"})),
         status: StatusFlags::default(),
+        ..Context::default()
     }
 }
 
@@ -561,4 +563,11 @@ fn env_holds_only_what_the_caller_gives() {
         json!("{\n  \"RUST_LOG\": \"info\",\n  \"EMPTY\": \"\"\n}")
     );
     assert_eq!(eval("env.HOME"), json!(null));
+}
+
+#[test]
+fn secrets_context_reads_given_names_and_null_for_others() {
+    assert_eq!(eval("secrets.token"), json!("hunter2"));
+    assert_eq!(eval("secrets.NOT_GIVEN"), Json::Null);
+    assert_eq!(eval("secrets.TOKEN == 'hunter2'"), json!(true));
 }

@@ -398,7 +398,10 @@ impl UpToDate {
             return Ok(());
         }
         use rayon::prelude::*;
-        let walked: Vec<Vec<Entry>> = if wanted.len() < rayon::current_num_threads() {
+        // Not `rayon::current_num_threads()`: asking starts rayon's pool, two idle
+        // threads a no-op that walks one big root never uses.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let walked: Vec<Vec<Entry>> = if wanted.len() < cores {
             wanted
                 .iter()
                 .map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, true))

@@ -30,6 +30,10 @@ pub struct Entry {
 pub struct Patterns {
     positive: GlobSet,
     negative: GlobSet,
+    /// Directories (relative, `""` for the workspace root) whose pattern was `DIR/**`:
+    /// every file below them matches, with no glob to compile or run. The commonest
+    /// `sources` form, and compiling a glob set per step cost more than the match.
+    everything_below: Vec<String>,
     /// Directories (relative, `""` for the workspace root) to walk for the glob patterns.
     pub roots: Vec<String>,
     /// Patterns without glob syntax: a file is taken as named (even if ignored), a
@@ -64,6 +68,7 @@ impl Patterns {
         let mut negative = GlobSetBuilder::new();
         let mut roots: Vec<String> = Vec::new();
         let mut literals = Vec::new();
+        let mut everything_below = Vec::new();
         let glob = |p: &str| {
             GlobBuilder::new(p)
                 .literal_separator(true)
@@ -91,8 +96,16 @@ impl Patterns {
                     literals.push(p);
                 }
                 Some(first_glob) => {
-                    positive.add(glob(&p)?);
-                    roots.push(components[..first_glob].join("/"));
+                    let root = components[..first_glob].join("/");
+                    // `DIR/**` (or `**`): `**` as the last component matches any path
+                    // below DIR, dot files included; checked, not assumed, in the tests.
+                    if first_glob + 1 == components.len() && components[first_glob] == "**" {
+                        glob(&p)?;
+                        everything_below.push(root.clone());
+                    } else {
+                        positive.add(glob(&p)?);
+                    }
+                    roots.push(root);
                 }
             }
         }
@@ -110,13 +123,20 @@ impl Patterns {
         Ok(Patterns {
             positive: build(positive)?,
             negative: build(negative)?,
+            everything_below,
             roots,
             literals,
         })
     }
 
     pub fn matches(&self, rel: &str) -> bool {
-        self.positive.is_match(rel) && !self.negative.is_match(rel)
+        let below = |dir: &String| {
+            dir.is_empty()
+                || (rel.starts_with(dir.as_str()) && rel.as_bytes().get(dir.len()) == Some(&b'/'))
+        };
+        (self.everything_below.iter().any(below)
+            || (!self.positive.is_empty() && self.positive.is_match(rel)))
+            && (self.negative.is_empty() || !self.negative.is_match(rel))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -198,7 +218,7 @@ fn entry_of(
     let Some(meta) = meta else {
         return Ok(None);
     };
-    let Ok(rel) = dent.path().strip_prefix(base) else {
+    let Some(rel) = strip_base(dent.path(), base) else {
         return Ok(None);
     };
     Ok(Some(Entry {
@@ -206,6 +226,31 @@ fn entry_of(
         stat: FileStat::from_metadata(&meta),
         abs: dent.into_path(),
     }))
+}
+
+/// `path` relative to `base`, which it was built from by joining (the walker joins
+/// names onto the walked directory): a byte prefix and a `/`, so no component-wise
+/// comparison (`Path::strip_prefix` was 6% of a no-op's instructions). Falls back to
+/// `strip_prefix` for anything else (`.`/`..` or doubled `/` in `base`).
+fn strip_base<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, b) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    let clean = !b.is_empty()
+        && !b.windows(2).any(|w| w == b"//")
+        && !b.split(|&c| c == b'/').any(|c| c == b"." || c == b"..");
+    if clean {
+        let rest = p.strip_prefix(b)?;
+        let rest = if b.ends_with(b"/") {
+            rest
+        } else {
+            rest.strip_prefix(b"/")
+                .or(if rest.is_empty() { Some(rest) } else { None })?
+        };
+        if !rest.starts_with(b"/") {
+            return Some(Path::new(std::ffi::OsStr::from_bytes(rest)));
+        }
+    }
+    path.strip_prefix(base).ok()
 }
 
 /// `/`-separated, lossily decoded: a non-UTF-8 name still gets a stable key and is
@@ -337,6 +382,78 @@ mod tests {
             !pats(&["*.rs"]).matches("src/a.rs"),
             "`*` does not cross `/`"
         );
+    }
+
+    #[test]
+    fn everything_below_a_directory_matches_as_the_glob_would() {
+        let paths = [
+            "src/a.rs",
+            "src/.hidden",
+            "src/.git-like/x",
+            "src/deep/er/still/f.txt",
+            "src/sp ace/[b]{c}*.txt",
+            "src0/a.rs",
+            "srcx",
+            "a.rs",
+            ".env",
+            "lib/src/a.rs",
+        ];
+        for (fast, neg) in [
+            ("src/**", None),
+            ("./src//**", None),
+            ("**", None),
+            ("src/**", Some("!src/deep/**")),
+            ("**", Some("!**/*.txt")),
+        ] {
+            let mut list = vec![fast.to_string()];
+            list.extend(neg.map(str::to_string));
+            let p = Patterns::parse(&list).unwrap();
+            assert!(p.positive.is_empty(), "{fast} takes the fast path");
+            let mut set = GlobSetBuilder::new();
+            let glob = |g: &str| {
+                GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .backslash_escape(true)
+                    .build()
+                    .unwrap()
+            };
+            set.add(glob(&normalize(fast)));
+            let set = set.build().unwrap();
+            let negative = neg.map(|n| {
+                let n = normalize(&n[1..]);
+                let mut b = GlobSetBuilder::new();
+                b.add(glob(&n));
+                b.add(glob(&format!("{n}/**")));
+                b.build().unwrap()
+            });
+            for path in paths {
+                let want =
+                    set.is_match(path) && !negative.as_ref().is_some_and(|n| n.is_match(path));
+                assert_eq!(p.matches(path), want, "{fast} {neg:?} on {path}");
+            }
+        }
+        assert!(!pats(&["src/**/*.rs"]).positive.is_empty());
+    }
+
+    #[test]
+    fn strip_base_agrees_with_strip_prefix() {
+        for (path, base) in [
+            ("/w/src/a.rs", "/w"),
+            ("/w/src/a.rs", "/w/"),
+            ("/w/src/a.rs", "/w/src"),
+            ("/wx/a.rs", "/w"),
+            ("/w", "/w"),
+            ("/a.rs", "/"),
+            ("/w/./x/a", "/w/."),
+            ("/w/x//a", "/w/x/"),
+            ("rel/x", "rel"),
+        ] {
+            assert_eq!(
+                strip_base(Path::new(path), Path::new(base)),
+                Path::new(path).strip_prefix(base).ok(),
+                "{path} - {base}"
+            );
+        }
     }
 
     #[test]

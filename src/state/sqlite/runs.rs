@@ -293,6 +293,8 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
     match event {
         // The run and its plan were written by begin_run; output goes to files.
         Event::RunStarted { .. } | Event::StepOutput { .. } => {}
+        // Annotations and step summaries are kept beside the step's log.
+        Event::StepGroup { .. } | Event::Annotation { .. } | Event::StepSummary { .. } => {}
         Event::JobStarted { job, at } => {
             let from = status_of(tx, run_id, Some(job))?;
             log_transition(tx, run_id, Some(job), from, Status::Running, *at, None)?;

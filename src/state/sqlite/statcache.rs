@@ -95,16 +95,21 @@ pub(super) fn store_stats(conn: &mut Connection, rows: &[(&Path, StatRecord)]) -
 /// A row (path first), or None when its hash is not a 32-byte blob (a row
 /// this trun cannot trust is as good as no row).
 fn record_of(r: &Row<'_>) -> rusqlite::Result<Option<StatRecord>> {
+    // Raw column refs rather than `get::<T>`: a no-op reads one row per source file.
+    let int = |i: usize| {
+        r.get_ref(i)
+            .and_then(|v| v.as_i64().map_err(rusqlite::Error::from))
+    };
     let Ok(hash) = <Hash>::try_from(r.get_ref(5)?.as_blob()?) else {
         return Ok(None);
     };
     Ok(Some(StatRecord {
-        size: r.get::<_, i64>(1)? as u64,
-        mtime_ns: r.get(2)?,
-        ino: r.get::<_, i64>(3)? as u64,
-        ctime_ns: r.get(4)?,
+        size: int(1)? as u64,
+        mtime_ns: int(2)?,
+        ino: int(3)? as u64,
+        ctime_ns: int(4)?,
         hash,
-        written_ns: r.get(6)?,
+        written_ns: int(6)?,
     }))
 }
 
