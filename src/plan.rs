@@ -41,6 +41,9 @@ pub struct Plan {
     /// `--secret` / `--secret-file`: the `secrets` context (never serialized).
     #[serde(skip)]
     pub secrets: std::sync::Arc<crate::secrets::Secrets>,
+    /// The workflow's and its jobs' `webhooks:` (delivered by `trun serve` only).
+    #[serde(skip)]
+    pub webhooks: Vec<crate::server::webhooks::Hook>,
     /// The workflow's `concurrency` (its group unrendered).
     pub concurrency: Option<ConcurrencyPlan>,
 }
@@ -502,6 +505,7 @@ pub fn build_with(
         github: Some(contexts),
         notes,
         secrets: Default::default(),
+        webhooks: crate::server::webhooks::hooks(wf),
         concurrency: w
             .concurrency
             .as_ref()

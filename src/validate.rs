@@ -28,6 +28,7 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         errs.push(wf.error(w.jobs.loc, "the workflow has no jobs"));
     }
     check_inputs(wf, &mut errs);
+    crate::server::webhooks::check(wf, &mut errs);
     let top = Scope {
         inputs: w.inputs.keys().map(str::to_string).collect(),
         env: w.env.keys().map(str::to_string).collect(),

@@ -39,6 +39,31 @@ pub struct Workflow {
     pub run_name: Option<Sp<String>>,
     /// GitHub Actions: the `GITHUB_TOKEN` permissions. Accepted, not enforced (there is no token).
     pub permissions: Option<Sp<serde_json::Value>>,
+    /// HTTP endpoints `trun serve` tells about this workflow's runs and jobs.
+    #[serde(default)]
+    pub webhooks: Vec<Sp<Webhook>>,
+}
+
+/// A webhook: `trun serve` POSTs a signed JSON body to `url` on each of
+/// `events` (`run.started`, `run.succeeded`, `job.*` …). `trun run` does not
+/// deliver webhooks.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Webhook {
+    /// `http://host:port/path`.
+    pub url: Sp<String>,
+    /// Which events to send (default: every event of the webhook's level):
+    /// `run.started`, `run.succeeded`, `run.failed`, `run.cancelled`,
+    /// `job.started`, `job.succeeded`, `job.failed`, `job.cancelled`,
+    /// `job.skipped`, or `run.*`, `job.*`, `*`.
+    #[serde(default)]
+    pub events: Vec<Sp<String>>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: Entries<Sp<Scalar>>,
+    /// Key of the `X-Trun-Signature-256` HMAC: a literal, or
+    /// `${{ secrets.NAME }}` / `${{ env.NAME }}` (the server's environment variable NAME).
+    pub secret: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -131,6 +156,9 @@ pub struct Job {
     pub with: Entries<Sp<serde_json::Value>>,
     /// The secrets passed to the reusable workflow: a mapping, or `inherit`.
     pub secrets: Option<Sp<JobSecrets>>,
+    /// HTTP endpoints `trun serve` tells about this job (`job.*` events).
+    #[serde(default)]
+    pub webhooks: Vec<Sp<Webhook>>,
 }
 
 fn no_steps() -> Sp<Vec<Sp<Step>>> {
@@ -1098,6 +1126,86 @@ impl WorkflowFile {
     /// An error pointing at `loc` in this file.
     pub fn error(&self, loc: Loc, message: impl Into<String>) -> Diagnostic {
         Diagnostic::at(&self.path, &self.text, loc, message)
+    }
+}
+
+/// A job as `trun list --json` and `GET /api/v1/workflows` show it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: Option<String>,
+    pub needs: Vec<String>,
+    /// How many steps it has.
+    pub steps: usize,
+    /// The reusable workflow it calls (`uses: ./.github/workflows/x.yml`).
+    pub uses: Option<String>,
+    /// The plan jobs that call runs, `caller/called` (filled by `trun list`).
+    pub calls: Vec<String>,
+}
+
+/// An input as `GET /api/v1/workflows` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct InputSummary {
+    pub name: String,
+    /// `string`, `number`, `boolean` or `choice`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: Option<String>,
+    pub required: bool,
+    pub default: Option<String>,
+    /// The allowed values of a `choice` input.
+    pub options: Vec<String>,
+}
+
+impl WorkflowFile {
+    /// Its jobs, in file order.
+    pub fn job_summaries(&self) -> Vec<JobSummary> {
+        self.workflow
+            .jobs
+            .value
+            .iter()
+            .map(|(id, j)| JobSummary {
+                id: id.value.clone(),
+                name: j.value.name.as_ref().map(|n| n.value.clone()),
+                needs: j
+                    .value
+                    .needs
+                    .as_ref()
+                    .map(|n| n.value.iter().map(|s| s.value.clone()).collect())
+                    .unwrap_or_default(),
+                steps: j.value.steps.value.len(),
+                uses: j.value.uses.as_ref().map(|u| u.value.clone()),
+                calls: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Its inputs, in file order.
+    pub fn input_summaries(&self) -> Vec<InputSummary> {
+        self.workflow
+            .inputs
+            .iter()
+            .map(|(name, i)| InputSummary {
+                name: name.value.clone(),
+                kind: match i.value.kind.value {
+                    InputType::String => "string",
+                    InputType::Number => "number",
+                    InputType::Boolean => "boolean",
+                    InputType::Choice => "choice",
+                    InputType::Environment => "environment",
+                }
+                .to_string(),
+                description: i.value.description.clone(),
+                required: i.value.required,
+                default: i.value.default.as_ref().map(|d| d.value.0.clone()),
+                options: i
+                    .value
+                    .options
+                    .as_ref()
+                    .map(|o| o.value.iter().map(|v| v.value.0.clone()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 }
 

@@ -14,19 +14,10 @@ pub(super) fn cmd_list(a: ListArgs) -> CmdResult {
             .unwrap_or_default()
     };
     if a.json {
-        let list: Vec<serde_json::Value> = jobs
-            .iter()
-            .map(|(id, j)| {
-                serde_json::json!({
-                    "id": id.value,
-                    "name": j.value.name.as_ref().map(|n| n.value.clone()),
-                    "needs": j.value.needs.as_ref().map(|n| n.value.iter().map(|s| s.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),
-                    "steps": j.value.steps.value.len(),
-                    "uses": j.value.uses.as_ref().map(|u| u.value.clone()),
-                    "calls": called_ids(&id.value),
-                })
-            })
-            .collect();
+        let mut list = wf.job_summaries();
+        for j in &mut list {
+            j.calls = called_ids(&j.id);
+        }
         outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()

@@ -16,6 +16,7 @@ macro_rules! outln {
 }
 
 mod cache;
+mod client;
 mod gc;
 pub mod grade;
 mod graph;
@@ -67,6 +68,19 @@ pub struct FileArgs {
     pub skip_actions: Vec<String>,
     #[command(flatten)]
     pub github: GithubArgs,
+    /// Use `trun serve` at URL instead of this machine: run, history, show, logs,
+    /// cancel, pause and resume go through its API, with the same output.
+    #[arg(long, global = true, value_name = "URL", env = "TRUN_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token: the one `trun serve` requires, and the one `--server` sends.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "TRUN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// Options for GitHub Actions workflow files (`.github/workflows/*.yml`).
@@ -241,6 +255,12 @@ pub enum Command {
     Rubric(grade::RubricCommand),
     /// Serve runs over HTTP: create, watch (SSE), logs, cancel, metrics.
     Serve(serve::ServeArgs),
+    /// Cancel a run on a server (`--server URL`).
+    Cancel(client::RunRef),
+    /// Pause a run on a server: running steps finish, nothing new starts.
+    Pause(client::RunRef),
+    /// Resume a paused run on a server.
+    Resume(client::RunRef),
     /// Remove containers and networks left behind by killed runs.
     Gc(GcArgs),
     /// Inspect or prune the content-addressed output cache (.trun/cas).
@@ -404,11 +424,20 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
+    let token = cli.run.file.token.clone();
     let result = match cli.command {
         // `trun -W`: list the repository's GitHub Actions workflows, as `act -l` does.
         None if cli.run.file.github.workflows.as_deref() == Some("") => {
             workflows::cmd_workflows(&cli.run.file, cli.run.json)
         }
+        None if cli.run.file.server.is_some() => client::run(&cli.run),
+        Some(Command::Run(a)) if a.file.server.is_some() => client::run(&a),
+        Some(Command::History(a)) if a.file.server.is_some() => client::history(&a),
+        Some(Command::Show(a)) if a.file.server.is_some() => client::show(&a),
+        Some(Command::Logs(a)) if a.file.server.is_some() => client::logs(&a),
+        Some(Command::Cancel(a)) => client::act(&a, "cancel"),
+        Some(Command::Pause(a)) => client::act(&a, "pause"),
+        Some(Command::Resume(a)) => client::act(&a, "resume"),
         None => run::cmd_run(cli.run),
         Some(Command::Run(a)) => run::cmd_run(a),
         Some(Command::Plan(a)) => plan::cmd_plan(a),
@@ -424,7 +453,10 @@ pub fn main() -> i32 {
             Ok(grade::grade(&a))
         }
         Some(Command::Rubric(c)) => Ok(grade::rubric(&c)),
-        Some(Command::Serve(a)) => serve::cmd_serve(a),
+        Some(Command::Serve(_)) if cli.run.file.server.is_some() => Err(vec![Diagnostic::plain(
+            "`--server` (or TRUN_SERVER) names a server to talk to, and `trun serve` is one: leave it out",
+        )]),
+        Some(Command::Serve(a)) => serve::cmd_serve(a, token),
         Some(Command::Gc(a)) => gc::cmd_gc(a),
         Some(Command::Cache(c)) => cache::cmd_cache(c),
         Some(Command::Schema) => {
@@ -481,6 +513,8 @@ fn hoist_subcommand(args: &mut Vec<std::ffi::OsString>) {
         "--event-path",
         "--var",
         "--var-file",
+        "--server",
+        "--token",
     ];
     let names: Vec<String> = Cli::command()
         .get_subcommands()

@@ -87,6 +87,29 @@ pub(super) fn run_plan(
     )
     .map_err(plain)?;
     session.set_remote_cache(remote);
+    let config = RunConfig {
+        workflow_path: wf.path.display().to_string(),
+        jobs: a.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        fail_fast: a.fail_fast,
+        hooks: StepHooksChoice::UpToDate {
+            force: a.force.clone(),
+        },
+        reporters: vec![terminal_reporter(&report_options(a))],
+        docker,
+        grades: None,
+        gate: None,
+        queued_run: None,
+    };
+    session.run(plan, runtime, config).map_err(plain)
+}
+
+/// How `a` asks for its run to be shown: also how `trun --server URL run` shows
+/// the server's run.
+pub(super) fn report_options(a: &RunArgs) -> ReportOptions {
     let opts = ReportOptions::resolve(
         if a.json {
             ProgressMode::Json
@@ -101,28 +124,10 @@ pub(super) fn run_plan(
         a.quiet,
         a.verbose,
     );
-    let opts = ReportOptions {
+    ReportOptions {
         color: opts.color && !a.file.no_color,
         ..opts
-    };
-    let config = RunConfig {
-        workflow_path: wf.path.display().to_string(),
-        jobs: a.parallel.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        }),
-        fail_fast: a.fail_fast,
-        hooks: StepHooksChoice::UpToDate {
-            force: a.force.clone(),
-        },
-        reporters: vec![terminal_reporter(&opts)],
-        docker,
-        grades: None,
-        gate: None,
-        queued_run: None,
-    };
-    session.run(plan, runtime, config).map_err(plain)
+    }
 }
 
 fn plain(e: SessionError) -> Vec<Diagnostic> {

@@ -26,9 +26,36 @@ pub struct ServeArgs {
     /// (queued runs stay queued for the next server): `30s`, `2m`.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse)]
     pub grace: std::time::Duration,
+    /// POST every run's run.* events (started, succeeded, failed, cancelled) to URL
+    /// (plain http://); repeat for several. Workflows add their own with `webhooks:`.
+    #[arg(long = "webhook", value_name = "URL", value_parser = parse_webhook_url)]
+    pub webhooks: Vec<String>,
+    /// Sign the `--webhook` deliveries: `X-Trun-Signature-256: sha256=HMAC-SHA256(SECRET, body)`.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TRUN_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Attempts per webhook delivery before it is recorded `failed`.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_attempts: u32,
+    /// Wait before retrying a failed delivery; it doubles with each failure (max 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::duration::parse)]
+    pub webhook_backoff: std::time::Duration,
+    /// The longest one delivery attempt may take, the receiver's answer included.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse)]
+    pub webhook_timeout: std::time::Duration,
 }
 
-pub(super) fn cmd_serve(a: ServeArgs) -> CmdResult {
+fn parse_webhook_url(s: &str) -> Result<String, String> {
+    crate::server::webhooks::check_url(s).map(|()| s.to_string())
+}
+
+/// `token`: the global `--token` (TRUN_TOKEN): every request but /healthz must
+/// carry `Authorization: Bearer TOKEN`.
+pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>) -> CmdResult {
     let options = ServeOptions {
         bind: a.bind,
         root: a.root.unwrap_or_else(|| PathBuf::from(".")),
@@ -37,8 +64,15 @@ pub(super) fn cmd_serve(a: ServeArgs) -> CmdResult {
                 .map(|n| n.get())
                 .unwrap_or(2)
         }),
-        token: a.token,
+        token,
         grace: a.grace,
+        webhooks: a.webhooks,
+        webhook_secret: a.webhook_secret,
+        webhook_policy: crate::server::webhooks::DeliveryPolicy {
+            max_attempts: a.webhook_attempts,
+            backoff: a.webhook_backoff,
+            timeout: a.webhook_timeout.max(std::time::Duration::from_millis(1)),
+        },
         args: std::env::args().skip(1).collect(),
     };
     serve(options).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;

@@ -120,6 +120,7 @@ pub fn compile(
         github: None,
         notes: Vec::new(),
         secrets: Default::default(),
+        webhooks: Vec::new(),
         concurrency: None,
     }
 }

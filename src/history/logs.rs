@@ -18,13 +18,43 @@ pub fn logs(
     selector: Option<&str>,
 ) -> Result<Vec<(String, PathBuf)>, HistoryError> {
     let detail = store.run(run_id)?.ok_or(HistoryError::NoSuchRun(run_id))?;
-    let selected = select(&detail, selector)?;
+    Ok(log_selection(&detail, selector)?
+        .into_iter()
+        .map(|l| (l.label, workspace.join(l.log_path)))
+        .collect())
+}
+
+/// One step log a selector names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedLog {
+    /// `build.compile`.
+    pub label: String,
+    pub job_key: String,
+    /// The step's 0-based position in its job.
+    pub position: usize,
+    /// As recorded, relative to the workspace.
+    pub log_path: String,
+}
+
+/// The step logs `selector` names in a run's record (see [`logs`]): what
+/// `trun logs` reads from files here, and `trun --server URL logs` over the API.
+pub fn log_selection(
+    detail: &RunDetail,
+    selector: Option<&str>,
+) -> Result<Vec<SelectedLog>, HistoryError> {
+    let run_id = detail.run.id;
+    let selected = select(detail, selector)?;
     let mut found = Vec::new();
     for (job, steps) in &selected {
         for (position, step) in steps {
             if let Some(log) = &step.log_path {
                 let label = format!("{}.{}", job.key, step_name_for_selector(*position, step));
-                found.push((label, workspace.join(log)));
+                found.push(SelectedLog {
+                    label,
+                    job_key: job.key.clone(),
+                    position: *position,
+                    log_path: log.clone(),
+                });
             }
         }
     }

@@ -5,6 +5,7 @@
 //! prints it.
 
 use super::error::ApiError;
+use super::error::ErrorBody;
 use super::events::Next;
 use super::load::Source;
 use super::runs::{body_hash, Control, NewRun, Runs};
@@ -18,7 +19,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -51,15 +52,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/advance", post(advance_run))
         .route("/api/v1/runs/{id}/run", post(run_steps))
         .route("/api/v1/runs/{id}/retry", post(retry_run))
+        .route("/api/v1/workflows", get(list_workflows))
+        .route("/openapi.json", get(super::openapi::document))
         .route("/metrics", get(metrics))
         .merge(super::cache::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(healthz))
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -98,18 +98,84 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 
-#[derive(Deserialize)]
+/// The server is up (no token needed).
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses((status = 200, description = "The server is up", body = Health)))]
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// A run to create: exactly one of `workflow` and `yaml`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(super) struct CreateBody {
+    /// A workflow file, relative to the server's root.
     workflow: Option<String>,
+    /// The workflow's YAML text, run in the server's root.
     yaml: Option<String>,
+    /// Run only these jobs (and what they need); all when empty.
     #[serde(default)]
     jobs: Vec<String>,
+    /// The workflow's inputs by name.
     #[serde(default)]
+    #[schema(value_type = Object)]
     inputs: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn create_run(
+/// A run as created, or cancelled.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RunCreated {
+    pub id: String,
+    pub status: crate::event::Status,
+    pub url: String,
+}
+
+/// A page of runs, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RunList {
+    runs: Vec<super::runs::RunView>,
+    /// How many runs match, over every page.
+    total: usize,
+    page: usize,
+    per_page: usize,
+}
+
+/// A run: what the server knows of it, its store record once it has
+/// started (`trun show --json`), and its webhook deliveries.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RunResponse {
+    #[serde(flatten)]
+    view: super::runs::RunView,
+    run: Option<crate::state::RunDetail>,
+    webhooks: Vec<crate::state::WebhookDeliveryRecord>,
+    /// Every status change of the run and its jobs, with its time and reason.
+    transitions: Vec<crate::state::Transition>,
+}
+
+/// Creates a run (or finds the one its `Idempotency-Key` created).
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs",
+    request_body = CreateBody,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+        pattern = "^[!-~]([ -~]*[!-~])?$",
+        description = "Same key and body: the same run (200); same key, another body: 409")),
+    responses(
+        (status = 201, description = "Created", body = RunCreated),
+        (status = 200, description = "The run this Idempotency-Key created", body = RunCreated),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "The workflow is invalid (file:line:col)", body = ErrorBody),
+        (status = 503, description = "Shutting down", body = ErrorBody),
+    ))]
+pub(super) async fn create_run(
     State(s): St,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -180,37 +246,52 @@ async fn create_run(
     } else {
         StatusCode::OK
     };
-    let body = serde_json::json!({"id": view.id, "status": view.status, "url": view.url});
-    Ok((code, [(header::LOCATION, view.url.clone())], Json(body)).into_response())
+    let body = RunCreated {
+        id: view.id,
+        status: view.status,
+        url: view.url.clone(),
+    };
+    Ok((code, [(header::LOCATION, view.url)], Json(body)).into_response())
 }
 
-async fn list_runs(
+/// The runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
+    params(
+        ("status" = Option<crate::event::Status>, Query, description = "Only runs with this status"),
+        ("workflow" = Option<String>, Query, description = "Only runs of this workflow path"),
+        ("page" = Option<i64>, Query, minimum = 1, description = "Page, from 1"),
+        ("per_page" = Option<i64>, Query, minimum = 1, description = "Runs per page (more than 100 gives 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of runs", body = RunList),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+    ))]
+pub(super) async fn list_runs(
     State(s): St,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunList>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let number = |name: &'static str, default: usize| -> Result<usize, ApiError> {
         match q.get(name) {
             None => Ok(default),
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                ApiError::bad_request(format!("`{name}` must be a whole number from 1")).field(name)
-            }),
+            // i64 as /openapi.json says: a larger number is refused, not clamped.
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`{name}` must be a whole number from 1"))
+                        .field(name)
+                }),
         }
     };
     let page = number("page", 1)?;
     let per_page = number("per_page", 20)?.min(MAX_PER_PAGE);
     let status = q.get("status").map(String::as_str);
     if let Some(st) = status {
-        const KNOWN: [&str; 8] = [
-            "queued",
-            "running",
-            "paused",
-            "waiting",
-            "success",
-            "failure",
-            "cancelled",
-            "interrupted",
-        ];
+        const KNOWN: [&str; 9] = super::openapi::RUN_STATUSES;
         if !KNOWN.contains(&st) {
             return Err(ApiError::bad_request(format!(
                 "unknown status `{st}`; it is one of {}",
@@ -221,18 +302,26 @@ async fn list_runs(
     }
     let workflow = q.get("workflow").map(String::as_str);
     let (runs, total) = s.runs.list(status, workflow, page, per_page);
-    Ok(Json(serde_json::json!({
-        "runs": runs,
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-    })))
+    Ok(Json(RunList {
+        runs,
+        total,
+        page,
+        per_page,
+    }))
 }
 
-async fn get_run(
+/// One run: its status, timestamps, jobs, steps, attempts and webhook deliveries.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = RunResponse),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+    ))]
+pub(super) async fn get_run(
     State(s): St,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunResponse>, ApiError> {
     let entry = s.runs.get(&id)?;
     let view = entry.view();
     let (detail, transitions) = match view.store_run_id {
@@ -247,14 +336,33 @@ async fn get_run(
         }
         None => (None, Vec::new()),
     };
-    let mut body = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?;
-    body["run"] = serde_json::to_value(&detail).map_err(|e| ApiError::internal(e.to_string()))?;
-    body["transitions"] =
-        serde_json::to_value(&transitions).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(body))
+    let store = s.runs.store.clone();
+    let webhooks = tokio::task::spawn_blocking(move || store.webhook_deliveries(&id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(RunResponse {
+        view,
+        run: detail,
+        webhooks,
+        transitions,
+    }))
 }
 
-async fn run_events(
+/// The run's engine events as Server-Sent Events, from the start or after
+/// `Last-Event-ID`; the stream ends when the run ends.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "`event:` is the event's kind, `data:` its JSON", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad Last-Event-ID", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run, or its events are no longer kept", body = ErrorBody),
+    ))]
+pub(super) async fn run_events(
     State(s): St,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -310,7 +418,19 @@ async fn run_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn step_log(
+/// A step's log, as text (cut at 64 MiB).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs/{job}/{step}", tag = "runs",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("job" = String, Path, description = "The job's key"),
+        ("step" = String, Path, description = "The step's id or number"),
+    ),
+    responses(
+        (status = 200, description = "The log", content_type = "text/plain", body = String),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run, step or log", body = ErrorBody),
+    ))]
+pub(super) async fn step_log(
     State(s): St,
     Path((id, job, step)): Path<(String, String, String)>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -358,12 +478,25 @@ async fn step_log(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// Cancels a run: a queued one at once, a running one once its processes are gone.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Cancelling", body = RunCreated),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has already finished", body = ErrorBody),
+    ))]
+pub(super) async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let entry = s.runs.cancel(&id)?;
     let view = entry.view();
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
+        Json(RunCreated {
+            id: view.id,
+            status: view.status,
+            url: view.url,
+        }),
     )
         .into_response())
 }
@@ -382,7 +515,16 @@ async fn control(s: &AppState, id: String, control: Control) -> Result<Response,
         .into_response())
 }
 
-async fn retry_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Queued again as a new attempt", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn retry_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let runs = s.runs.clone();
     let entry = tokio::task::spawn_blocking(move || runs.retry(&id))
         .await
@@ -395,25 +537,67 @@ async fn retry_run(State(s): St, Path(id): Path<String>) -> Result<Response, Api
         .into_response())
 }
 
-async fn pause_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/runs/{id}/pause", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Paused: running steps finish, nothing new starts", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn pause_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     control(&s, id, Control::Pause).await
 }
 
-async fn resume_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/runs/{id}/resume", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Running again", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn resume_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     control(&s, id, Control::Resume).await
 }
 
-async fn advance_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/runs/{id}/advance", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "The next ready step runs, then the run pauses", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn advance_run(
+    State(s): St,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     control(&s, id, Control::Steps(1)).await
 }
 
-#[derive(Deserialize)]
+/// `{"max_steps": N}`: run up to N more steps, then pause.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RunStepsBody {
+pub(super) struct RunStepsBody {
+    #[schema(minimum = 1)]
     max_steps: u64,
 }
 
-async fn run_steps(
+#[utoipa::path(post, path = "/api/v1/runs/{id}/run", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body = RunStepsBody,
+    responses(
+        (status = 202, description = "Running up to max_steps more steps", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn run_steps(
     State(s): St,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -432,7 +616,29 @@ async fn run_steps(
     control(&s, id, Control::Steps(parsed.max_steps)).await
 }
 
-async fn metrics(State(s): St) -> Response {
+/// The workflow files under the server's root, with their jobs and inputs.
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows",
+    responses(
+        (status = 200, description = "The workflows", body = super::workflows::WorkflowList),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+    ))]
+pub(super) async fn list_workflows(
+    State(s): St,
+) -> Result<Json<super::workflows::WorkflowList>, ApiError> {
+    let root = s.runs.root.clone();
+    let list = tokio::task::spawn_blocking(move || super::workflows::list(&root))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(list))
+}
+
+/// Prometheus metrics, in its text format.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+    ))]
+pub(super) async fn metrics(State(s): St) -> Response {
     (
         [(
             header::CONTENT_TYPE,

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub step_duration: Histogram,
     pub transitions: IntCounterVec,
     pub jobs_blocked: IntCounter,
+    /// Webhook delivery attempts by result: `delivered`, `retried`, `failed`.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -67,6 +69,14 @@ impl Metrics {
         registry.register(Box::new(running_steps.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(step_duration.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "trun_webhook_deliveries_total",
+                "Webhook delivery attempts, by result (delivered, retried, failed)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
         Ok(Metrics {
             registry,
             runs_created,
@@ -77,6 +87,7 @@ impl Metrics {
             step_duration,
             transitions,
             jobs_blocked,
+            webhook_deliveries,
         })
     }
 

@@ -13,6 +13,11 @@
 //! cannot (the queue's order, the live event log for SSE, the running run's
 //! gate and cancel switch).
 //!
+//! Around the runs: [`webhooks`] tells HTTP endpoints when runs and jobs
+//! start and end (a signed, durable outbox in the store); `workflows` lists
+//! the workflow files under the root; `openapi` describes the API at
+//! `/openapi.json`.
+//!
 //! Trust: it binds 127.0.0.1 unless told otherwise, and refuses to bind any
 //! other address without a bearer token, because a client can run any command
 //! the workflows under `--root` (or its inline YAML) say.
@@ -24,7 +29,10 @@ mod events;
 mod follow;
 mod load;
 mod metrics;
+mod openapi;
 mod runs;
+pub mod webhooks;
+mod workflows;
 
 pub use error::ApiError;
 
@@ -44,6 +52,11 @@ pub struct ServeOptions {
     /// Jobs at once within a run.
     pub parallel: usize,
     pub token: Option<String>,
+    /// `--webhook`: URLs told every run's `run.*` events.
+    pub webhooks: Vec<String>,
+    /// `--webhook-secret`: the key signing the `--webhook` deliveries.
+    pub webhook_secret: Option<String>,
+    pub webhook_policy: webhooks::DeliveryPolicy,
     /// The command line, recorded with each run.
     pub args: Vec<String>,
     /// After SIGTERM, how long the running run's steps may take to finish
@@ -108,8 +121,28 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         session.store(),
         root.clone(),
         opts.parallel.max(1),
-        metrics,
+        metrics.clone(),
         opts.grace,
+    ));
+    let server_hooks = opts
+        .webhooks
+        .iter()
+        .map(|url| webhooks::Hook {
+            job: None,
+            url: url.clone(),
+            events: vec!["run.*".to_string()],
+            headers: Vec::new(),
+            secret: opts
+                .webhook_secret
+                .clone()
+                .map(webhooks::SecretSource::Literal),
+        })
+        .collect();
+    let outbox = Arc::new(webhooks::Webhooks::new(
+        session.store(),
+        server_hooks,
+        opts.webhook_policy,
+        metrics,
     ));
     // Runs a stopped server left queued run now, in their order.
     let resumed = runs
@@ -118,6 +151,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     if resumed > 0 {
         eprintln!("trun: {resumed} queued run(s) from before the restart will run");
     }
+    let _ = runs.webhooks.set(outbox.clone());
     let worker = {
         let runs = runs.clone();
         std::thread::Builder::new()
@@ -134,6 +168,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         token: opts.token.clone(),
     });
     let serving = runs.clone();
+    // Deliveries go on until every run is recorded (a cancelled run's
+    // `run.cancelled` included); what is left then waits in the outbox.
+    let (hooks_stop, hooks_stop_rx) = tokio::sync::watch::channel(false);
     let served = runtime.block_on(async move {
         let runs = serving;
         let listener = tokio::net::TcpListener::bind(opts.bind)
@@ -145,6 +182,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let addr = listener.local_addr().unwrap_or(opts.bind);
         eprintln!("trun: serving {} on http://{addr}", root.display());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        outbox.set_base_url(format!("http://{addr}"));
+        tokio::spawn(outbox.deliver(hooks_stop_rx));
         {
             let runs = runs.clone();
             tokio::spawn(async move {
@@ -182,6 +221,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     worker
         .join()
         .map_err(|_| ServeError::Start("the run worker panicked".into()))?;
+    let _ = hooks_stop.send(true);
     runtime.shutdown_timeout(Duration::from_secs(1));
     served?;
     eprintln!("trun: stopped");

@@ -39,7 +39,7 @@ const MAX_KEPT_RUNS: usize = 1000;
 const MAX_KEPT_EVENT_LOGS: usize = 50;
 
 /// What a client sees of a run besides its store record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
     pub status: Status,
@@ -158,6 +158,8 @@ pub struct Runs {
     pub root: PathBuf,
     /// Jobs at once within a run (`-j`).
     parallel: usize,
+    /// Where runs' webhook deliveries go (set once when the server starts).
+    pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
     /// How long the running run's steps may take to finish after SIGTERM.
     grace: Duration,
 }
@@ -191,6 +193,7 @@ impl Runs {
             root,
             parallel,
             grace,
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 
@@ -806,7 +809,11 @@ impl Runs {
         } else {
             None
         };
-        let config = RunConfig {
+        let webhooks = self
+            .webhooks
+            .get()
+            .map(|w| w.reporter(entry.clone(), &plan.webhooks));
+        let mut config = RunConfig {
             workflow_path: entry.workflow.clone(),
             jobs: self.parallel,
             fail_fast: false,
@@ -823,6 +830,9 @@ impl Runs {
             gate: Some(entry.gate.clone()),
             queued_run: Some(entry.next.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         };
+        if let Some(w) = webhooks {
+            config.reporters.push(Box::new(w));
+        }
         let outcome = session
             .run_cancellable(plan, runtime, config, cancel)
             .map_err(|e| e.to_string())?;

@@ -27,6 +27,7 @@ mod recorder;
 mod records;
 mod sqlite;
 pub mod transition;
+mod webhooks;
 
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
@@ -36,6 +37,9 @@ pub use records::{
 };
 pub use sqlite::SqliteStore;
 pub use transition::{Illegal, Transition};
+pub use webhooks::{
+    NewWebhookDelivery, WebhookAttempt, WebhookDelivery, WebhookDeliveryRecord, WebhookNext,
+};
 
 use crate::event::{Event, JobInfo, Status};
 use std::path::{Path, PathBuf};
@@ -279,6 +283,33 @@ pub trait Store: Send + Sync {
 
     /// Stores a result as the latest for `repo` under `rubric`.
     fn set_grade_result(&self, repo: &str, rubric: &str, record: &GradeRecord) -> Result<()>;
+
+    // ---- webhook outbox (`trun serve`) ----------------------------------------
+
+    /// Puts deliveries in the outbox, in one transaction.
+    fn enqueue_webhooks(&self, deliveries: &[NewWebhookDelivery]) -> Result<()>;
+
+    /// Claims up to `limit` deliveries due at `now` (ms) until `lease_until`:
+    /// no other claim gets them before then, and after it (the claimer died)
+    /// anyone may claim them again.
+    fn claim_webhooks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>>;
+
+    /// Records an attempt of a claimed delivery and what comes next.
+    fn record_webhook_attempt(
+        &self,
+        id: i64,
+        attempt: &WebhookAttempt,
+        next: WebhookNext,
+    ) -> Result<()>;
+
+    /// The deliveries of one run (by the server's run id), oldest first, each
+    /// with its attempts.
+    fn webhook_deliveries(&self, run_ref: &str) -> Result<Vec<WebhookDeliveryRecord>>;
 }
 
 /// The up-to-date engine's machine-local stat cache: for each file hashed, the

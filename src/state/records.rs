@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
 /// One line of `trun history`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub id: i64,
     pub workflow: String,
@@ -24,14 +24,14 @@ pub struct RunSummary {
 }
 
 /// Everything recorded about one run, jobs in plan order, steps in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunSummary,
     pub jobs: Vec<JobDetail>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobDetail {
     pub key: String,
     pub job_id: String,
@@ -47,7 +47,7 @@ pub struct JobDetail {
     pub steps: Vec<StepDetail>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepDetail {
     pub index: usize,
     pub id: String,
@@ -69,7 +69,7 @@ pub struct StepDetail {
     pub attempts: Vec<AttemptDetail>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptDetail {
     pub attempt: u32,
     pub status: Status,

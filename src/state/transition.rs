@@ -63,7 +63,7 @@ pub fn check(from: Status, to: Status) -> Result<(), Illegal> {
 }
 
 /// One recorded change of a run's status (`job` is `None`) or of one of its jobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,

@@ -53,6 +53,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "TRUN_REMOTE_CACHE_KEY",
     "TRUN_REMOTE_CACHE_TOKEN",
     "TRUN_REMOTE_CACHE_ENV",
+    "TRUN_SERVER",
+    "TRUN_WEBHOOK_SECRET",
 ];
 
 /// Strips the common leading indentation of every non-blank line, one leading newline

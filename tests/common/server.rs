@@ -127,3 +127,38 @@ impl Server {
         running.wait(Duration::from_secs(30))
     }
 }
+
+impl Server {
+    /// Like [`Server::start`], with `env` set in the server's environment
+    /// (`${{ secrets.NAME }}` of a webhook reads it there).
+    pub fn start_env(t: &Test, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0", "-j", "2"];
+        args.extend_from_slice(extra);
+        let mut invocation = t.args(&args);
+        for (k, v) in env {
+            invocation = invocation.env(k, v);
+        }
+        let running = invocation.spawn();
+        let mut base = String::new();
+        wait_for(
+            "the server to listen",
+            Duration::from_secs(30),
+            || match running.stderr_so_far().split_once(" on http://") {
+                Some((_, rest)) => {
+                    base = format!("http://{}", rest.lines().next().unwrap_or("").trim());
+                    true
+                }
+                None => false,
+            },
+        );
+        Server {
+            running: Some(running),
+            base,
+            token: None,
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+}

@@ -150,7 +150,38 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, name)
     );
     "#,
-    // 6: run control (`trun serve`): every status change of a run or a job
+    // 6 (webhooks): the webhook outbox of `trun serve`, each delivery with
+    // its attempts and the receiver's answers.
+    r#"
+    CREATE TABLE webhook_deliveries (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery     TEXT    NOT NULL UNIQUE,   -- the X-Trun-Delivery id
+        run_ref      TEXT    NOT NULL,          -- the server's run id
+        event        TEXT    NOT NULL,
+        url          TEXT    NOT NULL,
+        headers      TEXT    NOT NULL,          -- JSON array of [name, value], signature included
+        body         TEXT    NOT NULL,
+        status       TEXT    NOT NULL,          -- pending, delivering, delivered, failed
+        attempts     INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        next_at      INTEGER NOT NULL,          -- ms: when due (pending) or when the claim lapses (delivering)
+        created_at   INTEGER NOT NULL,
+        finished_at  INTEGER
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_at);
+    CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries(run_ref);
+    CREATE TABLE webhook_attempts (
+        delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+        attempt     INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        status_code INTEGER,
+        error       TEXT,
+        response    TEXT,                      -- the start of the answer, bounded
+        PRIMARY KEY (delivery_id, attempt)
+    );
+    "#,
+    // 7: run control (`trun serve`): every status change of a run or a job
     // with its time and reason, and the runs created over the API (their
     // request, so a restarted server can plan a queued run again, and their
     // idempotency key, unique so that one key makes one run across processes),

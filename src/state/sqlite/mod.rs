@@ -14,6 +14,7 @@ mod queries;
 mod runs;
 mod statcache;
 mod uptodate;
+mod webhooks;
 
 #[cfg(test)]
 pub(crate) use migrations::latest_version;
@@ -165,6 +166,32 @@ impl From<rusqlite::Error> for StateError {
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn enqueue_webhooks(&self, deliveries: &[super::NewWebhookDelivery]) -> Result<()> {
+        webhooks::enqueue(&mut self.conn(), deliveries)
+    }
+
+    fn claim_webhooks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<super::WebhookDelivery>> {
+        webhooks::claim(&mut self.conn(), now, lease_until, limit)
+    }
+
+    fn record_webhook_attempt(
+        &self,
+        id: i64,
+        attempt: &super::WebhookAttempt,
+        next: super::WebhookNext,
+    ) -> Result<()> {
+        webhooks::record_attempt(&mut self.conn(), id, attempt, next)
+    }
+
+    fn webhook_deliveries(&self, run_ref: &str) -> Result<Vec<super::WebhookDeliveryRecord>> {
+        webhooks::deliveries(&self.conn(), run_ref)
     }
 
     fn begin_run(
