@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Test;
+use common::{copy_dir, Test};
 use std::process::Command;
 
 fn git(dir: &std::path::Path, args: &[&str]) {
@@ -938,34 +938,70 @@ fn example_python_ci_with_setup_python_cache_and_artifacts_between_jobs() {
 }
 
 #[test]
-fn this_projects_ci_workflow_gets_past_planning() {
-    // The project's own workflow, without the `on:`/`runs-on:` keys this parser does
-    // not take yet: checkout and rust-toolchain are built in, so it plans.
+fn this_projects_ci_workflow_runs_its_format_job() {
+    // The project's own .github/workflows/ci.yml, as it is: checkout and
+    // rust-toolchain are built in, `runs-on` is this host. The `fmt` job is the
+    // short one (clippy and the test suite would run this suite again); it runs
+    // in a copy of the sources, so its `.trun/` stays out of the checkout.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let t = Test::new();
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/workflows/ci.yml"),
-    )
-    .unwrap();
-    let mut out = String::new();
-    let mut in_on = false;
-    for line in text.lines() {
-        if line.starts_with("on:") {
-            in_on = true;
-            continue;
-        }
-        if in_on && line.starts_with(' ') {
-            continue;
-        }
-        in_on = false;
-        if !line.trim_start().starts_with("runs-on:") {
-            out.push_str(line);
-            out.push('\n');
-        }
+    for dir in [".github", "src", "tests", "benches"] {
+        copy_dir(&repo.join(dir), &t.join(dir));
     }
-    t.write("trun.yaml", &out);
-    t.run(&["validate"]).success();
-    t.run(&["plan"])
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(repo.join(file), t.join(file)).unwrap();
+    }
+    t.run(&["-f", ".github/workflows/ci.yml", "validate"])
+        .success();
+    t.run(&["-f", ".github/workflows/ci.yml", "plan"])
         .success()
+        .stdout_has("runs-on ubuntu-latest: on this host")
         .stdout_has("actions/checkout@v4")
         .stdout_has("dtolnay/rust-toolchain@stable");
+    let out = t.run(&[
+        "-f",
+        ".github/workflows/ci.yml",
+        "-j",
+        "2",
+        "--progress",
+        "plain",
+        "fmt",
+    ]);
+    out.success().stdout_lacks("clippy").stdout_lacks(".ci/run");
+    let all = out.all();
+    assert!(
+        all.contains("using host"),
+        "rust-toolchain says which toolchain it used:\n{all}"
+    );
+    let show = t.show_json("last");
+    let steps: Vec<(String, String)> = show["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j["steps"].as_array().unwrap().iter())
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps.len(),
+        3,
+        "checkout, rust-toolchain, Format: {steps:?}"
+    );
+    assert!(steps.iter().all(|(_, st)| st == "success"), "{steps:?}");
+    // A badly formatted file fails the same job, as it would on GitHub.
+    t.write("src/zz_unformatted.rs", "fn  main ( ) { }\n");
+    let lib = std::fs::read_to_string(t.join("src/lib.rs")).unwrap();
+    t.write("src/lib.rs", &format!("{lib}\nmod zz_unformatted;\n"));
+    t.run(&[
+        "-f",
+        ".github/workflows/ci.yml",
+        "--progress",
+        "plain",
+        "fmt",
+    ])
+    .status(1);
 }
