@@ -412,15 +412,15 @@ fn cancel_kills_a_running_runs_processes_and_a_queued_run_never_starts() {
 }
 
 #[test]
-fn sigterm_cancels_the_running_run_records_it_and_exits_0() {
+fn sigterm_stops_the_running_run_after_the_grace_records_it_interrupted_and_exits_0() {
     let t = Test::new();
-    let mut s = Server::start(&t, &[]);
+    let mut s = Server::start(&t, &["--grace", "1s"]);
     let (_, marker, _reaper) = start_long_run(&t, &s);
     let out = s.stop();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(processes_running(&["sleep", &marker]).is_empty());
     let show = t.show_json("");
-    assert_eq!(show["status"], "cancelled");
+    assert_eq!(show["status"], "interrupted");
 }
 
 #[test]

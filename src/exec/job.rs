@@ -225,6 +225,9 @@ impl JobRunner {
                     Ok(true) if step.skip.is_some() => {
                         StepEnd::skipped(Status::Skipped, step.skip.as_deref().unwrap_or_default())
                     }
+                    Ok(true) if !self.pass_gate(&mut cancel).await => {
+                        StepEnd::skipped(Status::Cancelled, "cancelled")
+                    }
                     Ok(true) => {
                         let remaining =
                             deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -401,6 +404,15 @@ impl JobRunner {
             status,
             outputs: outputs_map,
             forgiven,
+        }
+    }
+
+    /// Waits at the run's gate (`trun serve`'s pause and step budgets); false
+    /// when the run was cancelled meanwhile.
+    async fn pass_gate(&self, cancel: &mut watch::Receiver<bool>) -> bool {
+        match &self.opts.gate {
+            Some(gate) => gate.pass(cancel).await,
+            None => true,
         }
     }
 
