@@ -489,15 +489,27 @@ pub async fn run(
                             .collect();
                         format!("needs not successful: {}", bad.join(", "))
                     };
+                    // A job calling a reusable workflow has no steps of its own:
+                    // as on GitHub, it failed when a job of the called workflow did.
+                    let called_failed = job.steps.is_empty()
+                        && job.call.is_some()
+                        && needs[i]
+                            .iter()
+                            .any(|&d| matches!(result_of(d), Status::Failure | Status::Cancelled));
+                    let status = if called_failed {
+                        Status::Failure
+                    } else {
+                        Status::Skipped
+                    };
                     settle(
                         i,
-                        Status::Skipped,
+                        status,
                         &mut state,
                         &mut unfinished_needs,
                         &dependents,
                         &mut ready,
                     );
-                    finish_unstarted(&events, &job.key, Status::Skipped, &why);
+                    finish_unstarted(&events, &job.key, status, &why);
                 }
                 Err(e) => {
                     failed = true;
