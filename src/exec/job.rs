@@ -516,6 +516,13 @@ impl JobRunner {
             ] {
                 step_ctx.github.insert(k.into(), Value::String(v));
             }
+            if let Some(frame) = &step.frame {
+                // A step of a local composite action: the action's directory.
+                step_ctx.github.insert(
+                    "action_path".into(),
+                    Value::String(frame.action_path.display().to_string()),
+                );
+            }
             step_ctx.runner.insert(
                 "temp".into(),
                 Value::String(self.opts.tmp_dir.display().to_string()),
