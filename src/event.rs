@@ -19,6 +19,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
+    /// A run waiting for its turn (`trun serve`'s queue).
+    Queued,
     Waiting,
     Running,
     Success,
@@ -34,6 +36,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
+            Status::Queued => "queued",
             Status::Waiting => "waiting",
             Status::Running => "running",
             Status::Success => "success",
@@ -48,6 +51,7 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         Some(match s {
             "pending" => Status::Pending,
+            "queued" => Status::Queued,
             "waiting" => Status::Waiting,
             "running" => Status::Running,
             "success" => Status::Success,
@@ -132,6 +136,13 @@ pub enum Event {
     },
     JobStarted {
         job: String,
+        at: Millis,
+    },
+    /// A ready job waits for a slot of its concurrency group (`reason` names
+    /// the group and who holds it); it starts (`JobStarted`) once it has one.
+    JobWaiting {
+        job: String,
+        reason: String,
         at: Millis,
     },
     StepStarted {
@@ -301,7 +312,7 @@ impl Event {
             Event::JobStarted { .. } | Event::RunFinished { .. } => {}
             Event::StepStarted { name, .. } => m(name),
             Event::StepOutput { line, .. } => m(line),
-            Event::StepRetrying { reason, .. } => m(reason),
+            Event::StepRetrying { reason, .. } | Event::JobWaiting { reason, .. } => m(reason),
             Event::StepFinished {
                 reason, outputs, ..
             } => {

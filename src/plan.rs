@@ -44,6 +44,26 @@ pub struct Plan {
     /// The workflow's and its jobs' `webhooks:` (delivered by `trun serve` only).
     #[serde(skip)]
     pub webhooks: Vec<crate::server::webhooks::Hook>,
+    /// The workflow's `concurrency` (its group unrendered).
+    pub concurrency: Option<ConcurrencyPlan>,
+}
+
+/// A `concurrency` setting, its group still an expression.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConcurrencyPlan {
+    pub group: String,
+    pub max: u32,
+    pub cancel_in_progress: bool,
+}
+
+impl ConcurrencyPlan {
+    fn of(c: &crate::workflow::Concurrency) -> ConcurrencyPlan {
+        ConcurrencyPlan {
+            group: c.group().to_string(),
+            max: c.max(),
+            cancel_in_progress: c.cancel_in_progress(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +86,8 @@ pub struct PlannedJob {
     pub continue_on_error: bool,
     pub fail_fast: bool,
     pub max_parallel: Option<u32>,
+    /// The job's `concurrency` (its group unrendered).
+    pub concurrency: Option<ConcurrencyPlan>,
     /// A matrix computed by the job's needs: the engine expands it into legs
     /// when the job is ready.
     pub dynamic_matrix: Option<DynamicMatrix>,
@@ -484,6 +506,10 @@ pub fn build_with(
         notes,
         secrets: Default::default(),
         webhooks: crate::server::webhooks::hooks(wf),
+        concurrency: w
+            .concurrency
+            .as_ref()
+            .map(|c| ConcurrencyPlan::of(&c.value)),
     })
 }
 
@@ -1098,6 +1124,10 @@ pub(crate) fn plan_job(
         max_parallel: strategy
             .and_then(|s| s.max_parallel.as_ref())
             .map(|m| m.value),
+        concurrency: job
+            .concurrency
+            .as_ref()
+            .map(|c| ConcurrencyPlan::of(&c.value)),
         dynamic_matrix: strategy
             .and_then(|s| s.matrix.as_ref())
             .filter(|m| m.value.is_dynamic())

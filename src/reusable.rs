@@ -668,6 +668,7 @@ pub(crate) fn expand(
         continue_on_error: false,
         fail_fast: true,
         max_parallel: None,
+        concurrency: None,
         dynamic_matrix: None,
         fed_by: Vec::new(),
         input: None,

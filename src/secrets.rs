@@ -27,6 +27,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+/// Secrets that are switches, not secrets: never masked.
+const SWITCHES: [&str; 2] = ["ACTIONS_STEP_DEBUG", "ACTIONS_RUNNER_DEBUG"];
+
+/// The most values one run masks: each `::add-mask::` rebuilds the matcher,
+/// so a step printing a million of them must not make trun quadratic.
+pub const MAX_MASKS: usize = 1000;
+
 /// What a masked value is replaced by.
 pub const MASK: &str = "***";
 
@@ -174,11 +181,15 @@ impl Secrets {
         hex::encode(h.finalize())
     }
 
-    /// A masker holding every secret value.
+    /// A masker holding every secret value, except the debug switches
+    /// GitHub reads from secrets (`ACTIONS_STEP_DEBUG=true` would otherwise
+    /// mask every `true` in the output).
     pub fn masker(&self) -> Masker {
         let m = Masker::default();
-        for v in self.values.values() {
-            m.add(v);
+        for (k, v) in &self.values {
+            if !SWITCHES.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                let _ = m.add(v);
+            }
         }
         m
     }
@@ -427,8 +438,9 @@ impl Masker {
 
     /// Registers `value`: each of its lines (without a trailing `\r`), and
     /// the whole value too when it has several. Whitespace-only pieces are
-    /// ignored.
-    pub fn add(&self, value: &str) {
+    /// ignored. `false` when the masker is full ([`MAX_MASKS`] values) and a
+    /// piece was not added.
+    pub fn add(&self, value: &str) -> bool {
         let mut pieces: Vec<&str> = value
             .split('\n')
             .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -438,8 +450,13 @@ impl Masker {
         }
         let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
         let mut changed = false;
+        let mut all = true;
         for p in pieces {
             if p.trim().is_empty() || set.values.iter().any(|v| v == p) {
+                continue;
+            }
+            if set.values.len() >= MAX_MASKS {
+                all = false;
                 continue;
             }
             set.values.push(p.to_string());
@@ -452,6 +469,7 @@ impl Masker {
                 .build(&set.values)
                 .ok();
         }
+        all
     }
 
     /// Whether nothing is registered (masking is then free).
@@ -583,10 +601,10 @@ mod tests {
     #[test]
     fn masking_lines_and_overlaps() {
         let m = Masker::default();
-        m.add("ab");
-        m.add("abcd");
-        m.add("line one\r\nline two");
-        m.add("   ");
+        assert!(m.add("ab"));
+        assert!(m.add("abcd"));
+        assert!(m.add("line one\r\nline two"));
+        assert!(m.add("   "));
         assert_eq!(m.mask("xabcdx ab"), "x***x ***");
         assert_eq!(m.mask("say line one"), "say ***");
         assert_eq!(m.mask("line two!"), "***!");
@@ -594,5 +612,18 @@ mod tests {
         assert!(matches!(m.mask("nothing"), Cow::Borrowed(_)));
         assert_eq!(&*m.mask_bytes(b"\xffab\xfe"), b"\xff***\xfe");
         assert_eq!(m.longest(), "line one\r\nline two".len());
+    }
+
+    #[test]
+    fn a_flood_of_values_is_capped() {
+        let m = Masker::default();
+        let t = std::time::Instant::now();
+        for i in 0..MAX_MASKS + 500 {
+            let added = m.add(&format!("value-{i}"));
+            assert_eq!(added, i < MAX_MASKS, "{i}");
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(m.mask("value-7 extra-1400"), "*** extra-1400");
+        assert!(!m.add("value-1499"), "the set is full");
     }
 }

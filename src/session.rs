@@ -47,6 +47,9 @@ pub enum SessionError {
     Hooks(String),
     #[error("the reporter thread panicked")]
     ReporterPanicked,
+    /// A queued run could not start (it was cancelled meanwhile, say).
+    #[error("the run cannot start: {0}")]
+    Transition(crate::state::Illegal),
 }
 
 /// How to take the workspace and what to record about who ran.
@@ -84,6 +87,23 @@ pub struct RunConfig {
     pub docker: Option<Arc<crate::docker::Docker>>,
     /// Where graded repositories' results go (`trun grade`).
     pub grades: Option<Arc<dyn crate::exec::grade_step::GradeSink>>,
+    /// Run control (`trun serve`): the gate every step passes before it starts.
+    pub gate: Option<Arc<crate::exec::gate::Gate>>,
+    /// A run already recorded `queued` ([`Store::queue_run`],
+    /// [`Store::retry_run`]): the session starts that one instead of
+    /// beginning a new one.
+    pub queued_run: Option<QueuedRun>,
+}
+
+/// A run the store holds `queued`, and what an earlier attempt of it left.
+#[derive(Debug, Clone, Default)]
+pub struct QueuedRun {
+    pub run_id: i64,
+    /// 1, or more for a retry: its logs go to `.trun/logs/<run>.<attempt>`.
+    pub attempt: u32,
+    /// Jobs that succeeded in an earlier attempt, with their outputs: they
+    /// do not run again.
+    pub kept: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 /// How a run ended.
@@ -245,12 +265,21 @@ impl Session {
                 .map_err(SessionError::Hooks)?;
         }
         let store = self.store();
-        let run_id = store.begin_run(
-            &plan.workflow,
-            &config.workflow_path,
-            &self.args,
-            &plan.job_infos(),
-        )?;
+        let was_queued = config.queued_run.is_some();
+        let queued = config.queued_run.unwrap_or_default();
+        let run_id = if was_queued {
+            store
+                .transition_run(queued.run_id, Status::Running, "started")?
+                .map_err(SessionError::Transition)?;
+            queued.run_id
+        } else {
+            store.begin_run(
+                &plan.workflow,
+                &config.workflow_path,
+                &self.args,
+                &plan.job_infos(),
+            )?
+        };
         let _ = self.lock.set_run_id(run_id);
 
         let plan = Arc::new(plan);
@@ -275,7 +304,10 @@ impl Session {
             StepHooksChoice::Custom(h) => (Some(h), None),
             StepHooksChoice::None => (None, None),
         };
-        let log_dir = self.trun_dir.join("logs").join(run_id.to_string());
+        let log_dir = self.trun_dir.join("logs").join(match queued.attempt {
+            0 | 1 => run_id.to_string(),
+            n => format!("{run_id}.{n}"),
+        });
         let tmp_dir = self.trun_dir.join("tmp").join(run_id.to_string());
         for dir in [&log_dir, &tmp_dir] {
             // A new run's directories: anything planted there (a symlink to a file
@@ -300,6 +332,11 @@ impl Session {
             hooks,
             grades: config.grades,
             proc_records: Some(self.trun_dir.join("procs")),
+            gate: config.gate,
+            kept: queued.kept,
+            slots: Some(Arc::new(crate::exec::concurrency::StoreSlots(
+                store.clone(),
+            ))),
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

@@ -42,6 +42,10 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         }
     }
 
+    if let Some(c) = &w.concurrency {
+        check_concurrency(wf, engine, c, &top, &mut errs);
+    }
+
     let ids: Vec<&str> = w.jobs.value.keys().collect();
     // A job calling a reusable workflow has the outputs that workflow declares.
     let call_outputs = crate::reusable::check_calls(wf, engine, &mut errs);
@@ -89,6 +93,32 @@ pub fn validate(wf: &WorkflowFile, engine: &Engine) -> Result<(), Vec<Diagnostic
         Ok(())
     } else {
         Err(errs)
+    }
+}
+
+/// `concurrency`: a group that is a valid expression over `scope` and not
+/// empty, and a `max` of at least 1.
+fn check_concurrency(
+    wf: &WorkflowFile,
+    engine: &Engine,
+    c: &Sp<crate::workflow::Concurrency>,
+    scope: &Scope,
+    errs: &mut Vec<Diagnostic>,
+) {
+    use crate::workflow::{Concurrency, ConcurrencySpec};
+    let group = match &c.value {
+        Concurrency::Group(g) => Sp::new(g.clone(), c.loc),
+        Concurrency::Full(f) => f.group.clone(),
+    };
+    if group.value.trim().is_empty() {
+        errs.push(wf.error(group.loc, "the concurrency `group` is empty"));
+    } else if let Err(e) = engine.check(&group.value, scope) {
+        errs.push(expr_diag(wf, &group, &e));
+    }
+    if let Concurrency::Full(ConcurrencySpec { max: Some(m), .. }) = &c.value {
+        if m.value == 0 {
+            errs.push(wf.error(m.loc, "concurrency `max` must be at least 1"));
+        }
     }
 }
 
@@ -437,6 +467,9 @@ fn check_job(
     }
     if let Some(p) = &job.permissions {
         check_permissions(wf, p, errs);
+    }
+    if let Some(c) = &job.concurrency {
+        check_concurrency(wf, engine, c, &scope, errs);
     }
     if let Some(t) = &job.timeout_minutes {
         if let Err(m) = crate::duration::from_minutes(t.value) {

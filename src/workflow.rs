@@ -26,6 +26,8 @@ pub struct Workflow {
     pub inputs: Entries<Sp<Input>>,
     /// Defaults for every `run:` step.
     pub defaults: Option<Defaults>,
+    /// At most `max` runs of this workflow in one group at once.
+    pub concurrency: Option<Sp<Concurrency>>,
     /// The jobs, by id.
     pub jobs: Sp<Entries<Sp<Job>>>,
     /// GitHub Actions: the events that start the workflow on GitHub. Recorded and
@@ -134,6 +136,8 @@ pub struct Job {
     pub outputs: Entries<Sp<String>>,
     pub timeout_minutes: Option<Sp<f64>>,
     pub continue_on_error: Option<Sp<bool>>,
+    /// At most `max` jobs in one group at once, across runs and processes.
+    pub concurrency: Option<Sp<Concurrency>>,
     /// The steps, run in order (none for a job that `uses` a reusable workflow).
     #[serde(default = "no_steps")]
     pub steps: Sp<Vec<Sp<Step>>>,
@@ -193,6 +197,73 @@ impl<'de> Deserialize<'de> for JobSecrets {
             }
         }
         d.deserialize_any(SV)
+    }
+}
+
+/// `concurrency: GROUP` or `{group, cancel-in-progress, max}`. The group is
+/// an expression (`deploy-${{ inputs.env }}`); at most `max` (default 1)
+/// members of a group run at once, the others wait (`waiting`); with
+/// `cancel-in-progress: true` a new member cancels the running one instead,
+/// and replaces one that waits.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum Concurrency {
+    Group(String),
+    Full(ConcurrencySpec),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConcurrencySpec {
+    pub group: Sp<String>,
+    #[serde(default)]
+    pub cancel_in_progress: Option<Sp<bool>>,
+    /// How many members of the group may run at once (default 1).
+    pub max: Option<Sp<u32>>,
+}
+
+impl Concurrency {
+    pub fn group(&self) -> &str {
+        match self {
+            Concurrency::Group(g) => g,
+            Concurrency::Full(f) => &f.group.value,
+        }
+    }
+
+    pub fn max(&self) -> u32 {
+        match self {
+            Concurrency::Full(ConcurrencySpec { max: Some(m), .. }) => m.value,
+            _ => 1,
+        }
+    }
+
+    pub fn cancel_in_progress(&self) -> bool {
+        matches!(self, Concurrency::Full(ConcurrencySpec { cancel_in_progress: Some(c), .. }) if c.value)
+    }
+}
+
+// Not `#[serde(untagged)]` for reading, as for `Container`: the long form's
+// own errors ("unknown key `grup`") stay.
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CV;
+        impl<'de> serde::de::Visitor<'de> for CV {
+            type Value = Concurrency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a group name or a mapping with `group`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Concurrency, E> {
+                Ok(Concurrency::Group(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Concurrency, A::Error> {
+                ConcurrencySpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(Concurrency::Full)
+            }
+        }
+        d.deserialize_any(CV)
     }
 }
 

@@ -76,7 +76,7 @@ fn unknown_key_suggests_the_nearest() {
           |
         6 |     neds: setup
           |     ^^^^
-          help: valid keys here: name, needs, fed-by, if, env, defaults, container, services, strategy, outputs, timeout-minutes, continue-on-error, steps, runs-on, environment, permissions, uses, with, secrets, webhooks
+          help: valid keys here: name, needs, fed-by, if, env, defaults, container, services, strategy, outputs, timeout-minutes, continue-on-error, concurrency, steps, runs-on, environment, permissions, uses, with, secrets, webhooks
         ",
     );
 }
@@ -596,7 +596,7 @@ fn validate_reports_errors_and_runs_nothing() {
           |
         3 |     neds: x
           |     ^^^^
-          help: valid keys here: name, needs, fed-by, if, env, defaults, container, services, strategy, outputs, timeout-minutes, continue-on-error, steps, runs-on, environment, permissions, uses, with, secrets, webhooks
+          help: valid keys here: name, needs, fed-by, if, env, defaults, container, services, strategy, outputs, timeout-minutes, continue-on-error, concurrency, steps, runs-on, environment, permissions, uses, with, secrets, webhooks
         ",
     );
 }

@@ -858,3 +858,31 @@ fn up_to_date_steps_stay_skipped_although_the_run_id_changes() {
         second.all()
     );
 }
+
+#[test]
+fn a_caller_fails_when_a_job_of_the_called_workflow_fails() {
+    // As on GitHub: the calling job's result is `failure`, and what needs it is skipped.
+    let t = calls(
+        "on: push\njobs:\n  build:\n    uses: ./.github/workflows/b.yml\n  after:\n    needs: build\n    runs-on: ubuntu-latest\n    steps: [ { run: echo after } ]\n",
+        &[(
+            "b.yml",
+            "on: workflow_call\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [ { run: exit 3 } ]\n",
+        )],
+    );
+    t.run(&["-W", "ci", "--progress", "plain"]).status(1);
+    let show = t.show_json("last");
+    let status = |key: &str| {
+        show["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap_or_else(|| panic!("no job {key}: {show}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("build/x"), "failure");
+    assert_eq!(status("build"), "failure");
+    assert_eq!(status("after"), "skipped");
+}

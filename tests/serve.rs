@@ -4,150 +4,11 @@
 
 mod common;
 
-use common::{processes_running, wait_for, Reaper, Running, Test};
-use reqwest::blocking::{Client, Response};
+use common::server::Server;
+use common::{processes_running, wait_for, Reaper, Test};
+use reqwest::blocking::Response;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
-
-/// A running `trun serve` and a client for it.
-struct Server {
-    running: Option<Running>,
-    base: String,
-    token: Option<String>,
-    client: Client,
-}
-
-impl Server {
-    fn start(t: &Test, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--bind", "127.0.0.1:0", "-j", "2"];
-        args.extend_from_slice(extra);
-        let running = t.args(&args).spawn();
-        let mut base = String::new();
-        wait_for("the server to listen", Duration::from_secs(30), || {
-            let err = running.stderr_so_far();
-            match err.split_once(" on http://") {
-                Some((_, rest)) => {
-                    base = format!("http://{}", rest.lines().next().unwrap_or("").trim());
-                    true
-                }
-                None => false,
-            }
-        });
-        let token = extra
-            .iter()
-            .position(|a| *a == "--token")
-            .map(|i| extra[i + 1].to_string());
-        Server {
-            running: Some(running),
-            base,
-            token,
-            client: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn auth(&self, rb: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        self.auth(self.client.get(self.url(path))).send().unwrap()
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Response {
-        self.auth(self.client.post(self.url(path)).json(body))
-            .send()
-            .unwrap()
-    }
-
-    /// Creates a run and returns its id (expects 201).
-    fn create(&self, body: &Value) -> String {
-        let r = self.post("/api/v1/runs", body);
-        let status = r.status().as_u16();
-        let v: Value = r.json().unwrap();
-        assert_eq!(status, 201, "create: {v}");
-        assert_eq!(
-            v["url"],
-            format!("/api/v1/runs/{}", v["id"].as_str().unwrap())
-        );
-        v["id"].as_str().unwrap().to_string()
-    }
-
-    fn run(&self, id: &str) -> Value {
-        let r = self.get(&format!("/api/v1/runs/{id}"));
-        assert_eq!(r.status().as_u16(), 200);
-        r.json().unwrap()
-    }
-
-    /// Polls a run until it has ended; returns its last state.
-    fn wait_done(&self, id: &str) -> Value {
-        let mut last = Value::Null;
-        wait_for("the run to finish", Duration::from_secs(60), || {
-            last = self.run(id);
-            !matches!(last["status"].as_str(), Some("queued" | "running"))
-        });
-        last
-    }
-
-    /// Reads the SSE stream of a run to its end: (id, event, data) in order.
-    fn events(&self, id: &str, last_event_id: Option<u64>) -> Vec<(u64, String, Value)> {
-        let mut rb = self.auth(
-            self.client
-                .get(self.url(&format!("/api/v1/runs/{id}/events"))),
-        );
-        if let Some(n) = last_event_id {
-            rb = rb.header("Last-Event-ID", n.to_string());
-        }
-        let r = rb.send().unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        assert!(r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream"));
-        let mut out = Vec::new();
-        let (mut ev_id, mut kind, mut data) = (0, String::new(), String::new());
-        for line in BufReader::new(r).lines() {
-            let line = line.unwrap();
-            if let Some(v) = line.strip_prefix("id:") {
-                ev_id = v.trim().parse().unwrap();
-            } else if let Some(v) = line.strip_prefix("event:") {
-                kind = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            } else if line.is_empty() && !data.is_empty() {
-                out.push((ev_id, kind.clone(), serde_json::from_str(&data).unwrap()));
-                data.clear();
-            }
-        }
-        out
-    }
-
-    fn metric(&self, line_prefix: &str) -> f64 {
-        let text = self.get("/metrics").text().unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(line_prefix)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no metric `{line_prefix}` in:\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    fn stop(&mut self) -> common::Output {
-        let running = self.running.take().unwrap();
-        running.signal(nix::sys::signal::Signal::SIGTERM);
-        running.wait(Duration::from_secs(30))
-    }
-}
 
 fn error_of(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
@@ -412,15 +273,15 @@ fn cancel_kills_a_running_runs_processes_and_a_queued_run_never_starts() {
 }
 
 #[test]
-fn sigterm_cancels_the_running_run_records_it_and_exits_0() {
+fn sigterm_stops_the_running_run_after_the_grace_records_it_interrupted_and_exits_0() {
     let t = Test::new();
-    let mut s = Server::start(&t, &[]);
+    let mut s = Server::start(&t, &["--grace", "1s"]);
     let (_, marker, _reaper) = start_long_run(&t, &s);
     let out = s.stop();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(processes_running(&["sleep", &marker]).is_empty());
     let show = t.show_json("");
-    assert_eq!(show["status"], "cancelled");
+    assert_eq!(show["status"], "interrupted");
 }
 
 #[test]

@@ -41,6 +41,8 @@ fn config(reporters: Vec<Box<dyn Reporter>>) -> RunConfig {
         reporters,
         docker: None,
         grades: None,
+        gate: None,
+        queued_run: None,
     }
 }
 

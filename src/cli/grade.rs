@@ -501,6 +501,8 @@ pub fn grade_repos(
                 reporters: vec![reporter],
                 docker: opts.docker.clone(),
                 grades: Some(collected.clone()),
+                gate: None,
+                queued_run: None,
             },
         )
         .map_err(|e| plain(e.to_string()))?;

@@ -102,6 +102,8 @@ pub(super) fn run_plan(
         reporters: vec![terminal_reporter(&report_options(a))],
         docker,
         grades: None,
+        gate: None,
+        queued_run: None,
     };
     session.run(plan, runtime, config).map_err(plain)
 }

@@ -18,6 +18,14 @@ pub struct ServeArgs {
     /// Jobs at once within a run (default: number of CPU cores).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub parallel: Option<usize>,
+    /// Every request but /healthz must carry `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "TOKEN", env = "TRUN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// After SIGTERM, how long the running run's steps may take to finish
+    /// before they are cancelled and the run is recorded `interrupted`
+    /// (queued runs stay queued for the next server): `30s`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse)]
+    pub grace: std::time::Duration,
     /// POST every run's run.* events (started, succeeded, failed, cancelled) to URL
     /// (plain http://); repeat for several. Workflows add their own with `webhooks:`.
     #[arg(long = "webhook", value_name = "URL", value_parser = parse_webhook_url)]
@@ -57,6 +65,7 @@ pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>, db: Option<String>)
                 .unwrap_or(2)
         }),
         token,
+        grace: a.grace,
         webhooks: a.webhooks,
         webhook_secret: a.webhook_secret,
         webhook_policy: crate::server::webhooks::DeliveryPolicy {

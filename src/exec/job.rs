@@ -225,6 +225,9 @@ impl JobRunner {
                     Ok(true) if step.skip.is_some() => {
                         StepEnd::skipped(Status::Skipped, step.skip.as_deref().unwrap_or_default())
                     }
+                    Ok(true) if !self.pass_gate(&mut cancel).await => {
+                        StepEnd::skipped(Status::Cancelled, "cancelled")
+                    }
                     Ok(true) => {
                         let remaining =
                             deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -404,6 +407,15 @@ impl JobRunner {
         }
     }
 
+    /// Waits at the run's gate (`trun serve`'s pause and step budgets); false
+    /// when the run was cancelled meanwhile.
+    async fn pass_gate(&self, cancel: &mut watch::Receiver<bool>) -> bool {
+        match &self.opts.gate {
+            Some(gate) => gate.pass(cancel).await,
+            None => true,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
@@ -503,6 +515,13 @@ impl JobRunner {
                 ("workspace", self.plan.root.display().to_string()),
             ] {
                 step_ctx.github.insert(k.into(), Value::String(v));
+            }
+            if let Some(frame) = &step.frame {
+                // A step of a local composite action: the action's directory.
+                step_ctx.github.insert(
+                    "action_path".into(),
+                    Value::String(frame.action_path.display().to_string()),
+                );
             }
             step_ctx.runner.insert(
                 "temp".into(),

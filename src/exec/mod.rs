@@ -5,12 +5,18 @@
 //! Cancellation has one entry point, the `cancel` watch channel (Ctrl-C,
 //! SIGTERM): every running step's process group is killed, jobs not started
 //! are recorded as cancelled, and the run ends `cancelled`.
+//!
+//! Run control has one entry point too, the [`gate::Gate`] in [`RunOptions`]:
+//! a step waits at it before it starts, so a paused run lets its running steps
+//! finish and starts nothing new.
 
 pub mod actions;
 pub mod commands;
 pub mod composite;
+pub mod concurrency;
 pub mod executor;
 pub mod fanout;
+pub mod gate;
 pub mod grade_step;
 pub mod job;
 pub mod matrix;
@@ -21,6 +27,7 @@ pub mod sandbox;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;
+use crate::state::Claim;
 use crate::template::{Context, Engine as Templates, StatusFlags};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,6 +113,15 @@ pub struct RunOptions {
     /// next trun can stop them if this one is killed
     /// ([`executor::reap_orphans`]); `None` records nothing.
     pub proc_records: Option<PathBuf>,
+    /// Run control (`trun serve`'s pause, advance, `max_steps`): every step
+    /// passes it before it starts; `None` lets every step through.
+    pub gate: Option<Arc<gate::Gate>>,
+    /// Jobs that succeeded in an earlier attempt of this run (a retry), with
+    /// their outputs: they count as done and do not run again.
+    pub kept: BTreeMap<String, BTreeMap<String, String>>,
+    /// The slots of concurrency groups (the state store's); `None` ignores
+    /// `concurrency`.
+    pub slots: Option<Arc<dyn concurrency::Slots>>,
 }
 
 /// How the run ended.
@@ -204,6 +220,12 @@ pub async fn run(
     // Files steps emit for jobs that are `fed-by` them.
     let feeds = Arc::new(fanout::Feeds::new(&plan));
     let step_feeds = feeds.active().then(|| feeds.clone());
+    // Concurrency groups: jobs waiting for a slot (with their group), the
+    // ones whose wait was announced, and the slots jobs of this run hold.
+    let mut waiting: BTreeMap<usize, String> = BTreeMap::new();
+    let mut announced: BTreeSet<usize> = BTreeSet::new();
+    let mut held: BTreeSet<usize> = BTreeSet::new();
+    let uses_slots = opts.slots.is_some() && plan.jobs.iter().any(|j| j.concurrency.is_some());
 
     // A job that reached a final state without running: its dependents may now be ready.
     fn settle(
@@ -222,6 +244,22 @@ pub async fn run(
             }
         }
     }
+
+    // A retry keeps the jobs that succeeded before: done, with their outputs.
+    for (i, job) in plan.jobs.iter().enumerate() {
+        if let Some(outs) = opts.kept.get(&job.key) {
+            outputs[i] = outs.clone();
+            settle(
+                i,
+                Status::Success,
+                &mut state,
+                &mut unfinished_needs,
+                &dependents,
+                &mut ready,
+            );
+        }
+    }
+    ready.retain(|&i| !opts.kept.contains_key(&plan.jobs[i].key));
 
     loop {
         // A fed job's feed closes once every job it is fed by has ended.
@@ -289,6 +327,85 @@ pub async fn run(
             };
             match go {
                 Ok(true) => {
+                    if let (Some(c), Some(slots)) = (&job.concurrency, &opts.slots) {
+                        let claimed = templates
+                            .render(&c.group, &ctx)
+                            .map_err(|e| format!("concurrency group: {}", e.message))
+                            .and_then(|group| {
+                                let claim = slots.claim(&group, c.max, opts.run_id, &job.key);
+                                claim.map(|cl| (group, cl))
+                            });
+                        match claimed {
+                            Ok((_, Claim::Claimed)) => {
+                                held.insert(i);
+                            }
+                            Ok((group, Claim::Full(holders))) => {
+                                if c.cancel_in_progress {
+                                    // The running members of this run stop; one
+                                    // that waits is replaced by this one.
+                                    for (r, h) in &holders {
+                                        let mine =
+                                            index.get(h.as_str()).filter(|_| *r == opts.run_id);
+                                        if let Some(tx) = mine.and_then(|hi| job_cancel.get(hi)) {
+                                            let _ = tx.send(true);
+                                        }
+                                    }
+                                    let replaced: Vec<usize> = waiting
+                                        .iter()
+                                        .filter(|(_, g)| **g == group)
+                                        .map(|(w, _)| *w)
+                                        .collect();
+                                    for w in replaced {
+                                        waiting.remove(&w);
+                                        settle(
+                                            w,
+                                            Status::Cancelled,
+                                            &mut state,
+                                            &mut unfinished_needs,
+                                            &dependents,
+                                            &mut ready,
+                                        );
+                                        finish_unstarted(
+                                            &events,
+                                            &plan.jobs[w].key,
+                                            Status::Cancelled,
+                                            &format!(
+                                                "replaced by {} (cancel-in-progress)",
+                                                job.key
+                                            ),
+                                        );
+                                    }
+                                }
+                                if announced.insert(i) {
+                                    events.send(Event::JobWaiting {
+                                        job: job.key.clone(),
+                                        reason: concurrency::waiting_reason(
+                                            &group,
+                                            c.max,
+                                            opts.run_id,
+                                            &holders,
+                                        ),
+                                        at: now_ms(),
+                                    });
+                                }
+                                waiting.insert(i, group);
+                                continue;
+                            }
+                            Err(e) => {
+                                failed = true;
+                                settle(
+                                    i,
+                                    Status::Failure,
+                                    &mut state,
+                                    &mut unfinished_needs,
+                                    &dependents,
+                                    &mut ready,
+                                );
+                                finish_unstarted(&events, &job.key, Status::Failure, &e);
+                                continue;
+                            }
+                        }
+                    }
                     state[i] = St::Running;
                     running += 1;
                     *running_per_job.entry(job.job_id.clone()).or_default() += 1;
@@ -372,15 +489,27 @@ pub async fn run(
                             .collect();
                         format!("needs not successful: {}", bad.join(", "))
                     };
+                    // A job calling a reusable workflow has no steps of its own:
+                    // as on GitHub, it failed when a job of the called workflow did.
+                    let called_failed = job.steps.is_empty()
+                        && job.call.is_some()
+                        && needs[i]
+                            .iter()
+                            .any(|&d| matches!(result_of(d), Status::Failure | Status::Cancelled));
+                    let status = if called_failed {
+                        Status::Failure
+                    } else {
+                        Status::Skipped
+                    };
                     settle(
                         i,
-                        Status::Skipped,
+                        status,
                         &mut state,
                         &mut unfinished_needs,
                         &dependents,
                         &mut ready,
                     );
-                    finish_unstarted(&events, &job.key, Status::Skipped, &why);
+                    finish_unstarted(&events, &job.key, status, &why);
                 }
                 Err(e) => {
                     failed = true;
@@ -402,8 +531,21 @@ pub async fn run(
             }
         }
         if running == 0 {
-            if ready.is_empty() {
+            if ready.is_empty() && waiting.is_empty() {
                 break;
+            }
+            if ready.is_empty() {
+                // Only jobs waiting for slots that other runs hold: ask again soon.
+                tokio::select! {
+                    _ = tokio::time::sleep(concurrency::POLL) => {}
+                    r = cancel.changed(), if !cancelled => {
+                        if r.is_err() || *cancel.borrow() {
+                            cancelled = true;
+                            stop_new = true;
+                        }
+                    }
+                }
+                ready.extend(std::mem::take(&mut waiting).into_keys());
             }
             // Settled jobs made others ready; with nothing running, every
             // limit admits at least one of them, so this makes progress.
@@ -415,9 +557,19 @@ pub async fn run(
             permit = slots.clone().acquire_owned(), if want_slot => {
                 spare = permit.ok();
             }
+            _ = tokio::time::sleep(concurrency::POLL), if !waiting.is_empty() => {
+                ready.extend(std::mem::take(&mut waiting).into_keys());
+            }
             Some(done) = done_rx.recv() => {
                 let i = index[done.key.as_str()];
                 running -= 1;
+                if held.remove(&i) {
+                    if let Some(slots) = &opts.slots {
+                        slots.release(opts.run_id, Some(&done.key));
+                    }
+                    // A slot is free: the jobs waiting for one ask again.
+                    ready.extend(std::mem::take(&mut waiting).into_keys());
+                }
                 job_cancel.remove(&i);
                 if let Some(c) = running_per_job.get_mut(&plan.jobs[i].job_id) { *c -= 1; }
                 forgiven[i] = done.forgiven;
@@ -441,6 +593,7 @@ pub async fn run(
                             .collect();
                         for j in pending_legs {
                             ready.remove(&j);
+                            waiting.remove(&j);
                             settle(j, Status::Cancelled, &mut state, &mut unfinished_needs, &dependents, &mut ready);
                             finish_unstarted(&events, &plan.jobs[j].key, Status::Cancelled, "another leg of the matrix failed (fail-fast)");
                         }
@@ -452,11 +605,17 @@ pub async fn run(
                     cancelled = true;
                     stop_new = true;
                     for tx in job_cancel.values() { let _ = tx.send(true); }
+                    ready.extend(std::mem::take(&mut waiting).into_keys());
                 }
             }
         }
     }
 
+    if uses_slots {
+        if let Some(slots) = &opts.slots {
+            slots.release(opts.run_id, None);
+        }
+    }
     // Jobs that never became ready (a need was cancelled mid-way) end cancelled.
     for (st, job) in state.iter_mut().zip(&plan.jobs) {
         if *st == St::Pending {

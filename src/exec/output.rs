@@ -129,11 +129,6 @@ impl OutputSink {
         self.commands.as_ref()
     }
 
-    /// The annotations the step made (`::error::` …), masked.
-    pub fn annotations(&self) -> &[Annotation] {
-        &self.annotations
-    }
-
     /// Use `cap` bytes instead of [`log_cap`] for the log file.
     pub fn with_log_cap(mut self, cap: u64) -> OutputSink {
         if let Some(l) = &mut self.log {
@@ -335,8 +330,9 @@ impl OutputSink {
             _ => Seen::Output,
         };
         // `::add-mask::` masks its own line too.
+        let mut full = false;
         if let Seen::Mask(value) = &seen {
-            self.masker.add(value);
+            full = !self.masker.add(value);
         }
         let line = self.masker.mask_bytes(line);
         if let Some(l) = &mut self.log {
@@ -344,6 +340,15 @@ impl OutputSink {
         }
         let event = match seen {
             Seen::Output => None,
+            Seen::Mask(_) if full => Some(Event::StepOutput {
+                job: self.job.clone(),
+                step: self.step,
+                stream: Stream::Stderr,
+                line: format!(
+                    "trun: warning: `::add-mask::` ignored: the run masks {} values at most",
+                    crate::secrets::MAX_MASKS
+                ),
+            }),
             Seen::Done | Seen::Mask(_) => return,
             Seen::Group(title) => Some(Event::StepGroup {
                 job: self.job.clone(),

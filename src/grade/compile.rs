@@ -93,6 +93,7 @@ pub fn compile(
             continue_on_error: false,
             fail_fast: false,
             max_parallel: None,
+            concurrency: None,
             dynamic_matrix: None,
             fed_by: Vec::new(),
             input: None,
@@ -120,6 +121,7 @@ pub fn compile(
         notes: Vec::new(),
         secrets: Default::default(),
         webhooks: Vec::new(),
+        concurrency: None,
     }
 }
 

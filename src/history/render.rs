@@ -199,7 +199,7 @@ fn status_color(status: Status) -> &'static str {
         Status::Cancelled | Status::Interrupted => "35",
         Status::Running | Status::Waiting | Status::Paused => "36",
         Status::Skipped => "33",
-        Status::Pending => DIM,
+        Status::Pending | Status::Queued => DIM,
     }
 }
 

@@ -67,7 +67,10 @@ impl GithubReporter {
     fn render(&mut self, ev: &Event) {
         let color = self.opts.color;
         match ev {
-            Event::RunStarted { .. } | Event::JobStarted { .. } | Event::RunFinished { .. } => {}
+            Event::RunStarted { .. }
+            | Event::JobStarted { .. }
+            | Event::JobWaiting { .. }
+            | Event::RunFinished { .. } => {}
             Event::StepStarted {
                 job, step, attempt, ..
             } => {

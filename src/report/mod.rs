@@ -163,7 +163,9 @@ pub fn status_symbol(status: Status) -> &'static str {
         Status::Success => "✓",
         Status::Skipped => "↷",
         Status::Failure | Status::Cancelled | Status::Interrupted => "✗",
-        Status::Pending | Status::Waiting | Status::Running | Status::Paused => "•",
+        Status::Pending | Status::Queued | Status::Waiting | Status::Running | Status::Paused => {
+            "•"
+        }
     }
 }
 
@@ -179,7 +181,9 @@ pub fn paint(text: &str, status: Status, color: bool) -> String {
         Status::Success => styled.green(),
         Status::Failure | Status::Cancelled | Status::Interrupted => styled.red(),
         Status::Skipped => styled.yellow(),
-        Status::Pending | Status::Waiting | Status::Running | Status::Paused => styled.dim(),
+        Status::Pending | Status::Queued | Status::Waiting | Status::Running | Status::Paused => {
+            styled.dim()
+        }
     }
     .to_string()
 }

@@ -51,6 +51,11 @@ impl PlainReporter {
         let color = self.opts.color;
         match ev {
             Event::RunStarted { .. } | Event::JobStarted { .. } | Event::RunFinished { .. } => {}
+            Event::JobWaiting { job, reason, .. } => {
+                if !quiet {
+                    self.line(job, &format!("waiting: {reason}"));
+                }
+            }
             Event::StepStarted {
                 job, step, attempt, ..
             } => {

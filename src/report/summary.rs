@@ -101,6 +101,9 @@ impl RunSummary {
                     job.steps = info.steps.iter().map(|s| new_step(&s.name)).collect();
                 }
             }
+            Event::JobWaiting { job, .. } => {
+                self.job_mut(job).status = Status::Waiting;
+            }
             Event::JobStarted { job, .. } => {
                 let record = self.job_mut(job);
                 record.status = Status::Running;

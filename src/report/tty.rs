@@ -81,7 +81,7 @@ impl TtyReporter {
         let color = self.opts.color;
         let quiet = self.opts.quiet;
         match ev {
-            Event::RunStarted { .. } | Event::RunFinished { .. } => {}
+            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::JobWaiting { .. } => {}
             Event::JobStarted { job, .. } => {
                 let bar = ProgressBar::new_spinner()
                     .with_style(self.bar_style())

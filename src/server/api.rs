@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::error::ErrorBody;
 use super::events::Next;
 use super::load::Source;
-use super::runs::{body_hash, NewRun, Runs};
+use super::runs::{body_hash, Control, NewRun, Runs};
 use crate::plan::Request;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -47,6 +47,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{id}/events", get(run_events))
         .route("/api/v1/runs/{id}/logs/{job}/{step}", get(step_log))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/pause", post(pause_run))
+        .route("/api/v1/runs/{id}/resume", post(resume_run))
+        .route("/api/v1/runs/{id}/advance", post(advance_run))
+        .route("/api/v1/runs/{id}/run", post(run_steps))
+        .route("/api/v1/runs/{id}/retry", post(retry_run))
         .route("/api/v1/workflows", get(list_workflows))
         .route("/openapi.json", get(super::openapi::document))
         .route("/metrics", get(metrics))
@@ -127,7 +132,7 @@ pub(super) struct CreateBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct RunCreated {
     pub id: String,
-    pub status: super::runs::RunState,
+    pub status: crate::event::Status,
     pub url: String,
 }
 
@@ -149,6 +154,8 @@ pub(super) struct RunResponse {
     view: super::runs::RunView,
     run: Option<crate::state::RunDetail>,
     webhooks: Vec<crate::state::WebhookDeliveryRecord>,
+    /// Every status change of the run and its jobs, with its time and reason.
+    transitions: Vec<crate::state::Transition>,
 }
 
 /// Creates a run (or finds the one its `Idempotency-Key` created).
@@ -215,7 +222,7 @@ pub(super) async fn create_run(
         inputs,
     };
     let runs = s.runs.clone();
-    let (entry, created) = tokio::task::spawn_blocking(move || {
+    let (view, created) = tokio::task::spawn_blocking(move || {
         let source = match (&parsed.workflow, &parsed.yaml) {
             (Some(p), None) => Source::Path(p),
             (None, Some(y)) => Source::Inline(y),
@@ -234,7 +241,6 @@ pub(super) async fn create_run(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
-    let view = entry.view();
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -251,7 +257,7 @@ pub(super) async fn create_run(
 /// The runs, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
     params(
-        ("status" = Option<super::runs::RunState>, Query, description = "Only runs with this status"),
+        ("status" = Option<crate::event::Status>, Query, description = "Only runs with this status"),
         ("workflow" = Option<String>, Query, description = "Only runs of this workflow path"),
         ("page" = Option<i64>, Query, minimum = 1, description = "Page, from 1"),
         ("per_page" = Option<i64>, Query, minimum = 1, description = "Runs per page (more than 100 gives 100)"),
@@ -318,15 +324,17 @@ pub(super) async fn get_run(
 ) -> Result<Json<RunResponse>, ApiError> {
     let entry = s.runs.get(&id)?;
     let view = entry.view();
-    let detail = match view.store_run_id {
+    let (detail, transitions) = match view.store_run_id {
         Some(run_id) => {
             let store = s.runs.store.clone();
-            tokio::task::spawn_blocking(move || store.run(run_id))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(|e| ApiError::internal(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, crate::state::StateError>((store.run(run_id)?, store.transitions(run_id)?))
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))?
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let store = s.runs.store.clone();
     let webhooks = tokio::task::spawn_blocking(move || store.webhook_deliveries(&id))
@@ -337,6 +345,7 @@ pub(super) async fn get_run(
         view,
         run: detail,
         webhooks,
+        transitions,
     }))
 }
 
@@ -424,8 +433,26 @@ pub(super) async fn run_events(
 pub(super) async fn step_log(
     State(s): St,
     Path((id, job, step)): Path<(String, String, String)>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let entry = s.runs.get(&id)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match q.get("follow").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true") => {
+            let body =
+                super::follow::step_log(s.runs.clone(), entry, job, step, MAX_LOG_BYTES).await?;
+            return Ok(
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response(),
+            );
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`follow` is `true` or `false`, not `{other}`"
+            ))
+            .field("follow"))
+        }
+    }
     let run_id = entry.store_run_id().ok_or_else(|| {
         ApiError::not_found(format!("run {id} has not started, so it has no logs yet"))
     })?;
@@ -472,6 +499,121 @@ pub(super) async fn cancel_run(State(s): St, Path(id): Path<String>) -> Result<R
         }),
     )
         .into_response())
+}
+
+/// Pause, resume, advance, run N steps: 202 with the run's status after it.
+async fn control(s: &AppState, id: String, control: Control) -> Result<Response, ApiError> {
+    let runs = s.runs.clone();
+    let entry = tokio::task::spawn_blocking(move || runs.control(&id, control))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let view = entry.view();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Queued again as a new attempt", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn retry_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let runs = s.runs.clone();
+    let entry = tokio::task::spawn_blocking(move || runs.retry(&id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let view = entry.view();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"id": view.id, "status": view.status, "url": view.url})),
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/pause", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Paused: running steps finish, nothing new starts", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn pause_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    control(&s, id, Control::Pause).await
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/resume", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Running again", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn resume_run(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    control(&s, id, Control::Resume).await
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/advance", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "The next ready step runs, then the run pauses", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn advance_run(
+    State(s): St,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    control(&s, id, Control::Steps(1)).await
+}
+
+/// `{"max_steps": N}`: run up to N more steps, then pause.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunStepsBody {
+    #[schema(minimum = 1)]
+    max_steps: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/run", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body = RunStepsBody,
+    responses(
+        (status = 202, description = "Running up to max_steps more steps", body = RunCreated),
+        (status = 400, description = "A bad request body", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's status does not allow it", body = ErrorBody),
+    ))]
+pub(super) async fn run_steps(
+    State(s): St,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()))?;
+    let parsed: RunStepsBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body must be {{\"max_steps\": N}}: {e}"))
+            .field("max_steps")
+    })?;
+    if parsed.max_steps == 0 {
+        return Err(ApiError::bad_request(
+            "`max_steps` must be at least 1 (to pause, POST .../pause)",
+        )
+        .field("max_steps"));
+    }
+    control(&s, id, Control::Steps(parsed.max_steps)).await
 }
 
 /// The workflow files under the server's root, with their jobs and inputs.

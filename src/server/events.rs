@@ -93,6 +93,24 @@ impl EventLog {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Where the newest attempt of the run begins (its last `run_started`).
+    pub fn last_start(&self) -> usize {
+        self.lock()
+            .entries
+            .iter()
+            .rposition(|e| e.kind == "run_started")
+            .unwrap_or(0)
+    }
+
+    /// More events will come after all (a retried run): streams opened from
+    /// now on wait for them.
+    pub fn reopen(&self) {
+        let mut inner = self.lock();
+        if !inner.expired {
+            inner.closed = false;
+        }
+    }
+
     /// Forgets a closed log's entries (the run's record stays in the store).
     pub fn expire(&self) {
         let mut inner = self.lock();

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub running_steps: IntGauge,
     pub queue_depth: IntGauge,
     pub step_duration: Histogram,
+    pub transitions: IntCounterVec,
+    pub jobs_blocked: IntCounter,
     /// Webhook delivery attempts by result: `delivered`, `retried`, `failed`.
     pub webhook_deliveries: IntCounterVec,
 }
@@ -48,6 +50,19 @@ impl Metrics {
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
             ]),
         )?;
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "trun_status_transitions_total",
+                "Status changes of runs and jobs, as recorded in the store",
+            ),
+            &["from", "to"],
+        )?;
+        registry.register(Box::new(transitions.clone()))?;
+        let jobs_blocked = IntCounter::new(
+            "trun_jobs_blocked_by_concurrency_total",
+            "Jobs that had to wait for a slot of their concurrency group",
+        )?;
+        registry.register(Box::new(jobs_blocked.clone()))?;
         registry.register(Box::new(runs_created.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(steps_finished.clone()))?;
@@ -70,6 +85,8 @@ impl Metrics {
             running_steps,
             queue_depth,
             step_duration,
+            transitions,
+            jobs_blocked,
             webhook_deliveries,
         })
     }
@@ -78,6 +95,11 @@ impl Metrics {
         self.runs_finished
             .with_label_values(&[status.as_str()])
             .inc();
+    }
+
+    /// Counts one recorded transition (`from` is `none` for a creation).
+    pub fn transition(&self, from: &str, to: &str) {
+        self.transitions.with_label_values(&[from, to]).inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -108,6 +130,7 @@ impl MetricsReporter {
 impl Reporter for MetricsReporter {
     fn event(&mut self, ev: &Event) {
         match ev {
+            Event::JobWaiting { .. } => self.metrics.jobs_blocked.inc(),
             Event::StepStarted { job, step, .. } if self.running.insert((job.clone(), *step)) => {
                 self.metrics.running_steps.inc();
             }

@@ -6,10 +6,12 @@
 //! Runs execute in this process through the same engine and run session as
 //! `trun run` ([`Session`]): the server holds the workspace's lock and its one
 //! store for its whole life and runs one run at a time, the rest queued
-//! (`queued`), each with `-j` jobs at once. The server is not a second engine
-//! and keeps no second record: what a run did is in the store, as `trun show`
-//! prints it; the server only keeps what the store cannot (API ids, the queue,
-//! idempotency keys, the live event log for SSE).
+//! (`queued`, in the store, so a restarted server runs them), each with `-j`
+//! jobs at once; a client can pause, resume and advance a run. The server is
+//! not a second engine and keeps no second record: what a run did is in the
+//! store, as `trun show` prints it; the server only keeps what the store
+//! cannot (the queue's order, the live event log for SSE, the running run's
+//! gate and cancel switch).
 //!
 //! Around the runs: [`webhooks`] tells HTTP endpoints when runs and jobs
 //! start and end (a signed, durable outbox in the store); `workflows` lists
@@ -24,6 +26,7 @@ mod api;
 mod cache;
 mod error;
 mod events;
+mod follow;
 mod load;
 mod metrics;
 mod openapi;
@@ -59,6 +62,9 @@ pub struct ServeOptions {
     /// `--db postgres://…`: record runs in a shared database instead of the
     /// root's `.trun/state.db`.
     pub db: Option<String>,
+    /// After SIGTERM, how long the running run's steps may take to finish
+    /// before they are cancelled (the run is recorded `interrupted`).
+    pub grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +92,10 @@ pub enum ServeError {
     Start(String),
 }
 
-/// Runs the server until SIGTERM or Ctrl-C: then it stops accepting, cancels
-/// every queued and running run (recorded `cancelled`), waits for the running
-/// one to end, and returns.
+/// Runs the server until SIGTERM or Ctrl-C: then it stops accepting, leaves
+/// queued runs queued in the store (the next server runs them), lets the
+/// running run's steps finish for the grace period, then cancels it (recorded
+/// `interrupted`), and returns.
 pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     match &opts.token {
         Some(t) if t.is_empty() => return Err(ServeError::EmptyToken),
@@ -119,6 +126,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         root.clone(),
         opts.parallel.max(1),
         metrics.clone(),
+        opts.grace,
     ));
     let server_hooks = opts
         .webhooks
@@ -140,6 +148,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         opts.webhook_policy,
         metrics,
     ));
+    // Runs a stopped server left queued run now, in their order.
+    let resumed = runs
+        .restore()
+        .map_err(|e| ServeError::Start(format!("cannot read the queued runs: {e}")))?;
+    if resumed > 0 {
+        eprintln!("trun: {resumed} queued run(s) from before the restart will run");
+    }
     let _ = runs.webhooks.set(outbox.clone());
     let worker = {
         let runs = runs.clone();
@@ -177,7 +192,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             let runs = runs.clone();
             tokio::spawn(async move {
                 wait_for_signal().await;
-                eprintln!("trun: stopping: cancelling queued and running runs");
+                eprintln!(
+                    "trun: stopping: queued runs stay queued; the running run's steps get {} to finish",
+                    crate::duration::format(runs.grace())
+                );
                 runs.shutdown();
                 let _ = stop_tx.send(true);
             });

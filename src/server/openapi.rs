@@ -6,7 +6,6 @@
 //! It describes; it routes nothing.
 
 use super::api;
-use super::runs::RunState;
 use axum::Json;
 use std::borrow::Cow;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -27,11 +26,16 @@ use utoipa::{Modify, OpenApi};
         api::run_events,
         api::step_log,
         api::cancel_run,
+        api::pause_run,
+        api::resume_run,
+        api::advance_run,
+        api::run_steps,
+        api::retry_run,
         api::list_workflows,
         api::metrics,
         document,
     ),
-    components(schemas(RunState, crate::event::Status)),
+    components(schemas(crate::event::Status)),
     modifiers(&BearerToken),
     security(("bearer" = [])),
     tags(
@@ -126,6 +130,7 @@ impl utoipa::PartialSchema for crate::event::Status {
         use crate::event::Status::*;
         let all = [
             Pending,
+            Queued,
             Waiting,
             Running,
             Success,
@@ -145,22 +150,6 @@ impl utoipa::PartialSchema for crate::event::Status {
 impl utoipa::ToSchema for crate::event::Status {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Status")
-    }
-}
-
-impl utoipa::PartialSchema for RunState {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(RUN_STATUSES))
-            .description(Some("Where a run is"))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for RunState {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("RunState")
     }
 }
 

@@ -3,26 +3,32 @@
 //! through the workspace's [`Session`] (which holds the workspace lock for the
 //! server's life, so a run never shares the workspace with another trun).
 //!
-//! A run is `queued`, then `running`, then ends with the engine's final status
-//! (`success`, `failure`, `cancelled`); a queued run cancelled before it starts
-//! ends `cancelled` without reaching the store. Everything a run records goes
-//! through the session's store; this table only adds what the store cannot know
-//! (the API id, queueing, idempotency keys, the SSE event log).
+//! A run is recorded in the store when it is created (`queued`, with its
+//! request, so a restarted server plans it again and runs it), then runs
+//! through the engine. Its status changes go through the store's one
+//! transition rule ([`crate::state::transition`]) and are recorded there:
+//! `queued → running`, `running ⇄ paused` (pause, resume; advance and
+//! `max_steps` open the engine's [`Gate`] for that many steps, and it closes
+//! by itself), and the final status. An illegal change is a 409. This table
+//! only adds what the store cannot keep: the queue in order, the live event
+//! log for SSE, the gate and the cancel switch of the running run.
 
 use super::error::ApiError;
 use super::events::{EventLog, LogReporter};
 use super::load::{self, Source};
 use super::metrics::{Metrics, MetricsReporter};
 use crate::event::{now_ms, Millis, Status};
+use crate::exec::gate::{Budget, Gate};
 use crate::plan::{Plan, Request};
-use crate::session::{RunConfig, Session, StepHooksChoice};
-use crate::state::Store;
+use crate::session::{QueuedRun, RunConfig, Session, StepHooksChoice};
+use crate::state::{transition, Illegal, Queued, ServerRun, Store};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Finished runs beyond this many are forgotten by the table (oldest first);
@@ -32,63 +38,52 @@ const MAX_KEPT_RUNS: usize = 1000;
 /// event log in memory.
 const MAX_KEPT_EVENT_LOGS: usize = 50;
 
-/// Where a run is, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    Queued,
-    Running,
-    Done(Status),
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Queued => "queued",
-            RunState::Running => "running",
-            RunState::Done(s) => s.as_str(),
-        }
-    }
-}
-
-impl Serialize for RunState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
 /// What a client sees of a run besides its store record.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
-    pub status: RunState,
+    pub status: Status,
     pub url: String,
     pub workflow: String,
     pub created_at: Millis,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
-    /// The run's id in the store (`trun show ID`), once it has started.
+    /// The run's id in the store (`trun show ID`).
     pub store_run_id: Option<i64>,
+    /// 1, and one more for each retry.
+    pub attempt: u32,
     /// Why the run could not run at all (the session refused it).
     pub error: Option<String>,
 }
 
 struct EntryState {
-    status: RunState,
+    status: Status,
     started_at: Option<Millis>,
     finished_at: Option<Millis>,
-    store_run_id: Option<i64>,
     error: Option<String>,
+    /// How many of the run's recorded transitions the metrics have counted.
+    counted_transitions: usize,
 }
 
 pub struct RunEntry {
     pub id: String,
     workflow: String,
     created_at: Millis,
+    /// The run's id in the store.
+    pub run_id: i64,
     state: Mutex<EntryState>,
     pub log: Arc<EventLog>,
     cancel: watch::Sender<bool>,
     /// Taken by the worker when the run starts.
     plan: Mutex<Option<Plan>>,
+    /// Pause, resume, advance, `max_steps`: consulted by the engine before each step.
+    gate: Arc<Gate>,
+    /// The create request as stored, to plan the run again for a retry.
+    request: String,
+    /// The attempt the worker starts next, and the jobs it keeps.
+    next: Mutex<QueuedRun>,
+    /// The workflow's concurrency group, rendered with the run's inputs.
+    group: Option<String>,
 }
 
 impl RunEntry {
@@ -106,13 +101,18 @@ impl RunEntry {
             created_at: self.created_at,
             started_at: s.started_at,
             finished_at: s.finished_at,
-            store_run_id: s.store_run_id,
+            store_run_id: Some(self.run_id),
+            attempt: self.next.lock().unwrap_or_else(|p| p.into_inner()).attempt,
             error: s.error.clone(),
         }
     }
 
     pub fn store_run_id(&self) -> Option<i64> {
-        self.state().store_run_id
+        Some(self.run_id)
+    }
+
+    pub fn status(&self) -> Status {
+        self.state().status
     }
 }
 
@@ -122,8 +122,6 @@ struct Table {
     /// Creation order.
     order: Vec<String>,
     queue: VecDeque<String>,
-    /// Idempotency key → (hash of the request body, run id).
-    keys: HashMap<String, ([u8; 32], String)>,
     shutting_down: bool,
 }
 
@@ -132,6 +130,24 @@ pub struct NewRun<'a> {
     pub source: Source<'a>,
     pub request: Request,
     pub idempotency: Option<(String, [u8; 32])>,
+}
+
+/// A run's request as the store keeps it, to plan the run again after a restart.
+#[derive(Serialize, Deserialize)]
+struct StoredRequest {
+    workflow: Option<String>,
+    yaml: Option<String>,
+    jobs: Vec<String>,
+    inputs: Vec<(String, String)>,
+}
+
+/// What a client asks of a run besides cancel.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    Pause,
+    Resume,
+    /// Run this many more steps, then pause (`advance` is 1).
+    Steps(u64),
 }
 
 pub struct Runs {
@@ -144,6 +160,21 @@ pub struct Runs {
     parallel: usize,
     /// Where runs' webhook deliveries go (set once when the server starts).
     pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
+    /// How long the running run's steps may take to finish after SIGTERM.
+    grace: Duration,
+}
+
+fn conflict(id: &str, e: &Illegal) -> ApiError {
+    let code = if e.from.is_final() {
+        "run_finished"
+    } else {
+        "illegal_transition"
+    };
+    ApiError::new(StatusCode::CONFLICT, code, format!("run {id}: {e}"))
+}
+
+fn store_error(e: crate::state::StateError) -> ApiError {
+    ApiError::internal(e.to_string())
 }
 
 impl Runs {
@@ -152,6 +183,7 @@ impl Runs {
         root: PathBuf,
         parallel: usize,
         metrics: Arc<Metrics>,
+        grace: Duration,
     ) -> Runs {
         Runs {
             table: Mutex::new(Table::default()),
@@ -160,12 +192,180 @@ impl Runs {
             store,
             root,
             parallel,
+            grace,
             webhooks: std::sync::OnceLock::new(),
         }
     }
 
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes back the runs an earlier server created: finished ones are listed
+    /// again, queued ones are planned again and queued in their order. Returns
+    /// how many were queued.
+    pub fn restore(self: &Arc<Self>) -> Result<usize, crate::state::StateError> {
+        let mut queued = 0;
+        for stored in self.store.server_runs()? {
+            let request: Option<StoredRequest> = serde_json::from_str(&stored.request).ok();
+            let mut plan = None;
+            let mut error = None;
+            let mut workflow = String::new();
+            if let Some(r) = &request {
+                workflow = r.workflow.clone().unwrap_or_default();
+                if stored.status == Status::Queued {
+                    let source = match (&r.workflow, &r.yaml) {
+                        (Some(p), _) => Source::Path(p),
+                        (None, Some(y)) => Source::Inline(y),
+                        (None, None) => Source::Path(""),
+                    };
+                    let req = Request {
+                        jobs: r.jobs.clone(),
+                        inputs: r.inputs.clone(),
+                    };
+                    match load::load(&self.root, &stored.id, source, &req) {
+                        Ok(l) => {
+                            workflow = l.workflow_path;
+                            plan = Some(l.plan);
+                        }
+                        Err(e) => error = Some(e.message),
+                    }
+                }
+            }
+            let mut status = stored.status;
+            if status == Status::Queued && plan.is_none() {
+                let why = error
+                    .clone()
+                    .unwrap_or_else(|| "its request is unreadable".into());
+                let why = format!("cannot plan it again after a restart: {why}");
+                let _ = self
+                    .store
+                    .transition_run(stored.run_id, Status::Failure, &why);
+                error = Some(why);
+                status = Status::Failure;
+            }
+            let entry = self.entry(
+                stored.id.clone(),
+                stored.run_id,
+                workflow,
+                stored.created_at,
+                status,
+                plan,
+                stored.request.clone(),
+            );
+            entry.state().error = error;
+            let mut t = self.table();
+            t.by_id.insert(stored.id.clone(), entry.clone());
+            t.order.push(stored.id.clone());
+            if status == Status::Queued {
+                t.queue.push_back(stored.id);
+                queued += 1;
+            } else {
+                entry.log.close();
+            }
+            self.metrics.queue_depth.set(t.queue.len() as i64);
+        }
+        self.wake.notify_all();
+        Ok(queued)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        self: &Arc<Self>,
+        id: String,
+        run_id: i64,
+        workflow: String,
+        created_at: Millis,
+        status: Status,
+        plan: Option<Plan>,
+        request: String,
+    ) -> Arc<RunEntry> {
+        let group = plan.as_ref().and_then(|p| self.group_of(p).ok()).flatten();
+        let (cancel, _) = watch::channel(false);
+        let entry = Arc::new(RunEntry {
+            id,
+            workflow,
+            created_at,
+            run_id,
+            state: Mutex::new(EntryState {
+                status,
+                started_at: None,
+                finished_at: None,
+                error: None,
+                counted_transitions: 0,
+            }),
+            log: Arc::new(EventLog::default()),
+            cancel,
+            plan: Mutex::new(plan),
+            gate: Arc::new(Gate::default()),
+            request,
+            next: Mutex::new(QueuedRun {
+                run_id,
+                attempt: 1,
+                kept: Default::default(),
+            }),
+            group,
+        });
+        // The gate closes by itself when a step budget (advance, max_steps)
+        // is spent: the run is paused from then on.
+        let weak: Weak<RunEntry> = Arc::downgrade(&entry);
+        let runs = Arc::downgrade(self);
+        entry.gate.on_closed(Box::new(move |why| {
+            if let (Some(e), Some(runs)) = (weak.upgrade(), runs.upgrade()) {
+                let mut s = e.state();
+                if let Ok(Ok(_)) = runs.store.transition_run(e.run_id, Status::Paused, why) {
+                    s.status = Status::Paused;
+                }
+            }
+        }));
+        entry
+    }
+
+    /// The plan's workflow-level concurrency group, rendered with its inputs.
+    fn group_of(&self, plan: &Plan) -> Result<Option<String>, ApiError> {
+        let Some(c) = &plan.concurrency else {
+            return Ok(None);
+        };
+        let ctx = crate::template::Context {
+            inputs: plan.inputs.clone(),
+            ..Default::default()
+        };
+        crate::template::Engine::new(self.root.clone())
+            .render(&c.group, &ctx)
+            .map(Some)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_workflow",
+                    format!("concurrency group `{}`: {}", c.group, e.message),
+                )
+                .field("workflow")
+            })
+    }
+
+    /// `cancel-in-progress` of a workflow-level group: a new run cancels the
+    /// group's running run and replaces its queued ones (GitHub's semantics).
+    fn cancel_in_progress(&self, new: &RunEntry) {
+        let Some(group) = &new.group else { return };
+        let victims: Vec<Arc<RunEntry>> = self
+            .table()
+            .by_id
+            .values()
+            .filter(|e| e.id != new.id && e.group.as_deref() == Some(group.as_str()))
+            .filter(|e| !e.status().is_final())
+            .cloned()
+            .collect();
+        let reason = format!(
+            "replaced by run {} (concurrency group `{group}`, cancel-in-progress)",
+            new.id
+        );
+        for e in victims {
+            let _ = self.cancel_for(&e.id, &reason);
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<RunEntry>, ApiError> {
@@ -208,87 +408,143 @@ impl Runs {
         (page, total)
     }
 
-    /// Creates and queues a run, or finds the one its idempotency key made
-    /// (`false`: not new). Blocking: it reads and plans the workflow.
-    pub fn create(&self, new: NewRun<'_>) -> Result<(Arc<RunEntry>, bool), ApiError> {
-        if let Some(found) = self.by_key(new.idempotency.as_ref())? {
-            return Ok((found, false));
+    /// Creates and queues a run (recorded `queued` in the store), or finds the
+    /// one its idempotency key made (`false`: not new). Blocking: it reads and
+    /// plans the workflow.
+    pub fn create(self: &Arc<Self>, new: NewRun<'_>) -> Result<(RunView, bool), ApiError> {
+        if self.table().shutting_down {
+            return Err(shutting_down());
         }
         let id = new_id();
+        let stored = StoredRequest {
+            workflow: match new.source {
+                Source::Path(p) => Some(p.to_string()),
+                Source::Inline(_) => None,
+            },
+            yaml: match new.source {
+                Source::Inline(y) => Some(y.to_string()),
+                Source::Path(_) => None,
+            },
+            jobs: new.request.jobs.clone(),
+            inputs: new.request.inputs.clone(),
+        };
         let loaded = load::load(&self.root, &id, new.source, &new.request)?;
-        let (cancel, _) = watch::channel(false);
-        let entry = Arc::new(RunEntry {
+        if let Err(e) = self.group_of(&loaded.plan) {
+            load::discard(&self.root, &id);
+            return Err(e);
+        }
+        let cancels_others = loaded
+            .plan
+            .concurrency
+            .as_ref()
+            .is_some_and(|c| c.cancel_in_progress);
+        let created_at = now_ms();
+        let request =
+            serde_json::to_string(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
+        let server = ServerRun {
             id: id.clone(),
-            workflow: loaded.workflow_path,
-            created_at: now_ms(),
-            state: Mutex::new(EntryState {
-                status: RunState::Queued,
-                started_at: None,
-                finished_at: None,
-                store_run_id: None,
-                error: None,
-            }),
-            log: Arc::new(EventLog::default()),
-            cancel,
-            plan: Mutex::new(Some(loaded.plan)),
-        });
+            run_id: 0,
+            request: request.clone(),
+            idempotency_key: new.idempotency.as_ref().map(|(k, _)| k.clone()),
+            body_hash: new.idempotency.as_ref().map(|(_, h)| h.to_vec()),
+            created_at,
+            status: Status::Queued,
+        };
+        // Under the table lock: a run is in the store and in the queue together.
         let mut t = self.table();
         if t.shutting_down {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            ));
+            load::discard(&self.root, &id);
+            return Err(shutting_down());
         }
-        // Two requests with one key may have raced through the load.
-        if let Some((key, hash)) = &new.idempotency {
-            if let Some(found) = Self::lookup_key(&t, key, hash)? {
+        let queued = self
+            .store
+            .queue_run(
+                &loaded.plan.workflow,
+                &loaded.workflow_path,
+                &[],
+                &loaded.plan.job_infos(),
+                &server,
+            )
+            .map_err(store_error)?;
+        let run = match queued {
+            Queued::Existing(found) => {
                 load::discard(&self.root, &id);
-                return Ok((found, false));
+                let (key, hash) = new.idempotency.as_ref().expect("only a key finds a run");
+                if found.body_hash.as_deref() != Some(hash.as_slice()) {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_key_reused",
+                        format!(
+                            "Idempotency-Key `{key}` was used for run {} with a different request body",
+                            found.id
+                        ),
+                    )
+                    .field("Idempotency-Key"));
+                }
+                let view = match t.by_id.get(&found.id) {
+                    Some(e) => e.view(),
+                    None => RunView {
+                        url: format!("/api/v1/runs/{}", found.id),
+                        id: found.id,
+                        status: found.status,
+                        workflow: String::new(),
+                        created_at: found.created_at,
+                        started_at: None,
+                        finished_at: None,
+                        store_run_id: Some(found.run_id),
+                        attempt: 1,
+                        error: None,
+                    },
+                };
+                return Ok((view, false));
             }
-            t.keys.insert(key.clone(), (*hash, id.clone()));
-        }
+            Queued::New(run) => run,
+        };
+        let entry = self.entry(
+            id.clone(),
+            run.run_id,
+            loaded.workflow_path,
+            created_at,
+            Status::Queued,
+            Some(loaded.plan),
+            request,
+        );
         t.by_id.insert(id.clone(), entry.clone());
         t.order.push(id.clone());
         t.queue.push_back(id);
         self.metrics.runs_created.inc();
         self.metrics.queue_depth.set(t.queue.len() as i64);
         drop(t);
+        self.count_transitions(&entry);
+        if cancels_others {
+            self.cancel_in_progress(&entry);
+        }
         self.wake.notify_all();
-        Ok((entry, true))
+        Ok((entry.view(), true))
     }
 
-    fn by_key(&self, key: Option<&(String, [u8; 32])>) -> Result<Option<Arc<RunEntry>>, ApiError> {
-        match key {
-            Some((key, hash)) => Self::lookup_key(&self.table(), key, hash),
-            None => Ok(None),
-        }
-    }
-
-    fn lookup_key(
-        t: &Table,
-        key: &str,
-        hash: &[u8; 32],
-    ) -> Result<Option<Arc<RunEntry>>, ApiError> {
-        let Some((known_hash, id)) = t.keys.get(key) else {
-            return Ok(None);
+    /// Counts the run's recorded transitions the metrics have not seen yet:
+    /// `trun_status_transitions_total` is the store's record, counted.
+    fn count_transitions(&self, entry: &RunEntry) {
+        let Ok(all) = self.store.transitions(entry.run_id) else {
+            return;
         };
-        if known_hash != hash {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_key_reused",
-                format!(
-                    "Idempotency-Key `{key}` was used for run {id} with a different request body"
-                ),
-            )
-            .field("Idempotency-Key"));
+        let mut s = entry.state();
+        for t in all.iter().skip(s.counted_transitions) {
+            let from = t.from.map_or("none", Status::as_str);
+            self.metrics.transition(from, t.to.as_str());
         }
-        Ok(t.by_id.get(id).cloned())
+        s.counted_transitions = s.counted_transitions.max(all.len());
     }
 
-    /// Cancels a run: a queued one ends at once, a running one has its
-    /// processes killed by the engine and ends `cancelled` when they are gone.
+    /// Cancels a run: a queued one ends at once, a running (or paused) one
+    /// has its processes killed by the engine and ends `cancelled` when they
+    /// are gone.
     pub fn cancel(&self, id: &str) -> Result<Arc<RunEntry>, ApiError> {
+        self.cancel_for(id, "cancelled over the API")
+    }
+
+    fn cancel_for(&self, id: &str, reason: &str) -> Result<Arc<RunEntry>, ApiError> {
         let mut t = self.table();
         let entry = t
             .by_id
@@ -297,20 +553,32 @@ impl Runs {
             .ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))?;
         let mut s = entry.state();
         match s.status {
-            RunState::Queued => {
-                s.status = RunState::Done(Status::Cancelled);
+            Status::Queued => {
+                self.store
+                    .transition_run(entry.run_id, Status::Cancelled, reason)
+                    .map_err(store_error)?
+                    .map_err(|e| conflict(id, &e))?;
+                s.status = Status::Cancelled;
                 s.finished_at = Some(now_ms());
                 drop(s);
                 t.queue.retain(|q| q != id);
                 self.metrics.queue_depth.set(t.queue.len() as i64);
                 self.metrics.run_finished(Status::Cancelled);
                 entry.log.close();
+                drop(t);
+                self.count_transitions(&entry);
             }
-            RunState::Running => {
+            Status::Running | Status::Paused | Status::Waiting => {
                 drop(s);
+                drop(t);
+                // Recorded with its reason now; the engine's own end keeps it
+                // (a final status is final).
+                let _ = self
+                    .store
+                    .transition_run(entry.run_id, Status::Cancelled, reason);
                 let _ = entry.cancel.send(true);
             }
-            RunState::Done(status) => {
+            status => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "run_finished",
@@ -318,21 +586,145 @@ impl Runs {
                 ))
             }
         }
-        Ok(entry.clone())
+        Ok(entry)
     }
 
-    /// Stops taking runs and cancels every queued and running one; the worker
-    /// ends once the running one is recorded.
-    pub fn shutdown(&self) {
-        let ids: Vec<String> = {
-            let mut t = self.table();
-            t.shutting_down = true;
-            t.order.clone()
-        };
-        for id in ids {
-            let _ = self.cancel(&id);
+    /// Pause, resume, advance or run up to N steps; a 409 when the run's
+    /// status does not allow it (pausing a finished run, resuming a running one).
+    pub fn control(&self, id: &str, control: Control) -> Result<Arc<RunEntry>, ApiError> {
+        let entry = self.get(id)?;
+        {
+            let mut s = entry.state();
+            let (to, reason, budget) = match control {
+                Control::Pause => (
+                    Status::Paused,
+                    "paused over the API".to_string(),
+                    Budget::Steps(0),
+                ),
+                Control::Resume => (
+                    Status::Running,
+                    "resumed over the API".to_string(),
+                    Budget::Open,
+                ),
+                Control::Steps(n) => (
+                    Status::Running,
+                    format!(
+                        "{n} more step{} over the API",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                    Budget::Steps(n),
+                ),
+            };
+            match (s.status, control) {
+                // A running run given a budget stays running until it is spent.
+                (Status::Running, Control::Steps(_)) => {}
+                (from, _) => {
+                    transition::check(from, to).map_err(|e| conflict(id, &e))?;
+                    self.store
+                        .transition_run(entry.run_id, to, &reason)
+                        .map_err(store_error)?
+                        .map_err(|e| conflict(id, &e))?;
+                    s.status = to;
+                }
+            }
+            entry.gate.set(budget);
         }
+        self.count_transitions(&entry);
+        Ok(entry)
+    }
+
+    /// Runs a finished run's jobs that did not succeed again, as a new
+    /// attempt of the same run (the jobs that succeeded are kept, with their
+    /// outputs); a 409 for a run that succeeded or has not finished.
+    pub fn retry(&self, id: &str) -> Result<Arc<RunEntry>, ApiError> {
+        let entry = self.get(id)?;
+        let from = entry.status();
+        transition::check(from, Status::Queued).map_err(|e| conflict(id, &e))?;
+        let stored: StoredRequest = serde_json::from_str(&entry.request)
+            .map_err(|e| ApiError::internal(format!("run {id}'s stored request: {e}")))?;
+        let source = match (&stored.workflow, &stored.yaml) {
+            (Some(p), _) => Source::Path(p),
+            (None, Some(y)) => Source::Inline(y),
+            (None, None) => return Err(ApiError::internal(format!("run {id} has no workflow"))),
+        };
+        let request = Request {
+            jobs: stored.jobs.clone(),
+            inputs: stored.inputs.clone(),
+        };
+        // The workflow as it is now: a retry after a fix runs the fix.
+        let loaded = load::load(&self.root, id, source, &request)?;
+        let mut t = self.table();
+        if t.shutting_down {
+            return Err(shutting_down());
+        }
+        let mut s = entry.state();
+        let retry = self
+            .store
+            .retry_run(entry.run_id, "retried over the API")
+            .map_err(store_error)?
+            .map_err(|e| conflict(id, &e))?;
+        *entry.next.lock().unwrap_or_else(|p| p.into_inner()) = QueuedRun {
+            run_id: entry.run_id,
+            attempt: retry.attempt,
+            kept: retry.kept,
+        };
+        *entry.plan.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded.plan);
+        s.status = Status::Queued;
+        s.started_at = None;
+        s.finished_at = None;
+        s.error = None;
+        drop(s);
+        entry.cancel.send_replace(false);
+        entry.gate.set(Budget::Open);
+        entry.log.reopen();
+        t.queue.push_back(id.to_string());
+        self.metrics.queue_depth.set(t.queue.len() as i64);
+        drop(t);
+        self.count_transitions(&entry);
         self.wake.notify_all();
+        Ok(entry)
+    }
+
+    /// Stops taking runs: queued runs stay queued in the store for the next
+    /// server; the running run starts no new step, its running steps get the
+    /// grace period to finish, then it is cancelled and recorded `interrupted`.
+    /// The worker ends once it is recorded.
+    pub fn shutdown(self: &Arc<Self>) {
+        let running: Vec<Arc<RunEntry>> = {
+            let mut t = self.table();
+            if t.shutting_down {
+                return;
+            }
+            t.shutting_down = true;
+            t.queue.clear();
+            t.by_id
+                .values()
+                .filter(|e| matches!(e.status(), Status::Running | Status::Paused))
+                .cloned()
+                .collect()
+        };
+        self.wake.notify_all();
+        for entry in running {
+            entry.gate.set(Budget::Steps(0));
+            let runs = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("trun-serve-grace".into())
+                .spawn(move || {
+                    let until = Instant::now() + runs.grace;
+                    while Instant::now() < until
+                        && runs.metrics.running_steps.get() > 0
+                        && !entry.status().is_final()
+                    {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    let _ = runs.store.transition_run(
+                        entry.run_id,
+                        Status::Interrupted,
+                        "the server stopped while the run was running",
+                    );
+                    let _ = entry.cancel.send(true);
+                });
+        }
     }
 
     /// The worker: takes queued runs in order and runs each through the session.
@@ -341,6 +733,9 @@ impl Runs {
             let entry = {
                 let mut t = self.table();
                 loop {
+                    if t.shutting_down {
+                        return;
+                    }
                     if let Some(id) = t.queue.pop_front() {
                         self.metrics.queue_depth.set(t.queue.len() as i64);
                         if let Some(e) = t.by_id.get(&id) {
@@ -348,13 +743,11 @@ impl Runs {
                         }
                         continue;
                     }
-                    if t.shutting_down {
-                        return;
-                    }
                     t = self.wake.wait(t).unwrap_or_else(|p| p.into_inner());
                 }
             };
             self.execute(&mut session, &entry);
+            self.count_transitions(&entry);
             self.forget_old();
         }
     }
@@ -362,10 +755,10 @@ impl Runs {
     fn execute(&self, session: &mut Session, entry: &Arc<RunEntry>) {
         let cancel = {
             let mut s = entry.state();
-            if s.status != RunState::Queued {
+            if s.status != Status::Queued {
                 return;
             }
-            s.status = RunState::Running;
+            s.status = Status::Running;
             s.started_at = Some(now_ms());
             // Subscribed under the state lock: a cancel from now on is seen.
             entry.cancel.subscribe()
@@ -375,13 +768,20 @@ impl Runs {
             Some(plan) => self.run_plan(session, entry, plan, cancel),
             None => Err("the run has no plan".to_string()),
         };
-        let status = match &result {
-            Ok(status) => *status,
-            Err(_) => Status::Failure,
+        if let Err(e) = &result {
+            let _ = self.store.transition_run(entry.run_id, Status::Failure, e);
+        }
+        // The store has the last word (a run the server stopped is `interrupted`).
+        let status = match self.store.run(entry.run_id) {
+            Ok(Some(d)) if d.run.status.is_final() => d.run.status,
+            _ => match &result {
+                Ok(status) => *status,
+                Err(_) => Status::Failure,
+            },
         };
         {
             let mut s = entry.state();
-            s.status = RunState::Done(status);
+            s.status = status;
             s.finished_at = Some(now_ms());
             s.error = result.err();
         }
@@ -409,7 +809,6 @@ impl Runs {
         } else {
             None
         };
-        let started = Arc::downgrade(entry);
         let webhooks = self
             .webhooks
             .get()
@@ -422,16 +821,14 @@ impl Runs {
             reporters: vec![
                 Box::new(LogReporter {
                     log: entry.log.clone(),
-                    on_started: Box::new(move |run_id| {
-                        if let Some(e) = started.upgrade() {
-                            e.state().store_run_id = Some(run_id);
-                        }
-                    }),
+                    on_started: Box::new(|_| {}),
                 }),
                 Box::new(MetricsReporter::new(self.metrics.clone())),
             ],
             docker,
             grades: None,
+            gate: Some(entry.gate.clone()),
+            queued_run: Some(entry.next.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         };
         if let Some(w) = webhooks {
             config.reporters.push(Box::new(w));
@@ -448,7 +845,8 @@ impl Runs {
         Ok(outcome.result.status)
     }
 
-    /// Keeps the table bounded: the oldest finished runs (and their keys) go.
+    /// Keeps the table bounded: the oldest finished runs go (their record,
+    /// idempotency key included, stays in the store).
     fn forget_old(&self) {
         let mut t = self.table();
         let finished: Vec<Arc<RunEntry>> = t
@@ -456,7 +854,7 @@ impl Runs {
             .iter()
             .rev()
             .filter_map(|id| t.by_id.get(id))
-            .filter(|e| matches!(e.state().status, RunState::Done(_)))
+            .filter(|e| e.status().is_final())
             .cloned()
             .collect();
         for e in finished.iter().skip(MAX_KEPT_EVENT_LOGS) {
@@ -466,10 +864,17 @@ impl Runs {
         for e in finished.iter().rev().take(excess) {
             t.order.retain(|id| *id != e.id);
             t.by_id.remove(&e.id);
-            t.keys.retain(|_, (_, run)| *run != e.id);
             load::discard(&self.root, &e.id);
         }
     }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the server is shutting down",
+    )
 }
 
 /// A run id no other run of any server has had: a hash of the time, the

@@ -27,16 +27,18 @@ mod process;
 mod recorder;
 mod records;
 mod sqlite;
+pub mod transition;
 mod webhooks;
 
 pub use postgres::{is_postgres_url, redact_url, PostgresStore};
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
-    AttemptDetail, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail, NewSuccess,
-    OutputRecord, PrunedSuccesses, RunDetail, RunSummary, StatRecord, StepDetail, StepState,
-    SuccessRef,
+    AttemptDetail, Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail,
+    NewSuccess, OutputRecord, PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun,
+    StatRecord, StepDetail, StepState, SuccessRef,
 };
 pub use sqlite::SqliteStore;
+pub use transition::{Illegal, Transition};
 pub use webhooks::{
     NewWebhookDelivery, WebhookAttempt, WebhookDelivery, WebhookDeliveryRecord, WebhookNext,
 };
@@ -194,6 +196,56 @@ pub trait Store: Send + Sync {
 
     /// Everything recorded about one run, jobs in plan order, steps in order.
     fn run(&self, run_id: i64) -> Result<Option<RunDetail>>;
+
+    // ---- run control (`trun serve`) -------------------------------------------
+
+    /// Records a run created over the API: the run `queued` with every job and
+    /// step of its plan pending (as [`Store::begin_run`] does) and `server`
+    /// (whose `run_id` and `status` are ignored), in one transaction. When
+    /// `server` has an idempotency key some run already holds, nothing is
+    /// written and that run comes back as [`Queued::Existing`].
+    fn queue_run(
+        &self,
+        workflow_name: &str,
+        workflow_path: &str,
+        args: &[String],
+        jobs: &[JobInfo],
+        server: &ServerRun,
+    ) -> Result<Queued>;
+
+    /// Every run created over the API, oldest first, with its status now.
+    fn server_runs(&self) -> Result<Vec<ServerRun>>;
+
+    /// Moves a run to `to` if [`transition::check`] allows it from its status
+    /// now, recording the transition with `reason`, in one transaction;
+    /// returns the status it left, or why it may not. `queued` → `running`
+    /// also records this process as the run's owner (as `begin_run` does);
+    /// a final status closes the run's unfinished jobs and steps.
+    fn transition_run(
+        &self,
+        run_id: i64,
+        to: Status,
+        reason: &str,
+    ) -> Result<std::result::Result<Status, Illegal>>;
+
+    /// Queues a finished run that did not succeed again, as a new attempt of
+    /// the same run (checked by [`transition::check`], recorded with
+    /// `reason`): its jobs that did not succeed, and their steps, go back to
+    /// `pending`; the jobs that succeeded are kept. One transaction.
+    fn retry_run(&self, run_id: i64, reason: &str) -> Result<std::result::Result<Retry, Illegal>>;
+
+    /// Takes one of the `max` slots of concurrency group `group` for
+    /// `holder` (a job key) of run `run_id`, in one write transaction, so the
+    /// limit holds across processes sharing the store. Slots of runs that
+    /// have finished are free. Holding a slot already is a claim.
+    fn claim_slot(&self, group: &str, max: u32, run_id: i64, holder: &str) -> Result<Claim>;
+
+    /// Gives back `holder`'s slots of run `run_id` (every slot of the run
+    /// when `holder` is `None`).
+    fn release_slots(&self, run_id: i64, holder: Option<&str>) -> Result<()>;
+
+    /// Every recorded status change of a run and its jobs, in order.
+    fn transitions(&self, run_id: i64) -> Result<Vec<Transition>>;
 
     // ---- small values -------------------------------------------------------
 

@@ -172,3 +172,47 @@ pub struct GradeRecord {
     /// Milliseconds since the epoch.
     pub graded_at: i64,
 }
+
+/// A run created over the API (`trun serve`), as the store keeps it: enough
+/// to plan it again after a restart, and its idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerRun {
+    /// The API's id of the run.
+    pub id: String,
+    /// The run's id in the store (`trun show ID`).
+    pub run_id: i64,
+    /// The create request as the server reads it back (JSON).
+    pub request: String,
+    pub idempotency_key: Option<String>,
+    /// The hash of the request body the key was first used with.
+    pub body_hash: Option<Vec<u8>>,
+    pub created_at: Millis,
+    /// The run's status now (from its run record).
+    pub status: Status,
+}
+
+/// Whether [`Store::queue_run`](super::Store::queue_run) made a run or found
+/// the one its idempotency key made before.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Queued {
+    New(ServerRun),
+    Existing(ServerRun),
+}
+
+/// What [`Store::retry_run`](super::Store::retry_run) made of a finished run:
+/// its new attempt number and the jobs it keeps (those that succeeded), with
+/// their outputs, which the jobs that run again may need.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Retry {
+    pub attempt: u32,
+    pub kept: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// What [`Store::claim_slot`](super::Store::claim_slot) found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller holds a slot of the group now (or already did).
+    Claimed,
+    /// The group is full: these (run id, holder) hold its slots, oldest first.
+    Full(Vec<(i64, String)>),
+}

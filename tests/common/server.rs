@@ -4,6 +4,7 @@
 use super::{wait_for, Running, Test};
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 pub struct Server {
@@ -76,6 +77,10 @@ impl Server {
         let status = r.status().as_u16();
         let v: Value = r.json().unwrap();
         assert_eq!(status, 201, "create: {v}");
+        assert_eq!(
+            v["url"],
+            format!("/api/v1/runs/{}", v["id"].as_str().unwrap())
+        );
         v["id"].as_str().unwrap().to_string()
     }
 
@@ -104,6 +109,39 @@ impl Server {
                 Some("queued" | "running" | "paused" | "waiting")
             )
         })
+    }
+
+    /// Reads the SSE stream of a run to its end: (id, event, data) in order.
+    pub fn events(&self, id: &str, last_event_id: Option<u64>) -> Vec<(u64, String, Value)> {
+        let mut rb = self.auth(
+            self.client
+                .get(self.url(&format!("/api/v1/runs/{id}/events"))),
+        );
+        if let Some(n) = last_event_id {
+            rb = rb.header("Last-Event-ID", n.to_string());
+        }
+        let r = rb.send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let mut out = Vec::new();
+        let (mut ev_id, mut kind, mut data) = (0, String::new(), String::new());
+        for line in BufReader::new(r).lines() {
+            let line = line.unwrap();
+            if let Some(v) = line.strip_prefix("id:") {
+                ev_id = v.trim().parse().unwrap();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                kind = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            } else if line.is_empty() && !data.is_empty() {
+                out.push((ev_id, kind.clone(), serde_json::from_str(&data).unwrap()));
+                data.clear();
+            }
+        }
+        out
     }
 
     /// The value of the metric line starting with `line_prefix` (name and labels).

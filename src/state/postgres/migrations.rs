@@ -136,6 +136,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (delivery_id, attempt)
     );
     "#,
+    // Run control (`trun serve`), as SQLite's migration 7: every status
+    // change of a run or a job with its time and reason, the runs created
+    // over the API (idempotency key unique: one key makes one run across
+    // processes), and the slots of concurrency groups.
+    r#"
+    CREATE TABLE transitions (
+        seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id      BIGINT NOT NULL,
+        job         TEXT,                        -- NULL: the run itself
+        from_status TEXT,                        -- NULL: created
+        to_status   TEXT   NOT NULL,
+        at          BIGINT NOT NULL,             -- ms since the Unix epoch
+        reason      TEXT
+    );
+    CREATE INDEX transitions_by_run ON transitions(run_id, seq);
+    CREATE TABLE server_runs (
+        id              TEXT   PRIMARY KEY,      -- the API's run id
+        run_id          BIGINT NOT NULL UNIQUE,
+        request         TEXT   NOT NULL,         -- JSON, as the server reads it back
+        idempotency_key TEXT   UNIQUE,
+        body_hash       BYTEA,
+        created_at      BIGINT NOT NULL
+    );
+    CREATE TABLE concurrency_slots (
+        group_name TEXT   NOT NULL,
+        run_id     BIGINT NOT NULL,
+        holder     TEXT   NOT NULL,              -- a job key
+        claimed_at BIGINT NOT NULL,
+        PRIMARY KEY (group_name, run_id, holder)
+    );
+    "#,
 ];
 
 /// A fixed key for `pg_advisory_xact_lock`: "trun" in ASCII.

@@ -16,13 +16,15 @@
 //! is not here: file paths and inodes mean nothing on another machine, so it
 //! stays in the workspace's SQLite file.
 
+mod control;
 mod migrations;
 mod runs;
 
 use super::records::{
-    DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
-    RunDetail, RunSummary, StepState, SuccessRef,
+    Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord,
+    PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun, StepState, SuccessRef,
 };
+use super::transition::{Illegal, Transition};
 use super::webhooks::{
     NewWebhookDelivery, WebhookAttempt, WebhookDelivery, WebhookDeliveryRecord, WebhookNext,
 };
@@ -262,6 +264,46 @@ impl Store for PostgresStore {
         versions: &[(String, usize, u32)],
     ) -> Result<()> {
         self.with(|c| runs::set_definition_versions(c, run_id, versions))
+    }
+
+    fn queue_run(
+        &self,
+        workflow_name: &str,
+        workflow_path: &str,
+        args: &[String],
+        jobs: &[JobInfo],
+        server: &ServerRun,
+    ) -> Result<Queued> {
+        self.with(|c| control::queue_run(c, workflow_name, workflow_path, args, jobs, server))
+    }
+
+    fn server_runs(&self) -> Result<Vec<ServerRun>> {
+        self.with(control::server_runs)
+    }
+
+    fn transition_run(
+        &self,
+        run_id: i64,
+        to: Status,
+        reason: &str,
+    ) -> Result<std::result::Result<Status, Illegal>> {
+        self.with(|c| control::transition_run(c, run_id, to, reason))
+    }
+
+    fn retry_run(&self, run_id: i64, reason: &str) -> Result<std::result::Result<Retry, Illegal>> {
+        self.with(|c| control::retry_run(c, run_id, reason))
+    }
+
+    fn claim_slot(&self, group: &str, max: u32, run_id: i64, holder: &str) -> Result<Claim> {
+        self.with(|c| control::claim_slot(c, group, max, run_id, holder))
+    }
+
+    fn release_slots(&self, run_id: i64, holder: Option<&str>) -> Result<()> {
+        self.with(|c| control::release_slots(c, run_id, holder))
+    }
+
+    fn transitions(&self, run_id: i64) -> Result<Vec<Transition>> {
+        self.with(|c| control::transitions(c, run_id))
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {

@@ -17,22 +17,46 @@ pub(super) fn begin_run(
     args: &[String],
     jobs: &[JobInfo],
 ) -> Result<i64> {
+    let mut tx = client.transaction()?;
+    let run_id = insert_run(
+        &mut tx,
+        workflow_name,
+        workflow_path,
+        args,
+        jobs,
+        Status::Running,
+    )?;
+    tx.commit()?;
+    Ok(run_id)
+}
+
+/// Inserts a run with `status` and every job and step of its plan pending,
+/// and records its first transition.
+pub(super) fn insert_run(
+    tx: &mut Transaction<'_>,
+    workflow_name: &str,
+    workflow_path: &str,
+    args: &[String],
+    jobs: &[JobInfo],
+    status: Status,
+) -> Result<i64> {
     let me = process::ProcessId::current();
+    let now = now_ms();
     let (workflow_name, workflow_path) = (nul_free(workflow_name), nul_free(workflow_path));
     let jobs = nul_free_jobs(jobs);
-    let mut tx = client.transaction()?;
     let run_id: i64 = tx
         .query_one(
             "INSERT INTO runs (workflow, workflow_path, args, status, started_at, pid, pid_start, host)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) RETURNING id",
+             VALUES ($1, $2, $3, $8, $4, $5, $6, $7) RETURNING id",
             &[
                 &workflow_name,
                 &workflow_path,
                 &to_json(&args)?,
-                &now_ms(),
+                &now,
                 &me.pid,
                 &me.start,
                 &me.host,
+                &status.as_str(),
             ],
         )?
         .get(0);
@@ -70,8 +94,55 @@ pub(super) fn begin_run(
             )?;
         }
     }
-    tx.commit()?;
+    log_transition(tx, run_id, None, None, status, now, None)?;
     Ok(run_id)
+}
+
+/// Appends one transition of a run (`job` is `None`) or of one of its jobs.
+pub(super) fn log_transition(
+    tx: &mut Transaction<'_>,
+    run_id: i64,
+    job: Option<&str>,
+    from: Option<Status>,
+    to: Status,
+    at: Millis,
+    reason: Option<&str>,
+) -> Result<()> {
+    let job = job.map(nul_free);
+    let reason = reason.map(nul_free);
+    tx.execute(
+        "INSERT INTO transitions (run_id, job, from_status, to_status, at, reason)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &run_id,
+            &job.as_deref(),
+            &from.map(Status::as_str),
+            &to.as_str(),
+            &at,
+            &reason.as_deref(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The status of a run (`job` is `None`) or of one of its jobs.
+pub(super) fn status_of(
+    tx: &mut Transaction<'_>,
+    run_id: i64,
+    job: Option<&str>,
+) -> Result<Option<Status>> {
+    let row = match job {
+        None => tx.query_opt("SELECT status FROM runs WHERE id = $1", &[&run_id])?,
+        Some(job) => tx.query_opt(
+            "SELECT status FROM jobs WHERE run_id = $1 AND key = $2",
+            &[&run_id, &job],
+        )?,
+    };
+    row.map(|r| {
+        let t: String = r.get(0);
+        Status::parse(&t).ok_or_else(|| StateError::Corrupt(format!("status {t:?}")))
+    })
+    .transpose()
 }
 
 pub(super) fn record(client: &mut Client, run_id: i64, events: &[Event]) -> Result<()> {
@@ -91,6 +162,10 @@ pub(super) fn record(client: &mut Client, run_id: i64, events: &[Event]) -> Resu
 
 pub(super) fn mark_run(client: &mut Client, run_id: i64, status: Status) -> Result<bool> {
     let mut tx = client.transaction()?;
+    let before = status_of(&mut tx, run_id, None)?;
+    if let Some(from) = before.filter(|&b| b != status) {
+        log_transition(&mut tx, run_id, None, Some(from), status, now_ms(), None)?;
+    }
     let changed = if status.is_final() {
         let now = now_ms();
         let changed = tx.execute(
@@ -134,7 +209,7 @@ pub(super) fn mark_interrupted(client: &mut Client) -> Result<usize> {
     let me = process::ProcessId::current();
     let dead: Vec<i64> = client
         .query(
-            "SELECT id, pid, pid_start FROM runs WHERE status = 'running' AND host = $1",
+            "SELECT id, pid, pid_start FROM runs WHERE status IN ('running', 'paused') AND host = $1",
             &[&me.host],
         )?
         .iter()
@@ -150,11 +225,20 @@ pub(super) fn mark_interrupted(client: &mut Client) -> Result<usize> {
         // The row lock of the UPDATE and the status re-check make this safe
         // against a run finishing between the read above and now.
         let changed = tx.execute(
-            "UPDATE runs SET status = 'interrupted' WHERE id = $1 AND status = 'running'",
+            "UPDATE runs SET status = 'interrupted' WHERE id = $1 AND status IN ('running', 'paused')",
             &[&run_id],
         )?;
         if changed > 0 {
             marked += 1;
+            log_transition(
+                &mut tx,
+                run_id,
+                None,
+                Some(Status::Running),
+                Status::Interrupted,
+                now_ms(),
+                Some("the process recording it is gone"),
+            )?;
             close_unfinished(
                 &mut tx,
                 run_id,
@@ -168,13 +252,33 @@ pub(super) fn mark_interrupted(client: &mut Client) -> Result<usize> {
     Ok(marked)
 }
 
-fn close_unfinished(
+pub(super) fn close_unfinished(
     tx: &mut Transaction<'_>,
     run_id: i64,
     running_to: Status,
     pending_to: Status,
     now: Millis,
 ) -> Result<()> {
+    // The jobs' transitions first, while their statuses are still there.
+    let open: Vec<(String, String)> = tx
+        .query(
+            "SELECT key, status FROM jobs
+             WHERE run_id = $1 AND status IN ('pending', 'waiting', 'running', 'paused')
+             ORDER BY position",
+            &[&run_id],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (job, status) in open {
+        let from = Status::parse(&status);
+        let to = if from == Some(Status::Running) {
+            running_to
+        } else {
+            pending_to
+        };
+        log_transition(tx, run_id, Some(&job), from, to, now, Some("the run ended"))?;
+    }
     for table in ["jobs", "steps"] {
         tx.execute(
             &format!(
@@ -198,11 +302,32 @@ fn apply(tx: &mut Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
         Event::RunStarted { .. } | Event::StepOutput { .. } => {}
         Event::StepGroup { .. } | Event::Annotation { .. } | Event::StepSummary { .. } => {}
         Event::JobStarted { job, at } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            log_transition(tx, run_id, Some(job), from, Status::Running, *at, None)?;
             let sql = "UPDATE jobs SET status = 'running', started_at = $3 WHERE run_id = $1 AND key = $2";
             if tx.execute(sql, &[&run_id, job, at])? == 0 {
                 ensure_job(tx, run_id, job)?;
                 tx.execute(sql, &[&run_id, job, at])?;
             }
+        }
+        Event::JobWaiting { job, reason, at } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            if from != Some(Status::Waiting) {
+                log_transition(
+                    tx,
+                    run_id,
+                    Some(job),
+                    from,
+                    Status::Waiting,
+                    *at,
+                    Some(reason),
+                )?;
+            }
+            ensure_job(tx, run_id, job)?;
+            tx.execute(
+                "UPDATE jobs SET status = 'waiting', reason = $3 WHERE run_id = $1 AND key = $2",
+                &[&run_id, job, reason],
+            )?;
         }
         Event::StepStarted {
             job,
@@ -323,6 +448,8 @@ fn apply(tx: &mut Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
             duration_ms,
             outputs,
         } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            log_transition(tx, run_id, Some(job), from, *status, *at, reason.as_deref())?;
             let sql = "UPDATE jobs SET status = $3, reason = $4, finished_at = $5, duration_ms = $6,
                               outputs = $7,
                               started_at = CASE WHEN $3::TEXT = 'skipped' THEN started_at
@@ -357,6 +484,17 @@ fn apply(tx: &mut Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
             at,
             duration_ms,
         } => {
+            // A final status is final: a run the server already marked
+            // `interrupted` (it stopped) keeps that when the engine ends it.
+            let from = status_of(tx, *finished, None)?;
+            let kept = match from {
+                Some(f) if f.is_final() => f,
+                _ => *status,
+            };
+            let status = &kept;
+            if from != Some(*status) {
+                log_transition(tx, *finished, None, from, *status, *at, None)?;
+            }
             tx.execute(
                 "UPDATE runs SET status = $2, finished_at = $3, duration_ms = $4 WHERE id = $1",
                 &[finished, &status.as_str(), at, &(*duration_ms as i64)],
@@ -409,6 +547,7 @@ fn nul_free_event(event: &Event) -> Cow<'_, Event> {
     let has_opt = |s: &Option<String>| s.as_ref().is_some_and(has);
     let needed = match event {
         Event::JobStarted { job, .. } => has(job),
+        Event::JobWaiting { job, reason, .. } => has(job) || has(reason),
         Event::StepStarted { job, name, .. } => has(job) || has(name),
         Event::StepRetrying { job, reason, .. } => has(job) || has(reason),
         Event::StepFinished {
@@ -428,6 +567,10 @@ fn nul_free_event(event: &Event) -> Cow<'_, Event> {
     let mut event = event.clone();
     match &mut event {
         Event::JobStarted { job, .. } => clean(job),
+        Event::JobWaiting { job, reason, .. } => {
+            clean(job);
+            clean(reason);
+        }
         Event::StepStarted { job, name, .. } => {
             clean(job);
             clean(name);

@@ -181,6 +181,40 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (delivery_id, attempt)
     );
     "#,
+    // 7: run control (`trun serve`): every status change of a run or a job
+    // with its time and reason, and the runs created over the API (their
+    // request, so a restarted server can plan a queued run again, and their
+    // idempotency key, unique so that one key makes one run across processes),
+    // and the slots of concurrency groups.
+    r#"
+    CREATE TABLE transitions (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER NOT NULL,
+        job         TEXT,                        -- NULL: the run itself
+        from_status TEXT,                        -- NULL: created
+        to_status   TEXT    NOT NULL,
+        at          INTEGER NOT NULL,            -- ms since the Unix epoch
+        reason      TEXT
+    );
+    CREATE INDEX transitions_by_run ON transitions(run_id, seq);
+    CREATE TABLE server_runs (
+        id              TEXT    PRIMARY KEY,     -- the API's run id
+        run_id          INTEGER NOT NULL UNIQUE,
+        request         TEXT    NOT NULL,        -- JSON, as the server reads it back
+        idempotency_key TEXT    UNIQUE,
+        body_hash       BLOB,
+        created_at      INTEGER NOT NULL
+    );
+    -- Concurrency groups: a member holds a slot while it runs; a slot whose
+    -- run has finished (or was marked interrupted) is free again.
+    CREATE TABLE concurrency_slots (
+        group_name TEXT    NOT NULL,
+        run_id     INTEGER NOT NULL,
+        holder     TEXT    NOT NULL,             -- a job key
+        claimed_at INTEGER NOT NULL,
+        PRIMARY KEY (group_name, run_id, holder)
+    );
+    "#,
 ];
 
 /// Number of migrations this build knows; the `user_version` it leaves behind.

@@ -8,6 +8,7 @@
 //! (as `Arc<SqliteStore>` or `Arc<dyn Store>`). A mutex rather than a pool: a
 //! run's writes are small batches, and SQLite takes one writer at a time anyway.
 
+mod control;
 mod migrations;
 mod queries;
 mod runs;
@@ -19,9 +20,10 @@ mod webhooks;
 pub(crate) use migrations::latest_version;
 
 use super::records::{
-    DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord, PrunedSuccesses,
-    RunDetail, RunSummary, StatRecord, StepState,
+    Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, NewSuccess, OutputRecord,
+    PrunedSuccesses, Queued, Retry, RunDetail, RunSummary, ServerRun, StatRecord, StepState,
 };
+use super::transition::{Illegal, Transition};
 use super::{Result, StatCache, StateError, Store};
 use crate::event::{now_ms, Event, JobInfo, Status};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -220,6 +222,53 @@ impl Store for SqliteStore {
         versions: &[(String, usize, u32)],
     ) -> Result<()> {
         runs::set_definition_versions(&mut self.conn(), run_id, versions)
+    }
+
+    fn queue_run(
+        &self,
+        workflow_name: &str,
+        workflow_path: &str,
+        args: &[String],
+        jobs: &[JobInfo],
+        server: &ServerRun,
+    ) -> Result<Queued> {
+        control::queue_run(
+            &mut self.conn(),
+            workflow_name,
+            workflow_path,
+            args,
+            jobs,
+            server,
+        )
+    }
+
+    fn server_runs(&self) -> Result<Vec<ServerRun>> {
+        control::server_runs(&self.conn())
+    }
+
+    fn transition_run(
+        &self,
+        run_id: i64,
+        to: Status,
+        reason: &str,
+    ) -> Result<std::result::Result<Status, Illegal>> {
+        control::transition_run(&mut self.conn(), run_id, to, reason)
+    }
+
+    fn retry_run(&self, run_id: i64, reason: &str) -> Result<std::result::Result<Retry, Illegal>> {
+        control::retry_run(&mut self.conn(), run_id, reason)
+    }
+
+    fn claim_slot(&self, group: &str, max: u32, run_id: i64, holder: &str) -> Result<Claim> {
+        control::claim_slot(&mut self.conn(), group, max, run_id, holder)
+    }
+
+    fn release_slots(&self, run_id: i64, holder: Option<&str>) -> Result<()> {
+        control::release_slots(&self.conn(), run_id, holder)
+    }
+
+    fn transitions(&self, run_id: i64) -> Result<Vec<Transition>> {
+        control::transitions(&self.conn(), run_id)
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<RunSummary>> {

@@ -13,12 +13,34 @@ pub(super) fn begin_run(
     args: &[String],
     jobs: &[JobInfo],
 ) -> Result<i64> {
+    let tx = conn.transaction()?;
+    let run_id = insert_run(
+        &tx,
+        workflow_name,
+        workflow_path,
+        args,
+        jobs,
+        Status::Running,
+    )?;
+    tx.commit()?;
+    Ok(run_id)
+}
+
+/// Inserts a run with `status` and every job and step of its plan pending,
+/// and records its first transition.
+pub(super) fn insert_run(
+    tx: &Transaction<'_>,
+    workflow_name: &str,
+    workflow_path: &str,
+    args: &[String],
+    jobs: &[JobInfo],
+    status: Status,
+) -> Result<i64> {
     let me = process::ProcessId::current();
     let now = now_ms();
-    let tx = conn.transaction()?;
     tx.execute(
         "INSERT INTO runs (workflow, workflow_path, args, status, started_at, pid, pid_start, host)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?8, ?4, ?5, ?6, ?7)",
         params![
             workflow_name,
             workflow_path,
@@ -26,7 +48,8 @@ pub(super) fn begin_run(
             now,
             me.pid,
             me.start,
-            me.host
+            me.host,
+            status.as_str()
         ],
     )?;
     let run_id = tx.last_insert_rowid();
@@ -60,8 +83,53 @@ pub(super) fn begin_run(
             }
         }
     }
-    tx.commit()?;
+    log_transition(tx, run_id, None, None, status, now, None)?;
     Ok(run_id)
+}
+
+/// Appends one transition of a run (`job` is `None`) or of one of its jobs.
+pub(super) fn log_transition(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    job: Option<&str>,
+    from: Option<Status>,
+    to: Status,
+    at: Millis,
+    reason: Option<&str>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO transitions (run_id, job, from_status, to_status, at, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        run_id,
+        job,
+        from.map(Status::as_str),
+        to.as_str(),
+        at,
+        reason
+    ])?;
+    Ok(())
+}
+
+/// The status of a run (`job` is `None`) or of one of its jobs.
+pub(super) fn status_of(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    job: Option<&str>,
+) -> Result<Option<Status>> {
+    let text: Option<String> = match job {
+        None => tx
+            .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+            .query_row([run_id], |r| r.get(0))
+            .optional()?,
+        Some(job) => tx
+            .prepare_cached("SELECT status FROM jobs WHERE run_id = ?1 AND key = ?2")?
+            .query_row(params![run_id, job], |r| r.get(0))
+            .optional()?,
+    };
+    text.map(|t| Status::parse(&t).ok_or_else(|| StateError::Corrupt(format!("status {t:?}"))))
+        .transpose()
 }
 
 pub(super) fn record(conn: &mut Connection, run_id: i64, events: &[Event]) -> Result<()> {
@@ -82,6 +150,10 @@ pub(super) fn record(conn: &mut Connection, run_id: i64, events: &[Event]) -> Re
 
 pub(super) fn mark_run(conn: &mut Connection, run_id: i64, status: Status) -> Result<bool> {
     let tx = conn.transaction()?;
+    let before = status_of(&tx, run_id, None)?;
+    if let Some(from) = before.filter(|&b| b != status) {
+        log_transition(&tx, run_id, None, Some(from), status, now_ms(), None)?;
+    }
     let changed = if status.is_final() {
         let now = now_ms();
         let changed = tx.execute(
@@ -124,7 +196,7 @@ pub(super) fn mark_interrupted(conn: &mut Connection) -> Result<usize> {
     let me = process::ProcessId::current();
     let candidates: Vec<(i64, i64, Option<i64>)> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT id, pid, pid_start FROM runs WHERE status = 'running' AND host = ?1",
+            "SELECT id, pid, pid_start FROM runs WHERE status IN ('running', 'paused') AND host = ?1",
         )?;
         let rows = stmt.query_map([&me.host], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
@@ -145,11 +217,20 @@ pub(super) fn mark_interrupted(conn: &mut Connection) -> Result<usize> {
         // Re-check under the write lock: the run may have finished between
         // the read above and now.
         let changed = tx.execute(
-            "UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running'",
+            "UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status IN ('running', 'paused')",
             [run_id],
         )?;
         if changed > 0 {
             marked += 1;
+            log_transition(
+                &tx,
+                run_id,
+                None,
+                Some(Status::Running),
+                Status::Interrupted,
+                now_ms(),
+                Some("the process recording it is gone"),
+            )?;
             close_unfinished(
                 &tx,
                 run_id,
@@ -165,13 +246,31 @@ pub(super) fn mark_interrupted(conn: &mut Connection) -> Result<usize> {
 
 /// Gives unfinished jobs, steps and attempts of a run a final status:
 /// `running` ones get `running_to`, `pending`/`waiting` ones get `pending_to`.
-fn close_unfinished(
+pub(super) fn close_unfinished(
     tx: &Transaction<'_>,
     run_id: i64,
     running_to: Status,
     pending_to: Status,
     now: Millis,
 ) -> Result<()> {
+    // The jobs' transitions first, while their statuses are still there.
+    let open: Vec<(String, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT key, status FROM jobs
+             WHERE run_id = ?1 AND status IN ('pending', 'waiting', 'running', 'paused')",
+        )?;
+        let rows = stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (job, status) in open {
+        let from = Status::parse(&status);
+        let to = if from == Some(Status::Running) {
+            running_to
+        } else {
+            pending_to
+        };
+        log_transition(tx, run_id, Some(&job), from, to, now, Some("the run ended"))?;
+    }
     for table in ["jobs", "steps"] {
         tx.execute(
             &format!(
@@ -197,6 +296,8 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
         // Annotations and step summaries are kept beside the step's log.
         Event::StepGroup { .. } | Event::Annotation { .. } | Event::StepSummary { .. } => {}
         Event::JobStarted { job, at } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            log_transition(tx, run_id, Some(job), from, Status::Running, *at, None)?;
             let changed = tx
                 .prepare_cached(
                     "UPDATE jobs SET status = 'running', started_at = ?3
@@ -210,6 +311,25 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
                     params![run_id, job, at],
                 )?;
             }
+        }
+        Event::JobWaiting { job, reason, at } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            if from != Some(Status::Waiting) {
+                log_transition(
+                    tx,
+                    run_id,
+                    Some(job),
+                    from,
+                    Status::Waiting,
+                    *at,
+                    Some(reason),
+                )?;
+            }
+            ensure_job(tx, run_id, job)?;
+            tx.prepare_cached(
+                "UPDATE jobs SET status = 'waiting', reason = ?3 WHERE run_id = ?1 AND key = ?2",
+            )?
+            .execute(params![run_id, job, reason])?;
         }
         Event::StepStarted {
             job,
@@ -320,6 +440,8 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
             duration_ms,
             outputs,
         } => {
+            let from = status_of(tx, run_id, Some(job))?;
+            log_transition(tx, run_id, Some(job), from, *status, *at, reason.as_deref())?;
             let sql =
                 "UPDATE jobs SET status = ?3, reason = ?4, finished_at = ?5, duration_ms = ?6,
                               outputs = ?7,
@@ -366,6 +488,17 @@ fn apply(tx: &Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
             at,
             duration_ms,
         } => {
+            // A final status is final: a run the server already marked
+            // `interrupted` (it stopped) keeps that when the engine ends it.
+            let from = status_of(tx, *finished, None)?;
+            let kept = match from {
+                Some(f) if f.is_final() => f,
+                _ => *status,
+            };
+            let status = &kept;
+            if from != Some(*status) {
+                log_transition(tx, *finished, None, from, *status, *at, None)?;
+            }
             tx.prepare_cached(
                 "UPDATE runs SET status = ?2, finished_at = ?3, duration_ms = ?4 WHERE id = ?1",
             )?
