@@ -115,6 +115,13 @@ store_tests!(
     the_store_works_from_inside_a_tokio_runtime,
     concurrent_writers_number_definitions_once_and_claim_each_delivery_once,
     a_nul_in_names_and_keys_is_recorded,
+    one_idempotency_key_makes_one_run_across_two_connections,
+    one_idempotency_key_makes_one_run_when_writers_race,
+    transitions_are_checked_recorded_and_a_retry_keeps_what_succeeded,
+    job_transitions_come_from_the_recorded_events,
+    a_group_holds_at_most_max_across_connections_and_frees_a_finished_runs_slot,
+    racing_claimers_never_exceed_a_groups_limit,
+    hostile_run_control_text_is_stored_as_text,
 );
 
 pub(crate) fn job(key: &str, needs: &[&str], steps: &[&str]) -> JobInfo {
@@ -1161,4 +1168,391 @@ fn a_nul_in_names_and_keys_is_recorded(fx: &Fixture) {
             .map(same),
         Some("v\u{FFFD}".to_string())
     );
+}
+
+// ---- run control (`trun serve`) ---------------------------------------------
+
+fn server_run(id: &str, key: Option<&str>) -> ServerRun {
+    ServerRun {
+        id: id.into(),
+        run_id: 0,
+        request: "{}".into(),
+        idempotency_key: key.map(str::to_string),
+        body_hash: key.map(|_| vec![1, 2, 3]),
+        created_at: 1,
+        status: Status::Queued,
+    }
+}
+
+fn queue(store: &dyn Store, id: &str, key: Option<&str>) -> Queued {
+    store
+        .queue_run(
+            "wf",
+            "wf.yaml",
+            &[],
+            &[job("a", &[], &[])],
+            &server_run(id, key),
+        )
+        .expect("queue a run")
+}
+
+fn one_idempotency_key_makes_one_run_across_two_connections(fx: &Fixture) {
+    let (one, two) = (fx.open(), fx.open());
+    let Queued::New(first) = queue(&*one, "r1", Some("k")) else {
+        panic!("the first use of a key makes a run")
+    };
+    let Queued::Existing(again) = queue(&*two, "r2", Some("k")) else {
+        panic!("the second use of a key finds the run")
+    };
+    assert_eq!(again.id, "r1");
+    assert_eq!(again.run_id, first.run_id);
+    assert_eq!(again.body_hash, Some(vec![1, 2, 3]));
+    assert_eq!(two.server_runs().unwrap().len(), 1);
+    assert_eq!(one.server_runs().unwrap()[0].status, Status::Queued);
+    let Queued::New(other) = queue(&*two, "r3", None) else {
+        panic!("a run without a key is always new")
+    };
+    let listed: Vec<(String, i64)> = one
+        .server_runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.run_id))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("r1".to_string(), first.run_id),
+            ("r3".into(), other.run_id)
+        ]
+    );
+    let detail = one.run(first.run_id).unwrap().expect("the queued run");
+    assert_eq!(detail.run.status, Status::Queued);
+    assert_eq!(detail.jobs[0].status, Status::Pending);
+}
+
+fn one_idempotency_key_makes_one_run_when_writers_race(fx: &Fixture) {
+    const WRITERS: usize = 4;
+    let stores: Vec<Box<dyn Store>> = (0..WRITERS).map(|_| fx.open()).collect();
+    let results: Vec<Queued> = std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, store)| scope.spawn(move || queue(&**store, &format!("r{i}"), Some("k"))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let new: Vec<&ServerRun> = results
+        .iter()
+        .filter_map(|q| match q {
+            Queued::New(r) => Some(r),
+            Queued::Existing(_) => None,
+        })
+        .collect();
+    assert_eq!(new.len(), 1, "one writer makes the run: {results:?}");
+    for q in &results {
+        let (Queued::New(r) | Queued::Existing(r)) = q;
+        assert_eq!(r.run_id, new[0].run_id, "{results:?}");
+    }
+    assert_eq!(stores[0].server_runs().unwrap().len(), 1);
+    assert_eq!(stores[0].runs(10).unwrap().len(), 1, "no orphan run");
+}
+
+fn transitions_are_checked_recorded_and_a_retry_keeps_what_succeeded(fx: &Fixture) {
+    let store = fx.open();
+    let Queued::New(run) = store
+        .queue_run(
+            "wf",
+            "wf.yaml",
+            &[],
+            &[job("a", &[], &["s"]), job("b", &[], &["s"])],
+            &server_run("r", None),
+        )
+        .unwrap()
+    else {
+        panic!("a run without a key is new")
+    };
+    let id = run.run_id;
+    let illegal = store.transition_run(id, Status::Paused, "x").unwrap();
+    assert_eq!(
+        illegal.unwrap_err().to_string(),
+        "cannot go from `queued` to `paused`"
+    );
+    assert_eq!(
+        store
+            .transition_run(id, Status::Running, "started")
+            .unwrap(),
+        Ok(Status::Queued)
+    );
+    let out = BTreeMap::from([("v".to_string(), "1".to_string())]);
+    store
+        .record(
+            id,
+            &[
+                Event::JobStarted {
+                    job: "b".into(),
+                    at: 10,
+                },
+                Event::JobFinished {
+                    job: "b".into(),
+                    status: Status::Success,
+                    reason: None,
+                    at: 11,
+                    duration_ms: 1,
+                    outputs: out.clone(),
+                },
+            ],
+        )
+        .unwrap();
+    store
+        .transition_run(id, Status::Failure, "it failed")
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .transition_run(id, Status::Running, "x")
+        .unwrap()
+        .is_err());
+    let ended = store.run(id).unwrap().unwrap();
+    assert_eq!(ended.run.status, Status::Failure);
+    assert!(ended.run.finished_at.is_some());
+    assert_eq!(ended.jobs[0].status, Status::Failure, "closed with the run");
+    let retry = store.retry_run(id, "again").unwrap().unwrap();
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(
+        retry.kept,
+        BTreeMap::from([("b".to_string(), out)]),
+        "job b succeeded and is kept with its outputs"
+    );
+    let again = store.run(id).unwrap().unwrap();
+    assert_eq!(again.run.status, Status::Queued);
+    assert_eq!(again.jobs[0].status, Status::Pending);
+    assert_eq!(again.jobs[0].steps[0].status, Status::Pending);
+    assert_eq!(again.jobs[1].status, Status::Success);
+    assert!(store.retry_run(id, "twice").unwrap().is_err(), "queued");
+    let moves: Vec<(Option<String>, Option<Status>, Status, Option<String>)> = store
+        .transitions(id)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.job, t.from, t.to, t.reason))
+        .collect();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        moves,
+        [
+            (None, None, Status::Queued, None),
+            (None, Some(Status::Queued), Status::Running, s("started")),
+            (s("b"), Some(Status::Pending), Status::Running, None),
+            (s("b"), Some(Status::Running), Status::Success, None),
+            (
+                s("a"),
+                Some(Status::Pending),
+                Status::Failure,
+                s("the run ended")
+            ),
+            (None, Some(Status::Running), Status::Failure, s("it failed")),
+            (s("a"), Some(Status::Failure), Status::Pending, s("again")),
+            (None, Some(Status::Failure), Status::Queued, s("again")),
+        ]
+    );
+    let times: Vec<Millis> = store
+        .transitions(id)
+        .unwrap()
+        .iter()
+        .map(|t| t.at)
+        .collect();
+    assert!(times.iter().all(|&t| t > 0), "{times:?}");
+    assert!(matches!(
+        store.transition_run(id + 1000, Status::Running, "x"),
+        Err(StateError::NoSuchRun(_))
+    ));
+}
+
+fn job_transitions_come_from_the_recorded_events(fx: &Fixture) {
+    let store = fx.open();
+    let id = store
+        .begin_run("wf", "wf.yaml", &[], &[job("a", &[], &["s"])])
+        .unwrap();
+    let waiting = |at| Event::JobWaiting {
+        job: "a".into(),
+        reason: "group g is full".into(),
+        at,
+    };
+    store
+        .record(
+            id,
+            &[
+                waiting(1),
+                waiting(2),
+                Event::JobStarted {
+                    job: "a".into(),
+                    at: 3,
+                },
+                job_finished("a", Status::Success, None, 4),
+                Event::RunFinished {
+                    run_id: id,
+                    status: Status::Success,
+                    at: 5,
+                    duration_ms: 5,
+                },
+            ],
+        )
+        .unwrap();
+    // A run already final keeps its status when the engine ends it later.
+    let other = store
+        .begin_run("wf", "wf.yaml", &[], &[job("a", &[], &[])])
+        .unwrap();
+    store
+        .transition_run(other, Status::Interrupted, "the server stopped")
+        .unwrap()
+        .unwrap();
+    store
+        .record(
+            other,
+            &[Event::RunFinished {
+                run_id: other,
+                status: Status::Cancelled,
+                at: 9,
+                duration_ms: 9,
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        store.run(other).unwrap().unwrap().run.status,
+        Status::Interrupted
+    );
+    let moves: Vec<(Option<String>, Option<Status>, Status, Millis)> = store
+        .transitions(id)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.job, t.from, t.to, t.at))
+        .collect();
+    let a = Some("a".to_string());
+    assert_eq!(
+        moves[1..],
+        [
+            (a.clone(), Some(Status::Pending), Status::Waiting, 1),
+            (a.clone(), Some(Status::Waiting), Status::Running, 3),
+            (a.clone(), Some(Status::Running), Status::Success, 4),
+            (None, Some(Status::Running), Status::Success, 5),
+        ],
+        "waiting twice is one transition"
+    );
+    assert_eq!(moves[0].2, Status::Running, "begin_run records the start");
+}
+
+fn a_group_holds_at_most_max_across_connections_and_frees_a_finished_runs_slot(fx: &Fixture) {
+    let (one, two) = (fx.open(), fx.open());
+    let run = |s: &dyn Store| {
+        s.begin_run("wf", "wf.yaml", &[], &[job("a", &[], &[])])
+            .unwrap()
+    };
+    let (r1, r2) = (run(&*one), run(&*two));
+    assert_eq!(one.claim_slot("g", 2, r1, "a").unwrap(), Claim::Claimed);
+    assert_eq!(one.claim_slot("g", 2, r1, "a").unwrap(), Claim::Claimed);
+    assert_eq!(two.claim_slot("g", 2, r2, "a").unwrap(), Claim::Claimed);
+    assert_eq!(
+        two.claim_slot("g", 2, r2, "b").unwrap(),
+        Claim::Full(vec![(r1, "a".into()), (r2, "a".into())])
+    );
+    assert_eq!(
+        two.claim_slot("other", 1, r2, "b").unwrap(),
+        Claim::Claimed,
+        "groups are apart"
+    );
+    one.release_slots(r1, Some("a")).unwrap();
+    assert_eq!(two.claim_slot("g", 2, r2, "b").unwrap(), Claim::Claimed);
+    // A run that ended holds nothing, even if it never gave its slots back.
+    assert!(matches!(
+        one.claim_slot("g", 2, r1, "c").unwrap(),
+        Claim::Full(_)
+    ));
+    one.mark_run(r2, Status::Cancelled).unwrap();
+    assert_eq!(one.claim_slot("g", 2, r1, "c").unwrap(), Claim::Claimed);
+    one.release_slots(r1, None).unwrap();
+    let r3 = run(&*two);
+    assert_eq!(two.claim_slot("g", 1, r3, "a").unwrap(), Claim::Claimed);
+}
+
+fn racing_claimers_never_exceed_a_groups_limit(fx: &Fixture) {
+    const CLAIMERS: usize = 6;
+    const MAX: u32 = 2;
+    let stores: Vec<Box<dyn Store>> = (0..CLAIMERS).map(|_| fx.open()).collect();
+    let runs: Vec<i64> = stores
+        .iter()
+        .map(|s| {
+            s.begin_run("wf", "wf.yaml", &[], &[job("a", &[], &[])])
+                .unwrap()
+        })
+        .collect();
+    for round in 0..5 {
+        let group = format!("g{round}");
+        let claimed: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = stores
+                .iter()
+                .zip(&runs)
+                .map(|(store, &run)| {
+                    let group = &group;
+                    scope.spawn(move || {
+                        store.claim_slot(group, MAX, run, "a").expect("claim") == Claim::Claimed
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("claimer"))
+                .collect()
+        });
+        let won = claimed.iter().filter(|&&c| c).count();
+        assert_eq!(won, MAX as usize, "round {round}: {claimed:?}");
+    }
+}
+
+fn hostile_run_control_text_is_stored_as_text(fx: &Fixture) {
+    let store = fx.open();
+    let hostile = "x'); DROP TABLE runs; -- $(touch /tmp/pwned) \0\u{0}";
+    let nul = "k\0ey";
+    let Queued::New(run) = queue(&*store, hostile, Some(nul)) else {
+        panic!("a new key makes a run")
+    };
+    let Queued::Existing(found) = queue(&*store, "other", Some(nul)) else {
+        panic!("the same key, NUL and all, finds the run")
+    };
+    assert_eq!(found.run_id, run.run_id);
+    let same = |s: &str| s.replace('\0', "\u{FFFD}");
+    assert_eq!(same(&found.id), same(hostile));
+    store
+        .transition_run(run.run_id, Status::Cancelled, hostile)
+        .unwrap()
+        .unwrap();
+    let reasons: Vec<String> = store
+        .transitions(run.run_id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| t.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| same(r) == same(hostile)),
+        "{reasons:?}"
+    );
+    let live = store
+        .begin_run("wf", "wf.yaml", &[], &[job("a", &[], &[])])
+        .unwrap();
+    assert_eq!(
+        store.claim_slot(hostile, 1, live, nul).unwrap(),
+        Claim::Claimed
+    );
+    let Claim::Full(holders) = store.claim_slot(hostile, 1, live, "b").unwrap() else {
+        panic!("the group of one is full")
+    };
+    let holders: Vec<(i64, String)> = holders.into_iter().map(|(r, h)| (r, same(&h))).collect();
+    assert_eq!(holders, [(live, same(nul))]);
+    store.release_slots(live, Some(nul)).unwrap();
+    assert_eq!(
+        store.claim_slot(hostile, 1, live, "b").unwrap(),
+        Claim::Claimed,
+        "the slot was given back under the same holder"
+    );
+    assert_eq!(store.runs(10).unwrap().len(), 2, "the runs table is there");
 }
