@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{wait_for, Test};
+use common::server::Server;
+use common::{processes_running, wait_for, Reaper, Test};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -236,4 +237,108 @@ fn up_to_date_records_live_in_the_database() {
         .stderr_has("up to date");
     // The workspace's own file knows nothing of that success.
     t.run(&["run"]).success().stderr_lacks("up to date");
+}
+
+/// `[start, end)` in ns from the `t-JOB` file a job of [`LOCKED`] wrote.
+fn span(t: &Test, job: &str) -> (u128, u128) {
+    let text = t.read(&format!("t-{job}"));
+    let (a, b) = text.trim().split_once(' ').expect("start and end");
+    (a.parse().expect("start"), b.parse().expect("end"))
+}
+
+/// Two jobs of one concurrency group, each writing when it ran.
+const LOCKED: &str = r#"
+    jobs:
+      one: &job
+        concurrency: shared-lock
+        steps:
+          - run: |
+              start=$(date +%s%N); sleep 0.3
+              echo "$start $(date +%s%N)" > "t-$TRUN_JOB"
+      two: *job
+    "#;
+
+#[test]
+fn a_concurrency_group_holds_across_workspaces_sharing_the_database() {
+    let url = fresh_database(None);
+    let (a, b) = (Test::new().workflow(LOCKED), Test::new().workflow(LOCKED));
+    let running: Vec<_> = [&a, &b]
+        .iter()
+        .map(|t| t.args(&["run", "-j", "2", "--db", &url]).spawn())
+        .collect();
+    for r in running {
+        let out = r.wait(Duration::from_secs(60));
+        assert_eq!(out.code, Some(0), "{}", out.all());
+    }
+    let spans = [
+        span(&a, "one"),
+        span(&a, "two"),
+        span(&b, "one"),
+        span(&b, "two"),
+    ];
+    for (i, (x0, x1)) in spans.iter().enumerate() {
+        for (y0, y1) in spans.iter().skip(i + 1) {
+            assert!(
+                x1 <= y0 || y1 <= x0,
+                "two holders of one group ran at once across processes: {spans:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn trun_serve_on_the_database_keeps_queued_runs_across_a_restart_and_records_transitions() {
+    let url = fresh_database(None);
+    let t = Test::new();
+    let marker = common::marker();
+    t.write(
+        "long.yaml",
+        &format!("jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"),
+    );
+    t.write(
+        "after.yaml",
+        "jobs:\n  b:\n    steps:\n      - run: echo ran >> after.txt\n",
+    );
+    let mut s = Server::start(&t, &["--grace", "1s", "--db", &url]);
+    let long = s.create(&serde_json::json!({"workflow": "long.yaml"}));
+    wait_for("the step's sleep", Duration::from_secs(30), || {
+        !processes_running(&["sleep", &marker]).is_empty()
+    });
+    let _reaper = Reaper(processes_running(&["sleep", &marker]));
+    let queued = s.create(&serde_json::json!({"workflow": "after.yaml"}));
+    assert_eq!(s.run(&queued)["status"], "queued");
+    let out = s.stop();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!t.exists("after.txt"), "the queued run waited");
+    // The queue lives in the database, not the workspace's state file.
+    std::fs::remove_file(t.join(".trun/state.db")).ok();
+
+    let s = Server::start(&t, &["--grace", "1s", "--db", &url]);
+    let run = s.wait_done(&queued);
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(t.read("after.txt"), "ran\n", "it ran once");
+    let moves: Vec<(String, String)> = run["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .filter(|t| t.get("job").is_none())
+        .map(|t| {
+            (
+                t["from"].as_str().unwrap_or("").to_string(),
+                t["to"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        moves,
+        [
+            pair("", "queued"),
+            pair("queued", "running"),
+            pair("running", "success")
+        ],
+        "{run}"
+    );
+    let long = s.run(&long);
+    assert_eq!(long["status"], "interrupted", "{long}");
 }
