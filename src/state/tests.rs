@@ -1260,6 +1260,9 @@ fn one_idempotency_key_makes_one_run_when_writers_race(fx: &Fixture) {
     assert_eq!(stores[0].runs(10).unwrap().len(), 1, "no orphan run");
 }
 
+/// A transition without its time: job, from, to, reason.
+type Move = (Option<String>, Option<Status>, Status, Option<String>);
+
 fn transitions_are_checked_recorded_and_a_retry_keeps_what_succeeded(fx: &Fixture) {
     let store = fx.open();
     let Queued::New(run) = store
@@ -1331,7 +1334,7 @@ fn transitions_are_checked_recorded_and_a_retry_keeps_what_succeeded(fx: &Fixtur
     assert_eq!(again.jobs[0].steps[0].status, Status::Pending);
     assert_eq!(again.jobs[1].status, Status::Success);
     assert!(store.retry_run(id, "twice").unwrap().is_err(), "queued");
-    let moves: Vec<(Option<String>, Option<Status>, Status, Option<String>)> = store
+    let moves: Vec<Move> = store
         .transitions(id)
         .unwrap()
         .into_iter()
