@@ -38,6 +38,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// Variables that change trun's output or behaviour and that a developer's shell or a
 /// CI runner may have set; every child `trun` starts without them.
 const SCRUBBED_ENV: &[&str] = &[
+    "CI",
     "GITHUB_ACTIONS",
     "GITHUB_OUTPUT",
     "GITHUB_ENV",
