@@ -205,3 +205,56 @@ fn a_second_trun_waits_for_the_first_then_runs() {
         "the second run's step started at {two_step_started}, before the first run finished at {one_finished}"
     );
 }
+
+/// The children of `pid` that are zombies, from `/proc/*/stat`.
+fn zombie_children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1).and_then(|s| s.parse::<i32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn processes_a_step_orphans_are_collected_when_they_exit_not_left_as_zombies() {
+    // A step leaves a short-lived background process behind (its shell exits
+    // first): trun, the subreaper, adopts it; when it exits, trun must collect
+    // it while the run goes on, or a long run piles up zombies.
+    let marker = common::marker();
+    let t = Test::new().workflow(&format!(
+        r#"
+        jobs:
+          a:
+            steps:
+              - run: (sleep 0.2 &) ; sleep {marker}
+        "#
+    ));
+    let running = t.args(&["--progress", "plain"]).spawn();
+    let pid = running.pid();
+    wait_for("the step's sleep", Duration::from_secs(30), || {
+        !common::processes_running(&["sleep", &marker]).is_empty()
+    });
+    let _reaper = Reaper(common::processes_running(&["sleep", &marker]));
+    // The orphan exits after 0.2 s; trun looks every 250 ms and collects a
+    // zombie it has seen twice: by 1.5 s it must be gone.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        zombie_children(pid).is_empty(),
+        "zombies left under trun: {:?}",
+        zombie_children(pid)
+    );
+    running.signal(Signal::SIGINT);
+    running.wait(Duration::from_secs(15)).status(130);
+}

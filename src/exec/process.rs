@@ -111,8 +111,50 @@ fn become_subreaper() -> bool {
     *DONE.get_or_init(|| {
         // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument
         // and touches no memory of ours.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 }
+        let ok = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 };
+        if ok {
+            let _ = std::thread::Builder::new()
+                .name("trun-reaper".into())
+                .spawn(reap_adopted_zombies);
+        }
+        ok
     })
+}
+
+/// A subreaper adopts what its steps orphan, and an adopted process that exits
+/// stays a zombie until trun collects it: in a long run (a step running a test
+/// suite that runs trun), they would pile up. Every 250 ms, a child that is a
+/// zombie, is not the main process of a running command, and was already one
+/// at the previous look (so nobody is about to wait for it) is collected.
+fn reap_adopted_zombies() {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let mut before: Vec<i32> = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let Some(children) = children_of_self() else {
+            continue;
+        };
+        let zombies: Vec<i32> = children
+            .into_iter()
+            .filter(|&p| stat_fields(p).is_some_and(|f| f.first().is_some_and(|s| s == "Z")))
+            .filter(|p| !live(|l| l.contains_key(p)))
+            .collect();
+        for p in zombies.iter().filter(|p| before.contains(p)) {
+            let _ = waitpid(Pid::from_raw(*p), Some(WaitPidFlag::WNOHANG));
+        }
+        before = zombies;
+    }
+}
+
+/// The pids of trun's children, from `/proc/self/task/*/children`.
+fn children_of_self() -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut children = Vec::new();
+    for t in tasks.flatten() {
+        let s = std::fs::read_to_string(t.path().join("children")).ok()?;
+        children.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    Some(children)
 }
 
 /// Runs commands as host processes.
@@ -445,16 +487,9 @@ async fn reap(pids: &[i32]) {
 /// Whether trun has a child that is not the main process of a running
 /// command (an orphan re-parented to it, or a child someone else started).
 fn has_unknown_children() -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Some(children) = children_of_self() else {
         return true;
     };
-    let mut children = Vec::new();
-    for t in tasks.flatten() {
-        match std::fs::read_to_string(t.path().join("children")) {
-            Ok(s) => children.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok())),
-            Err(_) => return true,
-        }
-    }
     live(|l| children.iter().any(|c| !l.contains_key(c)))
 }
 
