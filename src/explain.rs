@@ -66,15 +66,24 @@ pub struct StepPlan {
     pub condition: Option<String>,
 }
 
-pub fn explain(plan: &Plan, force: &[String]) -> Result<Explained, String> {
+/// `db`: the shared database (`--db postgres://…`) that `trun run --db` records in,
+/// so the plan judges steps against the same successes the run will.
+pub fn explain(plan: &Plan, force: &[String], db: Option<&str>) -> Result<Explained, String> {
     let force = Force::new(force);
     force.check(plan)?;
-    // One store for the up-to-date checks and the actions' memory.
-    let store = std::sync::Arc::new(
+    // The workspace's own file keeps the stat cache; the runs, successes and
+    // actions' memory are in the shared database when there is one.
+    let local = std::sync::Arc::new(
         crate::state::SqliteStore::open(&crate::state::db_path(&plan.root))
             .map_err(|e| e.to_string())?,
     );
-    let ut = uptodate_hooks::open_prepared(plan, store.clone(), store.clone())?;
+    let store: std::sync::Arc<dyn crate::state::Store> = match db {
+        Some(url) => {
+            std::sync::Arc::from(crate::state::open_store(url).map_err(|e| e.to_string())?)
+        }
+        None => local.clone(),
+    };
+    let ut = uptodate_hooks::open_prepared(plan, store.clone(), local)?;
     let mut chain = Chain::default();
     // Paths an upstream step will restore from the cache, with the content
     // they will have: dependents are judged on the tree as the run will see it.
@@ -474,7 +483,7 @@ struct ActionProbe {
 }
 
 impl ActionProbe {
-    fn new(plan: &Plan, store: std::sync::Arc<crate::state::SqliteStore>) -> ActionProbe {
+    fn new(plan: &Plan, store: std::sync::Arc<dyn crate::state::Store>) -> ActionProbe {
         let has_actions = plan.jobs.iter().any(|j| {
             j.steps
                 .iter()

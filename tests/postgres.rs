@@ -235,7 +235,17 @@ fn up_to_date_records_live_in_the_database() {
     t.run(&["run", "--db", &url])
         .success()
         .stderr_has("up to date");
+    // `trun plan --db` judges against the same successes as `trun run --db`.
+    t.run(&["plan", "--db", &url])
+        .success()
+        .stdout_has("(0 to run, 1 up to date)");
+    t.run(&["run", "--dry-run", "--db", &url])
+        .success()
+        .stdout_has("(0 to run, 1 up to date)");
     // The workspace's own file knows nothing of that success.
+    t.run(&["plan"])
+        .success()
+        .stdout_has("(1 to run, 0 up to date)");
     t.run(&["run"]).success().stderr_lacks("up to date");
 }
 

@@ -8,12 +8,19 @@ use crate::plan::Plan;
 pub(super) fn cmd_plan(a: PlanArgs) -> CmdResult {
     let (_, mut plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
     a.secrets.apply(&mut plan)?;
-    print_plan(&plan, &a.force, a.json, a.file.no_color)
+    print_plan(&plan, &a.force, a.json, &a.file)
 }
 
 /// Prints the explained plan, as text or JSON.
-pub(super) fn print_plan(plan: &Plan, force: &[String], json: bool, no_color: bool) -> CmdResult {
-    let explained = crate::explain::explain(plan, force).map_err(|e| vec![Diagnostic::plain(e)])?;
+pub(super) fn print_plan(
+    plan: &Plan,
+    force: &[String],
+    json: bool,
+    file: &super::FileArgs,
+) -> CmdResult {
+    let explained = crate::explain::explain(plan, force, file.db.as_deref())
+        .map_err(|e| vec![Diagnostic::plain(e)])?;
+    let no_color = file.no_color;
     if json {
         outln!(
             "{}",

@@ -13,7 +13,7 @@ pub(super) fn cmd_run(a: RunArgs) -> CmdResult {
     let (wf, mut plan) = super::load_plan(&a.file, &a.jobs, &a.inputs)?;
     a.secrets.apply(&mut plan)?;
     if a.dry_run {
-        return super::plan::print_plan(&plan, &a.force, a.json, a.file.no_color);
+        return super::plan::print_plan(&plan, &a.force, a.json, &a.file);
     }
     let outcome = run_plan(&wf, plan, &a)?;
     if let Some(e) = outcome.record_error {
