@@ -139,6 +139,24 @@ struct JobDone {
     forgiven: bool,
 }
 
+/// Runs a job (a plain job, a computed matrix, or a fed job's instances) on
+/// the runtime and tells the scheduler how it ended.
+fn report_when_done(
+    done: mpsc::UnboundedSender<JobDone>,
+    key: String,
+    run: impl std::future::Future<Output = job::JobResult> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let r = run.await;
+        let _ = done.send(JobDone {
+            key,
+            status: r.status,
+            outputs: r.outputs,
+            forgiven: r.forgiven,
+        });
+    });
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
     Pending,
@@ -423,16 +441,8 @@ pub async fn run(
                             slots: slots.clone(),
                             feeds: feeds.clone(),
                         };
-                        tokio::spawn(async move {
-                            let key = feed.job.key.clone();
-                            let r = feed.run(ctx_rx).await;
-                            let _ = done.send(JobDone {
-                                key,
-                                status: r.status,
-                                outputs: r.outputs,
-                                forgiven: r.forgiven,
-                            });
-                        });
+                        let key = feed.job.key.clone();
+                        report_when_done(done, key, feed.run(ctx_rx));
                     } else if job.dynamic_matrix.is_some() {
                         let fan = matrix::FanOut {
                             plan: plan.clone(),
@@ -444,16 +454,8 @@ pub async fn run(
                             slots: slots.clone(),
                             feeds: step_feeds.clone(),
                         };
-                        tokio::spawn(async move {
-                            let key = fan.job.key.clone();
-                            let r = fan.run(ctx_rx).await;
-                            let _ = done.send(JobDone {
-                                key,
-                                status: r.status,
-                                outputs: r.outputs,
-                                forgiven: r.forgiven,
-                            });
-                        });
+                        let key = fan.job.key.clone();
+                        report_when_done(done, key, fan.run(ctx_rx));
                     } else {
                         let runner = job::JobRunner {
                             plan: plan.clone(),
@@ -465,16 +467,11 @@ pub async fn run(
                             feeds: step_feeds.clone(),
                         };
                         let permit = spare.take();
-                        tokio::spawn(async move {
-                            let key = runner.job.key.clone();
+                        let key = runner.job.key.clone();
+                        report_when_done(done, key, async move {
                             let r = runner.run(ctx_rx).await;
                             drop(permit);
-                            let _ = done.send(JobDone {
-                                key,
-                                status: r.status,
-                                outputs: r.outputs,
-                                forgiven: r.forgiven,
-                            });
+                            r
                         });
                     }
                 }
