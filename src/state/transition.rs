@@ -30,6 +30,15 @@ fn why(from: Status, to: Status) -> &'static str {
     }
 }
 
+/// The status a run ends with when the engine reports `reported`: one already
+/// final (a run the server marked `interrupted` as it stopped) stays.
+pub fn on_finish(current: Option<Status>, reported: Status) -> Status {
+    match current {
+        Some(c) if c.is_final() => c,
+        _ => reported,
+    }
+}
+
 /// Whether a run or a job may go from `from` to `to`.
 ///
 /// - `pending` (a job not started) and `queued` (a run not started) start

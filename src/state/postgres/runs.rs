@@ -484,13 +484,8 @@ fn apply(tx: &mut Transaction<'_>, run_id: i64, event: &Event) -> Result<()> {
             at,
             duration_ms,
         } => {
-            // A final status is final: a run the server already marked
-            // `interrupted` (it stopped) keeps that when the engine ends it.
             let from = status_of(tx, *finished, None)?;
-            let kept = match from {
-                Some(f) if f.is_final() => f,
-                _ => *status,
-            };
+            let kept = crate::state::transition::on_finish(from, *status);
             let status = &kept;
             if from != Some(*status) {
                 log_transition(tx, *finished, None, from, *status, *at, None)?;
