@@ -93,6 +93,10 @@ pub struct RunConfig {
     /// [`Store::retry_run`]): the session starts that one instead of
     /// beginning a new one.
     pub queued_run: Option<QueuedRun>,
+    /// What the run shares with the other runs of the process (`trun
+    /// serve` runs several at once): one `-j`, and a job running in one
+    /// run at a time. `None`: the run's `-j` is its own.
+    pub shared: Option<Arc<crate::exec::shared::SharedLimits>>,
 }
 
 /// A run the store holds `queued`, and what an earlier attempt of it left.
@@ -121,7 +125,8 @@ pub struct Outcome {
 pub struct Session {
     root: PathBuf,
     trun_dir: PathBuf,
-    lock: WorkspaceLock,
+    /// Held for the session's life; it names the run last started.
+    lock: std::sync::Mutex<WorkspaceLock>,
     sqlite: Arc<SqliteStore>,
     /// Where runs are recorded: the SQLite file above, or a shared database
     /// (`--db postgres://…`); the stat cache stays in the SQLite file.
@@ -198,7 +203,7 @@ impl Session {
             store,
             root: root.to_path_buf(),
             trun_dir,
-            lock,
+            lock: std::sync::Mutex::new(lock),
             sqlite,
             db_identity,
             args: options.args.clone(),
@@ -229,7 +234,7 @@ impl Session {
     /// the workspace. Ctrl-C or SIGTERM cancels the run (exit code 130); a
     /// second one exits at once.
     pub fn run(
-        mut self,
+        self,
         plan: Plan,
         runtime: tokio::runtime::Runtime,
         config: RunConfig,
@@ -240,9 +245,10 @@ impl Session {
     /// [`Session::run`] for a caller that outlives its runs (`trun serve`):
     /// the run is cancelled when `cancel` turns true rather than on a signal
     /// (the caller handles signals), and the session keeps its lock and store
-    /// for the next run.
+    /// for the next run. Several runs may go at once, each on its own thread
+    /// and runtime (give them [`RunConfig::shared`]).
     pub fn run_cancellable(
-        &mut self,
+        &self,
         plan: Plan,
         runtime: tokio::runtime::Runtime,
         config: RunConfig,
@@ -252,7 +258,7 @@ impl Session {
     }
 
     fn run_with(
-        &mut self,
+        &self,
         plan: Plan,
         runtime: tokio::runtime::Runtime,
         config: RunConfig,
@@ -280,7 +286,11 @@ impl Session {
                 &plan.job_infos(),
             )?
         };
-        let _ = self.lock.set_run_id(run_id);
+        let _ = self
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_run_id(run_id);
 
         let plan = Arc::new(plan);
         // Secrets, and what steps register with `::add-mask::`, are masked in
@@ -337,6 +347,7 @@ impl Session {
             slots: Some(Arc::new(crate::exec::concurrency::StoreSlots(
                 store.clone(),
             ))),
+            shared: config.shared,
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

@@ -244,10 +244,10 @@ fn cancel_kills_a_running_runs_processes_and_a_queued_run_never_starts() {
         "after.yaml",
         "jobs:\n  b:\n    steps:\n      - run: echo ran > after.txt\n",
     );
-    let s = Server::start(&t, &[]);
+    let s = Server::start(&t, &["--max-runs", "1"]);
     let (long, marker, _reaper) = start_long_run(&t, &s);
     let queued = s.create(&json!({"workflow": "after.yaml"}));
-    // One run at a time per workspace: the second waits.
+    // One run at a time (`--max-runs 1`): the second waits.
     assert_eq!(s.run(&queued)["status"], "queued");
     assert_eq!(s.metric("trun_running_steps"), 1.0);
 

@@ -43,6 +43,7 @@ fn config(reporters: Vec<Box<dyn Reporter>>) -> RunConfig {
         grades: None,
         gate: None,
         queued_run: None,
+        shared: None,
     }
 }
 

@@ -503,6 +503,7 @@ pub fn grade_repos(
                 grades: Some(collected.clone()),
                 gate: None,
                 queued_run: None,
+                shared: None,
             },
         )
         .map_err(|e| plain(e.to_string()))?;

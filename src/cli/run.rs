@@ -104,6 +104,7 @@ pub(super) fn run_plan(
         grades: None,
         gate: None,
         queued_run: None,
+        shared: None,
     };
     session.run(plan, runtime, config).map_err(plain)
 }

@@ -15,9 +15,13 @@ pub struct ServeArgs {
     /// The workspace whose workflows the server runs (default: the current directory).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Jobs at once within a run (default: number of CPU cores).
+    /// Jobs at once across every run (default: number of CPU cores).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub parallel: Option<usize>,
+    /// Runs at once; the rest wait queued, in order. A run waiting for its
+    /// concurrency group or paused counts.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_runs: u32,
     /// Every request but /healthz must carry `Authorization: Bearer TOKEN`.
     #[arg(long, value_name = "TOKEN", env = "TRUN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -64,6 +68,7 @@ pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>, db: Option<String>)
                 .map(|n| n.get())
                 .unwrap_or(2)
         }),
+        max_runs: a.max_runs as usize,
         token,
         grace: a.grace,
         webhooks: a.webhooks,

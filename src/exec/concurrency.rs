@@ -43,12 +43,16 @@ impl Slots for StoreSlots {
 }
 
 /// The reason a job waits, as recorded and shown: the group, its limit and
-/// who holds it (`job` of this run, `run 12 job` of another).
+/// who holds it (`job` of this run, `run 12 job` of another, `run 12` for
+/// a whole run holding a workflow-level group).
 pub fn waiting_reason(group: &str, max: u32, run_id: i64, holders: &[(i64, String)]) -> String {
     let held: Vec<String> = holders
         .iter()
         .map(|(r, h)| {
-            if *r == run_id {
+            if h.is_empty() {
+                // A workflow-level group: the whole run holds it.
+                format!("run {r}")
+            } else if *r == run_id {
                 h.clone()
             } else {
                 format!("run {r} {h}")

@@ -266,12 +266,15 @@ impl Feed {
                                 };
                                 let width = width.clone();
                                 let slots = self.slots.clone();
-                                let stop = stop_tx.subscribe();
+                                let mut stop = stop_tx.subscribe();
                                 let feeds = self.feeds.clone();
                                 let hooks = self.opts.hooks.clone();
                                 tasks.spawn(async move {
                                     let key = runner.job.key.clone();
                                     let Ok(_width) = width.acquire_owned().await else {
+                                        return (key, None);
+                                    };
+                                    let Ok(_hold) = super::shared::hold(&runner, &mut stop).await else {
                                         return (key, None);
                                     };
                                     let Ok(_permit) = slots.acquire_owned().await else {

@@ -92,10 +92,14 @@ impl FanOut {
             };
             let width = width.clone();
             let slots = self.slots.clone();
-            let stop = stop_tx.subscribe();
+            let mut stop = stop_tx.subscribe();
             tasks.spawn(async move {
-                // `max-parallel` first, then one of the run's `-j` slots.
+                // `max-parallel` first, then the leg itself (not running in
+                // another run), then one of the run's `-j` slots.
                 let Ok(_width) = width.acquire_owned().await else {
+                    return (runner.job.key.clone(), None);
+                };
+                let Ok(_hold) = super::shared::hold(&runner, &mut stop).await else {
                     return (runner.job.key.clone(), None);
                 };
                 let Ok(_permit) = slots.acquire_owned().await else {

@@ -24,6 +24,7 @@ pub mod output;
 pub mod outputs;
 pub mod process;
 pub mod sandbox;
+pub mod shared;
 
 use crate::event::{now_ms, Event, Status};
 use crate::plan::Plan;
@@ -122,6 +123,9 @@ pub struct RunOptions {
     /// The slots of concurrency groups (the state store's); `None` ignores
     /// `concurrency`.
     pub slots: Option<Arc<dyn concurrency::Slots>>,
+    /// What this run shares with the other runs of the process (`trun
+    /// serve`): their `-j` and each job running in one run at a time.
+    pub shared: Option<Arc<shared::SharedLimits>>,
 }
 
 /// How the run ended.
@@ -222,7 +226,7 @@ pub async fn run(
     let mut state = vec![St::Pending; n];
     let mut forgiven = vec![false; n];
     let mut outputs: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); n];
-    let mut job_cancel: BTreeMap<usize, watch::Sender<bool>> = BTreeMap::new();
+    let mut job_cancel: BTreeMap<usize, Arc<watch::Sender<bool>>> = BTreeMap::new();
     let mut running_per_job: BTreeMap<String, u32> = BTreeMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobDone>();
     let mut running = 0usize;
@@ -233,7 +237,10 @@ pub async fn run(
     // `-j`: one limit for every job instance that runs steps, the legs of a
     // matrix computed at run time included. A running job holds a permit;
     // the job that fans out into legs holds none, each of its legs does.
-    let slots = Arc::new(Semaphore::new(limit));
+    let slots = match &opts.shared {
+        Some(s) => s.permits(),
+        None => Arc::new(Semaphore::new(limit)),
+    };
     let mut spare: Option<OwnedSemaphorePermit> = None;
     // Files steps emit for jobs that are `fed-by` them.
     let feeds = Arc::new(fanout::Feeds::new(&plan));
@@ -361,11 +368,14 @@ pub async fn run(
                                 if c.cancel_in_progress {
                                     // The running members of this run stop; one
                                     // that waits is replaced by this one.
+                                    // So do those of other runs of this process.
                                     for (r, h) in &holders {
                                         let mine =
                                             index.get(h.as_str()).filter(|_| *r == opts.run_id);
                                         if let Some(tx) = mine.and_then(|hi| job_cancel.get(hi)) {
                                             let _ = tx.send(true);
+                                        } else if let Some(s) = &opts.shared {
+                                            s.cancel_job(*r, h);
                                         }
                                     }
                                     let replaced: Vec<usize> = waiting
@@ -428,6 +438,10 @@ pub async fn run(
                     running += 1;
                     *running_per_job.entry(job.job_id.clone()).or_default() += 1;
                     let (ctx_tx, ctx_rx) = watch::channel(false);
+                    let ctx_tx = Arc::new(ctx_tx);
+                    if let Some(s) = &opts.shared {
+                        s.job_started(opts.run_id, &job.key, &ctx_tx);
+                    }
                     job_cancel.insert(i, ctx_tx);
                     let done = done_tx.clone();
                     if !job.fed_by.is_empty() {
@@ -468,11 +482,12 @@ pub async fn run(
                         };
                         let permit = spare.take();
                         let key = runner.job.key.clone();
-                        report_when_done(done, key, async move {
-                            let r = runner.run(ctx_rx).await;
-                            drop(permit);
-                            r
-                        });
+                        let shared = opts.shared.clone();
+                        report_when_done(
+                            done,
+                            key,
+                            shared::run_held(shared, permit, runner, ctx_rx),
+                        );
                     }
                 }
                 Ok(false) => {
@@ -567,7 +582,11 @@ pub async fn run(
                     // A slot is free: the jobs waiting for one ask again.
                     ready.extend(std::mem::take(&mut waiting).into_keys());
                 }
-                job_cancel.remove(&i);
+                if job_cancel.remove(&i).is_some() {
+                    if let Some(s) = &opts.shared {
+                        s.job_ended(opts.run_id, &done.key);
+                    }
+                }
                 if let Some(c) = running_per_job.get_mut(&plan.jobs[i].job_id) { *c -= 1; }
                 forgiven[i] = done.forgiven;
                 outputs[i] = done.outputs;
@@ -621,10 +640,15 @@ pub async fn run(
         }
     }
 
+    // A job stopped by `cancel-in-progress` (of this run or another) makes
+    // the run cancelled, as on GitHub, unless something failed.
+    let job_cancelled = state.contains(&St::Done(Status::Cancelled));
     let status = if cancelled {
         Status::Cancelled
     } else if failed {
         Status::Failure
+    } else if job_cancelled {
+        Status::Cancelled
     } else {
         Status::Success
     };

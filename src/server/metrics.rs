@@ -60,7 +60,7 @@ impl Metrics {
         registry.register(Box::new(transitions.clone()))?;
         let jobs_blocked = IntCounter::new(
             "trun_jobs_blocked_by_concurrency_total",
-            "Jobs that had to wait for a slot of their concurrency group",
+            "Jobs (and runs, for a workflow-level group) that had to wait for a slot of their concurrency group or for another run's instance of the job",
         )?;
         registry.register(Box::new(jobs_blocked.clone()))?;
         registry.register(Box::new(runs_created.clone()))?;

@@ -5,9 +5,10 @@
 //!
 //! Runs execute in this process through the same engine and run session as
 //! `trun run` ([`Session`]): the server holds the workspace's lock and its one
-//! store for its whole life and runs one run at a time, the rest queued
-//! (`queued`, in the store, so a restarted server runs them), each with `-j`
-//! jobs at once; a client can pause, resume and advance a run. The server is
+//! store for its whole life and runs up to `--max-runs` runs at once, the rest
+//! queued (`queued`, in the store, so a restarted server runs them); their
+//! jobs share one `-j`, and a job runs in one run at a time; a client can
+//! pause, resume and advance a run. The server is
 //! not a second engine and keeps no second record: what a run did is in the
 //! store, as `trun show` prints it; the server only keeps what the store
 //! cannot (the queue's order, the live event log for SSE, the running run's
@@ -49,8 +50,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub struct ServeOptions {
     pub bind: SocketAddr,
     pub root: PathBuf,
-    /// Jobs at once within a run.
+    /// Jobs at once across every run.
     pub parallel: usize,
+    /// Runs at once.
+    pub max_runs: usize,
     pub token: Option<String>,
     /// `--webhook`: URLs told every run's `run.*` events.
     pub webhooks: Vec<String>,
@@ -94,7 +97,7 @@ pub enum ServeError {
 
 /// Runs the server until SIGTERM or Ctrl-C: then it stops accepting, leaves
 /// queued runs queued in the store (the next server runs them), lets the
-/// running run's steps finish for the grace period, then cancels it (recorded
+/// running runs' steps finish for the grace period, then cancels it (recorded
 /// `interrupted`), and returns.
 pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     match &opts.token {
@@ -125,6 +128,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         session.store(),
         root.clone(),
         opts.parallel.max(1),
+        opts.max_runs,
         metrics.clone(),
         opts.grace,
     ));

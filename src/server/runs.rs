@@ -1,7 +1,11 @@
 //! The server's runs: a table of every run created over the API, a queue of
-//! those waiting, and the one worker thread that runs them, one at a time,
-//! through the workspace's [`Session`] (which holds the workspace lock for the
-//! server's life, so a run never shares the workspace with another trun).
+//! those waiting, and the dispatcher that starts them, in order, each on its
+//! own thread through the workspace's one [`Session`] (which holds the
+//! workspace lock for the server's life, so a run never shares the workspace
+//! with another trun). Up to `--max-runs` runs go at once; their jobs share
+//! one `-j` and a job runs in one run at a time ([`SharedLimits`]). A run
+//! whose workflow-level `concurrency` group is full stays queued, `waiting`
+//! with the reason, and the dispatcher starts the runs behind it that can go.
 //!
 //! A run is recorded in the store when it is created (`queued`, with its
 //! request, so a restarted server plans it again and runs it), then runs
@@ -11,17 +15,19 @@
 //! `max_steps` open the engine's [`Gate`] for that many steps, and it closes
 //! by itself), and the final status. An illegal change is a 409. This table
 //! only adds what the store cannot keep: the queue in order, the live event
-//! log for SSE, the gate and the cancel switch of the running run.
+//! log for SSE, the gate and the cancel switch of each running run.
 
 use super::error::ApiError;
 use super::events::{EventLog, LogReporter};
 use super::load::{self, Source};
 use super::metrics::{Metrics, MetricsReporter};
 use crate::event::{now_ms, Millis, Status};
+use crate::exec::concurrency::{waiting_reason, POLL};
 use crate::exec::gate::{Budget, Gate};
+use crate::exec::shared::SharedLimits;
 use crate::plan::{Plan, Request};
 use crate::session::{QueuedRun, RunConfig, Session, StepHooksChoice};
-use crate::state::{transition, Illegal, Queued, ServerRun, Store};
+use crate::state::{transition, Claim, Illegal, Queued, ServerRun, Store};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -122,6 +128,8 @@ struct Table {
     /// Creation order.
     order: Vec<String>,
     queue: VecDeque<String>,
+    /// Runs executing now (each on its own thread).
+    active: usize,
     shutting_down: bool,
 }
 
@@ -156,8 +164,12 @@ pub struct Runs {
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
     pub root: PathBuf,
-    /// Jobs at once within a run (`-j`).
+    /// Jobs at once across every run (`-j`).
     parallel: usize,
+    /// Runs at once (`--max-runs`).
+    max_runs: usize,
+    /// The `-j` every run draws from, and a job in one run at a time.
+    shared: Arc<SharedLimits>,
     /// Where runs' webhook deliveries go (set once when the server starts).
     pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
     /// How long the running run's steps may take to finish after SIGTERM.
@@ -182,6 +194,7 @@ impl Runs {
         store: Arc<dyn Store>,
         root: PathBuf,
         parallel: usize,
+        max_runs: usize,
         metrics: Arc<Metrics>,
         grace: Duration,
     ) -> Runs {
@@ -192,6 +205,8 @@ impl Runs {
             store,
             root,
             parallel,
+            max_runs: max_runs.max(1),
+            shared: Arc::new(SharedLimits::new(parallel)),
             grace,
             webhooks: std::sync::OnceLock::new(),
         }
@@ -210,7 +225,18 @@ impl Runs {
     /// how many were queued.
     pub fn restore(self: &Arc<Self>) -> Result<usize, crate::state::StateError> {
         let mut queued = 0;
-        for stored in self.store.server_runs()? {
+        for mut stored in self.store.server_runs()? {
+            // A run that waited for its concurrency group never started: it
+            // is queued again, in its place.
+            if stored.status == Status::Waiting {
+                if let Ok(Ok(_)) = self.store.transition_run(
+                    stored.run_id,
+                    Status::Queued,
+                    "queued again: the server restarted while the run waited for its concurrency group",
+                ) {
+                    stored.status = Status::Queued;
+                }
+            }
             let request: Option<StoredRequest> = serde_json::from_str(&stored.request).ok();
             let mut plan = None;
             let mut error = None;
@@ -552,8 +578,9 @@ impl Runs {
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))?;
         let mut s = entry.state();
+        let started = s.started_at.is_some();
         match s.status {
-            Status::Queued => {
+            Status::Queued | Status::Waiting if !started => {
                 self.store
                     .transition_run(entry.run_id, Status::Cancelled, reason)
                     .map_err(store_error)?
@@ -686,9 +713,9 @@ impl Runs {
     }
 
     /// Stops taking runs: queued runs stay queued in the store for the next
-    /// server; the running run starts no new step, its running steps get the
+    /// server; each running run starts no new step, its running steps get the
     /// grace period to finish, then it is cancelled and recorded `interrupted`.
-    /// The worker ends once it is recorded.
+    /// The dispatcher ends once every one is recorded.
     pub fn shutdown(self: &Arc<Self>) {
         let running: Vec<Arc<RunEntry>> = {
             let mut t = self.table();
@@ -727,35 +754,142 @@ impl Runs {
         }
     }
 
-    /// The worker: takes queued runs in order and runs each through the session.
-    pub fn work(self: Arc<Self>, mut session: Session) {
+    /// The dispatcher: starts queued runs in order, each on its own thread
+    /// through the session, up to `--max-runs` at once; a run whose
+    /// workflow-level concurrency group is full waits (`waiting`) and the
+    /// runs behind it that can go, go. Returns when the server stops and
+    /// every run it started has been recorded.
+    pub fn work(self: Arc<Self>, session: Session) {
+        let session = Arc::new(session);
         loop {
             let entry = {
                 let mut t = self.table();
                 loop {
                     if t.shutting_down {
-                        return;
-                    }
-                    if let Some(id) = t.queue.pop_front() {
-                        self.metrics.queue_depth.set(t.queue.len() as i64);
-                        if let Some(e) = t.by_id.get(&id) {
-                            break e.clone();
+                        if t.active == 0 {
+                            return;
                         }
-                        continue;
+                    } else if t.active < self.max_runs {
+                        if let Some(e) = self.next_startable(&mut t) {
+                            t.active += 1;
+                            break e;
+                        }
                     }
-                    t = self.wake.wait(t).unwrap_or_else(|p| p.into_inner());
+                    // A group's slot may free in another process: ask again soon.
+                    let groups_wait = t.queue.iter().any(|id| {
+                        t.by_id
+                            .get(id)
+                            .is_some_and(|e| e.status() == Status::Waiting)
+                    });
+                    t = if groups_wait {
+                        self.wake
+                            .wait_timeout(t, POLL)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    } else {
+                        self.wake.wait(t).unwrap_or_else(|p| p.into_inner())
+                    };
                 }
             };
-            self.execute(&mut session, &entry);
-            self.count_transitions(&entry);
-            self.forget_old();
+            let runs = self.clone();
+            let session = session.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("trun-run-{}", entry.id))
+                .spawn({
+                    let entry = entry.clone();
+                    move || {
+                        runs.execute(&session, &entry);
+                        runs.finished(&entry);
+                    }
+                });
+            if let Err(e) = spawned {
+                let _ = self.store.transition_run(
+                    entry.run_id,
+                    Status::Failure,
+                    &format!("cannot start a thread for the run: {e}"),
+                );
+                {
+                    let mut s = entry.state();
+                    s.status = Status::Failure;
+                    s.finished_at = Some(now_ms());
+                }
+                entry.log.close();
+                self.finished(&entry);
+            }
         }
     }
 
-    fn execute(&self, session: &mut Session, entry: &Arc<RunEntry>) {
+    /// After a run's thread is done: its group slot goes, the metrics count
+    /// its transitions, and the dispatcher may start another.
+    fn finished(&self, entry: &Arc<RunEntry>) {
+        let _ = self.store.release_slots(entry.run_id, None);
+        self.count_transitions(entry);
+        self.forget_old();
+        let mut t = self.table();
+        t.active -= 1;
+        drop(t);
+        self.wake.notify_all();
+    }
+
+    /// The first queued run that may start now, taken off the queue: one
+    /// without a workflow-level concurrency group, or one that got a slot of
+    /// its group. A run whose group is full is recorded `waiting` (once,
+    /// with who holds the group) and stays in its place.
+    fn next_startable(&self, t: &mut MutexGuard<'_, Table>) -> Option<Arc<RunEntry>> {
+        let mut i = 0;
+        while i < t.queue.len() {
+            let id = t.queue[i].clone();
+            let Some(entry) = t.by_id.get(&id).cloned() else {
+                t.queue.remove(i);
+                continue;
+            };
+            let max = entry
+                .plan
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|p| p.concurrency.as_ref())
+                .map(|c| c.max);
+            let claim = match (&entry.group, max) {
+                (Some(group), Some(max)) => {
+                    match self.store.claim_slot(group, max, entry.run_id, "") {
+                        Ok(Claim::Claimed) => None,
+                        Ok(Claim::Full(holders)) => {
+                            Some(waiting_reason(group, max, entry.run_id, &holders))
+                        }
+                        Err(e) => Some(format!("cannot claim concurrency group `{group}`: {e}")),
+                    }
+                }
+                _ => None,
+            };
+            match claim {
+                None => {
+                    t.queue.remove(i);
+                    self.metrics.queue_depth.set(t.queue.len() as i64);
+                    return Some(entry);
+                }
+                Some(reason) => {
+                    let mut s = entry.state();
+                    if s.status == Status::Queued {
+                        if let Ok(Ok(_)) =
+                            self.store
+                                .transition_run(entry.run_id, Status::Waiting, &reason)
+                        {
+                            s.status = Status::Waiting;
+                            self.metrics.jobs_blocked.inc();
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        None
+    }
+
+    fn execute(&self, session: &Session, entry: &Arc<RunEntry>) {
         let cancel = {
             let mut s = entry.state();
-            if s.status != Status::Queued {
+            if !matches!(s.status, Status::Queued | Status::Waiting) {
                 return;
             }
             s.status = Status::Running;
@@ -791,12 +925,14 @@ impl Runs {
 
     fn run_plan(
         &self,
-        session: &mut Session,
+        session: &Session,
         entry: &Arc<RunEntry>,
         plan: Plan,
         cancel: watch::Receiver<bool>,
     ) -> Result<Status, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("trun-run-{}", entry.id))
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -829,6 +965,7 @@ impl Runs {
             grades: None,
             gate: Some(entry.gate.clone()),
             queued_run: Some(entry.next.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            shared: Some(self.shared.clone()),
         };
         if let Some(w) = webhooks {
             config.reporters.push(Box::new(w));
