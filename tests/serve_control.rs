@@ -298,7 +298,8 @@ fn sigterm_keeps_queued_runs_for_the_restarted_server_and_marks_the_running_one_
         "after.yaml",
         "inputs:\n  n: { type: string }\njobs:\n  b:\n    steps:\n      - run: echo ran >> \"after-${{ inputs.n }}.txt\"\n",
     );
-    let mut s = Server::start(&t, &["--grace", "1s"]);
+    // One run at a time, so the others stay queued behind the long one.
+    let mut s = Server::start(&t, &["--grace", "1s", "--max-runs", "1"]);
     let long = s.create(&json!({"workflow": "long.yaml"}));
     wait_for("the step's sleep", Duration::from_secs(30), || {
         !processes_running(&["sleep", &marker]).is_empty()
@@ -313,7 +314,7 @@ fn sigterm_keeps_queued_runs_for_the_restarted_server_and_marks_the_running_one_
     assert!(processes_running(&["sleep", &marker]).is_empty());
     assert!(!t.exists("after-1.txt") && !t.exists("after-2.txt"));
 
-    let s = Server::start(&t, &["--grace", "1s"]);
+    let s = Server::start(&t, &["--grace", "1s", "--max-runs", "1"]);
     for id in &queued {
         let run = s.wait_done(id);
         assert_eq!(run["status"], "success", "{run}");

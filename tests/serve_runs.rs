@@ -247,3 +247,55 @@ fn a_jobs_cancel_in_progress_stops_the_holder_in_another_run() {
     assert_eq!(run["status"], "success", "{run}");
     assert_eq!(t.read("ran.txt"), "1\n2\n");
 }
+
+#[test]
+fn a_run_waiting_for_its_group_when_the_server_stops_runs_after_the_restart() {
+    let t = Test::new().file(
+        "gate.yaml",
+        &common::unindent(
+            r#"
+            inputs:
+              n: { type: string }
+            concurrency: { group: gate }
+            jobs:
+              a:
+                steps:
+                  - run: |
+                      echo "${{ inputs.n }}" >> started.txt
+                      while [ ! -f go ]; do sleep 0.05; done
+            "#,
+        ),
+    );
+    let mut s = Server::start(&t, &["--grace", "1s"]);
+    let first = s.create(&json!({"workflow": "gate.yaml", "inputs": {"n": "1"}}));
+    wait_for("the first run's step", Duration::from_secs(30), || {
+        t.exists("started.txt")
+    });
+    let second = s.create(&json!({"workflow": "gate.yaml", "inputs": {"n": "2"}}));
+    let run = s.wait_run(&second, "the second run to wait", |r| {
+        r["status"] == "waiting"
+    });
+    let waited = run["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|t| t.get("job").is_none())
+        .unwrap()
+        .clone();
+    assert_eq!(waited["to"], "waiting");
+    let first_store_id = s.run(&first)["store_run_id"].as_i64().unwrap();
+    assert_eq!(
+        waited["reason"],
+        format!("concurrency group `gate` is full (1 running: run {first_store_id})")
+    );
+    let out = s.stop();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(t.read("started.txt"), "1\n");
+
+    t.write("go", "");
+    let s = Server::start(&t, &["--grace", "1s"]);
+    assert_eq!(s.run(&first)["status"], "interrupted");
+    let run = s.wait_done(&second);
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(t.read("started.txt"), "1\n2\n");
+}
