@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::server::Server;
+use common::server::{most_at_once, most_running, Server};
 use common::{processes_running, wait_for, Reaper, Test};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -434,25 +434,6 @@ fn retry_runs_the_failed_jobs_again_as_a_new_attempt_of_the_same_run_and_keeps_t
     );
 }
 
-/// Intervals `[start, end)` in ns from the `t-N` files the legs wrote; the
-/// most that overlapped at any instant.
-fn most_at_once(t: &Test, legs: usize) -> usize {
-    let spans: Vec<(u128, u128)> = (1..=legs)
-        .map(|n| {
-            let text = t.read(&format!("t-{n}"));
-            let mut words = text.split_whitespace();
-            let start = words.next().unwrap().parse().unwrap();
-            let end = words.next().unwrap().parse().unwrap();
-            (start, end)
-        })
-        .collect();
-    spans
-        .iter()
-        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
-        .max()
-        .unwrap()
-}
-
 #[test]
 fn a_concurrency_group_with_max_2_never_runs_more_than_2_of_6_and_says_why_the_rest_wait() {
     let t = Test::new().file(
@@ -478,29 +459,14 @@ fn a_concurrency_group_with_max_2_never_runs_more_than_2_of_6_and_says_why_the_r
     let run = s.wait_done(&id);
     assert_eq!(run["status"], "success", "{run}");
     assert_eq!(
-        most_at_once(&t, 6),
+        most_at_once(&t, &(1..=6).map(|n| n.to_string()).collect::<Vec<_>>()),
         2,
         "the group's limit did not hold, or nothing ran at once"
     );
 
     // The same from the recorded transitions (ms): never more than 2 running.
     let transitions = run["transitions"].as_array().unwrap();
-    let mut edges: Vec<(u64, i32)> = transitions
-        .iter()
-        .filter(|t| t.get("job").is_some())
-        .filter_map(|t| match (t["from"].as_str(), t["to"].as_str()) {
-            (_, Some("running")) => Some((t["at"].as_u64().unwrap(), 1)),
-            (Some("running"), _) => Some((t["at"].as_u64().unwrap(), -1)),
-            _ => None,
-        })
-        .collect();
-    edges.sort_by_key(|&(at, d)| (at, d));
-    let (mut now, mut most) = (0, 0);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    assert_eq!(most, 2);
+    assert_eq!(most_running(std::slice::from_ref(&run), false), 2);
 
     let waits: Vec<&Value> = transitions
         .iter()

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::server::Server;
+use common::server::{most_at_once, most_running, waiting_reasons, Server};
 use common::{processes_running, wait_for, Reaper, Test};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -15,51 +15,6 @@ use std::time::Duration;
 /// A step that writes `t-N`: the ns it started and ended, around a sleep.
 fn timed_step(n: &str, secs: &str) -> String {
     format!(r#"start=$(date +%s%N); sleep {secs}; echo "$start $(date +%s%N)" > "t-{n}""#)
-}
-
-/// Intervals `[start, end)` from the `t-N` files; the most that overlapped.
-fn most_at_once(t: &Test, names: &[String]) -> usize {
-    let spans: Vec<(u128, u128)> = names
-        .iter()
-        .map(|n| {
-            let text = t.read(&format!("t-{n}"));
-            let mut words = text.split_whitespace();
-            let start = words.next().unwrap().parse().unwrap();
-            let end = words.next().unwrap().parse().unwrap();
-            (start, end)
-        })
-        .collect();
-    spans
-        .iter()
-        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
-        .max()
-        .unwrap()
-}
-
-/// The most jobs (or, with `runs`, runs) the recorded transitions of
-/// `all` say were running at one instant.
-fn most_running(all: &[Value], runs: bool) -> usize {
-    let mut edges: Vec<(u64, i32)> = Vec::new();
-    for run in all {
-        for t in run["transitions"].as_array().unwrap() {
-            if t.get("job").is_some() == runs {
-                continue;
-            }
-            let at = t["at"].as_u64().unwrap();
-            match (t["from"].as_str(), t["to"].as_str()) {
-                (_, Some("running")) => edges.push((at, 1)),
-                (Some("running"), _) => edges.push((at, -1)),
-                _ => {}
-            }
-        }
-    }
-    edges.sort();
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    most as usize
 }
 
 fn names(n: usize) -> Vec<String> {
@@ -122,12 +77,7 @@ fn a_job_runs_in_one_run_at_a_time_and_the_other_says_why_it_waits() {
         assert_eq!(run["status"], "success", "{run}");
     }
     assert_eq!(most_at_once(&t, &ns), 1, "`build` ran in two runs at once");
-    let reasons: Vec<String> = runs
-        .iter()
-        .flat_map(|r| r["transitions"].as_array().unwrap().clone())
-        .filter(|t| t["to"] == "waiting")
-        .map(|t| t["reason"].as_str().unwrap().to_string())
-        .collect();
+    let reasons = waiting_reasons(&runs, false);
     assert!(!reasons.is_empty(), "no job waited: {runs:?}");
     for r in &reasons {
         assert!(
@@ -155,12 +105,7 @@ fn a_job_concurrency_group_with_max_2_holds_across_6_runs() {
         "the limit did not hold, or nothing ran at once"
     );
     assert_eq!(most_running(&runs, false), 2);
-    let waits: Vec<String> = runs
-        .iter()
-        .flat_map(|r| r["transitions"].as_array().unwrap().clone())
-        .filter(|t| t["to"] == "waiting")
-        .map(|t| t["reason"].as_str().unwrap().to_string())
-        .collect();
+    let waits = waiting_reasons(&runs, false);
     assert!(waits.len() >= 4, "{waits:?}");
     for w in &waits {
         assert!(
@@ -183,12 +128,7 @@ fn a_workflow_concurrency_group_with_max_2_holds_across_6_runs_the_rest_wait_que
     });
     assert_eq!(most_at_once(&t, &ns), 2);
     assert_eq!(most_running(&runs, true), 2, "recorded runs");
-    let waits: Vec<String> = runs
-        .iter()
-        .flat_map(|r| r["transitions"].as_array().unwrap().clone())
-        .filter(|t| t.get("job").is_none() && t["to"] == "waiting")
-        .map(|t| t["reason"].as_str().unwrap().to_string())
-        .collect();
+    let waits = waiting_reasons(&runs, true);
     assert!(waits.len() >= 4, "{waits:?}");
     let held = regex_like_two_runs(&waits[0]);
     assert!(held, "{}", waits[0]);

@@ -200,3 +200,59 @@ impl Server {
         }
     }
 }
+
+/// Intervals `[start, end)` in ns from the `t-NAME` files steps wrote (`start
+/// end`); the most that overlapped at any instant.
+pub fn most_at_once(t: &Test, names: &[String]) -> usize {
+    let spans: Vec<(u128, u128)> = names
+        .iter()
+        .map(|n| {
+            let text = t.read(&format!("t-{n}"));
+            let mut words = text.split_whitespace();
+            let start = words.next().unwrap().parse().unwrap();
+            let end = words.next().unwrap().parse().unwrap();
+            (start, end)
+        })
+        .collect();
+    spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap()
+}
+
+/// The most jobs (or, with `runs`, runs) the recorded transitions of the
+/// runs `all` (as `GET /api/v1/runs/{id}` returns them) say were running at
+/// one instant.
+pub fn most_running(all: &[Value], runs: bool) -> usize {
+    let mut edges: Vec<(u64, i32)> = Vec::new();
+    for run in all {
+        for t in run["transitions"].as_array().unwrap() {
+            if t.get("job").is_some() == runs {
+                continue;
+            }
+            let at = t["at"].as_u64().unwrap();
+            match (t["from"].as_str(), t["to"].as_str()) {
+                (_, Some("running")) => edges.push((at, 1)),
+                (Some("running"), _) => edges.push((at, -1)),
+                _ => {}
+            }
+        }
+    }
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// The reasons of the runs' (`runs`) or their jobs' changes to `waiting`.
+pub fn waiting_reasons(all: &[Value], runs: bool) -> Vec<String> {
+    all.iter()
+        .flat_map(|r| r["transitions"].as_array().unwrap().clone())
+        .filter(|t| t.get("job").is_none() == runs && t["to"] == "waiting")
+        .map(|t| t["reason"].as_str().unwrap_or("").to_string())
+        .collect()
+}
