@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::server::{most_at_once, most_running, Server};
+use common::server::{last_run_transition, most_at_once, most_running, Server};
 use common::{processes_running, wait_for, Reaper, Test};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -329,13 +329,7 @@ fn sigterm_keeps_queued_runs_for_the_restarted_server_and_marks_the_running_one_
     let run = s.run(&long);
     assert_eq!(run["status"], "interrupted");
     assert_eq!(run["run"]["status"], "interrupted");
-    let last = run["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rfind(|t| t.get("job").is_none())
-        .unwrap()
-        .clone();
+    let last = last_run_transition(&run);
     assert_eq!(last["from"], "running");
     assert_eq!(last["to"], "interrupted");
     assert_eq!(
@@ -523,12 +517,7 @@ fn cancel_in_progress_cancels_the_groups_running_run_and_replaces_its_queued_one
     assert_eq!(run["status"], "cancelled");
     assert!(processes_running(&["sleep", &marker]).is_empty());
     let last = |run: &Value| {
-        run["transitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .rfind(|t| t.get("job").is_none())
-            .unwrap()["reason"]
+        last_run_transition(run)["reason"]
             .as_str()
             .unwrap()
             .to_string()

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::server::{most_at_once, most_running, waiting_reasons, Server};
+use common::server::{last_run_transition, most_at_once, most_running, waiting_reasons, Server};
 use common::{processes_running, wait_for, Reaper, Test};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -215,13 +215,7 @@ fn a_run_waiting_for_its_group_when_the_server_stops_runs_after_the_restart() {
     let run = s.wait_run(&second, "the second run to wait", |r| {
         r["status"] == "waiting"
     });
-    let waited = run["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rfind(|t| t.get("job").is_none())
-        .unwrap()
-        .clone();
+    let waited = last_run_transition(&run);
     assert_eq!(waited["to"], "waiting");
     let first_store_id = s.run(&first)["store_run_id"].as_i64().unwrap();
     assert_eq!(

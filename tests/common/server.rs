@@ -256,3 +256,14 @@ pub fn waiting_reasons(all: &[Value], runs: bool) -> Vec<String> {
         .map(|t| t["reason"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// The run's own last recorded transition (not a job's).
+pub fn last_run_transition(run: &Value) -> Value {
+    run["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|t| t.get("job").is_none())
+        .unwrap()
+        .clone()
+}
