@@ -112,6 +112,13 @@ fn a_run_is_created_watched_and_finishes_with_its_outputs_logs_and_metrics() {
     assert_eq!(list["runs"][0]["id"], id.as_str());
     let none: Value = s.get("/api/v1/runs?status=failure").json().unwrap();
     assert_eq!(none["total"], 0);
+    // Any status the schema names filters (a job's `pending` matches no run);
+    // a word that is no status is a 400.
+    let r = s.get("/api/v1/runs?status=pending");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["total"], 0);
+    let (code, err) = error_of(s.get("/api/v1/runs?status=done"));
+    assert_eq!((code, err["field"].as_str()), (400, Some("status")));
     let by_file: Value = s
         .get("/api/v1/runs?workflow=flows/greet.yaml")
         .json()

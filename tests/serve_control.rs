@@ -245,6 +245,24 @@ fn illegal_transitions_are_409_and_bad_requests_400() {
 
     let (code, err) = error_of(s.post(&format!("/api/v1/runs/{id}/run"), &json!({"max_steps": 0})));
     assert_eq!((code, err["field"].as_str()), (400, Some("max_steps")));
+    // `2.0` is a JSON Schema integer: it gets as far as the run (finished: 409);
+    // `2.5` and `-1` are not.
+    let (code, _) = error_of(s.post(
+        &format!("/api/v1/runs/{id}/run"),
+        &json!({"max_steps": 2.0}),
+    ));
+    assert_eq!(code, 409);
+    for bad in [json!(2.5), json!(-1)] {
+        let (code, err) = error_of(s.post(
+            &format!("/api/v1/runs/{id}/run"),
+            &json!({"max_steps": bad}),
+        ));
+        assert_eq!(
+            (code, err["field"].as_str()),
+            (400, Some("max_steps")),
+            "{bad}"
+        );
+    }
     let (code, _) = error_of(s.post(
         &format!("/api/v1/runs/{id}/run"),
         &json!({"max_steps": "$(touch pwned)"}),

@@ -290,12 +290,13 @@ pub(super) async fn list_runs(
     let page = number("page", 1)?;
     let per_page = number("per_page", 20)?.min(MAX_PER_PAGE);
     let status = q.get("status").map(String::as_str);
+    // Any status the schema names is a valid filter (`pending`, a job's,
+    // matches no run); anything else is refused.
     if let Some(st) = status {
-        const KNOWN: [&str; 9] = super::openapi::RUN_STATUSES;
-        if !KNOWN.contains(&st) {
+        if crate::event::Status::parse(st).is_none() {
             return Err(ApiError::bad_request(format!(
-                "unknown status `{st}`; it is one of {}",
-                KNOWN.join(", ")
+                "unknown status `{st}`; a run is one of {}",
+                super::openapi::RUN_STATUSES.join(", ")
             ))
             .field("status"));
         }
@@ -584,7 +585,22 @@ pub(super) async fn advance_run(
 #[serde(deny_unknown_fields)]
 pub(super) struct RunStepsBody {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
     max_steps: u64,
+}
+
+/// A JSON integer, which JSON Schema says `3.0` also is; `3.5` and `-1` are not.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    match serde_json::Number::deserialize(d)? {
+        n if n.is_u64() => Ok(n.as_u64().unwrap_or_default()),
+        n => match n.as_f64() {
+            Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(f as u64),
+            _ => Err(D::Error::custom(format!(
+                "`{n}` is not a whole number from 0"
+            ))),
+        },
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{id}/run", tag = "runs",
