@@ -133,6 +133,8 @@ pub struct Session {
     args: Vec<String>,
     /// `--remote-cache`: where runs of this session share step results.
     remote_cache: Option<Arc<crate::cache::RemoteCache>>,
+    /// Where this session's runs send their plain jobs (`trun run --dispatch`).
+    dispatch: Option<Arc<dyn crate::exec::dispatch::Dispatch>>,
 }
 
 impl Session {
@@ -203,12 +205,19 @@ impl Session {
             db_identity,
             args: options.args.clone(),
             remote_cache: None,
+            dispatch: None,
         })
     }
 
     /// Shares the step results of this session's runs through a remote cache.
     pub fn set_remote_cache(&mut self, cache: Option<Arc<crate::cache::RemoteCache>>) {
         self.remote_cache = cache;
+    }
+
+    /// Runs this session's plain jobs through `dispatch` (on `trun worker`s)
+    /// instead of in this process.
+    pub fn set_dispatch(&mut self, dispatch: Option<Arc<dyn crate::exec::dispatch::Dispatch>>) {
+        self.dispatch = dispatch;
     }
 
     /// The session's store: share it, never open a second one.
@@ -337,6 +346,7 @@ impl Session {
             slots: Some(Arc::new(crate::exec::concurrency::StoreSlots(
                 store.clone(),
             ))),
+            dispatch: self.dispatch.clone(),
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

@@ -14,6 +14,7 @@ pub mod actions;
 pub mod commands;
 pub mod composite;
 pub mod concurrency;
+pub mod dispatch;
 pub mod executor;
 pub mod fanout;
 pub mod gate;
@@ -122,6 +123,9 @@ pub struct RunOptions {
     /// The slots of concurrency groups (the state store's); `None` ignores
     /// `concurrency`.
     pub slots: Option<Arc<dyn concurrency::Slots>>,
+    /// Where plain jobs run when not here (`trun run --dispatch`: on `trun
+    /// worker`s); `None` runs every job in this process.
+    pub dispatch: Option<Arc<dyn dispatch::Dispatch>>,
 }
 
 /// How the run ended.
@@ -456,6 +460,18 @@ pub async fn run(
                         };
                         let key = fan.job.key.clone();
                         report_when_done(done, key, fan.run(ctx_rx));
+                    } else if let Some(d) = &opts.dispatch {
+                        let needs_outputs = needs[i]
+                            .iter()
+                            .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
+                            .collect();
+                        let run = d.run_job(opts.run_id, job, needs_outputs, events.clone(), ctx_rx);
+                        let permit = spare.take();
+                        report_when_done(done, job.key.clone(), async move {
+                            let r = run.await;
+                            drop(permit);
+                            r
+                        });
                     } else {
                         let runner = job::JobRunner {
                             plan: plan.clone(),
