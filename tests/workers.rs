@@ -138,12 +138,16 @@ impl Cluster {
 
     fn attempts(&self) -> Vec<Attempt> {
         let mut c = postgres::Client::connect(&self.db, postgres::NoTls).expect("connect");
-        c.query(
+        let rows = c.query(
             "SELECT job_key, attempt, state, worker, claimed_at, finished_at, enqueued_at FROM job_queue
              ORDER BY job_key, attempt",
             &[],
-        )
-        .expect("read the job queue")
+        );
+        match rows {
+            // No trun has connected yet: nothing queued.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Vec::new(),
+            rows => rows.expect("read the job queue"),
+        }
         .iter()
         .map(|r| Attempt {
             job: r.get(0),
@@ -199,7 +203,12 @@ fn dag() -> String {
                 .collect::<String>()
         ));
     };
-    job(&mut y, "seed", &[], "cat src/input.txt > gen/seed.txt\necho seeded >> gen/seed.txt");
+    job(
+        &mut y,
+        "seed",
+        &[],
+        "cat src/input.txt > gen/seed.txt\necho seeded >> gen/seed.txt",
+    );
     for i in 1..=4 {
         job(
             &mut y,
@@ -317,15 +326,21 @@ fn a_killed_workers_job_runs_again_on_another_worker() {
         ",
     );
     let coordinator = cluster.coordinate(&t);
-    wait_for("the doomed worker to claim", Duration::from_secs(30), || {
-        cluster
-            .attempts()
-            .iter()
-            .any(|a| a.job == "slow" && a.state == "running")
-    });
+    wait_for(
+        "the doomed worker to claim",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .attempts()
+                .iter()
+                .any(|a| a.job == "slow" && a.state == "running")
+        },
+    );
     // Let the step start, then kill the worker outright.
     std::thread::sleep(Duration::from_millis(800));
-    cluster.running("doomed").signal(nix::sys::signal::Signal::SIGKILL);
+    cluster
+        .running("doomed")
+        .signal(nix::sys::signal::Signal::SIGKILL);
     let killed_at = now_ms();
     cluster.worker("rescuer", &[]);
     let out = coordinator.wait(Duration::from_secs(90));
@@ -343,7 +358,11 @@ fn a_killed_workers_job_runs_again_on_another_worker() {
         ("expired", Some("doomed"))
     );
     assert_eq!(
-        (slow[1].attempt, slow[1].state.as_str(), slow[1].worker.as_deref()),
+        (
+            slow[1].attempt,
+            slow[1].state.as_str(),
+            slow[1].worker.as_deref()
+        ),
         (2, "done", Some("rescuer"))
     );
     // The second attempt began after the first was declared dead, and the
@@ -464,7 +483,9 @@ fn a_worker_drains_on_sigterm() {
     wait_for("the worker to claim", Duration::from_secs(30), || {
         cluster.attempts().iter().any(|a| a.state == "running")
     });
-    cluster.running("drainer").signal(nix::sys::signal::Signal::SIGTERM);
+    cluster
+        .running("drainer")
+        .signal(nix::sys::signal::Signal::SIGTERM);
     coordinator.wait(Duration::from_secs(60)).success();
     let (_, _, running) = cluster.workers.pop().unwrap();
     let out = running.unwrap().wait(Duration::from_secs(30));

@@ -120,14 +120,12 @@ fn dispatcher(
     cache: Option<&crate::cache::RemoteCache>,
 ) -> Result<Arc<dyn crate::exec::dispatch::Dispatch>, Vec<Diagnostic>> {
     let usage = |m: &str| vec![Diagnostic::plain(m.to_string())];
-    let db = a
-        .file
-        .db
-        .as_deref()
-        .ok_or_else(|| usage("--dispatch needs the database workers share: --db postgres://…"))?;
-    let cache = cache.ok_or_else(|| {
-        usage("--dispatch needs a cache the workers reach: --remote-cache URL")
-    })?;
+    let db =
+        a.file.db.as_deref().ok_or_else(|| {
+            usage("--dispatch needs the database workers share: --db postgres://…")
+        })?;
+    let cache = cache
+        .ok_or_else(|| usage("--dispatch needs a cache the workers reach: --remote-cache URL"))?;
     let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (path, root) = (abs(&wf.path), abs(&wf.root));
     let workflow = path
@@ -137,17 +135,18 @@ fn dispatcher(
         .filter(|p| crate::cache::action_result::safe_path(p))
         .ok_or_else(|| usage("--dispatch: the workflow file must lie inside the workspace"))?
         .to_string();
-    let snapshot = crate::worker::snapshot::Manifest::of_dir(&wf.root, crate::worker::snapshot::Walk::Source)
-        .and_then(|m| m.upload(cache.client(), &wf.root))
-        .map_err(|e| usage(&format!("--dispatch: cannot upload the workspace: {e}")))?;
+    let snapshot =
+        crate::worker::snapshot::Manifest::of_dir(&wf.root, crate::worker::snapshot::Walk::Source)
+            .and_then(|m| m.upload(cache.client(), &wf.root))
+            .map_err(|e| usage(&format!("--dispatch: cannot upload the workspace: {e}")))?;
     let source = crate::worker::RunSource {
         workflow,
         snapshot: crate::worker::snapshot::digest_text(&snapshot),
         targets: a.jobs.clone(),
         inputs: a.inputs.clone(),
     };
-    let d = crate::worker::Dispatcher::start(db, plan, source)
-        .map_err(|e| usage(&e.to_string()))?;
+    let d =
+        crate::worker::Dispatcher::start(db, plan, source).map_err(|e| usage(&e.to_string()))?;
     Ok(Arc::new(d))
 }
 

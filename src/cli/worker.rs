@@ -32,7 +32,10 @@ pub struct WorkerArgs {
 pub(super) fn cmd_worker(a: WorkerArgs, db: Option<String>) -> CmdResult {
     let usage = |m: String| vec![Diagnostic::plain(m)];
     let db = db.ok_or_else(|| {
-        usage("trun worker needs the shared database: --db postgres://… (or TRUN_DATABASE_URL)".into())
+        usage(
+            "trun worker needs the shared database: --db postgres://… (or TRUN_DATABASE_URL)"
+                .into(),
+        )
     })?;
     if !crate::state::is_postgres_url(&db) {
         return Err(usage(
@@ -42,7 +45,10 @@ pub(super) fn cmd_worker(a: WorkerArgs, db: Option<String>) -> CmdResult {
     let cache = crate::cache::RemoteCache::from_args(&a.remote)
         .map_err(usage)?
         .ok_or_else(|| {
-            usage("trun worker needs the remote cache the coordinator uses: --remote-cache URL".into())
+            usage(
+                "trun worker needs the remote cache the coordinator uses: --remote-cache URL"
+                    .into(),
+            )
         })?;
     let lease = crate::duration::parse(&a.lease).map_err(|e| usage(format!("--lease: {e}")))?;
     if lease < std::time::Duration::from_millis(300) {
@@ -60,7 +66,11 @@ pub(super) fn cmd_worker(a: WorkerArgs, db: Option<String>) -> CmdResult {
         db,
         cache: Arc::new(cache),
         name,
-        labels: a.labels.into_iter().filter(|l| !l.trim().is_empty()).collect(),
+        labels: a
+            .labels
+            .into_iter()
+            .filter(|l| !l.trim().is_empty())
+            .collect(),
         jobs: a.jobs,
         workdir: a.workdir,
         lease,

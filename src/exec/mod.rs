@@ -465,7 +465,8 @@ pub async fn run(
                             .iter()
                             .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
                             .collect();
-                        let run = d.run_job(opts.run_id, job, needs_outputs, events.clone(), ctx_rx);
+                        let run =
+                            d.run_job(opts.run_id, job, needs_outputs, events.clone(), ctx_rx);
                         let permit = spare.take();
                         report_when_done(done, job.key.clone(), async move {
                             let r = run.await;

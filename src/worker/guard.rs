@@ -30,9 +30,13 @@ pub fn start(workdir: &Path) -> Result<(), String> {
             drop(write);
             // Signals meant for the worker's terminal group are the worker's
             // to handle; the guard ends when the worker does.
-            for s in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
+            for s in [
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGTERM,
+            ] {
                 // SAFETY: installing SIG_IGN has no handler code to run.
-                let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) };
+                let _ =
+                    unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) };
             }
             let mut file = std::fs::File::from(read);
             let mut buf = [0u8; 64];

@@ -89,9 +89,10 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             };
             running.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = watch::channel(false);
-            held.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((claimed.run_id, claimed.job_key.clone(), claimed.attempt), tx);
+            held.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                (claimed.run_id, claimed.job_key.clone(), claimed.attempt),
+                tx,
+            );
             let ctx = JobCtx {
                 cfg: cfg.clone(),
                 queue: queue.clone(),
@@ -162,7 +163,13 @@ fn watch_signals(stop: Arc<AtomicBool>) {
 
 /// Renews leases a third of a lease apart, stops attempts that are no
 /// longer ours, and rescues expired ones (any worker may).
-fn heartbeat(queue: &JobQueue, held: &Held, stop: &AtomicBool, running: &AtomicUsize, cfg: &Config) {
+fn heartbeat(
+    queue: &JobQueue,
+    held: &Held,
+    stop: &AtomicBool,
+    running: &AtomicUsize,
+    cfg: &Config,
+) {
     let every = (cfg.lease / 3).max(Duration::from_millis(100));
     loop {
         let keys: Vec<(i64, String, i32)> = held
@@ -231,12 +238,20 @@ impl JobCtx {
                 "trun worker {}: {label}: result refused (the attempt is no longer this worker's)",
                 self.cfg.name
             ),
-            Err(e) => eprintln!("trun worker {}: {label}: cannot complete: {e}", self.cfg.name),
+            Err(e) => eprintln!(
+                "trun worker {}: {label}: cannot complete: {e}",
+                self.cfg.name
+            ),
         }
     }
 
     /// Materialises the job's inputs in `dir`, runs it, uploads what it wrote.
-    fn attempt(&self, c: &Claimed, dir: &Path, cancel: watch::Receiver<bool>) -> Result<Outcome, String> {
+    fn attempt(
+        &self,
+        c: &Claimed,
+        dir: &Path,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<Outcome, String> {
         let payload: Payload =
             serde_json::from_str(&c.payload).map_err(|e| format!("unreadable payload: {e}"))?;
         let client = self.cfg.cache.client();

@@ -75,10 +75,7 @@ impl Manifest {
             if !entry.file_type().is_some_and(|t| t.is_file()) {
                 continue;
             }
-            let rel = entry
-                .path()
-                .strip_prefix(root)
-                .map_err(|e| e.to_string())?;
+            let rel = entry.path().strip_prefix(root).map_err(|e| e.to_string())?;
             let Some(path) = rel.to_str().map(str::to_string) else {
                 return Err(format!("{}: the name is not UTF-8", rel.display()));
             };
@@ -142,7 +139,9 @@ impl Manifest {
         }
         let bytes = self.bytes();
         let d = digest_of(&bytes);
-        client.put_blob_bytes(&d, bytes).map_err(|e| e.to_string())?;
+        client
+            .put_blob_bytes(&d, bytes)
+            .map_err(|e| e.to_string())?;
         Ok(d)
     }
 
@@ -151,9 +150,14 @@ impl Manifest {
         let bytes = client
             .get_blob_bytes(d)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("manifest {} is missing from the cache or corrupted", d.hex()))?;
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("manifest {}: {e}", d.hex()))?;
+            .ok_or_else(|| {
+                format!(
+                    "manifest {} is missing from the cache or corrupted",
+                    d.hex()
+                )
+            })?;
+        let m: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| format!("manifest {}: {e}", d.hex()))?;
         for e in &m.files {
             if !safe_path(&e.path) {
                 return Err(format!("manifest {}: refused path {:?}", d.hex(), e.path));
@@ -176,8 +180,18 @@ impl Manifest {
             let mut file = crate::fsutil::safe_create(root, &path).map_err(|e| e.to_string())?;
             match client.get_blob(&e.digest()?, &mut file) {
                 Ok(Fetched::Ok) => {}
-                Ok(Fetched::Missing) => return Err(format!("{}: blob {} missing from the cache", e.path, e.hash)),
-                Ok(Fetched::Corrupt) => return Err(format!("{}: blob {} corrupted in the cache", e.path, e.hash)),
+                Ok(Fetched::Missing) => {
+                    return Err(format!(
+                        "{}: blob {} missing from the cache",
+                        e.path, e.hash
+                    ))
+                }
+                Ok(Fetched::Corrupt) => {
+                    return Err(format!(
+                        "{}: blob {} corrupted in the cache",
+                        e.path, e.hash
+                    ))
+                }
                 Err(err) => return Err(format!("{}: {err}", e.path)),
             }
             file.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o777))
@@ -208,7 +222,9 @@ pub fn parse_digest(text: &str) -> Result<Digest, String> {
         .ok_or_else(|| format!("{text:?} is not HASH/SIZE"))?;
     let mut hash = [0u8; 32];
     hex::decode_to_slice(h, &mut hash).map_err(|_| format!("{text:?} is not HASH/SIZE"))?;
-    let size = s.parse().map_err(|_| format!("{text:?} is not HASH/SIZE"))?;
+    let size = s
+        .parse()
+        .map_err(|_| format!("{text:?} is not HASH/SIZE"))?;
     Ok(Digest { hash, size })
 }
 

@@ -151,7 +151,12 @@ impl JobQueue {
     /// Claims the oldest queued attempt whose labels are all among `labels`
     /// for `worker`, until `lease` from now. Rows another claim holds are
     /// skipped, not waited for.
-    pub fn claim(&self, worker: &str, labels: &[String], lease: Duration) -> Result<Option<Claimed>> {
+    pub fn claim(
+        &self,
+        worker: &str,
+        labels: &[String],
+        lease: Duration,
+    ) -> Result<Option<Claimed>> {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         self.with(|c| {
@@ -177,7 +182,12 @@ impl JobQueue {
     /// Renews the leases of every attempt `worker` runs and records its
     /// heartbeat. Returns the attempts it held that are no longer its own,
     /// running ones (cancelled, or expired and queued again): it should stop them.
-    pub fn heartbeat(&self, worker: &str, held: &[(i64, String, i32)], lease: Duration) -> Result<Vec<(i64, String, i32)>> {
+    pub fn heartbeat(
+        &self,
+        worker: &str,
+        held: &[(i64, String, i32)],
+        lease: Duration,
+    ) -> Result<Vec<(i64, String, i32)>> {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         self.with(|c| {
@@ -209,7 +219,14 @@ impl JobQueue {
     /// Records the result of an attempt, if it is still `worker`'s running
     /// attempt; false (and nothing written) otherwise: its lease expired and
     /// the job went to another worker, or the run was cancelled.
-    pub fn complete(&self, run_id: i64, job_key: &str, attempt: i32, worker: &str, result: &str) -> Result<bool> {
+    pub fn complete(
+        &self,
+        run_id: i64,
+        job_key: &str,
+        attempt: i32,
+        worker: &str,
+        result: &str,
+    ) -> Result<bool> {
         self.with(|c| {
             let mut tx = c.transaction()?;
             let n = tx.execute(
@@ -219,7 +236,11 @@ impl JobQueue {
                 &[&run_id, &job_key, &attempt, &worker, &result, &now_ms()],
             )?;
             if n > 0 {
-                notify(&mut tx, DONE_CHANNEL, &format!("{run_id}:{job_key}:{attempt}"))?;
+                notify(
+                    &mut tx,
+                    DONE_CHANNEL,
+                    &format!("{run_id}:{job_key}:{attempt}"),
+                )?;
             }
             tx.commit()?;
             Ok(n > 0)
@@ -404,5 +425,123 @@ impl Listener {
             while more.next()?.is_some() {}
         }
         Ok(got)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue in a schema of its own, dropped afterwards.
+    struct Schema {
+        url: String,
+        name: String,
+    }
+
+    impl Schema {
+        fn new(tag: &str) -> Schema {
+            Schema {
+                url: crate::state::tests::test_database_url(),
+                name: format!("trun_queue_{tag}_{}", std::process::id()),
+            }
+        }
+
+        fn open(&self) -> JobQueue {
+            JobQueue::open_in_schema(&self.url, &self.name).expect("open the job queue")
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            if let Ok(mut c) = Client::connect(&self.url, postgres::NoTls) {
+                let _ =
+                    c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+            }
+        }
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_dead_workers_late_result_is_refused() {
+        let s = Schema::new("late");
+        let q = s.open();
+        q.enqueue(7, "build", &[], "{}").unwrap();
+        let a = q.claim("a", &[], LEASE).unwrap().expect("a claims");
+        assert_eq!((a.run_id, a.job_key.as_str(), a.attempt), (7, "build", 1));
+        assert_eq!(q.claim("b", &[], LEASE).unwrap(), None, "claimed twice");
+        // a stops answering: its lease ends, the job is queued again.
+        assert_eq!(
+            q.rescue(now_ms() + LEASE.as_millis() as i64 + 1).unwrap(),
+            1
+        );
+        let b = q
+            .claim("b", &[], LEASE)
+            .unwrap()
+            .expect("b claims the retry");
+        assert_eq!(b.attempt, 2);
+        // a comes back with its result: refused; b's is taken.
+        assert!(!q.complete(7, "build", 1, "a", "{\"late\":true}").unwrap());
+        assert!(!q.complete(7, "build", 2, "a", "{\"late\":true}").unwrap());
+        assert!(q.complete(7, "build", 2, "b", "{}").unwrap());
+        assert!(!q.complete(7, "build", 2, "b", "{\"twice\":true}").unwrap());
+        let rows = q.attempts(7, "build").unwrap();
+        let states: Vec<(&str, Option<&str>, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.state.as_str(), r.worker.as_deref(), r.result.as_deref()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("expired", Some("a"), None),
+                ("done", Some("b"), Some("{}"))
+            ]
+        );
+        // a's heartbeat tells it the attempt is no longer its own.
+        let lost = q.heartbeat("a", &[(7, "build".into(), 1)], LEASE).unwrap();
+        assert_eq!(lost, [(7, "build".to_string(), 1)]);
+    }
+
+    #[test]
+    fn claims_skip_each_other_and_respect_labels() {
+        let s = Schema::new("skip");
+        let q1 = s.open();
+        let q2 = s.open();
+        q1.enqueue(1, "x", &[], "{}").unwrap();
+        q1.enqueue(1, "y", &["gpu".into()], "{}").unwrap();
+        q1.enqueue(1, "x", &[], "{}").unwrap(); // the same key: still one row
+        let a = q1.claim("a", &[], LEASE).unwrap().unwrap();
+        assert_eq!(a.job_key, "x");
+        // Only a worker with the label gets `y`.
+        assert_eq!(q2.claim("b", &[], LEASE).unwrap(), None);
+        let b = q2
+            .claim("b", &["gpu".into(), "linux".into()], LEASE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.job_key, "y");
+        let workers = {
+            q1.register_worker("a", &[]).unwrap();
+            q1.workers().unwrap()
+        };
+        assert_eq!(workers.len(), 1);
+        assert_eq!(workers[0].jobs, ["1:x:1"]);
+    }
+
+    #[test]
+    fn a_job_lost_too_often_is_not_queued_again() {
+        let s = Schema::new("lost");
+        let q = s.open();
+        q.enqueue(3, "flaky", &[], "{}").unwrap();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let c = q.claim("w", &[], LEASE).unwrap().expect("queued again");
+            assert_eq!(c.attempt, attempt);
+            q.rescue(now_ms() + LEASE.as_millis() as i64 + 1).unwrap();
+        }
+        assert_eq!(q.claim("w", &[], LEASE).unwrap(), None);
+        assert!(q
+            .attempts(3, "flaky")
+            .unwrap()
+            .iter()
+            .all(|r| r.state == "expired"));
     }
 }
