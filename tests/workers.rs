@@ -65,10 +65,12 @@ struct Attempt {
 
 impl Cluster {
     fn new() -> Cluster {
+        let db = fresh_database();
+        // The team's server: the cache, and the list of workers.
         let cache_dir = Test::new().workflow("jobs: { noop: { steps: [ { run: 'true' } ] } }");
-        let cache = Server::start(&cache_dir, &[]);
+        let cache = Server::start(&cache_dir, &["--db", &db]);
         Cluster {
-            db: fresh_database(),
+            db,
             _cache_dir: cache_dir,
             cache,
             workers: Vec::new(),
@@ -483,6 +485,19 @@ fn a_worker_drains_on_sigterm() {
     wait_for("the worker to claim", Duration::from_secs(30), || {
         cluster.attempts().iter().any(|a| a.state == "running")
     });
+    // The server lists the worker with the job it runs.
+    let workers = workers_of(&cluster);
+    let w = &workers["workers"][0];
+    assert_eq!(w["name"], "drainer", "{workers}");
+    assert!(
+        w["jobs"][0].as_str().unwrap().ends_with(":long:1"),
+        "{workers}"
+    );
+    assert!(
+        now_ms() - w["heartbeat_at"].as_i64().unwrap() < 5000,
+        "{workers}"
+    );
+    assert!(w["stopped_at"].is_null(), "{workers}");
     cluster
         .running("drainer")
         .signal(nix::sys::signal::Signal::SIGTERM);
@@ -492,6 +507,20 @@ fn a_worker_drains_on_sigterm() {
     assert_eq!(out.code, Some(0), "{}", out.all());
     out.stderr_has("draining").stderr_has("stopped");
     assert_eq!(cluster.attempts()[0].state, "done");
+    let workers = workers_of(&cluster);
+    assert!(workers["workers"][0]["stopped_at"].is_i64(), "{workers}");
+}
+
+/// `GET /api/v1/workers` of the cluster's server.
+fn workers_of(cluster: &Cluster) -> Value {
+    cluster
+        .cache
+        .client
+        .get(cluster.cache.url("/api/v1/workers"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 fn now_ms() -> i64 {
@@ -499,4 +528,37 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+#[test]
+fn runs_on_routes_jobs_to_workers_with_those_labels() {
+    let mut cluster = Cluster::new();
+    cluster.worker("plain", &[]);
+    cluster.worker("gpu", &["--labels", "gpu,linux"]);
+    let t = Test::new().workflow(
+        "
+        jobs:
+          train:
+            runs-on: [gpu]
+            steps:
+              - run: echo training
+          any:
+            steps:
+              - run: echo anywhere
+        ",
+    );
+    let out = cluster.coordinate(&t).wait(Duration::from_secs(60));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}\n{}",
+        out.all(),
+        cluster.stderr_of_workers()
+    );
+    let train = cluster
+        .attempts()
+        .into_iter()
+        .find(|a| a.job == "train")
+        .unwrap();
+    assert_eq!(train.worker.as_deref(), Some("gpu"));
 }

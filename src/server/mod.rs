@@ -32,6 +32,7 @@ mod metrics;
 mod openapi;
 mod runs;
 pub mod webhooks;
+mod workers;
 mod workflows;
 
 pub use error::ApiError;
@@ -167,9 +168,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(|e| ServeError::Start(e.to_string()))?;
+    // The workers sharing a PostgreSQL database (`GET /api/v1/workers`).
+    let workers = match opts.db.as_deref() {
+        Some(url) if crate::state::is_postgres_url(url) => Some(Arc::new(
+            crate::state::JobQueue::open(url).map_err(|e| ServeError::Start(e.to_string()))?,
+        )),
+        _ => None,
+    };
     let state = Arc::new(api::AppState {
         runs: runs.clone(),
         token: opts.token.clone(),
+        workers,
     });
     let serving = runs.clone();
     // Deliveries go on until every run is recorded (a cancelled run's

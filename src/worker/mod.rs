@@ -209,6 +209,7 @@ impl Dispatch for Dispatcher {
         mut cancel: watch::Receiver<bool>,
     ) -> Pending {
         let key = job.key.clone();
+        let labels = job.runs_on.clone();
         let continue_on_error = job.continue_on_error;
         let payload = Payload {
             workflow: self.source.workflow.clone(),
@@ -232,7 +233,7 @@ impl Dispatch for Dispatcher {
             .map_err(|e| e.to_string())
             .and_then(|p| {
                 self.queue
-                    .enqueue(run_id, &key, &[], &p)
+                    .enqueue(run_id, &key, &labels, &p)
                     .map_err(|e| e.to_string())
             });
         let queue = self.queue.clone();
