@@ -159,11 +159,16 @@ fn settle_waiters(queue: &JobQueue, waiters: &Waiters) {
         .keys()
         .cloned()
         .collect();
+    // One read per run: the newest attempt of each of its jobs.
+    let mut newest: BTreeMap<i64, BTreeMap<String, crate::state::QueuedJob>> = BTreeMap::new();
+    for run in keys.iter().map(|(r, _)| *r).collect::<BTreeSet<i64>>() {
+        if let Ok(rows) = queue.run_attempts(run) {
+            // Ordered by job then attempt: the last row of a job wins.
+            newest.insert(run, rows.into_iter().map(|r| (r.job_key.clone(), r)).collect());
+        }
+    }
     for (run, job) in keys {
-        let Ok(attempts) = queue.attempts(run, &job) else {
-            continue;
-        };
-        let Some(last) = attempts.last() else {
+        let Some(last) = newest.get(&run).and_then(|jobs| jobs.get(&job)) else {
             continue;
         };
         let outcome = match last.state.as_str() {
