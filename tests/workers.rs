@@ -8,40 +8,10 @@
 mod common;
 
 use common::server::Server;
-use common::{invoke_in, wait_for, Running, Test};
+use common::{fresh_database, invoke_in, wait_for, Running, Test};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// A fresh database on the test server.
-fn fresh_database() -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let base = std::env::var("TRUN_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "TRUN_TEST_DATABASE_URL is not set: these tests need a PostgreSQL server. \
-             Start a throwaway one with `eval \"$(.ci/postgres start)\"` (bash .ci/run does)"
-        )
-    });
-    let name = format!(
-        "trun_workers_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect to TRUN_TEST_DATABASE_URL: {e}"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).expect("create a database");
-    }
-    let (without_query, _) = base.split_once('?').unwrap_or((&base, ""));
-    let (server, _) = without_query
-        .rsplit_once('/')
-        .expect("TRUN_TEST_DATABASE_URL is postgres://user@host:port/db");
-    format!("{server}/{name}")
-}
 
 /// A database, a cache server and the workers started on them.
 struct Cluster {
@@ -65,7 +35,7 @@ struct Attempt {
 
 impl Cluster {
     fn new() -> Cluster {
-        let db = fresh_database();
+        let db = fresh_database(None);
         // The team's server: the cache, and the list of workers.
         let cache_dir = Test::new().workflow("jobs: { noop: { steps: [ { run: 'true' } ] } }");
         let cache = Server::start(&cache_dir, &["--db", &db]);

@@ -164,7 +164,10 @@ fn settle_waiters(queue: &JobQueue, waiters: &Waiters) {
     for run in keys.iter().map(|(r, _)| *r).collect::<BTreeSet<i64>>() {
         if let Ok(rows) = queue.run_attempts(run) {
             // Ordered by job then attempt: the last row of a job wins.
-            newest.insert(run, rows.into_iter().map(|r| (r.job_key.clone(), r)).collect());
+            newest.insert(
+                run,
+                rows.into_iter().map(|r| (r.job_key.clone(), r)).collect(),
+            );
         }
     }
     for (run, job) in keys {

@@ -138,26 +138,9 @@ fn watch_signals(stop: Arc<AtomicBool>) {
         else {
             return;
         };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+        rt.block_on(crate::signals::twice(|| {
             stop.store(true, Ordering::Relaxed);
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            crate::exec::process::kill_all_now();
-            std::process::exit(crate::signals::EXIT_INTERRUPTED);
-        });
+        }));
     });
 }
 
@@ -198,6 +181,9 @@ fn heartbeat(
         std::thread::sleep(every);
     }
 }
+
+/// How the job ended on this worker: status, reason, outputs.
+type JobEnd = (Status, Option<String>, BTreeMap<String, String>);
 
 struct JobCtx {
     cfg: Arc<Config>,
@@ -311,7 +297,7 @@ impl JobCtx {
         kept: BTreeMap<String, BTreeMap<String, String>>,
         dir: &Path,
         cancel: watch::Receiver<bool>,
-    ) -> Result<(Status, Option<String>, BTreeMap<String, String>), String> {
+    ) -> Result<JobEnd, String> {
         let trun_dir = dir.join(".trun");
         let log_dir = trun_dir.join("logs").join(c.run_id.to_string());
         let tmp_dir = trun_dir.join("tmp").join(c.run_id.to_string());
@@ -391,8 +377,13 @@ impl JobCtx {
         });
         runtime.shutdown_timeout(Duration::from_secs(1));
         let end = filter.join().map_err(|_| "the event thread panicked")?;
-        if let Err(e) = recorder.finish() {
-            eprintln!("trun worker: recording: {e}");
+        match recorder.finish() {
+            Ok(f) => {
+                if let Some(e) = f.error {
+                    eprintln!("trun worker: the job's steps may be recorded incompletely: {e}");
+                }
+            }
+            Err(e) => eprintln!("trun worker: recording: {e}"),
         }
         end.ok_or_else(|| "the job did not run".to_string())
     }
