@@ -18,6 +18,8 @@ WORKERS=${WORKERS:-"1 2 4"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TRUN=${TRUN:-$ROOT/target/release/trun}
 [ -x "$TRUN" ] || { echo "build first: cargo build --release (looked for $TRUN)" >&2; exit 2; }
+TRUN=$(realpath "$TRUN")
+export PGOPTIONS="-c client_min_messages=warning"
 command -v psql >/dev/null || PATH=$PATH:$(ls -d /usr/lib/postgresql/*/bin | sort -Vr | head -1)
 WORK=$(mktemp -d)
 PIDS=()

@@ -102,9 +102,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             let (held, running) = (held.clone(), running.clone());
             threads.push(std::thread::spawn(move || {
                 let key = (claimed.run_id, claimed.job_key.clone(), claimed.attempt);
-                ctx.run(claimed, rx);
-                held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                running.fetch_sub(1, Ordering::Relaxed);
+                // The slot is free before the result is sent: its NOTIFY
+                // wakes the loop, which may claim at once.
+                ctx.run(claimed, rx, || {
+                    held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    running.fetch_sub(1, Ordering::Relaxed);
+                });
             }));
         }
         threads.retain(|t| !t.is_finished());
@@ -193,7 +196,8 @@ struct JobCtx {
 }
 
 impl JobCtx {
-    fn run(&self, c: Claimed, cancel: watch::Receiver<bool>) {
+    /// Runs the attempt, calls `done` (its slot is free), then sends the result.
+    fn run(&self, c: Claimed, cancel: watch::Receiver<bool>, done: impl FnOnce()) {
         let label = format!("{}:{}:{}", c.run_id, c.job_key, c.attempt);
         eprintln!("trun worker {}: running {label}", self.cfg.name);
         use sha2::Digest as _;
@@ -214,6 +218,7 @@ impl JobCtx {
             },
         };
         let _ = std::fs::remove_dir_all(&dir);
+        done();
         let text = serde_json::to_string(&outcome).unwrap_or_default();
         match self
             .queue
