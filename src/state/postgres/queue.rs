@@ -68,7 +68,21 @@ pub struct WorkerInfo {
 
 /// The queue, on a connection of its own.
 pub struct JobQueue {
-    client: Mutex<Client>,
+    /// `None` only while dropping.
+    client: Mutex<Option<Client>>,
+}
+
+impl Drop for JobQueue {
+    fn drop(&mut self) {
+        // Closing the connection blocks on the driver's runtime, which
+        // panics on a thread inside another (a server's handler state).
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        off_runtime(move || drop(client));
+    }
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -113,14 +127,19 @@ impl JobQueue {
 
     fn open_with(url: &str, schema: Option<&str>) -> Result<JobQueue> {
         Ok(JobQueue {
-            client: Mutex::new(connect(url, schema)?),
+            client: Mutex::new(Some(connect(url, schema)?)),
         })
     }
 
     fn with<R: Send>(&self, f: impl FnOnce(&mut Client) -> Result<R> + Send) -> Result<R> {
         off_runtime(|| {
             let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut client)
+            match client.as_mut() {
+                Some(c) => f(c),
+                None => Err(crate::state::StateError::Corrupt(
+                    "the job queue's connection is closed".into(),
+                )),
+            }
         })
     }
 
