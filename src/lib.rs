@@ -39,4 +39,5 @@ pub mod uptodate;
 pub mod uptodate_hooks;
 pub mod validate;
 pub mod watch;
+pub mod worker;
 pub mod workflow;

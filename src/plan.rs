@@ -100,6 +100,10 @@ pub struct PlannedJob {
     /// What `trun plan` should say about the job: where `runs-on` runs, keys
     /// accepted but not enforced (`environment`, `permissions`).
     pub notes: Vec<String>,
+    /// Its `runs-on` labels, rendered: a `trun worker` takes the job only if
+    /// it has all of them.
+    #[serde(skip)]
+    pub runs_on: Vec<String>,
     /// A job of a reusable workflow (or the job calling one): its own inputs and
     /// the names its `needs` go by (see [`crate::reusable`]).
     #[serde(skip)]
@@ -423,7 +427,8 @@ pub fn build_with(
                 }
                 continue;
             }
-            let (runs_on, mapped) = runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
+            let (runs_on, mapped, labels) =
+                runs_on_of(&job.value, &engine, &ctx, &matrix, &contexts);
             let planned = plan_job(
                 &wf.root,
                 &wf.skip_actions,
@@ -437,6 +442,7 @@ pub fn build_with(
             )
             .map(|mut j| {
                 j.notes = job_notes(&job.value, runs_on.as_deref(), mapped.as_ref());
+                j.runs_on = labels;
                 j
             });
             match planned {
@@ -513,17 +519,17 @@ pub fn build_with(
     })
 }
 
-/// The job's `runs-on` as written (rendered with the matrix), and the `-P` mapping
-/// that applies to it, if any: `(label, image)`.
+/// The job's `runs-on` as written (rendered with the matrix), the `-P` mapping
+/// that applies to it, if any: `(label, image)`, and its labels.
 pub(crate) fn runs_on_of(
     job: &Job,
     engine: &crate::template::Engine,
     ctx: &crate::template::Context,
     matrix: &Map<String, Value>,
     contexts: &crate::github::Contexts,
-) -> (Option<String>, Option<(String, String)>) {
+) -> (Option<String>, Option<(String, String)>, Vec<String>) {
     let Some(r) = &job.runs_on else {
-        return (None, None);
+        return (None, None, Vec::new());
     };
     let mut ctx = ctx.clone();
     ctx.matrix = matrix.clone();
@@ -550,7 +556,7 @@ pub(crate) fn runs_on_of(
     } else {
         contexts.image_for(&labels)
     };
-    (Some(shown), mapped)
+    (Some(shown), mapped, labels)
 }
 
 /// What `trun plan` says about a job's GitHub-only keys.
@@ -1152,6 +1158,7 @@ pub(crate) fn plan_job(
         input: None,
         steps,
         notes: Vec::new(),
+        runs_on: Vec::new(),
         call: None,
     })
 }

@@ -594,7 +594,7 @@ pub(crate) fn expand(
                 }
                 continue;
             }
-            let (runs_on, mapped) =
+            let (runs_on, mapped, labels) =
                 crate::plan::runs_on_of(cjob, &engine, &eval_ctx, &matrix, contexts);
             match crate::plan::plan_job(
                 &wf.root,
@@ -609,6 +609,7 @@ pub(crate) fn expand(
             ) {
                 Ok(mut j) => {
                     j.notes = crate::plan::job_notes(cjob, runs_on.as_deref(), mapped.as_ref());
+                    j.runs_on = labels;
                     j.notes.insert(
                         0,
                         format!(
@@ -683,6 +684,7 @@ pub(crate) fn expand(
             called_ids.len(),
             if called_ids.len() == 1 { "" } else { "s" }
         )],
+        runs_on: Vec::new(),
         call: Some(Arc::new(CallScope {
             inputs: site.inputs.clone(),
             needs_alias: called_ids,

@@ -97,6 +97,9 @@ pub struct RunConfig {
     /// serve` runs several at once): one `-j`, and a job running in one
     /// run at a time. `None`: the run's `-j` is its own.
     pub shared: Option<Arc<crate::exec::shared::SharedLimits>>,
+    /// Where this run's plain jobs go instead of this process (`trun serve
+    /// --no-local-exec`); `None`: the session's ([`Session::set_dispatch`]).
+    pub dispatch: Option<Arc<dyn crate::exec::dispatch::Dispatch>>,
 }
 
 /// A run the store holds `queued`, and what an earlier attempt of it left.
@@ -138,6 +141,8 @@ pub struct Session {
     args: Vec<String>,
     /// `--remote-cache`: where runs of this session share step results.
     remote_cache: Option<Arc<crate::cache::RemoteCache>>,
+    /// Where this session's runs send their plain jobs (`trun run --dispatch`).
+    dispatch: Option<Arc<dyn crate::exec::dispatch::Dispatch>>,
 }
 
 impl Session {
@@ -208,12 +213,19 @@ impl Session {
             db_identity,
             args: options.args.clone(),
             remote_cache: None,
+            dispatch: None,
         })
     }
 
     /// Shares the step results of this session's runs through a remote cache.
     pub fn set_remote_cache(&mut self, cache: Option<Arc<crate::cache::RemoteCache>>) {
         self.remote_cache = cache;
+    }
+
+    /// Runs this session's plain jobs through `dispatch` (on `trun worker`s)
+    /// instead of in this process.
+    pub fn set_dispatch(&mut self, dispatch: Option<Arc<dyn crate::exec::dispatch::Dispatch>>) {
+        self.dispatch = dispatch;
     }
 
     /// The session's store: share it, never open a second one.
@@ -348,6 +360,7 @@ impl Session {
                 store.clone(),
             ))),
             shared: config.shared,
+            dispatch: config.dispatch.or_else(|| self.dispatch.clone()),
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

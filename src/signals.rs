@@ -10,6 +10,16 @@ use tokio::sync::watch;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 pub async fn forward(cancel: watch::Sender<bool>) {
+    twice(|| {
+        let _ = cancel.send(true);
+        eprintln!("\ntrun: interrupted; stopping running steps (press Ctrl-C again to force)");
+    })
+    .await
+}
+
+/// On the first SIGINT or SIGTERM calls `first` (stop gently); on the second,
+/// SIGKILLs every running step and exits 130.
+pub async fn twice(first: impl FnOnce()) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -20,8 +30,7 @@ pub async fn forward(cancel: watch::Sender<bool>) {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    let _ = cancel.send(true);
-    eprintln!("\ntrun: interrupted; stopping running steps (press Ctrl-C again to force)");
+    first();
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}

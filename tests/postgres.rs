@@ -6,8 +6,7 @@
 mod common;
 
 use common::server::Server;
-use common::{processes_running, wait_for, Reaper, Test};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use common::{fresh_database, processes_running, wait_for, Reaper, Test};
 use std::time::Duration;
 
 const WORKFLOW: &str = "
@@ -21,44 +20,6 @@ const WORKFLOW: &str = "
         steps:
           - run: cat built.txt
     ";
-
-/// A fresh database on the test server; its URL, with `user[:password]@`
-/// replaced by `userinfo` when given.
-fn fresh_database(userinfo: Option<&str>) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let base = std::env::var("TRUN_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "TRUN_TEST_DATABASE_URL is not set: these tests need a PostgreSQL server. \
-             Start a throwaway one with `eval \"$(.ci/postgres start)\"` (bash .ci/run does)"
-        )
-    });
-    let name = format!(
-        "trun_e2e_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect to TRUN_TEST_DATABASE_URL: {e}"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).expect("create a database");
-    }
-    let (without_query, _) = base.split_once('?').unwrap_or((&base, ""));
-    let (server, _db) = without_query
-        .rsplit_once('/')
-        .expect("TRUN_TEST_DATABASE_URL is postgres://user@host:port/db");
-    let server = match userinfo {
-        Some(info) => {
-            let (scheme, rest) = server.split_once("://").expect("a URL");
-            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            format!("{scheme}://{info}@{host}")
-        }
-        None => server.to_string(),
-    };
-    format!("{server}/{name}")
-}
 
 #[test]
 fn two_workspaces_share_their_runs_through_one_database() {

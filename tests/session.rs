@@ -44,6 +44,7 @@ fn config(reporters: Vec<Box<dyn Reporter>>) -> RunConfig {
         gate: None,
         queued_run: None,
         shared: None,
+        dispatch: None,
     }
 }
 

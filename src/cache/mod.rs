@@ -207,6 +207,12 @@ impl RemoteCache {
         self.client.base()
     }
 
+    /// The HTTP client, for blobs that are not step results (workspace
+    /// snapshots moving between machines, `crate::worker`).
+    pub fn client(&self) -> &client::Client {
+        &self.client
+    }
+
     /// The ids of the container images the run's jobs use, as Docker knows
     /// them before the run (an image pulled during the run counts from the
     /// next run on).

@@ -504,6 +504,7 @@ pub fn grade_repos(
                 gate: None,
                 queued_run: None,
                 shared: None,
+                dispatch: None,
             },
         )
         .map_err(|e| plain(e.to_string()))?;

@@ -27,6 +27,7 @@ mod run;
 mod serve;
 mod validate;
 mod watch;
+mod worker;
 mod workflows;
 
 pub use crate::session::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
@@ -174,6 +175,10 @@ pub struct RunArgs {
     pub no_wait: bool,
     #[command(flatten)]
     pub remote: crate::cache::RemoteCacheArgs,
+    /// Run no job here: queue each in the --db PostgreSQL database for `trun
+    /// worker`s, with the workspace (as .gitignore leaves it) in --remote-cache.
+    #[arg(long)]
+    pub dispatch: bool,
 }
 
 /// `--secret` and `--secret-file`: the `secrets` context.
@@ -267,6 +272,8 @@ pub enum Command {
     Rubric(grade::RubricCommand),
     /// Serve runs over HTTP: create, watch (SSE), logs, cancel, metrics.
     Serve(serve::ServeArgs),
+    /// Run jobs that `trun run --dispatch` queues in PostgreSQL, on this machine.
+    Worker(worker::WorkerArgs),
     /// Cancel a run on a server (`--server URL`).
     Cancel(client::RunRef),
     /// Pause a run on a server: running steps finish, nothing new starts.
@@ -475,6 +482,7 @@ pub fn main() -> i32 {
             "`--server` (or TRUN_SERVER) names a server to talk to, and `trun serve` is one: leave it out",
         )]),
         Some(Command::Serve(a)) => serve::cmd_serve(a, token, cli.run.file.db.clone()),
+        Some(Command::Worker(a)) => worker::cmd_worker(a, cli.run.file.db.clone()),
         Some(Command::Gc(a)) => gc::cmd_gc(a),
         Some(Command::Cache(c)) => cache::cmd_cache(c),
         Some(Command::Schema) => {

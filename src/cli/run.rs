@@ -87,6 +87,9 @@ pub(super) fn run_plan(
         a.file.db.as_deref(),
     )
     .map_err(plain)?;
+    if a.dispatch {
+        session.set_dispatch(Some(dispatcher(wf, &plan, a, remote.as_deref())?));
+    }
     session.set_remote_cache(remote);
     let config = RunConfig {
         workflow_path: wf.path.display().to_string(),
@@ -105,8 +108,44 @@ pub(super) fn run_plan(
         gate: None,
         queued_run: None,
         shared: None,
+        dispatch: None,
     };
     session.run(plan, runtime, config).map_err(plain)
+}
+
+/// `--dispatch`: the workspace goes to the cache as a snapshot, and the
+/// run's jobs to the job queue in the --db database.
+fn dispatcher(
+    wf: &crate::workflow::WorkflowFile,
+    plan: &crate::plan::Plan,
+    a: &RunArgs,
+    cache: Option<&crate::cache::RemoteCache>,
+) -> Result<Arc<dyn crate::exec::dispatch::Dispatch>, Vec<Diagnostic>> {
+    let usage = |m: &str| vec![Diagnostic::plain(m.to_string())];
+    let db =
+        a.file.db.as_deref().ok_or_else(|| {
+            usage("--dispatch needs the database workers share: --db postgres://…")
+        })?;
+    let cache = cache
+        .ok_or_else(|| usage("--dispatch needs a cache the workers reach: --remote-cache URL"))?;
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (path, root) = (abs(&wf.path), abs(&wf.root));
+    let workflow = path
+        .strip_prefix(&root)
+        .ok()
+        .and_then(|p| p.to_str())
+        .ok_or_else(|| usage("--dispatch: the workflow file must lie inside the workspace"))?;
+    let d = crate::worker::Dispatcher::for_workspace(
+        db,
+        plan,
+        cache,
+        &wf.root,
+        workflow,
+        a.jobs.clone(),
+        a.inputs.clone(),
+    )
+    .map_err(|e| usage(&format!("--dispatch: {e}")))?;
+    Ok(Arc::new(d))
 }
 
 /// How `a` asks for its run to be shown: also how `trun --server URL run` shows

@@ -22,6 +22,13 @@ pub struct ServeArgs {
     /// concurrency group or paused counts.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_runs: u32,
+    /// Run no job in this process: every job of every run goes to the job
+    /// queue in the `--db` PostgreSQL database for `trun worker`s, with the
+    /// root (as .gitignore leaves it) as a snapshot in `--remote-cache`.
+    #[arg(long, requires = "remote_cache")]
+    pub no_local_exec: bool,
+    #[command(flatten)]
+    pub remote: crate::cache::RemoteCacheArgs,
     /// Every request but /healthz must carry `Authorization: Bearer TOKEN`.
     #[arg(long, value_name = "TOKEN", env = "TRUN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -60,6 +67,14 @@ fn parse_webhook_url(s: &str) -> Result<String, String> {
 /// `token`: the global `--token` (TRUN_TOKEN): every request but /healthz must
 /// carry `Authorization: Bearer TOKEN`.
 pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>, db: Option<String>) -> CmdResult {
+    let remote_cache = crate::cache::RemoteCache::from_args(&a.remote)
+        .map_err(|e| vec![Diagnostic::plain(e)])?
+        .map(std::sync::Arc::new);
+    if a.no_local_exec && !db.as_deref().is_some_and(crate::state::is_postgres_url) {
+        return Err(vec![Diagnostic::plain(
+            "--no-local-exec needs the database workers share: --db postgres://… (or TRUN_DATABASE_URL)",
+        )]);
+    }
     let options = ServeOptions {
         bind: a.bind,
         root: a.root.unwrap_or_else(|| PathBuf::from(".")),
@@ -83,6 +98,8 @@ pub(super) fn cmd_serve(a: ServeArgs, token: Option<String>, db: Option<String>)
             .map(|w| crate::state::redact_arg(&w))
             .collect(),
         db,
+        remote_cache,
+        no_local_exec: a.no_local_exec,
     };
     serve(options).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
     Ok(super::EXIT_OK)

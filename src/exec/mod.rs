@@ -14,6 +14,7 @@ pub mod actions;
 pub mod commands;
 pub mod composite;
 pub mod concurrency;
+pub mod dispatch;
 pub mod executor;
 pub mod fanout;
 pub mod gate;
@@ -126,6 +127,9 @@ pub struct RunOptions {
     /// What this run shares with the other runs of the process (`trun
     /// serve`): their `-j` and each job running in one run at a time.
     pub shared: Option<Arc<shared::SharedLimits>>,
+    /// Where plain jobs run when not here (`trun run --dispatch`: on `trun
+    /// worker`s); `None` runs every job in this process.
+    pub dispatch: Option<Arc<dyn dispatch::Dispatch>>,
 }
 
 /// How the run ended.
@@ -470,6 +474,19 @@ pub async fn run(
                         };
                         let key = fan.job.key.clone();
                         report_when_done(done, key, fan.run(ctx_rx));
+                    } else if let Some(d) = &opts.dispatch {
+                        let needs_outputs = needs[i]
+                            .iter()
+                            .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
+                            .collect();
+                        let run =
+                            d.run_job(opts.run_id, job, needs_outputs, events.clone(), ctx_rx);
+                        let permit = spare.take();
+                        report_when_done(done, job.key.clone(), async move {
+                            let r = run.await;
+                            drop(permit);
+                            r
+                        });
                     } else {
                         let runner = job::JobRunner {
                             plan: plan.clone(),

@@ -106,6 +106,7 @@ pub fn compile(
                 0,
             ),
             notes: Vec::new(),
+            runs_on: Vec::new(),
             call: None,
         })
         .collect();

@@ -36,6 +36,8 @@ pub struct AppState {
     pub runs: Arc<Runs>,
     /// `--token`: every request but `/healthz` must carry it.
     pub token: Option<String>,
+    /// The job queue of a PostgreSQL database, for `GET /api/v1/workers`.
+    pub workers: Option<Arc<crate::state::JobQueue>>,
 }
 
 type St = State<Arc<AppState>>;
@@ -56,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(super::openapi::document))
         .route("/metrics", get(metrics))
         .merge(super::cache::routes())
+        .merge(super::workers::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

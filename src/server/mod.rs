@@ -33,6 +33,7 @@ mod metrics;
 mod openapi;
 mod runs;
 pub mod webhooks;
+mod workers;
 mod workflows;
 
 pub use error::ApiError;
@@ -68,6 +69,12 @@ pub struct ServeOptions {
     /// After SIGTERM, how long the running run's steps may take to finish
     /// before they are cancelled (the run is recorded `interrupted`).
     pub grace: Duration,
+    /// `--remote-cache`: where runs share step results (and, with
+    /// `no_local_exec`, where the root's snapshot goes for the workers).
+    pub remote_cache: Option<Arc<crate::cache::RemoteCache>>,
+    /// `--no-local-exec`: every job goes to `trun worker`s through the `db`
+    /// PostgreSQL database.
+    pub no_local_exec: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +121,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             path: opts.root.clone(),
             source,
         })?;
-    let session = Session::open_with_db(
+    let mut session = Session::open_with_db(
         &root,
         &SessionOptions {
             command_line: opts.args.join(" "),
@@ -123,6 +130,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         },
         opts.db.as_deref(),
     )?;
+    session.set_remote_cache(opts.remote_cache.clone());
     let metrics = Arc::new(metrics::Metrics::new().map_err(|e| ServeError::Start(e.to_string()))?);
     let runs = Arc::new(runs::Runs::new(
         session.store(),
@@ -132,6 +140,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         metrics.clone(),
         opts.grace,
     ));
+    if opts.no_local_exec {
+        if let (Some(db), Some(cache)) = (&opts.db, &opts.remote_cache) {
+            let _ = runs.workers.set(runs::Workers {
+                db: db.clone(),
+                cache: cache.clone(),
+            });
+        }
+    }
     let server_hooks = opts
         .webhooks
         .iter()
@@ -171,9 +187,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(|e| ServeError::Start(e.to_string()))?;
+    // The workers sharing a PostgreSQL database (`GET /api/v1/workers`).
+    let workers = match opts.db.as_deref() {
+        Some(url) if crate::state::is_postgres_url(url) => Some(Arc::new(
+            crate::state::JobQueue::open(url).map_err(|e| ServeError::Start(e.to_string()))?,
+        )),
+        _ => None,
+    };
     let state = Arc::new(api::AppState {
         runs: runs.clone(),
         token: opts.token.clone(),
+        workers,
     });
     let serving = runs.clone();
     // Deliveries go on until every run is recorded (a cancelled run's

@@ -170,10 +170,20 @@ pub struct Runs {
     max_runs: usize,
     /// The `-j` every run draws from, and a job in one run at a time.
     shared: Arc<SharedLimits>,
+    /// `--no-local-exec`: where every job goes instead (set once when the
+    /// server starts).
+    pub workers: std::sync::OnceLock<Workers>,
     /// Where runs' webhook deliveries go (set once when the server starts).
     pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
     /// How long the running run's steps may take to finish after SIGTERM.
     grace: Duration,
+}
+
+/// `trun worker`s: the PostgreSQL database they claim jobs from and the
+/// cache the root's snapshot goes to.
+pub struct Workers {
+    pub db: String,
+    pub cache: Arc<crate::cache::RemoteCache>,
 }
 
 fn conflict(id: &str, e: &Illegal) -> ApiError {
@@ -209,6 +219,7 @@ impl Runs {
             shared: Arc::new(SharedLimits::new(parallel)),
             grace,
             webhooks: std::sync::OnceLock::new(),
+            workers: std::sync::OnceLock::new(),
         }
     }
 
@@ -949,6 +960,10 @@ impl Runs {
             .webhooks
             .get()
             .map(|w| w.reporter(entry.clone(), &plan.webhooks));
+        let dispatch = match self.workers.get() {
+            Some(w) => Some(self.dispatcher(w, entry, &plan)?),
+            None => None,
+        };
         let mut config = RunConfig {
             workflow_path: entry.workflow.clone(),
             jobs: self.parallel,
@@ -966,6 +981,7 @@ impl Runs {
             gate: Some(entry.gate.clone()),
             queued_run: Some(entry.next.lock().unwrap_or_else(|p| p.into_inner()).clone()),
             shared: Some(self.shared.clone()),
+            dispatch,
         };
         if let Some(w) = webhooks {
             config.reporters.push(Box::new(w));
@@ -980,6 +996,35 @@ impl Runs {
             );
         }
         Ok(outcome.result.status)
+    }
+
+    /// The dispatcher that sends this run's jobs to the workers, the root
+    /// uploaded as a snapshot first. Inline YAML has no file in the root for
+    /// a worker to read: such a run fails with the reason.
+    fn dispatcher(
+        &self,
+        w: &Workers,
+        entry: &RunEntry,
+        plan: &Plan,
+    ) -> Result<Arc<dyn crate::exec::dispatch::Dispatch>, String> {
+        let stored: StoredRequest = serde_json::from_str(&entry.request)
+            .map_err(|e| format!("the run's stored request: {e}"))?;
+        let Some(workflow) = stored.workflow else {
+            return Err(
+                "inline YAML cannot run on workers (--no-local-exec): name a workflow file under the server's root"
+                    .into(),
+            );
+        };
+        let d = crate::worker::Dispatcher::for_workspace(
+            &w.db,
+            plan,
+            &w.cache,
+            &self.root,
+            &workflow,
+            stored.jobs,
+            stored.inputs,
+        )?;
+        Ok(Arc::new(d))
     }
 
     /// Keeps the table bounded: the oldest finished runs go (their record,

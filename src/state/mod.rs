@@ -30,7 +30,10 @@ mod sqlite;
 pub mod transition;
 mod webhooks;
 
-pub use postgres::{is_postgres_url, redact_url, PostgresStore};
+pub use postgres::{
+    is_postgres_url, redact_url, Claimed, JobQueue, Listener, PostgresStore, QueuedJob, WorkerInfo,
+    DONE_CHANNEL, JOBS_CHANNEL, MAX_ATTEMPTS,
+};
 pub use recorder::{Finished, Recorder, RecorderHandle, Tap};
 pub use records::{
     AttemptDetail, Claim, DefinitionRecord, DefinitionRef, GradeRecord, Hash, JobDetail,

@@ -43,8 +43,9 @@ pub fn on_finish(current: Option<Status>, reported: Status) -> Status {
 ///
 /// - `pending` (a job not started) and `queued` (a run not started) start
 ///   (`running`), wait for a concurrency slot (`waiting`), or end without
-///   running (`cancelled`, `skipped`, and `interrupted` when the process
-///   recording them died).
+///   running (`cancelled`, `skipped`, `interrupted` when the process
+///   recording them died, and `failure` when they cannot start at all: a
+///   queued run whose workflow no longer plans after a restart).
 /// - `waiting` goes on to `running` or ends the same ways.
 /// - `running` and `paused` alternate (`pause`/`resume`), and either ends:
 ///   a paused run whose running steps were its last ends like a running one.
@@ -56,9 +57,9 @@ pub fn check(from: Status, to: Status) -> Result<(), Illegal> {
     use Status::*;
     let ok = match (from, to) {
         (a, b) if a == b => false,
-        (Pending | Queued, Running | Waiting | Cancelled | Skipped | Interrupted) => true,
+        (Pending | Queued, Running | Waiting | Cancelled | Skipped | Interrupted | Failure) => true,
         (Pending, Queued) | (Queued, Pending) => true,
-        (Waiting, Running | Queued | Cancelled | Skipped | Interrupted) => true,
+        (Waiting, Running | Queued | Cancelled | Skipped | Interrupted | Failure) => true,
         (Running, Paused | Waiting) | (Paused, Running) => true,
         (Running | Paused, Success | Failure | Cancelled | Interrupted | Skipped) => true,
         (Failure | Cancelled | Interrupted | Skipped, Queued | Pending) => true,
@@ -93,6 +94,7 @@ mod tests {
         for (a, b) in [
             (Queued, Running),
             (Queued, Cancelled),
+            (Queued, Failure),
             (Queued, Waiting),
             (Waiting, Running),
             (Running, Paused),

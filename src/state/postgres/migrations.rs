@@ -167,6 +167,34 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (group_name, run_id, holder)
     );
     "#,
+    // 3: the queue of jobs a coordinating trun hands to `trun worker`s, one
+    // row per attempt (`run:job:attempt` is the idempotency key), and the
+    // workers that claim them.
+    r#"
+    CREATE TABLE job_queue (
+        run_id      BIGINT NOT NULL,
+        job_key     TEXT   NOT NULL,
+        attempt     INTEGER NOT NULL,
+        labels      TEXT[] NOT NULL DEFAULT '{}', -- a worker must have all of them
+        payload     TEXT   NOT NULL,              -- JSON: what the worker needs to run the job
+        state       TEXT   NOT NULL,              -- queued, running, done, expired, cancelled
+        worker      TEXT,
+        enqueued_at BIGINT NOT NULL,              -- ms since the Unix epoch
+        claimed_at  BIGINT,
+        lease_until BIGINT,
+        finished_at BIGINT,
+        result      TEXT,                         -- JSON, once done
+        PRIMARY KEY (run_id, job_key, attempt)
+    );
+    CREATE INDEX job_queue_ready ON job_queue(state, enqueued_at);
+    CREATE TABLE workers (
+        name         TEXT   PRIMARY KEY,
+        labels       TEXT[] NOT NULL DEFAULT '{}',
+        started_at   BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        stopped_at   BIGINT
+    );
+    "#,
 ];
 
 /// A fixed key for `pg_advisory_xact_lock`: "trun" in ASCII.

@@ -18,6 +18,7 @@
 
 mod control;
 mod migrations;
+mod queue;
 mod runs;
 
 use super::records::{
@@ -34,6 +35,10 @@ use postgres::{Client, NoTls};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Mutex;
+
+pub use queue::{
+    Claimed, JobQueue, Listener, QueuedJob, WorkerInfo, DONE_CHANNEL, JOBS_CHANNEL, MAX_ATTEMPTS,
+};
 
 /// Whether `db` names a PostgreSQL database rather than a file.
 pub fn is_postgres_url(db: &str) -> bool {
@@ -89,6 +94,36 @@ pub(super) fn nul_free(s: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(s)
     }
+}
+
+/// A connection to `url` (inside `schema` when given) with the schema
+/// brought up to date: what the store and the job queue start from.
+fn connect(url: &str, schema: Option<&str>) -> Result<Client> {
+    let location = redact_url(url);
+    // The driver's "error connecting to server" says why only in its source.
+    let open_err = |e: postgres::Error| {
+        let why = std::error::Error::source(&e)
+            .map(|s| format!("{e}: {s}"))
+            .unwrap_or_else(|| e.to_string());
+        StateError::Open {
+            path: location.clone().into(),
+            source: why.into(),
+        }
+    };
+    let mut client = off_runtime(|| -> Result<Client> {
+        let mut client = Client::connect(url, NoTls).map_err(open_err)?;
+        if let Some(schema) = schema {
+            let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"
+                ))
+                .map_err(open_err)?;
+        }
+        Ok(client)
+    })?;
+    off_runtime(|| migrations::migrate(&mut client, &location))?;
+    Ok(client)
 }
 
 /// Runs `f` where blocking on the driver's runtime is allowed: here, or on a
@@ -150,29 +185,7 @@ impl PostgresStore {
 
     fn open_with(url: &str, schema: Option<&str>) -> Result<PostgresStore> {
         let location = redact_url(url);
-        // The driver's "error connecting to server" says why only in its source.
-        let open_err = |e: postgres::Error| {
-            let why = std::error::Error::source(&e)
-                .map(|s| format!("{e}: {s}"))
-                .unwrap_or_else(|| e.to_string());
-            StateError::Open {
-                path: location.clone().into(),
-                source: why.into(),
-            }
-        };
-        let mut client = off_runtime(|| -> Result<Client> {
-            let mut client = Client::connect(url, NoTls).map_err(open_err)?;
-            if let Some(schema) = schema {
-                let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-                client
-                    .batch_execute(&format!(
-                        "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"
-                    ))
-                    .map_err(open_err)?;
-            }
-            Ok(client)
-        })?;
-        off_runtime(|| migrations::migrate(&mut client, &location))?;
+        let client = connect(url, schema)?;
         let store = PostgresStore {
             client: Mutex::new(client),
             location,

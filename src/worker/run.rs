@@ -1,0 +1,396 @@
+//! `trun worker`: claims jobs from the queue, up to `-j` at once, and runs
+//! each through the engine in a fresh directory of its own work dir: the
+//! workspace snapshot, plus the files the jobs it needs wrote, then the
+//! job's steps (recorded into the coordinator's run in the shared store),
+//! then what it wrote goes to the cache and its result to the queue.
+//!
+//! It wakes on `NOTIFY` (new work, a finished job), never polls for work; a
+//! heartbeat thread renews its leases and rescues other workers' expired
+//! ones. SIGTERM (or Ctrl-C) drains: nothing new is claimed, running jobs
+//! finish, then it exits; a second signal stops at once.
+
+use super::snapshot::{digest_text, parse_digest, Manifest, Walk};
+use super::{Outcome, Payload};
+use crate::cache::RemoteCache;
+use crate::event::{now_ms, Event, Status};
+use crate::exec::{Events, RunOptions};
+use crate::state::{Claimed, JobQueue, Listener, Recorder, Store, DONE_CHANNEL, JOBS_CHANNEL};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A worker's settings (`trun worker`'s flags).
+pub struct Config {
+    pub db: String,
+    pub cache: Arc<RemoteCache>,
+    pub name: String,
+    pub labels: Vec<String>,
+    /// Jobs at once.
+    pub jobs: usize,
+    pub workdir: PathBuf,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+}
+
+/// The attempts this worker runs, with the switch that stops each.
+type Held = Mutex<BTreeMap<(i64, String, i32), watch::Sender<bool>>>;
+
+/// Runs the worker until it is told to stop and has drained.
+pub fn serve(cfg: Config) -> Result<(), String> {
+    let cfg = Arc::new(cfg);
+    std::fs::create_dir_all(&cfg.workdir)
+        .map_err(|e| format!("--workdir {}: {e}", cfg.workdir.display()))?;
+    let workdir = std::fs::canonicalize(&cfg.workdir)
+        .map_err(|e| format!("--workdir {}: {e}", cfg.workdir.display()))?;
+    // Before any thread starts (the database driver starts one).
+    super::guard::start(&workdir)?;
+    let queue = Arc::new(JobQueue::open(&cfg.db).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> = crate::state::open_store(&cfg.db)
+        .map_err(|e| e.to_string())?
+        .into();
+    let mut listener =
+        Listener::open(&cfg.db, None, &[JOBS_CHANNEL, DONE_CHANNEL]).map_err(|e| e.to_string())?;
+    queue
+        .register_worker(&cfg.name, &cfg.labels)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "trun worker {}: waiting for jobs (labels: {}; -j {})",
+        cfg.name,
+        if cfg.labels.is_empty() {
+            "none".to_string()
+        } else {
+            cfg.labels.join(",")
+        },
+        cfg.jobs
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let held: Arc<Held> = Arc::default();
+    let running = Arc::new(AtomicUsize::new(0));
+    let beat = {
+        let (queue, held, stop, cfg) = (queue.clone(), held.clone(), stop.clone(), cfg.clone());
+        let running = running.clone();
+        std::thread::spawn(move || heartbeat(&queue, &held, &stop, &running, &cfg))
+    };
+    let mut threads = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        while running.load(Ordering::Relaxed) < cfg.jobs.max(1) {
+            let claimed = match queue.claim(&cfg.name, &cfg.labels, cfg.lease) {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("trun worker: cannot claim: {e}");
+                    break;
+                }
+            };
+            running.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = watch::channel(false);
+            held.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                (claimed.run_id, claimed.job_key.clone(), claimed.attempt),
+                tx,
+            );
+            let ctx = JobCtx {
+                cfg: cfg.clone(),
+                queue: queue.clone(),
+                store: store.clone(),
+                workdir: workdir.clone(),
+            };
+            let (held, running) = (held.clone(), running.clone());
+            threads.push(std::thread::spawn(move || {
+                let key = (claimed.run_id, claimed.job_key.clone(), claimed.attempt);
+                // The slot is free before the result is sent: its NOTIFY
+                // wakes the loop, which may claim at once.
+                ctx.run(claimed, rx, || {
+                    held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    running.fetch_sub(1, Ordering::Relaxed);
+                });
+            }));
+        }
+        threads.retain(|t| !t.is_finished());
+        // New work and finished jobs (ours included) are announced; the
+        // timeout only bounds how late a drain request is noticed.
+        if let Err(e) = listener.wait(Duration::from_secs(1)) {
+            return Err(format!("the job queue's connection failed: {e}"));
+        }
+    }
+    eprintln!(
+        "trun worker {}: draining ({} running)",
+        cfg.name,
+        running.load(Ordering::Relaxed)
+    );
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = beat.join();
+    queue.worker_stopped(&cfg.name).map_err(|e| e.to_string())?;
+    eprintln!("trun worker {}: stopped", cfg.name);
+    Ok(())
+}
+
+/// The first SIGTERM or SIGINT asks for a drain; a second one stops every
+/// running step and exits.
+fn watch_signals(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(crate::signals::twice(|| {
+            stop.store(true, Ordering::Relaxed);
+        }));
+    });
+}
+
+/// Renews leases a third of a lease apart, stops attempts that are no
+/// longer ours, and rescues expired ones (any worker may).
+fn heartbeat(
+    queue: &JobQueue,
+    held: &Held,
+    stop: &AtomicBool,
+    running: &AtomicUsize,
+    cfg: &Config,
+) {
+    let every = (cfg.lease / 3).max(Duration::from_millis(100));
+    loop {
+        let keys: Vec<(i64, String, i32)> = held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        match queue.heartbeat(&cfg.name, &keys, cfg.lease) {
+            Ok(lost) => {
+                let held = held.lock().unwrap_or_else(|p| p.into_inner());
+                for k in lost {
+                    if let Some(tx) = held.get(&k) {
+                        let _ = tx.send(true);
+                    }
+                }
+            }
+            Err(e) => eprintln!("trun worker: heartbeat: {e}"),
+        }
+        if let Err(e) = queue.rescue(now_ms()) {
+            eprintln!("trun worker: rescue: {e}");
+        }
+        if stop.load(Ordering::Relaxed) && running.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// How the job ended on this worker: status, reason, outputs.
+type JobEnd = (Status, Option<String>, BTreeMap<String, String>);
+
+struct JobCtx {
+    cfg: Arc<Config>,
+    queue: Arc<JobQueue>,
+    store: Arc<dyn Store>,
+    workdir: PathBuf,
+}
+
+impl JobCtx {
+    /// Runs the attempt, calls `done` (its slot is free), then sends the result.
+    fn run(&self, c: Claimed, cancel: watch::Receiver<bool>, done: impl FnOnce()) {
+        let label = format!("{}:{}:{}", c.run_id, c.job_key, c.attempt);
+        eprintln!("trun worker {}: running {label}", self.cfg.name);
+        use sha2::Digest as _;
+        let dir = self.workdir.join(format!(
+            "{}-{}-{}",
+            c.run_id,
+            &hex::encode(sha2::Sha256::digest(c.job_key.as_bytes()))[..12],
+            c.attempt
+        ));
+        let outcome = match self.attempt(&c, &dir, cancel) {
+            Ok(o) => o,
+            Err(e) => Outcome {
+                status: Status::Failure,
+                reason: Some(format!("on worker {}: {e}", self.cfg.name)),
+                outputs: BTreeMap::new(),
+                files: None,
+                worker: self.cfg.name.clone(),
+            },
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        done();
+        let text = serde_json::to_string(&outcome).unwrap_or_default();
+        match self
+            .queue
+            .complete(c.run_id, &c.job_key, c.attempt, &self.cfg.name, &text)
+        {
+            Ok(true) => eprintln!("trun worker {}: {label} {}", self.cfg.name, outcome.status),
+            Ok(false) => eprintln!(
+                "trun worker {}: {label}: result refused (the attempt is no longer this worker's)",
+                self.cfg.name
+            ),
+            Err(e) => eprintln!(
+                "trun worker {}: {label}: cannot complete: {e}",
+                self.cfg.name
+            ),
+        }
+    }
+
+    /// Materialises the job's inputs in `dir`, runs it, uploads what it wrote.
+    fn attempt(
+        &self,
+        c: &Claimed,
+        dir: &Path,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<Outcome, String> {
+        let payload: Payload =
+            serde_json::from_str(&c.payload).map_err(|e| format!("unreadable payload: {e}"))?;
+        let client = self.cfg.cache.client();
+        let mut inputs = Manifest::fetch(client, &parse_digest(&payload.snapshot)?)?;
+        for f in &payload.files {
+            inputs.overlay(&Manifest::fetch(client, &parse_digest(f)?)?);
+        }
+        crate::fsutil::fresh_dir_under(&self.workdir, dir).map_err(|e| e.to_string())?;
+        inputs.materialise(client, dir)?;
+        // What the job starts from, as this machine wrote it (modes after umask).
+        let before = Manifest::of_dir(dir, Walk::Everything)?;
+
+        if !crate::cache::action_result::safe_path(&payload.workflow) {
+            return Err(format!("refused workflow path {:?}", payload.workflow));
+        }
+        let file = crate::cli::FileArgs {
+            file: Some(dir.join(&payload.workflow)),
+            ..Default::default()
+        };
+        let (_, mut plan) = crate::cli::load_plan(&file, &payload.targets, &payload.inputs)
+            .map_err(|d| {
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+        plan.jobs
+            .retain(|j| j.key == c.job_key || payload.needs.contains_key(&j.key));
+        if !plan.jobs.iter().any(|j| j.key == c.job_key) {
+            return Err(format!("the workflow has no job {}", c.job_key));
+        }
+
+        let (status, reason, outputs) = self.run_engine(c, plan, payload.needs, dir, cancel)?;
+        let after = Manifest::of_dir(dir, Walk::Everything)?;
+        let wrote = after.changed_since(&before);
+        let files = if wrote.files.is_empty() {
+            None
+        } else {
+            Some(digest_text(&wrote.upload(client, dir)?))
+        };
+        Ok(Outcome {
+            status,
+            reason,
+            outputs,
+            files,
+            worker: self.cfg.name.clone(),
+        })
+    }
+
+    /// The engine, on the one job (its needs kept as done), its step events
+    /// recorded into the coordinator's run. The job's own start and end are
+    /// the coordinator's to record.
+    fn run_engine(
+        &self,
+        c: &Claimed,
+        plan: crate::plan::Plan,
+        kept: BTreeMap<String, BTreeMap<String, String>>,
+        dir: &Path,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<JobEnd, String> {
+        let trun_dir = dir.join(".trun");
+        let log_dir = trun_dir.join("logs").join(c.run_id.to_string());
+        let tmp_dir = trun_dir.join("tmp").join(c.run_id.to_string());
+        for d in [&log_dir, &tmp_dir] {
+            crate::fsutil::fresh_dir_under(dir, d).map_err(|e| e.to_string())?;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let docker = if plan.needs_docker() {
+            crate::docker::set_workspace(dir);
+            Some(Arc::new(
+                runtime
+                    .block_on(crate::docker::Docker::connect())
+                    .map_err(|e| e.to_string())?,
+            ))
+        } else {
+            None
+        };
+        let opts = RunOptions {
+            run_id: c.run_id,
+            jobs: 1,
+            fail_fast: false,
+            log_dir,
+            tmp_dir,
+            hooks: None,
+            docker: docker.clone(),
+            memory: Arc::new(crate::exec::actions::StoreMemory(self.store.clone())),
+            store: Some(self.store.clone()),
+            grades: None,
+            proc_records: Some(trun_dir.join("procs")),
+            gate: None,
+            kept,
+            // The coordinator took the job's concurrency slot before queuing it.
+            slots: None,
+            dispatch: None,
+            shared: None,
+        };
+        let (rec_tx, recorder) =
+            Recorder::spawn(self.store.clone(), c.run_id).map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::channel::<Event>();
+        let job_key = c.job_key.clone();
+        let filter = std::thread::spawn(move || {
+            let mut end = None;
+            for ev in rx {
+                match ev {
+                    Event::RunStarted { .. } | Event::RunFinished { .. } => {}
+                    Event::JobStarted { .. } | Event::JobWaiting { .. } => {}
+                    Event::JobFinished {
+                        job,
+                        status,
+                        reason,
+                        outputs,
+                        ..
+                    } => {
+                        if job == job_key {
+                            end = Some((status, reason, outputs));
+                        }
+                    }
+                    ev => {
+                        let _ = rec_tx.send(ev);
+                    }
+                }
+            }
+            end
+        });
+        let masker = plan.secrets.masker();
+        let plan = Arc::new(plan);
+        let run_id = c.run_id;
+        runtime.block_on(async move {
+            let events = Events::masked(tx, masker);
+            crate::exec::run(plan, opts, events, cancel).await;
+            if let Some(d) = &docker {
+                let _ = d.cleanup_run(run_id).await;
+            }
+        });
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let end = filter.join().map_err(|_| "the event thread panicked")?;
+        match recorder.finish() {
+            Ok(f) => {
+                if let Some(e) = f.error {
+                    eprintln!("trun worker: the job's steps may be recorded incompletely: {e}");
+                }
+            }
+            Err(e) => eprintln!("trun worker: recording: {e}"),
+        }
+        end.ok_or_else(|| "the job did not run".to_string())
+    }
+}

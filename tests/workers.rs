@@ -1,0 +1,611 @@
+//! Jobs spread over machines: one coordinating `trun run --dispatch` and
+//! `trun worker` processes, each with a work dir of its own and no shared
+//! files, meeting only in a real PostgreSQL database
+//! (`TRUN_TEST_DATABASE_URL`, started by `.ci/postgres start`) and a real
+//! cache server (`trun serve` on 127.0.0.1). Who ran what, and when, is read
+//! from the job queue's rows.
+
+mod common;
+
+use common::server::Server;
+use common::{fresh_database, invoke_in, wait_for, Running, Test};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// A database, a cache server and the workers started on them.
+struct Cluster {
+    db: String,
+    _cache_dir: Test,
+    cache: Server,
+    workers: Vec<(String, Test, Option<Running>)>,
+}
+
+/// One attempt of a job, as the queue recorded it.
+#[derive(Debug, Clone)]
+struct Attempt {
+    job: String,
+    attempt: i32,
+    state: String,
+    worker: Option<String>,
+    enqueued_at: i64,
+    claimed_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let db = fresh_database(None);
+        // The team's server: the cache, and the list of workers.
+        let cache_dir = Test::new().workflow("jobs: { noop: { steps: [ { run: 'true' } ] } }");
+        let cache = Server::start(&cache_dir, &["--db", &db]);
+        Cluster {
+            db,
+            _cache_dir: cache_dir,
+            cache,
+            workers: Vec::new(),
+        }
+    }
+
+    /// Starts `trun worker` named `name` in a directory of its own.
+    fn worker(&mut self, name: &str, extra: &[&str]) {
+        let home = Test::new();
+        let mut args = vec![
+            "worker",
+            "--db",
+            &self.db,
+            "--remote-cache",
+            &self.cache.base,
+            "--workdir",
+            "work",
+            "--name",
+            name,
+            "--lease",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        let running = invoke_in(home.path(), &args).spawn();
+        wait_for(
+            "the worker to wait for jobs",
+            Duration::from_secs(30),
+            || running.stderr_so_far().contains("waiting for jobs"),
+        );
+        self.workers.push((name.to_string(), home, Some(running)));
+    }
+
+    fn running(&self, name: &str) -> &Running {
+        self.workers
+            .iter()
+            .find(|(n, ..)| n == name)
+            .and_then(|(_, _, r)| r.as_ref())
+            .expect("a running worker")
+    }
+
+    fn stderr_of_workers(&self) -> String {
+        self.workers
+            .iter()
+            .map(|(n, _, r)| {
+                format!(
+                    "--- worker {n} ---\n{}",
+                    r.as_ref().map(|r| r.stderr_so_far()).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// `trun run --dispatch` in `t`, started in the background.
+    fn coordinate(&self, t: &Test) -> Running {
+        t.args(&[
+            "run",
+            "--progress",
+            "plain",
+            "--db",
+            &self.db,
+            "--remote-cache",
+            &self.cache.base,
+            "--dispatch",
+        ])
+        .spawn()
+    }
+
+    fn attempts(&self) -> Vec<Attempt> {
+        let mut c = postgres::Client::connect(&self.db, postgres::NoTls).expect("connect");
+        let rows = c.query(
+            "SELECT job_key, attempt, state, worker, claimed_at, finished_at, enqueued_at FROM job_queue
+             ORDER BY job_key, attempt",
+            &[],
+        );
+        match rows {
+            // No trun has connected yet: nothing queued.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Vec::new(),
+            rows => rows.expect("read the job queue"),
+        }
+        .iter()
+        .map(|r| Attempt {
+            job: r.get(0),
+            attempt: r.get(1),
+            state: r.get(2),
+            worker: r.get(3),
+            claimed_at: r.get(4),
+            finished_at: r.get(5),
+            enqueued_at: r.get(6),
+        })
+        .collect()
+    }
+}
+
+/// The outputs of every job of the latest run in `t`'s history (in `db`, or the workspace's).
+fn job_outputs(t: &Test, db: Option<&str>) -> BTreeMap<String, (String, Value)> {
+    let mut args = vec!["show", "--json"];
+    if let Some(db) = db {
+        args.extend(["--db", db]);
+    }
+    let show = t.run(&args).success().json();
+    show["jobs"]
+        .as_array()
+        .expect("jobs in show --json")
+        .iter()
+        .map(|j| {
+            (
+                j["key"].as_str().unwrap().to_string(),
+                (
+                    j["status"].as_str().unwrap().to_string(),
+                    j["outputs"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Twelve jobs: a seed, a fan-out of four, four jobs each reading one of
+/// those, a fan-in, a check, and a report reading files written three and
+/// five jobs up the graph. Every job writes a file and outputs its digest.
+fn dag() -> String {
+    let mut y = String::from("jobs:\n");
+    let job = |y: &mut String, name: &str, needs: &[&str], script: &str| {
+        y.push_str(&format!("  {name}:\n"));
+        if !needs.is_empty() {
+            y.push_str(&format!("    needs: [{}]\n", needs.join(", ")));
+        }
+        y.push_str(&format!(
+            "    outputs: {{ digest: \"${{{{ steps.s.outputs.digest }}}}\" }}\n    steps:\n      - id: s\n        run: |\n          mkdir -p gen\n          sleep 0.3\n{}          echo \"digest=$(cat gen/{name}.txt | sha256sum | cut -c1-16)\" >> \"$TRUN_OUTPUT\"\n",
+            script
+                .lines()
+                .map(|l| format!("          {l}\n"))
+                .collect::<String>()
+        ));
+    };
+    job(
+        &mut y,
+        "seed",
+        &[],
+        "cat src/input.txt > gen/seed.txt\necho seeded >> gen/seed.txt",
+    );
+    for i in 1..=4 {
+        job(
+            &mut y,
+            &format!("fan{i}"),
+            &["seed"],
+            &format!("{{ cat gen/seed.txt; echo fan {i}; }} > gen/fan{i}.txt"),
+        );
+    }
+    for i in 1..=4 {
+        job(
+            &mut y,
+            &format!("work{i}"),
+            &[&format!("fan{i}")],
+            &format!("{{ cat gen/fan{i}.txt; echo work {i}; }} | tr a-z A-Z > gen/work{i}.txt"),
+        );
+    }
+    job(
+        &mut y,
+        "merge",
+        &["work1", "work2", "work3", "work4"],
+        "cat gen/work1.txt gen/work2.txt gen/work3.txt gen/work4.txt > gen/merge.txt",
+    );
+    job(
+        &mut y,
+        "check",
+        &["merge"],
+        "test \"$(grep -c WORK gen/merge.txt)\" = 4\nsort gen/merge.txt > gen/check.txt",
+    );
+    job(
+        &mut y,
+        "report",
+        &["check"],
+        "cat gen/check.txt gen/fan2.txt gen/seed.txt > gen/report.txt",
+    );
+    y
+}
+
+fn dag_workspace() -> Test {
+    Test::new()
+        .workflow(&dag())
+        .file("src/input.txt", "the input\n")
+        .file(".gitignore", "gen/\nscratch/\n")
+        // Ignored by git: never part of the snapshot.
+        .file("scratch/big.bin", "not for the workers\n")
+}
+
+#[test]
+fn twelve_jobs_on_three_workers_match_a_local_run() {
+    let local = dag_workspace();
+    local.run(&["run", "--progress", "plain"]).success();
+    let expected = job_outputs(&local, None);
+    assert_eq!(expected.len(), 12, "{expected:?}");
+
+    let mut cluster = Cluster::new();
+    for w in ["w1", "w2", "w3"] {
+        cluster.worker(w, &[]);
+    }
+    let coordinator = dag_workspace();
+    let out = cluster
+        .coordinate(&coordinator)
+        .wait(Duration::from_secs(120));
+    let workers_err = cluster.stderr_of_workers();
+    assert_eq!(out.code, Some(0), "{}\n{workers_err}", out.all());
+    // Nothing ran in the coordinator's workspace.
+    assert!(!coordinator.exists("gen"), "a job ran on the coordinator");
+
+    let got = job_outputs(&coordinator, Some(&cluster.db));
+    assert_eq!(got, expected, "{workers_err}");
+
+    let attempts = cluster.attempts();
+    assert_eq!(attempts.len(), 12, "{attempts:?}");
+    let by_job: BTreeMap<&str, &str> = attempts
+        .iter()
+        .map(|a| (a.job.as_str(), a.worker.as_deref().unwrap_or("")))
+        .collect();
+    assert!(attempts.iter().all(|a| a.state == "done" && a.attempt == 1));
+    let used: BTreeSet<&str> = by_job.values().copied().collect();
+    assert!(used.len() >= 2, "one worker ran everything: {by_job:?}");
+    // The fan-in read files that other workers wrote.
+    let merge = by_job["merge"];
+    assert!(
+        (1..=4).any(|i| by_job[format!("work{i}").as_str()] != merge),
+        "{by_job:?}"
+    );
+    // The steps were recorded in the coordinator's run, as for a local run.
+    let show = coordinator
+        .run(&["show", "--json", "--db", &cluster.db])
+        .success()
+        .json();
+    for j in show["jobs"].as_array().unwrap() {
+        for s in j["steps"].as_array().unwrap() {
+            assert_eq!(s["status"], "success", "{s}");
+        }
+    }
+}
+
+#[test]
+fn a_killed_workers_job_runs_again_on_another_worker() {
+    let mut cluster = Cluster::new();
+    cluster.worker("doomed", &[]);
+    let t = Test::new().workflow(
+        "
+        jobs:
+          slow:
+            steps:
+              - run: |
+                  mkdir -p gen
+                  echo started > gen/started
+                  sleep 4
+                  echo done > gen/slow.txt
+          after:
+            needs: slow
+            steps:
+              - run: cat gen/slow.txt
+        ",
+    );
+    let coordinator = cluster.coordinate(&t);
+    wait_for(
+        "the doomed worker to claim",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .attempts()
+                .iter()
+                .any(|a| a.job == "slow" && a.state == "running")
+        },
+    );
+    // Let the step start, then kill the worker outright.
+    std::thread::sleep(Duration::from_millis(800));
+    cluster
+        .running("doomed")
+        .signal(nix::sys::signal::Signal::SIGKILL);
+    let killed_at = now_ms();
+    cluster.worker("rescuer", &[]);
+    let out = coordinator.wait(Duration::from_secs(90));
+    let workers_err = cluster.stderr_of_workers();
+    assert_eq!(out.code, Some(0), "{}\n{workers_err}", out.all());
+
+    let slow: Vec<Attempt> = cluster
+        .attempts()
+        .into_iter()
+        .filter(|a| a.job == "slow")
+        .collect();
+    assert_eq!(slow.len(), 2, "{slow:?}");
+    assert_eq!(
+        (slow[0].state.as_str(), slow[0].worker.as_deref()),
+        ("expired", Some("doomed"))
+    );
+    assert_eq!(
+        (
+            slow[1].attempt,
+            slow[1].state.as_str(),
+            slow[1].worker.as_deref()
+        ),
+        (2, "done", Some("rescuer"))
+    );
+    // The second attempt began after the first was declared dead, and the
+    // dead worker's step was stopped: it never finished its `sleep`.
+    let expired_at = slow[0].finished_at.unwrap();
+    assert!(slow[1].claimed_at.unwrap() >= expired_at, "{slow:?}");
+    assert!(expired_at >= killed_at, "{slow:?}");
+    assert!(
+        workers_err.contains("stopped") && workers_err.contains("left running"),
+        "the dead worker's step was not stopped:\n{workers_err}"
+    );
+}
+
+#[test]
+fn a_late_worker_picks_up_queued_work_within_a_second() {
+    let mut cluster = Cluster::new();
+    let t = Test::new().workflow(
+        "
+        jobs:
+          one:
+            steps:
+              - run: echo one
+        ",
+    );
+    let coordinator = cluster.coordinate(&t);
+    wait_for("the job to be queued", Duration::from_secs(30), || {
+        !cluster.attempts().is_empty()
+    });
+    // Queued for a while with no worker; then one starts.
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.worker("late", &[]);
+    let ready = Instant::now();
+    let started_ms = now_ms();
+    wait_for("the late worker to claim", Duration::from_secs(10), || {
+        cluster.attempts().iter().any(|a| a.claimed_at.is_some())
+    });
+    let claimed = cluster.attempts()[0].claimed_at.unwrap();
+    assert!(
+        claimed - started_ms < 1000 && ready.elapsed() < Duration::from_secs(2),
+        "claimed {} ms after the worker was ready",
+        claimed - started_ms
+    );
+    coordinator.wait(Duration::from_secs(60)).success();
+
+    // A worker that was waiting (LISTEN) when work arrives: woken, not polling.
+    let t2 = Test::new().workflow(
+        "
+        jobs:
+          two:
+            steps:
+              - run: echo two
+        ",
+    );
+    cluster
+        .coordinate(&t2)
+        .wait(Duration::from_secs(60))
+        .success();
+    let two = cluster
+        .attempts()
+        .into_iter()
+        .find(|a| a.job == "two")
+        .unwrap();
+    assert!(two.claimed_at.unwrap() - two.enqueued_at < 500, "{two:?}");
+}
+
+#[test]
+fn a_concurrency_group_holds_across_workers() {
+    let mut cluster = Cluster::new();
+    for w in ["c1", "c2", "c3"] {
+        cluster.worker(w, &["-j", "2"]);
+    }
+    let mut y = String::from("jobs:\n");
+    for i in 1..=6 {
+        y.push_str(&format!(
+            "  j{i}:\n    concurrency: {{ group: deploy, max: 2 }}\n    steps:\n      - run: sleep 0.6\n"
+        ));
+    }
+    let t = Test::new().workflow(&y);
+    let out = cluster.coordinate(&t).wait(Duration::from_secs(120));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}\n{}",
+        out.all(),
+        cluster.stderr_of_workers()
+    );
+    let attempts = cluster.attempts();
+    assert_eq!(attempts.len(), 6);
+    let used: BTreeSet<&str> = attempts
+        .iter()
+        .filter_map(|a| a.worker.as_deref())
+        .collect();
+    assert!(used.len() >= 2, "{attempts:?}");
+    // At no instant did more than two attempts run.
+    for a in &attempts {
+        let at = a.claimed_at.unwrap();
+        let overlapping = attempts
+            .iter()
+            .filter(|b| b.claimed_at.unwrap() <= at && at < b.finished_at.unwrap())
+            .count();
+        assert!(overlapping <= 2, "{overlapping} at once: {attempts:?}");
+    }
+}
+
+#[test]
+fn a_worker_drains_on_sigterm() {
+    let mut cluster = Cluster::new();
+    cluster.worker("drainer", &[]);
+    let t = Test::new().workflow(
+        "
+        jobs:
+          long:
+            steps:
+              - run: sleep 1.5 && echo finished
+        ",
+    );
+    let coordinator = cluster.coordinate(&t);
+    wait_for("the worker to claim", Duration::from_secs(30), || {
+        cluster.attempts().iter().any(|a| a.state == "running")
+    });
+    // The server lists the worker with the job it runs.
+    let workers = workers_of(&cluster);
+    let w = &workers["workers"][0];
+    assert_eq!(w["name"], "drainer", "{workers}");
+    assert!(
+        w["jobs"][0].as_str().unwrap().ends_with(":long:1"),
+        "{workers}"
+    );
+    assert!(
+        now_ms() - w["heartbeat_at"].as_i64().unwrap() < 5000,
+        "{workers}"
+    );
+    assert!(w["stopped_at"].is_null(), "{workers}");
+    cluster
+        .running("drainer")
+        .signal(nix::sys::signal::Signal::SIGTERM);
+    coordinator.wait(Duration::from_secs(60)).success();
+    let (_, _, running) = cluster.workers.pop().unwrap();
+    let out = running.unwrap().wait(Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    out.stderr_has("draining").stderr_has("stopped");
+    assert_eq!(cluster.attempts()[0].state, "done");
+    let workers = workers_of(&cluster);
+    assert!(workers["workers"][0]["stopped_at"].is_i64(), "{workers}");
+}
+
+/// `GET /api/v1/workers` of the cluster's server.
+fn workers_of(cluster: &Cluster) -> Value {
+    cluster
+        .cache
+        .client
+        .get(cluster.cache.url("/api/v1/workers"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn runs_on_routes_jobs_to_workers_with_those_labels() {
+    let mut cluster = Cluster::new();
+    cluster.worker("plain", &[]);
+    cluster.worker("gpu", &["--labels", "gpu,linux"]);
+    let t = Test::new().workflow(
+        "
+        jobs:
+          train:
+            runs-on: [gpu]
+            steps:
+              - run: echo training
+          any:
+            steps:
+              - run: echo anywhere
+        ",
+    );
+    let out = cluster.coordinate(&t).wait(Duration::from_secs(60));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}\n{}",
+        out.all(),
+        cluster.stderr_of_workers()
+    );
+    let train = cluster
+        .attempts()
+        .into_iter()
+        .find(|a| a.job == "train")
+        .unwrap();
+    assert_eq!(train.worker.as_deref(), Some("gpu"));
+}
+
+#[test]
+fn a_server_with_no_local_exec_sends_every_job_to_the_workers() {
+    let mut cluster = Cluster::new();
+    for w in ["w1", "w2"] {
+        cluster.worker(w, &[]);
+    }
+    let t = Test::new().file(
+        "flow.yaml",
+        &common::unindent(
+            r#"
+            inputs:
+              word: { type: string, default: hi }
+            jobs:
+              make:
+                outputs: { made: "${{ steps.m.outputs.made }}" }
+                steps:
+                  - id: m
+                    run: |
+                      mkdir -p gen && echo "${{ inputs.word }}" > gen/word
+                      echo "made=yes" >> "$GITHUB_OUTPUT"
+              use:
+                needs: make
+                outputs: { read: "${{ steps.r.outputs.read }}" }
+                steps:
+                  - id: r
+                    run: echo "read=$(cat gen/word)-${{ needs.make.outputs.made }}" >> "$GITHUB_OUTPUT"
+            "#,
+        ),
+    );
+    let s = Server::start(
+        &t,
+        &[
+            "--db",
+            &cluster.db,
+            "--no-local-exec",
+            "--remote-cache",
+            &cluster.cache.base,
+        ],
+    );
+    let id = s.create(&serde_json::json!({"workflow": "flow.yaml", "inputs": {"word": "moved"}}));
+    let run = s.wait_done(&id);
+    assert_eq!(
+        run["status"],
+        "success",
+        "{run}\n{}",
+        cluster.stderr_of_workers()
+    );
+    let outputs: BTreeMap<String, Value> = run["run"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["key"].as_str().unwrap().to_string(), j["outputs"].clone()))
+        .collect();
+    assert_eq!(outputs["use"]["read"], "moved-yes", "{outputs:?}");
+    // Nothing ran in the server's root; each job ran once, on a worker.
+    assert!(!t.exists("gen"), "a job ran on the server");
+    let attempts = cluster.attempts();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    for a in &attempts {
+        assert_eq!((a.state.as_str(), a.attempt), ("done", 1), "{a:?}");
+        assert!(matches!(a.worker.as_deref(), Some("w1" | "w2")), "{a:?}");
+    }
+
+    // Inline YAML has no file a worker could read: the run fails, saying why.
+    let id =
+        s.create(&serde_json::json!({"yaml": "jobs:\n  a:\n    steps:\n      - run: 'true'\n"}));
+    let run = s.wait_done(&id);
+    assert_eq!(run["status"], "failure", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("inline YAML cannot run on workers"),
+        "{run}"
+    );
+}
