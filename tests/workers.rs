@@ -553,6 +553,7 @@ fn a_server_with_no_local_exec_sends_every_job_to_the_workers() {
                     run: |
                       mkdir -p gen && echo "${{ inputs.word }}" > gen/word
                       echo "made=yes" >> "$GITHUB_OUTPUT"
+                      echo "made it on a worker"
               use:
                 needs: make
                 outputs: { read: "${{ steps.r.outputs.read }}" }
@@ -595,6 +596,29 @@ fn a_server_with_no_local_exec_sends_every_job_to_the_workers() {
         assert_eq!((a.state.as_str(), a.attempt), ("done", 1), "{a:?}");
         assert!(matches!(a.worker.as_deref(), Some("w1" | "w2")), "{a:?}");
     }
+
+    // The step's log went to the cache: the API and `trun logs` read it there.
+    let r = s.get(&format!("/api/v1/runs/{id}/logs/make/1"));
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().unwrap(), "made it on a worker\n");
+    let store_run = run["store_run_id"].as_i64().unwrap().to_string();
+    let elsewhere = Test::new();
+    elsewhere
+        .run(&[
+            "logs",
+            &store_run,
+            "make.1",
+            "--db",
+            &cluster.db,
+            "--remote-cache",
+            &cluster.cache.base,
+        ])
+        .success()
+        .stdout_is("made it on a worker\n");
+    elsewhere
+        .run(&["logs", &store_run, "make.1", "--db", &cluster.db])
+        .success()
+        .stdout_has("this step ran on a trun worker, which put its log in the remote cache: give --remote-cache URL");
 
     // Inline YAML has no file a worker could read: the run fails, saying why.
     let id =

@@ -3,6 +3,7 @@
 
 use super::{open_store, out, use_color, CmdResult, HistoryArgs, LogsArgs, ShowArgs, EXIT_OK};
 use crate::diag::Diagnostic;
+use crate::history::LogReadError;
 use crate::state::Store;
 use std::io::Write;
 
@@ -103,26 +104,28 @@ pub(super) fn cmd_logs(a: LogsArgs) -> CmdResult {
     let id = resolve_run(&*store, Some(&a.run))?;
     let files = crate::history::logs(&*store, &root, id, a.selector.as_deref())
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let cache =
+        crate::cache::RemoteCache::from_args(&a.remote).map_err(|e| vec![Diagnostic::plain(e)])?;
     let many = files.len() > 1;
     let mut out = std::io::stdout().lock();
-    for (label, path) in files {
+    for (label, log) in files {
         if many {
             crate::report::ignore_io(writeln!(out, "==> {label} <=="));
         }
-        match std::fs::read(&path) {
+        match log.read(cache.as_ref(), u64::MAX) {
             Ok(bytes) => {
                 crate::report::ignore_io(out.write_all(&bytes));
             }
             // A step that printed nothing leaves no log file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(LogReadError::Empty) => {
                 if many {
                     crate::report::ignore_io(writeln!(out, "(no output)"));
                 } else {
                     eprintln!("trun: {label} printed nothing");
                 }
             }
-            Err(e) => {
-                crate::report::ignore_io(writeln!(out, "(cannot read {}: {e})", path.display()));
+            Err(LogReadError::Failed(e)) => {
+                crate::report::ignore_io(writeln!(out, "({e})"));
             }
         }
     }

@@ -394,6 +394,9 @@ pub struct LogsArgs {
     pub selector: Option<String>,
     #[command(flatten)]
     pub file: FileArgs,
+    /// Where `trun worker`s put the logs of the steps they ran.
+    #[command(flatten)]
+    pub remote: crate::cache::RemoteCacheArgs,
 }
 
 fn parse_input(s: &str) -> Result<(String, String), String> {

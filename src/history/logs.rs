@@ -6,6 +6,78 @@ use super::HistoryError;
 use crate::state::{JobDetail, RunDetail, StepDetail, Store};
 use std::path::{Path, PathBuf};
 
+/// How a recorded log path names a log a worker uploaded to the remote
+/// cache: `cas:HASH/SIZE`.
+pub const CACHED_LOG: &str = "cas:";
+
+/// Where a step's log is: a file of this workspace, or a blob a `trun
+/// worker` uploaded to the remote cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRef {
+    File(PathBuf),
+    Cached(String),
+}
+
+/// Why a log could not be read.
+#[derive(Debug)]
+pub enum LogReadError {
+    /// The step printed nothing (it left no log file).
+    Empty,
+    Failed(String),
+}
+
+impl LogRef {
+    fn of(workspace: &Path, recorded: &str) -> LogRef {
+        match recorded.strip_prefix(CACHED_LOG) {
+            Some(digest) => LogRef::Cached(digest.to_string()),
+            None => LogRef::File(workspace.join(recorded)),
+        }
+    }
+
+    /// The log's first `limit` bytes; a cached one needs `cache`.
+    pub fn read(
+        &self,
+        cache: Option<&crate::cache::RemoteCache>,
+        limit: u64,
+    ) -> Result<Vec<u8>, LogReadError> {
+        use std::io::Read;
+        match self {
+            LogRef::File(path) => {
+                let mut buf = Vec::new();
+                match std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut buf)) {
+                    Ok(_) => Ok(buf),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LogReadError::Empty),
+                    Err(e) => Err(LogReadError::Failed(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    ))),
+                }
+            }
+            LogRef::Cached(text) => {
+                let cache = cache.ok_or_else(|| {
+                    LogReadError::Failed(
+                        "this step ran on a trun worker, which put its log in the remote cache: give --remote-cache URL (or TRUN_REMOTE_CACHE)".into(),
+                    )
+                })?;
+                let d =
+                    crate::worker::snapshot::parse_digest(text).map_err(LogReadError::Failed)?;
+                match cache.client().get_blob_bytes(&d) {
+                    Ok(Some(mut bytes)) => {
+                        bytes.truncate(limit.min(usize::MAX as u64) as usize);
+                        Ok(bytes)
+                    }
+                    Ok(None) => Err(LogReadError::Failed(format!(
+                        "the remote cache has no intact copy of the log {text}"
+                    ))),
+                    Err(e) => Err(LogReadError::Failed(format!(
+                        "cannot fetch the log from the remote cache: {e}"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
 /// `trun logs RUN [JOB[.STEP]]`: the log files of a whole run, of one job (by
 /// key, or by job id for every leg of a matrix), or of one step (by id or
 /// 1-based position), each with a label like `build.compile`, in plan order.
@@ -16,11 +88,11 @@ pub fn logs(
     workspace: &Path,
     run_id: i64,
     selector: Option<&str>,
-) -> Result<Vec<(String, PathBuf)>, HistoryError> {
+) -> Result<Vec<(String, LogRef)>, HistoryError> {
     let detail = store.run(run_id)?.ok_or(HistoryError::NoSuchRun(run_id))?;
     Ok(log_selection(&detail, selector)?
         .into_iter()
-        .map(|l| (l.label, workspace.join(l.log_path)))
+        .map(|l| (l.label, LogRef::of(workspace, &l.log_path)))
         .collect())
 }
 

@@ -10,7 +10,7 @@
 mod logs;
 mod render;
 
-pub use logs::{log_selection, logs, SelectedLog};
+pub use logs::{log_selection, logs, LogReadError, LogRef, SelectedLog, CACHED_LOG};
 pub use render::{
     format_duration, format_time, history_json, local_offset, render_history, render_history_with,
     render_run, render_run_with, run_json, RenderOptions,

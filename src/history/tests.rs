@@ -6,7 +6,6 @@ use crate::state::{
     db_path, AttemptDetail, JobDetail, RunDetail, RunSummary, SqliteStore, StepDetail, Store,
 };
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use time::UtcOffset;
 
 const T0: Millis = 1_795_403_525_000; // 2026-11-23 03:12:05 UTC
@@ -270,7 +269,7 @@ fn store_with_logs() -> (tempfile::TempDir, SqliteStore, i64) {
     (dir, store, run)
 }
 
-fn labels(found: &[(String, PathBuf)]) -> Vec<&str> {
+fn labels(found: &[(String, super::LogRef)]) -> Vec<&str> {
     found.iter().map(|(label, _)| label.as_str()).collect()
 }
 
@@ -289,7 +288,7 @@ fn logs_resolve_runs_jobs_and_steps() {
     );
     assert_eq!(
         all[0].1,
-        dir.path().join(format!(".trun/logs/{run}/build/2.log")),
+        super::LogRef::File(dir.path().join(format!(".trun/logs/{run}/build/2.log"))),
         "relative paths are resolved against the workspace"
     );
     let build = logs(&store, dir.path(), run, Some("build")).expect("job");

@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::Read;
 use std::sync::Arc;
 
 /// Request bodies larger than this are refused (413).
@@ -465,17 +464,23 @@ pub(super) async fn step_log(
         let selector = format!("{job}.{step}");
         let found = crate::history::logs(runs.store.as_ref(), &runs.root, run_id, Some(&selector))
             .map_err(|e| ApiError::not_found(e.to_string()))?;
-        let [(_, path)] = found.as_slice() else {
+        let [(_, log)] = found.as_slice() else {
             return Err(ApiError::not_found(format!(
                 "`{selector}` names {} logs; name one step",
                 found.len()
             )));
         };
-        let mut buf = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_LOG_BYTES).read_to_end(&mut buf))
-            .map_err(|e| ApiError::not_found(format!("cannot read the log of {selector}: {e}")))?;
-        Ok(buf)
+        log.read(runs.remote_cache.get().map(|c| c.as_ref()), MAX_LOG_BYTES)
+            .map_err(|e| {
+                ApiError::not_found(match e {
+                    crate::history::LogReadError::Empty => {
+                        format!("cannot read the log of {selector}: it printed nothing")
+                    }
+                    crate::history::LogReadError::Failed(e) => {
+                        format!("cannot read the log of {selector}: {e}")
+                    }
+                })
+            })
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;

@@ -140,6 +140,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         metrics.clone(),
         opts.grace,
     ));
+    if let Some(cache) = &opts.remote_cache {
+        let _ = runs.remote_cache.set(cache.clone());
+    }
     if opts.no_local_exec {
         if let (Some(db), Some(cache)) = (&opts.db, &opts.remote_cache) {
             let _ = runs.workers.set(runs::Workers {

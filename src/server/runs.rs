@@ -173,6 +173,8 @@ pub struct Runs {
     /// `--no-local-exec`: where every job goes instead (set once when the
     /// server starts).
     pub workers: std::sync::OnceLock<Workers>,
+    /// `--remote-cache`: where workers' step logs are (set once at start).
+    pub remote_cache: std::sync::OnceLock<Arc<crate::cache::RemoteCache>>,
     /// Where runs' webhook deliveries go (set once when the server starts).
     pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
     /// How long the running run's steps may take to finish after SIGTERM.
@@ -220,6 +222,7 @@ impl Runs {
             grace,
             webhooks: std::sync::OnceLock::new(),
             workers: std::sync::OnceLock::new(),
+            remote_cache: std::sync::OnceLock::new(),
         }
     }
 

@@ -347,6 +347,7 @@ impl JobCtx {
             Recorder::spawn(self.store.clone(), c.run_id).map_err(|e| e.to_string())?;
         let (tx, rx) = std::sync::mpsc::channel::<Event>();
         let job_key = c.job_key.clone();
+        let cache = self.cfg.cache.clone();
         let filter = std::thread::spawn(move || {
             let mut end = None;
             for ev in rx {
@@ -363,6 +364,36 @@ impl JobCtx {
                         if job == job_key {
                             end = Some((status, reason, outputs));
                         }
+                    }
+                    Event::StepFinished {
+                        job,
+                        step,
+                        status,
+                        exit_code,
+                        reason,
+                        attempt,
+                        at,
+                        duration_ms,
+                        outputs,
+                        continue_on_error,
+                        log_path,
+                    } => {
+                        // The log goes to the cache, and the record names it
+                        // there: `trun logs` elsewhere reads it from the cache.
+                        let log_path = log_path.map(|p| shared_log(&cache, p));
+                        let _ = rec_tx.send(Event::StepFinished {
+                            job,
+                            step,
+                            status,
+                            exit_code,
+                            reason,
+                            attempt,
+                            at,
+                            duration_ms,
+                            outputs,
+                            continue_on_error,
+                            log_path,
+                        });
                     }
                     ev => {
                         let _ = rec_tx.send(ev);
@@ -392,5 +423,23 @@ impl JobCtx {
             Err(e) => eprintln!("trun worker: recording: {e}"),
         }
         end.ok_or_else(|| "the job did not run".to_string())
+    }
+}
+
+/// A step's log file, uploaded to the cache: `cas:HASH/SIZE`, which
+/// [`crate::history::LogRef`] reads back on any machine. A step that printed
+/// nothing has no file and keeps its path (read as "printed nothing"); a log
+/// the cache would not take keeps its path too, with a warning.
+fn shared_log(cache: &RemoteCache, path: String) -> String {
+    let Ok(bytes) = std::fs::read(&path) else {
+        return path;
+    };
+    let d = super::snapshot::digest_of(&bytes);
+    match cache.client().put_blob_bytes(&d, bytes) {
+        Ok(()) => format!("{}{}", crate::history::CACHED_LOG, digest_text(&d)),
+        Err(e) => {
+            eprintln!("trun worker: warning: cannot upload the log {path}: {e}");
+            path
+        }
     }
 }
