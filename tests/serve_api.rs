@@ -507,6 +507,7 @@ fn openapi_describes_the_api_and_its_auth() {
         ("/api/v1/runs/{id}/logs/{job}/{step}", "get"),
         ("/api/v1/runs/{id}/cancel", "post"),
         ("/api/v1/workflows", "get"),
+        ("/api/v1/workers", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),

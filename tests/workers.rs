@@ -597,6 +597,29 @@ fn a_server_with_no_local_exec_sends_every_job_to_the_workers() {
         assert!(matches!(a.worker.as_deref(), Some("w1" | "w2")), "{a:?}");
     }
 
+    // /metrics says, per worker, what the database says it did.
+    let done: f64 = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            s.metric_or(&format!(
+                "trun_worker_attempts{{state=\"done\",worker=\"{w}\"}}"
+            ))
+            .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(done, 2.0);
+    for w in ["w1", "w2"] {
+        assert_eq!(
+            s.metric(&format!("trun_worker_running_jobs{{worker=\"{w}\"}}")),
+            0.0
+        );
+        assert!(
+            s.metric(&format!(
+                "trun_worker_heartbeat_age_seconds{{worker=\"{w}\"}}"
+            )) < 30.0
+        );
+    }
+
     // The step's log went to the cache: the API and `trun logs` read it there.
     let r = s.get(&format!("/api/v1/runs/{id}/logs/make/1"));
     assert_eq!(r.status().as_u16(), 200);

@@ -663,6 +663,11 @@ pub(super) async fn list_workflows(
         (status = 401, description = "No or wrong token", body = ErrorBody),
     ))]
 pub(super) async fn metrics(State(s): St) -> Response {
+    if let Some(queue) = s.workers.clone() {
+        if let Ok(Ok(workers)) = tokio::task::spawn_blocking(move || queue.workers()).await {
+            s.runs.metrics.set_workers(&workers, crate::event::now_ms());
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -7,8 +7,8 @@
 use crate::event::{Event, Status};
 use crate::report::Reporter;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,6 +25,12 @@ pub struct Metrics {
     pub jobs_blocked: IntCounter,
     /// Webhook delivery attempts by result: `delivered`, `retried`, `failed`.
     pub webhook_deliveries: IntCounterVec,
+    /// Per `trun worker` sharing the server's database, read from it at
+    /// each scrape: jobs it runs now, seconds since its heartbeat, and the
+    /// attempts it ended by how they ended.
+    worker_running: IntGaugeVec,
+    worker_heartbeat_age: IntGaugeVec,
+    worker_attempts: IntGaugeVec,
 }
 
 impl Metrics {
@@ -77,6 +83,27 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(webhook_deliveries.clone()))?;
+        let worker_running = IntGaugeVec::new(
+            Opts::new("trun_worker_running_jobs", "Jobs each trun worker runs now"),
+            &["worker"],
+        )?;
+        let worker_heartbeat_age = IntGaugeVec::new(
+            Opts::new(
+                "trun_worker_heartbeat_age_seconds",
+                "Seconds since each running trun worker's last heartbeat",
+            ),
+            &["worker"],
+        )?;
+        let worker_attempts = IntGaugeVec::new(
+            Opts::new(
+                "trun_worker_attempts",
+                "Job attempts each trun worker ended, by how they ended (done, failed, expired)",
+            ),
+            &["worker", "state"],
+        )?;
+        registry.register(Box::new(worker_running.clone()))?;
+        registry.register(Box::new(worker_heartbeat_age.clone()))?;
+        registry.register(Box::new(worker_attempts.clone()))?;
         Ok(Metrics {
             registry,
             runs_created,
@@ -88,7 +115,33 @@ impl Metrics {
             transitions,
             jobs_blocked,
             webhook_deliveries,
+            worker_running,
+            worker_heartbeat_age,
+            worker_attempts,
         })
+    }
+
+    /// The per-worker gauges, as the database says now (a stopped worker
+    /// keeps its ended attempts and loses its heartbeat age).
+    pub fn set_workers(&self, workers: &[crate::state::WorkerInfo], now_ms: i64) {
+        self.worker_running.reset();
+        self.worker_heartbeat_age.reset();
+        self.worker_attempts.reset();
+        for w in workers {
+            self.worker_running
+                .with_label_values(&[w.name.as_str()])
+                .set(w.jobs.len() as i64);
+            if w.stopped_at.is_none() {
+                self.worker_heartbeat_age
+                    .with_label_values(&[w.name.as_str()])
+                    .set((now_ms - w.heartbeat_at).max(0) / 1000);
+            }
+            for (state, n) in &w.ended {
+                self.worker_attempts
+                    .with_label_values(&[w.name.as_str(), state.as_str()])
+                    .set(*n);
+            }
+        }
     }
 
     pub fn run_finished(&self, status: Status) {

@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         api::retry_run,
         api::list_workflows,
         api::metrics,
+        super::workers::list_workers,
         document,
     ),
     components(schemas(crate::event::Status)),

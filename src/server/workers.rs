@@ -16,12 +16,20 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/api/v1/workers", get(list_workers))
 }
 
-#[derive(Debug, serde::Serialize)]
-struct WorkerList {
+/// The workers sharing the server's database.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct WorkerList {
     workers: Vec<WorkerInfo>,
 }
 
-async fn list_workers(State(s): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/workers", tag = "workers",
+    responses(
+        (status = 200, description = "The workers, by name (empty without a PostgreSQL --db)", body = WorkerList),
+        (status = 401, description = "No or wrong token", body = super::error::ErrorBody),
+    ))]
+pub(super) async fn list_workers(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<WorkerList>, ApiError> {
     let Some(queue) = s.workers.clone() else {
         return Ok(Json(WorkerList {
             workers: Vec::new(),

@@ -55,7 +55,7 @@ pub struct Claimed {
 }
 
 /// A worker as `GET /api/v1/workers` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct WorkerInfo {
     pub name: String,
     pub labels: Vec<String>,
@@ -64,6 +64,9 @@ pub struct WorkerInfo {
     pub stopped_at: Option<i64>,
     /// `run:job:attempt` of the attempts it holds now.
     pub jobs: Vec<String>,
+    /// How many attempts it ended, by how they ended (`done`, `failed`,
+    /// `expired`: its lease ran out).
+    pub ended: std::collections::BTreeMap<String, i64>,
 }
 
 /// The queue, on a connection of its own.
@@ -395,7 +398,7 @@ impl JobQueue {
                  GROUP BY w.name ORDER BY w.name",
                 &[],
             )?;
-            Ok(rows
+            let mut workers: Vec<WorkerInfo> = rows
                 .iter()
                 .map(|r| WorkerInfo {
                     name: r.get(0),
@@ -404,8 +407,21 @@ impl JobQueue {
                     heartbeat_at: r.get(3),
                     stopped_at: r.get(4),
                     jobs: r.get(5),
+                    ended: Default::default(),
                 })
-                .collect())
+                .collect();
+            for r in c.query(
+                "SELECT worker, state, COUNT(*) FROM job_queue
+                 WHERE worker IS NOT NULL AND state NOT IN ('queued', 'running')
+                 GROUP BY worker, state",
+                &[],
+            )? {
+                let (name, state, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+                if let Some(w) = workers.iter_mut().find(|w| w.name == name) {
+                    w.ended.insert(state, n);
+                }
+            }
+            Ok(workers)
         })
     }
 }
