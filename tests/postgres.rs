@@ -270,7 +270,8 @@ fn trun_serve_on_the_database_keeps_queued_runs_across_a_restart_and_records_tra
         "after.yaml",
         "jobs:\n  b:\n    steps:\n      - run: echo ran >> after.txt\n",
     );
-    let mut s = Server::start(&t, &["--grace", "1s", "--db", &url]);
+    // One run at a time, so the second stays queued behind the first.
+    let mut s = Server::start(&t, &["--grace", "1s", "--db", &url, "--max-runs", "1"]);
     let long = s.create(&serde_json::json!({"workflow": "long.yaml"}));
     wait_for("the step's sleep", Duration::from_secs(30), || {
         !processes_running(&["sleep", &marker]).is_empty()

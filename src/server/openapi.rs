@@ -170,11 +170,17 @@ pub(super) async fn document(
 mod tests {
     use super::*;
 
-    /// (method, path) of every route in `api::router`, read from its source:
-    /// a route added without a `#[utoipa::path]` fails here.
+    /// (method, path) of every route in `api::router` and the routers it
+    /// merges (`workers::routes`), read from their source: a route added
+    /// without a `#[utoipa::path]` fails here.
     fn routes() -> Vec<(String, String)> {
-        let src = include_str!("api.rs");
-        let body = &src[src.find("pub fn router(").unwrap()..];
+        let mut out = routes_in(include_str!("api.rs"), "pub fn router(");
+        out.extend(routes_in(include_str!("workers.rs"), "pub fn routes("));
+        out
+    }
+
+    fn routes_in(src: &str, start: &str) -> Vec<(String, String)> {
+        let body = &src[src.find(start).unwrap()..];
         let body = &body[..body.find("\n}\n").unwrap()];
         let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*([^\n]+)"#).unwrap();
         let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").unwrap();
