@@ -19,7 +19,7 @@ use crate::uptodate::{Decision, Fingerprint, RunReason, StepSpec, UpToDate};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Which steps the user forced: all (`--force`), or named jobs/steps.
 #[derive(Debug, Clone, Default)]
@@ -142,9 +142,27 @@ pub struct Link {
 #[derive(Default)]
 pub struct Chain {
     links: HashMap<String, Link>,
+    /// The plan's jobs by key, built on first use: a step's needs are looked
+    /// up for every step, and a scan of the plan per lookup made a run of a
+    /// thousand jobs quadratic.
+    jobs: OnceLock<HashMap<String, usize>>,
+}
+
+/// The plan's jobs by key (position in `plan.jobs`).
+fn job_index(plan: &Plan) -> HashMap<String, usize> {
+    plan.jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.key.clone(), i))
+        .collect()
 }
 
 impl Chain {
+    fn job<'p>(&self, plan: &'p Plan, key: &str) -> Option<&'p PlannedJob> {
+        let i = *self.jobs.get_or_init(|| job_index(plan)).get(key)?;
+        plan.jobs.get(i).filter(|j| j.key == key)
+    }
+
     fn upstream_links<'a>(
         &'a self,
         plan: &Plan,
@@ -157,7 +175,7 @@ impl Chain {
         }
         job.needs
             .iter()
-            .filter_map(|n| plan.job(n))
+            .filter_map(|n| self.job(plan, n))
             .filter_map(|j| j.steps.last().map(|s| self.links.get(&step_key(j, s))))
             .collect()
     }
@@ -336,6 +354,8 @@ pub struct Hooks {
     /// The workflow has a job `fed-by` others: steps may have emitted files
     /// to send on again when they are up to date.
     fans_out: bool,
+    /// The plan's jobs by key: every step looks its job up twice.
+    jobs: HashMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -461,6 +481,7 @@ impl Hooks {
         let ut = open_prepared(&plan, store.clone(), stats)?;
         Ok(Hooks {
             fans_out: plan.fed_by.values().any(|f| !f.is_empty()),
+            jobs: job_index(&plan),
             plan,
             ut,
             run_id,
@@ -476,6 +497,12 @@ impl Hooks {
     pub fn with_remote_cache(mut self, cache: Option<Arc<crate::cache::RemoteCache>>) -> Hooks {
         self.remote.cache = cache;
         self
+    }
+
+    /// The plan's job `key`; an instance of a fed job is not in the plan.
+    fn job(&self, key: &str) -> Option<&PlannedJob> {
+        let i = *self.jobs.get(key)?;
+        self.plan.jobs.get(i).filter(|j| j.key == key)
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
@@ -507,7 +534,7 @@ impl StepHooks for Hooks {
         job_key: &str,
         step: &PlannedStep,
     ) -> Option<(String, BTreeMap<String, String>)> {
-        let job = self.plan.job(job_key)?;
+        let job = self.job(job_key)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let spec = spec(&self.plan, job, step, &inner.chain);
         let upstream_ran = inner.chain.upstream_ran(&self.plan, job, step);
@@ -616,7 +643,7 @@ impl StepHooks for Hooks {
         // Files may have changed under any step that ran (an instance of a
         // fed job, not in the plan, included).
         self.ut.invalidate();
-        let Some(job) = self.plan.job(job_key) else {
+        let Some(job) = self.job(job_key) else {
             return;
         };
         if step.sources.is_empty() {

@@ -115,14 +115,16 @@ impl JobRunner {
         }
     }
 
-    pub async fn run(self, mut cancel: watch::Receiver<bool>) -> JobResult {
+    pub async fn run(mut self, mut cancel: watch::Receiver<bool>) -> JobResult {
+        // The runner's own copy: nothing reads `base_ctx` after this, and a
+        // clone of every context per job showed in a run of many short jobs.
+        let mut ctx = std::mem::take(&mut self.base_ctx);
         let job = &self.job;
         let started = Instant::now();
         self.events.send(Event::JobStarted {
             job: job.key.clone(),
             at: now_ms(),
         });
-        let mut ctx = self.base_ctx.clone();
         let mut env: Vec<(String, String)> = Vec::new();
         let mut failure: Option<String> = None;
 

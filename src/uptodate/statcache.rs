@@ -47,6 +47,22 @@ impl FileStat {
         }
     }
 
+    /// From a raw `stat`, as [`from_metadata`](Self::from_metadata) reads it;
+    /// `None` for anything but a regular file.
+    pub fn from_stat(st: &nix::sys::stat::FileStat) -> Option<FileStat> {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return None;
+        }
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Some(FileStat {
+            size: st.st_size as u64,
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+            ino: st.st_ino,
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+            mode: st.st_mode & 0o7777,
+        })
+    }
+
     fn same_file_state(&self, other: &FileStat) -> bool {
         self.size == other.size
             && self.mtime_ns == other.mtime_ns

@@ -183,12 +183,52 @@ fn builder(root: &Path, filters: Filters) -> WalkBuilder {
     b
 }
 
+/// The directory of the entries a walker thread is visiting, held open so that its
+/// files are stat'ed by name relative to it (`fstatat`) rather than by their full
+/// path, which the kernel would resolve component by component for every file: the
+/// walker visits a directory's files one after the other. Owned by one walk (never
+/// kept across walks: a directory replaced between two walks must not be read
+/// through the old one's descriptor).
+#[derive(Default)]
+struct DirCache {
+    dir: Option<(PathBuf, std::os::fd::OwnedFd)>,
+}
+
+impl DirCache {
+    /// `lstat` of `path`, through its parent directory's descriptor: `Some(None)`
+    /// when it is not a regular file, `None` when it cannot be read that way (the
+    /// caller falls back to the full path).
+    fn lstat(&mut self, path: &Path) -> Option<Option<FileStat>> {
+        use nix::fcntl::{AtFlags, OFlag};
+        use std::os::unix::ffi::OsStrExt;
+        let (parent, name) = (path.parent()?, path.file_name()?);
+        let same = self
+            .dir
+            .as_ref()
+            .is_some_and(|(p, _)| p.as_os_str().as_bytes() == parent.as_os_str().as_bytes());
+        if !same {
+            self.dir = None;
+            let fd = nix::fcntl::open(
+                parent,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()?;
+            self.dir = Some((parent.to_path_buf(), fd));
+        }
+        let (_, fd) = self.dir.as_ref()?;
+        let st = nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        Some(FileStat::from_stat(&st))
+    }
+}
+
 /// Turns one walker result into an [`Entry`], following a symlink to a regular file
 /// (its content is what a build reads) and skipping directories, dangling links and
 /// special files.
 fn entry_of(
     base: &Path,
     result: Result<ignore::DirEntry, ignore::Error>,
+    dirs: &mut DirCache,
 ) -> Result<Option<Entry>, UpToDateError> {
     let dent = match result {
         Ok(d) => d,
@@ -208,14 +248,24 @@ fn entry_of(
     let Some(ft) = dent.file_type() else {
         return Ok(None);
     };
-    let meta = if ft.is_file() {
-        dent.metadata().ok()
+    let stat = if ft.is_file() {
+        match dirs.lstat(dent.path()) {
+            Some(st) => st,
+            None => dent
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| FileStat::from_metadata(&m)),
+        }
     } else if ft.is_symlink() {
-        std::fs::metadata(dent.path()).ok().filter(|m| m.is_file())
+        std::fs::metadata(dent.path())
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| FileStat::from_metadata(&m))
     } else {
         return Ok(None);
     };
-    let Some(meta) = meta else {
+    let Some(stat) = stat else {
         return Ok(None);
     };
     let Some(rel) = strip_base(dent.path(), base) else {
@@ -223,7 +273,7 @@ fn entry_of(
     };
     Ok(Some(Entry {
         rel: rel_string(rel),
-        stat: FileStat::from_metadata(&meta),
+        stat,
         abs: dent.into_path(),
     }))
 }
@@ -286,13 +336,15 @@ pub fn walk(
     if parallel {
         let found: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
         let failed: Mutex<Option<UpToDateError>> = Mutex::new(None);
+        let (found_in, failed_in) = (&found, &failed);
         b.build_parallel().run(|| {
-            Box::new(|result| {
-                match entry_of(base, result) {
-                    Ok(Some(e)) => found.lock().unwrap_or_else(|p| p.into_inner()).push(e),
+            let mut dirs = DirCache::default();
+            Box::new(move |result| {
+                match entry_of(base, result, &mut dirs) {
+                    Ok(Some(e)) => found_in.lock().unwrap_or_else(|p| p.into_inner()).push(e),
                     Ok(None) => {}
                     Err(err) => {
-                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                        *failed_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
                         return ignore::WalkState::Quit;
                     }
                 }
@@ -304,8 +356,9 @@ pub fn walk(
         }
         entries = found.into_inner().unwrap_or_else(|p| p.into_inner());
     } else {
+        let mut dirs = DirCache::default();
         for result in b.build() {
-            if let Some(e) = entry_of(base, result)? {
+            if let Some(e) = entry_of(base, result, &mut dirs)? {
                 entries.push(e);
             }
         }
