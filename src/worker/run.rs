@@ -365,37 +365,12 @@ impl JobCtx {
                             end = Some((status, reason, outputs));
                         }
                     }
-                    Event::StepFinished {
-                        job,
-                        step,
-                        status,
-                        exit_code,
-                        reason,
-                        attempt,
-                        at,
-                        duration_ms,
-                        outputs,
-                        continue_on_error,
-                        log_path,
-                    } => {
-                        // The log goes to the cache, and the record names it
-                        // there: `trun logs` elsewhere reads it from the cache.
-                        let log_path = log_path.map(|p| shared_log(&cache, p));
-                        let _ = rec_tx.send(Event::StepFinished {
-                            job,
-                            step,
-                            status,
-                            exit_code,
-                            reason,
-                            attempt,
-                            at,
-                            duration_ms,
-                            outputs,
-                            continue_on_error,
-                            log_path,
-                        });
-                    }
-                    ev => {
+                    mut ev => {
+                        // A step's log goes to the cache, and the record
+                        // names it there: `trun logs` elsewhere reads it.
+                        if let Event::StepFinished { log_path, .. } = &mut ev {
+                            *log_path = log_path.take().map(|p| shared_log(&cache, p));
+                        }
                         let _ = rec_tx.send(ev);
                     }
                 }
