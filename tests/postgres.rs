@@ -314,3 +314,59 @@ fn trun_serve_on_the_database_keeps_queued_runs_across_a_restart_and_records_tra
     let long = s.run(&long);
     assert_eq!(long["status"], "interrupted", "{long}");
 }
+
+#[test]
+fn two_servers_on_one_database_run_a_queued_run_once_after_a_restart() {
+    let url = fresh_database(None);
+    // Long enough that a server that lost the race sees the run `running`.
+    let after = "jobs:\n  b:\n    steps:\n      - run: sleep 1; echo ran >> after.txt\n";
+    let marker = common::marker();
+    let first = Test::new()
+        .file(
+            "long.yaml",
+            &format!("jobs:\n  long:\n    steps:\n      - run: sleep {marker}\n"),
+        )
+        .file("after.yaml", after);
+    let mut s = Server::start(&first, &["--grace", "1s", "--db", &url, "--max-runs", "1"]);
+    s.create(&serde_json::json!({"workflow": "long.yaml"}));
+    wait_for("the step's sleep", Duration::from_secs(30), || {
+        !processes_running(&["sleep", &marker]).is_empty()
+    });
+    let _reaper = Reaper(processes_running(&["sleep", &marker]));
+    let queued: Vec<String> = (0..4)
+        .map(|_| s.create(&serde_json::json!({"workflow": "after.yaml"})))
+        .collect();
+    assert_eq!(s.stop().code, Some(0));
+
+    // Two servers, each in a workspace of its own, take the queue back at once.
+    let a = Test::new().file("after.yaml", after);
+    let b = Test::new().file("after.yaml", after);
+    // One run at a time each: both queues hold runs the other may take.
+    let sa = Server::start(&a, &["--db", &url, "--max-runs", "1"]);
+    let sb = Server::start(&b, &["--db", &url, "--max-runs", "1"]);
+    for id in &queued {
+        let run = sa.wait_done(id);
+        assert_eq!(run["status"], "success", "{run}");
+    }
+    let ran = |t: &Test| {
+        if t.exists("after.txt") {
+            t.read("after.txt").lines().count()
+        } else {
+            0
+        }
+    };
+    assert_eq!(
+        ran(&a) + ran(&b),
+        queued.len(),
+        "a queued run ran twice (or not at all)"
+    );
+    // The server that lost a run says so, and recorded nothing over it.
+    for id in &queued {
+        let on_b = sb.run(id);
+        let seen = on_b["status"].as_str().unwrap_or("").to_string();
+        assert!(
+            seen == "success" || seen == "running",
+            "server b shows {seen}: {on_b}"
+        );
+    }
+}

@@ -181,6 +181,20 @@ pub struct Runs {
     grace: Duration,
 }
 
+/// Why the server did not run a run to its end.
+enum RunError {
+    /// It could not run, or its run went wrong: recorded `failure`.
+    Failed(String),
+    /// Another server started it first: nothing is recorded here.
+    Elsewhere(String),
+}
+
+impl From<String> for RunError {
+    fn from(e: String) -> RunError {
+        RunError::Failed(e)
+    }
+}
+
 /// `trun worker`s: the PostgreSQL database they claim jobs from and the
 /// cache the root's snapshot goes to.
 pub struct Workers {
@@ -914,27 +928,58 @@ impl Runs {
         let plan = entry.plan.lock().unwrap_or_else(|p| p.into_inner()).take();
         let result = match plan {
             Some(plan) => self.run_plan(session, entry, plan, cancel),
-            None => Err("the run has no plan".to_string()),
+            None => Err(RunError::Failed("the run has no plan".to_string())),
         };
-        if let Err(e) = &result {
+        if let Err(RunError::Failed(e)) = &result {
             let _ = self.store.transition_run(entry.run_id, Status::Failure, e);
         }
-        // The store has the last word (a run the server stopped is `interrupted`).
-        let status = match self.store.run(entry.run_id) {
-            Ok(Some(d)) if d.run.status.is_final() => d.run.status,
-            _ => match &result {
-                Ok(status) => *status,
-                Err(_) => Status::Failure,
-            },
+        // The store has the last word (a run the server stopped is
+        // `interrupted`; one another server started is that server's).
+        let recorded = match self.store.run(entry.run_id) {
+            Ok(Some(d)) => Some(d.run.status),
+            _ => None,
         };
+        let status = match (&result, recorded) {
+            (_, Some(s)) if s.is_final() => s,
+            (Err(RunError::Elsewhere(_)), Some(s)) => s,
+            (Ok(status), _) => *status,
+            (Err(_), _) => Status::Failure,
+        };
+        let elsewhere = matches!(result, Err(RunError::Elsewhere(_)));
         {
             let mut s = entry.state();
             s.status = status;
-            s.finished_at = Some(now_ms());
-            s.error = result.err();
+            s.finished_at = status.is_final().then(now_ms);
+            s.error = result.err().map(|e| match e {
+                RunError::Failed(e) | RunError::Elsewhere(e) => e,
+            });
         }
-        self.metrics.run_finished(status);
+        if status.is_final() {
+            self.metrics.run_finished(status);
+        } else if elsewhere {
+            self.follow_elsewhere(entry);
+        }
         entry.log.close();
+    }
+
+    /// A run another server runs: its status here follows the store's until
+    /// it ends (that server counts it in its metrics and sends its hooks).
+    fn follow_elsewhere(&self, entry: &Arc<RunEntry>) {
+        let store = self.store.clone();
+        let entry = entry.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("trun-follow-{}", entry.id))
+            .spawn(move || loop {
+                std::thread::sleep(POLL);
+                if let Ok(Some(d)) = store.run(entry.run_id) {
+                    let mut s = entry.state();
+                    s.status = d.run.status;
+                    if d.run.status.is_final() {
+                        s.finished_at = d.run.finished_at.or(Some(now_ms()));
+                        return;
+                    }
+                }
+            });
     }
 
     fn run_plan(
@@ -943,7 +988,7 @@ impl Runs {
         entry: &Arc<RunEntry>,
         plan: Plan,
         cancel: watch::Receiver<bool>,
-    ) -> Result<Status, String> {
+    ) -> Result<Status, RunError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("trun-run-{}", entry.id))
@@ -991,7 +1036,17 @@ impl Runs {
         }
         let outcome = session
             .run_cancellable(plan, runtime, config, cancel)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                // Another server on the same database started it first (both
+                // took it back from the queue after a restart): it is theirs.
+                crate::session::SessionError::Transition(i) if i.from != Status::Queued => {
+                    RunError::Elsewhere(format!(
+                        "not run here: the store already has it `{}` (another server on the database took it, or it ended)",
+                        i.from
+                    ))
+                }
+                e => RunError::Failed(e.to_string()),
+            })?;
         if let Some(e) = outcome.record_error {
             eprintln!(
                 "trun: warning: could not record run {} in the state store: {e}",

@@ -129,7 +129,7 @@ pub(super) fn transition_run(
         return Ok(Err(illegal));
     }
     let now = now_ms();
-    if from == Status::Queued && to == Status::Running {
+    if matches!(from, Status::Queued | Status::Waiting) && to == Status::Running {
         // The run starts now, in this process: `mark_interrupted` of a later
         // trun finds it by this pid if the process dies.
         let me = process::ProcessId::current();
