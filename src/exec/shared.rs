@@ -86,16 +86,14 @@ impl SharedLimits {
     /// other run holds it.
     pub fn try_hold_job(&self, root: &Path, key: &str, run_id: i64) -> Option<JobHold> {
         let (lock, holder) = self.job_lock(root, key);
-        let guard = lock.try_lock_owned().ok()?;
-        *holder.lock().unwrap_or_else(|p| p.into_inner()) = run_id;
-        Some(JobHold { _guard: guard })
+        hold_now(lock, &holder, run_id)
     }
 
     fn job_lock(&self, root: &Path, key: &str) -> (Arc<tokio::sync::Mutex<()>>, Arc<Mutex<i64>>) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        // Locks nobody holds or waits for go, so the map stays as small as
-        // what runs.
-        jobs.retain(|_, l| Arc::strong_count(&l.lock) > 1 || l.lock.try_lock().is_err());
+        // Locks nobody holds or waits for go (a holder's guard and a waiter
+        // each keep a clone), so the map stays as small as what runs.
+        jobs.retain(|_, l| Arc::strong_count(&l.lock) > 1);
         let l = jobs
             .entry(format!("{}\0{key}", root.display()))
             .or_insert_with(|| JobLock {
@@ -117,12 +115,8 @@ impl SharedLimits {
         cancel: &mut watch::Receiver<bool>,
     ) -> Option<JobHold> {
         let (lock, holder) = self.job_lock(root, key);
-        let set_holder = |holder: &Mutex<i64>| {
-            *holder.lock().unwrap_or_else(|p| p.into_inner()) = run_id;
-        };
-        if let Ok(guard) = lock.clone().try_lock_owned() {
-            set_holder(&holder);
-            return Some(JobHold { _guard: guard });
+        if let Some(hold) = hold_now(lock.clone(), &holder, run_id) {
+            return Some(hold);
         }
         let other = *holder.lock().unwrap_or_else(|p| p.into_inner());
         events.send(Event::JobWaiting {
@@ -135,12 +129,23 @@ impl SharedLimits {
         }
         tokio::select! {
             guard = lock.lock_owned() => {
-                set_holder(&holder);
+                *holder.lock().unwrap_or_else(|p| p.into_inner()) = run_id;
                 Some(JobHold { _guard: guard })
             }
             _ = cancel.wait_for(|c| *c) => None,
         }
     }
+}
+
+/// The job's lock for `run_id` if nobody holds it, naming the run as holder.
+fn hold_now(
+    lock: Arc<tokio::sync::Mutex<()>>,
+    holder: &Mutex<i64>,
+    run_id: i64,
+) -> Option<JobHold> {
+    let guard = lock.try_lock_owned().ok()?;
+    *holder.lock().unwrap_or_else(|p| p.into_inner()) = run_id;
+    Some(JobHold { _guard: guard })
 }
 
 /// Holds a leg's or an instance's job across runs before it takes its
