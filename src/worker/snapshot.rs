@@ -251,6 +251,43 @@ mod tests {
         assert_eq!(paths, ["out/x"]);
     }
 
+    /// A manifest from another machine naming a path out of the work dir,
+    /// or through a link planted in it, writes nothing outside: each is
+    /// refused before anything is fetched (the cache here is unreachable).
+    #[test]
+    fn a_hostile_manifest_writes_nothing_outside_the_work_dir() {
+        let outside = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), work.path().join("link")).unwrap();
+        let client = Client::new(
+            "http://127.0.0.1:1/",
+            None,
+            std::time::Duration::from_secs(1),
+        );
+        let d = digest_of(b"pwned");
+        for path in [
+            "../escaped",
+            "/tmp/escaped",
+            "link/escaped",
+            "a/../../escaped",
+            "$(touch pwned)/'x\"",
+        ] {
+            let m = Manifest {
+                files: vec![Entry {
+                    path: path.to_string(),
+                    hash: d.hex(),
+                    size: d.size,
+                    mode: 0o644,
+                }],
+            };
+            let err = m.materialise(&client, work.path()).unwrap_err();
+            assert!(!err.is_empty(), "{path}");
+        }
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert!(!work.path().parent().unwrap().join("escaped").exists());
+        assert!(!work.path().join("pwned").exists());
+    }
+
     #[test]
     fn digests_travel_as_text() {
         let d = digest_of(b"abc");
