@@ -499,6 +499,23 @@ impl Hooks {
         self
     }
 
+    /// Stands in for job `key`, which ran elsewhere (a worker runs one job
+    /// of a run; the jobs it needs ran on other machines): what it handed
+    /// on is `digest`, which the steps behind it are keyed on as on the
+    /// job's own last step here.
+    pub fn ran_elsewhere(&self, key: &str, digest: Fingerprint) {
+        let Some(job) = self.job(key) else { return };
+        let Some(last) = job.steps.last() else { return };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.chain.insert(
+            step_key(job, last),
+            Link {
+                digest,
+                ran: Vec::new(),
+            },
+        );
+    }
+
     /// The plan's job `key`; an instance of a fed job is not in the plan.
     fn job(&self, key: &str) -> Option<&PlannedJob> {
         let i = *self.jobs.get(key)?;

@@ -49,6 +49,10 @@ impl Cluster {
 
     /// Starts `trun worker` named `name` in a directory of its own.
     fn worker(&mut self, name: &str, extra: &[&str]) {
+        self.worker_with_env(name, extra, &[]);
+    }
+
+    fn worker_with_env(&mut self, name: &str, extra: &[&str], env: &[(&str, &str)]) {
         let home = Test::new();
         let mut args = vec![
             "worker",
@@ -64,7 +68,11 @@ impl Cluster {
             "1s",
         ];
         args.extend_from_slice(extra);
-        let running = invoke_in(home.path(), &args).spawn();
+        let mut invocation = invoke_in(home.path(), &args);
+        for (k, v) in env {
+            invocation = invocation.env(k, v);
+        }
+        let running = invocation.spawn();
         wait_for(
             "the worker to wait for jobs",
             Duration::from_secs(30),
@@ -654,5 +662,203 @@ fn a_server_with_no_local_exec_sends_every_job_to_the_workers() {
             .unwrap_or("")
             .contains("inline YAML cannot run on workers"),
         "{run}"
+    );
+}
+
+/// The steps of the latest run in `t`'s history (in `db`): (job.step, status, reason).
+fn step_results(t: &Test, db: &str) -> Vec<(String, String, String)> {
+    let show = t.run(&["show", "--json", "--db", db]).success().json();
+    let mut out = Vec::new();
+    for j in show["jobs"].as_array().unwrap() {
+        for s in j["steps"].as_array().unwrap() {
+            out.push((
+                format!(
+                    "{}.{}",
+                    j["key"].as_str().unwrap(),
+                    s["id"].as_str().unwrap_or("")
+                ),
+                s["status"].as_str().unwrap_or("").to_string(),
+                s["reason"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// How many times each step ran, counted in `dir` (outside every workspace).
+fn runs_counted(dir: &Test, name: &str) -> usize {
+    std::fs::read_to_string(dir.path().join(name))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn steps_on_workers_are_restored_when_their_inputs_did_not_change() {
+    let mut cluster = Cluster::new();
+    for w in ["w1", "w2"] {
+        cluster.worker(w, &[]);
+    }
+    let count = Test::new();
+    let flow = common::unindent(&format!(
+        r#"
+        env: {{ COUNT: "{}" }}
+        jobs:
+          gen:
+            steps:
+              - id: sort
+                sources: [src/a.txt]
+                generates: [out/a.gen]
+                run: mkdir -p out && sort -u src/a.txt > out/a.gen && echo ran >> "$COUNT/gen"
+          use:
+            needs: gen
+            steps:
+              # Its sources do not name out/a.gen: what gen hands on keys it.
+              - id: read
+                sources: [src/b.txt]
+                generates: [out/b.gen]
+                run: cat out/a.gen src/b.txt > out/b.gen && echo ran >> "$COUNT/use"
+          check:
+            needs: use
+            steps:
+              - id: look
+                sources: [out/b.gen]
+                run: grep -q banana out/b.gen && echo ran >> "$COUNT/check"
+        "#,
+        count.path().display()
+    ));
+    let ws = Test::new()
+        .workflow(&flow)
+        .file("src/a.txt", "banana\napple\n")
+        .file("src/b.txt", "b\n");
+    let run = |expect: &[(&str, usize)]| {
+        let out = cluster.coordinate(&ws).wait(Duration::from_secs(120));
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{}\n{}",
+            out.all(),
+            cluster.stderr_of_workers()
+        );
+        for (name, n) in expect {
+            assert_eq!(
+                runs_counted(&count, name),
+                *n,
+                "{name}: {:?}\n{}",
+                step_results(&ws, &cluster.db),
+                cluster.stderr_of_workers()
+            );
+        }
+        step_results(&ws, &cluster.db)
+    };
+
+    // First run: everything runs.
+    run(&[("gen", 1), ("use", 1), ("check", 1)]);
+    // Same source again, on whichever worker: every step is restored from
+    // the cache and nothing runs, yet each job hands on its files.
+    let steps = run(&[("gen", 1), ("use", 1), ("check", 1)]);
+    for (step, status, reason) in &steps {
+        assert_eq!(status, "skipped", "{step}: {steps:?}");
+        // A step with files to hand on gets them from the cache; one
+        // without is simply up to date (the store is shared).
+        let expected = if step == "check.look" {
+            "up to date"
+        } else {
+            "restored from remote cache"
+        };
+        assert_eq!(reason, expected, "{step}: {steps:?}");
+    }
+    // A line sort -u drops: gen runs, writes the same file, and nothing behind it runs.
+    ws.write("src/a.txt", "banana\napple\napple\n");
+    run(&[("gen", 2), ("use", 1), ("check", 1)]);
+    // A real change: gen's file changes, so use runs although its own
+    // sources did not change, and check reads use's new file.
+    ws.write("src/a.txt", "banana\ncherry\n");
+    run(&[("gen", 3), ("use", 2), ("check", 2)]);
+}
+
+#[test]
+fn workers_hold_the_secrets_and_the_coordinator_sends_none() {
+    let mut cluster = Cluster::new();
+    cluster.worker_with_env(
+        "keeper",
+        &["--secret", "DEPLOY_TOKEN"],
+        &[("DEPLOY_TOKEN", "s3cr3t-on-the-worker")],
+    );
+    let ws = Test::new().workflow(&common::unindent(
+        r#"
+        jobs:
+          deploy:
+            steps:
+              - id: use
+                run: |
+                  test "${{ secrets.DEPLOY_TOKEN }}" = s3cr3t-on-the-worker
+                  echo "token is ${{ secrets.DEPLOY_TOKEN }}"
+        "#,
+    ));
+    let out = cluster.coordinate(&ws).wait(Duration::from_secs(120));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}\n{}",
+        out.all(),
+        cluster.stderr_of_workers()
+    );
+    // Masked in the log the worker put in the cache.
+    let run = ws
+        .run(&["show", "--json", "--db", &cluster.db])
+        .success()
+        .json();
+    let id = run["id"].as_i64().unwrap().to_string();
+    ws.run(&[
+        "logs",
+        &id,
+        "deploy.use",
+        "--db",
+        &cluster.db,
+        "--remote-cache",
+        &cluster.cache.base,
+    ])
+    .success()
+    .stdout_is("token is ***\n");
+    // Nothing in the database holds it.
+    let mut c = postgres::Client::connect(&cluster.db, postgres::NoTls).expect("connect");
+    let tables: Vec<String> = c
+        .query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for t in tables {
+        let hit: i64 = c
+            .query_one(
+                &format!("SELECT count(*) FROM \"{t}\" x WHERE x::text LIKE '%s3cr3t%'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(hit, 0, "table {t} holds the secret");
+    }
+
+    // A coordinator given a secret refuses: it would never reach a worker.
+    let out = ws
+        .args(&[
+            "run",
+            "--db",
+            &cluster.db,
+            "--remote-cache",
+            &cluster.cache.base,
+            "--dispatch",
+            "--secret",
+            "X=y",
+        ])
+        .run();
+    assert_eq!(out.code, Some(2), "{}", out.all());
+    assert!(
+        out.stderr.contains("secrets are not sent to workers"),
+        "{}",
+        out.all()
     );
 }

@@ -196,11 +196,11 @@ pub struct SecretArgs {
 }
 
 impl SecretArgs {
-    /// Reads the secrets into `plan` (its `secrets` context and fingerprints).
-    pub fn apply(&self, plan: &mut crate::plan::Plan) -> Result<(), Vec<Diagnostic>> {
+    /// The secrets given.
+    pub fn read(&self) -> Result<crate::secrets::Secrets, Vec<Diagnostic>> {
         let env = |name: &str| std::env::var(name).ok();
-        let s = crate::secrets::Secrets::from_args(&self.secret_files, &self.secrets, &env)
-            .map_err(|e| match e {
+        crate::secrets::Secrets::from_args(&self.secret_files, &self.secrets, &env).map_err(|e| {
+            match e {
                 // file:line:col without the source line, which holds values.
                 crate::secrets::SecretError::File {
                     path,
@@ -214,7 +214,18 @@ impl SecretArgs {
                     ..Diagnostic::plain(message)
                 }],
                 e => vec![Diagnostic::plain(e.to_string())],
-            })?;
+            }
+        })
+    }
+
+    /// Whether any secret is given.
+    pub fn given(&self) -> bool {
+        !self.secrets.is_empty() || !self.secret_files.is_empty()
+    }
+
+    /// Reads the secrets into `plan` (its `secrets` context and fingerprints).
+    pub fn apply(&self, plan: &mut crate::plan::Plan) -> Result<(), Vec<Diagnostic>> {
+        let s = self.read()?;
         // As on GitHub a secret that was not given reads as empty; say so
         // before the run rather than let a deploy step log in with nothing.
         if let Ok(text) = std::fs::read_to_string(&plan.path) {

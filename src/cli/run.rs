@@ -128,6 +128,11 @@ fn dispatcher(
         })?;
     let cache = cache
         .ok_or_else(|| usage("--dispatch needs a cache the workers reach: --remote-cache URL"))?;
+    if a.secrets.given() {
+        return Err(usage(
+            "--dispatch: secrets are not sent to workers (not through the database, not through the cache); give them to each `trun worker` with --secret or --secret-file",
+        ));
+    }
     let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (path, root) = (abs(&wf.path), abs(&wf.root));
     let workflow = path

@@ -27,6 +27,12 @@ pub struct WorkerArgs {
     pub lease: String,
     #[command(flatten)]
     pub remote: crate::cache::RemoteCacheArgs,
+    /// The secrets of the jobs this worker runs. They stay on this machine:
+    /// the coordinator never sends secrets through the database or the cache,
+    /// so give each worker those its jobs use (route jobs with `runs-on`
+    /// labels to the workers that hold them).
+    #[command(flatten)]
+    pub secrets: super::SecretArgs,
 }
 
 pub(super) fn cmd_worker(a: WorkerArgs, db: Option<String>) -> CmdResult {
@@ -50,6 +56,7 @@ pub(super) fn cmd_worker(a: WorkerArgs, db: Option<String>) -> CmdResult {
                     .into(),
             )
         })?;
+    let secrets = Arc::new(a.secrets.read()?);
     let lease = crate::duration::parse(&a.lease).map_err(|e| usage(format!("--lease: {e}")))?;
     if lease < std::time::Duration::from_millis(300) {
         return Err(usage("--lease: at least 300ms".into()));
@@ -74,6 +81,7 @@ pub(super) fn cmd_worker(a: WorkerArgs, db: Option<String>) -> CmdResult {
         jobs: a.jobs,
         workdir: a.workdir,
         lease,
+        secrets,
     })
     .map_err(usage)?;
     Ok(0)

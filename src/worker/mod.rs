@@ -49,6 +49,12 @@ pub struct Payload {
     /// Manifests (`hash/size`) of the files written by the jobs this one
     /// needs, directly or not, in plan order (a later job's file wins).
     pub files: Vec<String>,
+    /// The manifest of what each job this one needs directly wrote (`None`:
+    /// nothing): with `needs`, what the job's first step is keyed on, so a
+    /// changed upstream makes it run again even where its `sources` do not
+    /// cover the files.
+    #[serde(default)]
+    pub upstream: BTreeMap<String, Option<String>>,
 }
 
 /// How a job ended on its worker, as completed.
@@ -250,6 +256,13 @@ impl Dispatch for Dispatcher {
         let key = job.key.clone();
         let labels = job.runs_on.clone();
         let continue_on_error = job.continue_on_error;
+        let upstream = {
+            let produced = self.produced.lock().unwrap_or_else(|p| p.into_inner());
+            job.needs
+                .iter()
+                .map(|n| (n.clone(), produced.get(n).cloned()))
+                .collect()
+        };
         let payload = Payload {
             workflow: self.source.workflow.clone(),
             snapshot: self.source.snapshot.clone(),
@@ -257,6 +270,7 @@ impl Dispatch for Dispatcher {
             inputs: self.source.inputs.clone(),
             needs,
             files: self.files_for(&key),
+            upstream,
         };
         let started = now_ms();
         events.send(Event::JobStarted {

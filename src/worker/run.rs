@@ -14,7 +14,11 @@ use super::{Outcome, Payload};
 use crate::cache::RemoteCache;
 use crate::event::{now_ms, Event, Status};
 use crate::exec::{Events, RunOptions};
-use crate::state::{Claimed, JobQueue, Listener, Recorder, Store, DONE_CHANNEL, JOBS_CHANNEL};
+use crate::state::{
+    Claimed, JobQueue, Listener, Recorder, SqliteStore, Store, DONE_CHANNEL, JOBS_CHANNEL,
+};
+use crate::uptodate::Fingerprint;
+use crate::uptodate_hooks::Hooks;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +37,8 @@ pub struct Config {
     pub workdir: PathBuf,
     /// How long a claim holds without a heartbeat.
     pub lease: Duration,
+    /// The `secrets` of every job this worker runs (`--secret`, `--secret-file`).
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// The attempts this worker runs, with the switch that stops each.
@@ -275,7 +281,7 @@ impl JobCtx {
             return Err(format!("the workflow has no job {}", c.job_key));
         }
 
-        let (status, reason, outputs) = self.run_engine(c, plan, payload.needs, dir, cancel)?;
+        let (status, reason, outputs) = self.run_engine(c, plan, &payload, dir, cancel)?;
         let after = Manifest::of_dir(dir, Walk::Everything)?;
         let wrote = after.changed_since(&before);
         let files = if wrote.files.is_empty() {
@@ -298,11 +304,14 @@ impl JobCtx {
     fn run_engine(
         &self,
         c: &Claimed,
-        plan: crate::plan::Plan,
-        kept: BTreeMap<String, BTreeMap<String, String>>,
+        mut plan: crate::plan::Plan,
+        payload: &Payload,
         dir: &Path,
         cancel: watch::Receiver<bool>,
     ) -> Result<JobEnd, String> {
+        // The worker's own secrets: they never travel through the queue.
+        plan.secrets = self.cfg.secrets.clone();
+        let plan = Arc::new(plan);
         let trun_dir = dir.join(".trun");
         let log_dir = trun_dir.join("logs").join(c.run_id.to_string());
         let tmp_dir = trun_dir.join("tmp").join(c.run_id.to_string());
@@ -324,20 +333,21 @@ impl JobCtx {
         } else {
             None
         };
+        let hooks = self.hooks(&plan, payload, c.run_id, &trun_dir)?;
         let opts = RunOptions {
             run_id: c.run_id,
             jobs: 1,
             fail_fast: false,
             log_dir,
             tmp_dir,
-            hooks: None,
+            hooks: Some(hooks.clone() as Arc<dyn crate::exec::job::StepHooks>),
             docker: docker.clone(),
             memory: Arc::new(crate::exec::actions::StoreMemory(self.store.clone())),
             store: Some(self.store.clone()),
             grades: None,
             proc_records: Some(trun_dir.join("procs")),
             gate: None,
-            kept,
+            kept: payload.needs.clone(),
             // The coordinator took the job's concurrency slot before queuing it.
             slots: None,
             dispatch: None,
@@ -378,7 +388,6 @@ impl JobCtx {
             end
         });
         let masker = plan.secrets.masker();
-        let plan = Arc::new(plan);
         let run_id = c.run_id;
         runtime.block_on(async move {
             let events = Events::masked(tx, masker);
@@ -388,6 +397,7 @@ impl JobCtx {
             }
         });
         runtime.shutdown_timeout(Duration::from_secs(1));
+        hooks.flush();
         let end = filter.join().map_err(|_| "the event thread panicked")?;
         match recorder.finish() {
             Ok(f) => {
@@ -399,6 +409,39 @@ impl JobCtx {
         }
         end.ok_or_else(|| "the job did not run".to_string())
     }
+}
+
+impl JobCtx {
+    /// The up-to-date checks of the job's steps, as in a local run: over the
+    /// shared store (what earlier runs recorded, on any machine) and the
+    /// remote cache (what they produced), so a step whose inputs did not
+    /// change is restored, not run. File stats are this attempt's own: its
+    /// directory is new, and the shared store must not fill with them.
+    fn hooks(
+        &self,
+        plan: &Arc<crate::plan::Plan>,
+        payload: &Payload,
+        run_id: i64,
+        trun_dir: &Path,
+    ) -> Result<Arc<Hooks>, String> {
+        let stats =
+            Arc::new(SqliteStore::open(&trun_dir.join("stats.db")).map_err(|e| e.to_string())?);
+        let hooks = Hooks::open(plan.clone(), self.store.clone(), stats, run_id, &[])?
+            .with_remote_cache(Some(self.cfg.cache.clone()));
+        for (job, outputs) in &payload.needs {
+            let files = payload.upstream.get(job).cloned().flatten();
+            hooks.ran_elsewhere(job, upstream_digest(outputs, files.as_deref()));
+        }
+        Ok(Arc::new(hooks))
+    }
+}
+
+/// What a job that ran on another machine hands on: its outputs and the
+/// manifest of the files it wrote.
+fn upstream_digest(outputs: &BTreeMap<String, String>, files: Option<&str>) -> Fingerprint {
+    use sha2::Digest as _;
+    let files = Fingerprint(sha2::Sha256::digest(files.unwrap_or("").as_bytes()).into());
+    crate::uptodate_hooks::produced_digest(&[], outputs, &[files])
 }
 
 /// A step's log file, uploaded to the cache: `cas:HASH/SIZE`, which
