@@ -862,3 +862,102 @@ fn workers_hold_the_secrets_and_the_coordinator_sends_none() {
         out.all()
     );
 }
+
+#[test]
+fn legs_of_a_computed_matrix_run_on_the_workers() {
+    let mut cluster = Cluster::new();
+    for w in ["w1", "w2"] {
+        cluster.worker(w, &[]);
+    }
+    let ws = Test::new().workflow(&common::unindent(
+        r#"
+        jobs:
+          setup:
+            outputs: { targets: "${{ steps.list.outputs.targets }}" }
+            steps:
+              - id: list
+                run: echo 'targets=["x86", "arm", "riscv"]' >> "$TRUN_OUTPUT"
+          build:
+            needs: setup
+            strategy:
+              max-parallel: 2
+              matrix:
+                target: ${{ fromJSON(needs.setup.outputs.targets) }}
+            steps:
+              - run: mkdir -p gen && echo "built ${{ matrix.target }}" > "gen/${{ matrix.target }}"
+          pack:
+            needs: build
+            outputs: { all: "${{ steps.cat.outputs.all }}" }
+            steps:
+              - id: cat
+                run: echo "all=$(cat gen/* | sort | tr '\n' ,)" >> "$TRUN_OUTPUT"
+        "#,
+    ));
+    let out = cluster.coordinate(&ws).wait(Duration::from_secs(120));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}\n{}",
+        out.all(),
+        cluster.stderr_of_workers()
+    );
+    assert!(!ws.exists("gen"), "a leg ran on the coordinator");
+    // Each leg was a job of the queue, run by a worker.
+    let attempts = cluster.attempts();
+    let jobs: BTreeSet<&str> = attempts.iter().map(|a| a.job.as_str()).collect();
+    assert_eq!(
+        jobs,
+        BTreeSet::from([
+            "build (arm)",
+            "build (riscv)",
+            "build (x86)",
+            "pack",
+            "setup"
+        ]),
+        "{attempts:?}"
+    );
+    assert!(attempts
+        .iter()
+        .all(|a| a.state == "done" && a.worker.is_some()));
+    // The job after the matrix got every leg's file, from whichever worker.
+    let outputs = job_outputs(&ws, Some(&cluster.db));
+    assert_eq!(
+        outputs["pack"].1["all"], "built arm,built riscv,built x86,",
+        "{outputs:?}"
+    );
+    assert_eq!(outputs["build"].0, "success", "{outputs:?}");
+}
+
+#[test]
+fn a_fan_out_over_produced_files_is_refused_with_dispatch() {
+    let cluster = Cluster::new();
+    let ws = Test::new().workflow(&common::unindent(
+        r#"
+        jobs:
+          start:
+            steps:
+              - run: mkdir -p "$TRUN_EMIT/next" && echo x > "$TRUN_EMIT/next/a.txt"
+          next:
+            fed-by: start
+            steps:
+              - run: cat "$TRUN_INPUT_FILE"
+        "#,
+    ));
+    let out = ws
+        .args(&[
+            "run",
+            "--db",
+            &cluster.db,
+            "--remote-cache",
+            &cluster.cache.base,
+            "--dispatch",
+        ])
+        .run();
+    assert_eq!(out.code, Some(2), "{}", out.all());
+    assert!(
+        out.stderr.contains("`fed-by`") && out.stderr.contains("next"),
+        "{}",
+        out.all()
+    );
+    assert!(cluster.attempts().is_empty(), "{:?}", cluster.attempts());
+}

@@ -26,6 +26,21 @@ pub struct FanOut {
     pub slots: Arc<Semaphore>,
     /// Where the legs' steps send the files they emit.
     pub feeds: Option<Arc<super::fanout::Feeds>>,
+    /// The outputs of the jobs this one needs, by key: what a leg that runs
+    /// elsewhere ([`RunOptions::dispatch`]) is sent.
+    pub needs_outputs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The job instance that runs one leg of a computed matrix (`test (a)`).
+pub fn leg_job(planned: &PlannedJob, leg: &Map<String, Value>) -> PlannedJob {
+    let mut job = planned.clone();
+    job.key = crate::plan::leg_key(&planned.job_id, leg);
+    if job.name == planned.key {
+        job.name = job.key.clone();
+    }
+    job.matrix = leg.clone();
+    job.dynamic_matrix = None;
+    job
 }
 
 impl FanOut {
@@ -69,13 +84,29 @@ impl FanOut {
             }
         }
         for leg in legs {
-            let mut job = self.job.clone();
-            job.key = crate::plan::leg_key(&self.job.job_id, &leg);
-            if job.name == self.job.key {
-                job.name = job.key.clone();
+            let job = leg_job(&self.job, &leg);
+            if let Some(d) = self.opts.dispatch.clone() {
+                // Elsewhere: the leg's `-j` slot is held here while it runs there.
+                let (width, slots) = (width.clone(), self.slots.clone());
+                let (run_id, planned) = (self.opts.run_id, self.job.key.clone());
+                let (needs, events) = (self.needs_outputs.clone(), self.events.clone());
+                let stop = stop_tx.subscribe();
+                tasks.spawn(async move {
+                    let key = job.key.clone();
+                    let Ok(_width) = width.acquire_owned().await else {
+                        return (key, None);
+                    };
+                    let Ok(_permit) = slots.acquire_owned().await else {
+                        return (key, None);
+                    };
+                    if *stop.borrow() {
+                        return (key, None);
+                    }
+                    let run = d.run_job(run_id, &job, Some((&planned, &leg)), needs, events, stop);
+                    (key, Some(run.await))
+                });
+                continue;
             }
-            job.matrix = leg.clone();
-            job.dynamic_matrix = None;
             let mut ctx = self.base_ctx.clone();
             ctx.matrix = leg;
             for k in &all_keys {

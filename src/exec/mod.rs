@@ -462,7 +462,12 @@ pub async fn run(
                         let key = feed.job.key.clone();
                         report_when_done(done, key, feed.run(ctx_rx));
                     } else if job.dynamic_matrix.is_some() {
+                        let needs_outputs = needs[i]
+                            .iter()
+                            .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
+                            .collect();
                         let fan = matrix::FanOut {
+                            needs_outputs,
                             plan: plan.clone(),
                             job: job.clone(),
                             opts: opts.clone(),
@@ -479,8 +484,14 @@ pub async fn run(
                             .iter()
                             .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
                             .collect();
-                        let run =
-                            d.run_job(opts.run_id, job, needs_outputs, events.clone(), ctx_rx);
+                        let run = d.run_job(
+                            opts.run_id,
+                            job,
+                            None,
+                            needs_outputs,
+                            events.clone(),
+                            ctx_rx,
+                        );
                         let permit = spare.take();
                         report_when_done(done, job.key.clone(), async move {
                             let r = run.await;

@@ -49,12 +49,24 @@ pub struct Payload {
     /// Manifests (`hash/size`) of the files written by the jobs this one
     /// needs, directly or not, in plan order (a later job's file wins).
     pub files: Vec<String>,
-    /// The manifest of what each job this one needs directly wrote (`None`:
-    /// nothing): with `needs`, what the job's first step is keyed on, so a
-    /// changed upstream makes it run again even where its `sources` do not
-    /// cover the files.
+    /// The manifests of what each job this one needs directly wrote (one
+    /// per leg of a matrix, sorted): with `needs`, what the job's first step
+    /// is keyed on, so a changed upstream makes it run again even where its
+    /// `sources` do not cover the files.
     #[serde(default)]
-    pub upstream: BTreeMap<String, Option<String>>,
+    pub upstream: BTreeMap<String, Vec<String>>,
+    /// The job is a leg of a planned job whose matrix an earlier job
+    /// computed: which, and the leg's values.
+    #[serde(default)]
+    pub leg: Option<Leg>,
+}
+
+/// One leg of a computed matrix, as queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    /// The planned job's key.
+    pub job: String,
+    pub matrix: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How a job ended on its worker, as completed.
@@ -88,8 +100,9 @@ pub struct Dispatcher {
     needs: BTreeMap<String, Vec<String>>,
     /// Plan order, for the order of files.
     order: Vec<String>,
-    /// The manifest of what each finished job wrote.
-    produced: Arc<Mutex<BTreeMap<String, String>>>,
+    /// The manifests of what each finished job wrote, by planned job (one
+    /// per leg of a computed matrix).
+    produced: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
     waiters: Arc<Waiters>,
     stop: Arc<AtomicBool>,
 }
@@ -109,6 +122,14 @@ impl Dispatcher {
         targets: Vec<String>,
         inputs: Vec<(String, String)>,
     ) -> Result<Dispatcher, String> {
+        // A fed job's instances come from files its feeders' steps emit in
+        // the process that runs them, which is not this one.
+        if let Some(j) = plan.jobs.iter().find(|j| !j.fed_by.is_empty()) {
+            return Err(format!(
+                "job `{}` fans out over produced files (`fed-by`), which does not run on workers yet: run it without --dispatch (or on a server without --no-local-exec)",
+                j.key
+            ));
+        }
         if !crate::cache::action_result::safe_path(workflow) {
             return Err(format!(
                 "the workflow file {workflow} must lie inside the workspace"
@@ -162,10 +183,11 @@ impl Dispatcher {
         })
     }
 
-    /// The manifests of what every job `key` depends on wrote, in plan order.
-    fn files_for(&self, key: &str) -> Vec<String> {
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![key.to_string()];
+    /// The manifests of what every job a job with `needs` depends on
+    /// wrote, in plan order.
+    fn files_for(&self, needs: &[String]) -> Vec<String> {
+        let mut seen: BTreeSet<String> = needs.iter().cloned().collect();
+        let mut todo = needs.to_vec();
         while let Some(k) = todo.pop() {
             for n in self.needs.get(&k).into_iter().flatten() {
                 if seen.insert(n.clone()) {
@@ -177,7 +199,9 @@ impl Dispatcher {
         self.order
             .iter()
             .filter(|k| seen.contains(*k))
-            .filter_map(|k| produced.get(k).cloned())
+            .filter_map(|k| produced.get(k))
+            .flatten()
+            .cloned()
             .collect()
     }
 }
@@ -249,18 +273,24 @@ impl Dispatch for Dispatcher {
         &self,
         run_id: i64,
         job: &PlannedJob,
+        leg: Option<(&str, &serde_json::Map<String, serde_json::Value>)>,
         needs: BTreeMap<String, BTreeMap<String, String>>,
         events: Events,
         mut cancel: watch::Receiver<bool>,
     ) -> Pending {
         let key = job.key.clone();
+        let planned = leg.map_or(key.clone(), |(p, _)| p.to_string());
         let labels = job.runs_on.clone();
         let continue_on_error = job.continue_on_error;
         let upstream = {
             let produced = self.produced.lock().unwrap_or_else(|p| p.into_inner());
             job.needs
                 .iter()
-                .map(|n| (n.clone(), produced.get(n).cloned()))
+                .map(|n| {
+                    let mut files = produced.get(n).cloned().unwrap_or_default();
+                    files.sort();
+                    (n.clone(), files)
+                })
                 .collect()
         };
         let payload = Payload {
@@ -269,8 +299,12 @@ impl Dispatch for Dispatcher {
             targets: self.source.targets.clone(),
             inputs: self.source.inputs.clone(),
             needs,
-            files: self.files_for(&key),
+            files: self.files_for(&job.needs),
             upstream,
+            leg: leg.map(|(job, matrix)| Leg {
+                job: job.to_string(),
+                matrix: matrix.clone(),
+            }),
         };
         let started = now_ms();
         events.send(Event::JobStarted {
@@ -310,7 +344,9 @@ impl Dispatch for Dispatcher {
                 produced_here
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone(), f.clone());
+                    .entry(planned)
+                    .or_default()
+                    .push(f.clone());
             }
             let at = now_ms();
             events.send(Event::JobFinished {

@@ -275,6 +275,20 @@ impl JobCtx {
                     .collect::<Vec<_>>()
                     .join("; ")
             })?;
+        if let Some(leg) = &payload.leg {
+            // The leg the coordinator computed, as its engine would run it.
+            let Some(planned) = plan
+                .jobs
+                .iter_mut()
+                .find(|j| j.key == leg.job && j.dynamic_matrix.is_some())
+            else {
+                return Err(format!(
+                    "the workflow has no job {} with a computed matrix",
+                    leg.job
+                ));
+            };
+            *planned = crate::exec::matrix::leg_job(planned, &leg.matrix);
+        }
         plan.jobs
             .retain(|j| j.key == c.job_key || payload.needs.contains_key(&j.key));
         if !plan.jobs.iter().any(|j| j.key == c.job_key) {
@@ -429,7 +443,7 @@ impl JobCtx {
         let hooks = Hooks::open(plan.clone(), self.store.clone(), stats, run_id, &[])?
             .with_remote_cache(Some(self.cfg.cache.clone()));
         for (job, outputs) in &payload.needs {
-            let files = payload.upstream.get(job).cloned().flatten();
+            let files = payload.upstream.get(job).map(|f| f.join("\n"));
             hooks.ran_elsewhere(job, upstream_digest(outputs, files.as_deref()));
         }
         Ok(Arc::new(hooks))
