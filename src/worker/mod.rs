@@ -316,25 +316,47 @@ impl Dispatch for Dispatcher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert((run_id, key.clone()), tx);
-        let queued = serde_json::to_string(&payload)
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                self.queue
-                    .enqueue(run_id, &key, &labels, &p)
-                    .map_err(|e| e.to_string())
-            });
+        let payload = serde_json::to_string(&payload);
         let queue = self.queue.clone();
         let waiters = self.waiters.clone();
         let produced_here = self.produced.clone();
         Box::pin(async move {
+            // The database is a blocking client: off the scheduler's threads.
+            let blocking = |f: Box<dyn FnOnce() -> Result<(), String> + Send>| async move {
+                tokio::task::spawn_blocking(f)
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            };
+            let queued = match payload {
+                Err(e) => Err(e.to_string()),
+                Ok(p) => {
+                    let (queue, key) = (queue.clone(), key.clone());
+                    blocking(Box::new(move || {
+                        queue
+                            .enqueue(run_id, &key, &labels, &p)
+                            .map_err(|e| e.to_string())
+                    }))
+                    .await
+                }
+            };
             let outcome = match queued {
-                Err(e) => lost(Status::Failure, &format!("cannot queue the job: {e}")),
+                Err(e) => {
+                    waiters
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(run_id, key.clone()));
+                    lost(Status::Failure, &format!("cannot queue the job: {e}"))
+                }
                 Ok(()) => {
                     tokio::select! {
                         r = rx => r.unwrap_or_else(|_| lost(Status::Failure, "the dispatcher stopped")),
                         _ = crate::exec::cancelled(&mut cancel) => {
                             waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&(run_id, key.clone()));
-                            let _ = queue.cancel_job(run_id, &key);
+                            let (queue, key) = (queue.clone(), key.clone());
+                            let _ = blocking(Box::new(move || {
+                                queue.cancel_job(run_id, &key).map(|_| ()).map_err(|e| e.to_string())
+                            }))
+                            .await;
                             lost(Status::Cancelled, "cancelled")
                         }
                     }
