@@ -239,9 +239,11 @@ fn fan_out_plan(
         inst.input = Some(crate::fanout::Input {
             name: name.clone(),
             sha256: sha,
+            // Not known here, and not part of what decides.
+            size: 0,
             path: cas.object_path(&hash),
         });
-        let check = uptodate_hooks::instance_check(plan, ut, store, &inst, forced)?;
+        let check = uptodate_hooks::instance_check(plan, ut, store, None, &inst, forced)?;
         let (action, reason) = match check.up_to_date {
             Some(_) => (
                 "skip",

@@ -40,6 +40,7 @@ pub struct Input {
     pub name: String,
     /// sha256 of its content, hex.
     pub sha256: String,
+    pub size: u64,
     /// The copy in the content-addressed store (`$TRUN_INPUT_FILE`).
     pub path: PathBuf,
 }
@@ -50,6 +51,9 @@ pub struct Emitted {
     pub job: String,
     pub name: String,
     pub sha256: String,
+    /// Bytes (what a remote cache names the content by, with its sha256).
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// Whether an instance must run, decided before it starts (see
@@ -65,6 +69,10 @@ pub struct InstanceCheck {
     pub up_to_date: Option<Vec<Emitted>>,
     /// Why it runs (`new input`, `definition changed (tainted)`, …) or `up to date`.
     pub reason: String,
+    /// Up to date, having run on a `trun worker`: the manifest (`hash/size`,
+    /// in the remote cache) of the files it wrote there, which the jobs
+    /// after it get instead.
+    pub files: Option<String>,
 }
 
 /// `process[result_a.txt]`: the key of the instance of `job` made from the
@@ -157,6 +165,7 @@ pub fn collect(dir: &Path, cas: &Cas) -> Result<Vec<Emitted>, String> {
             job,
             name,
             sha256: hex::encode(hash),
+            size,
         });
     }
     Ok(out)
@@ -344,6 +353,7 @@ mod tests {
             job: job.into(),
             name: "a\nb".into(),
             sha256: String::new(),
+            size: 0,
         };
         let in_plan = |j: &str| j != "later";
         let route = |job: &str| check_routes(&fed_by, &in_plan, "start", "go", vec![file(job)]);

@@ -361,6 +361,7 @@ impl Session {
             ))),
             shared: config.shared,
             dispatch: config.dispatch.or_else(|| self.dispatch.clone()),
+            emits: None,
         };
         // One thread renders events and records them, in batches: the engine
         // never waits for the terminal or the disk.

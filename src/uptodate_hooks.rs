@@ -376,6 +376,7 @@ pub fn instance_check(
     plan: &Plan,
     ut: &UpToDate,
     store: &dyn Store,
+    remote: Option<&crate::cache::RemoteCache>,
     job: &PlannedJob,
     forced: bool,
 ) -> Result<InstanceCheck, String> {
@@ -403,6 +404,7 @@ pub fn instance_check(
         .ok()
         .flatten()
         .and_then(|s| serde_json::from_str(&s).ok());
+    let files = memo.as_ref().and_then(|m| m.files.clone());
     let cas = crate::uptodate::cas::Cas::new(&plan.root.join(".trun").join("cas"));
     let in_store = |e: &Emitted| {
         hex::decode(&e.sha256)
@@ -416,9 +418,47 @@ pub fn instance_check(
             !(g.starts_with('!') || g.contains("${{") || rel.contains(['*', '?', '[', '{']));
         literal && !plan.root.join(&rel).exists()
     });
+    // An instance that ran on a worker left its files in the remote cache,
+    // not here: they are looked for there.
+    let in_remote = |m: &InstanceMemo| -> Result<bool, String> {
+        let Some(cache) = remote else {
+            return Ok(false);
+        };
+        let mut digests = Vec::new();
+        if let Some(f) = &m.files {
+            digests.push(crate::worker::snapshot::parse_digest(f)?);
+        }
+        for e in &m.emitted {
+            digests.push(crate::worker::snapshot::parse_digest(&format!(
+                "{}/{}",
+                e.sha256, e.size
+            ))?);
+        }
+        for d in &digests {
+            if !cache.client().has_blob(d).map_err(|e| e.to_string())? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
     let (up_to_date, reason) = match memo {
         _ if forced => (None, "forced".to_string()),
         None => (None, "new input".to_string()),
+        Some(m) if m.fingerprint == fingerprint && m.worker => {
+            if in_remote(&m).unwrap_or(false) {
+                (Some(m.emitted), "up to date".to_string())
+            } else if remote.is_none() {
+                (
+                    None,
+                    "it ran on a trun worker, and what it wrote is not here".to_string(),
+                )
+            } else {
+                (
+                    None,
+                    "what it wrote is no longer in the remote cache".to_string(),
+                )
+            }
+        }
         Some(m) if m.fingerprint == fingerprint => {
             if generates_missing {
                 (None, "a `generates` path is missing".to_string())
@@ -438,6 +478,7 @@ pub fn instance_check(
     Ok(InstanceCheck {
         fingerprint,
         definition: def_hash,
+        files: up_to_date.as_ref().and(files),
         up_to_date,
         reason,
     })
@@ -455,6 +496,12 @@ struct InstanceMemo {
     definition: String,
     sha256: String,
     emitted: Vec<Emitted>,
+    /// It ran on a `trun worker`: what it emitted, and the files it wrote
+    /// (`files`, a manifest), are in the remote cache.
+    #[serde(default)]
+    worker: bool,
+    #[serde(default)]
+    files: Option<String>,
 }
 
 /// The inputs (name, sha256) a fed job's instances had in its last run.
@@ -516,10 +563,17 @@ impl Hooks {
         );
     }
 
-    /// The plan's job `key`; an instance of a fed job is not in the plan.
+    /// The plan's job `key`, whose steps are checked one by one. An
+    /// instance of a fed job is not: it is up to date as a whole, by its
+    /// input ([`instance_check`]), and its steps' fingerprints do not hold
+    /// the input. It is not in the plan, except on the `trun worker` that
+    /// runs it.
     fn job(&self, key: &str) -> Option<&PlannedJob> {
         let i = *self.jobs.get(key)?;
-        self.plan.jobs.get(i).filter(|j| j.key == key)
+        self.plan
+            .jobs
+            .get(i)
+            .filter(|j| j.key == key && j.input.is_none())
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
@@ -728,10 +782,24 @@ impl StepHooks for Hooks {
 
     fn instance_check(&self, job: &PlannedJob) -> Option<InstanceCheck> {
         let forced = job.steps.iter().any(|s| self.force.forces(job, s));
-        instance_check(&self.plan, &self.ut, self.store.as_ref(), job, forced).ok()
+        instance_check(
+            &self.plan,
+            &self.ut,
+            self.store.as_ref(),
+            self.remote.cache.as_deref(),
+            job,
+            forced,
+        )
+        .ok()
     }
 
-    fn instance_done(&self, job: &PlannedJob, check: &InstanceCheck, emitted: &[Emitted]) {
+    fn instance_done(
+        &self,
+        job: &PlannedJob,
+        check: &InstanceCheck,
+        emitted: &[Emitted],
+        elsewhere: Option<Option<&str>>,
+    ) {
         // Files may have changed under the instance's steps.
         self.ut.invalidate();
         let Some(input) = &job.input else { return };
@@ -740,6 +808,8 @@ impl StepHooks for Hooks {
             definition: check.definition.clone(),
             sha256: input.sha256.clone(),
             emitted: emitted.to_vec(),
+            worker: elsewhere.is_some(),
+            files: elsewhere.flatten().map(str::to_string),
         };
         let _ = self.store.kv_set(
             INSTANCES,

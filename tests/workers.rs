@@ -24,6 +24,7 @@ struct Cluster {
 /// One attempt of a job, as the queue recorded it.
 #[derive(Debug, Clone)]
 struct Attempt {
+    run: i64,
     job: String,
     attempt: i32,
     state: String,
@@ -119,7 +120,7 @@ impl Cluster {
     fn attempts(&self) -> Vec<Attempt> {
         let mut c = postgres::Client::connect(&self.db, postgres::NoTls).expect("connect");
         let rows = c.query(
-            "SELECT job_key, attempt, state, worker, claimed_at, finished_at, enqueued_at FROM job_queue
+            "SELECT job_key, attempt, state, worker, claimed_at, finished_at, enqueued_at, run_id FROM job_queue
              ORDER BY job_key, attempt",
             &[],
         );
@@ -137,6 +138,7 @@ impl Cluster {
             claimed_at: r.get(4),
             finished_at: r.get(5),
             enqueued_at: r.get(6),
+            run: r.get(7),
         })
         .collect()
     }
@@ -928,36 +930,181 @@ fn legs_of_a_computed_matrix_run_on_the_workers() {
     assert_eq!(outputs["build"].0, "success", "{outputs:?}");
 }
 
-#[test]
-fn a_fan_out_over_produced_files_is_refused_with_dispatch() {
-    let cluster = Cluster::new();
-    let ws = Test::new().workflow(&common::unindent(
+/// The fan-out example's pipeline, each job counting its runs in `count`
+/// (outside every workspace), and `summary` handing on what it read.
+fn fan_out_workspace(count: &Test) -> Test {
+    let flow = common::unindent(&format!(
         r#"
+        env: {{ COUNT: "{}" }}
         jobs:
           start:
             steps:
-              - run: mkdir -p "$TRUN_EMIT/next" && echo x > "$TRUN_EMIT/next/a.txt"
-          next:
+              - sources: [inputs/**]
+                run: |
+                  echo start >> "$COUNT/start"
+                  for f in inputs/*; do
+                    case "$f" in
+                      *.txt) cp "$f" "$TRUN_EMIT/process/" ;;
+                      *.list) cp "$f" "$TRUN_EMIT/transform/" ;;
+                    esac
+                  done
+          process:
             fed-by: start
             steps:
-              - run: cat "$TRUN_INPUT_FILE"
+              - sources: [scripts/upper.sh]
+                run: |
+                  echo "$TRUN_INPUT_NAME" >> "$COUNT/process"
+                  sh scripts/upper.sh < "$TRUN_INPUT_FILE" > "$TRUN_EMIT/report/upper-$TRUN_INPUT_NAME"
+          transform:
+            fed-by: start
+            steps:
+              - run: |
+                  echo "$TRUN_INPUT_NAME" >> "$COUNT/transform"
+                  sort < "$TRUN_INPUT_FILE" > "$TRUN_EMIT/report/sorted-$TRUN_INPUT_NAME"
+          report:
+            fed-by: [process, transform]
+            steps:
+              - run: |
+                  echo "$TRUN_INPUT_NAME" >> "$COUNT/report"
+                  mkdir -p reports && cat "$TRUN_INPUT_FILE" > "reports/$TRUN_INPUT_NAME"
+          summary:
+            needs: report
+            outputs: {{ all: "${{{{ steps.s.outputs.all }}}}" }}
+            steps:
+              - id: s
+                run: echo "all=$(ls reports | tr '\n' ' ')$(cat reports/* | tr '\n' ' ')" >> "$TRUN_OUTPUT"
         "#,
+        count.path().display()
     ));
-    let out = ws
-        .args(&[
-            "run",
-            "--db",
-            &cluster.db,
-            "--remote-cache",
-            &cluster.cache.base,
-            "--dispatch",
-        ])
-        .run();
-    assert_eq!(out.code, Some(2), "{}", out.all());
-    assert!(
-        out.stderr.contains("`fed-by`") && out.stderr.contains("next"),
-        "{}",
-        out.all()
+    Test::example("fan-out").workflow(&flow)
+}
+
+#[test]
+fn a_fan_out_over_produced_files_runs_its_instances_on_the_workers() {
+    let local_count = Test::new();
+    let local = fan_out_workspace(&local_count);
+    local.run(&["run", "--progress", "plain"]).success();
+    let expected = job_outputs(&local, None)["summary"].1["all"].clone();
+    assert!(expected.as_str().unwrap().contains("HELLO"), "{expected}");
+
+    let mut cluster = Cluster::new();
+    for w in ["w1", "w2", "w3"] {
+        cluster.worker(w, &[]);
+    }
+    let count = Test::new();
+    let ws = fan_out_workspace(&count);
+    let run = |what: &str, expected: &Value| {
+        let out = cluster.coordinate(&ws).wait(Duration::from_secs(180));
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{what}: {}\n{}",
+            out.all(),
+            cluster.stderr_of_workers()
+        );
+        assert!(!ws.exists("reports"), "a job ran on the coordinator");
+        let outputs = job_outputs(&ws, Some(&cluster.db));
+        if &outputs["summary"].1["all"] != expected {
+            let mut c = postgres::Client::connect(&cluster.db, postgres::NoTls).unwrap();
+            for r in c
+                .query(
+                    "SELECT job_key, payload::text, result::text FROM job_queue",
+                    &[],
+                )
+                .unwrap()
+            {
+                let (k, p, res): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+                eprintln!("{k}\n  {p}\n  {res:?}");
+            }
+            eprintln!("STEPS {:?}", step_results(&ws, &cluster.db));
+            eprintln!(
+                "COUNT {:?}",
+                std::fs::read_to_string(count.path().join("process"))
+            );
+        }
+        assert_eq!(
+            &outputs["summary"].1["all"], expected,
+            "{what}: {outputs:?}"
+        );
+        let attempts = cluster.attempts();
+        assert!(
+            attempts
+                .iter()
+                .all(|a| a.state == "done" && a.attempt == 1 && a.worker.is_some()),
+            "{what}: {attempts:?}"
+        );
+        let last = attempts.iter().map(|a| a.run).max();
+        let mut queued: Vec<String> = attempts
+            .iter()
+            .filter(|a| Some(a.run) == last)
+            .map(|a| a.job.clone())
+            .collect();
+        queued.sort();
+        queued
+    };
+    let counted = |name: &str| {
+        let mut v: Vec<String> = std::fs::read_to_string(count.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Every instance is a job of the queue, run by a worker; `summary`
+    // reads files that instances on other workers wrote.
+    let queued = run("first run", &expected);
+    assert_eq!(
+        queued,
+        [
+            "process[hello.txt]",
+            "process[notes.txt]",
+            "report[sorted-fruits.list]",
+            "report[upper-hello.txt]",
+            "report[upper-notes.txt]",
+            "start",
+            "summary",
+            "transform[fruits.list]",
+        ]
     );
-    assert!(cluster.attempts().is_empty(), "{:?}", cluster.attempts());
+    assert_eq!(counted("process"), ["hello.txt", "notes.txt"]);
+    assert_eq!(counted("report").len(), 3);
+    let workers: BTreeSet<String> = cluster
+        .attempts()
+        .iter()
+        .filter_map(|a| a.worker.clone())
+        .collect();
+    assert!(workers.len() >= 2, "one worker ran everything: {workers:?}");
+
+    // Again: the coordinator finds every instance up to date and queues
+    // none; what they wrote still reaches `summary`.
+    let queued = run("second run", &expected);
+    assert!(
+        queued.iter().all(|j| !j.contains('[')),
+        "instances ran again: {queued:?}"
+    );
+    assert_eq!(counted("process"), ["hello.txt", "notes.txt"]);
+    assert_eq!(counted("report").len(), 3);
+
+    // An edited `process` script: its instances and the reports they feed
+    // run again, and nothing else.
+    let edited = "tr a-z A-Z | sed 's/$/!/'\n";
+    local.write("scripts/upper.sh", edited);
+    local.run(&["run", "--progress", "plain"]).success();
+    let expected = job_outputs(&local, None)["summary"].1["all"].clone();
+    assert!(expected.as_str().unwrap().contains("HELLO!"), "{expected}");
+    ws.write("scripts/upper.sh", edited);
+    let queued = run("after editing upper.sh", &expected);
+    let instances: Vec<&String> = queued.iter().filter(|j| j.contains('[')).collect();
+    assert_eq!(
+        instances,
+        [
+            "process[hello.txt]",
+            "process[notes.txt]",
+            "report[upper-hello.txt]",
+            "report[upper-notes.txt]",
+        ]
+    );
+    assert_eq!(counted("transform"), ["fruits.list"]);
 }

@@ -37,11 +37,26 @@ pub enum FeedMsg {
     Closed,
 }
 
+/// Files emitted for fed jobs that do not run in this process: a worker
+/// runs one job of a run, and hands what its steps emitted to the
+/// coordinator, whose feeds start the instances. (emitting job key, step id,
+/// file.)
+#[derive(Default)]
+pub struct Outbox(Mutex<Vec<(String, String, Emitted)>>);
+
+impl Outbox {
+    pub fn take(&self) -> Vec<(String, String, Emitted)> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
 /// The run's routes from emitting steps to fed jobs.
 pub struct Feeds {
     plan: Arc<Plan>,
     cas: Cas,
     senders: BTreeMap<String, UnboundedSender<FeedMsg>>,
+    /// Where files for a fed job of the workflow with no feed here go.
+    outbox: Option<Arc<Outbox>>,
     receivers: Mutex<BTreeMap<String, UnboundedReceiver<FeedMsg>>>,
     closed: Mutex<BTreeSet<String>>,
     /// What each instance emitted, remembered with it when it succeeds.
@@ -49,7 +64,7 @@ pub struct Feeds {
 }
 
 impl Feeds {
-    pub fn new(plan: &Arc<Plan>) -> Feeds {
+    pub fn new(plan: &Arc<Plan>, outbox: Option<Arc<Outbox>>) -> Feeds {
         let mut senders = BTreeMap::new();
         let mut receivers = BTreeMap::new();
         for j in plan.jobs.iter().filter(|j| !j.fed_by.is_empty()) {
@@ -61,6 +76,7 @@ impl Feeds {
             plan: plan.clone(),
             cas: Cas::new(&plan.root.join(".trun").join("cas")),
             senders,
+            outbox,
             receivers: Mutex::new(receivers),
             closed: Mutex::new(BTreeSet::new()),
             by_instance: Mutex::new(HashMap::new()),
@@ -115,7 +131,7 @@ impl Feeds {
         step: &PlannedStep,
         emitted: Vec<Emitted>,
     ) -> Result<Vec<String>, String> {
-        let in_plan = |id: &str| self.senders.contains_key(id);
+        let in_plan = |id: &str| self.senders.contains_key(id) || self.outbox.is_some();
         // An instance remembers every file it emitted, also those for a job
         // not in this run: a later run that has it replays them.
         let all = from.input.is_some().then(|| emitted.clone());
@@ -149,6 +165,8 @@ impl Feeds {
                     emitted: e,
                     from: origin.clone(),
                 });
+            } else if let Some(out) = &self.outbox {
+                lock(&out.0).push((from.key.clone(), step.id.clone(), e));
             }
         }
         Ok(notes)
@@ -197,6 +215,9 @@ pub struct Feed {
     /// The run's `-j` slots: an instance runs only holding one.
     pub slots: Arc<Semaphore>,
     pub feeds: Arc<Feeds>,
+    /// The outputs of the jobs this one needs, by key: what an instance that
+    /// runs elsewhere ([`RunOptions::dispatch`]) is sent.
+    pub needs_outputs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Feed {
@@ -246,6 +267,10 @@ impl Feed {
                             }
                             Ok((job, check)) => {
                                 if check.as_ref().is_some_and(|c| c.up_to_date.is_some()) {
+                                    // What it wrote on a worker then, the jobs after it get now.
+                                    if let (Some(d), Some(files)) = (&self.opts.dispatch, check.as_ref().and_then(|c| c.files.as_deref())) {
+                                        d.wrote_earlier(&self.job.key, files);
+                                    }
                                     match self.report_up_to_date(&job, check) {
                                         Ok(()) => up_to_date += 1,
                                         Err(why) => {
@@ -253,6 +278,10 @@ impl Feed {
                                             failed.push(job.key.clone());
                                         }
                                     }
+                                    continue;
+                                }
+                                if let Some(d) = self.opts.dispatch.clone() {
+                                    tasks.spawn(self.elsewhere(d, job, check, width.clone(), stop_tx.subscribe()));
                                     continue;
                                 }
                                 let runner = JobRunner {
@@ -287,7 +316,7 @@ impl Feed {
                                     let r = runner.run(stop).await;
                                     let emitted = feeds.take_emitted(&key);
                                     if let (Some(h), Some(c), Status::Success) = (&hooks, &check, r.status) {
-                                        h.instance_done(&job, c, &emitted);
+                                        h.instance_done(&job, c, &emitted, None);
                                     }
                                     (key, Some(r))
                                 });
@@ -356,6 +385,59 @@ impl Feed {
         self.finish(status, reason, started)
     }
 
+    /// An instance run elsewhere, holding its `max-parallel` and `-j` slots here.
+    fn elsewhere(
+        &self,
+        d: Arc<dyn super::dispatch::Dispatch>,
+        job: PlannedJob,
+        check: Option<crate::fanout::InstanceCheck>,
+        width: Arc<Semaphore>,
+        stop: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = (String, Option<JobResult>)> + Send + 'static {
+        let slots = self.slots.clone();
+        let feeds = self.feeds.clone();
+        let hooks = self.opts.hooks.clone();
+        let (run_id, events) = (self.opts.run_id, self.events.clone());
+        let planned = self.job.key.clone();
+        let needs = self.needs_outputs.clone();
+        async move {
+            let key = job.key.clone();
+            let Ok(_width) = width.acquire_owned().await else {
+                return (key, None);
+            };
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return (key, None);
+            };
+            if *stop.borrow() {
+                return (key, None);
+            }
+            let input = job.input.clone().map(|i| Emitted {
+                job: planned.clone(),
+                name: i.name,
+                sha256: i.sha256,
+                size: i.size,
+            });
+            let of = input.map(|input| super::dispatch::Of::Input { planned, input });
+            let r = d
+                .run_job(super::dispatch::Dispatched {
+                    run_id,
+                    job: job.clone(),
+                    of,
+                    needs,
+                    events,
+                    cancel: stop,
+                    feeds: Some(feeds.clone()),
+                })
+                .await;
+            let emitted = feeds.take_emitted(&key);
+            if let (Some(h), Some(c), Status::Success) = (&hooks, &check, r.status) {
+                let files = d.files_of(&key);
+                h.instance_done(&job, c, &emitted, Some(files.as_deref()));
+            }
+            (key, Some(r))
+        }
+    }
+
     /// The instance for an emitted file, and whether it is up to date.
     #[allow(clippy::type_complexity)]
     fn instance(
@@ -366,26 +448,17 @@ impl Feed {
         let hash: Option<[u8; 32]> = hex::decode(&e.sha256)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .filter(|h| self.feeds.cas.contains(h));
+            // An instance that runs elsewhere gets its input from the
+            // remote cache, not from this machine's store.
+            .filter(|h| self.opts.dispatch.is_some() || self.feeds.cas.contains(h));
         let Some(hash) = hash else {
             return Err((
                 key.clone(),
                 format!("{key}: its input is no longer in the store (.trun/cas); run again with --force {}", self.job.job_id),
             ));
         };
-        let mut job = self.job.clone();
-        if job.name == self.job.key {
-            job.name = key.clone();
-        } else {
-            job.name = format!("{} {}", job.name, key.trim_start_matches(&self.job.job_id));
-        }
-        job.key = key;
-        job.fed_by = Vec::new();
-        job.input = Some(Input {
-            name: e.name,
-            sha256: e.sha256,
-            path: self.feeds.cas.object_path(&hash),
-        });
+        let path = self.feeds.cas.object_path(&hash);
+        let job = instance_job(&self.job, e, path);
         let check = self
             .opts
             .hooks
@@ -464,4 +537,25 @@ impl Feed {
             forgiven: status == Status::Failure && self.job.continue_on_error,
         }
     }
+}
+
+/// The instance of the fed job `planned` that processes the emitted file
+/// `e`, whose content is at `path` (`$TRUN_INPUT_FILE`).
+pub fn instance_job(planned: &PlannedJob, e: Emitted, path: std::path::PathBuf) -> PlannedJob {
+    let key = instance_key(&planned.job_id, &e.name);
+    let mut job = planned.clone();
+    if job.name == planned.key {
+        job.name = key.clone();
+    } else {
+        job.name = format!("{} {}", job.name, key.trim_start_matches(&planned.job_id));
+    }
+    job.key = key;
+    job.fed_by = Vec::new();
+    job.input = Some(Input {
+        name: e.name,
+        sha256: e.sha256,
+        size: e.size,
+        path,
+    });
+    job
 }

@@ -54,12 +54,15 @@ pub trait StepHooks: Send + Sync {
     ) -> Option<crate::fanout::InstanceCheck> {
         None
     }
-    /// An instance succeeded, having emitted these files.
+    /// An instance succeeded, having emitted these files; `elsewhere`: it
+    /// ran on a `trun worker`, which wrote these files (a manifest in the
+    /// remote cache; `None`: none).
     fn instance_done(
         &self,
         _job: &crate::plan::PlannedJob,
         _check: &crate::fanout::InstanceCheck,
         _emitted: &[crate::fanout::Emitted],
+        _elsewhere: Option<Option<&str>>,
     ) {
     }
     /// A step that is about to be recorded a success emitted these files.

@@ -90,6 +90,7 @@ impl FanOut {
                 let (width, slots) = (width.clone(), self.slots.clone());
                 let (run_id, planned) = (self.opts.run_id, self.job.key.clone());
                 let (needs, events) = (self.needs_outputs.clone(), self.events.clone());
+                let feeds = self.feeds.clone();
                 let stop = stop_tx.subscribe();
                 tasks.spawn(async move {
                     let key = job.key.clone();
@@ -102,7 +103,18 @@ impl FanOut {
                     if *stop.borrow() {
                         return (key, None);
                     }
-                    let run = d.run_job(run_id, &job, Some((&planned, &leg)), needs, events, stop);
+                    let run = d.run_job(super::dispatch::Dispatched {
+                        run_id,
+                        job,
+                        of: Some(super::dispatch::Of::Leg {
+                            planned,
+                            matrix: leg,
+                        }),
+                        needs,
+                        events,
+                        cancel: stop,
+                        feeds,
+                    });
                     (key, Some(run.await))
                 });
                 continue;

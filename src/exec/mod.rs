@@ -130,6 +130,10 @@ pub struct RunOptions {
     /// Where plain jobs run when not here (`trun run --dispatch`: on `trun
     /// worker`s); `None` runs every job in this process.
     pub dispatch: Option<Arc<dyn dispatch::Dispatch>>,
+    /// Where files emitted for fed jobs not run here go (`trun worker`: to
+    /// the coordinator, whose feeds start their instances). `None`: such a
+    /// file is noted and dropped, as for a job not selected.
+    pub emits: Option<Arc<fanout::Outbox>>,
 }
 
 /// How the run ended.
@@ -247,7 +251,7 @@ pub async fn run(
     };
     let mut spare: Option<OwnedSemaphorePermit> = None;
     // Files steps emit for jobs that are `fed-by` them.
-    let feeds = Arc::new(fanout::Feeds::new(&plan));
+    let feeds = Arc::new(fanout::Feeds::new(&plan, opts.emits.clone()));
     let step_feeds = feeds.active().then(|| feeds.clone());
     // Concurrency groups: jobs waiting for a slot (with their group), the
     // ones whose wait was announced, and the slots jobs of this run hold.
@@ -448,8 +452,13 @@ pub async fn run(
                     }
                     job_cancel.insert(i, ctx_tx);
                     let done = done_tx.clone();
+                    let needs_outputs: BTreeMap<String, BTreeMap<String, String>> = needs[i]
+                        .iter()
+                        .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
+                        .collect();
                     if !job.fed_by.is_empty() {
                         let feed = fanout::Feed {
+                            needs_outputs,
                             plan: plan.clone(),
                             job: job.clone(),
                             opts: opts.clone(),
@@ -462,10 +471,6 @@ pub async fn run(
                         let key = feed.job.key.clone();
                         report_when_done(done, key, feed.run(ctx_rx));
                     } else if job.dynamic_matrix.is_some() {
-                        let needs_outputs = needs[i]
-                            .iter()
-                            .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
-                            .collect();
                         let fan = matrix::FanOut {
                             needs_outputs,
                             plan: plan.clone(),
@@ -480,18 +485,15 @@ pub async fn run(
                         let key = fan.job.key.clone();
                         report_when_done(done, key, fan.run(ctx_rx));
                     } else if let Some(d) = &opts.dispatch {
-                        let needs_outputs = needs[i]
-                            .iter()
-                            .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
-                            .collect();
-                        let run = d.run_job(
-                            opts.run_id,
-                            job,
-                            None,
-                            needs_outputs,
-                            events.clone(),
-                            ctx_rx,
-                        );
+                        let run = d.run_job(dispatch::Dispatched {
+                            run_id: opts.run_id,
+                            job: job.clone(),
+                            of: None,
+                            needs: needs_outputs,
+                            events: events.clone(),
+                            cancel: ctx_rx,
+                            feeds: step_feeds.clone(),
+                        });
                         let permit = spare.take();
                         report_when_done(done, job.key.clone(), async move {
                             let r = run.await;

@@ -21,17 +21,17 @@ pub mod run;
 pub mod snapshot;
 
 use crate::event::{now_ms, Event, Status};
-use crate::exec::dispatch::{Dispatch, Pending};
+use crate::exec::dispatch::{Dispatch, Dispatched, Of, Pending};
 use crate::exec::job::JobResult;
-use crate::exec::Events;
-use crate::plan::{Plan, PlannedJob};
+use crate::fanout::Emitted;
+use crate::plan::Plan;
 use crate::state::{JobQueue, Listener, DONE_CHANNEL, MAX_ATTEMPTS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 /// What a worker needs to run one job of a run, as queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,18 +55,10 @@ pub struct Payload {
     /// `sources` do not cover the files.
     #[serde(default)]
     pub upstream: BTreeMap<String, Vec<String>>,
-    /// The job is a leg of a planned job whose matrix an earlier job
-    /// computed: which, and the leg's values.
+    /// The job is a leg of a computed matrix or an instance of a fed job:
+    /// what the worker makes it from.
     #[serde(default)]
-    pub leg: Option<Leg>,
-}
-
-/// One leg of a computed matrix, as queued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leg {
-    /// The planned job's key.
-    pub job: String,
-    pub matrix: serde_json::Map<String, serde_json::Value>,
+    pub of: Option<Of>,
 }
 
 /// How a job ended on its worker, as completed.
@@ -78,6 +70,9 @@ pub struct Outcome {
     /// The manifest (`hash/size`) of the files the job wrote, if any.
     pub files: Option<String>,
     pub worker: String,
+    /// The files its steps emitted for fed jobs, in the cache: (step id, file).
+    #[serde(default)]
+    pub emitted: Vec<(String, Emitted)>,
 }
 
 /// The parts of a [`Payload`] every job of a run shares.
@@ -103,6 +98,8 @@ pub struct Dispatcher {
     /// The manifests of what each finished job wrote, by planned job (one
     /// per leg of a computed matrix).
     produced: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    /// The manifest of what each finished job (leg, instance) wrote, by key.
+    wrote: Arc<Mutex<BTreeMap<String, String>>>,
     waiters: Arc<Waiters>,
     stop: Arc<AtomicBool>,
 }
@@ -122,14 +119,6 @@ impl Dispatcher {
         targets: Vec<String>,
         inputs: Vec<(String, String)>,
     ) -> Result<Dispatcher, String> {
-        // A fed job's instances come from files its feeders' steps emit in
-        // the process that runs them, which is not this one.
-        if let Some(j) = plan.jobs.iter().find(|j| !j.fed_by.is_empty()) {
-            return Err(format!(
-                "job `{}` fans out over produced files (`fed-by`), which does not run on workers yet: run it without --dispatch (or on a server without --no-local-exec)",
-                j.key
-            ));
-        }
         if !crate::cache::action_result::safe_path(workflow) {
             return Err(format!(
                 "the workflow file {workflow} must lie inside the workspace"
@@ -178,6 +167,7 @@ impl Dispatcher {
                 .collect(),
             order: plan.jobs.iter().map(|j| j.key.clone()).collect(),
             produced: Arc::default(),
+            wrote: Arc::default(),
             waiters,
             stop,
         })
@@ -265,21 +255,40 @@ fn lost(status: Status, reason: &str) -> Outcome {
         outputs: BTreeMap::new(),
         files: None,
         worker: String::new(),
+        emitted: Vec::new(),
     }
 }
 
 impl Dispatch for Dispatcher {
-    fn run_job(
-        &self,
-        run_id: i64,
-        job: &PlannedJob,
-        leg: Option<(&str, &serde_json::Map<String, serde_json::Value>)>,
-        needs: BTreeMap<String, BTreeMap<String, String>>,
-        events: Events,
-        mut cancel: watch::Receiver<bool>,
-    ) -> Pending {
+    fn files_of(&self, key: &str) -> Option<String> {
+        self.wrote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn wrote_earlier(&self, planned: &str, files: &str) {
+        self.produced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(planned.to_string())
+            .or_default()
+            .push(files.to_string());
+    }
+
+    fn run_job(&self, d: Dispatched) -> Pending {
+        let Dispatched {
+            run_id,
+            job,
+            of,
+            needs,
+            events,
+            mut cancel,
+            feeds,
+        } = d;
         let key = job.key.clone();
-        let planned = leg.map_or(key.clone(), |(p, _)| p.to_string());
+        let planned = of.as_ref().map_or(key.clone(), |o| o.planned().to_string());
         let labels = job.runs_on.clone();
         let continue_on_error = job.continue_on_error;
         let upstream = {
@@ -301,10 +310,7 @@ impl Dispatch for Dispatcher {
             needs,
             files: self.files_for(&job.needs),
             upstream,
-            leg: leg.map(|(job, matrix)| Leg {
-                job: job.to_string(),
-                matrix: matrix.clone(),
-            }),
+            of,
         };
         let started = now_ms();
         events.send(Event::JobStarted {
@@ -320,6 +326,7 @@ impl Dispatch for Dispatcher {
         let queue = self.queue.clone();
         let waiters = self.waiters.clone();
         let produced_here = self.produced.clone();
+        let wrote = self.wrote.clone();
         Box::pin(async move {
             // The database is a blocking client: off the scheduler's threads.
             let blocking = |f: Box<dyn FnOnce() -> Result<(), String> + Send>| async move {
@@ -362,7 +369,28 @@ impl Dispatch for Dispatcher {
                     }
                 }
             };
+            // As a local run sends them at the end of each step: before the
+            // job counts as ended, so its fed jobs' feeds are still open.
+            let mut outcome = outcome;
+            if let Some(feeds) = &feeds {
+                for (step_id, e) in std::mem::take(&mut outcome.emitted) {
+                    let sent = match job.steps.iter().find(|s| s.id == step_id) {
+                        Some(step) => feeds.send(&job, step, vec![e]).map(drop),
+                        None => Err(format!(
+                            "a worker sent a file emitted by an unknown step {step_id:?}"
+                        )),
+                    };
+                    if let Err(why) = sent {
+                        outcome.status = Status::Failure;
+                        outcome.reason = Some(why);
+                    }
+                }
+            }
             if let Some(f) = &outcome.files {
+                wrote
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), f.clone());
                 produced_here
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

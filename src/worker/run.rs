@@ -11,9 +11,13 @@
 
 use super::snapshot::{digest_text, parse_digest, Manifest, Walk};
 use super::{Outcome, Payload};
+use crate::cache::client::{Client, Fetched};
 use crate::cache::RemoteCache;
 use crate::event::{now_ms, Event, Status};
+use crate::exec::dispatch::Of;
+use crate::exec::fanout::Outbox;
 use crate::exec::{Events, RunOptions};
+use crate::fanout::Emitted;
 use crate::state::{
     Claimed, JobQueue, Listener, Recorder, SqliteStore, Store, DONE_CHANNEL, JOBS_CHANNEL,
 };
@@ -221,6 +225,7 @@ impl JobCtx {
                 outputs: BTreeMap::new(),
                 files: None,
                 worker: self.cfg.name.clone(),
+                emitted: Vec::new(),
             },
         };
         let _ = std::fs::remove_dir_all(&dir);
@@ -275,19 +280,33 @@ impl JobCtx {
                     .collect::<Vec<_>>()
                     .join("; ")
             })?;
-        if let Some(leg) = &payload.leg {
-            // The leg the coordinator computed, as its engine would run it.
-            let Some(planned) = plan
-                .jobs
-                .iter_mut()
-                .find(|j| j.key == leg.job && j.dynamic_matrix.is_some())
-            else {
-                return Err(format!(
-                    "the workflow has no job {} with a computed matrix",
-                    leg.job
-                ));
-            };
-            *planned = crate::exec::matrix::leg_job(planned, &leg.matrix);
+        // A leg or an instance the coordinator made, made again here the
+        // same way from the planned job.
+        match &payload.of {
+            None => {}
+            Some(Of::Leg { planned, matrix }) => {
+                let Some(j) = plan
+                    .jobs
+                    .iter_mut()
+                    .find(|j| j.key == *planned && j.dynamic_matrix.is_some())
+                else {
+                    return Err(format!(
+                        "the workflow has no job {planned} with a computed matrix"
+                    ));
+                };
+                *j = crate::exec::matrix::leg_job(j, matrix);
+            }
+            Some(Of::Input { planned, input }) => {
+                let path = fetch_input(client, dir, input)?;
+                let Some(j) = plan
+                    .jobs
+                    .iter_mut()
+                    .find(|j| j.key == *planned && !j.fed_by.is_empty())
+                else {
+                    return Err(format!("the workflow has no job {planned} with `fed-by`"));
+                };
+                *j = crate::exec::fanout::instance_job(j, input.clone(), path);
+            }
         }
         plan.jobs
             .retain(|j| j.key == c.job_key || payload.needs.contains_key(&j.key));
@@ -295,7 +314,10 @@ impl JobCtx {
             return Err(format!("the workflow has no job {}", c.job_key));
         }
 
-        let (status, reason, outputs) = self.run_engine(c, plan, &payload, dir, cancel)?;
+        let outbox = Arc::new(Outbox::default());
+        let (status, reason, outputs) =
+            self.run_engine(c, plan, &payload, dir, cancel, outbox.clone())?;
+        let emitted = upload_emitted(client, dir, outbox.take())?;
         let after = Manifest::of_dir(dir, Walk::Everything)?;
         let wrote = after.changed_since(&before);
         let files = if wrote.files.is_empty() {
@@ -309,6 +331,7 @@ impl JobCtx {
             outputs,
             files,
             worker: self.cfg.name.clone(),
+            emitted,
         })
     }
 
@@ -322,6 +345,7 @@ impl JobCtx {
         payload: &Payload,
         dir: &Path,
         cancel: watch::Receiver<bool>,
+        outbox: Arc<Outbox>,
     ) -> Result<JobEnd, String> {
         // The worker's own secrets: they never travel through the queue.
         plan.secrets = self.cfg.secrets.clone();
@@ -366,6 +390,7 @@ impl JobCtx {
             slots: None,
             dispatch: None,
             shared: None,
+            emits: Some(outbox),
         };
         let (rec_tx, recorder) =
             Recorder::spawn(self.store.clone(), c.run_id).map_err(|e| e.to_string())?;
@@ -456,6 +481,48 @@ fn upstream_digest(outputs: &BTreeMap<String, String>, files: Option<&str>) -> F
     use sha2::Digest as _;
     let files = Fingerprint(sha2::Sha256::digest(files.unwrap_or("").as_bytes()).into());
     crate::uptodate_hooks::produced_digest(&[], outputs, &[files])
+}
+
+/// The file an instance processes, from the cache (checked against its
+/// digest), as `.trun/input/<sha256>` of the attempt's directory.
+fn fetch_input(client: &Client, dir: &Path, input: &Emitted) -> Result<PathBuf, String> {
+    let d = parse_digest(&format!("{}/{}", input.sha256, input.size))?;
+    if d.size > crate::fanout::MAX_FILE_BYTES {
+        return Err(format!(
+            "the input {:?} is larger than an emitted file may be",
+            input.name
+        ));
+    }
+    let path = dir.join(".trun").join("input").join(d.hex());
+    let mut file = crate::fsutil::safe_create(dir, &path).map_err(|e| e.to_string())?;
+    match client.get_blob(&d, &mut file) {
+        Ok(Fetched::Ok) => Ok(path),
+        Ok(Fetched::Missing) => Err(format!("the input {:?} is not in the cache", input.name)),
+        Ok(Fetched::Corrupt) => Err(format!(
+            "the cache's copy of the input {:?} does not match its digest",
+            input.name
+        )),
+        Err(e) => Err(format!("cannot fetch the input {:?}: {e}", input.name)),
+    }
+}
+
+/// Puts the files the job's steps emitted for fed jobs (taken into this
+/// attempt's store, `.trun/cas`) in the cache, for the coordinator's feeds.
+fn upload_emitted(
+    client: &Client,
+    dir: &Path,
+    emitted: Vec<(String, String, Emitted)>,
+) -> Result<Vec<(String, Emitted)>, String> {
+    let cas = crate::uptodate::cas::Cas::new(&dir.join(".trun").join("cas"));
+    let mut out = Vec::with_capacity(emitted.len());
+    for (_, step, e) in emitted {
+        let d = parse_digest(&format!("{}/{}", e.sha256, e.size))?;
+        client
+            .put_blob(&d, &cas.object_path(&d.hash))
+            .map_err(|err| format!("cannot upload the emitted file {:?}: {err}", e.name))?;
+        out.push((step, e));
+    }
+    Ok(out)
 }
 
 /// A step's log file, uploaded to the cache: `cas:HASH/SIZE`, which
