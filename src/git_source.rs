@@ -591,4 +591,130 @@ mod tests {
             check_ref(r).unwrap();
         }
     }
+
+    /// A repository under `root/repo` with `main` holding `a.txt = one` and
+    /// `other` holding `a.txt = two`; returns (main's commit, other's).
+    fn repo(root: &Path) -> (String, String) {
+        let dir = root.join("repo");
+        std::fs::create_dir_all(&dir).unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        git(&["init", "-q"]);
+        std::fs::write(dir.join("a.txt"), "one").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "one"]);
+        let main = git(&["rev-parse", "HEAD"]);
+        git(&["checkout", "-qb", "other"]);
+        std::fs::write(dir.join("a.txt"), "two").unwrap();
+        git(&["commit", "-qam", "two"]);
+        let other = git(&["rev-parse", "HEAD"]);
+        git(&["checkout", "-q", "main"]);
+        (main, other)
+    }
+
+    #[test]
+    fn a_branch_or_a_commit_is_fetched_and_checked_out() {
+        let root = tempfile::tempdir().unwrap();
+        let (main, other) = repo(root.path());
+        let url = check_url(
+            &format!("file://{}/repo", root.path().display()),
+            root.path(),
+        )
+        .unwrap();
+        for (reference, commit, text) in [
+            ("main", &main, "one"),
+            ("other", &other, "two"),
+            (main.as_str(), &main, "one"),
+            (other.as_str(), &other, "two"),
+        ] {
+            let dest = root.path().join("out").join(reference);
+            assert_eq!(
+                &fetch(&url, reference, &dest, Limits::default()).unwrap(),
+                commit
+            );
+            assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), text);
+        }
+        let e = fetch(&url, "nope", &root.path().join("nope"), Limits::default()).unwrap_err();
+        assert!(
+            matches!(&e, GitError::Failed { field: "ref", message } if message.contains("nope")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_checkout_larger_than_the_limit_or_with_a_link_out_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        repo(root.path());
+        let url = check_url(
+            &format!("file://{}/repo", root.path().display()),
+            root.path(),
+        )
+        .unwrap();
+        let small = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        let e = fetch(&url, "main", &root.path().join("big"), small).unwrap_err();
+        assert!(e.to_string().contains("larger than 10 bytes"), "{e}");
+
+        let dir = root.path().join("repo");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("out")).unwrap();
+        std::os::unix::fs::symlink("a.txt", dir.join("in")).unwrap();
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "git add . && git -c user.name=t -c user.email=t@t commit -qm links",
+            ])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let e = fetch(&url, "main", &root.path().join("links"), Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("symbolic link `out`"), "{e}");
+    }
+
+    #[test]
+    fn a_git_that_runs_too_long_is_killed_with_its_children() {
+        // A git whose child never ends (as a hung ssh or upload-pack would):
+        // at the deadline git and the child are killed.
+        let root = tempfile::tempdir().unwrap();
+        let pid_file = root.path().join("pid");
+        let alias = format!(
+            "alias.hang=!sh -c 'echo $$ > {}; exec sleep 30'",
+            pid_file.display()
+        );
+        let start = Instant::now();
+        let e = git(
+            root.path(),
+            &["-c".as_ref(), alias.as_ref(), "hang".as_ref()],
+            Instant::now() + Duration::from_millis(800),
+            Limits::default(),
+            "url",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("was stopped"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::read_to_string(proc.join("stat")).map_or(true, |s| s.contains(") Z "))
+        });
+        assert!(gone, "the child {} still runs", pid.trim());
+    }
 }
