@@ -73,6 +73,33 @@ fn create_git(s: &Server, url: &str, reference: &str) -> reqwest::blocking::Resp
     )
 }
 
+/// Creates a git run (expects 201); its id.
+fn create_git_run(s: &Server, url: &str, reference: &str) -> String {
+    let r = create_git(s, url, reference);
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Commits `text` as the repository's workflow on the branch checked out; the commit.
+fn commit_workflow(dir: &Path, text: &str, message: &str) -> String {
+    std::fs::write(dir.join(".github/workflows/ci.yml"), text).unwrap();
+    git(dir, &["commit", "-qam", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// The workflow that marks `ran` ran and the one that marks `not` did not,
+/// and the run's checkout is gone.
+fn ran_only(t: &Test, marks: &Path, ran: &str, not: &str) {
+    assert!(marks.join(ran).exists(), "{ran} did not run");
+    assert!(!marks.join(not).exists(), "{not} ran");
+    wait_for("the checkout to go", Duration::from_secs(10), || {
+        sources_left(t).is_empty()
+    });
+}
+
 /// The error body of a refused create: (status, code, field, message).
 fn refused(r: reqwest::blocking::Response) -> (u16, String, String, String) {
     let status = r.status().as_u16();
@@ -103,12 +130,7 @@ fn the_refs_workflow_runs_from_a_checkout_of_its_own_and_the_commit_is_recorded(
     let (main, other) = repo(t.path(), marks.path());
     let s = Server::start(&t, &[]);
     for (reference, commit, which) in [("other", &other, "other"), ("main", &main, "main")] {
-        let r = create_git(&s, &file_url(&t), reference);
-        assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
-        let id = r.json::<Value>().unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = create_git_run(&s, &file_url(&t), reference);
         let run = s.wait_done(&id);
         assert_eq!(run["status"], "success", "{run}");
         assert_eq!(run["workflow"], ".github/workflows/ci.yml");
@@ -247,32 +269,18 @@ fn a_queued_git_run_runs_its_recorded_commit_after_a_restart() {
     let mut s = Server::start(&t, &["--grace", "1s", "--max-runs", "1"]);
     let slow = s.create(&json!({"workflow": "slow.yaml"}));
     s.wait_run(&slow, "the slow run to start", |r| r["status"] == "running");
-    let r = create_git(&s, &file_url(&t), "main");
-    assert_eq!(r.status().as_u16(), 201);
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create_git_run(&s, &file_url(&t), "main");
     assert_eq!(s.run(&id)["status"], "queued");
     s.stop();
     // main moves on while the server is down: the run still runs the
     // commit it was created at.
     let dir = t.join("repo");
-    std::fs::write(
-        dir.join(".github/workflows/ci.yml"),
-        workflow(marks.path(), "moved"),
-    )
-    .unwrap();
-    git(&dir, &["commit", "-qam", "moved"]);
+    commit_workflow(&dir, &workflow(marks.path(), "moved"), "moved");
     let s = Server::start(&t, &["--grace", "1s", "--max-runs", "1"]);
     let run = s.wait_done(&id);
     assert_eq!(run["status"], "success", "{run}");
     assert_eq!(run["git"]["commit"], main.as_str());
-    assert!(marks.path().join("main").exists());
-    assert!(!marks.path().join("moved").exists());
-    wait_for("the checkout to go", Duration::from_secs(10), || {
-        sources_left(&t).is_empty()
-    });
+    ran_only(&t, marks.path(), "main", "moved");
 }
 
 #[test]
@@ -314,12 +322,7 @@ fn a_git_run_goes_to_a_worker_as_a_snapshot_of_its_checkout() {
             &cache.base,
         ],
     );
-    let r = create_git(&s, &file_url(&t), "other");
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create_git_run(&s, &file_url(&t), "other");
     let run = s.wait_done(&id);
     assert_eq!(
         run["status"],
@@ -329,11 +332,7 @@ fn a_git_run_goes_to_a_worker_as_a_snapshot_of_its_checkout() {
     );
     assert_eq!(run["git"]["commit"], other.as_str());
     assert_eq!(run["run"]["jobs"][0]["outputs"]["which"], "other", "{run}");
-    assert!(marks.path().join("other").exists());
-    assert!(!marks.path().join("main").exists());
-    wait_for("the checkout to go", Duration::from_secs(10), || {
-        sources_left(&t).is_empty()
-    });
+    ran_only(&t, marks.path(), "other", "main");
 }
 
 #[test]
@@ -347,36 +346,20 @@ fn a_retry_runs_the_recorded_commit_again_though_the_branch_moved() {
         "jobs:\n  build:\n    steps:\n      - run: test -e {m}/allow && touch {m}/retried\n",
         m = marks.path().display()
     );
-    std::fs::write(dir.join(".github/workflows/ci.yml"), gated).unwrap();
-    git(&dir, &["commit", "-qam", "gated"]);
-    let gated_commit = git(&dir, &["rev-parse", "HEAD"]);
+    let gated_commit = commit_workflow(&dir, &gated, "gated");
     assert_ne!(gated_commit, main);
     let s = Server::start(&t, &[]);
-    let r = create_git(&s, &file_url(&t), "main");
-    assert_eq!(r.status().as_u16(), 201);
-    let id = r.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create_git_run(&s, &file_url(&t), "main");
     assert_eq!(s.wait_done(&id)["status"], "failure");
     // main moves on; the retry still runs the commit the run recorded.
-    std::fs::write(
-        dir.join(".github/workflows/ci.yml"),
-        workflow(marks.path(), "moved"),
-    )
-    .unwrap();
-    git(&dir, &["commit", "-qam", "moved"]);
+    commit_workflow(&dir, &workflow(marks.path(), "moved"), "moved");
     std::fs::write(marks.path().join("allow"), "").unwrap();
     let r = s.post(&format!("/api/v1/runs/{id}/retry"), &json!({}));
     assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap());
     let run = s.wait_run(&id, "the retry to finish", |r| r["status"] == "success");
     assert_eq!(run["git"]["commit"], gated_commit.as_str());
     assert_eq!(run["attempt"], 2);
-    assert!(marks.path().join("retried").exists());
-    assert!(!marks.path().join("moved").exists());
-    wait_for("the checkout to go", Duration::from_secs(10), || {
-        sources_left(&t).is_empty()
-    });
+    ran_only(&t, marks.path(), "retried", "moved");
 }
 
 #[test]
