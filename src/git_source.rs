@@ -122,6 +122,28 @@ pub fn check_url(url: &str, root: &Path) -> Result<String, GitError> {
     local_repository(url, rest, root).map(|p| format!("file://{}", p.display()))
 }
 
+/// `url` as it may be shown and recorded in the open: an `http(s)://`
+/// URL's user info (often a token) and any other URL's password are `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let shown = if scheme.starts_with("http") {
+        "***".to_string()
+    } else {
+        match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***"),
+            None => userinfo.to_string(),
+        }
+    };
+    format!("{scheme}://{shown}@{host}{path}")
+}
+
 /// `user@host:path`, git's short form of ssh (the host never starts with `-`).
 fn scp_like(url: &str) -> bool {
     let Some((user_host, path)) = url.split_once(':') else {
@@ -260,7 +282,8 @@ pub fn fetch(url: &str, reference: &str, dest: &Path, limits: Limits) -> Result<
         } else {
             "url"
         };
-        return Err(failed(field, message.clone()));
+        // git's words may repeat the URL, with its credentials.
+        return Err(failed(field, message.replace(url, &redacted(url))));
     }
     let commit = run(
         &[
@@ -539,6 +562,26 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_a_url_are_not_shown() {
+        for (url, shown) in [
+            (
+                "https://x-token:s3cret@example.com/o/r.git",
+                "https://***@example.com/o/r.git",
+            ),
+            ("https://s3cret@example.com/r", "https://***@example.com/r"),
+            (
+                "ssh://git:s3cret@example.com/r",
+                "ssh://git:***@example.com/r",
+            ),
+            ("ssh://git@example.com/r@x", "ssh://git@example.com/r@x"),
+            ("https://example.com/r", "https://example.com/r"),
+            ("git@example.com:o/r.git", "git@example.com:o/r.git"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
+    }
+
+    #[test]
     fn file_urls_must_stay_under_the_root() {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
@@ -654,6 +697,22 @@ mod tests {
             matches!(&e, GitError::Failed { field: "ref", message } if message.contains("nope")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn an_unreachable_host_fails_without_showing_the_urls_credentials() {
+        // Port 1 of the loopback address: nothing listens, the connection is refused.
+        let root = tempfile::tempdir().unwrap();
+        let url = "http://x-token:s3cret@127.0.0.1:1/repo.git";
+        let e = fetch(url, "main", &root.path().join("r"), Limits::default()).unwrap_err();
+        match e {
+            GitError::Failed { field, message } => {
+                assert_eq!(field, "url");
+                assert!(message.starts_with("git fetch failed"), "{message}");
+                assert!(!message.contains("s3cret"), "{message}");
+            }
+            e => panic!("{e:?}"),
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl StoredRequest {
         match &self.git {
             Some(g) => vec![
                 "--git".into(),
-                g.url.clone(),
+                crate::git_source::redacted(&g.url),
                 "--ref".into(),
                 g.reference.clone(),
                 "--commit".into(),
@@ -369,9 +369,14 @@ impl Runs {
         request: String,
     ) -> Arc<RunEntry> {
         let group = plan.as_ref().and_then(|p| self.group_of(p).ok()).flatten();
+        // As clients see it: no credentials of the URL.
         let git = serde_json::from_str::<StoredRequest>(&request)
             .ok()
-            .and_then(|r| r.git);
+            .and_then(|r| r.git)
+            .map(|g| GitSource {
+                url: crate::git_source::redacted(&g.url),
+                ..g
+            });
         let (cancel, _) = watch::channel(false);
         let entry = Arc::new(RunEntry {
             id,
