@@ -716,6 +716,17 @@ mod tests {
     }
 
     #[test]
+    fn git_itself_refuses_ext_urls_should_one_get_past_the_check() {
+        // Defence in depth: fetch is handed what check_url refuses.
+        let root = tempfile::tempdir().unwrap();
+        let marker = root.path().join("pwned");
+        let url = format!("ext::sh -c touch% {}", marker.display());
+        let e = fetch(&url, "main", &root.path().join("r"), Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("git fetch failed"), "{e}");
+        assert!(!marker.exists(), "ext:: ran a command");
+    }
+
+    #[test]
     fn a_checkout_larger_than_the_limit_or_with_a_link_out_is_refused() {
         let root = tempfile::tempdir().unwrap();
         repo(root.path());
