@@ -17,6 +17,7 @@ pub mod exec;
 pub mod explain;
 pub mod fanout;
 pub mod fsutil;
+pub mod git_source;
 pub mod github;
 pub mod grade;
 pub mod graph;

@@ -113,12 +113,17 @@ pub(super) struct Health {
     status: &'static str,
 }
 
-/// A run to create: exactly one of `workflow` and `yaml`.
+/// A run to create: exactly one of `workflow` and `yaml`; with `git`, the
+/// `workflow` file in that repository.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
-    /// A workflow file, relative to the server's root.
+    /// A workflow file, relative to the server's root (or, with `git`, to the repository).
     workflow: Option<String>,
+    /// Run from a git repository at a ref instead of the server's root: the
+    /// server fetches that commit into a checkout of its own, records the
+    /// commit id with the run, and removes the checkout when the run ends.
+    git: Option<GitBody>,
     /// The workflow's YAML text, run in the server's root.
     yaml: Option<String>,
     /// Run only these jobs (and what they need); all when empty.
@@ -128,6 +133,24 @@ pub(super) struct CreateBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     inputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A git repository and the ref to run.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GitBody {
+    /// `https://`, `http://`, `ssh://`, `git://`, `user@host:path`, or
+    /// `file:///path` of a repository under the server's root.
+    #[schema(min_length = 1, max_length = 2048)]
+    url: String,
+    /// A branch, tag or full commit id (letters, digits, `/`, `.`, `_`, `-`).
+    #[serde(rename = "ref")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[A-Za-z0-9_][A-Za-z0-9/._-]*$"
+    )]
+    reference: String,
 }
 
 /// A run as created, or cancelled.
@@ -169,12 +192,12 @@ pub(super) struct RunResponse {
     responses(
         (status = 201, description = "Created", body = RunCreated),
         (status = 200, description = "The run this Idempotency-Key created", body = RunCreated),
-        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 400, description = "Bad request; a refused git URL or ref (`field`: `git.url`, `git.ref`)", body = ErrorBody),
         (status = 401, description = "No or wrong token", body = ErrorBody),
         (status = 409, description = "Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "The workflow is invalid (file:line:col)", body = ErrorBody),
+        (status = 422, description = "The workflow is invalid (file:line:col), or git could not fetch the ref", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),
     ))]
 pub(super) async fn create_run(
@@ -225,9 +248,15 @@ pub(super) async fn create_run(
     };
     let runs = s.runs.clone();
     let (view, created) = tokio::task::spawn_blocking(move || {
-        let source = match (&parsed.workflow, &parsed.yaml) {
-            (Some(p), None) => Source::Path(p),
-            (None, Some(y)) => Source::Inline(y),
+        let source = match (&parsed.workflow, &parsed.yaml, &parsed.git) {
+            (Some(p), None, _) => Source::Path(p),
+            (None, Some(y), None) => Source::Inline(y),
+            (_, _, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "with `git`, give `workflow` (the workflow file's path in the repository) and no `yaml`",
+                )
+                .field("workflow"))
+            }
             _ => {
                 return Err(ApiError::bad_request(
                     "give exactly one of `workflow` (a path under the server's root) or `yaml` (the workflow's text)",
@@ -237,6 +266,10 @@ pub(super) async fn create_run(
         };
         runs.create(NewRun {
             source,
+            git: parsed
+                .git
+                .as_ref()
+                .map(|g| (g.url.as_str(), g.reference.as_str())),
             request,
             idempotency: key,
         })

@@ -18,9 +18,12 @@ use std::path::{Component, Path, PathBuf};
 pub const MAX_WORKFLOW_BYTES: u64 = 1 << 20;
 
 /// Where a run's workflow comes from.
+#[derive(Clone, Copy)]
 pub enum Source<'a> {
     Path(&'a str),
     Inline(&'a str),
+    /// A file in a run's git checkout (the root given is the checkout).
+    Checkout(&'a str),
 }
 
 /// A planned run and the workflow path it records (relative to the root).
@@ -61,8 +64,12 @@ fn load_source(
     request: &Request,
 ) -> Result<Loaded, ApiError> {
     let (wf, shown, field) = match source {
-        Source::Path(rel) => {
-            let (file, shown) = resolve(root, rel)?;
+        Source::Path(rel) | Source::Checkout(rel) => {
+            let place = match source {
+                Source::Checkout(_) => "in the git repository",
+                _ => "under the server's root",
+            };
+            let (file, shown) = resolve_in(root, rel, place)?;
             let text = read_bounded(&file).map_err(|e| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -99,11 +106,16 @@ fn load_source(
 
 /// `rel` as a file under `root`, refusing every way out of it.
 pub fn resolve(root: &Path, rel: &str) -> Result<(PathBuf, String), ApiError> {
+    resolve_in(root, rel, "under the server's root")
+}
+
+/// [`resolve`], its errors saying the file must be `place`.
+fn resolve_in(root: &Path, rel: &str, place: &str) -> Result<(PathBuf, String), ApiError> {
     let outside = |why: &str| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "path_outside_root",
-            format!("workflow path `{rel}` {why}: it must name a file under the server's root"),
+            format!("workflow path `{rel}` {why}: it must name a file {place}"),
         )
         .field("workflow")
     };
@@ -127,12 +139,12 @@ pub fn resolve(root: &Path, rel: &str) -> Result<(PathBuf, String), ApiError> {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "workflow_not_found",
-            format!("there is no workflow file `{rel}` under the server's root"),
+            format!("there is no workflow file `{rel}` {place}"),
         )
         .field("workflow")
     })?;
     if !file.starts_with(&root) {
-        return Err(outside("is a symlink pointing outside the root"));
+        return Err(outside("is a symlink pointing outside"));
     }
     if !file.is_file() {
         return Err(ApiError::new(

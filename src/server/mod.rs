@@ -32,6 +32,7 @@ mod load;
 mod metrics;
 mod openapi;
 mod runs;
+mod sources;
 pub mod webhooks;
 mod workers;
 mod workflows;

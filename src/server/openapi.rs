@@ -63,25 +63,24 @@ impl Modify for BearerToken {
                 op.security = Some(Vec::new());
             }
         }
-        // What the type cannot say: exactly one of `workflow` and `yaml`.
+        // What the type cannot say: exactly one of `workflow` and `yaml`,
+        // and `git` only with `workflow`.
         if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get("CreateBody") {
-            let one = |field: &str, other: &str| {
-                Schema::Object(
+            let one = |field: &str, others: &[&str]| {
+                let mut b = ObjectBuilder::new().required(field).property(
+                    field,
                     ObjectBuilder::new()
-                        .required(field)
-                        .property(
-                            field,
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .min_length(Some(1)),
-                        )
-                        .property(other, ObjectBuilder::new().schema_type(Type::Null))
-                        .build(),
-                )
+                        .schema_type(Type::String)
+                        .min_length(Some(1)),
+                );
+                for other in others {
+                    b = b.property(*other, ObjectBuilder::new().schema_type(Type::Null));
+                }
+                Schema::Object(b.build())
             };
             let choice = utoipa::openapi::OneOfBuilder::new()
-                .item(one("workflow", "yaml"))
-                .item(one("yaml", "workflow"))
+                .item(one("workflow", &["yaml"]))
+                .item(one("yaml", &["workflow", "git"]))
                 .build();
             let all = utoipa::openapi::AllOfBuilder::new()
                 .item(Schema::Object(body.clone()))

@@ -21,6 +21,7 @@ use super::error::ApiError;
 use super::events::{EventLog, LogReporter};
 use super::load::{self, Source};
 use super::metrics::{Metrics, MetricsReporter};
+use super::sources::{self, GitSource};
 use crate::event::{now_ms, Millis, Status};
 use crate::exec::concurrency::{waiting_reason, POLL};
 use crate::exec::gate::{Budget, Gate};
@@ -60,6 +61,9 @@ pub struct RunView {
     pub attempt: u32,
     /// Why the run could not run at all (the session refused it).
     pub error: Option<String>,
+    /// The git repository, ref and commit the run ran from, when it came
+    /// from one (`workflow` is then a path in that repository).
+    pub git: Option<GitSource>,
 }
 
 struct EntryState {
@@ -90,6 +94,8 @@ pub struct RunEntry {
     next: Mutex<QueuedRun>,
     /// The workflow's concurrency group, rendered with the run's inputs.
     group: Option<String>,
+    /// Where the run's workflow came from, when it is a git repository.
+    git: Option<GitSource>,
 }
 
 impl RunEntry {
@@ -110,6 +116,7 @@ impl RunEntry {
             store_run_id: Some(self.run_id),
             attempt: self.next.lock().unwrap_or_else(|p| p.into_inner()).attempt,
             error: s.error.clone(),
+            git: self.git.clone(),
         }
     }
 
@@ -135,7 +142,10 @@ struct Table {
 
 /// A create-run request, already parsed.
 pub struct NewRun<'a> {
+    /// With `git`, a [`Source::Path`] names the workflow file in the repository.
     pub source: Source<'a>,
+    /// The repository's URL and the ref to run.
+    pub git: Option<(&'a str, &'a str)>,
     pub request: Request,
     pub idempotency: Option<(String, [u8; 32])>,
 }
@@ -147,6 +157,33 @@ struct StoredRequest {
     yaml: Option<String>,
     jobs: Vec<String>,
     inputs: Vec<(String, String)>,
+    /// With it, `workflow` is a path in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    git: Option<GitSource>,
+}
+
+impl StoredRequest {
+    fn request(&self) -> Request {
+        Request {
+            jobs: self.jobs.clone(),
+            inputs: self.inputs.clone(),
+        }
+    }
+
+    /// The `trun show` command line of a git run: where it came from.
+    fn args(&self) -> Vec<String> {
+        match &self.git {
+            Some(g) => vec![
+                "--git".into(),
+                crate::git_source::redacted(&g.url),
+                "--ref".into(),
+                g.reference.clone(),
+                "--commit".into(),
+                g.commit.clone(),
+            ],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// What a client asks of a run besides cancel.
@@ -253,6 +290,8 @@ impl Runs {
     /// how many were queued.
     pub fn restore(self: &Arc<Self>) -> Result<usize, crate::state::StateError> {
         let mut queued = 0;
+        // No run is running yet: a queued git run is fetched again below.
+        sources::discard_all(&self.root);
         for mut stored in self.store.server_runs()? {
             // A run that waited for its concurrency group never started: it
             // is queued again, in its place.
@@ -272,16 +311,7 @@ impl Runs {
             if let Some(r) = &request {
                 workflow = r.workflow.clone().unwrap_or_default();
                 if stored.status == Status::Queued {
-                    let source = match (&r.workflow, &r.yaml) {
-                        (Some(p), _) => Source::Path(p),
-                        (None, Some(y)) => Source::Inline(y),
-                        (None, None) => Source::Path(""),
-                    };
-                    let req = Request {
-                        jobs: r.jobs.clone(),
-                        inputs: r.inputs.clone(),
-                    };
-                    match load::load(&self.root, &stored.id, source, &req) {
+                    match self.load_stored(&stored.id, r) {
                         Ok(l) => {
                             workflow = l.workflow_path;
                             plan = Some(l.plan);
@@ -339,6 +369,14 @@ impl Runs {
         request: String,
     ) -> Arc<RunEntry> {
         let group = plan.as_ref().and_then(|p| self.group_of(p).ok()).flatten();
+        // As clients see it: no credentials of the URL.
+        let git = serde_json::from_str::<StoredRequest>(&request)
+            .ok()
+            .and_then(|r| r.git)
+            .map(|g| GitSource {
+                url: crate::git_source::redacted(&g.url),
+                ..g
+            });
         let (cancel, _) = watch::channel(false);
         let entry = Arc::new(RunEntry {
             id,
@@ -363,6 +401,7 @@ impl Runs {
                 kept: Default::default(),
             }),
             group,
+            git,
         });
         // The gate closes by itself when a step budget (advance, max_steps)
         // is spent: the run is paused from then on.
@@ -470,21 +509,39 @@ impl Runs {
             return Err(shutting_down());
         }
         let id = new_id();
-        let stored = StoredRequest {
+        let mut stored = StoredRequest {
             workflow: match new.source {
-                Source::Path(p) => Some(p.to_string()),
+                Source::Path(p) | Source::Checkout(p) => Some(p.to_string()),
                 Source::Inline(_) => None,
             },
             yaml: match new.source {
                 Source::Inline(y) => Some(y.to_string()),
-                Source::Path(_) => None,
+                Source::Path(_) | Source::Checkout(_) => None,
             },
             jobs: new.request.jobs.clone(),
             inputs: new.request.inputs.clone(),
+            git: None,
         };
-        let loaded = load::load(&self.root, &id, new.source, &new.request)?;
-        if let Err(e) = self.group_of(&loaded.plan) {
+        let loaded = match new.git {
+            Some((url, reference)) => {
+                let (checkout, commit) = sources::checkout(&self.root, &id, url, reference)?;
+                stored.git = Some(GitSource {
+                    url: url.to_string(),
+                    reference: reference.to_string(),
+                    commit,
+                });
+                let workflow = stored.workflow.as_deref().unwrap_or("");
+                load::load(&checkout, &id, Source::Checkout(workflow), &new.request)
+            }
+            None => load::load(&self.root, &id, new.source, &new.request),
+        };
+        let discard = || {
             load::discard(&self.root, &id);
+            sources::discard(&self.root, &id);
+        };
+        let loaded = loaded.inspect_err(|_| discard())?;
+        if let Err(e) = self.group_of(&loaded.plan) {
+            discard();
             return Err(e);
         }
         let cancels_others = loaded
@@ -507,7 +564,7 @@ impl Runs {
         // Under the table lock: a run is in the store and in the queue together.
         let mut t = self.table();
         if t.shutting_down {
-            load::discard(&self.root, &id);
+            discard();
             return Err(shutting_down());
         }
         let queued = self
@@ -515,14 +572,15 @@ impl Runs {
             .queue_run(
                 &loaded.plan.workflow,
                 &loaded.workflow_path,
-                &[],
+                &stored.args(),
                 &loaded.plan.job_infos(),
                 &server,
             )
-            .map_err(store_error)?;
+            .map_err(store_error)
+            .inspect_err(|_| discard())?;
         let run = match queued {
             Queued::Existing(found) => {
-                load::discard(&self.root, &id);
+                discard();
                 let (key, hash) = new.idempotency.as_ref().expect("only a key finds a run");
                 if found.body_hash.as_deref() != Some(hash.as_slice()) {
                     return Err(ApiError::new(
@@ -548,6 +606,7 @@ impl Runs {
                         store_run_id: Some(found.run_id),
                         attempt: 1,
                         error: None,
+                        git: None,
                     },
                 };
                 return Ok((view, false));
@@ -619,6 +678,7 @@ impl Runs {
                 t.queue.retain(|q| q != id);
                 self.metrics.queue_depth.set(t.queue.len() as i64);
                 self.metrics.run_finished(Status::Cancelled);
+                sources::discard(&self.root, id);
                 entry.log.close();
                 drop(t);
                 self.count_transitions(&entry);
@@ -697,17 +757,9 @@ impl Runs {
         transition::check(from, Status::Queued).map_err(|e| conflict(id, &e))?;
         let stored: StoredRequest = serde_json::from_str(&entry.request)
             .map_err(|e| ApiError::internal(format!("run {id}'s stored request: {e}")))?;
-        let source = match (&stored.workflow, &stored.yaml) {
-            (Some(p), _) => Source::Path(p),
-            (None, Some(y)) => Source::Inline(y),
-            (None, None) => return Err(ApiError::internal(format!("run {id} has no workflow"))),
-        };
-        let request = Request {
-            jobs: stored.jobs.clone(),
-            inputs: stored.inputs.clone(),
-        };
-        // The workflow as it is now: a retry after a fix runs the fix.
-        let loaded = load::load(&self.root, id, source, &request)?;
+        // The workflow as it is now: a retry after a fix runs the fix (a git
+        // run's is the commit it ran).
+        let loaded = self.load_stored(id, &stored)?;
         let mut t = self.table();
         if t.shutting_down {
             return Err(shutting_down());
@@ -851,6 +903,7 @@ impl Runs {
     /// its transitions, and the dispatcher may start another.
     fn finished(&self, entry: &Arc<RunEntry>) {
         let _ = self.store.release_slots(entry.run_id, None);
+        sources::discard(&self.root, &entry.id);
         self.count_transitions(entry);
         self.forget_old();
         let mut t = self.table();
@@ -1073,16 +1126,39 @@ impl Runs {
                     .into(),
             );
         };
+        // A git run's workspace is its checkout, snapshotted as a root is.
+        let workspace = match &stored.git {
+            Some(_) => sources::dir(&self.root, &entry.id),
+            None => self.root.clone(),
+        };
         let d = crate::worker::Dispatcher::for_workspace(
             &w.db,
             plan,
             &w.cache,
-            &self.root,
+            &workspace,
             &workflow,
             stored.jobs,
             stored.inputs,
         )?;
         Ok(Arc::new(d))
+    }
+
+    /// Plans a stored request again: a git run in its checkout, fetched
+    /// again at the commit it recorded.
+    fn load_stored(&self, id: &str, r: &StoredRequest) -> Result<load::Loaded, ApiError> {
+        let request = r.request();
+        if let Some(git) = &r.git {
+            let checkout = sources::checkout_again(&self.root, id, git)?;
+            let workflow = r.workflow.as_deref().unwrap_or("");
+            return load::load(&checkout, id, Source::Checkout(workflow), &request)
+                .inspect_err(|_| sources::discard(&self.root, id));
+        }
+        let source = match (&r.workflow, &r.yaml) {
+            (Some(p), _) => Source::Path(p),
+            (None, Some(y)) => Source::Inline(y),
+            (None, None) => return Err(ApiError::internal(format!("run {id} has no workflow"))),
+        };
+        load::load(&self.root, id, source, &request)
     }
 
     /// Keeps the table bounded: the oldest finished runs go (their record,
