@@ -356,6 +356,26 @@ fn a_killed_workers_job_runs_again_on_another_worker() {
         workers_err.contains("stopped") && workers_err.contains("left running"),
         "the dead worker's step was not stopped:\n{workers_err}"
     );
+    // `trun show` says where each job ran, and which attempt finished it.
+    let show = t
+        .run(&["show", "--json", "--db", &cluster.db])
+        .success()
+        .json();
+    let slow_job = show["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == "slow")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&slow_job["worker"], &slow_job["attempt"]),
+        (&Value::from("rescuer"), &Value::from(2)),
+        "{show}"
+    );
+    t.run(&["show", "--db", &cluster.db])
+        .success()
+        .stdout_has("on worker rescuer, attempt 2");
 }
 
 #[test]

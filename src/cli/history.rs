@@ -37,6 +37,27 @@ pub(super) fn cmd_history(a: HistoryArgs) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// Which `trun worker` ran each job of run `id` that went to the job queue
+/// of the database at `db` (its newest attempt), by job key. Empty for a
+/// database without workers; a queue that cannot be read is said, not hidden.
+fn where_jobs_ran(db: &str, id: i64) -> std::collections::BTreeMap<String, (String, i32)> {
+    if !crate::state::is_postgres_url(db) {
+        return Default::default();
+    }
+    let attempts = crate::state::JobQueue::open(db).and_then(|q| q.run_attempts(id));
+    match attempts {
+        // Ordered by job then attempt: the newest attempt of a job wins.
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|r| Some((r.job_key, (r.worker?, r.attempt))))
+            .collect(),
+        Err(e) => {
+            eprintln!("trun: warning: cannot read where the jobs ran (the job queue): {e}");
+            Default::default()
+        }
+    }
+}
+
 fn resolve_run(store: &dyn Store, run: Option<&str>) -> Result<i64, Vec<Diagnostic>> {
     match run {
         None | Some("last") | Some("latest") => store
@@ -65,22 +86,45 @@ pub(super) fn cmd_show(a: ShowArgs) -> CmdResult {
     let artifacts = store
         .artifacts(id)
         .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
+    let workers = a
+        .file
+        .db
+        .as_deref()
+        .map(|db| where_jobs_ran(db, id))
+        .unwrap_or_default();
     if a.json {
         let text = crate::history::run_json(&detail)
             .map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
-        if artifacts.is_empty() {
+        if artifacts.is_empty() && workers.is_empty() {
             outln!("{text}");
         } else {
             let mut v: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| vec![Diagnostic::plain(e.to_string())])?;
-            v["artifacts"] = serde_json::to_value(&artifacts).unwrap_or_default();
+            if !artifacts.is_empty() {
+                v["artifacts"] = serde_json::to_value(&artifacts).unwrap_or_default();
+            }
+            for job in v["jobs"].as_array_mut().into_iter().flatten() {
+                let at = job["key"].as_str().and_then(|k| workers.get(k));
+                if let Some((worker, attempt)) = at {
+                    job["worker"] = serde_json::json!(worker);
+                    job["attempt"] = serde_json::json!(attempt);
+                }
+            }
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
     } else {
-        out(&crate::history::render_run(
-            &detail,
-            use_color(a.file.no_color),
-        ));
+        let mut opts = crate::history::RenderOptions::new(use_color(a.file.no_color));
+        opts.workers = workers
+            .into_iter()
+            .map(|(job, (worker, attempt))| {
+                let shown = match attempt {
+                    1 => format!("worker {worker}"),
+                    n => format!("worker {worker}, attempt {n}"),
+                };
+                (job, shown)
+            })
+            .collect();
+        out(&crate::history::render_run_with(&detail, &opts));
         if !artifacts.is_empty() {
             outln!("\nartifacts:");
             for art in &artifacts {

@@ -8,10 +8,13 @@ use std::fmt::Write as _;
 use time::{format_description::BorrowedFormatItem, macros::format_description, UtcOffset};
 
 /// How to render: colours, and the time zone for wall-clock times.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RenderOptions {
     pub color: bool,
     pub offset: UtcOffset,
+    /// Where each job ran, by key, when not in the run's own process: `trun
+    /// worker` NAME (and the attempt, past the first).
+    pub workers: std::collections::BTreeMap<String, String>,
 }
 
 impl RenderOptions {
@@ -19,6 +22,7 @@ impl RenderOptions {
         RenderOptions {
             color,
             offset: local_offset(),
+            workers: Default::default(),
         }
     }
 }
@@ -98,7 +102,11 @@ pub fn render_run_with(detail: &RunDetail, opts: &RenderOptions) -> String {
             Cell::status(job.status),
             Cell::plain(String::new()),
             Cell::plain(job.duration_ms.map_or(String::new(), format_duration)),
-            Cell::plain(job.reason.clone().unwrap_or_default()),
+            Cell::plain(match (job.reason.as_deref(), opts.workers.get(&job.key)) {
+                (None | Some(""), Some(w)) => format!("on {w}"),
+                (Some(r), Some(w)) => format!("{r} (on {w})"),
+                (r, None) => r.unwrap_or_default().to_string(),
+            }),
         ]);
         for (position, step) in job.steps.iter().enumerate() {
             table.row(vec![

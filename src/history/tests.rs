@@ -12,6 +12,7 @@ const T0: Millis = 1_795_403_525_000; // 2026-11-23 03:12:05 UTC
 
 fn utc(color: bool) -> RenderOptions {
     RenderOptions {
+        workers: Default::default(),
         color,
         offset: UtcOffset::UTC,
     }
