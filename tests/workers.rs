@@ -85,6 +85,15 @@ impl Cluster {
         self.workers.push((name.to_string(), home, Some(running)));
     }
 
+    /// The directory worker `name` runs in (its `--workdir` is `work` there).
+    fn home(&self, name: &str) -> &std::path::Path {
+        self.workers
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, home, _)| home.path())
+            .expect("a worker of that name")
+    }
+
     fn running(&self, name: &str) -> &Running {
         self.workers
             .iter()
@@ -488,8 +497,20 @@ fn a_killed_workers_job_runs_again_on_another_worker() {
                 .any(|a| a.job == "slow" && a.state == "running")
         },
     );
-    // Let the step start, then kill the worker outright.
-    std::thread::sleep(Duration::from_millis(800));
+    // Once the step has started (on a loaded machine that can take a while
+    // after the claim), kill the worker outright.
+    let work = cluster.home("doomed").join("work");
+    wait_for(
+        "the doomed worker's step to start",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(&work)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|job| job.path().join("gen/started").exists())
+        },
+    );
     cluster
         .running("doomed")
         .signal(nix::sys::signal::Signal::SIGKILL);
