@@ -261,10 +261,10 @@ fn twelve_jobs_on_three_workers_match_a_local_run() {
     assert!(used.len() >= 2, "one worker ran everything: {by_job:?}");
 }
 
-/// Runs [`dag`] (each job sleeping `pause` s) locally and then on the cluster's workers, and checks that
-/// the two agree, that every job ran once on a worker and none on the
-/// coordinator, and that the fan-in read files other workers wrote. Returns
-/// which worker ran each job.
+/// Runs [`dag`] (each job sleeping `pause` s) locally and then on the
+/// cluster's workers, and checks that the two agree, that every job ran once
+/// on a worker and none on the coordinator, and that the fan-in read files
+/// other workers wrote. Returns which worker ran each job.
 fn the_dag_matches_a_local_run(cluster: &Cluster, pause: f64) -> BTreeMap<String, String> {
     let local = dag_workspace(pause);
     local.run(&["run", "--progress", "plain"]).success();
@@ -423,16 +423,8 @@ fn twelve_jobs_on_three_workers_in_network_namespaces_match_a_local_run() {
             out.stderr_has("stopped");
             out
         };
-        let mut left = Vec::new();
         let limit = Duration::from_secs(10);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            left = m.ns.pids_inside();
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let left = m.ns.wait_until_empty(limit);
         assert!(
             left.is_empty(),
             "{limit:?} after {name} ended, {} still holds {}\n{}",

@@ -159,6 +159,19 @@ impl Netns {
             })
             .collect()
     }
+
+    /// Waits up to `limit` for the namespace to hold no process; returns
+    /// what is still inside.
+    pub fn wait_until_empty(&self, limit: Duration) -> Vec<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = self.pids_inside();
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Netns {
