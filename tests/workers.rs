@@ -435,6 +435,41 @@ fn twelve_jobs_on_three_workers_in_network_namespaces_match_a_local_run() {
     }
 }
 
+#[test]
+fn a_dropped_namespace_takes_its_link_address_and_processes_with_it() {
+    netns::require();
+    let ns = Netns::create();
+    let (name, link, addr) = (ns.name.clone(), ns.host_link.clone(), ns.host_addr);
+    let mut inside = std::process::Command::new("ip")
+        .args(["netns", "exec", &name, "sleep", "300"])
+        .spawn()
+        .unwrap();
+    wait_for("the sleep to run inside", Duration::from_secs(10), || {
+        ns.pids_inside() == vec![inside.id() as i32]
+    });
+    let _reaper = common::Reaper(
+        common::Process::find(inside.id() as i32)
+            .into_iter()
+            .collect(),
+    );
+    drop(ns);
+    wait_for(
+        "the sleep inside to be killed",
+        Duration::from_secs(10),
+        || inside.try_wait().unwrap().is_some(),
+    );
+    assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
+    let links = std::process::Command::new("ip")
+        .args(["-o", "addr", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains(&link) && !links.contains(&format!("inet {addr}/")),
+        "{links}"
+    );
+}
+
 /// The command lines of `pids`, for a message.
 fn command_lines(pids: &[i32]) -> String {
     pids.iter()
