@@ -3,14 +3,18 @@
 //! files, meeting only in a real PostgreSQL database
 //! (`TRUN_TEST_DATABASE_URL`, started by `.ci/postgres start`) and a real
 //! cache server (`trun serve` on 127.0.0.1). Who ran what, and when, is read
-//! from the job queue's rows.
+//! from the job queue's rows. One test puts each worker in a network
+//! namespace of its own, reaching the database and the cache over TCP only
+//! (it needs root and iproute2's `ip`, and fails saying so without them).
 
 mod common;
 
+use common::netns::{self, Forward, Netns};
 use common::server::Server;
 use common::{fresh_database, invoke_in, wait_for, Running, Test};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A database, a cache server and the workers started on them.
@@ -50,17 +54,35 @@ impl Cluster {
 
     /// Starts `trun worker` named `name` in a directory of its own.
     fn worker(&mut self, name: &str, extra: &[&str]) {
-        self.worker_with_env(name, extra, &[]);
+        let (db, cache) = (self.db.clone(), self.cache.base.clone());
+        self.worker_via(name, &db, &cache, &[], extra, &[]);
     }
 
+    /// [`Cluster::worker`] with `env` set for the worker.
     fn worker_with_env(&mut self, name: &str, extra: &[&str], env: &[(&str, &str)]) {
+        let (db, cache) = (self.db.clone(), self.cache.base.clone());
+        self.worker_via(name, &db, &cache, &[], extra, env);
+    }
+
+    /// Starts `trun worker` named `name` in a directory of its own, reaching
+    /// the database at `db` and the cache at `cache`, run through `prefix`
+    /// (`ip netns exec NAME`) when it is not empty, with `env` set.
+    fn worker_via(
+        &mut self,
+        name: &str,
+        db: &str,
+        cache: &str,
+        prefix: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) {
         let home = Test::new();
         let mut args = vec![
             "worker",
             "--db",
-            &self.db,
+            db,
             "--remote-cache",
-            &self.cache.base,
+            cache,
             "--workdir",
             "work",
             "--name",
@@ -69,7 +91,7 @@ impl Cluster {
             "1s",
         ];
         args.extend_from_slice(extra);
-        let mut invocation = invoke_in(home.path(), &args);
+        let mut invocation = invoke_in(home.path(), &args).through(prefix);
         for (k, v) in env {
             invocation = invocation.env(k, v);
         }
@@ -80,6 +102,15 @@ impl Cluster {
             || running.stderr_so_far().contains("waiting for jobs"),
         );
         self.workers.push((name.to_string(), home, Some(running)));
+    }
+
+    /// The directory worker `name` runs in (its `--workdir` is `work` there).
+    fn home(&self, name: &str) -> &std::path::Path {
+        self.workers
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, home, _)| home.path())
+            .expect("a worker of that name")
     }
 
     fn running(&self, name: &str) -> &Running {
@@ -169,8 +200,10 @@ fn job_outputs(t: &Test, db: Option<&str>) -> BTreeMap<String, (String, Value)> 
 
 /// Twelve jobs: a seed, a fan-out of four, four jobs each reading one of
 /// those, a fan-in, a check, and a report reading files written three and
-/// five jobs up the graph. Every job writes a file and outputs its digest.
-fn dag() -> String {
+/// five jobs up the graph. Every job writes a file and outputs its digest,
+/// after sleeping `pause` seconds: while the four fan-out jobs sleep, an idle
+/// worker has that long to claim the one that is left for it.
+fn dag(pause: f64) -> String {
     let mut y = String::from("jobs:\n");
     let job = |y: &mut String, name: &str, needs: &[&str], script: &str| {
         y.push_str(&format!("  {name}:\n"));
@@ -178,7 +211,7 @@ fn dag() -> String {
             y.push_str(&format!("    needs: [{}]\n", needs.join(", ")));
         }
         y.push_str(&format!(
-            "    outputs: {{ digest: \"${{{{ steps.s.outputs.digest }}}}\" }}\n    steps:\n      - id: s\n        run: |\n          mkdir -p gen\n          sleep 0.3\n{}          echo \"digest=$(cat gen/{name}.txt | sha256sum | cut -c1-16)\" >> \"$TRUN_OUTPUT\"\n",
+            "    outputs: {{ digest: \"${{{{ steps.s.outputs.digest }}}}\" }}\n    steps:\n      - id: s\n        run: |\n          mkdir -p gen\n          sleep {pause}\n{}          echo \"digest=$(cat gen/{name}.txt | sha256sum | cut -c1-16)\" >> \"$TRUN_OUTPUT\"\n",
             script
                 .lines()
                 .map(|l| format!("          {l}\n"))
@@ -228,9 +261,9 @@ fn dag() -> String {
     y
 }
 
-fn dag_workspace() -> Test {
+fn dag_workspace(pause: f64) -> Test {
     Test::new()
-        .workflow(&dag())
+        .workflow(&dag(pause))
         .file("src/input.txt", "the input\n")
         .file(".gitignore", "gen/\nscratch/\n")
         // Ignored by git: never part of the snapshot.
@@ -239,16 +272,26 @@ fn dag_workspace() -> Test {
 
 #[test]
 fn twelve_jobs_on_three_workers_match_a_local_run() {
-    let local = dag_workspace();
-    local.run(&["run", "--progress", "plain"]).success();
-    let expected = job_outputs(&local, None);
-    assert_eq!(expected.len(), 12, "{expected:?}");
-
     let mut cluster = Cluster::new();
     for w in ["w1", "w2", "w3"] {
         cluster.worker(w, &[]);
     }
-    let coordinator = dag_workspace();
+    let by_job = the_dag_matches_a_local_run(&cluster, 0.3);
+    let used: BTreeSet<&str> = by_job.values().map(String::as_str).collect();
+    assert!(used.len() >= 2, "one worker ran everything: {by_job:?}");
+}
+
+/// Runs [`dag`] (each job sleeping `pause` s) locally and then on the
+/// cluster's workers, and checks that the two agree, that every job ran once
+/// on a worker and none on the coordinator, and that the fan-in read files
+/// other workers wrote. Returns which worker ran each job.
+fn the_dag_matches_a_local_run(cluster: &Cluster, pause: f64) -> BTreeMap<String, String> {
+    let local = dag_workspace(pause);
+    local.run(&["run", "--progress", "plain"]).success();
+    let expected = job_outputs(&local, None);
+    assert_eq!(expected.len(), 12, "{expected:?}");
+
+    let coordinator = dag_workspace(pause);
     let out = cluster
         .coordinate(&coordinator)
         .wait(Duration::from_secs(120));
@@ -262,17 +305,15 @@ fn twelve_jobs_on_three_workers_match_a_local_run() {
 
     let attempts = cluster.attempts();
     assert_eq!(attempts.len(), 12, "{attempts:?}");
-    let by_job: BTreeMap<&str, &str> = attempts
+    let by_job: BTreeMap<String, String> = attempts
         .iter()
-        .map(|a| (a.job.as_str(), a.worker.as_deref().unwrap_or("")))
+        .map(|a| (a.job.clone(), a.worker.clone().unwrap_or_default()))
         .collect();
     assert!(attempts.iter().all(|a| a.state == "done" && a.attempt == 1));
-    let used: BTreeSet<&str> = by_job.values().copied().collect();
-    assert!(used.len() >= 2, "one worker ran everything: {by_job:?}");
     // The fan-in read files that other workers wrote.
-    let merge = by_job["merge"];
+    let merge = &by_job["merge"];
     assert!(
-        (1..=4).any(|i| by_job[format!("work{i}").as_str()] != merge),
+        (1..=4).any(|i| &by_job[&format!("work{i}")] != merge),
         "{by_job:?}"
     );
     // The steps were recorded in the coordinator's run, as for a local run.
@@ -285,6 +326,193 @@ fn twelve_jobs_on_three_workers_match_a_local_run() {
             assert_eq!(s["status"], "success", "{s}");
         }
     }
+    by_job
+}
+
+/// A machine of its own for a worker: a network namespace whose one link is
+/// a veth pair to the host, and forwarders on the host's end of it to the
+/// database and the cache, which listen on the host's 127.0.0.1 only.
+struct Machine {
+    ns: Netns,
+    db: Forward,
+    cache: Forward,
+}
+
+#[test]
+fn twelve_jobs_on_three_workers_in_network_namespaces_match_a_local_run() {
+    netns::require();
+    let mut cluster = Cluster::new();
+    let db_at = address_of(&cluster.db);
+    let cache_at = address_of(&cluster.cache.base);
+    let machines: Vec<Machine> = (0..3)
+        .map(|_| {
+            let ns = Netns::create();
+            Machine {
+                db: Forward::start(ns.host_addr, db_at),
+                cache: Forward::start(ns.host_addr, cache_at),
+                ns,
+            }
+        })
+        .collect();
+
+    for (i, m) in machines.iter().enumerate() {
+        let other = &machines[(i + 1) % machines.len()];
+        // Inside, 127.0.0.1 is the namespace's own loopback: the services
+        // are not there, nor on the host's end of the link (they listen on
+        // the host's loopback only), and nothing beyond the link is routed.
+        for to in [
+            db_at,
+            cache_at,
+            SocketAddr::from((m.ns.host_addr, db_at.port())),
+            SocketAddr::from((m.ns.host_addr, cache_at.port())),
+            other.db.addr,
+        ] {
+            let refused = m.ns.connect_from_inside(to);
+            assert!(refused.is_err(), "{} reached {to}", m.ns.name);
+        }
+        // The forwarders are the way out.
+        for to in [m.db.addr, m.cache.addr] {
+            m.ns.connect_from_inside(to)
+                .unwrap_or_else(|e| panic!("{} cannot reach {to}: {e}", m.ns.name));
+        }
+    }
+
+    let names = ["n1", "n2", "n3"];
+    for (name, m) in names.iter().zip(&machines) {
+        let db = cluster
+            .db
+            .replacen(&format!("@{db_at}/"), &format!("@{}/", m.db.addr), 1);
+        assert_ne!(db, cluster.db, "the database URL names {db_at}");
+        let cache = format!("http://{}", m.cache.addr);
+        cluster.worker_via(name, &db, &cache, &m.ns.exec_prefix(), &[], &[]);
+    }
+
+    // Every worker must run a job: the fan-out jobs run long enough that
+    // one slow to wake on a loaded machine still claims one.
+    let by_job = the_dag_matches_a_local_run(&cluster, 1.0);
+    for name in names {
+        assert!(
+            by_job.values().any(|w| w == name),
+            "worker {name} ran no job: {by_job:?}\n{}",
+            cluster.stderr_of_workers()
+        );
+    }
+    // The worker connected to the database and the cache through its
+    // forwarders (besides the test's own probe, the first connection), and
+    // every connection came over the link.
+    for m in &machines {
+        for (what, fwd) in [("database", &m.db), ("cache", &m.cache)] {
+            let peers = fwd.peers();
+            assert!(
+                peers.len() > 1 && peers.iter().all(|p| *p == m.ns.inside_addr),
+                "{what} connections through {}: {peers:?}",
+                m.ns.name
+            );
+        }
+    }
+
+    // `ip netns exec` execs trun: the pid the test holds is the worker's, and
+    // what else runs inside is its guard (a child). Two workers drain on
+    // SIGTERM, the third is killed outright; either way, once it has gone
+    // its guard follows and nothing is left inside.
+    let trun = std::fs::canonicalize(common::TRUN).unwrap();
+    for ((name, _home, running), m) in cluster.workers.drain(..).zip(&machines) {
+        let running = running.unwrap();
+        let pid = running.pid();
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+            trun,
+            "{name}"
+        );
+        let inside = m.ns.pids_inside();
+        assert!(
+            inside.contains(&pid)
+                && inside
+                    .iter()
+                    .all(|p| *p == pid || common::parent_pid(*p) == Some(pid)),
+            "{name} is {pid}; inside: {}",
+            command_lines(&inside)
+        );
+        let out = if name == "n3" {
+            running.signal(nix::sys::signal::Signal::SIGKILL);
+            let out = running.wait(Duration::from_secs(30));
+            assert_eq!(out.code, Some(128 + 9), "{}", out.all());
+            out
+        } else {
+            running.signal(nix::sys::signal::Signal::SIGTERM);
+            let out = running.wait(Duration::from_secs(30));
+            assert_eq!(out.code, Some(0), "{}", out.all());
+            out.stderr_has("stopped");
+            out
+        };
+        let limit = Duration::from_secs(10);
+        let left = m.ns.wait_until_empty(limit);
+        assert!(
+            left.is_empty(),
+            "{limit:?} after {name} ended, {} still holds {}\n{}",
+            m.ns.name,
+            command_lines(&left),
+            out.all()
+        );
+    }
+}
+
+#[test]
+fn a_dropped_namespace_takes_its_link_address_and_processes_with_it() {
+    netns::require();
+    let ns = Netns::create();
+    let (name, link, addr) = (ns.name.clone(), ns.host_link.clone(), ns.host_addr);
+    let mut inside = std::process::Command::new("ip")
+        .args(["netns", "exec", &name, "sleep", "300"])
+        .spawn()
+        .unwrap();
+    wait_for("the sleep to run inside", Duration::from_secs(10), || {
+        ns.pids_inside() == vec![inside.id() as i32]
+    });
+    let _reaper = common::Reaper(
+        common::Process::find(inside.id() as i32)
+            .into_iter()
+            .collect(),
+    );
+    drop(ns);
+    wait_for(
+        "the sleep inside to be killed",
+        Duration::from_secs(10),
+        || inside.try_wait().unwrap().is_some(),
+    );
+    assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
+    let links = std::process::Command::new("ip")
+        .args(["-o", "addr", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains(&link) && !links.contains(&format!("inet {addr}/")),
+        "{links}"
+    );
+}
+
+/// The command lines of `pids`, for a message.
+fn command_lines(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "{pid}: {}\n",
+                String::from_utf8_lossy(&argv).replace('\0', " ")
+            )
+        })
+        .collect()
+}
+
+/// The `host:port` of a URL such as `postgres://trun@127.0.0.1:5432/db`.
+fn address_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port
+        .parse()
+        .unwrap_or_else(|e| panic!("no address in {url}: {e}"))
 }
 
 #[test]
@@ -318,8 +546,20 @@ fn a_killed_workers_job_runs_again_on_another_worker() {
                 .any(|a| a.job == "slow" && a.state == "running")
         },
     );
-    // Let the step start, then kill the worker outright.
-    std::thread::sleep(Duration::from_millis(800));
+    // Once the step has started (on a loaded machine that can take a while
+    // after the claim), kill the worker outright.
+    let work = cluster.home("doomed").join("work");
+    wait_for(
+        "the doomed worker's step to start",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(&work)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|job| job.path().join("gen/started").exists())
+        },
+    );
     cluster
         .running("doomed")
         .signal(nix::sys::signal::Signal::SIGKILL);

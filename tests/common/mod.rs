@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod netns;
 pub mod server;
 
 /// The binary under test, built by cargo for this integration test crate.
@@ -202,6 +203,7 @@ pub fn invoke_in(dir: &Path, args: &[&str]) -> Invocation {
         args: args.iter().map(OsString::from).collect(),
         env: Vec::new(),
         cwd: None,
+        prefix: Vec::new(),
     }
 }
 
@@ -212,6 +214,8 @@ pub struct Invocation {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
+    /// A program that runs `trun` (`ip netns exec NAME`), if any.
+    prefix: Vec<OsString>,
 }
 
 impl Invocation {
@@ -231,8 +235,22 @@ impl Invocation {
         self
     }
 
+    /// Runs `trun` through `prefix` (a program and its arguments, such as
+    /// `ip netns exec NAME`), which must exec it with the environment given.
+    pub fn through(mut self, prefix: &[String]) -> Self {
+        self.prefix = prefix.iter().map(OsString::from).collect();
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut cmd = Command::new(TRUN);
+        let mut cmd = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(TRUN);
+                cmd
+            }
+            None => Command::new(TRUN),
+        };
         cmd.args(&self.args)
             .current_dir(self.cwd.as_deref().unwrap_or(&self.dir))
             .stdin(Stdio::null());
@@ -246,8 +264,9 @@ impl Invocation {
     }
 
     fn describe(&self) -> String {
+        let prefix = self.prefix.iter().map(|a| a.to_string_lossy() + " ");
         let args: Vec<_> = self.args.iter().map(|a| a.to_string_lossy()).collect();
-        format!("trun {}", args.join(" "))
+        format!("{}trun {}", prefix.collect::<String>(), args.join(" "))
     }
 
     /// Runs to completion with stdout and stderr captured; fails the test if `trun`
@@ -619,6 +638,14 @@ fn proc_stat(pid: i32) -> Option<(char, u64)> {
     // Field 22 overall; the state is field 3, so index 22 - 3 here.
     let start_time = fields.get(19)?.parse().ok()?;
     Some((state, start_time))
+}
+
+/// The parent of a process, from `/proc/PID/stat`.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command name: state, then the parent's pid.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Kills the listed processes when dropped, so a failing test leaves no `sleep 300`

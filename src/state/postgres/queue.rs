@@ -179,9 +179,13 @@ impl JobQueue {
         labels: &[String],
         lease: Duration,
     ) -> Result<Option<Claimed>> {
-        let now = now_ms();
-        let until = now + lease.as_millis() as i64;
         self.with(|c| {
+            // Read the clock once the connection is ours: the heartbeat may
+            // hold it for a while (rescuing, with a later time), and a time
+            // read before would date the claim before an attempt it claims
+            // was queued, and start its lease already partly spent.
+            let now = now_ms();
+            let until = now + lease.as_millis() as i64;
             let row = c.query_opt(
                 "UPDATE job_queue SET state = 'running', worker = $1, claimed_at = $2, lease_until = $3
                  WHERE (run_id, job_key, attempt) = (
@@ -210,9 +214,10 @@ impl JobQueue {
         held: &[(i64, String, i32)],
         lease: Duration,
     ) -> Result<Vec<(i64, String, i32)>> {
-        let now = now_ms();
-        let until = now + lease.as_millis() as i64;
         self.with(|c| {
+            // Once the connection is ours, as in `claim`.
+            let now = now_ms();
+            let until = now + lease.as_millis() as i64;
             let mut tx = c.transaction()?;
             tx.execute(
                 "UPDATE job_queue SET lease_until = $2 WHERE worker = $1 AND state = 'running'",
