@@ -133,6 +133,19 @@ impl Cluster {
             .collect()
     }
 
+    /// `trun run --dispatch` in `t`, to its successful end.
+    fn dispatch_ok(&self, t: &Test) -> common::Output {
+        let out = self.coordinate(t).wait(Duration::from_secs(180));
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{}\n{}",
+            out.all(),
+            self.stderr_of_workers()
+        );
+        out
+    }
+
     /// `trun run --dispatch` in `t`, started in the background.
     fn coordinate(&self, t: &Test) -> Running {
         t.args(&[
@@ -683,14 +696,7 @@ fn a_concurrency_group_holds_across_workers() {
         ));
     }
     let t = Test::new().workflow(&y);
-    let out = cluster.coordinate(&t).wait(Duration::from_secs(120));
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{}\n{}",
-        out.all(),
-        cluster.stderr_of_workers()
-    );
+    cluster.dispatch_ok(&t);
     let attempts = cluster.attempts();
     assert_eq!(attempts.len(), 6);
     let used: BTreeSet<&str> = attempts
@@ -787,14 +793,7 @@ fn runs_on_routes_jobs_to_workers_with_those_labels() {
               - run: echo anywhere
         ",
     );
-    let out = cluster.coordinate(&t).wait(Duration::from_secs(60));
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{}\n{}",
-        out.all(),
-        cluster.stderr_of_workers()
-    );
+    cluster.dispatch_ok(&t);
     let train = cluster
         .attempts()
         .into_iter()
@@ -1057,14 +1056,7 @@ fn workers_hold_the_secrets_and_the_coordinator_sends_none() {
                   echo "token is ${{ secrets.DEPLOY_TOKEN }}"
         "#,
     ));
-    let out = cluster.coordinate(&ws).wait(Duration::from_secs(120));
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{}\n{}",
-        out.all(),
-        cluster.stderr_of_workers()
-    );
+    cluster.dispatch_ok(&ws);
     // Masked in the log the worker put in the cache.
     let run = ws
         .run(&["show", "--json", "--db", &cluster.db])
@@ -1155,14 +1147,7 @@ fn legs_of_a_computed_matrix_run_on_the_workers() {
                 run: echo "all=$(cat gen/* | sort | tr '\n' ,)" >> "$TRUN_OUTPUT"
         "#,
     ));
-    let out = cluster.coordinate(&ws).wait(Duration::from_secs(120));
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{}\n{}",
-        out.all(),
-        cluster.stderr_of_workers()
-    );
+    cluster.dispatch_ok(&ws);
     assert!(!ws.exists("gen"), "a leg ran on the coordinator");
     // Each leg was a job of the queue, run by a worker.
     let attempts = cluster.attempts();

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// A job's result, later.
 pub type Pending = Pin<Box<dyn Future<Output = JobResult> + Send>>;
@@ -60,6 +60,19 @@ pub struct Dispatched {
     /// Where the files its steps emit for fed jobs go (`None`: the workflow
     /// has no fed job).
     pub feeds: Option<Arc<Feeds>>,
+}
+
+/// Holds a leg's or an instance's `max-parallel` slot (`width`), then one
+/// of the run's `-j` slots, while it runs elsewhere; `None` when stopped
+/// first.
+pub async fn hold_slots(
+    width: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+    stop: &watch::Receiver<bool>,
+) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    let width = width.acquire_owned().await.ok()?;
+    let slot = slots.acquire_owned().await.ok()?;
+    (!*stop.borrow()).then_some((width, slot))
 }
 
 pub trait Dispatch: Send + Sync {

@@ -402,15 +402,9 @@ impl Feed {
         let needs = self.needs_outputs.clone();
         async move {
             let key = job.key.clone();
-            let Ok(_width) = width.acquire_owned().await else {
+            let Some(_held) = super::dispatch::hold_slots(width, slots, &stop).await else {
                 return (key, None);
             };
-            let Ok(_permit) = slots.acquire_owned().await else {
-                return (key, None);
-            };
-            if *stop.borrow() {
-                return (key, None);
-            }
             let input = job.input.clone().map(|i| Emitted {
                 job: planned.clone(),
                 name: i.name,

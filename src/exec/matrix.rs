@@ -94,15 +94,9 @@ impl FanOut {
                 let stop = stop_tx.subscribe();
                 tasks.spawn(async move {
                     let key = job.key.clone();
-                    let Ok(_width) = width.acquire_owned().await else {
+                    let Some(_held) = super::dispatch::hold_slots(width, slots, &stop).await else {
                         return (key, None);
                     };
-                    let Ok(_permit) = slots.acquire_owned().await else {
-                        return (key, None);
-                    };
-                    if *stop.borrow() {
-                        return (key, None);
-                    }
                     let run = d.run_job(super::dispatch::Dispatched {
                         run_id,
                         job,
