@@ -254,7 +254,9 @@ impl Client {
             Fetched::Missing | Fetched::Corrupt => return Ok(None),
         }
         use std::io::Seek;
-        let mut out = Vec::with_capacity(d.size as usize);
+        // The file holds what was read, no more than `d.size` bytes; a size
+        // named by someone else is not taken as an allocation on trust.
+        let mut out = Vec::new();
         tmp.seek(std::io::SeekFrom::Start(0))
             .and_then(|_| tmp.read_to_end(&mut out))
             .map_err(|e| HttpError::Io("read a temporary file".into(), e))?;

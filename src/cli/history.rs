@@ -156,10 +156,8 @@ pub(super) fn cmd_logs(a: LogsArgs) -> CmdResult {
         if many {
             crate::report::ignore_io(writeln!(out, "==> {label} <=="));
         }
-        match log.read(cache.as_ref(), u64::MAX) {
-            Ok(bytes) => {
-                crate::report::ignore_io(out.write_all(&bytes));
-            }
+        match log.copy_to(cache.as_ref(), &mut out) {
+            Ok(()) => {}
             // A step that printed nothing leaves no log file.
             Err(LogReadError::Empty) => {
                 if many {

@@ -41,18 +41,38 @@ impl LogRef {
         limit: u64,
     ) -> Result<Vec<u8>, LogReadError> {
         use std::io::Read;
+        let mut buf = Vec::new();
+        self.open(cache)?
+            .take(limit)
+            .read_to_end(&mut buf)
+            .map_err(|e| LogReadError::Failed(format!("cannot read the log: {e}")))?;
+        Ok(buf)
+    }
+
+    /// The whole log, copied to `out` as it is read (a log may be larger
+    /// than memory should hold); a cached one needs `cache`.
+    pub fn copy_to(
+        &self,
+        cache: Option<&crate::cache::RemoteCache>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), LogReadError> {
+        let mut file = self.open(cache)?;
+        std::io::copy(&mut file, out)
+            .map(drop)
+            .map_err(|e| LogReadError::Failed(format!("cannot read the log: {e}")))
+    }
+
+    /// The log, open for reading: a file here, or the cached blob fetched
+    /// into a temporary file and checked against its digest first.
+    fn open(
+        &self,
+        cache: Option<&crate::cache::RemoteCache>,
+    ) -> Result<std::fs::File, LogReadError> {
         match self {
-            LogRef::File(path) => {
-                let mut buf = Vec::new();
-                match std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut buf)) {
-                    Ok(_) => Ok(buf),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LogReadError::Empty),
-                    Err(e) => Err(LogReadError::Failed(format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    ))),
-                }
-            }
+            LogRef::File(path) => std::fs::File::open(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => LogReadError::Empty,
+                _ => LogReadError::Failed(format!("cannot read {}: {e}", path.display())),
+            }),
             LogRef::Cached(text) => {
                 let cache = cache.ok_or_else(|| {
                     LogReadError::Failed(
@@ -61,18 +81,26 @@ impl LogRef {
                 })?;
                 let d =
                     crate::worker::snapshot::parse_digest(text).map_err(LogReadError::Failed)?;
-                match cache.client().get_blob_bytes(&d) {
-                    Ok(Some(mut bytes)) => {
-                        bytes.truncate(limit.min(usize::MAX as u64) as usize);
-                        Ok(bytes)
+                let failed = |e: String| LogReadError::Failed(e);
+                let mut tmp = tempfile::tempfile()
+                    .map_err(|e| failed(format!("cannot create a temporary file: {e}")))?;
+                match cache.client().get_blob(&d, &mut tmp) {
+                    Ok(crate::cache::client::Fetched::Ok) => {}
+                    Ok(_) => {
+                        return Err(failed(format!(
+                            "the remote cache has no intact copy of the log {text}"
+                        )))
                     }
-                    Ok(None) => Err(LogReadError::Failed(format!(
-                        "the remote cache has no intact copy of the log {text}"
-                    ))),
-                    Err(e) => Err(LogReadError::Failed(format!(
-                        "cannot fetch the log from the remote cache: {e}"
-                    ))),
+                    Err(e) => {
+                        return Err(failed(format!(
+                            "cannot fetch the log from the remote cache: {e}"
+                        )))
+                    }
                 }
+                use std::io::Seek;
+                tmp.rewind()
+                    .map_err(|e| failed(format!("cannot read a temporary file: {e}")))?;
+                Ok(tmp)
             }
         }
     }
