@@ -310,6 +310,8 @@ fn the_dag_matches_a_local_run(cluster: &Cluster, pause: f64) -> BTreeMap<String
         .wait(Duration::from_secs(120));
     let workers_err = cluster.stderr_of_workers();
     assert_eq!(out.code, Some(0), "{}\n{workers_err}", out.all());
+    // The coordinator shows each step's end as for a local run, not "not run".
+    assert!(!out.stderr.contains("not run"), "{}", out.stderr);
     // Nothing ran in the coordinator's workspace.
     assert!(!coordinator.exists("gen"), "a job ran on the coordinator");
 
@@ -581,6 +583,8 @@ fn a_killed_workers_job_runs_again_on_another_worker() {
     let out = coordinator.wait(Duration::from_secs(90));
     let workers_err = cluster.stderr_of_workers();
     assert_eq!(out.code, Some(0), "{}\n{workers_err}", out.all());
+    // The coordinator shows each step's end as for a local run, not "not run".
+    assert!(!out.stderr.contains("not run"), "{}", out.stderr);
 
     let slow: Vec<Attempt> = cluster
         .attempts()

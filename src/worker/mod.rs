@@ -62,7 +62,7 @@ pub struct Payload {
 }
 
 /// How a job ended on its worker, as completed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub status: Status,
     pub reason: Option<String>,
@@ -73,6 +73,10 @@ pub struct Outcome {
     /// The files its steps emitted for fed jobs, in the cache: (step id, file).
     #[serde(default)]
     pub emitted: Vec<(String, Emitted)>,
+    /// How each of its steps ended (`StepFinished`, as the worker recorded
+    /// it): the coordinator's reporters show them as for a local job.
+    #[serde(default)]
+    pub steps: Vec<Event>,
 }
 
 /// The parts of a [`Payload`] every job of a run shares.
@@ -256,6 +260,7 @@ fn lost(status: Status, reason: &str) -> Outcome {
         files: None,
         worker: String::new(),
         emitted: Vec::new(),
+        steps: Vec::new(),
     }
 }
 
@@ -397,6 +402,14 @@ impl Dispatch for Dispatcher {
                     .entry(planned)
                     .or_default()
                     .push(f.clone());
+            }
+            // Recorded already, by the worker; sent again (the same rows)
+            // so that what reports this run shows them. Only step ends, and
+            // only of this job.
+            for ev in std::mem::take(&mut outcome.steps) {
+                if matches!(&ev, Event::StepFinished { job, .. } if *job == key) {
+                    events.send(ev);
+                }
             }
             let at = now_ms();
             events.send(Event::JobFinished {

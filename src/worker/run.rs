@@ -196,7 +196,9 @@ fn heartbeat(
 }
 
 /// How the job ended on this worker: status, reason, outputs.
-type JobEnd = (Status, Option<String>, BTreeMap<String, String>);
+/// How the job ended on this worker: status, reason, outputs, and how each
+/// of its steps ended (as recorded).
+type JobEnd = (Status, Option<String>, BTreeMap<String, String>, Vec<Event>);
 
 struct JobCtx {
     cfg: Arc<Config>,
@@ -226,6 +228,7 @@ impl JobCtx {
                 files: None,
                 worker: self.cfg.name.clone(),
                 emitted: Vec::new(),
+                steps: Vec::new(),
             },
         };
         let _ = std::fs::remove_dir_all(&dir);
@@ -315,7 +318,7 @@ impl JobCtx {
         }
 
         let outbox = Arc::new(Outbox::default());
-        let (status, reason, outputs) =
+        let (status, reason, outputs, steps) =
             self.run_engine(c, plan, &payload, dir, cancel, outbox.clone())?;
         let emitted = upload_emitted(client, dir, outbox.take())?;
         let after = Manifest::of_dir(dir, Walk::Everything)?;
@@ -332,6 +335,7 @@ impl JobCtx {
             files,
             worker: self.cfg.name.clone(),
             emitted,
+            steps,
         })
     }
 
@@ -399,6 +403,7 @@ impl JobCtx {
         let cache = self.cfg.cache.clone();
         let filter = std::thread::spawn(move || {
             let mut end = None;
+            let mut steps = Vec::new();
             for ev in rx {
                 match ev {
                     Event::RunStarted { .. } | Event::RunFinished { .. } => {}
@@ -411,7 +416,7 @@ impl JobCtx {
                         ..
                     } => {
                         if job == job_key {
-                            end = Some((status, reason, outputs));
+                            end = Some((status, reason, outputs, std::mem::take(&mut steps)));
                         }
                     }
                     mut ev => {
@@ -419,6 +424,7 @@ impl JobCtx {
                         // names it there: `trun logs` elsewhere reads it.
                         if let Event::StepFinished { log_path, .. } = &mut ev {
                             *log_path = log_path.take().map(|p| shared_log(&cache, p));
+                            steps.push(ev.clone());
                         }
                         let _ = rec_tx.send(ev);
                     }
