@@ -190,7 +190,7 @@ fn builder(root: &Path, filters: Filters) -> WalkBuilder {
 /// kept across walks: a directory replaced between two walks must not be read
 /// through the old one's descriptor).
 #[derive(Default)]
-pub(super) struct DirCache {
+struct DirCache {
     dir: Option<(PathBuf, std::os::fd::OwnedFd)>,
 }
 
@@ -198,7 +198,7 @@ impl DirCache {
     /// `lstat` of `path`, through its parent directory's descriptor: `Some(None)`
     /// when it is not a regular file, `None` when it cannot be read that way (the
     /// caller falls back to the full path).
-    pub(super) fn lstat(&mut self, path: &Path) -> Option<Option<FileStat>> {
+    fn lstat(&mut self, path: &Path) -> Option<Option<FileStat>> {
         use nix::fcntl::{AtFlags, OFlag};
         use std::os::unix::ffi::OsStrExt;
         let (parent, name) = (path.parent()?, path.file_name()?);

@@ -26,7 +26,7 @@
 //! store does); `tests` compares replayed and real walks after random edits.
 
 use super::statcache::{settled_before, FileStat};
-use super::walk::{rel_string, strip_base, DirCache, Entry, Walked};
+use super::walk::{join_rel, rel_string, strip_base, Entry, Walked};
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -43,6 +43,16 @@ struct Stamp {
 }
 
 impl Stamp {
+    fn of_stat(st: &nix::sys::stat::FileStat) -> Stamp {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Stamp {
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+            ino: st.st_ino,
+            size: st.st_size as u64,
+        }
+    }
+
     fn of(m: &std::fs::Metadata) -> Stamp {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Stamp {
@@ -72,16 +82,23 @@ fn stamp_of(path: &Path) -> Result<Option<Stamp>, ()> {
     }
 }
 
-/// One real walk of one directory, as [`replay`] needs it. Paths are relative to
-/// the walked directory (`""` for itself), raw bytes.
+/// One real walk of one directory, as [`replay`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalkRecord {
     /// The walked directory, absolute.
     dir: Vec<u8>,
-    /// Every directory entered, the walked one first.
-    dirs: Vec<(Vec<u8>, Stamp)>,
+    /// Every directory entered, the walked one first, with what it listed.
+    dirs: Vec<DirRecord>,
     /// Files that decide the ignore rules (absolute), with their stamp or absence.
     guards: Vec<(Vec<u8>, Option<Stamp>)>,
+}
+
+/// One directory a walk entered: its path relative to the walked directory (`""`
+/// for itself), its stamp, and the names of what it listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DirRecord {
+    rel: Vec<u8>,
+    stamp: Stamp,
     /// Regular files listed.
     files: Vec<Vec<u8>>,
     /// Symbolic links met, wherever they point: a link's target may become a
@@ -105,6 +122,7 @@ fn join(dir: &Path, rel: &[u8]) -> PathBuf {
 /// started), or `None` when it cannot be trusted later: a stamp too recent to be
 /// settled, a `.git` file, an unreadable stat, or a directory that was not there.
 pub fn record(dir: &Path, walked: &Walked, read_ns: i64) -> Option<WalkRecord> {
+    use std::collections::HashMap;
     let settled = |s: &Stamp| settled_before(s.mtime_ns.max(s.ctime_ns), read_ns);
     let mut dirs = Vec::with_capacity(walked.dirs.len());
     let mut guards = Vec::new();
@@ -128,22 +146,49 @@ pub fn record(dir: &Path, walked: &Walked, read_ns: i64) -> Option<WalkRecord> {
             Err(_) => None,
         }
     };
+    let mut index: HashMap<&Path, usize> = HashMap::with_capacity(walked.dirs.len());
     for (path, meta) in &walked.dirs {
         let stamp = Stamp::of(meta.as_ref()?);
         if !settled(&stamp) {
             return None;
         }
-        dirs.push((relative(dir, path)?, stamp));
+        index.insert(path.as_path(), dirs.len());
+        dirs.push(DirRecord {
+            rel: relative(dir, path)?,
+            stamp,
+            files: Vec::new(),
+            links: Vec::new(),
+        });
         guard(path.join(".gitignore"), false)?;
         guard(path.join(".ignore"), false)?;
         if git(path)? {
             guard(path.join(".git/info/exclude"), true)?;
         }
     }
+    let name = |p: &Path| -> Option<(usize, Vec<u8>)> {
+        let at = *index.get(p.parent()?)?;
+        Some((at, p.file_name()?.as_bytes().to_vec()))
+    };
+    // Links that resolve to a file are also among the entries; they are replayed
+    // as links.
+    let links: std::collections::HashSet<&Path> =
+        walked.links.iter().map(PathBuf::as_path).collect();
+    for e in walked
+        .entries
+        .iter()
+        .filter(|e| !links.contains(e.abs.as_path()))
+    {
+        let (at, n) = name(&e.abs)?;
+        dirs[at].files.push(n);
+    }
+    for l in &walked.links {
+        let (at, n) = name(l)?;
+        dirs[at].links.push(n);
+    }
     // The walked directory itself must have been entered: a walk of a missing one
     // lists nothing, and nothing would notice it appear.
-    dirs.sort_by(|a, b| a.0.cmp(&b.0));
-    if dirs.first().is_none_or(|(rel, _)| !rel.is_empty()) {
+    dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
+    if dirs.first().is_none_or(|d| !d.rel.is_empty()) {
         return None;
     }
     for above in dir.ancestors().skip(1) {
@@ -153,84 +198,129 @@ pub fn record(dir: &Path, walked: &Walked, read_ns: i64) -> Option<WalkRecord> {
         git(above)?;
         guard(above.join(".git/info/exclude"), true)?;
     }
-    let files = walked
-        .entries
-        .iter()
-        .map(|e| relative(dir, &e.abs))
-        .collect::<Option<Vec<_>>>()?;
-    let links = walked
-        .links
-        .iter()
-        .map(|l| relative(dir, l))
-        .collect::<Option<Vec<_>>>()?;
     Some(WalkRecord {
         dir: dir.as_os_str().as_bytes().to_vec(),
         dirs,
         guards,
-        files,
-        links,
     })
 }
 
 /// The files a real walk of `dir` (below workspace root `base`) would list now,
 /// sorted by relative path, from `record`; `None` when anything it rests on changed
-/// (the caller then walks for real).
+/// (the caller then walks for real). Big records are replayed on several threads:
+/// the `stat`s are the whole cost.
 pub fn replay(base: &Path, dir: &Path, record: &WalkRecord) -> Option<Vec<Entry>> {
     if record.dir != dir.as_os_str().as_bytes() {
         return None;
-    }
-    for (rel, stamp) in &record.dirs {
-        let path = join(dir, rel);
-        let meta = std::fs::metadata(&path).ok().filter(|m| m.is_dir())?;
-        if Stamp::of(&meta) != *stamp {
-            return None;
-        }
     }
     for (path, stamp) in &record.guards {
         if stamp_of(Path::new(OsStr::from_bytes(path))).ok()? != *stamp {
             return None;
         }
     }
-    let entry = |abs: PathBuf, stat: FileStat| -> Option<Entry> {
-        Some(Entry {
-            rel: rel_string(strip_base(&abs, base)?),
-            abs,
-            stat,
-        })
-    };
-    let mut entries = Vec::with_capacity(record.files.len());
-    let mut dirs = DirCache::default();
-    for rel in &record.files {
-        let abs = join(dir, rel);
-        // Still a regular file: a name replaced by anything else would have
-        // changed its directory's stamp, so anything else here is a surprise.
-        let stat = dirs.lstat(&abs)??;
-        entries.push(entry(abs, stat)?);
-    }
-    for rel in &record.links {
-        let abs = join(dir, rel);
-        if let Some(m) = std::fs::metadata(&abs).ok().filter(|m| m.is_file()) {
-            entries.push(entry(abs, FileStat::from_metadata(&m))?);
+    let root_rel = rel_string(strip_base(dir, base)?);
+    let total: usize = record.dirs.iter().map(|d| d.files.len() + 1).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(total / 2000 + 1);
+    let mut entries = if threads <= 1 {
+        replay_dirs(dir, &root_rel, &record.dirs)?
+    } else {
+        // Contiguous shares of about equal work.
+        let share = total.div_ceil(threads);
+        let mut parts: Vec<&[DirRecord]> = Vec::new();
+        let (mut start, mut acc) = (0, 0);
+        for (i, d) in record.dirs.iter().enumerate() {
+            acc += d.files.len() + 1;
+            if acc >= share {
+                parts.push(&record.dirs[start..=i]);
+                (start, acc) = (i + 1, 0);
+            }
         }
-    }
+        parts.push(&record.dirs[start..]);
+        let root_rel = root_rel.as_str();
+        let results: Vec<Option<Vec<Entry>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| s.spawn(move || replay_dirs(dir, root_rel, part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        let mut all = Vec::with_capacity(total);
+        for r in results {
+            all.extend(r?);
+        }
+        all
+    };
     entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     Some(entries)
 }
 
-const MAGIC: &[u8; 4] = b"trw1";
+/// [`replay`] of some directories of a record: each is opened once, its stamp
+/// checked through the descriptor, and its files stat'ed relative to it.
+fn replay_dirs(dir: &Path, root_rel: &str, dirs: &[DirRecord]) -> Option<Vec<Entry>> {
+    use nix::fcntl::{AtFlags, OFlag};
+    let mut entries = Vec::with_capacity(dirs.iter().map(|d| d.files.len()).sum());
+    for d in dirs {
+        let abs = join(dir, &d.rel);
+        let fd = nix::fcntl::open(
+            &abs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        if Stamp::of_stat(&nix::sys::stat::fstat(&fd).ok()?) != d.stamp {
+            return None;
+        }
+        let rel = if d.rel.is_empty() {
+            root_rel.to_string()
+        } else {
+            join_rel(root_rel, &String::from_utf8_lossy(&d.rel))
+        };
+        let entry = |name: &[u8], stat: FileStat| Entry {
+            rel: join_rel(&rel, &String::from_utf8_lossy(name)),
+            abs: abs.join(OsStr::from_bytes(name)),
+            stat,
+        };
+        for name in &d.files {
+            // Still a regular file: a name replaced by anything else would have
+            // changed its directory's stamp, so anything else here is a surprise.
+            let st =
+                nix::sys::stat::fstatat(&fd, OsStr::from_bytes(name), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .ok()?;
+            entries.push(entry(name, FileStat::from_stat(&st)?));
+        }
+        for name in &d.links {
+            let target = abs.join(OsStr::from_bytes(name));
+            if let Some(m) = std::fs::metadata(&target).ok().filter(|m| m.is_file()) {
+                entries.push(entry(name, FileStat::from_metadata(&m)));
+            }
+        }
+    }
+    Some(entries)
+}
+
+const MAGIC: &[u8; 4] = b"trw2";
 
 impl WalkRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            64 + self.files.iter().map(|f| f.len() + 4).sum::<usize>() + self.dirs.len() * 48,
-        );
+        let names: usize = self
+            .dirs
+            .iter()
+            .map(|d| {
+                d.files
+                    .iter()
+                    .chain(&d.links)
+                    .map(|n| n.len() + 4)
+                    .sum::<usize>()
+            })
+            .sum();
+        let mut out = Vec::with_capacity(64 + names + self.dirs.len() * 64);
         out.extend_from_slice(MAGIC);
         put_bytes(&mut out, &self.dir);
-        put_u32(&mut out, self.dirs.len());
-        for (rel, stamp) in &self.dirs {
-            put_bytes(&mut out, rel);
-            put_stamp(&mut out, stamp);
-        }
         put_u32(&mut out, self.guards.len());
         for (path, stamp) in &self.guards {
             put_bytes(&mut out, path);
@@ -242,10 +332,15 @@ impl WalkRecord {
                 None => out.push(0),
             }
         }
-        for list in [&self.files, &self.links] {
-            put_u32(&mut out, list.len());
-            for rel in list {
-                put_bytes(&mut out, rel);
+        put_u32(&mut out, self.dirs.len());
+        for d in &self.dirs {
+            put_bytes(&mut out, &d.rel);
+            put_stamp(&mut out, &d.stamp);
+            for list in [&d.files, &d.links] {
+                put_u32(&mut out, list.len());
+                for name in list {
+                    put_bytes(&mut out, name);
+                }
             }
         }
         out
@@ -256,10 +351,6 @@ impl WalkRecord {
     pub fn decode(blob: &[u8]) -> Option<WalkRecord> {
         let mut r = Reader(blob.strip_prefix(MAGIC)?);
         let dir = r.bytes()?;
-        let mut dirs = Vec::new();
-        for _ in 0..r.u32()? {
-            dirs.push((r.bytes()?, r.stamp()?));
-        }
         let mut guards = Vec::new();
         for _ in 0..r.u32()? {
             let path = r.bytes()?;
@@ -270,23 +361,28 @@ impl WalkRecord {
             };
             guards.push((path, stamp));
         }
-        let mut lists = [Vec::new(), Vec::new()];
-        for list in &mut lists {
-            for _ in 0..r.u32()? {
-                list.push(r.bytes()?);
+        let mut dirs = Vec::new();
+        for _ in 0..r.u32()? {
+            let rel = r.bytes()?;
+            let stamp = r.stamp()?;
+            let mut lists = [Vec::new(), Vec::new()];
+            for list in &mut lists {
+                for _ in 0..r.u32()? {
+                    list.push(r.bytes()?);
+                }
             }
+            let [files, links] = lists;
+            dirs.push(DirRecord {
+                rel,
+                stamp,
+                files,
+                links,
+            });
         }
         if !r.0.is_empty() {
             return None;
         }
-        let [files, links] = lists;
-        Some(WalkRecord {
-            dir,
-            dirs,
-            guards,
-            files,
-            links,
-        })
+        Some(WalkRecord { dir, dirs, guards })
     }
 }
 
@@ -546,6 +642,24 @@ mod tests {
     }
 
     #[test]
+    fn a_big_record_replayed_on_several_threads_lists_what_a_real_walk_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in 0..6 {
+            let at = base.join(format!("src/d{d}"));
+            fs::create_dir_all(&at).unwrap();
+            for f in 0..900 {
+                fs::write(at.join(format!("f{f}.txt")), "x").unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("d0/f1.txt", base.join("src/link")).unwrap();
+        let rec = settled_record(base);
+        let got = replay(base, &base.join("src"), &rec).map(seen);
+        assert_eq!(got.as_ref().map(Vec::len), Some(5401));
+        assert_eq!(got, Some(real(base)));
+    }
+
+    #[test]
     fn a_walk_of_a_tree_changed_this_second_leaves_no_record() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path();
@@ -567,7 +681,7 @@ mod tests {
         fs::write(base.join(".git"), "gitdir: /elsewhere\n").unwrap();
         let walked = walk_traced(base, "src", Filters::IgnoreFiles, false, true).unwrap();
         assert!(record(&base.join("src"), &walked, now_ns() + 10_000_000_000).is_none());
-        for blob in [&b""[..], b"trw1", b"trw1\xff\xff\xff\xff", b"xxxx\0\0\0\0"] {
+        for blob in [&b""[..], b"trw2", b"trw2\xff\xff\xff\xff", b"xxxx\0\0\0\0"] {
             assert!(WalkRecord::decode(blob).is_none());
         }
     }
