@@ -224,6 +224,8 @@ pub struct PruneReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct IndexStats {
     pub roots_walked: usize,
+    /// Of `roots_walked`, those answered from the walk cache (see `walkcache`).
+    pub roots_replayed: usize,
     pub files_listed: usize,
     pub files_hashed: usize,
     pub stat_cache_hits: usize,
@@ -304,6 +306,9 @@ pub struct UpToDate {
     stats: Arc<dyn StatCache>,
     cas: Cas,
     index: Mutex<Index>,
+    /// Walks answered by the walk cache; counted apart from `index` because
+    /// walks run while its lock is held.
+    replayed: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -335,6 +340,7 @@ impl UpToDate {
             stats,
             cas: Cas::new(cas_dir),
             index: Mutex::new(Index::default()),
+            replayed: Default::default(),
         }
     }
 
@@ -674,7 +680,10 @@ impl UpToDate {
     }
 
     pub fn index_stats(&self) -> IndexStats {
-        lock(&self.index).stats
+        IndexStats {
+            roots_replayed: self.replayed.load(std::sync::atomic::Ordering::Relaxed),
+            ..lock(&self.index).stats
+        }
     }
 
     pub fn cache_stats(&self) -> Result<CacheStats, UpToDateError> {
@@ -863,6 +872,8 @@ impl UpToDate {
                 .and_then(WalkRecord::decode)
                 .and_then(|r| walkcache::replay(base, dir, &r));
             if let Some(entries) = replayed {
+                self.replayed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok((entries, None));
             }
             let read_ns = statcache::now_ns();

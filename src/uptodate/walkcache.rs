@@ -382,7 +382,16 @@ impl WalkRecord {
         if !r.0.is_empty() {
             return None;
         }
-        Some(WalkRecord { dir, dirs, guards })
+        // The database is a file in the workspace like any other: a record must
+        // not name anything outside the walked directory.
+        let plain = |name: &[u8]| {
+            !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/')
+        };
+        let inside = dirs.iter().all(|d| {
+            (d.rel.is_empty() || d.rel.split(|&b| b == b'/').all(plain))
+                && d.files.iter().chain(&d.links).all(|n| plain(n))
+        });
+        inside.then_some(WalkRecord { dir, dirs, guards })
     }
 }
 
@@ -683,6 +692,34 @@ mod tests {
         assert!(record(&base.join("src"), &walked, now_ns() + 10_000_000_000).is_none());
         for blob in [&b""[..], b"trw2", b"trw2\xff\xff\xff\xff", b"xxxx\0\0\0\0"] {
             assert!(WalkRecord::decode(blob).is_none());
+        }
+        // A record planted to name files outside the walked directory is refused.
+        let stamp = Stamp {
+            mtime_ns: 1,
+            ctime_ns: 1,
+            ino: 1,
+            size: 1,
+        };
+        for (rel, name) in [
+            ("", "../../etc/passwd"),
+            ("..", "passwd"),
+            ("a/../..", "x"),
+            ("", ".."),
+        ] {
+            let planted = WalkRecord {
+                dir: base.join("src").into_os_string().into_vec(),
+                dirs: vec![DirRecord {
+                    rel: rel.as_bytes().to_vec(),
+                    stamp,
+                    files: vec![name.as_bytes().to_vec()],
+                    links: Vec::new(),
+                }],
+                guards: Vec::new(),
+            };
+            assert!(
+                WalkRecord::decode(&planted.encode()).is_none(),
+                "{rel} {name}"
+            );
         }
     }
 }
