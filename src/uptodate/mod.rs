@@ -19,10 +19,11 @@
 //! goes through the [`Store`], and the stat cache through the machine-local
 //! [`StatCache`], both usually the process's one [`SqliteStore`](crate::state::SqliteStore).
 //!
-//! Speed comes from three things: each source directory is walked once per invocation
-//! (until [`UpToDate::invalidate`]) however many steps read it, a file whose stat is
-//! unchanged is not read (see `statcache`), and files that must be read are hashed on
-//! all cores.
+//! Speed comes from four things: each source directory is walked once per invocation
+//! (until [`UpToDate::invalidate`]) however many steps read it, a directory whose
+//! listing cannot have changed since the last invocation is not read again, only its
+//! files stat'ed (see `walkcache`), a file whose stat is unchanged is not read (see
+//! `statcache`), and files that must be read are hashed on all cores.
 
 pub mod cas;
 pub mod fingerprint;

@@ -8,7 +8,8 @@
 //! apply no ignore files, because build outputs are usually git-ignored.
 //!
 //! This module lists files and their `stat`; it does not hash or cache anything across
-//! invocations (that is `statcache`), and it does not decide whether a step runs.
+//! invocations (that is `statcache` and `walkcache`, which a traced walk feeds), and it
+//! does not decide whether a step runs.
 
 use super::statcache::FileStat;
 use super::UpToDateError;
