@@ -365,6 +365,13 @@ pub trait StatCache: Send + Sync {
 
     /// Writes (replacing) rows, in one transaction.
     fn store_stats(&self, rows: &[(&Path, StatRecord)]) -> Result<()>;
+
+    /// The walk records (see `uptodate::walkcache`) kept for these walked
+    /// directories, aligned with `dirs`; opaque bytes to the store.
+    fn walk_records(&self, dirs: &[&Path]) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// Writes (replacing) walk records, in one transaction.
+    fn store_walk_records(&self, records: &[(&Path, Vec<u8>)]) -> Result<()>;
 }
 
 /// `outputs` of jobs and steps are stored as a JSON object.

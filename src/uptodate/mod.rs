@@ -19,15 +19,17 @@
 //! goes through the [`Store`], and the stat cache through the machine-local
 //! [`StatCache`], both usually the process's one [`SqliteStore`](crate::state::SqliteStore).
 //!
-//! Speed comes from three things: each source directory is walked once per invocation
-//! (until [`UpToDate::invalidate`]) however many steps read it, a file whose stat is
-//! unchanged is not read (see `statcache`), and files that must be read are hashed on
-//! all cores.
+//! Speed comes from four things: each source directory is walked once per invocation
+//! (until [`UpToDate::invalidate`]) however many steps read it, a directory whose
+//! listing cannot have changed since the last invocation is not read again, only its
+//! files stat'ed (see `walkcache`), a file whose stat is unchanged is not read (see
+//! `statcache`), and files that must be read are hashed on all cores.
 
 pub mod cas;
 pub mod fingerprint;
 pub mod statcache;
 pub mod walk;
+pub mod walkcache;
 
 pub use fingerprint::{ContentHash, Fingerprint};
 
@@ -43,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use walk::{Entry, Filters, Patterns};
+use walkcache::WalkRecord;
 
 /// What the planner knows about one step when asking whether it must run.
 #[derive(Debug, Clone)]
@@ -222,6 +225,8 @@ pub struct PruneReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct IndexStats {
     pub roots_walked: usize,
+    /// Of `roots_walked`, those answered from the walk cache (see `walkcache`).
+    pub roots_replayed: usize,
     pub files_listed: usize,
     pub files_hashed: usize,
     pub stat_cache_hits: usize,
@@ -302,6 +307,9 @@ pub struct UpToDate {
     stats: Arc<dyn StatCache>,
     cas: Cas,
     index: Mutex<Index>,
+    /// Walks answered by the walk cache; counted apart from `index` because
+    /// walks run while its lock is held.
+    replayed: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -333,6 +341,7 @@ impl UpToDate {
             stats,
             cas: Cas::new(cas_dir),
             index: Mutex::new(Index::default()),
+            replayed: Default::default(),
         }
     }
 
@@ -397,21 +406,10 @@ impl UpToDate {
         if wanted.is_empty() {
             return Ok(());
         }
-        use rayon::prelude::*;
         // Not `rayon::current_num_threads()`: asking starts rayon's pool, two idle
         // threads a no-op that walks one big root never uses.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let walked: Vec<Vec<Entry>> = if wanted.len() < cores {
-            wanted
-                .iter()
-                .map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, true))
-                .collect::<Result<_, _>>()?
-        } else {
-            wanted
-                .par_iter()
-                .map(|(b, r)| walk::walk(b, r, Filters::IgnoreFiles, false))
-                .collect::<Result<_, _>>()?
-        };
+        let walked = self.walk_sources(&wanted, wanted.len() < cores)?;
         for ((base, root), entries) in wanted.into_iter().zip(walked) {
             let cached = self.load_dir(&base.join(&root), &entries)?;
             index.stats.roots_walked += 1;
@@ -683,7 +681,10 @@ impl UpToDate {
     }
 
     pub fn index_stats(&self) -> IndexStats {
-        lock(&self.index).stats
+        IndexStats {
+            roots_replayed: self.replayed.load(std::sync::atomic::Ordering::Relaxed),
+            ..lock(&self.index).stats
+        }
     }
 
     pub fn cache_stats(&self) -> Result<CacheStats, UpToDateError> {
@@ -831,7 +832,11 @@ impl UpToDate {
             let (s, e) = range_below(&listing.entries, &root, dir);
             return Ok((listing, s, e));
         }
-        let entries = walk::walk(base, dir, Filters::IgnoreFiles, false)?;
+        let pair = (base.to_path_buf(), dir.to_string());
+        let entries = self
+            .walk_sources(std::slice::from_ref(&pair), false)?
+            .pop()
+            .unwrap_or_default();
         let cached = self.load_dir(&base.join(dir), &entries)?;
         index.stats.roots_walked += 1;
         index.stats.files_listed += entries.len();
@@ -841,6 +846,65 @@ impl UpToDate {
             .insert((base.to_path_buf(), dir.to_string()), listing.clone());
         let n = listing.entries.len();
         Ok((listing, 0, n))
+    }
+
+    /// The source files below each (workspace root, relative directory), as
+    /// [`walk::walk`] with ignore files lists them: replayed from the walk cache
+    /// where nothing it rests on changed, walked for real (and recorded) otherwise.
+    /// `parallel`: walk each directory on all cores (few big roots) rather than
+    /// several directories at once (many small ones).
+    fn walk_sources(
+        &self,
+        roots: &[(PathBuf, String)],
+        parallel: bool,
+    ) -> Result<Vec<Vec<Entry>>, UpToDateError> {
+        use rayon::prelude::*;
+        let dirs: Vec<PathBuf> = roots
+            .iter()
+            .map(|(b, r)| if r.is_empty() { b.clone() } else { b.join(r) })
+            .collect();
+        let dir_refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        let records = self.stats.walk_records(&dir_refs)?;
+        let one = |((base, root), dir): (&(PathBuf, String), &PathBuf),
+                   record: &Option<Vec<u8>>|
+         -> Result<(Vec<Entry>, Option<Vec<u8>>), UpToDateError> {
+            let replayed = record
+                .as_deref()
+                .and_then(WalkRecord::decode)
+                .and_then(|r| walkcache::replay(base, dir, &r));
+            if let Some(entries) = replayed {
+                self.replayed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok((entries, None));
+            }
+            let read_ns = statcache::now_ns();
+            let walked = walk::walk_traced(base, root, Filters::IgnoreFiles, parallel, true)?;
+            let fresh = walkcache::record(dir, &walked, read_ns).map(|r| r.encode());
+            Ok((walked.entries, fresh))
+        };
+        let results: Vec<(Vec<Entry>, Option<Vec<u8>>)> = if parallel || roots.len() < 2 {
+            roots
+                .iter()
+                .zip(&dirs)
+                .zip(&records)
+                .map(|(pair, record)| one(pair, record))
+                .collect::<Result<_, _>>()?
+        } else {
+            roots
+                .par_iter()
+                .zip(dirs.par_iter())
+                .zip(records.par_iter())
+                .map(|(pair, record)| one(pair, record))
+                .collect::<Result<_, _>>()?
+        };
+        let mut listed = Vec::with_capacity(results.len());
+        let mut fresh: Vec<(&Path, Vec<u8>)> = Vec::new();
+        for (dir, (entries, record)) in dir_refs.iter().zip(results) {
+            listed.push(entries);
+            fresh.extend(record.map(|r| (*dir, r)));
+        }
+        self.stats.store_walk_records(&fresh)?;
+        Ok(listed)
     }
 
     /// Content hashes for files outside listings, in order: from this invocation's

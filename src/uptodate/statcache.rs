@@ -82,16 +82,22 @@ pub struct Cached {
 impl Cached {
     /// The hash may be reused without reading the file.
     pub fn trusted_for(&self, now: &FileStat) -> bool {
-        const SECOND: i64 = 1_000_000_000;
-        // The kernel stamps files from a coarse clock that lags the one we read by up to
-        // a scheduler tick: a file written just after we read it may carry a time just
-        // before `written_ns`. Compare against a moment safely before the write.
-        const CLOCK_SLACK: i64 = 100_000_000;
-        let changed = self.stat.mtime_ns.max(self.stat.ctime_ns);
-        // Whole seconds, because some file systems keep only seconds.
         self.stat.same_file_state(now)
-            && changed.div_euclid(SECOND) < (self.written_ns - CLOCK_SLACK).div_euclid(SECOND)
+            && settled_before(self.stat.mtime_ns.max(self.stat.ctime_ns), self.written_ns)
     }
+}
+
+/// Whether something last changed at `changed_ns` (its mtime or ctime) was
+/// settled when it was read at `read_ns`, i.e. no later change can have kept the
+/// same timestamp: git's "racy" rule, shared by the stat cache and the walk cache.
+pub fn settled_before(changed_ns: i64, read_ns: i64) -> bool {
+    const SECOND: i64 = 1_000_000_000;
+    // The kernel stamps files from a coarse clock that lags the one we read by up to
+    // a scheduler tick: a file written just after we read it may carry a time just
+    // before `read_ns`. Compare against a moment safely before the read.
+    const CLOCK_SLACK: i64 = 100_000_000;
+    // Whole seconds, because some file systems keep only seconds.
+    changed_ns.div_euclid(SECOND) < (read_ns - CLOCK_SLACK).div_euclid(SECOND)
 }
 
 pub fn now_ns() -> i64 {

@@ -587,6 +587,57 @@ fn each_directory_is_walked_once_per_invocation() {
     assert_eq!(ud.index_stats().roots_walked, 2);
 }
 
+/// Waits until everything written so far is older than the current second (the
+/// walk cache keeps no record of a tree changed in the second it was walked).
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+#[test]
+fn a_settled_tree_is_replayed_by_the_next_invocation_and_changes_still_show() {
+    let ws = Ws::new();
+    ws.write("src/a.rs", "a");
+    ws.write("src/sub/b.rs", "b");
+    ws.write("src/sub/c.log", "c");
+    let spec = ws.spec("b/s", "build", &["src/**"], &[]);
+    settle();
+    run(&ws.open(), &spec, || {});
+    let ud = ws.open();
+    assert_eq!(
+        ud.check(&spec, false).unwrap().decision,
+        Decision::Skip(SkipReason::UpToDate)
+    );
+    assert_eq!(
+        ud.index_stats().roots_replayed,
+        1,
+        "the second invocation replays"
+    );
+    // Each change between two invocations: the replay is refused, or agrees.
+    let change = |i: usize| match i {
+        0 => ws.write("src/sub/new.rs", "n"),
+        1 => fs::remove_file(ws.base().join("src/a.rs")).unwrap(),
+        2 => ws.write(".gitignore", "*.log\n"),
+        _ => ws.write("src/sub/b.rs", "B"),
+    };
+    let shows = [
+        "src/sub/new.rs",
+        "src/a.rs",
+        "src/sub/c.log",
+        "src/sub/b.rs",
+    ];
+    for (i, path) in shows.into_iter().enumerate() {
+        settle();
+        run(&ws.open(), &spec, || {});
+        change(i);
+        match ws.open().check(&spec, false).unwrap().decision {
+            Decision::Run(RunReason::SourcesChanged { changed }) => {
+                assert_eq!(changed, vec![path.to_string()])
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn up_to_date_is_send_and_sync() {
     fn assert<T: Send + Sync>() {}

@@ -8,7 +8,8 @@
 //! apply no ignore files, because build outputs are usually git-ignored.
 //!
 //! This module lists files and their `stat`; it does not hash or cache anything across
-//! invocations (that is `statcache`), and it does not decide whether a step runs.
+//! invocations (that is `statcache` and `walkcache`, which a traced walk feeds), and it
+//! does not decide whether a step runs.
 
 use super::statcache::FileStat;
 use super::UpToDateError;
@@ -222,32 +223,51 @@ impl DirCache {
     }
 }
 
-/// Turns one walker result into an [`Entry`], following a symlink to a regular file
-/// (its content is what a build reads) and skipping directories, dangling links and
-/// special files.
+/// What one walker result was, for a traced walk (see [`Walked`]).
+enum Seen {
+    Nothing,
+    File(Entry),
+    /// A symbolic link (abs path), with the regular file it resolves to, if any.
+    Link(PathBuf, Option<Entry>),
+    /// A directory the walker will enter, with its `stat` taken now.
+    Dir(PathBuf, Option<std::fs::Metadata>),
+}
+
+/// Turns one walker result into what it is: a regular file becomes an [`Entry`], a
+/// symlink to a regular file too (its content is what a build reads); directories are
+/// stat'ed only when `trace` (see [`Walked`]); dangling links and special files count
+/// for nothing.
 fn entry_of(
     base: &Path,
     result: Result<ignore::DirEntry, ignore::Error>,
     dirs: &mut DirCache,
-) -> Result<Option<Entry>, UpToDateError> {
+    trace: bool,
+) -> Result<Seen, UpToDateError> {
     let dent = match result {
         Ok(d) => d,
         Err(err) => {
             // A malformed line in an ignore file is reported by the walker but only
             // affects that line; an unreadable directory would silently drop sources.
             return match err.io_error() {
-                Some(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Some(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(Seen::Nothing),
                 Some(_) => Err(UpToDateError::Walk {
                     path: base.to_path_buf(),
                     message: err.to_string(),
                 }),
-                None => Ok(None),
+                None => Ok(Seen::Nothing),
             };
         }
     };
     let Some(ft) = dent.file_type() else {
-        return Ok(None);
+        return Ok(Seen::Nothing);
     };
+    if ft.is_dir() {
+        if !trace {
+            return Ok(Seen::Nothing);
+        }
+        let meta = std::fs::metadata(dent.path()).ok();
+        return Ok(Seen::Dir(dent.into_path(), meta));
+    }
     let stat = if ft.is_file() {
         match dirs.lstat(dent.path()) {
             Some(st) => st,
@@ -263,26 +283,28 @@ fn entry_of(
             .filter(|m| m.is_file())
             .map(|m| FileStat::from_metadata(&m))
     } else {
-        return Ok(None);
+        return Ok(Seen::Nothing);
     };
-    let Some(stat) = stat else {
-        return Ok(None);
+    let entry = match (stat, strip_base(dent.path(), base)) {
+        (Some(stat), Some(rel)) => Some(Entry {
+            rel: rel_string(rel),
+            stat,
+            abs: dent.path().to_path_buf(),
+        }),
+        _ => None,
     };
-    let Some(rel) = strip_base(dent.path(), base) else {
-        return Ok(None);
-    };
-    Ok(Some(Entry {
-        rel: rel_string(rel),
-        stat,
-        abs: dent.into_path(),
-    }))
+    Ok(match entry {
+        _ if ft.is_symlink() => Seen::Link(dent.into_path(), entry),
+        Some(e) => Seen::File(e),
+        None => Seen::Nothing,
+    })
 }
 
 /// `path` relative to `base`, which it was built from by joining (the walker joins
 /// names onto the walked directory): a byte prefix and a `/`, so no component-wise
 /// comparison (`Path::strip_prefix` was 6% of a no-op's instructions). Falls back to
 /// `strip_prefix` for anything else (`.`/`..` or doubled `/` in `base`).
-fn strip_base<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
+pub(super) fn strip_base<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
     use std::os::unix::ffi::OsStrExt;
     let (p, b) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
     let clean = !b.is_empty()
@@ -314,6 +336,32 @@ pub fn rel_string(rel: &Path) -> String {
     }
 }
 
+/// What a traced walk saw besides its files: every directory it entered (with its
+/// `stat`, taken before the directory was read) and every symbolic link it met,
+/// wherever it points. With these the walk cache can tell later whether the same walk
+/// would still find the same files (see `walkcache`).
+#[derive(Default)]
+pub struct Walked {
+    /// Regular files (and links to them), sorted by relative path.
+    pub entries: Vec<Entry>,
+    pub dirs: Vec<(PathBuf, Option<std::fs::Metadata>)>,
+    pub links: Vec<PathBuf>,
+}
+
+impl Walked {
+    fn take(&mut self, seen: Seen) {
+        match seen {
+            Seen::Nothing => {}
+            Seen::File(e) => self.entries.push(e),
+            Seen::Link(path, e) => {
+                self.links.push(path);
+                self.entries.extend(e);
+            }
+            Seen::Dir(path, meta) => self.dirs.push((path, meta)),
+        }
+    }
+}
+
 /// All regular files below `base/root`, sorted by relative path. Walks on one thread
 /// when `parallel` is false (cheap for the many small roots of a typical project) and
 /// with ignore's parallel walker otherwise (one big root: the stats then use all cores).
@@ -323,26 +371,40 @@ pub fn walk(
     filters: Filters,
     parallel: bool,
 ) -> Result<Vec<Entry>, UpToDateError> {
+    Ok(walk_traced(base, root, filters, parallel, false)?.entries)
+}
+
+/// [`walk`], also noting the directories entered and the links met when `trace`.
+pub fn walk_traced(
+    base: &Path,
+    root: &str,
+    filters: Filters,
+    parallel: bool,
+    trace: bool,
+) -> Result<Walked, UpToDateError> {
     let dir = if root.is_empty() {
         base.to_path_buf()
     } else {
         base.join(root)
     };
     if !dir.is_dir() {
-        return Ok(Vec::new());
+        return Ok(Walked::default());
     }
     let b = builder(&dir, filters);
-    let mut entries = Vec::new();
+    let mut walked = Walked::default();
     if parallel {
-        let found: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+        let found: Mutex<Walked> = Mutex::new(Walked::default());
         let failed: Mutex<Option<UpToDateError>> = Mutex::new(None);
         let (found_in, failed_in) = (&found, &failed);
         b.build_parallel().run(|| {
             let mut dirs = DirCache::default();
             Box::new(move |result| {
-                match entry_of(base, result, &mut dirs) {
-                    Ok(Some(e)) => found_in.lock().unwrap_or_else(|p| p.into_inner()).push(e),
-                    Ok(None) => {}
+                match entry_of(base, result, &mut dirs, trace) {
+                    Ok(Seen::Nothing) => {}
+                    Ok(seen) => found_in
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(seen),
                     Err(err) => {
                         *failed_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
                         return ignore::WalkState::Quit;
@@ -354,17 +416,15 @@ pub fn walk(
         if let Some(err) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(err);
         }
-        entries = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        walked = found.into_inner().unwrap_or_else(|p| p.into_inner());
     } else {
         let mut dirs = DirCache::default();
         for result in b.build() {
-            if let Some(e) = entry_of(base, result, &mut dirs)? {
-                entries.push(e);
-            }
+            walked.take(entry_of(base, result, &mut dirs, trace)?);
         }
     }
-    entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(entries)
+    walked.entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(walked)
 }
 
 /// A literal path that names a file: stat it (following symlinks). `None` when it is

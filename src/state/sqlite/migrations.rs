@@ -215,6 +215,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (group_name, run_id, holder)
     );
     "#,
+    // 8: the walk cache (machine-local like the stat cache): what the last
+    // walk of a source directory entered and found, so that an unchanged tree
+    // is not walked again.
+    r#"
+    CREATE TABLE uptodate_walk (
+        dir    TEXT PRIMARY KEY,                 -- the walked directory, absolute
+        record BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// Number of migrations this build knows; the `user_version` it leaves behind.

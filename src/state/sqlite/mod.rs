@@ -448,6 +448,14 @@ impl StatCache for SqliteStore {
     fn store_stats(&self, rows: &[(&Path, StatRecord)]) -> Result<()> {
         statcache::store_stats(&mut self.conn(), rows)
     }
+
+    fn walk_records(&self, dirs: &[&Path]) -> Result<Vec<Option<Vec<u8>>>> {
+        statcache::walk_records(&self.conn(), dirs)
+    }
+
+    fn store_walk_records(&self, records: &[(&Path, Vec<u8>)]) -> Result<()> {
+        statcache::store_walk_records(&mut self.conn(), records)
+    }
 }
 
 #[cfg(test)]

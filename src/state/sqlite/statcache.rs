@@ -1,5 +1,7 @@
 //! The stat cache in SQLite (`uptodate_stat`): one row per hashed file, keyed
-//! by its absolute path. Machine-local: it lives beside the store, on the same
+//! by its absolute path; and the walk cache (`uptodate_walk`): one record per
+//! walked directory, keyed by its absolute path, which the record repeats
+//! (a lossy key cannot make two directories share one). Machine-local: it lives beside the store, on the same
 //! connection, but is no part of the [`Store`](super::super::Store) interface.
 
 use super::super::records::{Hash, StatRecord};
@@ -86,6 +88,38 @@ pub(super) fn store_stats(conn: &mut Connection, rows: &[(&Path, StatRecord)]) -
                 &r.hash[..],
                 r.written_ns
             ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn walk_records(conn: &Connection, dirs: &[&Path]) -> Result<Vec<Option<Vec<u8>>>> {
+    let mut stmt = conn.prepare_cached("SELECT record FROM uptodate_walk WHERE dir = ?1")?;
+    let mut out = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let mut rows = stmt.query(params![key_of(dir)])?;
+        out.push(match rows.next()? {
+            Some(row) => Some(row.get::<_, Vec<u8>>(0)?),
+            None => None,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn store_walk_records(
+    conn: &mut Connection,
+    records: &[(&Path, Vec<u8>)],
+) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx
+            .prepare_cached("INSERT OR REPLACE INTO uptodate_walk (dir, record) VALUES (?1, ?2)")?;
+        for (dir, record) in records {
+            stmt.execute(params![key_of(dir), record])?;
         }
     }
     tx.commit()?;

@@ -1,0 +1,725 @@
+//! The walk cache: a source walk whose directories have not changed is not walked
+//! again, only its files are stat'ed (what make does).
+//!
+//! Walking with ignore files (read every directory, look for `.gitignore`, `.ignore`
+//! and `.git` in each, match every name) was half of a no-op's time over ten thousand
+//! files. Yet a walk's answer depends only on the names in the directories it entered
+//! and on the ignore files that applied, and a directory's mtime and ctime change
+//! whenever a name in it is added, removed or renamed. So a real walk leaves a
+//! [`WalkRecord`]: the stamp of every directory it entered, the stamp (or absence) of
+//! every file that can change the ignore rules, and the files and links it found. The
+//! next walk of the same directory [`replay`]s it when every stamp still matches,
+//! stat'ing each recorded file for its current `stat`, and walks for real otherwise.
+//!
+//! A stamp from the same (coarse) second as the walk could hide a later change that
+//! kept the same timestamp, so a record holding one is not kept at all (git's "racy"
+//! rule, [`settled_before`]): the next walk is a real one and leaves a settled record.
+//!
+//! Ignore inputs: in every directory entered, its `.gitignore` and `.ignore` (their
+//! absence is covered by the directory's own stamp) and, when it holds a `.git`
+//! directory, `.git/info/exclude`; above the walked directory, up to `/`, each
+//! ancestor's `.gitignore`, `.ignore`, `.git` and `.git/info/exclude`, present or not.
+//! A `.git` *file* (a worktree or submodule, whose excludes live elsewhere) makes the
+//! walk uncacheable: it is always walked for real.
+//!
+//! This module does not walk (`walk` does) and does not store records (the stat cache's
+//! store does); `tests` compares replayed and real walks after random edits.
+
+use super::statcache::{settled_before, FileStat};
+use super::walk::{join_rel, rel_string, strip_base, Entry, Walked};
+use std::ffi::OsStr;
+use std::io::ErrorKind;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What of a file or directory's `stat` changes when its content or listing may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    size: u64,
+}
+
+impl Stamp {
+    fn of_stat(st: &nix::sys::stat::FileStat) -> Stamp {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Stamp {
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+            ino: st.st_ino,
+            size: st.st_size as u64,
+        }
+    }
+
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Stamp {
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+            size: m.size(),
+        }
+    }
+}
+
+/// The stamp of `path` (following links) now: `Ok(None)` when it does not exist,
+/// `Err` when that cannot be told (the caller then does not trust or keep a record).
+/// Of a `.git`, only which one it is counts (its inode): it marks where a repository
+/// starts, and git rewrites its directory on every command.
+fn stamp_of(path: &Path) -> Result<Option<Stamp>, ()> {
+    match std::fs::metadata(path) {
+        Ok(m) if path.file_name() == Some(OsStr::new(".git")) => Ok(Some(Stamp {
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: m.ino(),
+            size: 0,
+        })),
+        Ok(m) => Ok(Some(Stamp::of(&m))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// One real walk of one directory, as [`replay`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkRecord {
+    /// The walked directory, absolute.
+    dir: Vec<u8>,
+    /// Every directory entered, the walked one first, with what it listed.
+    dirs: Vec<DirRecord>,
+    /// Files that decide the ignore rules (absolute), with their stamp or absence.
+    guards: Vec<(Vec<u8>, Option<Stamp>)>,
+}
+
+/// One directory a walk entered: its path relative to the walked directory (`""`
+/// for itself), its stamp, and the names of what it listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DirRecord {
+    rel: Vec<u8>,
+    stamp: Stamp,
+    /// Regular files listed.
+    files: Vec<Vec<u8>>,
+    /// Symbolic links met, wherever they point: a link's target may become a
+    /// regular file (or stop being one) without any listing changing.
+    links: Vec<Vec<u8>>,
+}
+
+fn relative(dir: &Path, path: &Path) -> Option<Vec<u8>> {
+    strip_base(path, dir).map(|r| r.as_os_str().as_bytes().to_vec())
+}
+
+fn join(dir: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(OsStr::from_bytes(rel))
+    }
+}
+
+/// The record a traced walk of `dir` leaves (`read_ns`: the time taken before it
+/// started), or `None` when it cannot be trusted later: a stamp too recent to be
+/// settled, a `.git` file, an unreadable stat, or a directory that was not there.
+pub fn record(dir: &Path, walked: &Walked, read_ns: i64) -> Option<WalkRecord> {
+    use std::collections::HashMap;
+    let settled = |s: &Stamp| settled_before(s.mtime_ns.max(s.ctime_ns), read_ns);
+    let mut dirs = Vec::with_capacity(walked.dirs.len());
+    let mut guards = Vec::new();
+    let mut guard = |path: PathBuf, keep_absent: bool| -> Option<()> {
+        let stamp = stamp_of(&path).ok()?;
+        if stamp.is_some_and(|s| !settled(&s)) {
+            return None;
+        }
+        if stamp.is_some() || keep_absent {
+            guards.push((path.into_os_string().into_vec(), stamp));
+        }
+        Some(())
+    };
+    // `.git` in `at`: a directory brings its excludes file; a file, excludes this
+    // trun cannot follow.
+    let git = |at: &Path| -> Option<bool> {
+        match std::fs::metadata(at.join(".git")) {
+            Ok(m) if m.is_dir() => Some(true),
+            Ok(_) => None,
+            Err(e) if e.kind() == ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    };
+    let mut index: HashMap<&Path, usize> = HashMap::with_capacity(walked.dirs.len());
+    for (path, meta) in &walked.dirs {
+        let stamp = Stamp::of(meta.as_ref()?);
+        if !settled(&stamp) {
+            return None;
+        }
+        index.insert(path.as_path(), dirs.len());
+        dirs.push(DirRecord {
+            rel: relative(dir, path)?,
+            stamp,
+            files: Vec::new(),
+            links: Vec::new(),
+        });
+        guard(path.join(".gitignore"), false)?;
+        guard(path.join(".ignore"), false)?;
+        if git(path)? {
+            guard(path.join(".git/info/exclude"), true)?;
+        }
+    }
+    let name = |p: &Path| -> Option<(usize, Vec<u8>)> {
+        let at = *index.get(p.parent()?)?;
+        Some((at, p.file_name()?.as_bytes().to_vec()))
+    };
+    // Links that resolve to a file are also among the entries; they are replayed
+    // as links.
+    let links: std::collections::HashSet<&Path> =
+        walked.links.iter().map(PathBuf::as_path).collect();
+    for e in walked
+        .entries
+        .iter()
+        .filter(|e| !links.contains(e.abs.as_path()))
+    {
+        let (at, n) = name(&e.abs)?;
+        dirs[at].files.push(n);
+    }
+    for l in &walked.links {
+        let (at, n) = name(l)?;
+        dirs[at].links.push(n);
+    }
+    // The walked directory itself must have been entered: a walk of a missing one
+    // lists nothing, and nothing would notice it appear.
+    dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
+    if dirs.first().is_none_or(|d| !d.rel.is_empty()) {
+        return None;
+    }
+    for above in dir.ancestors().skip(1) {
+        guard(above.join(".gitignore"), true)?;
+        guard(above.join(".ignore"), true)?;
+        guard(above.join(".git"), true)?;
+        git(above)?;
+        guard(above.join(".git/info/exclude"), true)?;
+    }
+    Some(WalkRecord {
+        dir: dir.as_os_str().as_bytes().to_vec(),
+        dirs,
+        guards,
+    })
+}
+
+/// The files a real walk of `dir` (below workspace root `base`) would list now,
+/// sorted by relative path, from `record`; `None` when anything it rests on changed
+/// (the caller then walks for real). Big records are replayed on several threads:
+/// the `stat`s are the whole cost.
+pub fn replay(base: &Path, dir: &Path, record: &WalkRecord) -> Option<Vec<Entry>> {
+    if record.dir != dir.as_os_str().as_bytes() {
+        return None;
+    }
+    for (path, stamp) in &record.guards {
+        if stamp_of(Path::new(OsStr::from_bytes(path))).ok()? != *stamp {
+            return None;
+        }
+    }
+    let root_rel = rel_string(strip_base(dir, base)?);
+    let total: usize = record.dirs.iter().map(|d| d.files.len() + 1).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(total / 2000 + 1);
+    let mut entries = if threads <= 1 {
+        replay_dirs(dir, &root_rel, &record.dirs)?
+    } else {
+        // Contiguous shares of about equal work.
+        let share = total.div_ceil(threads);
+        let mut parts: Vec<&[DirRecord]> = Vec::new();
+        let (mut start, mut acc) = (0, 0);
+        for (i, d) in record.dirs.iter().enumerate() {
+            acc += d.files.len() + 1;
+            if acc >= share {
+                parts.push(&record.dirs[start..=i]);
+                (start, acc) = (i + 1, 0);
+            }
+        }
+        parts.push(&record.dirs[start..]);
+        let root_rel = root_rel.as_str();
+        let results: Vec<Option<Vec<Entry>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| s.spawn(move || replay_dirs(dir, root_rel, part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        let mut all = Vec::with_capacity(total);
+        for r in results {
+            all.extend(r?);
+        }
+        all
+    };
+    entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    Some(entries)
+}
+
+/// [`replay`] of some directories of a record: each is opened once, its stamp
+/// checked through the descriptor, and its files stat'ed relative to it.
+fn replay_dirs(dir: &Path, root_rel: &str, dirs: &[DirRecord]) -> Option<Vec<Entry>> {
+    use nix::fcntl::{AtFlags, OFlag};
+    let mut entries = Vec::with_capacity(dirs.iter().map(|d| d.files.len()).sum());
+    for d in dirs {
+        let abs = join(dir, &d.rel);
+        let fd = nix::fcntl::open(
+            &abs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        if Stamp::of_stat(&nix::sys::stat::fstat(&fd).ok()?) != d.stamp {
+            return None;
+        }
+        let rel = if d.rel.is_empty() {
+            root_rel.to_string()
+        } else {
+            join_rel(root_rel, &String::from_utf8_lossy(&d.rel))
+        };
+        let entry = |name: &[u8], stat: FileStat| Entry {
+            rel: join_rel(&rel, &String::from_utf8_lossy(name)),
+            abs: abs.join(OsStr::from_bytes(name)),
+            stat,
+        };
+        for name in &d.files {
+            // Still a regular file: a name replaced by anything else would have
+            // changed its directory's stamp, so anything else here is a surprise.
+            let st =
+                nix::sys::stat::fstatat(&fd, OsStr::from_bytes(name), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .ok()?;
+            entries.push(entry(name, FileStat::from_stat(&st)?));
+        }
+        for name in &d.links {
+            let target = abs.join(OsStr::from_bytes(name));
+            if let Some(m) = std::fs::metadata(&target).ok().filter(|m| m.is_file()) {
+                entries.push(entry(name, FileStat::from_metadata(&m)));
+            }
+        }
+    }
+    Some(entries)
+}
+
+const MAGIC: &[u8; 4] = b"trw2";
+
+impl WalkRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let names: usize = self
+            .dirs
+            .iter()
+            .map(|d| {
+                d.files
+                    .iter()
+                    .chain(&d.links)
+                    .map(|n| n.len() + 4)
+                    .sum::<usize>()
+            })
+            .sum();
+        let mut out = Vec::with_capacity(64 + names + self.dirs.len() * 64);
+        out.extend_from_slice(MAGIC);
+        put_bytes(&mut out, &self.dir);
+        put_u32(&mut out, self.guards.len());
+        for (path, stamp) in &self.guards {
+            put_bytes(&mut out, path);
+            match stamp {
+                Some(s) => {
+                    out.push(1);
+                    put_stamp(&mut out, s);
+                }
+                None => out.push(0),
+            }
+        }
+        put_u32(&mut out, self.dirs.len());
+        for d in &self.dirs {
+            put_bytes(&mut out, &d.rel);
+            put_stamp(&mut out, &d.stamp);
+            for list in [&d.files, &d.links] {
+                put_u32(&mut out, list.len());
+                for name in list {
+                    put_bytes(&mut out, name);
+                }
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`encode`](Self::encode); `None` for anything else (a record
+    /// this trun cannot read is as good as none).
+    pub fn decode(blob: &[u8]) -> Option<WalkRecord> {
+        let mut r = Reader(blob.strip_prefix(MAGIC)?);
+        let dir = r.bytes()?;
+        let mut guards = Vec::new();
+        for _ in 0..r.u32()? {
+            let path = r.bytes()?;
+            let stamp = match r.take(1)?[0] {
+                0 => None,
+                1 => Some(r.stamp()?),
+                _ => return None,
+            };
+            guards.push((path, stamp));
+        }
+        let mut dirs = Vec::new();
+        for _ in 0..r.u32()? {
+            let rel = r.bytes()?;
+            let stamp = r.stamp()?;
+            let mut lists = [Vec::new(), Vec::new()];
+            for list in &mut lists {
+                for _ in 0..r.u32()? {
+                    list.push(r.bytes()?);
+                }
+            }
+            let [files, links] = lists;
+            dirs.push(DirRecord {
+                rel,
+                stamp,
+                files,
+                links,
+            });
+        }
+        if !r.0.is_empty() {
+            return None;
+        }
+        // The database is a file in the workspace like any other: a record must
+        // not name anything outside the walked directory.
+        let plain = |name: &[u8]| {
+            !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/')
+        };
+        let inside = dirs.iter().all(|d| {
+            (d.rel.is_empty() || d.rel.split(|&b| b == b'/').all(plain))
+                && d.files.iter().chain(&d.links).all(|n| plain(n))
+        });
+        inside.then_some(WalkRecord { dir, dirs, guards })
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(out, b.len());
+    out.extend_from_slice(b);
+}
+
+fn put_stamp(out: &mut Vec<u8>, s: &Stamp) {
+    for v in [s.mtime_ns as u64, s.ctime_ns as u64, s.ino, s.size] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<usize> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.u32()?;
+        Some(self.take(n)?.to_vec())
+    }
+
+    fn stamp(&mut self) -> Option<Stamp> {
+        Some(Stamp {
+            mtime_ns: self.u64()? as i64,
+            ctime_ns: self.u64()? as i64,
+            ino: self.u64()?,
+            size: self.u64()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::statcache::now_ns;
+    use super::super::walk::{walk_traced, Filters};
+    use super::*;
+    use std::fs;
+
+    type Seen = Vec<(String, PathBuf, FileStat)>;
+
+    fn seen(entries: Vec<Entry>) -> Seen {
+        entries
+            .into_iter()
+            .map(|e| (e.rel, e.abs, e.stat))
+            .collect()
+    }
+
+    fn real(base: &Path) -> Seen {
+        seen(
+            walk_traced(base, "src", Filters::IgnoreFiles, false, false)
+                .unwrap()
+                .entries,
+        )
+    }
+
+    /// A real, traced walk and the record it leaves, waiting (up to a few seconds)
+    /// for the tree's last changes to settle so that a record is kept at all.
+    fn settled_record(base: &Path) -> WalkRecord {
+        let dir = base.join("src");
+        for _ in 0..40 {
+            let read_ns = now_ns();
+            let walked = walk_traced(base, "src", Filters::IgnoreFiles, false, true).unwrap();
+            if let Some(r) = record(&dir, &walked, read_ns) {
+                assert_eq!(WalkRecord::decode(&r.encode()).as_ref(), Some(&r));
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the tree never settled");
+    }
+
+    /// xorshift64: reproducible edits without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                out.extend(files_under(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// One random edit of the kind that can change what a walk lists, or only what
+    /// a listed file holds; returns what it did.
+    fn edit(base: &Path, rng: &mut Rng, n: usize) -> String {
+        let src = base.join("src");
+        let dirs = ["src", "src/a", "src/a/deep", "src/b", "src/c"];
+        let dir = base.join(dirs[rng.below(dirs.len())]);
+        let files = files_under(&src);
+        let pick = |rng: &mut Rng| files.get(rng.below(files.len().max(1))).cloned();
+        match rng.below(9) {
+            0 => {
+                fs::create_dir_all(&dir).unwrap();
+                let name = ["new.txt", "x.log", "keep.log", "gen.o"][rng.below(4)];
+                fs::write(dir.join(format!("{n}{name}")), "new").unwrap();
+                format!("add {}{name} in {}", n, dir.display())
+            }
+            1 => match pick(rng) {
+                Some(f) => {
+                    let _ = fs::remove_file(&f);
+                    format!("delete {}", f.display())
+                }
+                None => "nothing to delete".into(),
+            },
+            2 => match pick(rng) {
+                Some(f) => {
+                    fs::create_dir_all(&dir).unwrap();
+                    let _ = fs::rename(&f, dir.join(format!("moved{n}.txt")));
+                    format!("rename {} into {}", f.display(), dir.display())
+                }
+                None => "nothing to rename".into(),
+            },
+            3 => {
+                let rules = [
+                    "*.log\n",
+                    "*.log\n!keep.log\n",
+                    "deep/\n",
+                    "",
+                    "b\n",
+                    "*.o\n",
+                ];
+                let at = [
+                    base.join(".gitignore"),
+                    src.join(".gitignore"),
+                    base.join("src/a/.ignore"),
+                ][rng.below(3)]
+                .clone();
+                if at.parent().unwrap().is_dir() {
+                    fs::write(&at, rules[rng.below(rules.len())]).unwrap();
+                }
+                format!("rules in {}", at.display())
+            }
+            4 => match pick(rng) {
+                // Same size, same second: only the content and mtime differ.
+                Some(f) => {
+                    let _ = fs::write(&f, format!("{:03}", n % 1000));
+                    format!("rewrite {}", f.display())
+                }
+                None => "nothing to rewrite".into(),
+            },
+            5 => {
+                let link = src.join("link.txt");
+                let _ = fs::remove_file(&link);
+                let target = ["../target.txt", "a", "../missing"][rng.below(3)];
+                std::os::unix::fs::symlink(target, &link).unwrap();
+                format!("link to {target}")
+            }
+            6 => {
+                // The link's target changes kind without any listing below src/ changing.
+                let t = base.join("target.txt");
+                if t.is_dir() {
+                    fs::remove_dir_all(&t).unwrap();
+                    fs::write(&t, "t").unwrap();
+                } else {
+                    let _ = fs::remove_file(&t);
+                    fs::create_dir(&t).unwrap();
+                }
+                "flip the link target".into()
+            }
+            7 => {
+                if dir.is_dir() && dir != src {
+                    let _ = fs::remove_dir_all(&dir);
+                    format!("remove {}", dir.display())
+                } else {
+                    fs::create_dir_all(dir.join("empty")).unwrap();
+                    format!("mkdir in {}", dir.display())
+                }
+            }
+            _ => {
+                let _ = fs::remove_dir_all(base.join("src/c"));
+                fs::create_dir_all(base.join("src/c/.git/info")).unwrap();
+                fs::write(
+                    base.join("src/c/.git/info/exclude"),
+                    ["*.txt\n", ""][rng.below(2)],
+                )
+                .unwrap();
+                fs::write(base.join("src/c/f.txt"), "c").unwrap();
+                "nested repo".into()
+            }
+        }
+    }
+
+    #[test]
+    fn a_replayed_walk_lists_what_a_real_walk_lists_after_random_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for f in [
+            "src/a/one.txt",
+            "src/a/deep/two.txt",
+            "src/b/three.log",
+            "src/keep.log",
+        ] {
+            fs::create_dir_all(base.join(f).parent().unwrap()).unwrap();
+            fs::write(base.join(f), "abc").unwrap();
+        }
+        fs::write(base.join("target.txt"), "t").unwrap();
+        fs::write(base.join(".gitignore"), "*.log\n").unwrap();
+        let src = base.join("src");
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut replayed = 0;
+        for round in 0..8 {
+            let rec = settled_record(base);
+            let before = real(base);
+            assert_eq!(
+                replay(base, &src, &rec).map(seen),
+                Some(before.clone()),
+                "round {round}: nothing changed since the record"
+            );
+            let mut done = Vec::new();
+            for k in 0..1 + rng.below(3) {
+                done.push(edit(base, &mut rng, round * 10 + k));
+                let now = real(base);
+                // Refusing is always right; answering differently never is.
+                if let Some(got) = replay(base, &src, &rec) {
+                    replayed += 1;
+                    assert_eq!(seen(got), now, "round {round} after {done:?}");
+                }
+            }
+        }
+        assert!(
+            replayed > 0,
+            "no edit left the record usable: the test proves nothing"
+        );
+    }
+
+    #[test]
+    fn a_big_record_replayed_on_several_threads_lists_what_a_real_walk_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in 0..6 {
+            let at = base.join(format!("src/d{d}"));
+            fs::create_dir_all(&at).unwrap();
+            for f in 0..900 {
+                fs::write(at.join(format!("f{f}.txt")), "x").unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("d0/f1.txt", base.join("src/link")).unwrap();
+        let rec = settled_record(base);
+        let got = replay(base, &base.join("src"), &rec).map(seen);
+        assert_eq!(got.as_ref().map(Vec::len), Some(5401));
+        assert_eq!(got, Some(real(base)));
+    }
+
+    #[test]
+    fn a_walk_of_a_tree_changed_this_second_leaves_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        fs::create_dir_all(base.join("src")).unwrap();
+        fs::write(base.join("src/a.txt"), "a").unwrap();
+        let read_ns = now_ns();
+        let walked = walk_traced(base, "src", Filters::IgnoreFiles, false, true).unwrap();
+        assert!(record(&base.join("src"), &walked, read_ns).is_none());
+        // A missing directory is not recorded either: nothing would see it appear.
+        let walked = walk_traced(base, "nope", Filters::IgnoreFiles, false, true).unwrap();
+        assert!(record(&base.join("nope"), &walked, read_ns + 10_000_000_000).is_none());
+    }
+
+    #[test]
+    fn a_git_file_makes_a_walk_uncacheable_and_garbage_decodes_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        fs::create_dir_all(base.join("src")).unwrap();
+        fs::write(base.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        let walked = walk_traced(base, "src", Filters::IgnoreFiles, false, true).unwrap();
+        assert!(record(&base.join("src"), &walked, now_ns() + 10_000_000_000).is_none());
+        for blob in [&b""[..], b"trw2", b"trw2\xff\xff\xff\xff", b"xxxx\0\0\0\0"] {
+            assert!(WalkRecord::decode(blob).is_none());
+        }
+        // A record planted to name files outside the walked directory is refused.
+        let stamp = Stamp {
+            mtime_ns: 1,
+            ctime_ns: 1,
+            ino: 1,
+            size: 1,
+        };
+        for (rel, name) in [
+            ("", "../../etc/passwd"),
+            ("..", "passwd"),
+            ("a/../..", "x"),
+            ("", ".."),
+        ] {
+            let planted = WalkRecord {
+                dir: base.join("src").into_os_string().into_vec(),
+                dirs: vec![DirRecord {
+                    rel: rel.as_bytes().to_vec(),
+                    stamp,
+                    files: vec![name.as_bytes().to_vec()],
+                    links: Vec::new(),
+                }],
+                guards: Vec::new(),
+            };
+            assert!(
+                WalkRecord::decode(&planted.encode()).is_none(),
+                "{rel} {name}"
+            );
+        }
+    }
+}
