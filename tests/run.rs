@@ -1060,3 +1060,41 @@ fn expressions_inside_matrix_values_see_the_inputs() {
         .status(2)
         .stderr_has("unknown name `inptus` (did you mean `inputs`?)");
 }
+
+/// A step's program is looked up on the PATH the step gets, and what was
+/// found is remembered per PATH: a job whose PATH lacks the directory does
+/// not reuse another job's find.
+#[test]
+fn a_shell_is_looked_up_on_the_steps_own_path() {
+    let t = Test::new();
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let shell = bin.join("mysh");
+    std::fs::write(&shell, "#!/bin/sh\necho \"mysh ran $1\" > mysh.txt\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t = t.workflow(&format!(
+        "
+        jobs:
+          found:
+            env: {{ PATH: '{}:/usr/bin:/bin' }}
+            steps:
+              - {{ shell: 'mysh {{0}}', run: 'anything' }}
+          missing:
+            needs: found
+            if: always()
+            env: {{ PATH: '/usr/bin:/bin' }}
+            steps:
+              - {{ shell: 'mysh {{0}}', run: 'anything' }}
+        ",
+        bin.display()
+    ));
+    let out = t.run(&["-j", "1", "--progress", "plain"]);
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(t.read("mysh.txt").starts_with("mysh ran "), "{}", out.all());
+    assert!(out.stderr.contains("`mysh` not found on PATH"), "{}", out.all());
+    let show = t.show_json("last");
+    let jobs = jobs_by_key(&show);
+    assert_eq!(jobs["found"]["status"], "success", "{show}");
+    assert_eq!(jobs["missing"]["status"], "failure", "{show}");
+}
