@@ -1092,7 +1092,11 @@ fn a_shell_is_looked_up_on_the_steps_own_path() {
     let out = t.run(&["-j", "1", "--progress", "plain"]);
     assert_eq!(out.code, Some(1), "{}", out.all());
     assert!(t.read("mysh.txt").starts_with("mysh ran "), "{}", out.all());
-    assert!(out.stderr.contains("`mysh` not found on PATH"), "{}", out.all());
+    assert!(
+        out.stderr.contains("`mysh` not found on PATH"),
+        "{}",
+        out.all()
+    );
     let show = t.show_json("last");
     let jobs = jobs_by_key(&show);
     assert_eq!(jobs["found"]["status"], "success", "{show}");
