@@ -554,6 +554,11 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
+/// Whether `pid` is a process that has not exited (gone, or a zombie).
+pub fn running(pid: i32) -> bool {
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
+}
+
 fn start_time(pid: i32) -> Option<u64> {
     stat_fields(pid).and_then(|f| f.get(19).and_then(|t| t.parse().ok()))
 }
@@ -679,8 +684,7 @@ pub fn reap_orphans(dir: &Path) -> Vec<String> {
         };
         let label = it.next().unwrap_or("a step");
         // Same pid and start time: the owner (maybe this very process) lives.
-        let owner_alive =
-            start_time(owner) == Some(started) && stat_fields(owner).is_some_and(|f| f[0] != "Z");
+        let owner_alive = start_time(owner) == Some(started) && running(owner);
         if owner_alive {
             continue;
         }

@@ -28,6 +28,7 @@ pub fn start(workdir: &Path) -> Result<(), String> {
         }
         ForkResult::Child => {
             drop(write);
+            let worker = nix::unistd::getppid().as_raw();
             // Signals meant for the worker's terminal group are the worker's
             // to handle; the guard ends when the worker does.
             for s in [
@@ -48,6 +49,13 @@ pub fn start(workdir: &Path) -> Result<(), String> {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(_) => break,
                 }
+            }
+            // The pipe closes with the worker's files, a moment before the
+            // worker is seen to have exited; until then its records read as
+            // a live owner's and would be left alone.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while crate::exec::process::running(worker) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
             for dir in job_dirs(&workdir) {
                 for m in crate::exec::process::reap_orphans(&dir.join(".trun").join("procs")) {

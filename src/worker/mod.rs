@@ -73,8 +73,9 @@ pub struct Outcome {
     /// The files its steps emitted for fed jobs, in the cache: (step id, file).
     #[serde(default)]
     pub emitted: Vec<(String, Emitted)>,
-    /// How each of its steps ended (`StepFinished`, as the worker recorded
-    /// it): the coordinator's reporters show them as for a local job.
+    /// How each of its steps started and ended (`StepStarted`,
+    /// `StepFinished`, as the worker recorded them): the coordinator's
+    /// reporters show them as for a local job.
     #[serde(default)]
     pub steps: Vec<Event>,
 }
@@ -404,10 +405,14 @@ impl Dispatch for Dispatcher {
                     .push(f.clone());
             }
             // Recorded already, by the worker; sent again (the same rows)
-            // so that what reports this run shows them. Only step ends, and
-            // only of this job.
+            // so that what reports this run shows them. Only step starts
+            // and ends, and only of this job.
             for ev in std::mem::take(&mut outcome.steps) {
-                if matches!(&ev, Event::StepFinished { job, .. } if *job == key) {
+                let ours = match &ev {
+                    Event::StepStarted { job, .. } | Event::StepFinished { job, .. } => *job == key,
+                    _ => false,
+                };
+                if ours {
                     events.send(ev);
                 }
             }

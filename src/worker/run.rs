@@ -197,7 +197,7 @@ fn heartbeat(
 
 /// How the job ended on this worker: status, reason, outputs.
 /// How the job ended on this worker: status, reason, outputs, and how each
-/// of its steps ended (as recorded).
+/// of its steps started and ended (as recorded).
 type JobEnd = (Status, Option<String>, BTreeMap<String, String>, Vec<Event>);
 
 struct JobCtx {
@@ -424,6 +424,8 @@ impl JobCtx {
                         // names it there: `trun logs` elsewhere reads it.
                         if let Event::StepFinished { log_path, .. } = &mut ev {
                             *log_path = log_path.take().map(|p| shared_log(&cache, p));
+                        }
+                        if matches!(ev, Event::StepStarted { .. } | Event::StepFinished { .. }) {
                             steps.push(ev.clone());
                         }
                         let _ = rec_tx.send(ev);
