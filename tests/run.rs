@@ -1061,9 +1061,8 @@ fn expressions_inside_matrix_values_see_the_inputs() {
         .stderr_has("unknown name `inptus` (did you mean `inputs`?)");
 }
 
-/// A step's program is looked up on the PATH the step gets, and what was
-/// found is remembered per PATH: a job whose PATH lacks the directory does
-/// not reuse another job's find.
+/// A step's program is looked up on the PATH the step gets (its job's
+/// `env`), not trun's: a job whose PATH lacks the directory does not find it.
 #[test]
 fn a_shell_is_looked_up_on_the_steps_own_path() {
     let t = Test::new();

@@ -237,46 +237,6 @@ impl Local {
     }
 }
 
-/// Where programs were found on PATH, by (name, PATH).
-type Found = HashMap<(String, std::ffi::OsString), PathBuf>;
-static FOUND: Mutex<Option<Found>> = Mutex::new(None);
-
-/// Where `prog` is on `path` (the child's PATH; `None`: trun's own),
-/// remembered for the rest of the process: a step's shell is looked up once,
-/// not by a failed `execve` in every directory of PATH before its own on
-/// every step. `None` leaves the search to the spawn: a name with a `/`, or
-/// a PATH with a relative entry (which means the step's directory).
-fn on_path(prog: &str, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
-    if prog.contains('/') || prog.is_empty() {
-        return None;
-    }
-    let path = path.or_else(|| std::env::var_os("PATH"))?;
-    let key = (prog.to_string(), path);
-    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(p) = found.get_or_insert_with(HashMap::new).get(&key) {
-        return Some(p.clone());
-    }
-    let dirs: Vec<PathBuf> = std::env::split_paths(&key.1).collect();
-    if dirs.iter().any(|d| !d.is_absolute()) {
-        return None;
-    }
-    let hit = dirs.iter().map(|d| d.join(prog)).find(|p| {
-        p.metadata().is_ok_and(|m| m.is_file())
-            && nix::unistd::access(p.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
-    })?;
-    found
-        .get_or_insert_with(HashMap::new)
-        .insert(key, hit.clone());
-    Some(hit)
-}
-
-/// A program remembered on PATH that is gone: looked up afresh next time.
-fn forget_on_path(prog: &str) {
-    if let Some(found) = FOUND.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        found.retain(|(name, _), _| name != prog);
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn spawn_and_wait(
     prog: &str,
@@ -292,15 +252,8 @@ async fn spawn_and_wait(
         Ok(p) => p,
         Err(e) => return Exit::SpawnFailed(format!("cannot create a pipe: {e}")),
     };
-    let child_path = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| std::ffi::OsString::from(v));
-    let resolved = on_path(prog, child_path);
-    let mut cmd = tokio::process::Command::new(resolved.as_deref().unwrap_or(Path::new(prog)));
-    cmd.arg0(prog)
-        .args(args)
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(TOKEN_VAR, token)
@@ -319,7 +272,6 @@ async fn spawn_and_wait(
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            forget_on_path(prog);
             return Exit::SpawnFailed(format!("`{prog}` not found on PATH"));
         }
         Err(e) => return Exit::SpawnFailed(format!("cannot start `{prog}`: {e}")),
