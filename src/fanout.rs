@@ -56,6 +56,27 @@ pub struct Emitted {
     pub size: u64,
 }
 
+impl Emitted {
+    /// Its content's digest, as a remote cache names it.
+    pub fn digest(&self) -> Result<crate::cache::action_result::Digest, String> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&self.sha256, &mut hash)
+            .map_err(|_| format!("{:?}: {:?} is not a sha256", self.name, self.sha256))?;
+        Ok(crate::cache::action_result::Digest {
+            hash,
+            size: self.size,
+        })
+    }
+}
+
+/// How an instance that succeeded ran: here, or on a `trun worker`, which
+/// wrote `files` (a manifest in the remote cache; `None`: nothing).
+#[derive(Debug, Clone, Copy)]
+pub enum RanOn<'a> {
+    Here,
+    Worker { files: Option<&'a str> },
+}
+
 /// Whether an instance must run, decided before it starts (see
 /// `uptodate_hooks::instance_check`).
 #[derive(Debug, Clone)]

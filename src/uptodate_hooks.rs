@@ -429,10 +429,7 @@ pub fn instance_check(
             digests.push(crate::worker::snapshot::parse_digest(f)?);
         }
         for e in &m.emitted {
-            digests.push(crate::worker::snapshot::parse_digest(&format!(
-                "{}/{}",
-                e.sha256, e.size
-            ))?);
+            digests.push(e.digest()?);
         }
         for d in &digests {
             if !cache.client().has_blob(d).map_err(|e| e.to_string())? {
@@ -798,7 +795,7 @@ impl StepHooks for Hooks {
         job: &PlannedJob,
         check: &InstanceCheck,
         emitted: &[Emitted],
-        elsewhere: Option<Option<&str>>,
+        on: crate::fanout::RanOn<'_>,
     ) {
         // Files may have changed under the instance's steps.
         self.ut.invalidate();
@@ -808,8 +805,11 @@ impl StepHooks for Hooks {
             definition: check.definition.clone(),
             sha256: input.sha256.clone(),
             emitted: emitted.to_vec(),
-            worker: elsewhere.is_some(),
-            files: elsewhere.flatten().map(str::to_string),
+            worker: matches!(on, crate::fanout::RanOn::Worker { .. }),
+            files: match on {
+                crate::fanout::RanOn::Worker { files } => files.map(str::to_string),
+                crate::fanout::RanOn::Here => None,
+            },
         };
         let _ = self.store.kv_set(
             INSTANCES,

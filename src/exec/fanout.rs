@@ -18,7 +18,7 @@
 use super::job::{JobResult, JobRunner};
 use super::{Events, RunOptions};
 use crate::event::{now_ms, Event, Status};
-use crate::fanout::{instance_key, Emitted, Input};
+use crate::fanout::{instance_key, Emitted, Input, RanOn};
 use crate::plan::{Plan, PlannedJob, PlannedStep};
 use crate::template::{Context, Engine as Templates};
 use crate::uptodate::cas::Cas;
@@ -39,13 +39,12 @@ pub enum FeedMsg {
 
 /// Files emitted for fed jobs that do not run in this process: a worker
 /// runs one job of a run, and hands what its steps emitted to the
-/// coordinator, whose feeds start the instances. (emitting job key, step id,
-/// file.)
+/// coordinator, whose feeds start the instances. (step id, file.)
 #[derive(Default)]
-pub struct Outbox(Mutex<Vec<(String, String, Emitted)>>);
+pub struct Outbox(Mutex<Vec<(String, Emitted)>>);
 
 impl Outbox {
-    pub fn take(&self) -> Vec<(String, String, Emitted)> {
+    pub fn take(&self) -> Vec<(String, Emitted)> {
         std::mem::take(&mut *lock(&self.0))
     }
 }
@@ -166,7 +165,7 @@ impl Feeds {
                     from: origin.clone(),
                 });
             } else if let Some(out) = &self.outbox {
-                lock(&out.0).push((from.key.clone(), step.id.clone(), e));
+                lock(&out.0).push((step.id.clone(), e));
             }
         }
         Ok(notes)
@@ -316,7 +315,7 @@ impl Feed {
                                     let r = runner.run(stop).await;
                                     let emitted = feeds.take_emitted(&key);
                                     if let (Some(h), Some(c), Status::Success) = (&hooks, &check, r.status) {
-                                        h.instance_done(&job, c, &emitted, None);
+                                        h.instance_done(&job, c, &emitted, RanOn::Here);
                                     }
                                     (key, Some(r))
                                 });
@@ -398,7 +397,7 @@ impl Feed {
         let feeds = self.feeds.clone();
         let hooks = self.opts.hooks.clone();
         let (run_id, events) = (self.opts.run_id, self.events.clone());
-        let planned = self.job.key.clone();
+        let (planned, fed) = (self.job.key.clone(), self.job.job_id.clone());
         let needs = self.needs_outputs.clone();
         async move {
             let key = job.key.clone();
@@ -406,7 +405,7 @@ impl Feed {
                 return (key, None);
             };
             let input = job.input.clone().map(|i| Emitted {
-                job: planned.clone(),
+                job: fed,
                 name: i.name,
                 sha256: i.sha256,
                 size: i.size,
@@ -426,7 +425,10 @@ impl Feed {
             let emitted = feeds.take_emitted(&key);
             if let (Some(h), Some(c), Status::Success) = (&hooks, &check, r.status) {
                 let files = d.files_of(&key);
-                h.instance_done(&job, c, &emitted, Some(files.as_deref()));
+                let on = RanOn::Worker {
+                    files: files.as_deref(),
+                };
+                h.instance_done(&job, c, &emitted, on);
             }
             (key, Some(r))
         }

@@ -54,15 +54,13 @@ pub trait StepHooks: Send + Sync {
     ) -> Option<crate::fanout::InstanceCheck> {
         None
     }
-    /// An instance succeeded, having emitted these files; `elsewhere`: it
-    /// ran on a `trun worker`, which wrote these files (a manifest in the
-    /// remote cache; `None`: none).
+    /// An instance succeeded where `on` says, having emitted these files.
     fn instance_done(
         &self,
         _job: &crate::plan::PlannedJob,
         _check: &crate::fanout::InstanceCheck,
         _emitted: &[crate::fanout::Emitted],
-        _elsewhere: Option<Option<&str>>,
+        _on: crate::fanout::RanOn<'_>,
     ) {
     }
     /// A step that is about to be recorded a success emitted these files.

@@ -352,7 +352,7 @@ impl Dispatch for Dispatcher {
                     .await
                 }
             };
-            let outcome = match queued {
+            let mut outcome = match queued {
                 Err(e) => {
                     waiters
                         .lock()
@@ -377,7 +377,6 @@ impl Dispatch for Dispatcher {
             };
             // As a local run sends them at the end of each step: before the
             // job counts as ended, so its fed jobs' feeds are still open.
-            let mut outcome = outcome;
             if let Some(feeds) = &feeds {
                 for (step_id, e) in std::mem::take(&mut outcome.emitted) {
                     let sent = match job.steps.iter().find(|s| s.id == step_id) {

@@ -195,7 +195,6 @@ fn heartbeat(
     }
 }
 
-/// How the job ended on this worker: status, reason, outputs.
 /// How the job ended on this worker: status, reason, outputs, and how each
 /// of its steps started and ended (as recorded).
 type JobEnd = (Status, Option<String>, BTreeMap<String, String>, Vec<Event>);
@@ -494,7 +493,7 @@ fn upstream_digest(outputs: &BTreeMap<String, String>, files: Option<&str>) -> F
 /// The file an instance processes, from the cache (checked against its
 /// digest), as `.trun/input/<sha256>` of the attempt's directory.
 fn fetch_input(client: &Client, dir: &Path, input: &Emitted) -> Result<PathBuf, String> {
-    let d = parse_digest(&format!("{}/{}", input.sha256, input.size))?;
+    let d = input.digest()?;
     if d.size > crate::fanout::MAX_FILE_BYTES {
         return Err(format!(
             "the input {:?} is larger than an emitted file may be",
@@ -519,12 +518,12 @@ fn fetch_input(client: &Client, dir: &Path, input: &Emitted) -> Result<PathBuf, 
 fn upload_emitted(
     client: &Client,
     dir: &Path,
-    emitted: Vec<(String, String, Emitted)>,
+    emitted: Vec<(String, Emitted)>,
 ) -> Result<Vec<(String, Emitted)>, String> {
     let cas = crate::uptodate::cas::Cas::new(&dir.join(".trun").join("cas"));
     let mut out = Vec::with_capacity(emitted.len());
-    for (_, step, e) in emitted {
-        let d = parse_digest(&format!("{}/{}", e.sha256, e.size))?;
+    for (step, e) in emitted {
+        let d = e.digest()?;
         client
             .put_blob(&d, &cas.object_path(&d.hash))
             .map_err(|err| format!("cannot upload the emitted file {:?}: {err}", e.name))?;
