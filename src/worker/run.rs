@@ -549,3 +549,49 @@ fn shared_log(cache: &RemoteCache, path: String) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instance's input as another machine names it: a size past what a
+    /// step may emit, a digest that is no sha256, or a name with shell text
+    /// and `../` is refused or kept out of every path; nothing is written
+    /// outside the attempt's directory (the cache here is unreachable).
+    #[test]
+    fn a_hostile_input_is_refused_or_stays_inside_the_attempt() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = outside.path().join("attempt");
+        std::fs::create_dir(&dir).unwrap();
+        let client = Client::new("http://127.0.0.1:1/", None, Duration::from_secs(1));
+        let input = |name: &str, sha256: &str, size: u64| Emitted {
+            job: "process".into(),
+            name: name.into(),
+            sha256: sha256.into(),
+            size,
+        };
+        let sha = "ab".repeat(32);
+        let huge = input("big.txt", &sha, u64::MAX);
+        let err = fetch_input(&client, &dir, &huge).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+        let bad = input("x", "$(touch pwned)/../../x", 3);
+        assert!(fetch_input(&client, &dir, &bad).is_err());
+        // The name never makes the path: only the digest does.
+        let named = input("../../$(touch pwned)'\"", &sha, 3);
+        let err = fetch_input(&client, &dir, &named).unwrap_err();
+        assert!(err.contains("cannot fetch"), "{err}");
+        let mut left: Vec<String> = std::fs::read_dir(outside.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["attempt"]);
+        assert!(!dir.join("pwned").exists());
+        // What the failed fetch created is the digest's file, in the attempt.
+        let created: Vec<_> = std::fs::read_dir(dir.join(".trun/input"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(created, [std::ffi::OsString::from(&sha)]);
+    }
+}
