@@ -586,7 +586,10 @@ impl Hooks {
 
     /// Write what was noted during the run in one transaction (one per
     /// step would cost a commit each on a thousand-step no-op).
+    /// Also stores the walk records with the rows the run settled, for the
+    /// next run to read with its walk (a cache: a failure costs speed only).
     pub fn flush(&self) {
+        let _ = self.ut.store_walk_rows();
         let versions =
             std::mem::take(&mut *self.versions.lock().unwrap_or_else(|e| e.into_inner()));
         if versions.is_empty() {

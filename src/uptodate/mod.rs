@@ -266,19 +266,57 @@ pub enum UpToDateError {
 struct Listing {
     entries: Vec<Entry>,
     cached: Vec<Option<Cached>>,
-    /// Settled once per invocation: a file read for one step is not read for the next.
-    hashes: Vec<OnceLock<ContentHash>>,
+    /// The row each file's hash was settled with, once per invocation: a file
+    /// read for one step is not read for the next.
+    settled: Vec<OnceLock<Cached>>,
+    /// The walk record behind the listing, kept to be stored again with the
+    /// rows ([`UpToDate::store_walk_rows`]).
+    record: Option<WalkRecord>,
+    /// `cached` came from the walk record: a row it lacks, or one that is not
+    /// trusted, is looked up in the store before the file is read. Otherwise
+    /// the record holds no rows yet.
+    from_record: bool,
+    /// How many of the record's rows were missing or stale.
+    stale: std::sync::atomic::AtomicUsize,
 }
 
 impl Listing {
-    fn new(entries: Vec<Entry>, cached: Vec<Option<Cached>>) -> Listing {
-        let hashes = entries.iter().map(|_| OnceLock::new()).collect();
+    /// The listing of `walk`, with `cached` aligned with its entries: its own
+    /// rows when it has them.
+    fn new(walk: Walk, cached: impl FnOnce(&[Entry]) -> Vec<Option<Cached>>) -> Listing {
+        let from_record = walk.rows.is_some();
+        let cached = match walk.rows {
+            Some(rows) => rows,
+            None => cached(&walk.entries),
+        };
         Listing {
-            entries,
+            settled: walk.entries.iter().map(|_| OnceLock::new()).collect(),
+            entries: walk.entries,
             cached,
-            hashes,
+            from_record,
+            record: walk.record,
+            stale: Default::default(),
         }
     }
+
+    /// Its record is worth writing again, with rows: it has none yet, or more
+    /// than a few of its rows were stale (a handful are looked up in the store
+    /// on every run rather than rewriting a record of ten thousand files).
+    fn rows_worth_storing(&self) -> bool {
+        let stale = self.stale.load(std::sync::atomic::Ordering::Relaxed);
+        self.record.is_some() && (!self.from_record || stale * 64 > self.entries.len())
+    }
+}
+
+/// What [`UpToDate::walk_sources`] found in one directory: the files; their
+/// rows when the walk cache had them; the record to keep; whether it walked
+/// for real.
+#[derive(Default)]
+struct Walk {
+    entries: Vec<Entry>,
+    rows: Option<Vec<Option<Cached>>>,
+    record: Option<WalkRecord>,
+    fresh: bool,
 }
 
 /// Per-invocation memory: walks, hashes already settled, compiled patterns.
@@ -410,13 +448,9 @@ impl UpToDate {
         // threads a no-op that walks one big root never uses.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let walked = self.walk_sources(&wanted, wanted.len() < cores)?;
-        for ((base, root), entries) in wanted.into_iter().zip(walked) {
-            let cached = self.load_dir(&base.join(&root), &entries)?;
-            index.stats.roots_walked += 1;
-            index.stats.files_listed += entries.len();
-            index
-                .listings
-                .insert((base, root), Arc::new(Listing::new(entries, cached)));
+        for ((base, root), walk) in wanted.into_iter().zip(walked) {
+            let listing = self.listing_of(&mut index, &base.join(&root), walk)?;
+            index.listings.insert((base, root), Arc::new(listing));
         }
         Ok(())
     }
@@ -747,16 +781,41 @@ impl UpToDate {
 
         let mut to_hash: Vec<(PathBuf, FileStat)> = Vec::new();
         let mut slots: Vec<(&Listing, usize)> = Vec::new();
+        // Rows a walk record lacked, or held stale: the store may have them.
+        let mut look_up: Vec<(&Listing, usize)> = Vec::new();
         for (listing, picked) in &groups {
             for &i in picked {
-                if listing.hashes[i].get().is_some() {
+                if listing.settled[i].get().is_some() {
                     continue;
                 }
                 let e = &listing.entries[i];
                 match listing.cached[i].filter(|row| row.trusted_for(&e.stat)) {
                     Some(row) => {
                         index.stats.stat_cache_hits += 1;
-                        let _ = listing.hashes[i].set(row.hash);
+                        let _ = listing.settled[i].set(row);
+                    }
+                    None if listing.from_record => look_up.push((listing, i)),
+                    None => {
+                        to_hash.push((e.abs.clone(), e.stat));
+                        slots.push((listing, i));
+                    }
+                }
+            }
+        }
+        if !look_up.is_empty() {
+            let paths: Vec<PathBuf> = look_up
+                .iter()
+                .map(|(l, i)| l.entries[*i].abs.clone())
+                .collect();
+            for ((listing, i), row) in look_up.into_iter().zip(self.load_paths(&paths)?) {
+                listing
+                    .stale
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let e = &listing.entries[i];
+                match row.filter(|row| row.trusted_for(&e.stat)) {
+                    Some(row) => {
+                        index.stats.stat_cache_hits += 1;
+                        let _ = listing.settled[i].set(row);
                     }
                     None => {
                         to_hash.push((e.abs.clone(), e.stat));
@@ -766,7 +825,7 @@ impl UpToDate {
             }
         }
         for ((listing, i), row) in slots.into_iter().zip(self.hash_and_store(index, &to_hash)?) {
-            let _ = listing.hashes[i].set(row.hash);
+            let _ = listing.settled[i].set(row);
         }
         let mut files: Vec<(String, ContentHash)> = groups
             .iter()
@@ -774,7 +833,7 @@ impl UpToDate {
                 picked.iter().map(|&i| {
                     (
                         l.entries[i].rel.clone(),
-                        l.hashes[i].get().copied().unwrap_or_default(),
+                        l.settled[i].get().map(|c| c.hash).unwrap_or_default(),
                     )
                 })
             })
@@ -833,14 +892,14 @@ impl UpToDate {
             return Ok((listing, s, e));
         }
         let pair = (base.to_path_buf(), dir.to_string());
-        let entries = self
-            .walk_sources(std::slice::from_ref(&pair), false)?
-            .pop()
-            .unwrap_or_default();
-        let cached = self.load_dir(&base.join(dir), &entries)?;
-        index.stats.roots_walked += 1;
-        index.stats.files_listed += entries.len();
-        let listing = Arc::new(Listing::new(entries, cached));
+        let Some(walk) = self.walk_sources(std::slice::from_ref(&pair), false)?.pop() else {
+            return Ok((
+                Arc::new(Listing::new(Walk::default(), |_| Vec::new())),
+                0,
+                0,
+            ));
+        };
+        let listing = Arc::new(self.listing_of(index, &base.join(dir), walk)?);
         index
             .listings
             .insert((base.to_path_buf(), dir.to_string()), listing.clone());
@@ -857,7 +916,7 @@ impl UpToDate {
         &self,
         roots: &[(PathBuf, String)],
         parallel: bool,
-    ) -> Result<Vec<Vec<Entry>>, UpToDateError> {
+    ) -> Result<Vec<Walk>, UpToDateError> {
         use rayon::prelude::*;
         let dirs: Vec<PathBuf> = roots
             .iter()
@@ -867,22 +926,32 @@ impl UpToDate {
         let records = self.stats.walk_records(&dir_refs)?;
         let one = |((base, root), dir): (&(PathBuf, String), &PathBuf),
                    record: &Option<Vec<u8>>|
-         -> Result<(Vec<Entry>, Option<Vec<u8>>), UpToDateError> {
-            let replayed = record
-                .as_deref()
-                .and_then(WalkRecord::decode)
-                .and_then(|r| walkcache::replay(base, dir, &r));
-            if let Some(entries) = replayed {
+         -> Result<Walk, UpToDateError> {
+            let decoded = record.as_deref().and_then(WalkRecord::decode);
+            let replayed = decoded
+                .as_ref()
+                .and_then(|r| walkcache::replay(base, dir, r));
+            if let Some(r) = replayed {
                 self.replayed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok((entries, None));
+                return Ok(Walk {
+                    entries: r.entries,
+                    rows: r.rows,
+                    record: decoded,
+                    fresh: false,
+                });
             }
             let read_ns = statcache::now_ns();
             let walked = walk::walk_traced(base, root, Filters::IgnoreFiles, parallel, true)?;
-            let fresh = walkcache::record(dir, &walked, read_ns).map(|r| r.encode());
-            Ok((walked.entries, fresh))
+            let record = walkcache::record(dir, &walked, read_ns);
+            Ok(Walk {
+                entries: walked.entries,
+                rows: None,
+                record,
+                fresh: true,
+            })
         };
-        let results: Vec<(Vec<Entry>, Option<Vec<u8>>)> = if parallel || roots.len() < 2 {
+        let results: Vec<Walk> = if parallel || roots.len() < 2 {
             roots
                 .iter()
                 .zip(&dirs)
@@ -897,14 +966,70 @@ impl UpToDate {
                 .map(|(pair, record)| one(pair, record))
                 .collect::<Result<_, _>>()?
         };
-        let mut listed = Vec::with_capacity(results.len());
-        let mut fresh: Vec<(&Path, Vec<u8>)> = Vec::new();
-        for (dir, (entries, record)) in dir_refs.iter().zip(results) {
-            listed.push(entries);
-            fresh.extend(record.map(|r| (*dir, r)));
-        }
+        // A new record is kept at once, rows or not: a run that stops before
+        // its end still leaves the next one a walk to replay.
+        let fresh: Vec<(&Path, Vec<u8>)> = dir_refs
+            .iter()
+            .zip(&results)
+            .filter(|(_, w)| w.fresh)
+            .filter_map(|(dir, w)| Some((*dir, w.record.as_ref()?.encode())))
+            .collect();
         self.stats.store_walk_records(&fresh)?;
-        Ok(listed)
+        Ok(results)
+    }
+
+    /// The listing of `walk` (of `dir`): with the rows its record carried, or
+    /// those of the store.
+    fn listing_of(
+        &self,
+        index: &mut Index,
+        dir: &Path,
+        walk: Walk,
+    ) -> Result<Listing, UpToDateError> {
+        index.stats.roots_walked += 1;
+        index.stats.files_listed += walk.entries.len();
+        let mut failed = None;
+        let listing = Listing::new(walk, |entries| {
+            self.load_dir(dir, entries).unwrap_or_else(|e| {
+                failed = Some(e);
+                Vec::new()
+            })
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(listing),
+        }
+    }
+
+    /// Stores the walk records of this invocation's listings again, now with
+    /// each file's row, where that is worth it (see [`Listing`]); the next
+    /// no-op then reads its rows with its walk. Called once the run's checks
+    /// are done, so the rows hold the hashes they settled.
+    pub fn store_walk_rows(&self) -> Result<(), UpToDateError> {
+        let (dirs, blobs): (Vec<PathBuf>, Vec<Vec<u8>>) = {
+            let index = lock(&self.index);
+            index
+                .listings
+                .values()
+                .filter(|l| l.rows_worth_storing())
+                .filter_map(|l| {
+                    let record = l.record.as_ref()?;
+                    let rows: HashMap<&Path, Cached> = l
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, e)| {
+                            let row = l.settled[i].get().copied().or(l.cached[i])?;
+                            Some((e.abs.as_path(), row))
+                        })
+                        .collect();
+                    let with_rows = record.with_rows(|p| rows.get(p).copied());
+                    Some((with_rows.dir(), with_rows.encode()))
+                })
+                .unzip()
+        };
+        let records: Vec<(&Path, Vec<u8>)> = dirs.iter().map(PathBuf::as_path).zip(blobs).collect();
+        Ok(self.stats.store_walk_records(&records)?)
     }
 
     /// Content hashes for files outside listings, in order: from this invocation's

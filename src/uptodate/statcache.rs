@@ -72,7 +72,7 @@ impl FileStat {
 }
 
 /// One stored row.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cached {
     pub stat: FileStat,
     pub hash: ContentHash,

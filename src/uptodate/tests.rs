@@ -638,6 +638,80 @@ fn a_settled_tree_is_replayed_by_the_next_invocation_and_changes_still_show() {
     }
 }
 
+/// The stat-cache table's rows, forgotten: what is still known comes from the
+/// walk records.
+fn forget_stat_rows(ws: &Ws) {
+    let db = rusqlite::Connection::open(ws.base().join(".trun/state.db")).unwrap();
+    db.execute("DELETE FROM uptodate_stat", []).unwrap();
+}
+
+#[test]
+fn the_rows_stored_with_a_walk_serve_the_next_no_op_and_a_stale_one_is_looked_up() {
+    let ws = Ws::new();
+    for f in 0..50 {
+        ws.write(&format!("src/d/f{f:02}.txt"), "same size");
+    }
+    let spec = ws.spec("b/s", "build", &["src/**"], &[]);
+    settle();
+    // A first invocation walks, hashes every file and stores the record with rows.
+    let ud = ws.open();
+    ud.prepare(&[&spec]).unwrap();
+    run(&ud, &spec, || {});
+    ud.prepare(&[&spec]).unwrap();
+    assert_eq!(
+        ud.check(&spec, false).unwrap().decision,
+        Decision::Skip(SkipReason::UpToDate)
+    );
+    ud.store_walk_rows().unwrap();
+    settle();
+    forget_stat_rows(&ws);
+    // The next: replayed, and not one file read, though the table is empty.
+    let ud = ws.open();
+    ud.prepare(&[&spec]).unwrap();
+    assert_eq!(
+        ud.check(&spec, false).unwrap().decision,
+        Decision::Skip(SkipReason::UpToDate)
+    );
+    let stats = ud.index_stats();
+    assert_eq!(
+        (stats.roots_replayed, stats.files_hashed),
+        (1, 0),
+        "{stats:?}"
+    );
+    // Rewritten in place with the same size: no name changes, the directory's
+    // stamp stays, and only the file's own row is stale.
+    ws.write("src/d/f07.txt", "othr size");
+    settle();
+    let ud = ws.open();
+    ud.prepare(&[&spec]).unwrap();
+    match ud.check(&spec, false).unwrap().decision {
+        Decision::Run(RunReason::SourcesChanged { changed }) => {
+            assert_eq!(changed, vec!["src/d/f07.txt".to_string()])
+        }
+        other => panic!("{other:?}"),
+    }
+    let stats = ud.index_stats();
+    assert_eq!(
+        (stats.roots_replayed, stats.files_hashed),
+        (1, 1),
+        "{stats:?}"
+    );
+    ud.record_success(&spec, &ud.check(&spec, false).unwrap(), 1)
+        .unwrap();
+    // One stale row in fifty is more than a few: the record is stored again
+    // and the next invocation reads nothing, even with the table emptied.
+    ud.store_walk_rows().unwrap();
+    settle();
+    forget_stat_rows(&ws);
+    let ud = ws.open();
+    ud.prepare(&[&spec]).unwrap();
+    assert_eq!(
+        ud.check(&spec, false).unwrap().decision,
+        Decision::Skip(SkipReason::UpToDate)
+    );
+    assert_eq!(ud.index_stats().files_hashed, 0);
+}
+
 #[test]
 fn up_to_date_is_send_and_sync() {
     fn assert<T: Send + Sync>() {}

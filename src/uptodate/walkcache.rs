@@ -22,10 +22,16 @@
 //! A `.git` *file* (a worktree or submodule, whose excludes live elsewhere) makes the
 //! walk uncacheable: it is always walked for real.
 //!
+//! A record may also carry each file's stat-cache row (stat, content hash, when it
+//! was hashed), written once the run has hashed what it needed ([`WalkRecord::with_rows`]):
+//! a replay then hands the rows back with the files and the no-op reads no row
+//! from the database, only this one record. A row is a hint like any other: it is
+//! used only when it is trusted for the file's stat now, as a database row is.
+//!
 //! This module does not walk (`walk` does) and does not store records (the stat cache's
 //! store does); `tests` compares replayed and real walks after random edits.
 
-use super::statcache::{settled_before, FileStat};
+use super::statcache::{settled_before, Cached, FileStat};
 use super::walk::{join_rel, rel_string, strip_base, Entry, Walked};
 use std::ffi::OsStr;
 use std::io::ErrorKind;
@@ -101,6 +107,9 @@ struct DirRecord {
     stamp: Stamp,
     /// Regular files listed.
     files: Vec<Vec<u8>>,
+    /// Each file's stat-cache row, aligned with `files`; empty when the record
+    /// carries no rows.
+    rows: Vec<Option<Cached>>,
     /// Symbolic links met, wherever they point: a link's target may become a
     /// regular file (or stop being one) without any listing changing.
     links: Vec<Vec<u8>>,
@@ -157,6 +166,7 @@ pub fn record(dir: &Path, walked: &Walked, read_ns: i64) -> Option<WalkRecord> {
             rel: relative(dir, path)?,
             stamp,
             files: Vec::new(),
+            rows: Vec::new(),
             links: Vec::new(),
         });
         guard(path.join(".gitignore"), false)?;
@@ -205,11 +215,18 @@ pub fn record(dir: &Path, walked: &Walked, read_ns: i64) -> Option<WalkRecord> {
     })
 }
 
+/// What [`replay`] found: the files, sorted by relative path, and when the record
+/// carries rows, each file's row (aligned; `None` for a file without one).
+pub struct Replayed {
+    pub entries: Vec<Entry>,
+    pub rows: Option<Vec<Option<Cached>>>,
+}
+
 /// The files a real walk of `dir` (below workspace root `base`) would list now,
 /// sorted by relative path, from `record`; `None` when anything it rests on changed
 /// (the caller then walks for real). Big records are replayed on several threads:
 /// the `stat`s are the whole cost.
-pub fn replay(base: &Path, dir: &Path, record: &WalkRecord) -> Option<Vec<Entry>> {
+pub fn replay(base: &Path, dir: &Path, record: &WalkRecord) -> Option<Replayed> {
     if record.dir != dir.as_os_str().as_bytes() {
         return None;
     }
@@ -226,42 +243,67 @@ pub fn replay(base: &Path, dir: &Path, record: &WalkRecord) -> Option<Vec<Entry>
     let mut entries = if threads <= 1 {
         replay_dirs(dir, &root_rel, &record.dirs)?
     } else {
-        // Contiguous shares of about equal work.
-        let share = total.div_ceil(threads);
-        let mut parts: Vec<&[DirRecord]> = Vec::new();
-        let (mut start, mut acc) = (0, 0);
-        for (i, d) in record.dirs.iter().enumerate() {
-            acc += d.files.len() + 1;
-            if acc >= share {
-                parts.push(&record.dirs[start..=i]);
-                (start, acc) = (i + 1, 0);
-            }
-        }
-        parts.push(&record.dirs[start..]);
+        // Threads take the next few directories as they go, not fixed shares:
+        // the stats cost what the file system makes them cost, and a thread
+        // that ends early would leave the other alone with the rest.
+        const CHUNK: usize = 16;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
         let root_rel = root_rel.as_str();
-        let results: Vec<Option<Vec<Entry>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .iter()
-                .map(|part| s.spawn(move || replay_dirs(dir, root_rel, part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().ok().flatten())
-                .collect()
+        let take = || {
+            let mut mine: Vec<(usize, Vec<Found>)> = Vec::new();
+            loop {
+                let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+                if start >= record.dirs.len() || failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return mine;
+                }
+                let end = (start + CHUNK).min(record.dirs.len());
+                match replay_dirs(dir, root_rel, &record.dirs[start..end]) {
+                    Some(e) => mine.push((start, e)),
+                    None => {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return mine;
+                    }
+                }
+            }
+        };
+        let mut parts: Vec<(usize, Vec<Found>)> = std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(take)).collect();
+            let mut all = take();
+            for h in helpers {
+                match h.join() {
+                    Ok(p) => all.extend(p),
+                    Err(_) => failed.store(true, std::sync::atomic::Ordering::Relaxed),
+                }
+            }
+            all
         });
+        if failed.into_inner() {
+            return None;
+        }
+        // In directory order, which is nearly the sorted order the sort below wants.
+        parts.sort_unstable_by_key(|(start, _)| *start);
         let mut all = Vec::with_capacity(total);
-        for r in results {
-            all.extend(r?);
+        for (_, p) in parts {
+            all.extend(p);
         }
         all
     };
-    entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-    Some(entries)
+    entries.sort_unstable_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    let with_rows = record.dirs.iter().any(|d| !d.rows.is_empty());
+    let (entries, rows): (Vec<Entry>, Vec<Option<Cached>>) = entries.into_iter().unzip();
+    Some(Replayed {
+        entries,
+        rows: with_rows.then_some(rows),
+    })
 }
+
+/// A replayed file, with its row from the record.
+type Found = (Entry, Option<Cached>);
 
 /// [`replay`] of some directories of a record: each is opened once, its stamp
 /// checked through the descriptor, and its files stat'ed relative to it.
-fn replay_dirs(dir: &Path, root_rel: &str, dirs: &[DirRecord]) -> Option<Vec<Entry>> {
+fn replay_dirs(dir: &Path, root_rel: &str, dirs: &[DirRecord]) -> Option<Vec<Found>> {
     use nix::fcntl::{AtFlags, OFlag};
     let mut entries = Vec::with_capacity(dirs.iter().map(|d| d.files.len()).sum());
     for d in dirs {
@@ -285,27 +327,65 @@ fn replay_dirs(dir: &Path, root_rel: &str, dirs: &[DirRecord]) -> Option<Vec<Ent
             abs: abs.join(OsStr::from_bytes(name)),
             stat,
         };
-        for name in &d.files {
+        for (i, name) in d.files.iter().enumerate() {
             // Still a regular file: a name replaced by anything else would have
             // changed its directory's stamp, so anything else here is a surprise.
             let st =
                 nix::sys::stat::fstatat(&fd, OsStr::from_bytes(name), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .ok()?;
-            entries.push(entry(name, FileStat::from_stat(&st)?));
+            let row = d.rows.get(i).copied().flatten();
+            entries.push((entry(name, FileStat::from_stat(&st)?), row));
         }
         for name in &d.links {
             let target = abs.join(OsStr::from_bytes(name));
             if let Some(m) = std::fs::metadata(&target).ok().filter(|m| m.is_file()) {
-                entries.push(entry(name, FileStat::from_metadata(&m)));
+                entries.push((entry(name, FileStat::from_metadata(&m)), None));
             }
         }
     }
     Some(entries)
 }
 
-const MAGIC: &[u8; 4] = b"trw2";
+const MAGIC: &[u8; 4] = b"trw3";
 
 impl WalkRecord {
+    /// The walked directory.
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(OsStr::from_bytes(&self.dir))
+    }
+
+    /// This record with each file's row from `row_of` (by absolute path), to
+    /// be stored once the run has hashed what it needed.
+    pub fn with_rows(&self, row_of: impl Fn(&Path) -> Option<Cached>) -> WalkRecord {
+        let dir = Path::new(OsStr::from_bytes(&self.dir));
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|d| {
+                let at = join(dir, &d.rel);
+                DirRecord {
+                    rows: d
+                        .files
+                        .iter()
+                        .map(|n| {
+                            row_of(&at.join(OsStr::from_bytes(n))).map(|c| Cached {
+                                // Not part of a row (nor of the change test).
+                                stat: FileStat { mode: 0, ..c.stat },
+                                ..c
+                            })
+                        })
+                        .collect(),
+                    ..d.clone()
+                }
+            })
+            .collect();
+        WalkRecord {
+            dir: self.dir.clone(),
+            dirs,
+            guards: self.guards.clone(),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let names: usize = self
             .dirs
@@ -342,6 +422,17 @@ impl WalkRecord {
                     put_bytes(&mut out, name);
                 }
             }
+            // Rows: none at all, or one (present or not) per file.
+            out.push(u8::from(!d.rows.is_empty()));
+            for row in &d.rows {
+                match row {
+                    Some(c) => {
+                        out.push(1);
+                        put_row(&mut out, c);
+                    }
+                    None => out.push(0),
+                }
+            }
         }
         out
     }
@@ -372,10 +463,26 @@ impl WalkRecord {
                 }
             }
             let [files, links] = lists;
+            let rows = match r.take(1)?[0] {
+                0 => Vec::new(),
+                1 => {
+                    let mut rows = Vec::with_capacity(files.len());
+                    for _ in 0..files.len() {
+                        rows.push(match r.take(1)?[0] {
+                            0 => None,
+                            1 => Some(r.row()?),
+                            _ => return None,
+                        });
+                    }
+                    rows
+                }
+                _ => return None,
+            };
             dirs.push(DirRecord {
                 rel,
                 stamp,
                 files,
+                rows,
                 links,
             });
         }
@@ -410,6 +517,20 @@ fn put_stamp(out: &mut Vec<u8>, s: &Stamp) {
     }
 }
 
+fn put_row(out: &mut Vec<u8>, c: &Cached) {
+    let s = &c.stat;
+    for v in [
+        s.size,
+        s.mtime_ns as u64,
+        s.ino,
+        s.ctime_ns as u64,
+        c.written_ns as u64,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&c.hash);
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -430,6 +551,27 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Option<Vec<u8>> {
         let n = self.u32()?;
         Some(self.take(n)?.to_vec())
+    }
+
+    fn row(&mut self) -> Option<Cached> {
+        let (size, mtime_ns, ino, ctime_ns, written_ns) = (
+            self.u64()?,
+            self.u64()?,
+            self.u64()?,
+            self.u64()?,
+            self.u64()?,
+        );
+        Some(Cached {
+            stat: FileStat {
+                size,
+                mtime_ns: mtime_ns as i64,
+                ino,
+                ctime_ns: ctime_ns as i64,
+                mode: 0,
+            },
+            hash: self.take(32)?.try_into().ok()?,
+            written_ns: written_ns as i64,
+        })
     }
 
     fn stamp(&mut self) -> Option<Stamp> {
@@ -629,7 +771,7 @@ mod tests {
             let rec = settled_record(base);
             let before = real(base);
             assert_eq!(
-                replay(base, &src, &rec).map(seen),
+                replay(base, &src, &rec).map(|r| seen(r.entries)),
                 Some(before.clone()),
                 "round {round}: nothing changed since the record"
             );
@@ -640,7 +782,7 @@ mod tests {
                 // Refusing is always right; answering differently never is.
                 if let Some(got) = replay(base, &src, &rec) {
                     replayed += 1;
-                    assert_eq!(seen(got), now, "round {round} after {done:?}");
+                    assert_eq!(seen(got.entries), now, "round {round} after {done:?}");
                 }
             }
         }
@@ -663,9 +805,68 @@ mod tests {
         }
         std::os::unix::fs::symlink("d0/f1.txt", base.join("src/link")).unwrap();
         let rec = settled_record(base);
-        let got = replay(base, &base.join("src"), &rec).map(seen);
+        let got = replay(base, &base.join("src"), &rec).map(|r| seen(r.entries));
         assert_eq!(got.as_ref().map(Vec::len), Some(5401));
         assert_eq!(got, Some(real(base)));
+    }
+
+    #[test]
+    fn rows_stored_with_a_record_come_back_with_their_files_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in 0..4 {
+            let at = base.join(format!("src/d{d}"));
+            fs::create_dir_all(&at).unwrap();
+            for f in 0..1200 {
+                fs::write(at.join(format!("f{f}.txt")), format!("{d}/{f}")).unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("d0/f1.txt", base.join("src/link")).unwrap();
+        let rec = settled_record(base);
+        // No rows yet: a replay says so rather than handing back empty ones.
+        assert!(replay(base, &base.join("src"), &rec)
+            .unwrap()
+            .rows
+            .is_none());
+        // A row per file, made from its path, except for every seventh file.
+        let row_of = |p: &Path| -> Option<Cached> {
+            let name = p.to_str()?;
+            let n: usize = name.bytes().map(usize::from).sum();
+            (!n.is_multiple_of(7)).then(|| Cached {
+                stat: FileStat {
+                    size: n as u64,
+                    mtime_ns: n as i64,
+                    ino: 1,
+                    ctime_ns: 2,
+                    mode: 0,
+                },
+                hash: <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes()).into(),
+                written_ns: 3,
+            })
+        };
+        let with = rec.with_rows(row_of);
+        let decoded = WalkRecord::decode(&with.encode()).expect("a record with rows decodes");
+        assert_eq!(decoded, with);
+        // Replayed on several threads, every file gets back its own row; the
+        // link, which has none in a record, gets none.
+        let got = replay(base, &base.join("src"), &decoded).unwrap();
+        let rows = got.rows.expect("the rows come back");
+        assert_eq!(rows.len(), got.entries.len());
+        assert_eq!(got.entries.len(), 4801);
+        for (e, row) in got.entries.iter().zip(&rows) {
+            if e.rel == "src/link" {
+                assert_eq!(*row, None);
+            } else {
+                assert_eq!(*row, row_of(&e.abs), "{}", e.rel);
+            }
+        }
+        // A row cut short, or with a flag that is neither 0 nor 1, is no record.
+        let blob = with.encode();
+        assert!(WalkRecord::decode(&blob[..blob.len() - 1]).is_none());
+        let flag = blob.len() - 32 - 40 - 1;
+        let mut bad = blob.clone();
+        bad[flag] = 2;
+        assert!(WalkRecord::decode(&bad).is_none());
     }
 
     #[test]
@@ -690,7 +891,7 @@ mod tests {
         fs::write(base.join(".git"), "gitdir: /elsewhere\n").unwrap();
         let walked = walk_traced(base, "src", Filters::IgnoreFiles, false, true).unwrap();
         assert!(record(&base.join("src"), &walked, now_ns() + 10_000_000_000).is_none());
-        for blob in [&b""[..], b"trw2", b"trw2\xff\xff\xff\xff", b"xxxx\0\0\0\0"] {
+        for blob in [&b""[..], b"trw3", b"trw3\xff\xff\xff\xff", b"xxxx\0\0\0\0"] {
             assert!(WalkRecord::decode(blob).is_none());
         }
         // A record planted to name files outside the walked directory is refused.
@@ -712,6 +913,7 @@ mod tests {
                     rel: rel.as_bytes().to_vec(),
                     stamp,
                     files: vec![name.as_bytes().to_vec()],
+                    rows: Vec::new(),
                     links: Vec::new(),
                 }],
                 guards: Vec::new(),
