@@ -30,7 +30,7 @@ impl Tap for () {
 pub struct Recorder;
 
 /// How long the recorder lets events gather after the first of a batch.
-const BATCH_WINDOW: Duration = Duration::from_millis(2);
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// A batch is written at this size even inside the window.
 const BATCH_MAX: usize = 1024;
 
