@@ -662,6 +662,10 @@ pub async fn run(
             slots.release(opts.run_id, None);
         }
     }
+    // Every command of the run has ended: their record in `.trun/procs` goes.
+    if let Some(dir) = &opts.proc_records {
+        process::release_records(dir);
+    }
     // Jobs that never became ready (a need was cancelled mid-way) end cancelled.
     for (st, job) in state.iter_mut().zip(&plan.jobs) {
         if *st == St::Pending {

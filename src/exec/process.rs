@@ -15,7 +15,11 @@
 //! While a command runs, a record of its token sits in `.trun/procs/` (when
 //! the caller gives that directory): if trun is SIGKILLed, the next trun in
 //! the workspace reads the records of dead owners and kills what they left
-//! ([`reap_orphans`]), so a step never runs twice at once.
+//! ([`reap_orphans`]), so a step never runs twice at once. The record is one
+//! file per trun process and directory, written when its first command
+//! starts: it names a token prefix that every command's token starts with,
+//! and gains a line (token and label) per command. Creating and removing a
+//! file per command was a fifth of trun's own time per trivial step.
 //!
 //! Not here: what a step is, retries, logs (see [`super::output`]).
 
@@ -25,7 +29,7 @@ use crate::event::Stream;
 use futures_util::future::BoxFuture;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -87,6 +91,11 @@ pub const DRAIN: Duration = Duration::from_millis(500);
 /// How long the pipes are read after everything was killed; a process that
 /// escaped the kill cannot hold trun longer than this.
 const AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// How much of a record [`reap_orphans`] reads: a line per command, so about
+/// twenty thousand commands' labels; the processes of commands past that are
+/// still found by their token's prefix, on the first line.
+const RECORD_READ_CAP: u64 = 1 << 20;
 
 /// The commands running now: main pid (also the process group) -> token.
 static LIVE: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
@@ -218,22 +227,16 @@ impl Local {
             return Exit::Cancelled;
         }
         let subreaper = become_subreaper();
-        let token = format!(
-            "{}{}{}",
-            crate::docker::unique_suffix(),
-            crate::docker::unique_suffix(),
-            std::process::id()
-        );
-        let record = self.records.as_deref().and_then(|d| {
-            Record::write(d, &token, &self.label)
+        let recorded = self.records.as_deref().and_then(|d| {
+            Record::command(d, &self.label)
                 .map_err(|e| eprintln!("trun: warning: cannot record a step process: {e}"))
                 .ok()
         });
-        let exit = spawn_and_wait(prog, args, spec, &token, subreaper, sink, &mut cancel).await;
-        if let Some(r) = record {
-            let _ = std::fs::remove_file(r);
-        }
-        exit
+        let token = match &recorded {
+            Some(r) => r.token.clone(),
+            None => fresh_token(),
+        };
+        spawn_and_wait(prog, args, spec, &token, subreaper, sink, &mut cancel).await
     }
 }
 
@@ -515,9 +518,41 @@ fn start_time(pid: i32) -> Option<u64> {
     stat_fields(pid).and_then(|f| f.get(19).and_then(|t| t.parse().ok()))
 }
 
+/// A token no other command of any trun has.
+fn fresh_token() -> String {
+    format!(
+        "{}{}{}",
+        crate::docker::unique_suffix(),
+        crate::docker::unique_suffix(),
+        std::process::id()
+    )
+}
+
 /// Every live process (but trun) whose environment carries `token`.
 pub fn pids_with_token(token: &str) -> Vec<i32> {
     let needle = format!("{TOKEN_VAR}={token}");
+    pids_where(|var| var == needle.as_bytes())
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Every live process (but trun) with a token that starts with `prefix`,
+/// with that token.
+fn pids_with_token_prefix(prefix: &str) -> Vec<(i32, String)> {
+    let needle = format!("{TOKEN_VAR}={prefix}");
+    pids_where(|var| var.starts_with(needle.as_bytes()))
+        .into_iter()
+        .map(|(p, var)| {
+            let token = String::from_utf8_lossy(&var[TOKEN_VAR.len() + 1..]).into_owned();
+            (p, token)
+        })
+        .collect()
+}
+
+/// Every live process (but trun) with an environment variable that `matches`,
+/// with that variable.
+fn pids_where(matches: impl Fn(&[u8]) -> bool) -> Vec<(i32, Vec<u8>)> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -533,37 +568,122 @@ pub fn pids_with_token(token: &str) -> Vec<i32> {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        if env.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            found.push(pid);
+        if let Some(var) = env.split(|&b| b == 0).find(|var| matches(var)) {
+            found.push((pid, var.to_vec()));
         }
     }
     found
 }
 
-/// The record of one running command: `<dir>/<trun pid>-<token>`, holding
-/// the owner's pid and start time, the token and a label.
-struct Record;
+/// The record of this process's commands in one directory:
+/// `<dir>/<trun pid>-<prefix>`. Its first line holds the owner's pid and
+/// start time and the token prefix (ending in `.`); each command adds a line
+/// with its token (`<prefix><n>`) and label. It stays while trun runs
+/// commands there, and goes with [`release_records`].
+struct Record {
+    file: std::fs::File,
+    path: PathBuf,
+    prefix: String,
+    commands: u64,
+    /// Commands started and not yet ended.
+    running: usize,
+    /// The run is over: the last command to end removes the record.
+    released: bool,
+}
+
+/// This process's records, by directory.
+static RECORDS: Mutex<Option<HashMap<PathBuf, Record>>> = Mutex::new(None);
+
+/// A command entered in a record: its token. Ending it (drop) lets the
+/// record go if the run is over.
+struct Recorded {
+    dir: PathBuf,
+    token: String,
+}
 
 impl Record {
-    fn write(dir: &Path, token: &str, label: &str) -> std::io::Result<PathBuf> {
+    fn open(dir: &Path) -> std::io::Result<Record> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         ensure_private_dir(dir)?;
         let me = std::process::id() as i32;
-        let path = dir.join(format!("{me}-{token}"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
+        let prefix = format!("{}.", fresh_token());
+        let path = dir.join(format!("{me}-{prefix}"));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
-        // trun's own start time never changes: read /proc/self/stat once, not per step.
+        // trun's own start time never changes: read /proc/self/stat once.
         static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         let started = *STARTED.get_or_init(|| start_time(me).unwrap_or(0));
-        let label = label.replace('\n', " ");
-        // One write: `writeln!` on a file is a system call per piece.
-        f.write_all(format!("{me} {started} {token} {label}\n").as_bytes())?;
-        Ok(path)
+        file.write_all(format!("{me} {started} {prefix}\n").as_bytes())?;
+        Ok(Record {
+            file,
+            path,
+            prefix,
+            commands: 0,
+            running: 0,
+            released: false,
+        })
+    }
+
+    /// Enters a command labelled `label` in the record of `dir` (made now if
+    /// this process has none there), before it starts.
+    fn command(dir: &Path, label: &str) -> std::io::Result<Recorded> {
+        use std::io::Write;
+        let mut g = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+        let records = g.get_or_insert_with(HashMap::new);
+        let record = match records.entry(dir.to_path_buf()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Record::open(dir)?),
+        };
+        record.commands += 1;
+        let token = format!("{}{}", record.prefix, record.commands);
+        // One write (`O_APPEND`): a line is never split by another's.
+        let line = format!("{token} {}\n", label.replace('\n', " "));
+        record.file.write_all(line.as_bytes())?;
+        record.running += 1;
+        record.released = false;
+        Ok(Recorded {
+            dir: dir.to_path_buf(),
+            token,
+        })
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let mut g = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(records) = g.as_mut() else { return };
+        let Some(r) = records.get_mut(&self.dir) else {
+            return;
+        };
+        r.running = r.running.saturating_sub(1);
+        if r.released && r.running == 0 {
+            if let Some(r) = records.remove(&self.dir) {
+                let _ = std::fs::remove_file(&r.path);
+            }
+        }
+    }
+}
+
+/// The run that recorded commands in `dir` is over: its record goes now, or
+/// when the last command still running there ends (another run of the same
+/// process may still run some).
+pub fn release_records(dir: &Path) {
+    let mut g = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(records) = g.as_mut() else { return };
+    let Some(r) = records.get_mut(dir) else {
+        return;
+    };
+    if r.running == 0 {
+        if let Some(r) = records.remove(dir) {
+            let _ = std::fs::remove_file(&r.path);
+        }
+    } else {
+        r.released = true;
     }
 }
 
@@ -616,7 +736,8 @@ pub fn reap_orphans(dir: &Path) -> Vec<String> {
                 .open(&path);
             match opened {
                 Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
-                    let _ = f.take(4096).read_to_string(&mut s);
+                    // A line per command; a planted giant is read in part.
+                    let _ = f.take(RECORD_READ_CAP).read_to_string(&mut s);
                 }
                 _ => {
                     let _ = std::fs::remove_file(&path);
@@ -625,41 +746,146 @@ pub fn reap_orphans(dir: &Path) -> Vec<String> {
             }
             s
         };
-        let mut it = text.trim_end().splitn(4, ' ');
+        let mut lines = text.lines();
+        let mut it = lines.next().unwrap_or("").splitn(4, ' ');
         let (Some(owner), Some(started), Some(token)) = (
             it.next().and_then(|p| p.parse::<i32>().ok()),
             it.next().and_then(|p| p.parse::<u64>().ok()),
-            it.next(),
+            it.next().filter(|t| !t.is_empty()),
         ) else {
             let _ = std::fs::remove_file(&path);
             continue;
         };
-        let label = it.next().unwrap_or("a step");
         // Same pid and start time: the owner (maybe this very process) lives.
         let owner_alive = start_time(owner) == Some(started) && running(owner);
         if owner_alive {
             continue;
         }
-        let mut killed = HashSet::new();
+        // A prefix (`….`) with a line per command, or (an older trun's) one
+        // command's token and label.
+        let labels: HashMap<&str, &str> = if token.ends_with('.') {
+            lines
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(t, _)| t.starts_with(token))
+                .collect()
+        } else {
+            HashMap::from([(token, it.next().unwrap_or("a step"))])
+        };
+        let mut killed: HashMap<i32, String> = HashMap::new();
         for _ in 0..20 {
-            let found = pids_with_token(token);
+            let found: Vec<(i32, String)> = if token.ends_with('.') {
+                pids_with_token_prefix(token)
+            } else {
+                pids_with_token(token)
+                    .into_iter()
+                    .map(|p| (p, token.to_string()))
+                    .collect()
+            };
             if found.is_empty() {
                 break;
             }
-            for &p in &found {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            for (p, _) in &found {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
             }
             killed.extend(found);
             std::thread::sleep(Duration::from_millis(10));
         }
-        let killed = killed.len();
-        if killed > 0 {
+        // One message per command that had processes left.
+        let mut per_label: std::collections::BTreeMap<&str, usize> = Default::default();
+        for t in killed.values() {
+            *per_label
+                .entry(labels.get(t.as_str()).copied().unwrap_or("a step"))
+                .or_default() += 1;
+        }
+        for (label, n) in per_label {
             messages.push(format!(
-                "stopped {killed} process{} of {label} left running by an earlier trun (pid {owner}) that was killed before it could stop them",
-                if killed == 1 { "" } else { "es" }
+                "stopped {n} process{} of {label} left running by an earlier trun (pid {owner}) that was killed before it could stop them",
+                if n == 1 { "" } else { "es" }
             ));
         }
         let _ = std::fs::remove_file(&path);
     }
     messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn commands_share_one_record_that_goes_when_the_last_one_ends_after_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("procs");
+        let a = Record::command(&dir, "step `a` of job `j`").unwrap();
+        let b = Record::command(&dir, "step `b` of job `j`").unwrap();
+        let files = files_in(&dir);
+        assert_eq!(files.len(), 1, "one record per process: {files:?}");
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let prefix = lines[0].split(' ').nth(2).unwrap();
+        assert!(prefix.ends_with('.'), "{text}");
+        assert_eq!(
+            lines[1..],
+            [
+                format!("{} step `a` of job `j`", a.token),
+                format!("{} step `b` of job `j`", b.token)
+            ]
+        );
+        assert!(a.token.starts_with(prefix) && b.token.starts_with(prefix));
+        assert_ne!(a.token, b.token);
+        // The run ends while `b` still runs (another run of a server): the
+        // record stays for `b`, and goes with it.
+        drop(a);
+        release_records(&dir);
+        assert_eq!(files_in(&dir).len(), 1);
+        drop(b);
+        assert!(files_in(&dir).is_empty());
+        // A later command makes a new record.
+        let c = Record::command(&dir, "step `c`").unwrap();
+        assert_eq!(files_in(&dir).len(), 1);
+        drop(c);
+        release_records(&dir);
+        assert!(files_in(&dir).is_empty());
+    }
+
+    #[test]
+    fn a_dead_owners_record_stops_every_process_with_its_prefix_and_names_its_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("procs");
+        std::fs::create_dir(&dir).unwrap();
+        let prefix = format!("{}.", fresh_token());
+        // Left by a trun that is gone: no process has pid 0x7ffffff0's start time.
+        std::fs::write(
+            dir.join(format!("2147483632-{prefix}")),
+            format!("2147483632 1 {prefix}\n{prefix}1 step `one`\n{prefix}2 step `two`\n"),
+        )
+        .unwrap();
+        let spawn = |token: &str| {
+            std::process::Command::new("sleep")
+                .arg("60")
+                .env(TOKEN_VAR, token)
+                .spawn()
+                .unwrap()
+        };
+        let mut two = spawn(&format!("{prefix}2"));
+        let mut other = spawn(&format!("x{prefix}2"));
+        let messages = reap_orphans(&dir);
+        assert_eq!(two.wait().unwrap().code(), None, "killed by a signal");
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].contains("1 process of step `two`"),
+            "{messages:?}"
+        );
+        assert!(files_in(&dir).is_empty());
+        // A token that only contains the prefix is not the record's.
+        assert!(other.try_wait().unwrap().is_none());
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
 }
