@@ -56,6 +56,33 @@ fn a_daemon_holding_stdout_neither_hangs_the_run_nor_outlives_its_step() {
 }
 
 #[test]
+fn a_daemon_that_left_the_group_is_gone_before_the_next_step_starts() {
+    // It holds no pipe: the step ends as soon as the shell exits, and the
+    // daemon, re-parented to trun, must be found (by its token) and killed
+    // then, not at the end of the run.
+    let m = marker();
+    let t = Test::new().workflow(&format!(
+        r#"
+        jobs:
+          daemon:
+            steps:
+              - run: |
+                  setsid -f sh -c 'echo $$ > daemon.pid; exec sleep {m}' > /dev/null 2>&1 < /dev/null
+                  while [ ! -s daemon.pid ]; do sleep 0.01; done
+              - run: |
+                  pid=$(cat daemon.pid)
+                  if kill -0 "$pid" 2>/dev/null; then echo "daemon $pid outlived its step"; exit 1; fi
+                  echo daemon gone
+        "#
+    ));
+    t.args(&["--progress", "plain"])
+        .run()
+        .success()
+        .stderr_has("daemon gone");
+    assert_no_sleep(&m);
+}
+
+#[test]
 fn a_timeout_fires_and_kills_a_daemon_that_left_the_group() {
     let m = marker();
     let t = Test::new().workflow(&format!(
