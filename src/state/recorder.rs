@@ -73,6 +73,8 @@ impl<T> RecorderHandle<T> {
     /// written. The first write error, if any, is in [`Finished::error`]
     /// (later batches were still attempted); `Err` only if the thread panicked.
     pub fn finish(self) -> Result<Finished<T>> {
+        // It may be waiting out a batch's window: what is left is written now.
+        self.thread.thread().unpark();
         let (tap, error) = self
             .thread
             .join()
@@ -92,7 +94,11 @@ fn run<T: Tap>(
     while let Ok(event) = rx.recv() {
         // Group commit: a busy engine sends a few events per step, and a
         // commit per handful of events would cost more than the events
-        // themselves. The state on disk lags the run by at most the window.
+        // themselves. The state on disk (and the terminal) lags the run by
+        // at most the window. Within it the thread sleeps rather than waits
+        // on the channel: a sender then never has to wake it, a thread switch
+        // per event that a thousand trivial steps felt. [`RecorderHandle::finish`]
+        // wakes it for the last batch.
         let deadline = Instant::now() + BATCH_WINDOW;
         let mut next = Some(event);
         while let Some(event) = next.take() {
@@ -105,9 +111,19 @@ fn run<T: Tap>(
             if last || batch.len() >= BATCH_MAX {
                 break;
             }
-            next = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .ok();
+            next = loop {
+                match rx.try_recv() {
+                    Ok(ev) => break Some(ev),
+                    Err(mpsc::TryRecvError::Disconnected) => break None,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break None;
+                        }
+                        std::thread::park_timeout(deadline - now);
+                    }
+                }
+            };
         }
         if !batch.is_empty() {
             if let Err(error) = store.record(run_id, &batch) {
