@@ -645,6 +645,14 @@ fn forget_stat_rows(ws: &Ws) {
     db.execute("DELETE FROM uptodate_stat", []).unwrap();
 }
 
+/// A new invocation (a new trun) that walks, then checks `spec`.
+fn next_invocation(ws: &Ws, spec: &StepSpec) -> (UpToDate, Decision) {
+    let ud = ws.open();
+    ud.prepare(&[spec]).unwrap();
+    let decision = ud.check(spec, false).unwrap().decision;
+    (ud, decision)
+}
+
 #[test]
 fn the_rows_stored_with_a_walk_serve_the_next_no_op_and_a_stale_one_is_looked_up() {
     let ws = Ws::new();
@@ -654,24 +662,17 @@ fn the_rows_stored_with_a_walk_serve_the_next_no_op_and_a_stale_one_is_looked_up
     let spec = ws.spec("b/s", "build", &["src/**"], &[]);
     settle();
     // A first invocation walks, hashes every file and stores the record with rows.
-    let ud = ws.open();
-    ud.prepare(&[&spec]).unwrap();
+    let (ud, _) = next_invocation(&ws, &spec);
     run(&ud, &spec, || {});
     ud.prepare(&[&spec]).unwrap();
-    assert_eq!(
-        ud.check(&spec, false).unwrap().decision,
-        Decision::Skip(SkipReason::UpToDate)
-    );
+    let up_to_date = Decision::Skip(SkipReason::UpToDate);
+    assert_eq!(ud.check(&spec, false).unwrap().decision, up_to_date);
     ud.store_walk_rows().unwrap();
     settle();
     forget_stat_rows(&ws);
     // The next: replayed, and not one file read, though the table is empty.
-    let ud = ws.open();
-    ud.prepare(&[&spec]).unwrap();
-    assert_eq!(
-        ud.check(&spec, false).unwrap().decision,
-        Decision::Skip(SkipReason::UpToDate)
-    );
+    let (ud, decision) = next_invocation(&ws, &spec);
+    assert_eq!(decision, up_to_date);
     let stats = ud.index_stats();
     assert_eq!(
         (stats.roots_replayed, stats.files_hashed),
@@ -682,9 +683,8 @@ fn the_rows_stored_with_a_walk_serve_the_next_no_op_and_a_stale_one_is_looked_up
     // stamp stays, and only the file's own row is stale.
     ws.write("src/d/f07.txt", "othr size");
     settle();
-    let ud = ws.open();
-    ud.prepare(&[&spec]).unwrap();
-    match ud.check(&spec, false).unwrap().decision {
+    let (ud, decision) = next_invocation(&ws, &spec);
+    match decision {
         Decision::Run(RunReason::SourcesChanged { changed }) => {
             assert_eq!(changed, vec!["src/d/f07.txt".to_string()])
         }
@@ -703,12 +703,8 @@ fn the_rows_stored_with_a_walk_serve_the_next_no_op_and_a_stale_one_is_looked_up
     ud.store_walk_rows().unwrap();
     settle();
     forget_stat_rows(&ws);
-    let ud = ws.open();
-    ud.prepare(&[&spec]).unwrap();
-    assert_eq!(
-        ud.check(&spec, false).unwrap().decision,
-        Decision::Skip(SkipReason::UpToDate)
-    );
+    let (ud, decision) = next_invocation(&ws, &spec);
+    assert_eq!(decision, up_to_date);
     assert_eq!(ud.index_stats().files_hashed, 0);
 }
 
