@@ -91,15 +91,6 @@ impl SqliteStore {
         // crash: at worst the last commits before a power loss are lost.
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(open_err)?;
-        // The last connection to close would fold the log back into the
-        // database and delete it: two fsyncs and a rewrite on every run, a
-        // tenth of a no-op. The log stays instead, and SQLite folds it in
-        // when it grows past its limit (1000 pages) during a commit.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .map_err(open_err)?;
         migrations::migrate(&mut conn, path)?;
         // Recording, up-to-date checks and the stat cache use a few dozen
         // statements over and over; the default cache of 16 would evict some.
