@@ -14,6 +14,7 @@
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{mkdirat, Mode};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -231,12 +232,29 @@ pub fn open_rw_nofollow(path: &Path, mode: u32) -> io::Result<File> {
 /// on the way. Components that do not exist yet count as safe: they will be
 /// created as real directories.
 pub fn no_symlink_below(base: &Path, path: &Path) -> io::Result<()> {
+    no_symlink_below_memo(base, path, &mut HashSet::new())
+}
+
+/// [`no_symlink_below`] for many paths at one moment: `clean` holds the
+/// directories found to be no link so far, and is not asked about again
+/// (a plan of a hundred steps naming `src/dNN` looks at `src` once).
+pub fn no_symlink_below_memo(
+    base: &Path,
+    path: &Path,
+    clean: &mut HashSet<PathBuf>,
+) -> io::Result<()> {
     let parts = relative_parts(base, path)?;
     let mut at = base.to_path_buf();
     for part in parts {
         at.push(part);
+        if clean.contains(&at) {
+            continue;
+        }
         match std::fs::symlink_metadata(&at) {
             Ok(m) if m.file_type().is_symlink() => return Err(symlink_error(&at)),
+            Ok(m) if m.is_dir() => {
+                clean.insert(at.clone());
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -250,6 +268,20 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn the_memo_skips_directories_already_seen_but_never_a_link_below_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir_all(base.join("src/a")).unwrap();
+        symlink("/", base.join("src/out")).unwrap();
+        let mut clean = HashSet::new();
+        no_symlink_below_memo(base, &base.join("src/a"), &mut clean).unwrap();
+        assert_eq!(clean, HashSet::from([base.join("src"), base.join("src/a")]));
+        let err = no_symlink_below_memo(base, &base.join("src/out/etc"), &mut clean).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(!clean.contains(&base.join("src/out")));
+    }
 
     #[test]
     fn safe_create_refuses_a_planted_file_link_and_leaves_its_target() {

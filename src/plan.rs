@@ -357,12 +357,13 @@ pub fn build_with(
     let mut legs_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut jobs: Vec<PlannedJob> = Vec::new();
     let mut errs = Vec::new();
+    let mut clean_dirs = std::collections::HashSet::new();
     for (id, job) in w.jobs.value.iter() {
         if !selected.contains(&id.value) {
             continue;
         }
         for step in &job.value.steps.value {
-            check_paths(wf, &step.value, &mut errs);
+            check_paths(wf, &step.value, &mut clean_dirs, &mut errs);
         }
         // Static matrix values may use expressions (`${{ inputs.version }}`): they see
         // the inputs, as on GitHub, and are evaluated before the legs are formed.
@@ -773,8 +774,14 @@ fn is_literal(pattern: &str) -> bool {
 /// `sources` and `generates` may not reach through a symbolic link in the
 /// workspace (`out -> /elsewhere`): restoring would write through it, and
 /// hashing would read outside the workspace. Checked against the file system
-/// as it is when the plan is made.
-fn check_paths(wf: &WorkflowFile, step: &Step, errs: &mut Vec<Diagnostic>) {
+/// as it is when the plan is made. `clean`: the directories found to be no
+/// link so far (see [`crate::fsutil::no_symlink_below_memo`]).
+fn check_paths(
+    wf: &WorkflowFile,
+    step: &Step,
+    clean: &mut std::collections::HashSet<std::path::PathBuf>,
+    errs: &mut Vec<Diagnostic>,
+) {
     for (key, list) in [("sources", &step.sources), ("generates", &step.generates)] {
         let Some(list) = list else { continue };
         for g in list.located() {
@@ -784,7 +791,9 @@ fn check_paths(wf: &WorkflowFile, step: &Step, errs: &mut Vec<Diagnostic>) {
             if dirs.split('/').any(|c| c == "..") {
                 continue; // refused by validation already
             }
-            if let Err(e) = crate::fsutil::no_symlink_below(&wf.root, &wf.root.join(dirs)) {
+            let checked =
+                crate::fsutil::no_symlink_below_memo(&wf.root, &wf.root.join(dirs), clean);
+            if let Err(e) = checked {
                 let shown = e.to_string();
                 let rel = shown
                     .strip_prefix(&format!("{}/", wf.root.display()))
