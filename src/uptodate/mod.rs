@@ -281,24 +281,6 @@ struct Listing {
 }
 
 impl Listing {
-    /// The listing of `walk`, with `cached` aligned with its entries: its own
-    /// rows when it has them.
-    fn new(walk: Walk, cached: impl FnOnce(&[Entry]) -> Vec<Option<Cached>>) -> Listing {
-        let from_record = walk.rows.is_some();
-        let cached = match walk.rows {
-            Some(rows) => rows,
-            None => cached(&walk.entries),
-        };
-        Listing {
-            settled: walk.entries.iter().map(|_| OnceLock::new()).collect(),
-            entries: walk.entries,
-            cached,
-            from_record,
-            record: walk.record,
-            stale: Default::default(),
-        }
-    }
-
     /// Its record is worth writing again, with rows: it has none yet, or more
     /// than a few of its rows were stale (a handful are looked up in the store
     /// on every run rather than rewriting a record of ten thousand files).
@@ -892,13 +874,10 @@ impl UpToDate {
             return Ok((listing, s, e));
         }
         let pair = (base.to_path_buf(), dir.to_string());
-        let Some(walk) = self.walk_sources(std::slice::from_ref(&pair), false)?.pop() else {
-            return Ok((
-                Arc::new(Listing::new(Walk::default(), |_| Vec::new())),
-                0,
-                0,
-            ));
-        };
+        let walk = self
+            .walk_sources(std::slice::from_ref(&pair), false)?
+            .pop()
+            .unwrap_or_default();
         let listing = Arc::new(self.listing_of(index, &base.join(dir), walk)?);
         index
             .listings
@@ -988,17 +967,19 @@ impl UpToDate {
     ) -> Result<Listing, UpToDateError> {
         index.stats.roots_walked += 1;
         index.stats.files_listed += walk.entries.len();
-        let mut failed = None;
-        let listing = Listing::new(walk, |entries| {
-            self.load_dir(dir, entries).unwrap_or_else(|e| {
-                failed = Some(e);
-                Vec::new()
-            })
-        });
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(listing),
-        }
+        let from_record = walk.rows.is_some();
+        let cached = match walk.rows {
+            Some(rows) => rows,
+            None => self.load_dir(dir, &walk.entries)?,
+        };
+        Ok(Listing {
+            settled: walk.entries.iter().map(|_| OnceLock::new()).collect(),
+            entries: walk.entries,
+            cached,
+            from_record,
+            record: walk.record,
+            stale: Default::default(),
+        })
     }
 
     /// Stores the walk records of this invocation's listings again, now with
