@@ -290,7 +290,10 @@ pub fn replay(base: &Path, dir: &Path, record: &WalkRecord) -> Option<Replayed> 
         all
     };
     entries.sort_unstable_by(|a, b| a.0.rel.cmp(&b.0.rel));
-    let with_rows = record.dirs.iter().any(|d| !d.rows.is_empty());
+    // A record carries rows when every directory has one per file: a record
+    // of directories without files has all of its (none) and is not worth
+    // storing again on every run.
+    let with_rows = record.dirs.iter().all(|d| d.rows.len() == d.files.len());
     let (entries, rows): (Vec<Entry>, Vec<Option<Cached>>) = entries.into_iter().unzip();
     Some(Replayed {
         entries,
@@ -861,12 +864,32 @@ mod tests {
             }
         }
         // A row cut short, or with a flag that is neither 0 nor 1, is no record.
-        let blob = with.encode();
+        // Every file has a row here, so the last row's flag is at a known place.
+        let blob = rec
+            .with_rows(|p| row_of(p).or(row_of(Path::new("/x"))))
+            .encode();
+        assert!(WalkRecord::decode(&blob).is_some());
         assert!(WalkRecord::decode(&blob[..blob.len() - 1]).is_none());
         let flag = blob.len() - 32 - 40 - 1;
+        assert_eq!(blob[flag], 1);
         let mut bad = blob.clone();
         bad[flag] = 2;
         assert!(WalkRecord::decode(&bad).is_none());
+    }
+
+    #[test]
+    fn a_record_of_directories_without_files_has_all_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        fs::create_dir_all(base.join("src/empty/below")).unwrap();
+        let rec = settled_record(base);
+        let got = replay(base, &base.join("src"), &rec).unwrap();
+        assert!(got.entries.is_empty());
+        assert_eq!(got.rows, Some(Vec::new()));
+        // One file, and the record says it has no row until one is stored.
+        fs::write(base.join("src/empty/a.txt"), "a").unwrap();
+        let rec = settled_record(base);
+        assert_eq!(replay(base, &base.join("src"), &rec).unwrap().rows, None);
     }
 
     #[test]
