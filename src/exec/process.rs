@@ -539,29 +539,15 @@ fn fresh_token() -> String {
 
 /// Every live process (but trun) whose environment carries `token`.
 pub fn pids_with_token(token: &str) -> Vec<i32> {
-    let needle = format!("{TOKEN_VAR}={token}");
-    pids_where(|var| var == needle.as_bytes())
+    pids_with_tokens(|t| t == token.as_bytes())
         .into_iter()
         .map(|(p, _)| p)
         .collect()
 }
 
-/// Every live process (but trun) with a token that starts with `prefix`,
-/// with that token.
-fn pids_with_token_prefix(prefix: &str) -> Vec<(i32, String)> {
-    let needle = format!("{TOKEN_VAR}={prefix}");
-    pids_where(|var| var.starts_with(needle.as_bytes()))
-        .into_iter()
-        .map(|(p, var)| {
-            let token = String::from_utf8_lossy(&var[TOKEN_VAR.len() + 1..]).into_owned();
-            (p, token)
-        })
-        .collect()
-}
-
-/// Every live process (but trun) with an environment variable that `matches`,
-/// with that variable.
-fn pids_where(matches: impl Fn(&[u8]) -> bool) -> Vec<(i32, Vec<u8>)> {
+/// Every live process (but trun) with a token that `matches`, with that token.
+fn pids_with_tokens(matches: impl Fn(&[u8]) -> bool) -> Vec<(i32, String)> {
+    let name = format!("{TOKEN_VAR}=");
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -577,8 +563,12 @@ fn pids_where(matches: impl Fn(&[u8]) -> bool) -> Vec<(i32, Vec<u8>)> {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        if let Some(var) = env.split(|&b| b == 0).find(|var| matches(var)) {
-            found.push((pid, var.to_vec()));
+        let token = env
+            .split(|&b| b == 0)
+            .filter_map(|var| var.strip_prefix(name.as_bytes()))
+            .find(|t| matches(t));
+        if let Some(t) = token {
+            found.push((pid, String::from_utf8_lossy(t).into_owned()));
         }
     }
     found
@@ -780,16 +770,16 @@ pub fn reap_orphans(dir: &Path) -> Vec<String> {
         } else {
             HashMap::from([(token, it.next().unwrap_or("a step"))])
         };
+        let ours = |t: &[u8]| {
+            if token.ends_with('.') {
+                t.starts_with(token.as_bytes())
+            } else {
+                t == token.as_bytes()
+            }
+        };
         let mut killed: HashMap<i32, String> = HashMap::new();
         for _ in 0..20 {
-            let found: Vec<(i32, String)> = if token.ends_with('.') {
-                pids_with_token_prefix(token)
-            } else {
-                pids_with_token(token)
-                    .into_iter()
-                    .map(|p| (p, token.to_string()))
-                    .collect()
-            };
+            let found = pids_with_tokens(ours);
             if found.is_empty() {
                 break;
             }
