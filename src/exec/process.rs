@@ -887,4 +887,42 @@ mod tests {
         other.kill().unwrap();
         other.wait().unwrap();
     }
+
+    #[test]
+    fn planted_records_kill_nothing_and_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("procs");
+        std::fs::create_dir(&dir).unwrap();
+        // A prefix ends in the `.` no token has before its counter, so a short
+        // one matches no step's token; `$(...)` and quotes are text, never run.
+        let mut victim = std::process::Command::new("sleep")
+            .arg("60")
+            .env(TOKEN_VAR, format!("{}.1", fresh_token()))
+            .spawn()
+            .unwrap();
+        for (name, text) in [
+            ("2147483632-a", "2147483632 1 .\n"),
+            ("2147483633-b", "2147483633 1 a.\n"),
+            ("2147483634-c", "2147483634 1 $(touch pwned).\n"),
+            ("2147483635-d", "2147483635 1 \"'\n"),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        // A record bigger than the reaper reads, and a link to a file elsewhere.
+        let prefix = format!("{}.", fresh_token());
+        let mut big = format!("2147483636 1 {prefix}\n");
+        big.push_str(&format!("{prefix}1 {}\n", "x".repeat(3 << 20)));
+        std::fs::write(dir.join("2147483636-big"), big).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::write(&elsewhere, format!("2147483637 1 {prefix}\n")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("2147483637-link")).unwrap();
+        let messages = reap_orphans(&dir);
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(victim.try_wait().unwrap().is_none(), "a step was killed");
+        assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+        assert!(elsewhere.exists(), "the link's target was touched");
+        assert!(!tmp.path().join("pwned").exists() && !Path::new("pwned").exists());
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+    }
 }
