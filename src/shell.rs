@@ -170,18 +170,64 @@ impl Shell {
 
 /// Whether an executable named `name` is on PATH.
 pub fn on_path(name: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| {
-            std::fs::metadata(d.join(name))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    std::env::var_os("PATH").is_some_and(|p| find_on_path(name, &p).is_some())
+}
+
+/// Where `execvp` would find `name` on `path`: the first directory holding a
+/// regular file by that name that we may execute. `None` when there is none,
+/// when `name` holds a `/` (it is not looked up), or when the search reaches
+/// an empty or relative entry (found from the child's working directory,
+/// which only the child knows): the caller then leaves the search to the
+/// child. Looking up in the parent costs a `stat` per directory; leaving it to
+/// the child costs a failed `execve` each, which on Linux builds and drops an
+/// address space every time.
+pub fn find_on_path(name: &str, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use nix::unistd::{access, AccessFlags};
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    for dir in std::env::split_paths(path) {
+        if !dir.is_absolute() {
+            return None;
+        }
+        let candidate = dir.join(name);
+        let is_file = std::fs::metadata(&candidate).is_ok_and(|m| m.is_file());
+        if is_file && access(&candidate, AccessFlags::X_OK).is_ok() {
+            return Some(candidate);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_on_path_as_execvp_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let put = |p: &std::path::Path, mode: u32| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        put(&a.join("tool"), 0o644); // not executable: passed over
+        put(&b.join("tool"), 0o755);
+        std::fs::create_dir_all(a.join("dir")).unwrap(); // a directory: passed over
+        put(&b.join("dir"), 0o755);
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        assert_eq!(find_on_path("tool", &path), Some(b.join("tool")));
+        assert_eq!(find_on_path("dir", &path), Some(b.join("dir")));
+        assert_eq!(find_on_path("missing", &path), None);
+        // A name with a slash is not looked up; a relative entry leaves the
+        // search to the child, which knows its working directory.
+        assert_eq!(find_on_path("./tool", &path), None);
+        let relative = std::env::join_paths([std::path::Path::new("rel"), &b]).unwrap();
+        assert_eq!(find_on_path("tool", &relative), None);
+    }
 
     #[test]
     fn simple_commands_skip_the_shell() {

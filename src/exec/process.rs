@@ -255,8 +255,18 @@ async fn spawn_and_wait(
         Ok(p) => p,
         Err(e) => return Exit::SpawnFailed(format!("cannot create a pipe: {e}")),
     };
-    let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(args)
+    // Found here, as make does, rather than by the child trying each PATH entry.
+    let path = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    let found = path.and_then(|p| crate::shell::find_on_path(prog, &p));
+    let mut cmd = tokio::process::Command::new(found.as_deref().unwrap_or(Path::new(prog)));
+    cmd.arg0(prog)
+        .args(args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(TOKEN_VAR, token)
