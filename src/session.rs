@@ -368,7 +368,10 @@ impl Session {
         let (tx, recorder) =
             Recorder::spawn_with(store.clone(), run_id, Reporters(config.reporters))?;
 
-        let result = runtime.block_on(async move {
+        // The engine runs as a task on the runtime's workers, not on this
+        // thread: a job's end then wakes the scheduler on the same worker
+        // (tokio's next-task slot) instead of across threads.
+        let engine = runtime.spawn(async move {
             let cancel_rx = cancel.unwrap_or_else(|| {
                 let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(crate::signals::forward(cancel_tx));
@@ -387,6 +390,14 @@ impl Session {
             }
             result
         });
+        let result = match runtime.block_on(engine) {
+            Ok(r) => r,
+            // A panic in the engine is a bug: it surfaces as one, here.
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the engine task ended without a result: {e}"),
+            },
+        };
         // Tasks still holding an event sender end here, so the recorder sees
         // the channel close.
         runtime.shutdown_timeout(Duration::from_secs(1));
