@@ -292,7 +292,7 @@ pub fn recorded_outputs(
     fingerprint: &Fingerprint,
 ) -> BTreeMap<String, String> {
     store
-        .kv_get("step-outputs", &format!("{key}@{fingerprint}"))
+        .kv_get(STEP_OUTPUTS, &format!("{key}@{fingerprint}"))
         .ok()
         .flatten()
         .and_then(|s| serde_json::from_str(&s).ok())
@@ -332,8 +332,9 @@ pub fn open_prepared(
         })
         .map(|(j, s)| spec(plan, j, s, &chain))
         .collect();
-    ut.prepare(&specs.iter().collect::<Vec<_>>())
-        .map_err(|e| e.to_string())?;
+    let specs: Vec<&StepSpec> = specs.iter().collect();
+    ut.prepare(&specs).map_err(|e| e.to_string())?;
+    ut.prefetch(&specs).map_err(|e| e.to_string())?;
     Ok(ut)
 }
 
@@ -356,6 +357,9 @@ pub struct Hooks {
     fans_out: bool,
     /// The plan's jobs by key: every step looks its job up twice.
     jobs: HashMap<String, usize>,
+    /// The outputs each step's last success handed on (`key@fingerprint` ->
+    /// JSON), read when the run opened; each is taken by the first look.
+    outputs_ahead: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Default)]
@@ -486,6 +490,8 @@ pub fn instance_check(
 const INSTANCES: &str = "fan-out";
 pub const FED_INPUTS: &str = "fan-out-inputs";
 const STEP_EMITS: &str = "step-emits";
+/// Where a step's outputs (`$TRUN_OUTPUT`) are kept, by `key@fingerprint`.
+pub const STEP_OUTPUTS: &str = "step-outputs";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct InstanceMemo {
@@ -523,7 +529,23 @@ impl Hooks {
         let force = Force::new(force);
         force.check(&plan)?;
         let ut = open_prepared(&plan, store.clone(), stats)?;
+        // What the up-to-date steps will hand on, in one read with the rest.
+        let keys: Vec<String> = ut
+            .prefetched_fingerprints()
+            .into_iter()
+            .map(|(key, fp)| format!("{key}@{fp}"))
+            .collect();
+        let outputs_ahead = match store.kv_get_many(STEP_OUTPUTS, &keys) {
+            Ok(values) => keys
+                .into_iter()
+                .zip(values)
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            // Only a head start: each step asks the store itself.
+            Err(_) => HashMap::new(),
+        };
         Ok(Hooks {
+            outputs_ahead: Mutex::new(outputs_ahead),
             fans_out: plan.fed_by.values().any(|f| !f.is_empty()),
             jobs: job_index(&plan),
             plan,
@@ -574,7 +596,11 @@ impl Hooks {
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
-        recorded_outputs(self.store.as_ref(), key, fingerprint)
+        let ahead = lock(&self.outputs_ahead).remove(&format!("{key}@{fingerprint}"));
+        match ahead {
+            Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+            None => recorded_outputs(self.store.as_ref(), key, fingerprint),
+        }
     }
 }
 
@@ -760,7 +786,7 @@ impl StepHooks for Hooks {
             // Per fingerprint: a step restored from an earlier success hands
             // on that success's outputs, not the latest run's.
             let _ = self.store.kv_set(
-                "step-outputs",
+                STEP_OUTPUTS,
                 &format!("{key}@{}", check.fingerprint),
                 &serde_json::to_string(outputs).unwrap_or_default(),
             );

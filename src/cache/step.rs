@@ -195,7 +195,7 @@ impl RemoteCache {
             return None;
         }
         let _ = store.kv_set(
-            "step-outputs",
+            crate::uptodate_hooks::STEP_OUTPUTS,
             &format!("{}@{}", spec.key, check.fingerprint),
             &serde_json::to_string(&outputs).unwrap_or_default(),
         );

@@ -258,6 +258,12 @@ pub trait Store: Send + Sync {
 
     fn kv_set(&self, namespace: &str, key: &str, value: &str) -> Result<()>;
 
+    /// [`Store::kv_get`] of each of `keys`, aligned with them; in one read
+    /// where the store can.
+    fn kv_get_many(&self, namespace: &str, keys: &[String]) -> Result<Vec<Option<String>>> {
+        keys.iter().map(|k| self.kv_get(namespace, k)).collect()
+    }
+
     /// The most recently set `(key, value)` of `namespace` whose key starts with
     /// `prefix` (byte-wise, no pattern characters): `actions/cache`'s `restore-keys`.
     fn kv_newest_with_prefix(
@@ -280,6 +286,23 @@ pub trait Store: Send + Sync {
     /// The newest definition and the last success of a step, in one read:
     /// this runs once per step per check.
     fn step_state(&self, step_key: &str) -> Result<StepState>;
+
+    /// [`Store::step_state`] of each of `keys`, with the `generates` of its
+    /// last success ([`Store::success_outputs`]), aligned with `keys`. A run
+    /// asks this once for every step of its plan: where the store can, it
+    /// answers in one read, not two queries per step.
+    fn step_states(&self, keys: &[&str]) -> Result<Vec<(StepState, Vec<OutputRecord>)>> {
+        keys.iter()
+            .map(|k| {
+                let state = self.step_state(k)?;
+                let outputs = match &state.last_success {
+                    Some(last) => self.success_outputs(last.id)?,
+                    None => Vec::new(),
+                };
+                Ok((state, outputs))
+            })
+            .collect()
+    }
 
     /// The newest recorded definition of a step.
     fn latest_definition(&self, step_key: &str) -> Result<Option<DefinitionRef>>;

@@ -107,6 +107,7 @@ store_tests!(
     a_run_of_a_dead_process_is_interrupted_on_the_next_open,
     definition_versions_are_recorded_per_step,
     successes_are_versioned_found_and_pruned,
+    batched_reads_answer_as_the_single_ones_do,
     artifacts_are_replaced_by_name,
     grade_results_are_kept_per_repo_and_rubric,
     webhooks_are_claimed_once_retried_and_listed,
@@ -729,6 +730,58 @@ fn successes_are_versioned_found_and_pruned(fx: &Fixture) {
     let pruned = store.prune_successes(None, Some(i64::MAX)).expect("prune");
     assert_eq!(pruned.removed, 1);
     assert_eq!(store.success_counts().expect("counts"), (2, 2));
+}
+
+/// `step_states` and `kv_get_many` (one read for a whole plan) give what
+/// `step_state` + `success_outputs` and `kv_get` give key by key, in the
+/// order asked, for keys with and without a state, repeated keys included.
+fn batched_reads_answer_as_the_single_ones_do(fx: &Fixture) {
+    let store = fx.open();
+    let outputs = [OutputRecord {
+        path: "out/lib.a".into(),
+        hash: [7; 32],
+        mode: 0o644,
+        size: 12,
+    }];
+    store
+        .record_success(&success("lib", 1, 1, b"", &outputs))
+        .expect("lib");
+    store
+        .record_success(&success("lib", 2, 2, b"", &[]))
+        .expect("lib again");
+    store
+        .record_success(&success("app", 3, 3, b"", &outputs))
+        .expect("app");
+    let keys = ["app", "never-ran", "lib", "app", "it's \"quoted\"%_"];
+    let batched = store.step_states(&keys).expect("batch");
+    assert_eq!(batched.len(), keys.len());
+    for (key, (state, outs)) in keys.iter().zip(&batched) {
+        let single = store.step_state(key).expect("single");
+        assert_eq!(state, &single, "{key}");
+        let single_outs = match &single.last_success {
+            Some(last) => store.success_outputs(last.id).expect("outputs"),
+            None => Vec::new(),
+        };
+        assert_eq!(outs, &single_outs, "{key}");
+    }
+    assert_eq!(batched[0].1.len(), 1, "app's last success made out/lib.a");
+    assert!(batched[2].1.is_empty(), "lib's last success made nothing");
+    assert_eq!(batched[1].0, StepState::default());
+
+    store.kv_set("ns", "a", "1").expect("set");
+    store.kv_set("ns", "c", "3").expect("set");
+    store.kv_set("other", "b", "2").expect("set");
+    let keys: Vec<String> = ["a", "b", "c", "a"].map(String::from).to_vec();
+    assert_eq!(
+        store.kv_get_many("ns", &keys).expect("many"),
+        [
+            Some("1".to_string()),
+            None,
+            Some("3".to_string()),
+            Some("1".to_string())
+        ]
+    );
+    assert!(store.kv_get_many("ns", &[]).expect("none").is_empty());
 }
 
 fn artifacts_are_replaced_by_name(fx: &Fixture) {

@@ -330,6 +330,21 @@ pub struct UpToDate {
     /// Walks answered by the walk cache; counted apart from `index` because
     /// walks run while its lock is held.
     replayed: std::sync::atomic::AtomicUsize,
+    /// What [`UpToDate::prefetch`] read for each step, taken by its first check.
+    prefetched: Mutex<HashMap<String, Prefetched>>,
+}
+
+/// A step's state as the store held it when the run opened: its definition
+/// and last success, the `generates` of that success and their stat-cache rows.
+/// Read for every step at once, and used once: by the step's first check.
+/// Later checks of the same key ask the store again. A state that is stale by
+/// then (another run of `trun serve` recorded a success meanwhile) only
+/// costs a run: a step is still up to date only if its fingerprint is that
+/// success's and the files on disk are the ones it recorded.
+struct Prefetched {
+    state: StepState,
+    outputs: Vec<OutputRecord>,
+    rows: Vec<Option<Cached>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -362,6 +377,7 @@ impl UpToDate {
             cas: Cas::new(cas_dir),
             index: Mutex::new(Index::default()),
             replayed: Default::default(),
+            prefetched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -437,6 +453,53 @@ impl UpToDate {
         Ok(())
     }
 
+    /// Reads, in one go, the state each of `specs` will be checked against:
+    /// definition, last success, that success's `generates` and their
+    /// stat-cache rows. A no-op over a hundred steps then makes one read
+    /// where it made four queries per step. Optional, like
+    /// [`prepare`](Self::prepare): a check finds its step here or asks the
+    /// store.
+    pub fn prefetch(&self, specs: &[&StepSpec]) -> Result<(), UpToDateError> {
+        let specs: Vec<&StepSpec> = specs
+            .iter()
+            .copied()
+            .filter(|s| !s.sources.is_empty())
+            .collect();
+        let keys: Vec<&str> = specs.iter().map(|s| s.key.as_str()).collect();
+        let states = self.store.step_states(&keys)?;
+        let paths: Vec<PathBuf> = specs
+            .iter()
+            .zip(&states)
+            .flat_map(|(spec, (_, outputs))| outputs.iter().map(|o| spec.base.join(&o.path)))
+            .collect();
+        let mut rows = self.load_paths(&paths)?.into_iter();
+        let mut map = lock(&self.prefetched);
+        for (spec, (state, outputs)) in specs.iter().zip(states) {
+            let rows: Vec<Option<Cached>> = rows.by_ref().take(outputs.len()).collect();
+            map.insert(
+                spec.key.clone(),
+                Prefetched {
+                    state,
+                    outputs,
+                    rows,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of the last success of each prefetched step not
+    /// checked yet: for the caller's own reads keyed by it.
+    pub fn prefetched_fingerprints(&self) -> Vec<(String, Fingerprint)> {
+        lock(&self.prefetched)
+            .iter()
+            .filter_map(|(k, p)| {
+                let last = p.state.last_success.as_ref()?;
+                Some((k.clone(), Fingerprint(last.fingerprint)))
+            })
+            .collect()
+    }
+
     /// Decides whether `spec` must run. `force`: the user forced this step.
     pub fn check(&self, spec: &StepSpec, force: bool) -> Result<Check, UpToDateError> {
         let def_hash = fingerprint::definition_hash(&spec.definition);
@@ -448,10 +511,14 @@ impl UpToDate {
         };
         let fingerprint = fingerprint::compute(&def_hash, &files, &spec.upstream);
 
+        let (state, mut prefetched_outputs) = match lock(&self.prefetched).remove(&spec.key) {
+            Some(p) => (p.state, Some((p.outputs, p.rows))),
+            None => (self.store.step_state(&spec.key)?, None),
+        };
         let StepState {
             definition: latest_def,
             last_success: last,
-        } = self.store.step_state(&spec.key)?;
+        } = state;
         let definition_version = match latest_def {
             Some(d) if d.hash == def_hash => d.version,
             Some(d) => d.version + 1,
@@ -480,7 +547,12 @@ impl UpToDate {
                     }
                 }
                 Some(last) => {
-                    let (decision, outputs) = self.outputs_decision(&mut index, spec, last.id)?;
+                    let (decision, outputs) = self.outputs_decision(
+                        &mut index,
+                        spec,
+                        last.id,
+                        prefetched_outputs.take(),
+                    )?;
                     produced = Some(outputs);
                     decision
                 }
@@ -1055,18 +1127,26 @@ impl UpToDate {
 
     /// Skip, unless a `generates` file of the last success is gone or differs; with
     /// the outputs that success recorded (path, content hash), sorted.
+    /// `prefetched`: that success's outputs and their rows, read already.
     fn outputs_decision(
         &self,
         index: &mut Index,
         spec: &StepSpec,
         success_id: i64,
+        prefetched: Option<(Vec<OutputRecord>, Vec<Option<Cached>>)>,
     ) -> Result<(Decision, Vec<(String, ContentHash)>), UpToDateError> {
-        let recorded = self.store.success_outputs(success_id)?;
+        let (recorded, rows) = match prefetched {
+            Some(p) => p,
+            None => {
+                let recorded = self.store.success_outputs(success_id)?;
+                let abs: Vec<PathBuf> = recorded.iter().map(|o| spec.base.join(&o.path)).collect();
+                let rows = self.load_paths(&abs)?;
+                (recorded, rows)
+            }
+        };
         let mut produced: Vec<(String, ContentHash)> =
             recorded.iter().map(|o| (o.path.clone(), o.hash)).collect();
         produced.sort();
-        let abs: Vec<PathBuf> = recorded.iter().map(|o| spec.base.join(&o.path)).collect();
-        let rows = self.load_paths(&abs)?;
         let outputs: Vec<(String, ContentHash, u32, Option<Cached>)> = recorded
             .into_iter()
             .zip(rows)

@@ -728,3 +728,57 @@ fn latest_outputs_are_what_the_last_success_recorded() {
     assert_eq!(produced[0].0, "out.txt");
     assert_eq!(ud.latest_outputs(&spec.key).unwrap(), produced);
 }
+
+#[test]
+fn a_prefetched_state_decides_like_the_store_and_a_stale_one_never_skips_wrongly() {
+    let ws = Ws::new();
+    ws.write("src/a.c", "int a;");
+    let spec = ws.spec("lib/build", "cc", &["src/**"], &["out/lib.a"]);
+    let other = ws.spec("app/build", "cc", &["src/**"], &[]);
+    let ud = ws.open();
+    run(&ud, &spec, || ws.write("out/lib.a", "one"));
+    run(&ud, &other, || {});
+    drop(ud);
+
+    // Read ahead, then checked: the same answers as from the store.
+    let ahead = ws.open();
+    ahead.prefetch(&[&spec, &other]).unwrap();
+    let fps = ahead.prefetched_fingerprints();
+    assert_eq!(fps.len(), 2, "{fps:?}");
+    let check = ahead.check(&spec, false).unwrap();
+    assert_eq!(check.decision, Decision::Skip(SkipReason::UpToDate));
+    assert_eq!(check.produced.as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        ahead.check(&other, false).unwrap().decision,
+        ws.open().check(&other, false).unwrap().decision
+    );
+    assert!(
+        ahead.prefetched_fingerprints().is_empty(),
+        "each is used once"
+    );
+
+    // Read ahead, then another process records a success with other
+    // contents under the same fingerprint: the stale state only costs a run.
+    let stale = ws.open();
+    stale.prefetch(&[&spec]).unwrap();
+    let elsewhere = ws.open();
+    run(&elsewhere, &spec, || ws.write("out/lib.a", "two!"));
+    let decision = stale.check(&spec, false).unwrap().decision;
+    assert_eq!(
+        decision,
+        Decision::Run(RunReason::GeneratesModified(vec!["out/lib.a".into()]))
+    );
+    // The next check asks the store, which knows the newer success.
+    assert_eq!(
+        recheck(&stale, &spec).decision,
+        Decision::Skip(SkipReason::UpToDate)
+    );
+    // And an output edited after the read ahead is seen.
+    let edited = ws.open();
+    edited.prefetch(&[&spec]).unwrap();
+    ws.write("out/lib.a", "three");
+    assert_eq!(
+        edited.check(&spec, false).unwrap().decision,
+        Decision::Run(RunReason::GeneratesModified(vec!["out/lib.a".into()]))
+    );
+}

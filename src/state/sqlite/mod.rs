@@ -291,6 +291,24 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn kv_get_many(&self, namespace: &str, keys: &[String]) -> Result<Vec<Option<String>>> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        let mut out = Vec::with_capacity(keys.len());
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT value FROM kv WHERE namespace = ?1 AND key = ?2")?;
+            for key in keys {
+                out.push(
+                    stmt.query_row(params![namespace, key], |row| row.get(0))
+                        .optional()?,
+                );
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     fn kv_set(&self, namespace: &str, key: &str, value: &str) -> Result<()> {
         self.conn()
             .prepare_cached(
@@ -361,6 +379,23 @@ impl Store for SqliteStore {
 
     fn step_state(&self, step_key: &str) -> Result<StepState> {
         uptodate::step_state(&self.conn(), step_key)
+    }
+
+    fn step_states(&self, keys: &[&str]) -> Result<Vec<(StepState, Vec<OutputRecord>)>> {
+        let conn = self.conn();
+        // One read transaction: one snapshot, one WAL read lock for them all.
+        let tx = conn.unchecked_transaction()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let state = uptodate::step_state(&tx, key)?;
+            let outputs = match &state.last_success {
+                Some(last) => uptodate::success_outputs(&tx, last.id)?,
+                None => Vec::new(),
+            };
+            out.push((state, outputs));
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     fn latest_definition(&self, step_key: &str) -> Result<Option<DefinitionRef>> {
