@@ -455,12 +455,6 @@ impl JobRunner {
             },
             None => self.plan.root.clone(),
         };
-        if container.is_none() && !cwd.is_dir() {
-            return StepEnd::failed(format!(
-                "working-directory {} does not exist",
-                cwd.display()
-            ));
-        }
         let output_file = tmp_file(tmp_prefix, step.index, "out");
         let env_file = tmp_file(tmp_prefix, step.index, "env");
         let path_file = tmp_file(tmp_prefix, step.index, "path");
@@ -625,6 +619,13 @@ impl JobRunner {
             }
         }
 
+        // Looked at only for a step that runs: an up-to-date one needs no directory.
+        if container.is_none() && !cwd.is_dir() {
+            return StepEnd::failed(format!(
+                "working-directory {} does not exist",
+                cwd.display()
+            ));
+        }
         let log_path = log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
         let mut sink = OutputSink::new(
             Some(log_path.clone()),

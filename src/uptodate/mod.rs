@@ -1173,10 +1173,12 @@ impl UpToDate {
         }
         for lit in &spec.generates {
             let rel = walk::normalize(lit);
+            // A recorded output found on disk above needs no second look.
             if !lit.starts_with('!')
                 && !rel.contains(['*', '?', '[', '{'])
-                && !spec.base.join(&rel).exists()
                 && !missing.contains(&rel)
+                && !present.iter().any(|(c, _, _)| c.rel == rel)
+                && !spec.base.join(&rel).exists()
             {
                 missing.push(rel);
             }
