@@ -7,6 +7,7 @@
 #
 #   benches/dag.sh            # N=1000, RUNS=5, TRUN=target/release/trun
 #   N=200 RUNS=3 benches/dag.sh
+#   KEEP=1 benches/dag.sh     # keeps the generated directory (benches/interleaved.sh uses it)
 # go-task is `pip install go-task-bin`; it is left out (and said so) when missing.
 set -euo pipefail
 N=${N:-1000}
@@ -14,8 +15,10 @@ RUNS=${RUNS:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TRUN=${TRUN:-$ROOT/target/release/trun}
 [ -x "$TRUN" ] || { echo "build first: cargo build --release (looked for $TRUN)" >&2; exit 2; }
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/trun-dag.XXXXXX")
+# KEEP=1 keeps the directory (trun.yaml, Makefile, Taskfile.yml side by side) and says where.
+cleanup() { if [[ -z ${KEEP:-} ]]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi; }
+trap cleanup EXIT
 
 # deps I: the jobs job I needs: I-1 and I-7 when they exist, a DAG with real
 # ordering constraints and room for two jobs at a time.
