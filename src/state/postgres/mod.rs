@@ -207,6 +207,42 @@ fn hash_from(bytes: &[u8]) -> Hash {
     <Hash>::try_from(bytes).unwrap_or([0; 32])
 }
 
+/// A step's state from columns `at..at + 6` of `r`: the newest definition's
+/// version and hash, then the last success's id, fingerprint, definition
+/// hash and version (NULL where there is none).
+fn step_state_of(r: &postgres::Row, at: usize) -> Result<StepState> {
+    let definition = match r.get::<_, Option<i64>>(at) {
+        Some(version) => Some(DefinitionRef {
+            version: runs::small(version)?,
+            hash: hash_from(r.get(at + 1)),
+        }),
+        None => None,
+    };
+    let last_success = match r.get::<_, Option<i64>>(at + 2) {
+        Some(id) => Some(SuccessRef {
+            id,
+            fingerprint: hash_from(r.get(at + 3)),
+            def_hash: hash_from(r.get(at + 4)),
+            def_version: runs::small(r.get(at + 5))?,
+        }),
+        None => None,
+    };
+    Ok(StepState {
+        definition,
+        last_success,
+    })
+}
+
+/// A recorded output from columns `at..at + 4` of `r`: path, hash, mode, size.
+fn output_of(r: &postgres::Row, at: usize) -> Result<OutputRecord> {
+    Ok(OutputRecord {
+        path: r.get(at),
+        hash: hash_from(r.get(at + 1)),
+        mode: runs::small(r.get(at + 2))?,
+        size: r.get::<_, i64>(at + 3).max(0) as u64,
+    })
+}
+
 fn latest_definition(
     client: &mut impl postgres::GenericClient,
     key: &str,
@@ -341,6 +377,24 @@ impl Store for PostgresStore {
         })
     }
 
+    fn kv_get_many(&self, namespace: &str, keys: &[String]) -> Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<String> = keys.iter().map(|k| nul_free(k).into_owned()).collect();
+        self.with(|c| {
+            let found: std::collections::HashMap<String, String> = c
+                .query(
+                    "SELECT key, value FROM kv WHERE namespace = $1 AND key = ANY($2)",
+                    &[&nul_free(namespace), &wanted],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            Ok(wanted.iter().map(|k| found.get(k).cloned()).collect())
+        })
+    }
+
     fn kv_set(&self, namespace: &str, key: &str, value: &str) -> Result<()> {
         self.with(|c| {
             c.execute(
@@ -429,26 +483,53 @@ impl Store for PostgresStore {
                  LEFT JOIN uptodate_success s ON s.id = l.success_id",
                 &[&step_key],
             )?;
-            let definition = match r.get::<_, Option<i64>>(0) {
-                Some(version) => Some(DefinitionRef {
-                    version: runs::small(version)?,
-                    hash: hash_from(r.get(1)),
-                }),
-                None => None,
-            };
-            let last_success = match r.get::<_, Option<i64>>(2) {
-                Some(id) => Some(SuccessRef {
-                    id,
-                    fingerprint: hash_from(r.get(3)),
-                    def_hash: hash_from(r.get(4)),
-                    def_version: runs::small(r.get(5))?,
-                }),
-                None => None,
-            };
-            Ok(StepState {
-                definition,
-                last_success,
-            })
+            step_state_of(&r, 0)
+        })
+    }
+
+    fn step_states(&self, keys: &[&str]) -> Result<Vec<(StepState, Vec<OutputRecord>)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Two round trips for a whole plan, not two per step.
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT d.version, d.def_hash, s.id, s.fingerprint, s.def_hash, s.def_version
+                 FROM unnest($1::TEXT[]) WITH ORDINALITY AS q(k, i)
+                 LEFT JOIN LATERAL (SELECT version, def_hash FROM uptodate_definition
+                                    WHERE step_key = q.k ORDER BY version DESC LIMIT 1) d ON TRUE
+                 LEFT JOIN uptodate_latest l ON l.step_key = q.k
+                 LEFT JOIN uptodate_success s ON s.id = l.success_id
+                 ORDER BY q.i",
+                &[&keys],
+            )?;
+            let states = rows
+                .iter()
+                .map(|r| step_state_of(r, 0))
+                .collect::<Result<Vec<StepState>>>()?;
+            let ids: Vec<i64> = states
+                .iter()
+                .filter_map(|s| s.last_success.map(|l| l.id))
+                .collect();
+            let mut outputs: std::collections::HashMap<i64, Vec<OutputRecord>> =
+                std::collections::HashMap::new();
+            for r in c.query(
+                "SELECT success_id, path, hash, mode, size FROM uptodate_output
+                 WHERE success_id = ANY($1) ORDER BY success_id, path COLLATE \"C\"",
+                &[&ids],
+            )? {
+                outputs.entry(r.get(0)).or_default().push(output_of(&r, 1)?);
+            }
+            Ok(states
+                .into_iter()
+                .map(|state| {
+                    let outs = state
+                        .last_success
+                        .and_then(|l| outputs.get(&l.id).cloned())
+                        .unwrap_or_default();
+                    (state, outs)
+                })
+                .collect())
         })
     }
 
@@ -493,14 +574,7 @@ impl Store for PostgresStore {
                 &[&success_id],
             )?
             .iter()
-            .map(|r| {
-                Ok(OutputRecord {
-                    path: r.get(0),
-                    hash: hash_from(r.get(1)),
-                    mode: runs::small(r.get(2))?,
-                    size: r.get::<_, i64>(3).max(0) as u64,
-                })
-            })
+            .map(|r| output_of(r, 0))
             .collect()
         })
     }
