@@ -292,11 +292,36 @@ pub fn recorded_outputs(
     fingerprint: &Fingerprint,
 ) -> BTreeMap<String, String> {
     store
-        .kv_get(STEP_OUTPUTS, &format!("{key}@{fingerprint}"))
+        .kv_get(STEP_OUTPUTS, &step_outputs_key(key, fingerprint))
         .ok()
         .flatten()
-        .and_then(|s| serde_json::from_str(&s).ok())
+        .map(|json| outputs_of(&json))
         .unwrap_or_default()
+}
+
+/// Remembers the outputs a step's success with `fingerprint` handed on, for
+/// [`recorded_outputs`]. A cache: a failure only makes the step run again.
+pub fn remember_outputs(
+    store: &dyn Store,
+    key: &str,
+    fingerprint: &Fingerprint,
+    outputs: &BTreeMap<String, String>,
+) {
+    let _ = store.kv_set(
+        STEP_OUTPUTS,
+        &step_outputs_key(key, fingerprint),
+        &serde_json::to_string(outputs).unwrap_or_default(),
+    );
+}
+
+/// Where [`STEP_OUTPUTS`] keeps the outputs of step `key`'s success with `fingerprint`.
+fn step_outputs_key(key: &str, fingerprint: &Fingerprint) -> String {
+    format!("{key}@{fingerprint}")
+}
+
+/// Outputs as [`remember_outputs`] stored them; none if the text is not that.
+fn outputs_of(json: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(json).unwrap_or_default()
 }
 
 /// The up-to-date engine of the workspace at `root` over the given store and
@@ -491,7 +516,7 @@ const INSTANCES: &str = "fan-out";
 pub const FED_INPUTS: &str = "fan-out-inputs";
 const STEP_EMITS: &str = "step-emits";
 /// Where a step's outputs (`$TRUN_OUTPUT`) are kept, by `key@fingerprint`.
-pub const STEP_OUTPUTS: &str = "step-outputs";
+const STEP_OUTPUTS: &str = "step-outputs";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct InstanceMemo {
@@ -533,7 +558,7 @@ impl Hooks {
         let keys: Vec<String> = ut
             .prefetched_fingerprints()
             .into_iter()
-            .map(|(key, fp)| format!("{key}@{fp}"))
+            .map(|(key, fp)| step_outputs_key(&key, &fp))
             .collect();
         let outputs_ahead = match store.kv_get_many(STEP_OUTPUTS, &keys) {
             Ok(values) => keys
@@ -596,9 +621,9 @@ impl Hooks {
     }
 
     fn recorded_outputs(&self, key: &str, fingerprint: &Fingerprint) -> BTreeMap<String, String> {
-        let ahead = lock(&self.outputs_ahead).remove(&format!("{key}@{fingerprint}"));
+        let ahead = lock(&self.outputs_ahead).remove(&step_outputs_key(key, fingerprint));
         match ahead {
-            Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+            Some(json) => outputs_of(&json),
             None => recorded_outputs(self.store.as_ref(), key, fingerprint),
         }
     }
@@ -785,11 +810,7 @@ impl StepHooks for Hooks {
             self.note_version(job_key, step.index, check.definition_version);
             // Per fingerprint: a step restored from an earlier success hands
             // on that success's outputs, not the latest run's.
-            let _ = self.store.kv_set(
-                STEP_OUTPUTS,
-                &format!("{key}@{}", check.fingerprint),
-                &serde_json::to_string(outputs).unwrap_or_default(),
-            );
+            remember_outputs(self.store.as_ref(), &key, &check.fingerprint, outputs);
             self.remote_upload(job, step, &spec, &check, outputs);
         }
     }

@@ -194,11 +194,7 @@ impl RemoteCache {
             self.refuse(&spec.key, e);
             return None;
         }
-        let _ = store.kv_set(
-            crate::uptodate_hooks::STEP_OUTPUTS,
-            &format!("{}@{}", spec.key, check.fingerprint),
-            &serde_json::to_string(&outputs).unwrap_or_default(),
-        );
+        crate::uptodate_hooks::remember_outputs(store, &spec.key, &check.fingerprint, &outputs);
         let files = if records.is_empty() {
             0
         } else {

@@ -160,10 +160,19 @@ fn children_of_self() -> Option<Vec<i32>> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     let mut children = Vec::new();
     for t in tasks.flatten() {
-        let s = std::fs::read_to_string(t.path().join("children")).ok()?;
-        children.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        children.extend(children_of_task(&t.path())?);
     }
     Some(children)
+}
+
+/// The children of one of trun's threads (`/proc/self/task/<tid>`).
+fn children_of_task(task: &Path) -> Option<Vec<i32>> {
+    let s = std::fs::read_to_string(task.join("children")).ok()?;
+    Some(
+        s.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    )
 }
 
 /// Runs commands as host processes.
@@ -504,14 +513,10 @@ async fn reap(pids: &[i32]) {
 /// children. So only the main thread's children are read, one file rather
 /// than one per thread (a tenth of trun's own time per trivial step).
 fn has_unknown_children() -> bool {
-    let me = std::process::id();
-    let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{me}/children")) else {
+    let main = PathBuf::from(format!("/proc/self/task/{}", std::process::id()));
+    let Some(children) = children_of_task(&main) else {
         return true;
     };
-    let children: Vec<i32> = s
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
     live(|l| children.iter().any(|c| !l.contains_key(c)))
 }
 
@@ -671,10 +676,15 @@ impl Drop for Recorded {
         };
         r.running = r.running.saturating_sub(1);
         if r.released && r.running == 0 {
-            if let Some(r) = records.remove(&self.dir) {
-                let _ = std::fs::remove_file(&r.path);
-            }
+            remove_record(records, &self.dir);
         }
+    }
+}
+
+/// Forgets this process's record in `dir` and removes its file.
+fn remove_record(records: &mut HashMap<PathBuf, Record>, dir: &Path) {
+    if let Some(r) = records.remove(dir) {
+        let _ = std::fs::remove_file(&r.path);
     }
 }
 
@@ -688,9 +698,7 @@ pub fn release_records(dir: &Path) {
         return;
     };
     if r.running == 0 {
-        if let Some(r) = records.remove(dir) {
-            let _ = std::fs::remove_file(&r.path);
-        }
+        remove_record(records, dir);
     } else {
         r.released = true;
     }

@@ -207,6 +207,24 @@ fn hash_from(bytes: &[u8]) -> Hash {
     <Hash>::try_from(bytes).unwrap_or([0; 32])
 }
 
+/// The state of each of `keys`, in their order: the newest definition and
+/// the last success, in one query.
+fn states_of(c: &mut Client, keys: &[&str]) -> Result<Vec<StepState>> {
+    c.query(
+        "SELECT d.version, d.def_hash, s.id, s.fingerprint, s.def_hash, s.def_version
+         FROM unnest($1::TEXT[]) WITH ORDINALITY AS q(k, i)
+         LEFT JOIN LATERAL (SELECT version, def_hash FROM uptodate_definition
+                            WHERE step_key = q.k ORDER BY version DESC LIMIT 1) d ON TRUE
+         LEFT JOIN uptodate_latest l ON l.step_key = q.k
+         LEFT JOIN uptodate_success s ON s.id = l.success_id
+         ORDER BY q.i",
+        &[&keys],
+    )?
+    .iter()
+    .map(|r| step_state_of(r, 0))
+    .collect()
+}
+
 /// A step's state from columns `at..at + 6` of `r`: the newest definition's
 /// version and hash, then the last success's id, fingerprint, definition
 /// hash and version (NULL where there is none).
@@ -473,18 +491,7 @@ impl Store for PostgresStore {
     }
 
     fn step_state(&self, step_key: &str) -> Result<StepState> {
-        self.with(|c| {
-            let r = c.query_one(
-                "SELECT d.version, d.def_hash, s.id, s.fingerprint, s.def_hash, s.def_version
-                 FROM (SELECT $1::TEXT AS k) q
-                 LEFT JOIN LATERAL (SELECT version, def_hash FROM uptodate_definition
-                                    WHERE step_key = q.k ORDER BY version DESC LIMIT 1) d ON TRUE
-                 LEFT JOIN uptodate_latest l ON l.step_key = q.k
-                 LEFT JOIN uptodate_success s ON s.id = l.success_id",
-                &[&step_key],
-            )?;
-            step_state_of(&r, 0)
-        })
+        self.with(|c| Ok(states_of(c, &[step_key])?.pop().unwrap_or_default()))
     }
 
     fn step_states(&self, keys: &[&str]) -> Result<Vec<(StepState, Vec<OutputRecord>)>> {
@@ -493,20 +500,7 @@ impl Store for PostgresStore {
         }
         // Two round trips for a whole plan, not two per step.
         self.with(|c| {
-            let rows = c.query(
-                "SELECT d.version, d.def_hash, s.id, s.fingerprint, s.def_hash, s.def_version
-                 FROM unnest($1::TEXT[]) WITH ORDINALITY AS q(k, i)
-                 LEFT JOIN LATERAL (SELECT version, def_hash FROM uptodate_definition
-                                    WHERE step_key = q.k ORDER BY version DESC LIMIT 1) d ON TRUE
-                 LEFT JOIN uptodate_latest l ON l.step_key = q.k
-                 LEFT JOIN uptodate_success s ON s.id = l.success_id
-                 ORDER BY q.i",
-                &[&keys],
-            )?;
-            let states = rows
-                .iter()
-                .map(|r| step_state_of(r, 0))
-                .collect::<Result<Vec<StepState>>>()?;
+            let states = states_of(c, keys)?;
             let ids: Vec<i64> = states
                 .iter()
                 .filter_map(|s| s.last_success.map(|l| l.id))

@@ -163,6 +163,13 @@ impl From<rusqlite::Error> for StateError {
     }
 }
 
+fn kv_get(conn: &Connection, namespace: &str, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM kv WHERE namespace = ?1 AND key = ?2")?
+        .query_row(params![namespace, key], |row| row.get(0))
+        .optional()?)
+}
+
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.display().to_string()
@@ -284,27 +291,17 @@ impl Store for SqliteStore {
     }
 
     fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT value FROM kv WHERE namespace = ?1 AND key = ?2")?
-            .query_row(params![namespace, key], |row| row.get(0))
-            .optional()?)
+        kv_get(&self.conn(), namespace, key)
     }
 
     fn kv_get_many(&self, namespace: &str, keys: &[String]) -> Result<Vec<Option<String>>> {
         let conn = self.conn();
+        // One read transaction: one snapshot, one WAL read lock for them all.
         let tx = conn.unchecked_transaction()?;
-        let mut out = Vec::with_capacity(keys.len());
-        {
-            let mut stmt =
-                tx.prepare_cached("SELECT value FROM kv WHERE namespace = ?1 AND key = ?2")?;
-            for key in keys {
-                out.push(
-                    stmt.query_row(params![namespace, key], |row| row.get(0))
-                        .optional()?,
-                );
-            }
-        }
+        let out = keys
+            .iter()
+            .map(|key| kv_get(&tx, namespace, key))
+            .collect::<Result<Vec<_>>>()?;
         tx.commit()?;
         Ok(out)
     }
