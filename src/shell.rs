@@ -227,6 +227,23 @@ mod tests {
         assert_eq!(find_on_path("./tool", &path), None);
         let relative = std::env::join_paths([std::path::Path::new("rel"), &b]).unwrap();
         assert_eq!(find_on_path("tool", &relative), None);
+        let dotdot = std::env::join_paths([std::path::Path::new("../b"), &b]).unwrap();
+        assert_eq!(find_on_path("tool", &dotdot), None, "relative: the child's");
+        // Hostile names and entries are looked up as names, never run.
+        let odd = dir.path().join("it's \"$(touch pwned)\"");
+        let path = std::env::join_paths([&odd, &b]).unwrap();
+        assert_eq!(find_on_path("tool", &path), Some(b.join("tool")));
+        assert_eq!(find_on_path("$(touch pwned)", &path), None);
+        assert_eq!(find_on_path("`touch pwned`", &path), None);
+        assert!(!dir.path().join("pwned").exists() && !std::path::Path::new("pwned").exists());
+        // A huge PATH of entries that do not exist is a stat each, and no match.
+        let huge: Vec<std::path::PathBuf> = (0..20_000)
+            .map(|i| dir.path().join(format!("none{i}")))
+            .collect();
+        assert_eq!(
+            find_on_path("tool", &std::env::join_paths(&huge).unwrap()),
+            None
+        );
     }
 
     #[test]
