@@ -17,7 +17,7 @@ use crate::plan::{Action, Plan, PlannedJob, PlannedStep};
 use crate::state::{SqliteStore, StatCache, Store};
 use crate::uptodate::{Decision, Fingerprint, RunReason, StepSpec, UpToDate};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -148,6 +148,49 @@ pub struct Chain {
     jobs: OnceLock<HashMap<String, usize>>,
 }
 
+/// The steps a step is chained to: the previous step of its job, or the
+/// last step of every job it needs (found with `job_of`).
+fn upstream_steps<'p>(
+    job: &'p PlannedJob,
+    step: &PlannedStep,
+    job_of: impl Fn(&str) -> Option<&'p PlannedJob> + 'p,
+) -> impl Iterator<Item = (&'p PlannedJob, &'p PlannedStep)> + 'p {
+    let (prev, needs) = match step.index {
+        0 => (None, job.needs.as_slice()),
+        i => (Some((job, &job.steps[i - 1])), &[][..]),
+    };
+    prev.into_iter().chain(
+        needs
+            .iter()
+            .filter_map(move |n| job_of(n))
+            .filter_map(|j| j.steps.last().map(|s| (j, s))),
+    )
+}
+
+/// The steps without `sources` whose digest a later step reads: a step with
+/// `sources` reads its upstream's digests (its fingerprint holds them), and
+/// so does a step whose own digest is read. The digest of any other step
+/// without `sources` reaches nothing, so it is not computed (hashing a
+/// step's definition was a tenth of trun's own time per trivial step).
+fn digests_read(plan: &Plan, jobs: &HashMap<String, usize>) -> HashSet<String> {
+    let job_of = |n: &str| jobs.get(n).and_then(|&i| plan.jobs.get(i));
+    let mut read = HashSet::new();
+    let mut todo: Vec<(&PlannedJob, &PlannedStep)> = plan
+        .jobs
+        .iter()
+        .flat_map(|j| j.steps.iter().map(move |s| (j, s)))
+        .filter(|(_, s)| !s.sources.is_empty())
+        .collect();
+    while let Some((job, step)) = todo.pop() {
+        for (j, s) in upstream_steps(job, step, job_of) {
+            if read.insert(step_key(j, s)) && s.sources.is_empty() {
+                todo.push((j, s));
+            }
+        }
+    }
+    read
+}
+
 /// The plan's jobs by key (position in `plan.jobs`).
 fn job_index(plan: &Plan) -> HashMap<String, usize> {
     plan.jobs
@@ -169,14 +212,8 @@ impl Chain {
         job: &PlannedJob,
         step: &PlannedStep,
     ) -> Vec<Option<&'a Link>> {
-        if step.index > 0 {
-            let prev = &job.steps[step.index - 1];
-            return vec![self.links.get(&step_key(job, prev))];
-        }
-        job.needs
-            .iter()
-            .filter_map(|n| self.job(plan, n))
-            .filter_map(|j| j.steps.last().map(|s| self.links.get(&step_key(j, s))))
+        upstream_steps(job, step, |n| self.job(plan, n))
+            .map(|(j, s)| self.links.get(&step_key(j, s)))
             .collect()
     }
 
@@ -382,6 +419,8 @@ pub struct Hooks {
     fans_out: bool,
     /// The plan's jobs by key: every step looks its job up twice.
     jobs: HashMap<String, usize>,
+    /// The steps without `sources` whose digest is read ([`digests_read`]).
+    digests_read: HashSet<String>,
     /// The outputs each step's last success handed on (`key@fingerprint` ->
     /// JSON), read when the run opened; each is taken by the first look.
     outputs_ahead: Mutex<HashMap<String, String>>,
@@ -569,10 +608,12 @@ impl Hooks {
             // Only a head start: each step asks the store itself.
             Err(_) => HashMap::new(),
         };
+        let jobs = job_index(&plan);
         Ok(Hooks {
             outputs_ahead: Mutex::new(outputs_ahead),
             fans_out: plan.fed_by.values().any(|f| !f.is_empty()),
-            jobs: job_index(&plan),
+            digests_read: digests_read(&plan, &jobs),
+            jobs,
             plan,
             ut,
             run_id,
@@ -658,12 +699,16 @@ impl StepHooks for Hooks {
     ) -> Option<(String, BTreeMap<String, String>)> {
         let job = self.job(job_key)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let spec = spec(&self.plan, job, step, &inner.chain);
         let upstream_ran = inner.chain.upstream_ran(&self.plan, job, step);
         if step.sources.is_empty() {
-            let digest = sourceless_fingerprint(&spec);
+            let key = step_key(job, step);
+            let digest = if self.digests_read.contains(&key) {
+                sourceless_fingerprint(&spec(&self.plan, job, step, &inner.chain))
+            } else {
+                Fingerprint([0; 32])
+            };
             inner.chain.insert(
-                spec.key,
+                key,
                 Link {
                     digest,
                     ran: upstream_ran,
@@ -671,6 +716,7 @@ impl StepHooks for Hooks {
             );
             return None;
         }
+        let spec = spec(&self.plan, job, step, &inner.chain);
         let check = match self.ut.check(&spec, self.force.forces(job, step)) {
             Ok(c) => c,
             Err(_) => return None,

@@ -239,3 +239,48 @@ fn a_dependent_runs_when_an_output_it_receives_changes_and_only_then() {
     assert_eq!(ran(&t), ["stamp", "version"]);
     assert_eq!(t.read("stamp.txt"), "2.0\n");
 }
+
+/// The digest of a step without `sources` is its definition over its upstream, and
+/// trun computes it only for the steps some step with `sources` reads through a
+/// chain of such steps. Here `pack` (with sources) reads `configure` through `prep`,
+/// two jobs up; `lint` is read by nobody.
+#[test]
+fn a_step_with_sources_reruns_when_a_sourceless_step_two_jobs_up_changes_and_only_then() {
+    let flow = |configure: &str, lint: &str| {
+        format!(
+            r#"
+        name: chain
+        jobs:
+          configure:
+            steps:
+              - run: echo configure >> ran.txt && echo {configure} > mode.txt
+          lint:
+            steps:
+              - run: echo lint >> ran.txt && echo {lint}
+          prep:
+            needs: [configure]
+            steps:
+              - run: echo prep >> ran.txt
+          pack:
+            needs: [prep, lint]
+            steps:
+              - run: echo pack >> ran.txt && cp src/a.txt packed.txt
+                sources: [src/a.txt]
+                generates: [packed.txt]
+        "#
+        )
+    };
+    let t = Test::new().workflow(&flow("fast", "ok"));
+    t.write("src/a.txt", "a\n");
+    assert_eq!(ran(&t), ["configure", "lint", "pack", "prep"]);
+    // Steps without sources always run; `pack` is up to date.
+    assert_eq!(ran(&t), ["configure", "lint", "prep"]);
+    // `lint` changed: `pack` needs it, so its digest is read too.
+    t.write("trun.yaml", &common::unindent(&flow("fast", "fine")));
+    assert_eq!(ran(&t), ["configure", "lint", "pack", "prep"]);
+    assert_eq!(ran(&t), ["configure", "lint", "prep"]);
+    // `configure` changed, two jobs up from `pack` through `prep`.
+    t.write("trun.yaml", &common::unindent(&flow("slow", "fine")));
+    assert_eq!(ran(&t), ["configure", "lint", "pack", "prep"]);
+    assert_eq!(ran(&t), ["configure", "lint", "prep"]);
+}
