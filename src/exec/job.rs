@@ -266,7 +266,7 @@ impl JobRunner {
                     })
                 };
                 let env_file = tmp_file(&tmp_prefix, step.index, "env");
-                match outputs::read_kv(&env_file) {
+                match outputs::take_kv(&env_file) {
                     Ok(vars) => {
                         for (k, v) in vars {
                             ctx.env.insert(k.clone(), Value::String(v.clone()));
@@ -277,12 +277,10 @@ impl JobRunner {
                     Err(e) => warn("$GITHUB_ENV", e),
                 }
                 let path_file = tmp_file(&tmp_prefix, step.index, "path");
-                match outputs::read_path_file(&path_file) {
+                match outputs::take_path_file(&path_file) {
                     Ok(p) => extra_path.extend(p),
                     Err(e) => warn("$GITHUB_PATH", e),
                 }
-                let _ = std::fs::remove_file(&env_file);
-                let _ = std::fs::remove_file(&path_file);
             }
 
             let outcome = end.status.as_str();
@@ -435,13 +433,41 @@ impl JobRunner {
         cancel: &mut watch::Receiver<bool>,
     ) -> StepEnd {
         let job = &self.job;
-        // Step env, rendered with the context so far.
         let mut env: Vec<(String, String)> = job_env.to_vec();
-        let mut step_ctx = ctx.clone();
+        if !ctx.github.is_empty() {
+            // The step's own `github` values, set on the job's context in place
+            // (each step sets them anew) rather than on a copy of it.
+            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
+            // A step of a local composite action: the action's directory.
+            let action_path = step
+                .frame
+                .as_ref()
+                .map(|f| f.action_path.display().to_string())
+                .unwrap_or_default();
+            for (k, v) in [
+                ("action", step.id.clone()),
+                ("action_path", action_path),
+                ("event_path", event_path.display().to_string()),
+                ("workspace", self.plan.root.display().to_string()),
+            ] {
+                ctx.github.insert(k.into(), Value::String(v));
+            }
+            ctx.runner.insert(
+                "temp".into(),
+                Value::String(self.opts.tmp_dir.display().to_string()),
+            );
+        }
+        // Step env, rendered with the context so far: the job's context,
+        // copied only for a step with `env` of its own (a copy per step
+        // showed in a run of many short jobs).
+        let mut step_ctx = std::borrow::Cow::Borrowed(&*ctx);
         for (k, v) in &step.env {
             match self.templates.render(v, &step_ctx) {
                 Ok(val) => {
-                    step_ctx.env.insert(k.clone(), Value::String(val.clone()));
+                    step_ctx
+                        .to_mut()
+                        .env
+                        .insert(k.clone(), Value::String(val.clone()));
                     env.retain(|(ek, _)| ek != k);
                     env.push((k.clone(), val));
                 }
@@ -503,27 +529,6 @@ impl JobRunner {
                 defaults.push((k.to_string(), v.to_string()));
             }
             env.splice(0..0, defaults);
-        }
-        if !step_ctx.github.is_empty() {
-            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
-            for (k, v) in [
-                ("action", step.id.clone()),
-                ("event_path", event_path.display().to_string()),
-                ("workspace", self.plan.root.display().to_string()),
-            ] {
-                step_ctx.github.insert(k.into(), Value::String(v));
-            }
-            if let Some(frame) = &step.frame {
-                // A step of a local composite action: the action's directory.
-                step_ctx.github.insert(
-                    "action_path".into(),
-                    Value::String(frame.action_path.display().to_string()),
-                );
-            }
-            step_ctx.runner.insert(
-                "temp".into(),
-                Value::String(self.opts.tmp_dir.display().to_string()),
-            );
         }
         if !extra_path.is_empty() && container.is_none() {
             let base = std::env::var("PATH").unwrap_or_default();
@@ -925,13 +930,12 @@ impl JobRunner {
         self.step_summary(step, &summary_file, &log_path, &mut sink);
         // `$GITHUB_STATE` is for the `post:` of the same action on GitHub; a
         // `run:` step has none, so it is checked and dropped.
-        if let Err(e) = outputs::read_kv(&state_file) {
+        if let Err(e) = outputs::take_kv(&state_file) {
             sink.line(
                 Stream::Stderr,
                 &format!("trun: warning: $GITHUB_STATE ignored: {e}"),
             );
         }
-        let _ = std::fs::remove_file(&state_file);
         sink.finish();
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());
@@ -961,16 +965,14 @@ impl JobRunner {
         log_path: &Path,
         sink: &mut OutputSink,
     ) {
-        let text = match outputs::read_step_summary(file) {
+        let text = match outputs::take_step_summary(file) {
             Ok(Some(t)) if !t.trim().is_empty() => t,
             Ok(_) => return,
             Err(e) => {
                 sink.line(Stream::Stderr, &format!("trun: error: {e}"));
-                let _ = std::fs::remove_file(file);
                 return;
             }
         };
-        let _ = std::fs::remove_file(file);
         let markdown = self.events.masker().mask(&text).into_owned();
         let path = log_path.with_extension("summary.md");
         if let Err(e) = super::output::write_beside_log(&path, markdown.as_bytes()) {

@@ -66,6 +66,35 @@ pub const MAX_TALK_BACK: u64 = 4 * 1024 * 1024;
 /// FIFO would block trun forever) is refused, and at most [`MAX_TALK_BACK`]
 /// bytes are read. `Ok(None)` when the step did not write it.
 pub fn read_talk_back(path: &Path) -> Result<Option<String>, String> {
+    read_capped(path, MAX_TALK_BACK, |len| {
+        format!(
+            "{} holds {len} bytes, more than the {MAX_TALK_BACK} a step may write there",
+            path.display()
+        )
+    })
+}
+
+/// Reads a talk-back file as [`read_talk_back`] does and removes it, so no
+/// later step sees it. A file the step did not write costs one failed open.
+pub fn take_talk_back(path: &Path) -> Result<Option<String>, String> {
+    take(path, read_talk_back(path))
+}
+
+/// Removes `path` unless reading it found nothing there.
+fn take(path: &Path, read: Result<Option<String>, String>) -> Result<Option<String>, String> {
+    if !matches!(read, Ok(None)) {
+        let _ = std::fs::remove_file(path);
+    }
+    read
+}
+
+/// [`read_talk_back`] with `max` bytes at most, and `too_big` saying why a
+/// file of a given length is refused.
+fn read_capped(
+    path: &Path,
+    max: u64,
+    too_big: impl Fn(u64) -> String,
+) -> Result<Option<String>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = match std::fs::OpenOptions::new()
@@ -92,21 +121,16 @@ pub fn read_talk_back(path: &Path) -> Result<Option<String>, String> {
             path.display()
         ));
     }
-    if meta.len() > MAX_TALK_BACK {
-        return Err(format!(
-            "{} holds {} bytes, more than the {} a step may write there",
-            path.display(),
-            meta.len(),
-            MAX_TALK_BACK
-        ));
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_TALK_BACK + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_TALK_BACK {
+    if bytes.len() as u64 > max {
         return Err(format!(
-            "{} holds more than the {MAX_TALK_BACK} bytes a step may write there",
+            "{} holds more than the {max} bytes a step may write there",
             path.display()
         ));
     }
@@ -139,33 +163,39 @@ pub fn write_fresh(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The most a step may write to `$GITHUB_STEP_SUMMARY` (GitHub's limit).
 pub const MAX_STEP_SUMMARY: u64 = 1024 * 1024;
 
-/// Reads `$GITHUB_STEP_SUMMARY` as [`read_talk_back`] does, refusing more
-/// than [`MAX_STEP_SUMMARY`] bytes with GitHub's message.
-pub fn read_step_summary(path: &Path) -> Result<Option<String>, String> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.len() > MAX_STEP_SUMMARY => {
-            return Err(format!(
+/// Reads and removes `$GITHUB_STEP_SUMMARY` as [`take_talk_back`] does,
+/// refusing more than [`MAX_STEP_SUMMARY`] bytes with GitHub's message.
+pub fn take_step_summary(path: &Path) -> Result<Option<String>, String> {
+    let read = read_capped(path, MAX_STEP_SUMMARY, |len| {
+        format!(
             "$GITHUB_STEP_SUMMARY upload aborted, supports content up to a size of {}k, got {}k",
             MAX_STEP_SUMMARY / 1024,
-            m.len() / 1024
-        ))
-        }
-        _ => {}
-    }
-    read_talk_back(path)
+            len / 1024
+        )
+    });
+    take(path, read)
 }
 
 /// Read and parse a file the step may or may not have written.
 pub fn read_kv(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    match read_talk_back(path)? {
+    kv_of(path, read_talk_back(path)?)
+}
+
+/// [`read_kv`], and the file removed ([`take_talk_back`]).
+pub fn take_kv(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    kv_of(path, take_talk_back(path)?)
+}
+
+fn kv_of(path: &Path, text: Option<String>) -> Result<BTreeMap<String, String>, String> {
+    match text {
         Some(t) => parse_kv(&t).map_err(|e| format!("{}: {e}", path.display())),
         None => Ok(BTreeMap::new()),
     }
 }
 
-/// `$GITHUB_PATH`: one directory per line.
-pub fn read_path_file(path: &Path) -> Result<Vec<String>, String> {
-    Ok(read_talk_back(path)?
+/// `$GITHUB_PATH`, one directory per line, read and removed ([`take_talk_back`]).
+pub fn take_path_file(path: &Path) -> Result<Vec<String>, String> {
+    Ok(take_talk_back(path)?
         .map(|t| {
             t.lines()
                 .map(str::trim)

@@ -167,7 +167,15 @@ fn children_of_self() -> Option<Vec<i32>> {
 
 /// The children of one of trun's threads (`/proc/self/task/<tid>`).
 fn children_of_task(task: &Path) -> Option<Vec<i32>> {
-    let s = std::fs::read_to_string(task.join("children")).ok()?;
+    use std::io::Read;
+    // Through `take`, which reads without the stat a `File` makes for a
+    // size hint (a proc file says 0): this is read after every step.
+    let mut s = String::new();
+    std::fs::File::open(task.join("children"))
+        .ok()?
+        .take(1 << 20)
+        .read_to_string(&mut s)
+        .ok()?;
     Some(
         s.split_whitespace()
             .filter_map(|p| p.parse().ok())
@@ -402,8 +410,16 @@ struct Pipes {
 
 impl Pipes {
     fn new(out: std::io::PipeReader, err: std::io::PipeReader) -> Pipes {
+        // Our own read ends of fresh pipes: one fcntl makes each non-blocking,
+        // where tokio's checked constructor spends three syscalls finding out.
         let receiver = |fd: std::io::PipeReader| {
-            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(fd)).ok()
+            let fd = std::os::fd::OwnedFd::from(fd);
+            nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .ok()?;
+            tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd).ok()
         };
         Pipes {
             out: receiver(out),
@@ -513,8 +529,10 @@ async fn reap(pids: &[i32]) {
 /// children. So only the main thread's children are read, one file rather
 /// than one per thread (a tenth of trun's own time per trivial step).
 fn has_unknown_children() -> bool {
-    let main = PathBuf::from(format!("/proc/self/task/{}", std::process::id()));
-    let Some(children) = children_of_task(&main) else {
+    static MAIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let main =
+        MAIN.get_or_init(|| PathBuf::from(format!("/proc/self/task/{}", std::process::id())));
+    let Some(children) = children_of_task(main) else {
         return true;
     };
     live(|l| children.iter().any(|c| !l.contains_key(c)))
