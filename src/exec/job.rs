@@ -170,7 +170,7 @@ impl JobRunner {
         let mut container: Option<(String, Option<String>)> = None;
         if failure.is_none() {
             if let Some(spec) = &job.container {
-                match self.start_container(spec, &env).await {
+                match Box::pin(self.start_container(spec, &env)).await {
                     Ok(c) => container = Some(c),
                     Err(e) => failure = Some(e),
                 }
@@ -234,7 +234,9 @@ impl JobRunner {
                     Ok(true) => {
                         let remaining =
                             deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                        self.run_step(
+                        // Boxed: a step's future is most of a job's, and a
+                        // job's future is moved whole when it is spawned.
+                        Box::pin(self.run_step(
                             step,
                             &mut ctx,
                             &env,
@@ -246,7 +248,7 @@ impl JobRunner {
                             &mut grading,
                             &mut posts,
                             &mut cancel,
-                        )
+                        ))
                         .await
                     }
                 }
@@ -335,9 +337,9 @@ impl JobRunner {
 
         frames.close_all(&mut ctx, &self.templates);
         if let (Some((id, net)), Some(docker)) = (&container, &self.opts.docker) {
-            let _ = docker.remove_job_container(id, net.as_deref()).await;
+            let _ = Box::pin(docker.remove_job_container(id, net.as_deref())).await;
         }
-        super::grade_step::close(grading.take()).await;
+        Box::pin(super::grade_step::close(grading.take())).await;
         // End-of-job hooks of actions (saving a cache after a miss), only after success,
         // as GitHub's post steps; a failed hook is a warning, as there.
         if !job_failed && !cancelled {
@@ -727,7 +729,7 @@ impl JobRunner {
                         .plan
                         .root
                         .join(definition["repo"].as_str().unwrap_or("."));
-                    let outcome = super::grade_step::run(
+                    let outcome = Box::pin(super::grade_step::run(
                         grading,
                         super::grade_step::GradeStep {
                             rubric,
@@ -743,7 +745,7 @@ impl JobRunner {
                         },
                         &mut sink,
                         cancel,
-                    )
+                    ))
                     .await;
                     if let Exit::Failed(why) = &outcome.exit {
                         sink.note(why);
@@ -760,7 +762,7 @@ impl JobRunner {
                     // The action's lines reach the log through the sink.
                     let github = crate::actions::github::builtin(uses);
                     let outcome = if let Some(kind) = github {
-                        let (outcome, post) = crate::exec::actions::execute_github(
+                        let (outcome, post) = Box::pin(crate::exec::actions::execute_github(
                             kind,
                             uses,
                             &with,
@@ -773,7 +775,7 @@ impl JobRunner {
                             timeout,
                             cancel,
                             &mut sink,
-                        )
+                        ))
                         .await;
                         if let Some(data) = post {
                             posts.push(crate::exec::actions::Post {
@@ -786,7 +788,7 @@ impl JobRunner {
                         outcome
                     } else {
                         let mut on_line = |stream: Stream, line: String| sink.line(stream, &line);
-                        crate::exec::actions::execute(
+                        Box::pin(crate::exec::actions::execute(
                             uses,
                             &with,
                             &crate::exec::actions::Ctx {
@@ -801,7 +803,7 @@ impl JobRunner {
                             cancel,
                             &mut std::io::sink(),
                             &mut on_line,
-                        )
+                        ))
                         .await
                     };
                     write_outputs(&output_file, &outcome.outputs);
