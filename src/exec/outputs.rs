@@ -242,6 +242,39 @@ mod tests {
     }
 
     #[test]
+    fn taking_a_planted_file_refuses_it_and_removes_it_not_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("secret");
+        std::fs::write(&target, "KEY=value\n").unwrap();
+        // A symlink to a file elsewhere: refused, the link goes, the target stays.
+        let link = dir.path().join("j.0.env");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = take_kv(&link).unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
+        assert!(link.symlink_metadata().is_err(), "the link is removed");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "KEY=value\n");
+        // A FIFO: refused without blocking, and removed.
+        let fifo = dir.path().join("j.0.path");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(take_path_file(&fifo).is_err());
+        assert!(fifo.symlink_metadata().is_err(), "the FIFO is removed");
+        // A summary over GitHub's limit: GitHub's message, and removed.
+        let summary = dir.path().join("j.0.summary");
+        std::fs::write(&summary, vec![b'x'; MAX_STEP_SUMMARY as usize + 1]).unwrap();
+        let e = take_step_summary(&summary).unwrap_err();
+        assert!(e.contains("upload aborted"), "{e}");
+        assert!(!summary.exists());
+        // A file the step wrote: read, then gone; one it did not write: nothing.
+        let state = dir.path().join("j.0.state");
+        std::fs::write(&state, "a=1\n").unwrap();
+        assert_eq!(take_kv(&state).unwrap()["a"], "1");
+        assert!(!state.exists());
+        assert!(take_kv(&state).unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn unclosed_heredoc_is_an_error() {
         assert!(parse_kv("n<<EOF\nl1\n")
             .unwrap_err()
