@@ -224,6 +224,43 @@ fn unknown_keys_and_events_are_errors_at_their_place() {
         .stderr_has("`runner` has no property `oss` (did you mean `os`?)");
 }
 
+/// The values one step sees and the next one does not share: `github.action` is
+/// each step's own; the run's paths agree with the variables in every step.
+#[test]
+fn each_step_sees_its_own_action_and_the_runs_paths() {
+    let t = repo(
+        r#"
+        name: steps
+        on: push
+        jobs:
+          show:
+            runs-on: ubuntu-latest
+            steps:
+              - id: first
+                run: echo "action=${{ github.action }}"
+              - id: second
+                if: github.workspace != ''
+                run: |
+                  echo "action=${{ github.action }}"
+                  test "${{ github.event_path }}" = "$GITHUB_EVENT_PATH" && echo "event path agrees"
+                  test "${{ runner.temp }}" = "$RUNNER_TEMP" && echo "runner temp agrees"
+                  test "${{ github.workspace }}" = "$GITHUB_WORKSPACE" && echo "workspace agrees"
+        "#,
+    );
+    let out = trun(&t, &["-W", "ci"]).env("SHELL", "/bin/false").run();
+    out.success();
+    let all = out.all();
+    for want in [
+        "action=first",
+        "action=second",
+        "event path agrees",
+        "runner temp agrees",
+        "workspace agrees",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}
+
 #[test]
 fn contexts_and_variables_come_from_the_local_repository() {
     let t = repo(

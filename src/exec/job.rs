@@ -184,6 +184,21 @@ impl JobRunner {
                 line: f.clone(),
             });
         }
+        if !ctx.github.is_empty() {
+            // What every step of the run sees the same: set once for the
+            // job's steps, not per step.
+            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
+            for (k, v) in [
+                ("event_path", event_path.display().to_string()),
+                ("workspace", self.plan.root.display().to_string()),
+            ] {
+                ctx.github.insert(k.into(), Value::String(v));
+            }
+            ctx.runner.insert(
+                "temp".into(),
+                Value::String(self.opts.tmp_dir.display().to_string()),
+            );
+        }
         let deadline = job.timeout.map(|t| Instant::now() + t);
         let mut extra_path: Vec<String> = Vec::new();
         let mut grading: Option<super::grade_step::Grading> = None;
@@ -439,25 +454,15 @@ impl JobRunner {
         if !ctx.github.is_empty() {
             // The step's own `github` values, set on the job's context in place
             // (each step sets them anew) rather than on a copy of it.
-            let event_path = self.opts.tmp_dir.join(crate::github::EVENT_FILE);
             // A step of a local composite action: the action's directory.
             let action_path = step
                 .frame
                 .as_ref()
                 .map(|f| f.action_path.display().to_string())
                 .unwrap_or_default();
-            for (k, v) in [
-                ("action", step.id.clone()),
-                ("action_path", action_path),
-                ("event_path", event_path.display().to_string()),
-                ("workspace", self.plan.root.display().to_string()),
-            ] {
+            for (k, v) in [("action", step.id.clone()), ("action_path", action_path)] {
                 ctx.github.insert(k.into(), Value::String(v));
             }
-            ctx.runner.insert(
-                "temp".into(),
-                Value::String(self.opts.tmp_dir.display().to_string()),
-            );
         }
         // Step env, rendered with the context so far: the job's context,
         // copied only for a step with `env` of its own (a copy per step
