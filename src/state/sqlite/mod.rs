@@ -26,6 +26,7 @@ use super::records::{
 use super::transition::{Illegal, Transition};
 use super::{Result, StatCache, StateError, Store};
 use crate::event::{now_ms, Event, JobInfo, Status};
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -72,6 +73,7 @@ impl SqliteStore {
                 }
             }
         };
+        remove_orphaned_wal(path);
         let mut conn = Connection::open(path).map_err(open_err)?;
         // busy_timeout first: switching to WAL itself needs a lock that a
         // concurrent trun may hold for a moment. Ten seconds: grading many
@@ -91,6 +93,17 @@ impl SqliteStore {
         // crash: at worst the last commits before a power loss are lost.
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(open_err)?;
+        // The WAL stays between runs. Checkpointing it at every close cost each run
+        // four fsyncs (the WAL and the database at the checkpoint, then the new WAL's
+        // header and its directory entry at the next open), which was most of what a
+        // no-op at 10 000 files spent beyond make's own work. SQLite's autocheckpoint
+        // still folds it into the database once it passes 256 pages (1 MiB, a few
+        // no-op runs), which also bounds what the next open reads back, and a WAL a
+        // large run grew is cut back to 4 MiB when it restarts.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(open_err)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304;")
+            .map_err(open_err)?;
         migrations::migrate(&mut conn, path)?;
         // Recording, up-to-date checks and the stat cache use a few dozen
         // statements over and over; the default cache of 16 would evict some.
@@ -107,20 +120,25 @@ impl SqliteStore {
     /// `show`, `logs`) where `.trun` cannot be written (a read-only mount, another user's
     /// workspace): no migration, no WAL switch, no marking of interrupted runs, and SQLite
     /// told the file cannot change under it (`immutable=1`), so it needs no lock or
-    /// `-shm` file. A database from another version of trun is refused, not guessed at.
+    /// `-shm` file. Runs not yet folded into the database are in its WAL, which
+    /// `immutable` would ignore: when the WAL is there, SQLite reads it and its
+    /// `-shm` read-only instead. A database from another version of trun is refused,
+    /// not guessed at.
     pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
         use rusqlite::OpenFlags;
         let open_err = |source: rusqlite::Error| StateError::Open {
             path: path.to_path_buf(),
             source: Box::new(source),
         };
+        let pending = sibling(path, "-wal").exists();
         let uri = format!(
-            "file:{}?immutable=1",
+            "file:{}{}",
             path.display()
                 .to_string()
                 .replace('%', "%25")
                 .replace('?', "%3f")
-                .replace('#', "%23")
+                .replace('#', "%23"),
+            if pending { "" } else { "?immutable=1" }
         );
         let conn = Connection::open_with_flags(
             uri,
@@ -154,6 +172,27 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         f(&self.conn())
+    }
+}
+
+/// `<db><suffix>`: the WAL (`-wal`) or its index (`-shm`) beside the database.
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Removes the WAL and its index when their database is gone: someone moved or
+/// deleted `state.db` (as the message for a damaged one advises) and left them.
+/// SQLite matches a WAL to its database by name only, so it would replay the old
+/// pages into the new, empty file and damage that too.
+fn remove_orphaned_wal(db: &Path) {
+    if matches!(db.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        for suffix in ["-wal", "-shm"] {
+            // Nothing there is the usual case; a WAL that cannot be removed makes
+            // the open below fail with SQLite's own words.
+            let _ = std::fs::remove_file(sibling(db, suffix));
+        }
     }
 }
 

@@ -73,6 +73,71 @@ fn reopening_keeps_runs_and_schema() {
     assert_eq!(store.latest_run_id().expect("latest"), Some(id));
 }
 
+/// Begins and finishes one run named `name`; returns its id.
+fn one_run(store: &SqliteStore, name: &str) -> i64 {
+    let id = store
+        .begin_run(
+            name,
+            "trun.yaml",
+            &args(&["trun"]),
+            &[job("build", &[], &["compile"])],
+        )
+        .expect("begin");
+    store
+        .record(
+            id,
+            &[Event::RunFinished {
+                run_id: id,
+                status: Status::Success,
+                at: now_ms(),
+                duration_ms: 5,
+            }],
+        )
+        .expect("record");
+    id
+}
+
+#[test]
+fn a_closed_store_keeps_its_wal_and_every_way_of_opening_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_path(dir.path());
+    let id = one_run(&open_in(&dir), "app");
+    // Closing did not fold the WAL into the database (that cost every run four
+    // fsyncs): the run is in the WAL alone.
+    let wal = sibling(&db, "-wal");
+    assert!(
+        wal.metadata().expect("the WAL outlives the store").len() > 0,
+        "the WAL is empty"
+    );
+    let only_the_file = rusqlite::Connection::open(format!("file:{}?immutable=1", db.display()))
+        .and_then(|c| c.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0)));
+    assert!(
+        !matches!(only_the_file, Ok(1)),
+        "the run was already in the database file itself, so this test proves nothing"
+    );
+    // A writable open and a read-only one (for a read-only `.trun`) both see it.
+    assert_eq!(open_in(&dir).latest_run_id().expect("latest"), Some(id));
+    let ro = SqliteStore::open_read_only(&db).expect("read-only open");
+    assert_eq!(ro.latest_run_id().expect("latest"), Some(id));
+    assert_eq!(ro.runs(10).expect("runs")[0].workflow, "app");
+}
+
+#[test]
+fn the_wal_of_a_database_moved_aside_does_not_damage_the_next_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_path(dir.path());
+    for n in 0..3 {
+        one_run(&open_in(&dir), &format!("run {n}"));
+    }
+    assert!(sibling(&db, "-wal").exists());
+    // What the message for a damaged database advises: move the file aside.
+    std::fs::rename(&db, dir.path().join("broken.db")).expect("move aside");
+    let store = open_in(&dir);
+    assert_eq!(integrity(&store), "ok");
+    assert!(store.runs(10).expect("runs").is_empty(), "a fresh history");
+    assert_eq!(one_run(&store, "new"), 1);
+}
+
 /// Points a running run at another process, as if that process had recorded it.
 fn pretend_owner(store: &SqliteStore, run_id: i64, pid: i64, start: Option<i64>) {
     store
