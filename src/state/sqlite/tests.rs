@@ -41,29 +41,7 @@ fn open_creates_the_directory_and_applies_every_migration() {
 #[test]
 fn reopening_keeps_runs_and_schema() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let id = {
-        let store = open_in(&dir);
-        let id = store
-            .begin_run(
-                "app",
-                "trun.yaml",
-                &args(&["trun", "build"]),
-                &[job("build", &[], &["compile"])],
-            )
-            .expect("begin");
-        store
-            .record(
-                id,
-                &[Event::RunFinished {
-                    run_id: id,
-                    status: Status::Success,
-                    at: now_ms(),
-                    duration_ms: 5,
-                }],
-            )
-            .expect("record");
-        id
-    };
+    let id = one_run(&open_in(&dir), "app");
     let store = open_in(&dir);
     let runs = store.runs(10).expect("runs");
     assert_eq!(runs.len(), 1);
@@ -79,7 +57,7 @@ fn one_run(store: &SqliteStore, name: &str) -> i64 {
         .begin_run(
             name,
             "trun.yaml",
-            &args(&["trun"]),
+            &args(&["trun", "build"]),
             &[job("build", &[], &["compile"])],
         )
         .expect("begin");
