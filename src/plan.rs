@@ -370,7 +370,8 @@ pub fn build_with(
         let engine = crate::template::Engine::new(wf.root.clone());
         let ctx = crate::template::Context {
             inputs: inputs.clone(),
-            github: contexts.github_value(),
+            github: contexts.github.clone(),
+            github_event: Some(contexts.event.clone()),
             vars: contexts.vars.clone(),
             ..Default::default()
         };
@@ -473,7 +474,8 @@ pub fn build_with(
         let ctx = crate::template::Context {
             inputs: inputs.clone(),
             matrix: j.matrix.clone(),
-            github: contexts.github_value(),
+            github: contexts.github.clone(),
+            github_event: Some(contexts.event.clone()),
             vars: contexts.vars.clone(),
             ..Default::default()
         };
@@ -628,7 +630,8 @@ pub fn run_name(
     let r = wf.workflow.run_name.as_ref()?;
     let ctx = crate::template::Context {
         inputs: inputs.clone(),
-        github: contexts.github_value(),
+        github: contexts.github.clone(),
+        github_event: Some(contexts.event.clone()),
         vars: contexts.vars.clone(),
         ..Default::default()
     };

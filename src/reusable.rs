@@ -469,7 +469,8 @@ pub(crate) fn expand(
     let caller_ctx = crate::template::Context {
         inputs: site.inputs.clone(),
         matrix: site.matrix.clone(),
-        github: contexts.github_value(),
+        github: contexts.github.clone(),
+        github_event: Some(contexts.event.clone()),
         vars: contexts.vars.clone(),
         ..Default::default()
     };
@@ -503,7 +504,8 @@ pub(crate) fn expand(
     let default_wd = run_default(|r| r.working_directory.as_ref());
     let eval_ctx = crate::template::Context {
         inputs: inputs.clone(),
-        github: contexts.github_value(),
+        github: contexts.github.clone(),
+        github_event: Some(contexts.event.clone()),
         vars: contexts.vars.clone(),
         ..Default::default()
     };

@@ -400,6 +400,55 @@ fn an_event_payload_is_data_never_code() {
 }
 
 #[test]
+fn a_large_event_payload_is_held_once_however_many_jobs_read_it() {
+    // Near the 8 MiB cap and made of many small objects, the costliest kind to
+    // copy: once per job and step, 40 jobs took seconds and hundreds of MiB.
+    let items: Vec<serde_json::Value> = (0..150_000)
+        .map(|i| serde_json::json!({ "k": format!("v{i}"), "n": i, "s": "x".repeat(20) }))
+        .collect();
+    let payload = serde_json::json!({ "items": items }).to_string();
+    assert!(payload.len() > 7 << 20, "{} bytes", payload.len());
+    let mut workflow = String::from("on: push\njobs:\n");
+    let mut all = Vec::new();
+    for i in 0..40 {
+        workflow.push_str(&format!(
+            "  j{i}:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"item ${{{{ github.event.items[3].k }}}} in ${{{{ github.job }}}}\"\n      - run: 'true'\n"
+        ));
+        all.push(format!("j{i}"));
+    }
+    // Last, trun's peak memory, read by a step from its parent's status.
+    workflow.push_str(&format!(
+        "  report:\n    runs-on: ubuntu-latest\n    needs: [{}]\n    steps:\n      - run: grep VmHWM /proc/$PPID/status > hwm.txt\n",
+        all.join(", ")
+    ));
+    let t = repo(&workflow);
+    t.write("big.json", &payload);
+    let out = trun(&t, &["-W", "ci", "--event-path", "big.json", "-j", "4"]).run();
+    out.success();
+    for job in ["j0", "j17", "j39"] {
+        assert!(
+            out.all().contains(&format!("item v3 in {job}")),
+            "{}",
+            out.all()
+        );
+    }
+    let status = t.read("hwm.txt");
+    let kib: u64 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status:?}"));
+    // The payload parsed once costs about 100 MiB; a copy per running job (four
+    // at a time here) would more than double that.
+    assert!(
+        kib < 200 << 10,
+        "trun peaked at {} MiB for one {} MiB payload",
+        kib >> 10,
+        payload.len() >> 20
+    );
+}
+
+#[test]
 fn a_bad_event_payload_is_refused_before_anything_runs() {
     let t = repo(
         "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [ { run: touch ran } ]\n",

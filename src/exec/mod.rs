@@ -733,7 +733,8 @@ fn github_contexts(
     ctx: &mut Context,
 ) {
     if let Some(gh) = &plan.github {
-        ctx.github = gh.github_value();
+        ctx.github = gh.github.clone();
+        ctx.github_event = Some(gh.event.clone());
         for k in ["run_id", "run_number"] {
             ctx.github
                 .insert(k.into(), Value::String(run_id.to_string()));

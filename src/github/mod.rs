@@ -58,13 +58,6 @@ pub struct Contexts {
 }
 
 impl Contexts {
-    /// The `github` context as an expression sees it, `event` included.
-    pub fn github_value(&self) -> Map<String, Value> {
-        let mut g = self.github.clone();
-        g.insert("event".into(), (*self.event).clone());
-        g
-    }
-
     /// The image a job with these `runs-on` labels runs in, if `-P` maps one of them.
     pub fn image_for(&self, labels: &[String]) -> Option<(String, String)> {
         labels.iter().find_map(|l| {

@@ -9,7 +9,7 @@
 
 use super::functions::{self, Memory};
 use super::syntax::{children, CmpOp, Func, Kind, Node, Span};
-use super::value::{eq_ignore_case, lookup, loose_cmp, loose_eq, take, Val};
+use super::value::{eq_ignore_case, lookup, lookup_with, loose_cmp, loose_eq, take, Val};
 use super::{ExprError, StatusFlags};
 use serde_json::{Map, Value as Json};
 use std::borrow::Cow;
@@ -137,6 +137,7 @@ impl<'a> Evaluator<'a, '_> {
         Ok(match base {
             Val::Obj(Cow::Borrowed(m)) => lookup(m, name).map_or(Val::Null, Val::borrowed),
             Val::Obj(Cow::Owned(mut m)) => take(&mut m, name).map_or(Val::Null, Val::owned),
+            Val::ObjWith(m, k, v) => lookup_with(m, k, v, name).map_or(Val::Null, Val::borrowed),
             Val::Filtered(items) => {
                 let mut out = Vec::new();
                 for item in items {
@@ -176,6 +177,9 @@ impl<'a> Evaluator<'a, '_> {
         Ok(match base {
             Val::Arr(a) => from_array(a, idx.pos).unwrap_or(Val::Null),
             Val::Obj(m) => from_object(m, key).unwrap_or(Val::Null),
+            Val::ObjWith(m, k, v) => key
+                .and_then(|key| lookup_with(m, k, v, key))
+                .map_or(Val::Null, Val::borrowed),
             Val::Filtered(items) => {
                 let mut out = Vec::new();
                 for item in items {
@@ -201,6 +205,10 @@ impl<'a> Evaluator<'a, '_> {
                 Val::Arr(Cow::Owned(a)) => out.extend(a.into_iter().map(Val::owned)),
                 Val::Obj(Cow::Borrowed(m)) => out.extend(m.values().map(Val::borrowed)),
                 Val::Obj(Cow::Owned(m)) => out.extend(m.into_iter().map(|(_, v)| Val::owned(v))),
+                Val::ObjWith(m, _, v) => {
+                    out.extend(m.values().map(Val::borrowed));
+                    out.push(Val::borrowed(v));
+                }
                 Val::Filtered(items) => out.extend(items),
                 _ => {}
             }

@@ -188,7 +188,7 @@ pub(crate) fn join<'a>(args: &[Val<'a>], mem: &mut Memory) -> Result<Val<'a>, St
     let items: Vec<Val> = match &args[0] {
         Val::Arr(a) => a.iter().map(Val::borrowed).collect(),
         Val::Filtered(items) => items.clone(),
-        Val::Obj(_) => return Ok(Val::Str(Cow::Borrowed(""))),
+        Val::Obj(_) | Val::ObjWith(..) => return Ok(Val::Str(Cow::Borrowed(""))),
         v => return Ok(Val::Str(Cow::Owned(v.to_text().into_owned()))),
     };
     let texts: Vec<Cow<str>> = items.iter().map(Val::to_text).collect();

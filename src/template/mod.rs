@@ -201,8 +201,11 @@ pub struct Context {
     /// `--secret` values by name; a name not given reads as null.
     pub secrets: Map<String, Json>,
     pub status: StatusFlags,
-    /// GitHub Actions' `github` context (see `crate::github`).
+    /// GitHub Actions' `github` context (see `crate::github`) without `event`.
     pub github: Map<String, Json>,
+    /// `github.event`, shared: an event payload may be megabytes, and every job
+    /// and step has a context of its own. `None` outside GitHub Actions files.
+    pub github_event: Option<std::sync::Arc<Json>>,
     /// `{"os", "arch", "name", "temp", "tool_cache", "debug"}`.
     pub runner: Map<String, Json>,
     /// `--var NAME=VALUE` and `--var-file`; a missing variable reads as null.
@@ -223,7 +226,13 @@ impl Context {
             ("steps", obj(&self.steps)),
             ("job", obj(&self.job)),
             ("trun", obj(&self.trun)),
-            ("github", obj(&self.github)),
+            (
+                "github",
+                match &self.github_event {
+                    Some(event) => Val::ObjWith(&self.github, "event", event),
+                    None => obj(&self.github),
+                },
+            ),
             ("runner", obj(&self.runner)),
             ("vars", obj(&self.vars)),
             ("strategy", obj(&self.strategy)),

@@ -571,3 +571,35 @@ fn secrets_context_reads_given_names_and_null_for_others() {
     assert_eq!(eval("secrets.NOT_GIVEN"), Json::Null);
     assert_eq!(eval("secrets.TOKEN == 'hunter2'"), json!(true));
 }
+
+#[test]
+fn the_shared_event_reads_as_a_member_of_github() {
+    let mut c = ctx();
+    c.github = obj(json!({"job": "build", "ref": "refs/heads/main"}));
+    c.github_event = Some(std::sync::Arc::new(
+        json!({"number": 7, "pull_request": {"title": "fix"}}),
+    ));
+    let e = engine();
+    let ev = |src: &str| e.eval(src, &c).unwrap_or_else(|err| panic!("{src}: {err}"));
+    assert_eq!(ev("github.event.pull_request.title"), json!("fix"));
+    assert_eq!(ev("github.EVENT.number"), json!(7));
+    assert_eq!(ev("github['event']['number']"), json!(7));
+    assert_eq!(ev("github.job"), json!("build"));
+    assert_eq!(ev("github.missing"), Json::Null);
+    // The whole object has every member, the event among them.
+    assert_eq!(
+        ev("github"),
+        json!({"job": "build", "ref": "refs/heads/main", "event": {"number": 7, "pull_request": {"title": "fix"}}})
+    );
+    let text = ev("toJSON(github)");
+    let back: Json = serde_json::from_str(text.as_str().unwrap()).unwrap();
+    assert_eq!(back["event"]["number"], json!(7));
+    assert_eq!(back["ref"], json!("refs/heads/main"));
+    assert_eq!(ev("github.*.number"), json!([7]));
+    // An object as ever: truthy, "Object" as text, equal only to itself.
+    assert_eq!(ev("github && 'yes'"), json!("yes"));
+    assert_eq!(ev("format('{0}', github)"), json!("Object"));
+    assert_eq!(ev("join(github)"), json!(""));
+    assert_eq!(ev("github == github"), json!(true));
+    assert_eq!(ev("github == fromJSON('{}')"), json!(false));
+}

@@ -26,6 +26,10 @@ pub(crate) enum Val<'a> {
     Str(Cow<'a, str>),
     Arr(Cow<'a, Vec<Json>>),
     Obj(Cow<'a, Map<String, Json>>),
+    /// An object borrowed from a context plus one member kept beside it: `github`
+    /// and its `event`, which every job and step shares rather than copying it
+    /// into each context (a payload may be megabytes). The key is not in the map.
+    ObjWith(&'a Map<String, Json>, &'a str, &'a Json),
     /// The result of an object filter (`x.*`, `x[*].name`): a new array.
     Filtered(Vec<Val<'a>>),
 }
@@ -72,7 +76,7 @@ impl<'a> Val<'a> {
             Val::Num(_) => ValKind::Num,
             Val::Str(_) => ValKind::Str,
             Val::Arr(_) | Val::Filtered(_) => ValKind::Arr,
-            Val::Obj(_) => ValKind::Obj,
+            Val::Obj(_) | Val::ObjWith(..) => ValKind::Obj,
         }
     }
 
@@ -88,7 +92,7 @@ impl<'a> Val<'a> {
             Val::Bool(b) => *b,
             Val::Num(n) => *n != 0.0 && !n.is_nan(),
             Val::Str(s) => !s.is_empty(),
-            Val::Arr(_) | Val::Obj(_) | Val::Filtered(_) => true,
+            Val::Arr(_) | Val::Obj(_) | Val::ObjWith(..) | Val::Filtered(_) => true,
         }
     }
 
@@ -102,7 +106,7 @@ impl<'a> Val<'a> {
             Val::Num(n) => Cow::Owned(format_number(*n)),
             Val::Str(s) => Cow::Borrowed(s),
             Val::Arr(_) | Val::Filtered(_) => Cow::Borrowed("Array"),
-            Val::Obj(_) => Cow::Borrowed("Object"),
+            Val::Obj(_) | Val::ObjWith(..) => Cow::Borrowed("Object"),
         }
     }
 
@@ -129,6 +133,11 @@ impl<'a> Val<'a> {
             Val::Str(s) => Json::String(s.to_string()),
             Val::Arr(a) => Json::Array(a.as_ref().clone()),
             Val::Obj(o) => Json::Object(o.as_ref().clone()),
+            Val::ObjWith(m, k, v) => {
+                let mut o = (*m).clone();
+                o.insert((*k).to_string(), (*v).clone());
+                Json::Object(o)
+            }
             Val::Filtered(items) => Json::Array(items.iter().map(Val::to_json).collect()),
         }
     }
@@ -137,7 +146,9 @@ impl<'a> Val<'a> {
     fn identity(&self) -> Option<usize> {
         match self {
             Val::Arr(Cow::Borrowed(a)) => Some(*a as *const Vec<Json> as usize),
-            Val::Obj(Cow::Borrowed(o)) => Some(*o as *const Map<String, Json> as usize),
+            Val::Obj(Cow::Borrowed(o)) | Val::ObjWith(o, ..) => {
+                Some(*o as *const Map<String, Json> as usize)
+            }
             _ => None,
         }
     }
@@ -232,6 +243,20 @@ pub(crate) fn lookup<'m>(map: &'m Map<String, Json>, name: &str) -> Option<&'m J
             .find(|(k, _)| eq_ignore_case(k, name))
             .map(|(_, v)| v)
     })
+}
+
+/// `name` of an object with one member kept beside its map ([`Val::ObjWith`]).
+pub(crate) fn lookup_with<'m>(
+    map: &'m Map<String, Json>,
+    key: &str,
+    value: &'m Json,
+    name: &str,
+) -> Option<&'m Json> {
+    if eq_ignore_case(key, name) {
+        Some(value)
+    } else {
+        lookup(map, name)
+    }
 }
 
 /// Like [`lookup`], but takes the value out of an owned object.
@@ -375,6 +400,14 @@ impl Serialize for AsJson<'_, '_> {
                 for (k, v) in o.iter() {
                     m.serialize_entry(k, &JsonRef(v))?;
                 }
+                m.end()
+            }
+            Val::ObjWith(o, key, value) => {
+                let mut m = s.serialize_map(Some(o.len() + 1))?;
+                for (k, v) in o.iter() {
+                    m.serialize_entry(k, &JsonRef(v))?;
+                }
+                m.serialize_entry(key, &JsonRef(value))?;
                 m.end()
             }
             Val::Filtered(items) => {
