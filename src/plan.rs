@@ -735,18 +735,22 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
         }
         asked.to_vec()
     };
+    // By id once: a lookup in the file's list per job made a thousand jobs quadratic.
+    let by_id: std::collections::HashMap<&str, &Job> = jobs
+        .iter()
+        .map(|(k, j)| (k.value.as_str(), &j.value))
+        .collect();
     let mut sel = BTreeSet::new();
     let mut stack = roots;
     while let Some(id) = stack.pop() {
-        if sel.insert(id.clone()) {
-            if let Some(n) = jobs.get(&id).and_then(|j| j.value.needs.as_ref()) {
+        if let Some(j) = by_id.get(id.as_str()).filter(|_| !sel.contains(&id)) {
+            if let Some(n) = &j.needs {
                 stack.extend(n.value.iter().map(|s| s.value.clone()));
             }
             // A fed job comes with the jobs that emit its files.
-            if let Some(j) = jobs.get(&id) {
-                stack.extend(fed_by_of(&j.value));
-            }
+            stack.extend(fed_by_of(j));
         }
+        sel.insert(id);
     }
     Ok(sel)
 }
