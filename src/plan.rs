@@ -368,13 +368,7 @@ pub fn build_with(
         // Static matrix values may use expressions (`${{ inputs.version }}`): they see
         // the inputs, as on GitHub, and are evaluated before the legs are formed.
         let engine = crate::template::Engine::new(wf.root.clone());
-        let ctx = crate::template::Context {
-            inputs: inputs.clone(),
-            github: contexts.github.clone(),
-            github_event: Some(contexts.event.clone()),
-            vars: contexts.vars.clone(),
-            ..Default::default()
-        };
+        let ctx = contexts.expression_context(inputs.clone());
         let eval = |s: &str| engine.eval_value(s, &ctx).map_err(|e| e.message);
         let legs = match expand_matrix(&job.value, &eval) {
             Ok(l) => l,
@@ -472,12 +466,8 @@ pub fn build_with(
     let templates = crate::template::Engine::new(wf.root.clone());
     for j in &mut jobs {
         let ctx = crate::template::Context {
-            inputs: inputs.clone(),
             matrix: j.matrix.clone(),
-            github: contexts.github.clone(),
-            github_event: Some(contexts.event.clone()),
-            vars: contexts.vars.clone(),
-            ..Default::default()
+            ..contexts.expression_context(inputs.clone())
         };
         let render = |s: &mut String| {
             if s.contains("${{") {
@@ -628,13 +618,7 @@ pub fn run_name(
     contexts: &crate::github::Contexts,
 ) -> Option<String> {
     let r = wf.workflow.run_name.as_ref()?;
-    let ctx = crate::template::Context {
-        inputs: inputs.clone(),
-        github: contexts.github.clone(),
-        github_event: Some(contexts.event.clone()),
-        vars: contexts.vars.clone(),
-        ..Default::default()
-    };
+    let ctx = contexts.expression_context(inputs.clone());
     Some(
         templates
             .render(&r.value, &ctx)
@@ -743,14 +727,16 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
     let mut sel = BTreeSet::new();
     let mut stack = roots;
     while let Some(id) = stack.pop() {
-        if let Some(j) = by_id.get(id.as_str()).filter(|_| !sel.contains(&id)) {
+        if !sel.insert(id.clone()) {
+            continue;
+        }
+        if let Some(j) = by_id.get(id.as_str()) {
             if let Some(n) = &j.needs {
                 stack.extend(n.value.iter().map(|s| s.value.clone()));
             }
             // A fed job comes with the jobs that emit its files.
             stack.extend(fed_by_of(j));
         }
-        sel.insert(id);
     }
     Ok(sel)
 }

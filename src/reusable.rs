@@ -467,12 +467,8 @@ pub(crate) fn expand(
     let engine = Engine::new(wf.root.clone());
     // `with:`, evaluated with what the calling leg knows before the run.
     let caller_ctx = crate::template::Context {
-        inputs: site.inputs.clone(),
         matrix: site.matrix.clone(),
-        github: contexts.github.clone(),
-        github_event: Some(contexts.event.clone()),
-        vars: contexts.vars.clone(),
-        ..Default::default()
+        ..contexts.expression_context(site.inputs.clone())
     };
     let mut given = Vec::new();
     for (k, v) in site.job.with.iter() {
@@ -502,13 +498,7 @@ pub(crate) fn expand(
     };
     let default_shell = run_default(|r| r.shell.as_ref());
     let default_wd = run_default(|r| r.working_directory.as_ref());
-    let eval_ctx = crate::template::Context {
-        inputs: inputs.clone(),
-        github: contexts.github.clone(),
-        github_event: Some(contexts.event.clone()),
-        vars: contexts.vars.clone(),
-        ..Default::default()
-    };
+    let eval_ctx = contexts.expression_context(inputs.clone());
     let eval = |s: &str| engine.eval_value(s, &eval_ctx).map_err(|e| e.message);
     let level = Arc::new(CallScope {
         inputs: inputs.clone(),

@@ -58,6 +58,19 @@ pub struct Contexts {
 }
 
 impl Contexts {
+    /// What an expression evaluated before the run sees (a matrix, a job name,
+    /// `run-name`, a reusable workflow's `with:`): `inputs`, `github` with its
+    /// `event` shared rather than copied, and `vars`. Callers add the rest.
+    pub fn expression_context(&self, inputs: Map<String, Value>) -> crate::template::Context {
+        crate::template::Context {
+            inputs,
+            github: self.github.clone(),
+            github_event: Some(self.event.clone()),
+            vars: self.vars.clone(),
+            ..Default::default()
+        }
+    }
+
     /// The image a job with these `runs-on` labels runs in, if `-P` maps one of them.
     pub fn image_for(&self, labels: &[String]) -> Option<(String, String)> {
         labels.iter().find_map(|l| {

@@ -375,13 +375,7 @@ impl Serialize for JsonRef<'_> {
                 _ => serialize_number(n.as_f64().unwrap_or(f64::NAN), s),
             },
             Json::Array(items) => serialize_items(items, s),
-            Json::Object(map) => {
-                let mut m = s.serialize_map(Some(map.len()))?;
-                for (k, v) in map {
-                    m.serialize_entry(k, &JsonRef(v))?;
-                }
-                m.end()
-            }
+            Json::Object(map) => serialize_members(map.iter(), map.len(), s),
             other => other.serialize(s),
         }
     }
@@ -395,21 +389,14 @@ impl Serialize for AsJson<'_, '_> {
             Val::Num(n) => serialize_number(*n, s),
             Val::Str(t) => s.serialize_str(t),
             Val::Arr(a) => serialize_items(a, s),
-            Val::Obj(o) => {
-                let mut m = s.serialize_map(Some(o.len()))?;
-                for (k, v) in o.iter() {
-                    m.serialize_entry(k, &JsonRef(v))?;
-                }
-                m.end()
-            }
-            Val::ObjWith(o, key, value) => {
-                let mut m = s.serialize_map(Some(o.len() + 1))?;
-                for (k, v) in o.iter() {
-                    m.serialize_entry(k, &JsonRef(v))?;
-                }
-                m.serialize_entry(key, &JsonRef(value))?;
-                m.end()
-            }
+            Val::Obj(o) => serialize_members(o.iter(), o.len(), s),
+            Val::ObjWith(o, key, value) => serialize_members(
+                o.iter()
+                    .map(|(k, v)| (k.as_str(), v))
+                    .chain([(*key, *value)]),
+                o.len() + 1,
+                s,
+            ),
             Val::Filtered(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for item in items {
@@ -419,6 +406,18 @@ impl Serialize for AsJson<'_, '_> {
             }
         }
     }
+}
+
+fn serialize_members<'j, K: Serialize + 'j, S: Serializer>(
+    members: impl Iterator<Item = (K, &'j Json)>,
+    len: usize,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(len))?;
+    for (k, v) in members {
+        m.serialize_entry(&k, &JsonRef(v))?;
+    }
+    m.end()
 }
 
 fn serialize_items<S: Serializer>(items: &[Json], s: S) -> Result<S::Ok, S::Error> {
