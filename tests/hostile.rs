@@ -131,6 +131,37 @@ fn a_planted_state_database_link_is_refused_before_sqlite_follows_it() {
 }
 
 #[test]
+fn a_planted_wal_link_is_refused_and_never_removed_or_followed() {
+    // The WAL stays beside the database between runs, and a WAL whose database
+    // was moved aside is removed before opening: neither may touch a planted link.
+    let (dir, victim) = outside();
+    let t = Test::new().workflow("jobs: { a: { steps: [ { run: touch ran } ] } }");
+    t.run(&["-q"]).success();
+    let wal = t.join(".trun/state.db-wal");
+    for db_moved_aside in [false, true] {
+        let _ = fs::remove_file(&wal);
+        symlink(&victim, &wal).unwrap();
+        if db_moved_aside {
+            fs::rename(t.join(".trun/state.db"), t.join("aside.db")).unwrap();
+        }
+        fs::remove_file(t.join("ran")).unwrap_or(());
+        t.run(&["-q"]).status(2).stderr_is(&format!(
+            "error: {} is a symbolic link (to {}); trun does not write through links it did not create: remove the link\n",
+            wal.display(),
+            victim.display()
+        ));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(fs::symlink_metadata(&wal).unwrap().file_type().is_symlink());
+        assert!(!t.exists("ran"));
+    }
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the victim"
+    );
+}
+
+#[test]
 fn a_symlinked_trun_dir_is_refused_by_run_and_history() {
     let (dir, _victim) = outside();
     let t = Test::new().workflow("jobs: { a: { steps: [ { run: touch ran } ] } }");
