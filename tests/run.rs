@@ -528,6 +528,32 @@ fn retry_gives_up_after_the_last_attempt() {
 }
 
 #[test]
+fn a_retried_step_keeps_only_the_outputs_of_its_last_attempt() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - id: flaky
+                run: |
+                  n=$(cat counter 2>/dev/null || echo 0)
+                  n=$((n + 1))
+                  echo "$n" > counter
+                  echo "from$n=yes" >> "$GITHUB_OUTPUT"
+                  [ "$n" -ge 2 ]
+                retry: { attempts: 2, delay: 10ms }
+              - run: echo "[${{ steps.flaky.outputs.from1 }}][${{ steps.flaky.outputs.from2 }}]" > seen
+        "#,
+    );
+    t.run(&[]).success();
+    assert_eq!(
+        t.read("seen"),
+        "[][yes]\n",
+        "the failed attempt's output is not carried into the next"
+    );
+}
+
+#[test]
 fn step_timeout_kills_the_process_group_and_reports_timed_out() {
     let t = Test::new().workflow(
         r#"

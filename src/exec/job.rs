@@ -218,6 +218,8 @@ impl JobRunner {
             };
             // A step of a composite action sees the composite's inputs and steps.
             let entered = frames.enter(step.frame.as_ref(), &mut ctx, &self.templates);
+            // Which talk-back files the step left, found once it ran.
+            let mut written = outputs::Written::default();
             let end = if cancelled
                 && step
                     .condition
@@ -253,6 +255,7 @@ impl JobRunner {
                         // job's future is moved whole when it is spawned.
                         Box::pin(self.run_step(
                             step,
+                            &mut written,
                             &mut ctx,
                             &env,
                             &extra_path,
@@ -283,7 +286,7 @@ impl JobRunner {
                     })
                 };
                 let env_file = tmp_file(&tmp_prefix, step.index, "env");
-                match outputs::take_kv(&env_file) {
+                match written.read(&env_file, outputs::take_kv) {
                     Ok(vars) => {
                         for (k, v) in vars {
                             ctx.env.insert(k.clone(), Value::String(v.clone()));
@@ -294,7 +297,7 @@ impl JobRunner {
                     Err(e) => warn("$GITHUB_ENV", e),
                 }
                 let path_file = tmp_file(&tmp_prefix, step.index, "path");
-                match outputs::take_path_file(&path_file) {
+                match written.read(&path_file, outputs::take_path_file) {
                     Ok(p) => extra_path.extend(p),
                     Err(e) => warn("$GITHUB_PATH", e),
                 }
@@ -438,6 +441,7 @@ impl JobRunner {
     async fn run_step(
         &self,
         step: &PlannedStep,
+        talk_back: &mut outputs::Written,
         ctx: &mut Context,
         job_env: &[(String, String)],
         extra_path: &[String],
@@ -684,6 +688,11 @@ impl JobRunner {
         };
         let mut attempt = 1;
         let step_started = Instant::now();
+        let mut written = outputs::Written::default();
+        let (tmp_dir, stem) = (
+            tmp_prefix.parent().unwrap_or(tmp_prefix),
+            tmp_file(tmp_prefix, step.index, ""),
+        );
         // A name may use what only the run knows (`steps.x.outputs.y`).
         let display_name = if step.name.contains("${{") {
             self.templates
@@ -700,7 +709,6 @@ impl JobRunner {
                 attempt,
                 at: now_ms(),
             });
-            let _ = std::fs::remove_file(&output_file);
             if let Some(feeds) = &self.feeds {
                 // Fresh per attempt: a failed attempt's files are not emitted.
                 if let Err(e) = feeds.prepare(&self.opts.tmp_dir, &emit_dir, job) {
@@ -829,7 +837,10 @@ impl JobRunner {
                 }
                 _ => exit,
             };
-            let outs = match outputs::read_kv(&output_file) {
+            // Every process of the step is gone: what it wrote is all there is.
+            // The outputs file is taken, so a retry starts without it.
+            written = outputs::Written::scan(tmp_dir, stem.file_name().unwrap_or_default());
+            let outs = match written.read(&output_file, outputs::take_kv) {
                 // `::set-output` values, unless the file set the same name.
                 Ok(mut o) => {
                     if let Some(c) = sink.commands() {
@@ -930,20 +941,29 @@ impl JobRunner {
         if let Some(c) = sink.commands() {
             // `::set-env` / `::add-path` (when allowed) reach later steps the
             // way `$GITHUB_ENV` / `$GITHUB_PATH` do.
+            if !c.env.is_empty() {
+                written.add(&env_file);
+            }
+            if !c.path.is_empty() {
+                written.add(&path_file);
+            }
             if let Err(e) = append_talk_back(&env_file, &path_file, &c.env, &c.path) {
                 sink.line(Stream::Stderr, &format!("trun: warning: {e}"));
             }
         }
-        self.step_summary(step, &summary_file, &log_path, &mut sink);
+        if written.has(&summary_file) {
+            self.step_summary(step, &summary_file, &log_path, &mut sink);
+        }
         // `$GITHUB_STATE` is for the `post:` of the same action on GitHub; a
         // `run:` step has none, so it is checked and dropped.
-        if let Err(e) = outputs::take_kv(&state_file) {
+        if let Err(e) = written.read(&state_file, outputs::take_kv) {
             sink.line(
                 Stream::Stderr,
                 &format!("trun: warning: $GITHUB_STATE ignored: {e}"),
             );
         }
         sink.finish();
+        *talk_back = written;
         end.duration_ms = step_started.elapsed().as_millis() as u64;
         end.log_path = Some(log_path.display().to_string());
         if let Some(hooks) = &self.opts.hooks {

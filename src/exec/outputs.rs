@@ -57,6 +57,75 @@ pub fn parse_kv(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+/// Which of one step's talk-back files exist, from one read of the run's
+/// tmp directory. Most steps write none, and a failed open per file cost a
+/// lookup of a name the filesystem had never seen (a fresh negative entry)
+/// five times a step; the listing costs one read of a directory that holds
+/// little more than the files of the steps running now.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// The names listed that start with the step's stem; `None` when the
+    /// directory could not be listed or holds more than [`Written::MAX_LISTED`]
+    /// entries (a step filled `$RUNNER_TEMP`): then every file is opened.
+    names: Option<Vec<std::ffi::OsString>>,
+}
+
+impl Written {
+    /// Past this many entries the listing is dropped for one open per file,
+    /// so a crowded directory costs no more than before.
+    const MAX_LISTED: usize = 256;
+
+    /// Lists `dir` for the files whose names start with `stem`.
+    pub fn scan(dir: &Path, stem: &std::ffi::OsStr) -> Written {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Written::default();
+        };
+        let mut names = Vec::new();
+        for (n, entry) in entries.enumerate() {
+            let Ok(entry) = entry else {
+                return Written::default();
+            };
+            if n >= Self::MAX_LISTED {
+                return Written::default();
+            }
+            let name = entry.file_name();
+            if name.as_bytes().starts_with(stem.as_bytes()) {
+                names.push(name);
+            }
+        }
+        Written { names: Some(names) }
+    }
+
+    /// Whether `file` may exist: listed, or the listing is unknown.
+    pub fn has(&self, file: &Path) -> bool {
+        match (&self.names, file.file_name()) {
+            (Some(names), Some(n)) => names.iter().any(|x| x == n),
+            _ => true,
+        }
+    }
+
+    /// `read(file)` if the file may exist, else what reading a missing file gives.
+    pub fn read<T: Default>(
+        &self,
+        file: &Path,
+        read: impl FnOnce(&Path) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.has(file) {
+            read(file)
+        } else {
+            Ok(T::default())
+        }
+    }
+
+    /// Notes that trun itself wrote `file` after the listing.
+    pub fn add(&mut self, file: &Path) {
+        if let (Some(names), Some(n)) = (&mut self.names, file.file_name()) {
+            names.push(n.to_os_string());
+        }
+    }
+}
+
 /// The most a talk-back file may hold; a step writing more fails (outputs)
 /// or is ignored with a warning (env, path).
 pub const MAX_TALK_BACK: u64 = 4 * 1024 * 1024;
