@@ -554,6 +554,31 @@ fn a_retried_step_keeps_only_the_outputs_of_its_last_attempt() {
 }
 
 #[test]
+fn a_missing_working_directory_fails_the_step_and_says_which() {
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - run: touch ran
+                working-directory: not-here
+        "#,
+    );
+    t.run(&[]).status(1);
+    assert!(!t.exists("ran"));
+    let show = t.show_json("");
+    let step = &jobs_by_key(&show)["build"]["steps"][0];
+    assert_eq!(step["status"], "failure");
+    let reason = step["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("working-directory")
+            && reason.contains("not-here")
+            && reason.contains("does not exist"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn step_timeout_kills_the_process_group_and_reports_timed_out() {
     let t = Test::new().workflow(
         r#"

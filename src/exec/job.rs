@@ -635,8 +635,9 @@ impl JobRunner {
             }
         }
 
-        // Looked at only for a step that runs: an up-to-date one needs no directory.
-        if container.is_none() && !cwd.is_dir() {
+        // Looked at only for a step that runs: an up-to-date one needs no
+        // directory. A command's is looked at only if it cannot start.
+        if container.is_none() && argv.is_none() && !cwd.is_dir() {
             return StepEnd::failed(format!(
                 "working-directory {} does not exist",
                 cwd.display()

@@ -301,6 +301,14 @@ async fn spawn_and_wait(
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
+        // The directory is looked at only now: a check before every spawn
+        // showed in a run of many short steps.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !spec.cwd.is_dir() => {
+            return Exit::SpawnFailed(format!(
+                "working-directory {} does not exist",
+                spec.cwd.display()
+            ));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Exit::SpawnFailed(format!("`{prog}` not found on PATH"));
         }
@@ -325,7 +333,9 @@ async fn spawn_and_wait(
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = spec.timeout.map_or(far, |t| Instant::now() + t);
     let mut forced: Option<Forced> = None;
-    let mut kill_at = far;
+    // Armed only when a signal was sent: a timer that never fires still
+    // costs a registration on every turn of the loop.
+    let mut kill_at: Option<Instant> = None;
     let mut status = None;
     let mut drain_until = far;
     loop {
@@ -341,20 +351,20 @@ async fn spawn_and_wait(
                 drain_until = Instant::now() + DRAIN;
             }
             _ = tokio::time::sleep_until(drain_until), if status.is_some() => break,
-            _ = tokio::time::sleep_until(deadline), if forced.is_none() && status.is_none() => {
+            _ = tokio::time::sleep_until(deadline), if spec.timeout.is_some() && forced.is_none() && status.is_none() => {
                 forced = Some(Forced::Timeout);
                 signal_step(pgid, token, Signal::SIGTERM);
-                kill_at = Instant::now() + GRACE;
+                kill_at = Some(Instant::now() + GRACE);
             }
             r = cancel.changed(), if forced.is_none() && status.is_none() => {
                 if r.is_err() || *cancel.borrow() {
                     forced = Some(Forced::Cancel);
                     signal_step(pgid, token, Signal::SIGTERM);
-                    kill_at = Instant::now() + GRACE;
+                    kill_at = Some(Instant::now() + GRACE);
                 }
             }
-            _ = tokio::time::sleep_until(kill_at) => {
-                kill_at = far;
+            _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                kill_at = None;
                 signal_step(pgid, token, Signal::SIGKILL);
             }
         }
