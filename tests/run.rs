@@ -554,6 +554,35 @@ fn a_retried_step_keeps_only_the_outputs_of_its_last_attempt() {
 }
 
 #[test]
+fn outputs_env_and_path_are_read_from_a_crowded_tmp_dir_too() {
+    // trun lists the run's tmp dir to find what a step wrote; past a few hundred
+    // entries (a step filled it) it opens each file instead. Both ways read all.
+    let t = Test::new().workflow(
+        r#"
+        jobs:
+          build:
+            steps:
+              - id: few
+                run: |
+                  echo "v=few" >> "$GITHUB_OUTPUT"
+                  echo "FEW=yes" >> "$GITHUB_ENV"
+              - id: many
+                run: |
+                  d=$(dirname "$GITHUB_OUTPUT")
+                  i=0; while [ $i -lt 300 ]; do : > "$d/filler.$i"; i=$((i + 1)); done
+                  echo "v=many" >> "$GITHUB_OUTPUT"
+                  echo "MANY=yes" >> "$GITHUB_ENV"
+                  mkdir -p bin && printf '#!/bin/sh\necho tool-ran\n' > bin/tool && chmod +x bin/tool
+                  echo "$PWD/bin" >> "$GITHUB_PATH"
+              - run: |
+                  echo "${{ steps.few.outputs.v }} ${{ steps.many.outputs.v }} $FEW $MANY $(tool)" > seen
+        "#,
+    );
+    t.run(&[]).success();
+    assert_eq!(t.read("seen"), "few many yes yes tool-ran\n");
+}
+
+#[test]
 fn a_missing_working_directory_fails_the_step_and_says_which() {
     let t = Test::new().workflow(
         r#"
