@@ -116,7 +116,7 @@ pub fn instance_key(job: &str, name: &str) -> String {
 pub fn check_fed_by(
     wf: &WorkflowFile,
     id: &Sp<String>,
-    job: &Sp<Job>,
+    job: &Sp<Box<Job>>,
     ids: &[&str],
     errs: &mut Vec<Diagnostic>,
 ) {

@@ -355,7 +355,9 @@ pub fn build_with(
 
     // Expand every selected job into legs, in file order, then order by needs.
     let mut legs_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut jobs: Vec<PlannedJob> = Vec::new();
+    // At least a leg per job: growing a vector of large jobs copies them and faults in
+    // fresh pages at every doubling.
+    let mut jobs: Vec<PlannedJob> = Vec::with_capacity(w.jobs.value.0.len());
     let mut errs = Vec::new();
     let mut clean_dirs = std::collections::HashSet::new();
     for (id, job) in w.jobs.value.iter() {
@@ -722,7 +724,7 @@ fn select_jobs(wf: &WorkflowFile, asked: &[String]) -> Result<BTreeSet<String>, 
     // By id once: a lookup in the file's list per job made a thousand jobs quadratic.
     let by_id: std::collections::HashMap<&str, &Job> = jobs
         .iter()
-        .map(|(k, j)| (k.value.as_str(), &j.value))
+        .map(|(k, j)| (k.value.as_str(), &*j.value))
         .collect();
     let mut sel = BTreeSet::new();
     let mut stack = roots;

@@ -354,7 +354,7 @@ fn check_job(
     wf: &WorkflowFile,
     engine: &Engine,
     id: &str,
-    job: &Sp<Job>,
+    job: &Sp<Box<Job>>,
     outputs_of: &BTreeMap<&str, BTreeSet<String>>,
     errs: &mut Vec<Diagnostic>,
 ) {

@@ -29,7 +29,7 @@ pub struct Workflow {
     /// At most `max` runs of this workflow in one group at once.
     pub concurrency: Option<Sp<Concurrency>>,
     /// The jobs, by id.
-    pub jobs: Sp<Entries<Sp<Job>>>,
+    pub jobs: Sp<Entries<Sp<Box<Job>>>>,
     /// GitHub Actions: the events that start the workflow on GitHub. Recorded and
     /// shown by `trun plan`, not enforced; `workflow_dispatch` and `workflow_call`
     /// `inputs` become the workflow's inputs.
