@@ -144,6 +144,8 @@ pub struct RunResult {
 }
 
 struct JobDone {
+    /// The job's place in the plan.
+    index: usize,
     key: String,
     status: Status,
     outputs: BTreeMap<String, String>,
@@ -155,12 +157,14 @@ struct JobDone {
 /// the runtime and tells the scheduler how it ended.
 fn report_when_done(
     done: mpsc::UnboundedSender<JobDone>,
+    index: usize,
     key: String,
     run: impl std::future::Future<Output = job::JobResult> + Send + 'static,
 ) {
     tokio::spawn(async move {
         let r = run.await;
         let _ = done.send(JobDone {
+            index,
             key,
             status: r.status,
             outputs: r.outputs,
@@ -452,13 +456,17 @@ pub async fn run(
                     }
                     job_cancel.insert(i, ctx_tx);
                     let done = done_tx.clone();
-                    let needs_outputs: BTreeMap<String, BTreeMap<String, String>> = needs[i]
-                        .iter()
-                        .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
-                        .collect();
+                    // Only a job run elsewhere or fanned out takes its needs' outputs
+                    // whole; a plain job reads them from its context.
+                    let needs_outputs = || -> BTreeMap<String, BTreeMap<String, String>> {
+                        needs[i]
+                            .iter()
+                            .map(|&d| (plan.jobs[d].key.clone(), outputs[d].clone()))
+                            .collect()
+                    };
                     if !job.fed_by.is_empty() {
                         let feed = fanout::Feed {
-                            needs_outputs,
+                            needs_outputs: needs_outputs(),
                             plan: plan.clone(),
                             job: job.clone(),
                             opts: opts.clone(),
@@ -469,10 +477,10 @@ pub async fn run(
                             feeds: feeds.clone(),
                         };
                         let key = feed.job.key.clone();
-                        report_when_done(done, key, feed.run(ctx_rx));
+                        report_when_done(done, i, key, feed.run(ctx_rx));
                     } else if job.dynamic_matrix.is_some() {
                         let fan = matrix::FanOut {
-                            needs_outputs,
+                            needs_outputs: needs_outputs(),
                             plan: plan.clone(),
                             job: job.clone(),
                             opts: opts.clone(),
@@ -483,19 +491,19 @@ pub async fn run(
                             feeds: step_feeds.clone(),
                         };
                         let key = fan.job.key.clone();
-                        report_when_done(done, key, fan.run(ctx_rx));
+                        report_when_done(done, i, key, fan.run(ctx_rx));
                     } else if let Some(d) = &opts.dispatch {
                         let run = d.run_job(dispatch::Dispatched {
                             run_id: opts.run_id,
                             job: job.clone(),
                             of: None,
-                            needs: needs_outputs,
+                            needs: needs_outputs(),
                             events: events.clone(),
                             cancel: ctx_rx,
                             feeds: step_feeds.clone(),
                         });
                         let permit = spare.take();
-                        report_when_done(done, job.key.clone(), async move {
+                        report_when_done(done, i, job.key.clone(), async move {
                             let r = run.await;
                             drop(permit);
                             r
@@ -515,6 +523,7 @@ pub async fn run(
                         let shared = opts.shared.clone();
                         report_when_done(
                             done,
+                            i,
                             key,
                             shared::run_held(shared, permit, runner, ctx_rx),
                         );
@@ -603,7 +612,7 @@ pub async fn run(
                 ready.extend(std::mem::take(&mut waiting).into_keys());
             }
             Some(done) = done_rx.recv() => {
-                let i = index[done.key.as_str()];
+                let i = done.index;
                 running -= 1;
                 if held.remove(&i) {
                     if let Some(slots) = &opts.slots {
