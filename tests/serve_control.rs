@@ -515,10 +515,15 @@ fn cancel_in_progress_cancels_the_groups_running_run_and_replaces_its_queued_one
             jobs:
               go:
                 steps:
-                  - run: echo "${{ inputs.env }}" >> ran.txt; sleep ${{ inputs.secs }}
+                  - run: |
+                      trap 'until [ -e release ]; do sleep 0.02; done; exit 1' TERM
+                      echo "${{ inputs.env }}" >> ran.txt; sleep ${{ inputs.secs }}
             "#,
         ),
     );
+    // The first run, once cancelled, holds its slot until `release` exists (or
+    // trun's kill after its grace): the second run cannot start in the moment
+    // between its creation and the third's, however the machine is loaded.
     let s = Server::start(&t, &[]);
     let marker = common::marker();
     let first =
@@ -530,6 +535,7 @@ fn cancel_in_progress_cancels_the_groups_running_run_and_replaces_its_queued_one
     let other = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "staging"}}));
     let second = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod"}}));
     let third = s.create(&json!({"workflow": "deploy.yaml", "inputs": {"env": "prod"}}));
+    std::fs::write(t.join("release"), "").unwrap();
 
     let run = s.wait_done(&first);
     assert_eq!(run["status"], "cancelled");
