@@ -638,10 +638,7 @@ impl JobRunner {
         // Looked at only for a step that runs: an up-to-date one needs no
         // directory. A command's is looked at only if it cannot start.
         if container.is_none() && argv.is_none() && !cwd.is_dir() {
-            return StepEnd::failed(format!(
-                "working-directory {} does not exist",
-                cwd.display()
-            ));
+            return StepEnd::failed(super::process::missing_working_directory(&cwd));
         }
         let log_path = log_dir.join(format!("{:02}-{}.log", step.index + 1, sanitize(&step.id)));
         let mut sink = OutputSink::new(
@@ -690,10 +687,8 @@ impl JobRunner {
         let mut attempt = 1;
         let step_started = Instant::now();
         let mut written = outputs::Written::default();
-        let (tmp_dir, stem) = (
-            tmp_prefix.parent().unwrap_or(tmp_prefix),
-            tmp_file(tmp_prefix, step.index, ""),
-        );
+        // The names of this step's talk-back files start so (`<job>.<step>.`).
+        let stem = tmp_file(tmp_prefix, step.index, "");
         // A name may use what only the run knows (`steps.x.outputs.y`).
         let display_name = if step.name.contains("${{") {
             self.templates
@@ -840,7 +835,8 @@ impl JobRunner {
             };
             // Every process of the step is gone: what it wrote is all there is.
             // The outputs file is taken, so a retry starts without it.
-            written = outputs::Written::scan(tmp_dir, stem.file_name().unwrap_or_default());
+            written =
+                outputs::Written::scan(&self.opts.tmp_dir, stem.file_name().unwrap_or_default());
             let outs = match written.read(&output_file, outputs::take_kv) {
                 // `::set-output` values, unless the file set the same name.
                 Ok(mut o) => {

@@ -304,10 +304,7 @@ async fn spawn_and_wait(
         // The directory is looked at only now: a check before every spawn
         // showed in a run of many short steps.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !spec.cwd.is_dir() => {
-            return Exit::SpawnFailed(format!(
-                "working-directory {} does not exist",
-                spec.cwd.display()
-            ));
+            return Exit::SpawnFailed(missing_working_directory(&spec.cwd));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Exit::SpawnFailed(format!("`{prog}` not found on PATH"));
@@ -407,6 +404,11 @@ async fn spawn_and_wait(
         }
         Err(e) => Exit::SpawnFailed(format!("waiting for the process failed: {e}")),
     }
+}
+
+/// Why a step whose directory is not there cannot run.
+pub(crate) fn missing_working_directory(dir: &Path) -> String {
+    format!("working-directory {} does not exist", dir.display())
 }
 
 /// The read ends of a command's stdout and stderr, read by one task so the
